@@ -1,0 +1,341 @@
+//! Configuration: the TOML file format, its defaults and its checks. Unknown keys and
+//! bad types are rejected by serde (`deny_unknown_fields`); ranges and cross-field
+//! rules are checked after, and every error is reported as `FILE:LINE:COL: reason`,
+//! the position found from the TOML document's spans.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::transaction::TimerConfig;
+use crate::core::{CoreConfig, RoomPolicy};
+
+/// The default configuration, compiled in: `caucus run` without `--config`.
+pub const DEFAULT_TOML: &str = include_str!("../conf/caucus.toml");
+
+/// A configuration problem with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {reason}")]
+pub struct ConfigError {
+    /// file name as given
+    pub file: String,
+    /// 1-based line
+    pub line: usize,
+    /// 1-based column
+    pub col: usize,
+    /// what is wrong
+    pub reason: String,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sip {
+    /// UDP and TCP listen address
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// T1 in ms (RFC 3261 default 500)
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+    /// T2 in ms (default 4000)
+    #[serde(default = "default_t2")]
+    pub t2_ms: u64,
+    /// T4 in ms (default 5000)
+    #[serde(default = "default_t4")]
+    pub t4_ms: u64,
+    /// Server / User-Agent header; no version unless you put one here
+    #[serde(default = "default_ua")]
+    pub user_agent: String,
+}
+
+/// `[rtp]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rtp {
+    /// lowest RTP port
+    #[serde(default = "default_port_min")]
+    pub port_min: u16,
+    /// highest port (RTCP included)
+    #[serde(default = "default_port_max")]
+    pub port_max: u16,
+    /// address RTP binds to and advertises; default: the SIP listen address
+    #[serde(default)]
+    pub address: Option<IpAddr>,
+    /// media worker threads; 0 = one per core
+    #[serde(default)]
+    pub workers: usize,
+}
+
+/// `[[room]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Room {
+    /// dialed as sip:NAME@host
+    pub name: String,
+    /// callers at most (1..=10000)
+    #[serde(default = "default_max_participants")]
+    pub max_participants: usize,
+    /// ring (180) this long before answering, 0..=60000 ms
+    #[serde(default)]
+    pub answer_after_ms: u64,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// SIP transport
+    #[serde(default = "default_sip")]
+    pub sip: Sip,
+    /// media ports
+    #[serde(default = "default_rtp")]
+    pub rtp: Rtp,
+    /// rooms
+    #[serde(default, rename = "room")]
+    pub rooms: Vec<Room>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5060))
+}
+fn default_t1() -> u64 {
+    500
+}
+fn default_t2() -> u64 {
+    4000
+}
+fn default_t4() -> u64 {
+    5000
+}
+fn default_ua() -> String {
+    "caucus".into()
+}
+fn default_port_min() -> u16 {
+    20000
+}
+fn default_port_max() -> u16 {
+    20999
+}
+fn default_max_participants() -> usize {
+    100
+}
+fn default_sip() -> Sip {
+    Sip {
+        listen: default_listen(),
+        t1_ms: default_t1(),
+        t2_ms: default_t2(),
+        t4_ms: default_t4(),
+        user_agent: default_ua(),
+    }
+}
+fn default_rtp() -> Rtp {
+    Rtp {
+        port_min: default_port_min(),
+        port_max: default_port_max(),
+        address: None,
+        workers: 0,
+    }
+}
+
+/// A path in the document, to find the span of the value at fault.
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn locate(src: &str, path: &[Seg]) -> std::ops::Range<usize> {
+    use toml::de::{DeTable, DeValue};
+    let Ok(doc) = DeTable::parse(src) else { return 0..0 };
+    let mut span = doc.span();
+    let mut table = Some(doc.get_ref());
+    let mut array: Option<&toml::de::DeArray> = None;
+    for seg in path {
+        let value = match (seg, table, array) {
+            (Seg::Key(k), Some(t), _) => t
+                .iter()
+                .find(|(key, _)| key.get_ref().as_ref() == *k)
+                .map(|(key, v)| (key.span(), v)),
+            (Seg::Index(i), _, Some(a)) => a.get(*i).map(|v| (v.span(), v)),
+            _ => None,
+        };
+        let Some((key_span, v)) = value else { break };
+        span = match v.get_ref() {
+            DeValue::Table(_) | DeValue::Array(_) => key_span,
+            _ => v.span(),
+        };
+        table = None;
+        array = None;
+        match v.get_ref() {
+            DeValue::Table(t) => table = Some(t),
+            DeValue::Array(a) => array = Some(a),
+            _ => {}
+        }
+    }
+    span
+}
+
+fn position(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Parse and check a document; `file` names it in errors.
+    pub fn parse(src: &str, file: &str) -> Result<Config, ConfigError> {
+        let err = |span: std::ops::Range<usize>, reason: String| {
+            let (line, col) = position(src, span.start);
+            ConfigError {
+                file: file.to_string(),
+                line,
+                col,
+                reason,
+            }
+        };
+        let cfg: Config = toml::from_str(src).map_err(|e| {
+            let reason = e.message().trim().replace('\n', " ");
+            err(e.span().unwrap_or(0..0), reason)
+        })?;
+        let check = |ok: bool, path: &[Seg], reason: &str| -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(err(locate(src, path), reason.to_string()))
+            }
+        };
+        let s = &cfg.sip;
+        check((1..=10_000).contains(&s.t1_ms), &[Seg::Key("sip"), Seg::Key("t1_ms")], "t1_ms must be 1..=10000")?;
+        check(s.t2_ms >= s.t1_ms && s.t2_ms <= 60_000, &[Seg::Key("sip"), Seg::Key("t2_ms")], "t2_ms must be t1_ms..=60000")?;
+        check((1..=60_000).contains(&s.t4_ms), &[Seg::Key("sip"), Seg::Key("t4_ms")], "t4_ms must be 1..=60000")?;
+        check(s.listen.port() != 0, &[Seg::Key("sip"), Seg::Key("listen")], "listen needs a port")?;
+        check(
+            s.user_agent.chars().all(|c| c.is_ascii_graphic() || c == ' ') && !s.user_agent.is_empty(),
+            &[Seg::Key("sip"), Seg::Key("user_agent")],
+            "user_agent must be printable ASCII",
+        )?;
+        let r = &cfg.rtp;
+        check(r.port_min >= 1024, &[Seg::Key("rtp"), Seg::Key("port_min")], "port_min must be 1024..=65534")?;
+        check(
+            r.port_max > r.port_min && r.port_max - r.port_min >= 3,
+            &[Seg::Key("rtp"), Seg::Key("port_max")],
+            "port_max must exceed port_min by at least 3 (one RTP/RTCP pair)",
+        )?;
+        check(r.workers <= 256, &[Seg::Key("rtp"), Seg::Key("workers")], "workers must be 0..=256")?;
+        let mut seen = HashSet::new();
+        for (i, room) in cfg.rooms.iter().enumerate() {
+            let at = |k| [Seg::Key("room"), Seg::Index(i), Seg::Key(k)];
+            check(
+                !room.name.is_empty()
+                    && room.name.len() <= 64
+                    && room.name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)),
+                &at("name"),
+                "room name must be 1-64 characters of A-Z a-z 0-9 - _ .",
+            )?;
+            check(seen.insert(room.name.clone()), &at("name"), &format!("duplicate room \"{}\"", room.name))?;
+            check(
+                (1..=10_000).contains(&room.max_participants),
+                &at("max_participants"),
+                "max_participants must be 1..=10000",
+            )?;
+            check(room.answer_after_ms <= 60_000, &at("answer_after_ms"), "answer_after_ms must be 0..=60000")?;
+        }
+        Ok(cfg)
+    }
+
+    /// Read and check a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: name.clone(),
+            line: 0,
+            col: 0,
+            reason: e.to_string(),
+        })?;
+        Config::parse(&src, &name)
+    }
+
+    /// The embedded default.
+    pub fn default_config() -> Config {
+        Config::parse(DEFAULT_TOML, "conf/caucus.toml").expect("the embedded default config is valid")
+    }
+
+    /// Address RTP uses.
+    pub fn media_ip(&self) -> IpAddr {
+        self.rtp.address.unwrap_or(self.sip.listen.ip())
+    }
+
+    /// Room table for the core.
+    pub fn room_policies(&self) -> HashMap<String, RoomPolicy> {
+        self.rooms
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    RoomPolicy {
+                        max_participants: r.max_participants,
+                        answer_after: Duration::from_millis(r.answer_after_ms),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Configuration of the signalling core.
+    pub fn core(&self) -> CoreConfig {
+        CoreConfig {
+            sip_addr: self.sip.listen,
+            media_ip: self.media_ip(),
+            rtp_ports: (self.rtp.port_min, self.rtp.port_max),
+            rooms: self.room_policies(),
+            timers: TimerConfig {
+                t1: Duration::from_millis(self.sip.t1_ms),
+                t2: Duration::from_millis(self.sip.t2_ms),
+                t4: Duration::from_millis(self.sip.t4_ms),
+            },
+            user_agent: self.sip.user_agent.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        let c = Config::default_config();
+        assert_eq!(c.sip.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!((c.rtp.port_min, c.rtp.port_max), (20000, 20999));
+        assert_eq!(c.rooms[0].name, "demo");
+    }
+
+    fn fails(src: &str) -> ConfigError {
+        Config::parse(src, "t.toml").unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_line_and_reason() {
+        let e = fails("[sip]\nlisten = \"127.0.0.1:5060\"\nbogus = 1\n");
+        assert_eq!((e.line, e.col), (3, 1), "{e}");
+        assert!(e.reason.contains("bogus"), "{e}");
+
+        let e = fails("[rtp]\nport_min = \"x\"\n");
+        assert_eq!(e.line, 2, "{e}");
+
+        let e = fails("[rtp]\nport_min = 70000\n");
+        assert_eq!(e.line, 2, "{e}");
+
+        let e = fails("[[room]]\nname = \"a\"\n\n[[room]]\nname = \"b\"\nmax_participants = 0\n");
+        assert_eq!((e.line, e.col), (6, 20), "{e}");
+        assert!(e.reason.contains("max_participants"), "{e}");
+
+        let e = fails("[[room]]\nname = \"a\"\n[[room]]\nname = \"a\"\n");
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.reason.contains("duplicate"), "{e}");
+        assert_eq!(e.to_string(), format!("t.toml:4:8: {}", e.reason));
+    }
+}

@@ -1,0 +1,1149 @@
+//! The sans-IO signalling core: SIP requests in, responses, requests, media commands
+//! and events out. It owns transactions (RFC 3261 §17), dialogs (§12), each leg's
+//! INVITE session and offer/answer state (§13, §14, RFC 3264, RFC 3311), and room
+//! membership. It never reads a clock, touches a socket or draws global randomness:
+//! `now` is an argument, the RNG is seeded by the caller, and everything to do is
+//! queued as [`Output`] for a driver to carry out. That is what lets the tests fire
+//! Timer H at 32 s without waiting 32 s.
+
+pub mod ports;
+pub mod transaction;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::media::engine::{MediaCommand, MediaParams};
+use crate::sdp::{self, AudioParams, Direction, LocalSdp, SessionDescription};
+use crate::sip::headers::{self, NameAddr, RequestHeaders, SipUri, UriError, Via};
+use crate::sip::message::{self, Message, Method, StartLine};
+
+use ports::PortPool;
+use transaction::{ClientTxn, ServerState, ServerTxn, Timer, TimerConfig, TxnKey, TxnRef};
+
+/// Methods the bridge serves (Allow header).
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+
+/// A leg: one caller's dialog and media session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u64);
+
+impl fmt::Display for LegId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "L{}", self.0)
+    }
+}
+
+/// How a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// the shared UDP socket
+    Udp,
+    /// one TCP connection, by the driver's id
+    Tcp(u64),
+}
+
+/// The other end of a flow: transport and source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// transport
+    pub transport: Transport,
+    /// address
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    fn reliable(&self) -> bool {
+        matches!(self.transport, Transport::Tcp(_))
+    }
+}
+
+/// What a room needs to be known to signalling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// callers at most
+    pub max_participants: usize,
+    /// ring this long (180) before answering
+    pub answer_after: Duration,
+}
+
+/// Core configuration.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// our SIP address (Via, Contact)
+    pub sip_addr: SocketAddr,
+    /// address we advertise in SDP
+    pub media_ip: IpAddr,
+    /// RTP range
+    pub rtp_ports: (u16, u16),
+    /// rooms by name
+    pub rooms: HashMap<String, RoomPolicy>,
+    /// T1/T2/T4
+    pub timers: TimerConfig,
+    /// Server/User-Agent header value
+    pub user_agent: String,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// send bytes on a flow
+    Transmit {
+        /// destination
+        to: Peer,
+        /// a whole SIP message
+        data: Vec<u8>,
+    },
+    /// a media change
+    Media(MediaCommand),
+    /// something worth logging or reporting
+    Event(Event),
+}
+
+/// State changes for logs, metrics and (later) webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// a leg is answered and in the room
+    Joined {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// Call-ID
+        call_id: String,
+    },
+    /// a leg left
+    Left {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// why
+        reason: &'static str,
+    },
+    /// the room's last leg left and its state was dropped
+    RoomClosed {
+        /// room
+        room: String,
+    },
+}
+
+/// What a leg is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LegState {
+    /// INVITE received, not answered yet
+    Ringing,
+    /// 2xx sent, waiting for its ACK
+    WaitAck,
+    /// established
+    Confirmed,
+}
+
+#[derive(Debug, Clone)]
+struct Leg {
+    room: String,
+    call_id: String,
+    local_tag: String,
+    remote_tag: String,
+    /// From of the INVITE (the peer's identity), with tag
+    remote_uri: String,
+    /// To of the INVITE (our identity), without tag
+    local_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    remote_cseq: u32,
+    local_cseq: u32,
+    peer: Peer,
+    state: LegState,
+    /// server transaction of the INVITE being answered (initial or re-INVITE)
+    invite_txn: Option<TxnKey>,
+    /// 2xx awaiting ACK: (bytes, CSeq, interval, generation)
+    ok: Option<(Vec<u8>, u32, Duration, u64)>,
+    /// we sent the offer in a 2xx and wait for the answer in ACK
+    offer_in_ok: bool,
+    port: u16,
+    sdp_version: u64,
+    session_id: u64,
+    media: Option<MediaParams>,
+    ssrc: u32,
+    media_open: bool,
+    answer_gen: u64,
+    /// the INVITE being answered and its offer, kept until the 2xx is built
+    pending: Option<Box<PendingInvite>>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingInvite {
+    req: Message,
+    offer: Option<(SessionDescription, usize, AudioParams)>,
+}
+
+/// SplitMix64: small, seedable, good enough for tags, branches and SSRCs.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn token(&mut self) -> String {
+        format!("{:016x}", self.next_u64())
+    }
+}
+
+/// The core.
+pub struct Core {
+    cfg: CoreConfig,
+    rng: Rng,
+    ports: PortPool,
+    server: HashMap<TxnKey, ServerTxn>,
+    client: HashMap<String, ClientTxn>,
+    legs: HashMap<LegId, Leg>,
+    dialogs: HashMap<(String, String), LegId>,
+    rooms: BTreeMap<String, Vec<LegId>>,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    timer_seq: u64,
+    next_leg: u64,
+    out: VecDeque<Output>,
+    draining: bool,
+}
+
+/// Status codes with their reason phrases (RFC 3261 §21).
+fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        481 => "Call/Transaction Does Not Exist",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        _ => "",
+    }
+}
+
+impl Core {
+    /// A core with this configuration and RNG seed.
+    pub fn new(cfg: CoreConfig, seed: u64) -> Core {
+        let ports = PortPool::new(cfg.rtp_ports.0, cfg.rtp_ports.1);
+        Core {
+            cfg,
+            rng: Rng::new(seed),
+            ports,
+            server: HashMap::new(),
+            client: HashMap::new(),
+            legs: HashMap::new(),
+            dialogs: HashMap::new(),
+            rooms: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            next_leg: 1,
+            out: VecDeque::new(),
+            draining: false,
+        }
+    }
+
+    /// Replace the room table (new calls see it; existing legs keep going).
+    pub fn set_rooms(&mut self, rooms: HashMap<String, RoomPolicy>) {
+        self.cfg.rooms = rooms;
+    }
+
+    /// Next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(t, _)| *t)
+    }
+
+    /// Legs currently held.
+    pub fn leg_count(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// Rooms with at least one leg.
+    pub fn active_rooms(&self) -> Vec<String> {
+        self.rooms.keys().cloned().collect()
+    }
+
+    /// RTP port pairs in use.
+    pub fn ports_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
+
+    /// True when no transaction or leg remains (drain finished).
+    pub fn is_idle(&self) -> bool {
+        self.legs.is_empty() && self.client.values().all(|c| c.completed)
+    }
+
+    fn arm(&mut self, at: Instant, t: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), t);
+    }
+
+    fn send(&mut self, to: Peer, msg: &Message) {
+        self.out.push_back(Output::Transmit {
+            to,
+            data: msg.to_bytes(),
+        });
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let t = entry.remove();
+            self.fire(now, t);
+        }
+    }
+
+    fn fire(&mut self, now: Instant, t: Timer) {
+        let tc = self.cfg.timers;
+        match t {
+            Timer::G(TxnRef::Leg(id, generation)) => {
+                let Some(leg) = self.legs.get_mut(&id) else { return };
+                let Some((bytes, _, interval, g)) = &mut leg.ok else { return };
+                if *g != generation {
+                    return;
+                }
+                *interval = tc.backoff(*interval);
+                let next = *interval;
+                let data = bytes.clone();
+                let peer = leg.peer;
+                self.out.push_back(Output::Transmit { to: peer, data });
+                self.arm(now + next, Timer::G(TxnRef::Leg(id, generation)));
+            }
+            Timer::H(TxnRef::Leg(id, generation)) => {
+                let still_waiting = self
+                    .legs
+                    .get(&id)
+                    .and_then(|l| l.ok.as_ref())
+                    .is_some_and(|o| o.3 == generation);
+                if still_waiting {
+                    tracing::warn!(leg = %id, "no ACK for 2xx within 64*T1: ending the call");
+                    self.end_leg(now, id, true, "ack timeout");
+                }
+            }
+            Timer::G(TxnRef::Txn(key)) => {
+                let Some(tx) = self.server.get_mut(&key) else { return };
+                if tx.state != ServerState::Completed {
+                    return;
+                }
+                tx.interval = tc.backoff(tx.interval);
+                let next = tx.interval;
+                if let Some(data) = tx.last.clone() {
+                    let to = tx.peer;
+                    self.out.push_back(Output::Transmit { to, data });
+                }
+                self.arm(now + next, Timer::G(TxnRef::Txn(key)));
+            }
+            Timer::H(TxnRef::Txn(key)) => {
+                if self.server.get(&key).is_some_and(|t| t.state == ServerState::Completed) {
+                    self.server.remove(&key);
+                }
+            }
+            Timer::I(key) | Timer::J(key) | Timer::L(key) => {
+                self.server.remove(&key);
+            }
+            Timer::E(branch) => {
+                let Some(c) = self.client.get_mut(&branch) else { return };
+                if c.completed {
+                    return;
+                }
+                c.interval = tc.backoff(c.interval);
+                let next = c.interval;
+                let (to, data) = (c.peer, c.request.clone());
+                self.out.push_back(Output::Transmit { to, data });
+                self.arm(now + next, Timer::E(branch));
+            }
+            Timer::F(branch) => {
+                if self.client.get(&branch).is_some_and(|c| !c.completed) {
+                    tracing::info!(%branch, "BYE got no response within 64*T1");
+                    self.client.remove(&branch);
+                }
+            }
+            Timer::K(branch) => {
+                self.client.remove(&branch);
+            }
+            Timer::Answer(id, generation) => {
+                if self.legs.get(&id).is_some_and(|l| l.answer_gen == generation && l.state == LegState::Ringing) {
+                    self.answer(now, id);
+                }
+            }
+        }
+    }
+
+    /// The media side could not set up a leg (port taken by another process, codec
+    /// failure): end it.
+    pub fn media_failed(&mut self, now: Instant, leg: LegId) {
+        if self.legs.contains_key(&leg) {
+            self.end_leg(now, leg, true, "media failure");
+        }
+    }
+
+    /// Begin graceful shutdown: refuse new calls and BYE every leg.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.draining = true;
+        let ids: Vec<LegId> = self.legs.keys().copied().collect();
+        for id in ids {
+            self.end_leg(now, id, true, "shutdown");
+        }
+    }
+
+    /// A datagram or TCP frame arrived.
+    pub fn handle_message(&mut self, now: Instant, from: Peer, data: &[u8]) {
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reject_unparsable(from, data, e.status());
+                return;
+            }
+        };
+        match &msg.start {
+            StartLine::Request { .. } => self.on_request(now, from, msg),
+            StartLine::Response { code, .. } => {
+                let code = *code;
+                self.on_response(now, code, &msg);
+            }
+        }
+    }
+
+    /// Answer a message we could not parse, if it is a request with enough headers
+    /// for a response to be routed back (RFC 3261 §8.2: 400, or 505 for the version).
+    fn reject_unparsable(&mut self, from: Peer, data: &[u8], status: u16) {
+        let text = String::from_utf8_lossy(data);
+        if text.starts_with("SIP/") || text.starts_with("ACK ") {
+            return; // never answer a response or an ACK
+        }
+        let mut resp = Message {
+            start: StartLine::Response {
+                code: status,
+                reason: reason(status).to_string(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        // copy the headers a response needs, by name, from the raw lines
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        for line in head.split("\r\n").skip(1) {
+            let Some((n, v)) = line.split_once(':') else { continue };
+            let n = n.trim();
+            let name = match n.to_ascii_lowercase().as_str() {
+                "via" | "v" => "Via",
+                "from" | "f" => "From",
+                "to" | "t" => "To",
+                "call-id" | "i" => "Call-ID",
+                "cseq" => "CSeq",
+                _ => continue,
+            };
+            resp.push(name, v.trim());
+        }
+        if resp.header("Via").is_none() {
+            return;
+        }
+        resp.push("Server", self.cfg.user_agent.clone());
+        self.send(from, &resp);
+    }
+
+    fn response(&self, req: &Message, from: Peer, code: u16, to_tag: Option<&str>) -> Message {
+        let mut r = Message {
+            start: StartLine::Response {
+                code,
+                reason: reason(code).to_string(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        let mut first = true;
+        for v in req.all("Via") {
+            for el in message::split_list(v) {
+                if first {
+                    r.push("Via", received_via(el, from.addr));
+                    first = false;
+                } else {
+                    r.push("Via", el);
+                }
+            }
+        }
+        for name in ["From", "Call-ID", "CSeq"] {
+            if let Some(v) = req.header(name) {
+                r.push(name, v);
+            }
+        }
+        if let Some(to) = req.header("To") {
+            let has_tag = NameAddr::parse(to, "To").map(|n| n.tag().is_some()).unwrap_or(true);
+            match to_tag {
+                Some(tag) if !has_tag && code > 100 => r.push("To", format!("{to};tag={tag}")),
+                _ => r.push("To", to),
+            }
+        }
+        r.push("Server", self.cfg.user_agent.clone());
+        r
+    }
+
+    fn reply(&mut self, req: &Message, from: Peer, code: u16, extra: &[(&str, String)]) -> Vec<u8> {
+        let tag = self.rng.token();
+        let mut r = self.response(req, from, code, Some(&tag));
+        for (n, v) in extra {
+            r.push(n, v.clone());
+        }
+        let data = r.to_bytes();
+        self.out.push_back(Output::Transmit {
+            to: from,
+            data: data.clone(),
+        });
+        data
+    }
+
+    /// Send a final response through a server transaction and move it on.
+    fn reply_txn(&mut self, now: Instant, key: &TxnKey, req: &Message, from: Peer, code: u16, extra: &[(&str, String)]) {
+        let data = self.reply(req, from, code, extra);
+        let tc = self.cfg.timers;
+        let invite = key.method == "INVITE";
+        if let Some(tx) = self.server.get_mut(key) {
+            tx.last = Some(data);
+            tx.state = ServerState::Completed;
+        }
+        if invite {
+            if !from.reliable() {
+                self.arm(now + tc.t1, Timer::G(TxnRef::Txn(key.clone())));
+            }
+            self.arm(now + tc.timeout(), Timer::H(TxnRef::Txn(key.clone())));
+        } else {
+            let j = if from.reliable() { Duration::ZERO } else { tc.timeout() };
+            self.arm(now + j, Timer::J(key.clone()));
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, from: Peer, msg: Message) {
+        let method = msg.method().cloned().unwrap_or(Method::Other(String::new()));
+        let h = match RequestHeaders::check(&msg) {
+            Ok(h) => h,
+            Err(e) => {
+                if method != Method::Ack {
+                    tracing::debug!(error = %e, "malformed request");
+                    self.reply(&msg, from, 400, &[("Warning", format!("399 caucus \"{e}\""))]);
+                }
+                return;
+            }
+        };
+        if let Method::Other(_) = method {
+            self.reply(&msg, from, 501, &[("Allow", ALLOW.into())]);
+            return;
+        }
+        if !headers::cseq_matches(&method, &h.cseq) {
+            if method != Method::Ack {
+                self.reply(&msg, from, 400, &[("Warning", "399 caucus \"CSeq method mismatch\"".into())]);
+            }
+            return;
+        }
+        let key = TxnKey::of(&h, method.as_str());
+        if method == Method::Ack {
+            if let Some(tx) = self.server.get_mut(&key) {
+                if tx.state == ServerState::Completed {
+                    tx.state = ServerState::Confirmed;
+                    let i = if from.reliable() { Duration::ZERO } else { self.cfg.timers.t4 };
+                    self.arm(now + i, Timer::I(key));
+                    return;
+                }
+                if tx.state != ServerState::Accepted {
+                    return;
+                }
+            }
+            self.on_ack(now, from, &h, &msg);
+            return;
+        }
+        if let Some(tx) = self.server.get(&key) {
+            // retransmission: repeat what we last said (or 100 while proceeding)
+            if let Some(data) = tx.last.clone() {
+                self.out.push_back(Output::Transmit { to: tx.peer, data });
+            } else if method == Method::Invite {
+                self.reply(&msg, from, 100, &[]);
+            }
+            return;
+        }
+        self.server.insert(
+            key.clone(),
+            ServerTxn {
+                state: ServerState::Proceeding,
+                last: None,
+                peer: from,
+                leg: None,
+                interval: self.cfg.timers.t1,
+            },
+        );
+        if method == Method::Cancel {
+            self.on_cancel(now, from, &key, &h, &msg);
+            return;
+        }
+        if method == Method::Invite {
+            self.reply(&msg, from, 100, &[]);
+        }
+        // Request-URI scheme (RFC 3261 §8.2.2.1)
+        let StartLine::Request { uri, .. } = &msg.start else { return };
+        let ruri = match SipUri::parse(uri) {
+            Ok(u) => u,
+            Err(UriError::UnsupportedScheme) => return self.reply_txn(now, &key, &msg, from, 416, &[]),
+            Err(UriError::Malformed) => return self.reply_txn(now, &key, &msg, from, 400, &[]),
+        };
+        // Require (RFC 3261 §8.2.2.3): we support no extension that a peer can require
+        let required = msg.list("Require");
+        if !required.is_empty() {
+            let unsupported = required.join(", ");
+            return self.reply_txn(now, &key, &msg, from, 420, &[("Unsupported", unsupported)]);
+        }
+        if h.to.tag().is_some() {
+            self.in_dialog(now, from, &key, &h, msg, method);
+            return;
+        }
+        match method {
+            Method::Invite => self.on_invite(now, from, key, &h, &ruri, msg),
+            Method::Options => {
+                let extra = [
+                    ("Allow", ALLOW.to_string()),
+                    ("Accept", "application/sdp".to_string()),
+                    ("Supported", String::new()),
+                ];
+                self.reply_txn(now, &key, &msg, from, 200, &extra)
+            }
+            Method::Bye | Method::Update | Method::Info => self.reply_txn(now, &key, &msg, from, 481, &[]),
+            _ => self.reply_txn(now, &key, &msg, from, 405, &[("Allow", ALLOW.into())]),
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, from: Peer, key: TxnKey, h: &RequestHeaders, ruri: &SipUri, msg: Message) {
+        if self.draining {
+            return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "30".into())]);
+        }
+        let room = ruri.user.clone().unwrap_or_default();
+        let Some(policy) = self.cfg.rooms.get(&room).cloned() else {
+            return self.reply_txn(now, &key, &msg, from, 404, &[]);
+        };
+        if self.rooms.get(&room).map_or(0, Vec::len) >= policy.max_participants {
+            return self.reply_txn(now, &key, &msg, from, 486, &[("Warning", "399 caucus \"room full\"".into())]);
+        }
+        let offer = match self.read_offer(&msg) {
+            Ok(o) => o,
+            Err((code, warning)) => {
+                return self.reply_txn(now, &key, &msg, from, code, &[("Warning", warning)]);
+            }
+        };
+        let Some(port) = self.ports.allocate() else {
+            tracing::warn!(%room, "RTP port range exhausted");
+            return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "5".into())]);
+        };
+        let id = LegId(self.next_leg);
+        self.next_leg += 1;
+        let remote_target = msg
+            .header("Contact")
+            .and_then(|c| NameAddr::parse(message::split_list(c)[0], "Contact").ok())
+            .map(|n| n.uri)
+            .unwrap_or_else(|| h.from.uri.clone());
+        let local_tag = self.rng.token();
+        let session_id = self.rng.next_u64() >> 1;
+        let mut leg = Leg {
+            room: room.clone(),
+            call_id: h.call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: h.from.tag().unwrap_or("").to_string(),
+            remote_uri: msg.header("From").unwrap_or("").to_string(),
+            local_uri: msg.header("To").unwrap_or("").to_string(),
+            remote_target,
+            route_set: msg.list("Record-Route"),
+            remote_cseq: h.cseq.seq,
+            local_cseq: (self.rng.next_u64() % 10_000) as u32 + 1,
+            peer: from,
+            state: LegState::Ringing,
+            invite_txn: Some(key.clone()),
+            ok: None,
+            offer_in_ok: false,
+            port,
+            sdp_version: 1,
+            session_id,
+            media: None,
+            ssrc: 0,
+            media_open: false,
+            answer_gen: 0,
+            pending: None,
+        };
+        let ssrc = self.rng.next_u64() as u32;
+        match &offer {
+            Some((_, _, params)) => leg.media = Some(media_params(params, from.addr.ip(), ssrc)),
+            None => leg.offer_in_ok = true,
+        }
+        leg.pending = Some(Box::new(PendingInvite { req: msg, offer }));
+        leg.ssrc = ssrc;
+        if let Some(tx) = self.server.get_mut(&key) {
+            tx.leg = Some(id);
+        }
+        self.dialogs.insert((h.call_id.clone(), local_tag), id);
+        self.rooms.entry(room.clone()).or_default().push(id);
+        self.legs.insert(id, leg);
+        tracing::info!(leg = %id, %room, call_id = %h.call_id, "INVITE accepted");
+        if policy.answer_after.is_zero() {
+            self.answer(now, id);
+        } else {
+            let leg = &self.legs[&id];
+            let Some(p) = &leg.pending else { return };
+            let mut r = self.response(&p.req, from, 180, Some(&leg.local_tag));
+            r.push("Contact", self.contact(from));
+            let data = r.to_bytes();
+            if let Some(tx) = self.server.get_mut(&key) {
+                tx.last = Some(data.clone());
+            }
+            self.out.push_back(Output::Transmit { to: from, data });
+            let generation = self.legs[&id].answer_gen;
+            self.arm(now + policy.answer_after, Timer::Answer(id, generation));
+        }
+    }
+
+    fn contact(&self, via: Peer) -> String {
+        let t = if via.reliable() { ";transport=tcp" } else { "" };
+        format!("<sip:caucus@{}{t}>", self.cfg.sip_addr)
+    }
+
+    fn local_sdp(&self, leg: &Leg) -> LocalSdp {
+        LocalSdp {
+            addr: self.cfg.media_ip,
+            port: leg.port,
+            session_id: leg.session_id,
+            version: leg.sdp_version,
+        }
+    }
+
+    /// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
+    /// offer); Err((status, Warning)) when it is unacceptable.
+    fn read_offer(&self, msg: &Message) -> Result<Option<(SessionDescription, usize, AudioParams)>, (u16, String)> {
+        if msg.body.is_empty() {
+            return Ok(None);
+        }
+        let ct = msg.header("Content-Type").unwrap_or("");
+        let ct = ct.split(';').next().unwrap_or("").trim();
+        if !ct.eq_ignore_ascii_case("application/sdp") {
+            return Err((415, "399 caucus \"only application/sdp\"".into()));
+        }
+        let sd = SessionDescription::parse(&msg.body).map_err(|e| (400, format!("399 caucus \"{e}\"")))?;
+        let (idx, params) = sdp::select_audio(&sd).map_err(|_| (488, "304 caucus \"Media type not available\"".to_string()))?;
+        Ok(Some((sd, idx, params)))
+    }
+
+    /// Send the 2xx for a leg's pending INVITE (initial or re-INVITE).
+    fn answer(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else { return };
+        let Some(pending) = leg.pending.take() else { return };
+        let PendingInvite { req, offer } = *pending;
+        let body = {
+            let local = self.local_sdp(&self.legs[&id]);
+            match &offer {
+                Some((sd, idx, params)) => sdp::answer(sd, *idx, params, &local, params.peer_direction.answer()),
+                None => sdp::offer(&local, Direction::SendRecv),
+            }
+        };
+        let leg = &self.legs[&id];
+        let peer = leg.peer;
+        let mut r = self.response(&req, peer, 200, Some(&leg.local_tag));
+        r.push("Contact", self.contact(peer));
+        for rr in req.all("Record-Route") {
+            r.push("Record-Route", rr);
+        }
+        r.push("Allow", ALLOW);
+        r.push("Supported", "");
+        r.push("Content-Type", "application/sdp");
+        r.body = body;
+        let data = r.to_bytes();
+        let cseq = headers::CSeq::parse(req.header("CSeq").unwrap_or("")).map(|c| c.seq).unwrap_or(0);
+        // media first, so the first RTP finds its socket bound
+        let leg = self.legs.get_mut(&id).expect("leg checked above");
+        leg.offer_in_ok = offer.is_none();
+        let cmd = match (&leg.media, leg.media_open) {
+            (Some(p), false) => {
+                leg.media_open = true;
+                Some(MediaCommand::Open {
+                    leg: id,
+                    room: leg.room.clone(),
+                    port: leg.port,
+                    params: *p,
+                })
+            }
+            (Some(p), true) => Some(MediaCommand::Update { leg: id, params: *p }),
+            (None, _) => None,
+        };
+        let first = leg.state == LegState::Ringing;
+        leg.state = LegState::WaitAck;
+        leg.answer_gen += 1;
+        let generation = leg.answer_gen;
+        leg.ok = Some((data.clone(), cseq, self.cfg.timers.t1, generation));
+        let key = leg.invite_txn.take();
+        let (room, call_id) = (leg.room.clone(), leg.call_id.clone());
+        if let Some(cmd) = cmd {
+            self.out.push_back(Output::Media(cmd));
+        }
+        self.out.push_back(Output::Transmit { to: peer, data: data.clone() });
+        if let Some(key) = key {
+            if let Some(tx) = self.server.get_mut(&key) {
+                tx.state = ServerState::Accepted;
+                tx.last = Some(data);
+            }
+            self.arm(now + self.cfg.timers.timeout(), Timer::L(key));
+        }
+        let tc = self.cfg.timers;
+        if !peer.reliable() {
+            self.arm(now + tc.t1, Timer::G(TxnRef::Leg(id, generation)));
+        }
+        self.arm(now + tc.timeout(), Timer::H(TxnRef::Leg(id, generation)));
+        if first {
+            self.out.push_back(Output::Event(Event::Joined { leg: id, room, call_id }));
+        }
+    }
+
+    fn find_dialog(&self, h: &RequestHeaders) -> Option<LegId> {
+        let tag = h.to.tag()?;
+        let id = *self.dialogs.get(&(h.call_id.clone(), tag.to_string()))?;
+        let leg = self.legs.get(&id)?;
+        (leg.remote_tag == h.from.tag().unwrap_or("")).then_some(id)
+    }
+
+    fn on_ack(&mut self, now: Instant, _from: Peer, h: &RequestHeaders, msg: &Message) {
+        let Some(id) = self.find_dialog(h) else { return };
+        let Some(leg) = self.legs.get_mut(&id) else { return };
+        if leg.ok.as_ref().is_none_or(|o| o.1 != h.cseq.seq) {
+            return; // stale or duplicate ACK
+        }
+        leg.ok = None;
+        leg.state = LegState::Confirmed;
+        if !leg.offer_in_ok {
+            return;
+        }
+        leg.offer_in_ok = false;
+        // late offer: the answer is in the ACK (RFC 3264 §5, RFC 3261 §13.2.1)
+        let answer = SessionDescription::parse(&msg.body).ok().and_then(|sd| sdp::select_audio(&sd).ok());
+        let Some((_, params)) = answer else {
+            tracing::info!(leg = %id, "ACK carried no usable SDP answer: ending the call");
+            self.end_leg(now, id, true, "bad answer in ACK");
+            return;
+        };
+        let leg = self.legs.get_mut(&id).expect("leg checked above");
+        let p = media_params(&params, leg.peer.addr.ip(), leg.ssrc);
+        leg.media = Some(p);
+        let cmd = if leg.media_open {
+            MediaCommand::Update { leg: id, params: p }
+        } else {
+            leg.media_open = true;
+            MediaCommand::Open {
+                leg: id,
+                room: leg.room.clone(),
+                port: leg.port,
+                params: p,
+            }
+        };
+        self.out.push_back(Output::Media(cmd));
+    }
+
+    fn on_cancel(&mut self, now: Instant, from: Peer, key: &TxnKey, _h: &RequestHeaders, msg: &Message) {
+        let invite_key = TxnKey {
+            method: "INVITE".into(),
+            ..key.clone()
+        };
+        let Some(inv) = self.server.get(&invite_key).cloned() else {
+            return self.reply_txn(now, key, msg, from, 481, &[]);
+        };
+        self.reply_txn(now, key, msg, from, 200, &[]);
+        if inv.state != ServerState::Proceeding {
+            return; // already answered: CANCEL has no effect (RFC 3261 §9.2)
+        }
+        let Some(id) = inv.leg else { return };
+        let Some(leg) = self.legs.get(&id) else { return };
+        let Some(p) = leg.pending.as_ref() else { return };
+        let req = p.req.clone();
+        let peer = leg.peer;
+        self.reply_txn(now, &invite_key, &req, peer, 487, &[]);
+        self.end_leg(now, id, false, "cancelled");
+    }
+
+    fn in_dialog(&mut self, now: Instant, from: Peer, key: &TxnKey, h: &RequestHeaders, msg: Message, method: Method) {
+        let Some(id) = self.find_dialog(h) else {
+            return self.reply_txn(now, key, &msg, from, 481, &[]);
+        };
+        let leg = self.legs.get_mut(&id).expect("dialog maps to a live leg");
+        if h.cseq.seq <= leg.remote_cseq && method != Method::Cancel {
+            // RFC 3261 §12.2.2: lower CSeq is out of order
+            return self.reply_txn(now, key, &msg, from, 500, &[]);
+        }
+        leg.remote_cseq = h.cseq.seq;
+        match method {
+            Method::Bye => {
+                self.reply_txn(now, key, &msg, from, 200, &[]);
+                self.end_leg(now, id, false, "BYE");
+            }
+            Method::Invite => self.reinvite(now, from, key, id, msg),
+            Method::Update => {
+                let offer = match self.read_offer(&msg) {
+                    Ok(o) => o,
+                    Err((code, w)) => return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]),
+                };
+                let Some((sd, idx, params)) = offer else {
+                    return self.reply_txn(now, key, &msg, from, 200, &[("Contact", self.contact(from))]);
+                };
+                let body = self.renegotiate(id, &params, &sd, idx);
+                let data = self.reply(&msg, from, 200, &[("Contact", self.contact(from)), ("Content-Type", "application/sdp".into())]);
+                // reply() already queued a body-less copy; replace it with the SDP one
+                self.out.pop_back();
+                let mut m = Message::parse(&data).expect("we just wrote it");
+                m.body = body;
+                let bytes = m.to_bytes();
+                self.out.push_back(Output::Transmit { to: from, data: bytes.clone() });
+                if let Some(tx) = self.server.get_mut(key) {
+                    tx.last = Some(bytes);
+                    tx.state = ServerState::Completed;
+                }
+                let j = if from.reliable() { Duration::ZERO } else { self.cfg.timers.timeout() };
+                self.arm(now + j, Timer::J(key.clone()));
+            }
+            Method::Info => {
+                if let Some(d) = dtmf_in_info(&msg) {
+                    tracing::debug!(leg = %id, digit = %d, "DTMF by INFO");
+                }
+                self.reply_txn(now, key, &msg, from, 200, &[])
+            }
+            Method::Options => self.reply_txn(now, key, &msg, from, 200, &[("Allow", ALLOW.into())]),
+            _ => self.reply_txn(now, key, &msg, from, 405, &[("Allow", ALLOW.into())]),
+        }
+    }
+
+    /// Apply a new offer to a leg; returns our answer body.
+    fn renegotiate(&mut self, id: LegId, params: &AudioParams, sd: &SessionDescription, idx: usize) -> Vec<u8> {
+        let leg = self.legs.get_mut(&id).expect("caller checked");
+        leg.sdp_version += 1;
+        let p = media_params(params, leg.peer.addr.ip(), leg.ssrc);
+        leg.media = Some(p);
+        let local = LocalSdp {
+            addr: self.cfg.media_ip,
+            port: leg.port,
+            session_id: leg.session_id,
+            version: leg.sdp_version,
+        };
+        let cmd = if leg.media_open {
+            MediaCommand::Update { leg: id, params: p }
+        } else {
+            leg.media_open = true;
+            MediaCommand::Open {
+                leg: id,
+                room: leg.room.clone(),
+                port: leg.port,
+                params: p,
+            }
+        };
+        self.out.push_back(Output::Media(cmd));
+        sdp::answer(sd, idx, params, &local, params.peer_direction.answer())
+    }
+
+    fn reinvite(&mut self, now: Instant, from: Peer, key: &TxnKey, id: LegId, msg: Message) {
+        let leg = &self.legs[&id];
+        if leg.ok.is_some() || leg.pending.is_some() {
+            // the previous INVITE is not finished (RFC 3261 §14.2)
+            return self.reply_txn(now, key, &msg, from, 500, &[("Retry-After", "1".into())]);
+        }
+        let offer = match self.read_offer(&msg) {
+            Ok(o) => o,
+            Err((code, w)) => return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]),
+        };
+        if let Some(tx) = self.server.get_mut(key) {
+            tx.leg = Some(id);
+        }
+        let leg = self.legs.get_mut(&id).expect("checked above");
+        leg.invite_txn = Some(key.clone());
+        if let Some(target) = msg
+            .header("Contact")
+            .and_then(|c| NameAddr::parse(message::split_list(c)[0], "Contact").ok())
+        {
+            leg.remote_target = target.uri;
+        }
+        leg.sdp_version += 1;
+        match &offer {
+            Some((_, _, params)) => {
+                let p = media_params(params, from.addr.ip(), leg.ssrc);
+                leg.media = Some(p);
+            }
+            None => leg.offer_in_ok = true,
+        }
+        leg.pending = Some(Box::new(PendingInvite { req: msg, offer }));
+        self.answer(now, id);
+    }
+
+    /// Remove a leg: media closed, port freed, room left; BYE sent if asked.
+    fn end_leg(&mut self, now: Instant, id: LegId, send_bye: bool, why: &'static str) {
+        let Some(leg) = self.legs.remove(&id) else { return };
+        self.dialogs.remove(&(leg.call_id.clone(), leg.local_tag.clone()));
+        if leg.media_open {
+            self.out.push_back(Output::Media(MediaCommand::Close { leg: id }));
+        }
+        self.ports.release(leg.port);
+        if send_bye && leg.state != LegState::Ringing {
+            self.send_bye(now, &leg);
+        } else if send_bye {
+            // not answered yet: refuse the INVITE instead
+            if let (Some(p), Some(key)) = (&leg.pending, &leg.invite_txn) {
+                let req = p.req.clone();
+                let key = key.clone();
+                self.reply_txn(now, &key, &req, leg.peer, 503, &[]);
+            }
+        }
+        if let Some(members) = self.rooms.get_mut(&leg.room) {
+            members.retain(|l| *l != id);
+            if members.is_empty() {
+                self.rooms.remove(&leg.room);
+                self.out.push_back(Output::Event(Event::RoomClosed { room: leg.room.clone() }));
+            }
+        }
+        tracing::info!(leg = %id, room = %leg.room, call_id = %leg.call_id, reason = why, "leg ended");
+        if leg.state != LegState::Ringing {
+            self.out.push_back(Output::Event(Event::Left {
+                leg: id,
+                room: leg.room,
+                reason: why,
+            }));
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, leg: &Leg) {
+        let branch = format!("z9hG4bK{}", self.rng.token());
+        let proto = if leg.peer.reliable() { "TCP" } else { "UDP" };
+        let mut m = Message {
+            start: StartLine::Request {
+                method: Method::Bye,
+                uri: leg.remote_target.clone(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        m.push("Via", format!("SIP/2.0/{proto} {};branch={branch};rport", self.cfg.sip_addr));
+        m.push("Max-Forwards", "70");
+        // UAS route set: Record-Route in order (RFC 3261 §12.1.1)
+        for r in &leg.route_set {
+            m.push("Route", r.clone());
+        }
+        m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
+        m.push("To", leg.remote_uri.clone());
+        m.push("Call-ID", leg.call_id.clone());
+        m.push("CSeq", format!("{} BYE", leg.local_cseq.wrapping_add(1)));
+        m.push("User-Agent", self.cfg.user_agent.clone());
+        let data = m.to_bytes();
+        // In-dialog requests go back on the flow the INVITE came from (RFC 5626-style
+        // flow reuse): the bridge never resolves or trusts a Contact address.
+        self.out.push_back(Output::Transmit { to: leg.peer, data: data.clone() });
+        let tc = self.cfg.timers;
+        self.client.insert(
+            branch.clone(),
+            ClientTxn {
+                request: data,
+                peer: leg.peer,
+                interval: tc.t1,
+                completed: false,
+            },
+        );
+        if !leg.peer.reliable() {
+            self.arm(now + tc.t1, Timer::E(branch.clone()));
+        }
+        self.arm(now + tc.timeout(), Timer::F(branch));
+    }
+
+    fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
+        let Some(via) = msg.header("Via").and_then(|v| Via::parse(message::split_list(v)[0]).ok()) else {
+            return;
+        };
+        let Some(branch) = via.branch else { return };
+        let Some(c) = self.client.get_mut(&branch) else { return };
+        if code < 200 || c.completed {
+            return;
+        }
+        c.completed = true;
+        let k = if c.peer.reliable() { Duration::ZERO } else { self.cfg.timers.t4 };
+        self.arm(now + k, Timer::K(branch));
+    }
+}
+
+/// Media parameters from an offer/answer. The remote address is the c= IP literal;
+/// a hostname is never resolved: symmetric RTP starts at the signalling source IP.
+fn media_params(p: &AudioParams, signalling_ip: IpAddr, ssrc: u32) -> MediaParams {
+    let ip = p.remote_ip.unwrap_or(signalling_ip);
+    MediaParams {
+        codec: p.codec,
+        pt: p.pt,
+        dtmf_pt: p.dtmf_pt,
+        remote: Some(SocketAddr::new(ip, p.remote_port)),
+        peer_direction: p.peer_direction,
+        ssrc,
+    }
+}
+
+/// RFC 3261 §18.2.2: record where the request really came from in the top Via, and
+/// fill `rport` (RFC 3581) when asked.
+fn received_via(via: &str, src: SocketAddr) -> String {
+    let mut out = String::with_capacity(via.len() + 40);
+    let mut parts = via.split(';');
+    out.push_str(parts.next().unwrap_or(""));
+    let mut has_received = false;
+    for p in parts {
+        let name = p.split('=').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("rport") {
+            out.push_str(&format!(";rport={}", src.port()));
+        } else if name.eq_ignore_ascii_case("received") {
+            has_received = true;
+            out.push_str(&format!(";received={}", src.ip()));
+        } else {
+            out.push(';');
+            out.push_str(p);
+        }
+    }
+    if !has_received {
+        out.push_str(&format!(";received={}", src.ip()));
+    }
+    out
+}
+
+/// A digit from an INFO body (`application/dtmf-relay` `Signal=5`, or
+/// `application/dtmf` with the digit alone).
+fn dtmf_in_info(msg: &Message) -> Option<char> {
+    let ct = msg.header("Content-Type")?.to_ascii_lowercase();
+    let body = std::str::from_utf8(&msg.body).ok()?;
+    let raw = if ct.starts_with("application/dtmf-relay") {
+        body.lines()
+            .find_map(|l| l.trim().strip_prefix("Signal=").or_else(|| l.trim().strip_prefix("Signal =")))?
+            .trim()
+    } else if ct.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let c = raw.chars().next()?;
+    (c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')).then_some(c)
+}
+
+#[cfg(test)]
+mod tests;

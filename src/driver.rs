@@ -1,0 +1,262 @@
+//! The tokio driver: the only place that owns sockets, the clock and signals. It
+//! feeds datagrams, TCP frames and timer expiries into [`Core`], and carries the
+//! core's outputs out: bytes to UDP/TCP peers, commands to the media engine, events
+//! to the log. One task owns the core, so signalling state needs no lock.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::core::{Core, Event, Output, Peer, Transport};
+use crate::media::engine::{MediaEngine, MediaEvent};
+use crate::sip::framing::StreamFramer;
+
+/// Longest a SIGTERM drain waits for BYE transactions before exiting.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// TCP connections at most (AST-2016-005: connection exhaustion).
+const MAX_TCP: usize = 4096;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// cannot bind the SIP address
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// address
+        addr: SocketAddr,
+        /// cause
+        source: io::Error,
+    },
+}
+
+enum Net {
+    Opened(u64, mpsc::Sender<Vec<u8>>),
+    Frame(u64, SocketAddr, Vec<u8>),
+    Closed(u64),
+}
+
+async fn tcp_conn(id: u64, stream: TcpStream, addr: SocketAddr, net: mpsc::Sender<Net>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    if net.send(Net::Opened(id, tx)).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(msg)) => {
+                    if net.send(Net::Frame(id, addr, msg)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(peer = %addr, error = %e, "closing TCP connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    writer.abort();
+    let _ = net.send(Net::Closed(id)).await;
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Run the bridge until SIGTERM/SIGINT; `config_path` is re-read on SIGHUP.
+pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DriverError> {
+    let listen = cfg.sip.listen;
+    let udp = UdpSocket::bind(listen)
+        .await
+        .map_err(|source| DriverError::Bind { addr: listen, source })?;
+    let tcp = TcpListener::bind(listen)
+        .await
+        .map_err(|source| DriverError::Bind { addr: listen, source })?;
+    let workers = match cfg.rtp.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (mut media, media_events) = MediaEngine::start(workers, cfg.media_ip());
+    let (mev_tx, mut mev_rx) = mpsc::unbounded_channel::<MediaEvent>();
+    std::thread::Builder::new()
+        .name("media-events".into())
+        .spawn(move || {
+            while let Ok((_, ev)) = media_events.recv() {
+                if mev_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawning a thread at start-up");
+
+    let mut core = Core::new(cfg.core(), seed());
+    let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
+    let accept_tx = net_tx.clone();
+    let acceptor = tokio::spawn(async move {
+        let mut next_id = 1u64;
+        loop {
+            let Ok((stream, addr)) = tcp.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let id = next_id;
+            next_id += 1;
+            tokio::spawn(tcp_conn(id, stream, addr, accept_tx.clone()));
+        }
+    });
+    let mut conns: HashMap<u64, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
+    let mut sighup = signal(tokio::signal::unix::SignalKind::hangup());
+    let mut drain_deadline: Option<Instant> = None;
+    tracing::info!(%listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
+
+    loop {
+        let timeout = core.poll_timeout().map(Instant::from_std);
+        let wake = match (timeout, drain_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => {
+                if let Ok((n, src)) = r {
+                    let now = Instant::now().into_std();
+                    core.handle_message(now, Peer { transport: Transport::Udp, addr: src }, &buf[..n]);
+                }
+            }
+            Some(ev) = net_rx.recv() => match ev {
+                Net::Opened(id, tx) => {
+                    if conns.len() < MAX_TCP {
+                        conns.insert(id, tx);
+                    }
+                }
+                Net::Frame(id, addr, data) => {
+                    if conns.contains_key(&id) {
+                        let now = Instant::now().into_std();
+                        core.handle_message(now, Peer { transport: Transport::Tcp(id), addr }, &data);
+                    }
+                }
+                Net::Closed(id) => { conns.remove(&id); }
+            },
+            Some(ev) = mev_rx.recv() => match ev {
+                MediaEvent::Dtmf { leg, digit: _ } => tracing::debug!(%leg, "DTMF received"),
+            },
+            _ = sleep_until(wake) => {
+                core.handle_timeout(Instant::now().into_std());
+            }
+            _ = sigterm.recv() => begin_drain(&mut core, &mut drain_deadline),
+            _ = sigint.recv() => begin_drain(&mut core, &mut drain_deadline),
+            _ = sighup.recv() => reload(&mut core, config_path.as_ref()),
+        }
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Transmit { to, data } => match to.transport {
+                    Transport::Udp => {
+                        let _ = udp.send_to(&data, to.addr).await;
+                    }
+                    Transport::Tcp(id) => {
+                        if let Some(c) = conns.get(&id) {
+                            let _ = c.try_send(data);
+                        }
+                    }
+                },
+                Output::Media(cmd) => {
+                    let leg = match &cmd {
+                        crate::media::engine::MediaCommand::Open { leg, .. } => Some(*leg),
+                        _ => None,
+                    };
+                    if let Err(e) = media.apply(cmd) {
+                        tracing::warn!(error = %e, "media setup failed");
+                        if let Some(leg) = leg {
+                            core.media_failed(Instant::now().into_std(), leg);
+                        }
+                    }
+                }
+                Output::Event(ev) => log_event(&ev),
+            }
+        }
+        if let Some(deadline) = drain_deadline {
+            if core.is_idle() || Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+    acceptor.abort();
+    media.stop();
+    tracing::info!("caucus stopped");
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal {
+    tokio::signal::unix::signal(kind).expect("installing a signal handler at start-up")
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn begin_drain(core: &mut Core, deadline: &mut Option<Instant>) {
+    if deadline.is_none() {
+        tracing::info!(legs = core.leg_count(), "shutting down: ending every call");
+        core.shutdown(Instant::now().into_std());
+        *deadline = Some(Instant::now() + DRAIN_LIMIT);
+    }
+}
+
+fn reload(core: &mut Core, path: Option<&PathBuf>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: running on the embedded config, nothing to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(cfg) => {
+            core.set_rooms(cfg.room_policies());
+            tracing::info!(rooms = cfg.rooms.len(), "configuration reloaded; running calls keep going");
+        }
+        Err(e) => tracing::error!(error = %e, "reload rejected; keeping the running configuration"),
+    }
+}
+
+fn log_event(ev: &Event) {
+    match ev {
+        Event::Joined { leg, room, call_id } => tracing::info!(%leg, %room, %call_id, "joined"),
+        Event::Left { leg, room, reason } => tracing::info!(%leg, %room, reason, "left"),
+        Event::RoomClosed { room } => tracing::info!(%room, "room closed"),
+    }
+}

@@ -1,0 +1,13 @@
+//! caucus: a SIP audio conference bridge.
+//!
+//! Layers, inputs flowing down and outputs up (see README "Architecture"):
+//! [`sip`] syntax → [`core`] (transactions, dialogs, legs, rooms; sans-IO) →
+//! [`media`] (RTP, jitter buffer, codecs, mixer; worker threads) with [`driver`]
+//! the only code that touches sockets, clocks and signals.
+
+pub mod config;
+pub mod core;
+pub mod driver;
+pub mod media;
+pub mod sdp;
+pub mod sip;

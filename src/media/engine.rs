@@ -1,0 +1,549 @@
+//! The media driver: worker threads that own rooms' RTP sockets and mix them.
+//!
+//! Each room lives on exactly one worker (chosen by hashing its name), so a room's
+//! state has one owner and needs no lock. A worker wakes once per 20 ms tick for all
+//! its rooms; a worker with no rooms blocks on its command queue and costs nothing.
+//! Per tick and per leg it drains the leg's non-blocking sockets (the kernel socket
+//! buffer is the arrival queue, so there is no task or wake-up per packet), feeds the
+//! jitter buffer, decodes one frame, mixes (see [`super::mixer`]) and sends. Listeners
+//! who contributed no audio this tick all get the same full mix, encoded once per
+//! codec; only contributors get their own mix-minus-self encode.
+//!
+//! Signalling talks to workers by [`Command`] messages; workers report
+//! [`MediaEvent`]s back on a channel. All buffers are allocated when a leg is added.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::codec::{Decoder, Encoder};
+use super::jitter::{JitterBuffer, Pull};
+use super::mixer;
+use super::resample::{Downsampler, Upsampler};
+use super::rtp::{self, ReceiverStats, RtpPacket, TelephoneEvent};
+use crate::core::LegId;
+use crate::sdp::{CodecKind, Direction};
+
+/// Tick length: the mixing ptime.
+pub const TICK: Duration = Duration::from_millis(20);
+const MAX_FRAME: usize = 960; // 20 ms at 48 kHz
+const FIFO: usize = 4 * MAX_FRAME; // room for a 60 ms packet plus a partial frame
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Negotiated media of a leg, as signalling tells the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaParams {
+    /// codec
+    pub codec: CodecKind,
+    /// its payload type
+    pub pt: u8,
+    /// telephone-event payload type
+    pub dtmf_pt: Option<u8>,
+    /// where to send until symmetric RTP learns the source
+    pub remote: Option<SocketAddr>,
+    /// the peer's direction attribute
+    pub peer_direction: Direction,
+    /// our SSRC towards the peer
+    pub ssrc: u32,
+}
+
+/// What signalling asks of the media side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// bind the leg's ports and put it in the room
+    Open {
+        /// leg
+        leg: LegId,
+        /// room name
+        room: String,
+        /// local RTP port (RTCP on port + 1)
+        port: u16,
+        /// negotiated parameters
+        params: MediaParams,
+    },
+    /// renegotiated (re-INVITE/UPDATE: hold, codec or address change)
+    Update {
+        /// leg
+        leg: LegId,
+        /// new parameters
+        params: MediaParams,
+    },
+    /// take the leg out and close its sockets
+    Close {
+        /// leg
+        leg: LegId,
+    },
+}
+
+/// What the media side reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// an RFC 4733 digit, reported once per event
+    Dtmf {
+        /// leg
+        leg: LegId,
+        /// '0'-'9', '*', '#', 'A'-'D'
+        digit: char,
+    },
+}
+
+enum Command {
+    Add(String, Box<LegMedia>),
+    Update(LegId, MediaParams),
+    Remove(LegId),
+    Stop,
+}
+
+struct LegMedia {
+    id: LegId,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    params: MediaParams,
+    remote: Option<SocketAddr>,
+    latched: bool,
+    jb: JitterBuffer,
+    decoder: Decoder,
+    encoder: Encoder,
+    // decoded samples at the codec rate waiting to be played
+    fifo: Vec<i16>,
+    fifo_len: usize,
+    last: Vec<i16>,
+    lost_run: u32,
+    frame: Vec<i16>, // this tick's input at the room rate
+    has_audio: bool,
+    up: Upsampler,
+    down: Downsampler,
+    seq: u16,
+    ts: u32,
+    sent_packets: u32,
+    sent_octets: u32,
+    stats: ReceiverStats,
+    last_dtmf_ts: Option<u32>,
+    next_rtcp: Instant,
+    started: Instant,
+}
+
+impl LegMedia {
+    fn new(id: LegId, rtp: UdpSocket, rtcp: UdpSocket, params: MediaParams, now: Instant) -> io::Result<LegMedia> {
+        let codec_err = |e| io::Error::other(format!("codec: {e}"));
+        Ok(LegMedia {
+            id,
+            rtp,
+            rtcp,
+            params,
+            remote: params.remote,
+            latched: false,
+            jb: JitterBuffer::new(params.codec.clock_rate()),
+            decoder: Decoder::new(params.codec).map_err(codec_err)?,
+            encoder: Encoder::new(params.codec).map_err(codec_err)?,
+            fifo: vec![0; FIFO],
+            fifo_len: 0,
+            last: vec![0; MAX_FRAME],
+            lost_run: 0,
+            frame: vec![0; MAX_FRAME],
+            has_audio: false,
+            up: Upsampler::default(),
+            down: Downsampler::default(),
+            seq: (params.ssrc >> 8) as u16,
+            ts: params.ssrc.rotate_left(7),
+            sent_packets: 0,
+            sent_octets: 0,
+            stats: ReceiverStats::default(),
+            last_dtmf_ts: None,
+            next_rtcp: now + RTCP_INTERVAL,
+            started: now,
+        })
+    }
+
+    fn update(&mut self, p: MediaParams) -> io::Result<()> {
+        if p.codec != self.params.codec {
+            let codec_err = |e| io::Error::other(format!("codec: {e}"));
+            self.decoder = Decoder::new(p.codec).map_err(codec_err)?;
+            self.encoder = Encoder::new(p.codec).map_err(codec_err)?;
+            self.jb = JitterBuffer::new(p.codec.clock_rate());
+            self.fifo_len = 0;
+        }
+        if p.remote != self.params.remote {
+            // a new offer/answer may move the peer: learn its source again
+            self.remote = p.remote;
+            self.latched = false;
+        }
+        self.params = p;
+        Ok(())
+    }
+
+    fn contributes(&self) -> bool {
+        self.params.peer_direction == Direction::SendRecv
+    }
+
+    /// Drain both sockets.
+    fn receive(&mut self, now: Instant, buf: &mut [u8], events: &mpsc::Sender<(LegId, MediaEvent)>) {
+        let now_ms = now.duration_since(self.started).as_millis() as u64;
+        loop {
+            let (n, src) = match self.rtp.recv_from(buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            };
+            let Ok(pkt) = RtpPacket::parse(&buf[..n]) else {
+                continue;
+            };
+            if !self.latched {
+                // symmetric RTP (RFC 4961): answer where the peer really sends from
+                self.remote = Some(src);
+                self.latched = true;
+            } else if self.remote != Some(src) {
+                continue;
+            }
+            if Some(pkt.pt) == self.params.dtmf_pt {
+                if let Some(ev) = TelephoneEvent::parse(pkt.payload) {
+                    // one event = one RTP timestamp; repeats and end packets share it
+                    if self.last_dtmf_ts != Some(pkt.timestamp) {
+                        self.last_dtmf_ts = Some(pkt.timestamp);
+                        if let Some(digit) = ev.digit() {
+                            let _ = events.send((self.id, MediaEvent::Dtmf { leg: self.id, digit }));
+                        }
+                    }
+                }
+                continue;
+            }
+            if pkt.pt != self.params.pt {
+                continue;
+            }
+            let arrival = (now_ms * u64::from(self.params.codec.clock_rate()) / 1000) as u32;
+            self.stats.on_packet(pkt.seq, pkt.timestamp, pkt.ssrc, arrival);
+            if self.contributes() {
+                self.jb.insert(pkt.seq, pkt.timestamp, pkt.payload, now_ms);
+            }
+        }
+        loop {
+            match self.rtcp.recv_from(buf) {
+                Ok((n, _)) => {
+                    if let Some(mid) = rtp::sender_report_ntp_mid(&buf[..n]) {
+                        self.stats.on_sender_report(mid, now_ms);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Produce this tick's frame at `room_rate` into `self.frame`.
+    fn play_out(&mut self, room_rate: u32) {
+        let need = (self.params.codec.clock_rate() / 50) as usize;
+        let mut real = false;
+        while self.fifo_len < need {
+            let room = FIFO - self.fifo_len;
+            let dst = &mut self.fifo[self.fifo_len..];
+            let n = match self.jb.pull() {
+                Pull::Packet(payload, _) => {
+                    let n = self.decoder.decode(payload, &mut dst[..room.min(3 * MAX_FRAME)]);
+                    self.lost_run = 0;
+                    real |= n > 0;
+                    n
+                }
+                Pull::Lost => {
+                    self.lost_run += 1;
+                    let n = need.min(room);
+                    self.decoder.conceal(&mut dst[..n], &self.last[..need], self.lost_run);
+                    real = true;
+                    n
+                }
+                Pull::Empty => break,
+            };
+            self.fifo_len += n;
+        }
+        let have = self.fifo_len.min(need);
+        self.has_audio = real || have > 0;
+        let mut native = [0i16; MAX_FRAME];
+        native[..have].copy_from_slice(&self.fifo[..have]);
+        self.fifo.copy_within(have..self.fifo_len, 0);
+        self.fifo_len -= have;
+        if have > 0 {
+            self.last[..need].copy_from_slice(&native[..need]);
+        }
+        let out_len = (room_rate / 50) as usize;
+        if self.params.codec.clock_rate() == room_rate {
+            self.frame[..out_len].copy_from_slice(&native[..out_len]);
+        } else {
+            // narrowband leg in a wideband room
+            self.up.process(&native[..need], &mut self.frame[..out_len]);
+        }
+    }
+
+    fn send(&mut self, payload: &[u8], pkt: &mut [u8]) {
+        let Some(to) = self.remote else { return };
+        if !self.params.peer_direction.peer_receives() {
+            return;
+        }
+        let first = self.sent_packets == 0;
+        rtp::write_header(pkt, self.params.pt, first, self.seq, self.ts, self.params.ssrc);
+        pkt[12..12 + payload.len()].copy_from_slice(payload);
+        let _ = self.rtp.send_to(&pkt[..12 + payload.len()], to);
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.params.codec.clock_rate() / 50);
+        self.sent_packets = self.sent_packets.wrapping_add(1);
+        self.sent_octets = self.sent_octets.wrapping_add(payload.len() as u32);
+    }
+
+    fn maybe_rtcp(&mut self, now: Instant) {
+        if now < self.next_rtcp {
+            return;
+        }
+        self.next_rtcp = now + RTCP_INTERVAL;
+        let Some(remote) = self.remote else { return };
+        let now_ms = now.duration_since(self.started).as_millis() as u64;
+        let ntp = ntp_now();
+        let sender = (self.sent_packets > 0).then_some((ntp, self.ts, self.sent_packets, self.sent_octets));
+        let mut out = [0u8; 128];
+        let n = rtp::write_report(&mut out, self.params.ssrc, sender, Some(&mut self.stats), now_ms);
+        let to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+        let _ = self.rtcp.send_to(&out[..n], to);
+    }
+}
+
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    (secs << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+struct RoomMedia {
+    legs: Vec<LegMedia>,
+    acc: Vec<i32>,
+    mix: Vec<i16>,
+    native: Vec<i16>,
+    payload: Vec<u8>,
+    pkt: Vec<u8>,
+    // encoders for the shared listener mix, one per codec, and this tick's payload
+    shared: Vec<(CodecKind, Encoder, Vec<u8>, usize, bool)>,
+}
+
+impl RoomMedia {
+    fn new() -> RoomMedia {
+        RoomMedia {
+            legs: Vec::new(),
+            acc: vec![0; MAX_FRAME],
+            mix: vec![0; MAX_FRAME],
+            native: vec![0; MAX_FRAME],
+            payload: vec![0; 1500],
+            pkt: vec![0; 1500],
+            shared: Vec::new(),
+        }
+    }
+
+    fn rate(&self) -> u32 {
+        if self.legs.iter().any(|l| l.params.codec == CodecKind::Opus) {
+            48000
+        } else {
+            8000
+        }
+    }
+
+    fn tick(&mut self, now: Instant, buf: &mut [u8], events: &mpsc::Sender<(LegId, MediaEvent)>) {
+        let rate = self.rate();
+        let n = (rate / 50) as usize;
+        for leg in &mut self.legs {
+            leg.receive(now, buf, events);
+            leg.play_out(rate);
+        }
+        let acc = &mut self.acc[..n];
+        acc.fill(0);
+        for leg in self.legs.iter().filter(|l| l.has_audio && l.contributes()) {
+            mixer::accumulate(acc, &leg.frame[..n]);
+        }
+        for s in &mut self.shared {
+            s.4 = false;
+        }
+        for leg in &mut self.legs {
+            let own = leg.has_audio && leg.contributes();
+            let codec = leg.params.codec;
+            let native_n = (codec.clock_rate() / 50) as usize;
+            if own {
+                mixer::mix_minus(acc, Some(&leg.frame[..n]), &mut self.mix[..n]);
+                let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
+                let len = leg.encoder.encode(pcm, &mut self.payload);
+                leg.send(&self.payload[..len], &mut self.pkt);
+            } else {
+                let idx = match self.shared.iter().position(|s| s.0 == codec) {
+                    Some(i) => i,
+                    None => match Encoder::new(codec) {
+                        Ok(enc) => {
+                            self.shared.push((codec, enc, vec![0; 1500], 0, false));
+                            self.shared.len() - 1
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                let s = &mut self.shared[idx];
+                if !s.4 {
+                    mixer::mix_minus(acc, None, &mut self.mix[..n]);
+                    let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
+                    s.3 = s.1.encode(pcm, &mut s.2);
+                    s.4 = true;
+                }
+                let (payload, len) = (&s.2, s.3);
+                leg.send(&payload[..len], &mut self.pkt);
+            }
+            leg.maybe_rtcp(now);
+        }
+    }
+}
+
+fn to_native<'a>(mix: &'a [i16], native: &'a mut [i16], down: &mut Downsampler) -> &'a [i16] {
+    if mix.len() == native.len() {
+        mix
+    } else {
+        down.process(mix, native);
+        native
+    }
+}
+
+fn worker(rx: mpsc::Receiver<Command>, events: mpsc::Sender<(LegId, MediaEvent)>) {
+    let mut rooms: HashMap<String, RoomMedia> = HashMap::new();
+    let mut leg_room: HashMap<LegId, String> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        // With no rooms, sleep until told otherwise.
+        let cmd = if rooms.is_empty() {
+            match rx.recv() {
+                Ok(c) => Some(c),
+                Err(_) => return,
+            }
+        } else {
+            let now = Instant::now();
+            match rx.recv_timeout(next_tick.saturating_duration_since(now)) {
+                Ok(c) => Some(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        match cmd {
+            Some(Command::Add(room, leg)) => {
+                if rooms.is_empty() {
+                    next_tick = Instant::now() + TICK;
+                }
+                leg_room.insert(leg.id, room.clone());
+                rooms.entry(room).or_insert_with(RoomMedia::new).legs.push(*leg);
+            }
+            Some(Command::Update(id, params)) => {
+                if let Some(r) = leg_room.get(&id).and_then(|r| rooms.get_mut(r)) {
+                    if let Some(l) = r.legs.iter_mut().find(|l| l.id == id) {
+                        if let Err(e) = l.update(params) {
+                            tracing::warn!(leg = %id, error = %e, "media update failed");
+                        }
+                    }
+                }
+            }
+            Some(Command::Remove(id)) => {
+                if let Some(name) = leg_room.remove(&id) {
+                    if let Some(r) = rooms.get_mut(&name) {
+                        r.legs.retain(|l| l.id != id);
+                        if r.legs.is_empty() {
+                            rooms.remove(&name);
+                        }
+                    }
+                }
+            }
+            Some(Command::Stop) => return,
+            None => {}
+        }
+        let now = Instant::now();
+        if now >= next_tick && !rooms.is_empty() {
+            for room in rooms.values_mut() {
+                room.tick(now, &mut buf, &events);
+            }
+            next_tick += TICK;
+            if now > next_tick + 5 * TICK {
+                // far behind (suspended): resynchronise instead of bursting
+                next_tick = now + TICK;
+            }
+        }
+    }
+}
+
+/// Handle to the media workers, used by the signalling driver.
+pub struct MediaEngine {
+    workers: Vec<mpsc::Sender<Command>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    leg_worker: HashMap<LegId, usize>,
+    bind_ip: IpAddr,
+}
+
+impl MediaEngine {
+    /// Start `n` workers; RTP sockets bind on `bind_ip`.
+    pub fn start(n: usize, bind_ip: IpAddr) -> (MediaEngine, mpsc::Receiver<(LegId, MediaEvent)>) {
+        super::g711::init();
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let mut workers = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..n.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let ev = ev_tx.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("media-{i}"))
+                .spawn(move || worker(rx, ev))
+                .expect("spawning a media thread at start-up");
+            workers.push(tx);
+            threads.push(t);
+        }
+        (
+            MediaEngine {
+                workers,
+                threads,
+                leg_worker: HashMap::new(),
+                bind_ip,
+            },
+            ev_rx,
+        )
+    }
+
+    fn worker_for(&self, room: &str) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        room.hash(&mut h);
+        (h.finish() % self.workers.len() as u64) as usize
+    }
+
+    /// Carry out a command from signalling.
+    pub fn apply(&mut self, cmd: MediaCommand) -> io::Result<()> {
+        match cmd {
+            MediaCommand::Open { leg, room, port, params } => {
+                let rtp = UdpSocket::bind((self.bind_ip, port))?;
+                let rtcp = UdpSocket::bind((self.bind_ip, port.wrapping_add(1)))?;
+                rtp.set_nonblocking(true)?;
+                rtcp.set_nonblocking(true)?;
+                let media = LegMedia::new(leg, rtp, rtcp, params, Instant::now())?;
+                let w = self.worker_for(&room);
+                self.leg_worker.insert(leg, w);
+                let _ = self.workers[w].send(Command::Add(room, Box::new(media)));
+            }
+            MediaCommand::Update { leg, params } => {
+                if let Some(&w) = self.leg_worker.get(&leg) {
+                    let _ = self.workers[w].send(Command::Update(leg, params));
+                }
+            }
+            MediaCommand::Close { leg } => {
+                if let Some(w) = self.leg_worker.remove(&leg) {
+                    let _ = self.workers[w].send(Command::Remove(leg));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop every worker and wait for them.
+    pub fn stop(self) {
+        for w in &self.workers {
+            let _ = w.send(Command::Stop);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

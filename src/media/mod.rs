@@ -1,0 +1,11 @@
+//! Media: RTP/RTCP (RFC 3550), DTMF events (RFC 4733), codecs, jitter buffer,
+//! resampling and the room mixer, plus the worker threads that run them.
+
+pub mod codec;
+pub mod engine;
+pub mod g711;
+pub mod jitter;
+pub mod mixer;
+pub mod opus;
+pub mod resample;
+pub mod rtp;

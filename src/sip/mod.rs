@@ -1,0 +1,8 @@
+//! SIP syntax (RFC 3261 §7, §20, §25): messages, header views and stream framing.
+//! Transactions and dialogs are state, and live in [`crate::core`].
+
+pub mod framing;
+pub mod headers;
+pub mod message;
+
+pub use message::{Message, Method, ParseError, StartLine};
