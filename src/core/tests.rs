@@ -1,0 +1,353 @@
+//! Scenario tests of the core on virtual time: no sockets, no sleeping. `now` is
+//! advanced by hand, so Timer H's 32 s pass in microseconds.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const PEER: &str = "127.0.0.1:5070";
+
+fn config() -> CoreConfig {
+    let mut rooms = HashMap::new();
+    rooms.insert(
+        "demo".to_string(),
+        RoomPolicy {
+            max_participants: 2,
+            answer_after: Duration::ZERO,
+        },
+    );
+    rooms.insert(
+        "slow".to_string(),
+        RoomPolicy {
+            max_participants: 10,
+            answer_after: Duration::from_secs(5),
+        },
+    );
+    CoreConfig {
+        sip_addr: "127.0.0.1:5060".parse().unwrap(),
+        media_ip: "127.0.0.1".parse().unwrap(),
+        rtp_ports: (30000, 30099),
+        rooms,
+        timers: TimerConfig::default(),
+        user_agent: "caucus".into(),
+    }
+}
+
+fn udp() -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: PEER.parse().unwrap(),
+    }
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn request(method: &str, room: &str, branch: &str, cseq: u32, to_tag: Option<&str>, body: &str) -> Vec<u8> {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+    let cseq_method = if method == "ACK" || method == "CANCEL" { method } else { method };
+    format!(
+        "{method} sip:{room}@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP {PEER};branch={branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@127.0.0.1>;tag=alice\r\n\
+To: <sip:{room}@127.0.0.1>{to_tag}\r\n\
+Call-ID: call-1\r\n\
+CSeq: {cseq} {cseq_method}\r\n\
+Contact: <sip:alice@{PEER}>\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+struct Harness {
+    core: Core,
+    now: Instant,
+    t0: Instant,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let now = Instant::now();
+        Harness {
+            core: Core::new(config(), 42),
+            now,
+            t0: now,
+        }
+    }
+    fn send(&mut self, data: &[u8]) -> Vec<Output> {
+        self.core.handle_message(self.now, udp(), data);
+        self.drain()
+    }
+    fn drain(&mut self) -> Vec<Output> {
+        let mut v = Vec::new();
+        while let Some(o) = self.core.poll_output() {
+            v.push(o);
+        }
+        v
+    }
+    /// Advance virtual time to `t` after start, firing timers in order; returns
+    /// (time since start, output) for everything emitted.
+    fn advance_to(&mut self, t: Duration) -> Vec<(Duration, Output)> {
+        let end = self.t0 + t;
+        let mut v = Vec::new();
+        while let Some(due) = self.core.poll_timeout() {
+            if due > end {
+                break;
+            }
+            self.now = due;
+            self.core.handle_timeout(due);
+            for o in self.drain() {
+                v.push((due - self.t0, o));
+            }
+        }
+        self.now = end;
+        v
+    }
+}
+
+fn messages(out: &[Output]) -> Vec<Message> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Transmit { data, .. } => Some(Message::parse(data).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status(m: &Message) -> u16 {
+    match m.start {
+        StartLine::Response { code, .. } => code,
+        _ => 0,
+    }
+}
+
+fn to_tag(m: &Message) -> String {
+    NameAddr::parse(m.header("To").unwrap(), "To").unwrap().tag().unwrap().to_string()
+}
+
+#[test]
+fn invite_is_answered_and_2xx_retransmitted_until_bye_at_32s() {
+    let mut h = Harness::new();
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, SDP));
+    let msgs = messages(&out);
+    assert_eq!(msgs.iter().map(status).collect::<Vec<_>>(), vec![100, 200]);
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Open { .. }))));
+    let ok = &msgs[1];
+    assert_eq!(ok.header("Content-Type"), Some("application/sdp"));
+    assert!(ok.header("Via").unwrap().contains("received=127.0.0.1"));
+    assert!(ok.header("Via").unwrap().contains("rport=5070"));
+    assert_eq!(h.core.ports_in_use(), 1);
+
+    let timeline = h.advance_to(Duration::from_secs(40));
+    let resent: Vec<u128> = timeline
+        .iter()
+        .filter(|(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200")))
+        .map(|(t, _)| t.as_millis())
+        .collect();
+    // T1 doubling to T2: 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, ... (intervals 0.5, 1, 2, 4, 4 ...)
+    assert_eq!(&resent[..6], &[500, 1500, 3500, 7500, 11500, 15500]);
+    assert!(resent.iter().all(|&t| t < 32_000));
+    let bye: Vec<_> = timeline
+        .iter()
+        .filter(|(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"BYE ")))
+        .collect();
+    assert_eq!(bye[0].0, Duration::from_secs(32));
+    assert!(timeline.iter().any(|(_, o)| matches!(o, Output::Media(MediaCommand::Close { .. }))));
+    assert_eq!(h.core.ports_in_use(), 0);
+    assert!(h.core.active_rooms().is_empty());
+    // the BYE itself is retransmitted (Timer E) and then given up (Timer F)
+    let byes = timeline
+        .iter()
+        .filter(|(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"BYE ")))
+        .count();
+    assert!(byes >= 3, "{byes}");
+    h.advance_to(Duration::from_secs(100));
+    assert!(h.core.is_idle());
+}
+
+#[test]
+fn ack_stops_retransmission_and_bye_ends_the_leg() {
+    let mut h = Harness::new();
+    let ok = messages(&h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, SDP)))[1].clone();
+    let tag = to_tag(&ok);
+    assert!(h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&tag), "")).is_empty());
+    let after = h.advance_to(Duration::from_secs(40));
+    assert!(messages(&after.into_iter().map(|x| x.1).collect::<Vec<_>>()).is_empty());
+    // retransmitted INVITE after the ACK is absorbed with the same 200 (RFC 6026)
+    let out = h.send(&request("BYE", "demo", "z9hG4bKb", 2, Some(&tag), ""));
+    assert_eq!(messages(&out).iter().map(status).collect::<Vec<_>>(), vec![200]);
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Close { .. }))));
+    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::RoomClosed { .. }))));
+    assert_eq!(h.core.leg_count(), 0);
+    // a BYE retransmission gets the same answer, not a 481
+    let out = h.send(&request("BYE", "demo", "z9hG4bKb", 2, Some(&tag), ""));
+    assert_eq!(messages(&out).iter().map(status).collect::<Vec<_>>(), vec![200]);
+    // a new BYE in the gone dialog is 481
+    let out = h.send(&request("BYE", "demo", "z9hG4bKc", 3, Some(&tag), ""));
+    assert_eq!(messages(&out).iter().map(status).collect::<Vec<_>>(), vec![481]);
+}
+
+#[test]
+fn invite_retransmission_is_absorbed() {
+    let mut h = Harness::new();
+    let inv = request("INVITE", "demo", "z9hG4bKa", 1, None, SDP);
+    h.send(&inv);
+    let again = messages(&h.send(&inv));
+    assert_eq!(again.iter().map(status).collect::<Vec<_>>(), vec![200]);
+    assert_eq!(h.core.leg_count(), 1);
+}
+
+#[test]
+fn cancel_before_answer_gives_200_and_487() {
+    let mut h = Harness::new();
+    let out = messages(&h.send(&request("INVITE", "slow", "z9hG4bKa", 1, None, SDP)));
+    assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![100, 180]);
+    let out = messages(&h.send(&request("CANCEL", "slow", "z9hG4bKa", 1, None, "")));
+    assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![200, 487]);
+    assert_eq!(h.core.leg_count(), 0);
+    assert_eq!(h.core.ports_in_use(), 0);
+    // ACK for the 487 is absorbed by the INVITE transaction
+    assert!(h.send(&request("ACK", "slow", "z9hG4bKa", 1, None, "")).is_empty());
+    // the answer timer must not answer a cancelled call
+    let later = h.advance_to(Duration::from_secs(10));
+    assert!(!later.iter().any(|(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200"))));
+    // CANCEL for nothing
+    let out = messages(&h.send(&request("CANCEL", "slow", "z9hG4bKzz", 1, None, "")));
+    assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![481]);
+}
+
+#[test]
+fn delayed_answer_rings_then_answers() {
+    let mut h = Harness::new();
+    h.send(&request("INVITE", "slow", "z9hG4bKa", 1, None, SDP));
+    let t = h.advance_to(Duration::from_secs(5));
+    assert_eq!(t[0].0, Duration::from_secs(5));
+    assert!(matches!(&t[1].1, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200")));
+}
+
+#[test]
+fn options_unknown_method_and_unknown_room() {
+    let mut h = Harness::new();
+    let out = messages(&h.send(&request("OPTIONS", "anything", "z9hG4bKo", 1, None, "")));
+    assert_eq!(status(&out[0]), 200);
+    assert_eq!(out[0].header("Allow"), Some(ALLOW));
+    assert_eq!(out[0].header("Accept"), Some("application/sdp"));
+    let out = messages(&h.send(&request("FROB", "demo", "z9hG4bKf", 1, None, "")));
+    assert_eq!(status(&out[0]), 501);
+    assert_eq!(out[0].header("Allow"), Some(ALLOW));
+    let out = messages(&h.send(&request("INVITE", "nope", "z9hG4bKn", 1, None, SDP)));
+    assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![100, 404]);
+    let out = messages(&h.send(&request("REGISTER", "demo", "z9hG4bKr", 1, None, "")));
+    assert_eq!(status(&out[0]), 405);
+}
+
+#[test]
+fn malformed_requests_get_400_and_responses_are_dropped() {
+    let mut h = Harness::new();
+    let out = messages(&h.send(b"INVITE sip:demo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"));
+    assert_eq!(status(&out[0]), 400);
+    let out = messages(&h.send(b"INVITE sip:demo@127.0.0.1 SIP/7.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\n\r\n"));
+    assert_eq!(status(&out[0]), 505);
+    assert!(h.send(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnone\r\n\r\n").is_empty());
+    assert!(h.send(b"\x00\x01garbage").is_empty());
+    let mut bad = request("INVITE", "demo", "z9hG4bKm", 1, None, SDP);
+    let s = String::from_utf8(bad.clone()).unwrap().replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    bad = s.into_bytes();
+    assert_eq!(status(&messages(&h.send(&bad))[0]), 400);
+}
+
+#[test]
+fn no_common_codec_is_488_with_warning() {
+    let mut h = Harness::new();
+    let sdp = SDP.replace("RTP/AVP 0 101", "RTP/AVP 18");
+    let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, &sdp)));
+    assert_eq!(status(&out[1]), 488);
+    assert!(out[1].header("Warning").unwrap().starts_with("304 "));
+    assert_eq!(h.core.ports_in_use(), 0);
+    let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bKb", 2, None, "v=0\r\nbogus\r\n")));
+    assert_eq!(status(&out[1]), 400);
+}
+
+#[test]
+fn room_full_is_486() {
+    let mut h = Harness::new();
+    for (i, b) in ["z9hG4bK1", "z9hG4bK2"].iter().enumerate() {
+        let r = String::from_utf8(request("INVITE", "demo", b, 1, None, SDP)).unwrap().replace("call-1", &format!("c{i}"));
+        assert_eq!(status(&messages(&h.send(r.as_bytes()))[1]), 200);
+    }
+    let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bK3", 1, None, SDP)));
+    assert_eq!(status(&out[1]), 486);
+}
+
+#[test]
+fn reinvite_hold_and_unhold() {
+    let mut h = Harness::new();
+    let ok = messages(&h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, SDP)))[1].clone();
+    let tag = to_tag(&ok);
+    h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&tag), ""));
+    let hold = format!("{SDP}a=sendonly\r\n");
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKh", 2, Some(&tag), &hold));
+    let m = messages(&out);
+    assert_eq!(m.iter().map(status).collect::<Vec<_>>(), vec![100, 200]);
+    assert!(String::from_utf8_lossy(&m[1].body).contains("a=recvonly"));
+    assert!(String::from_utf8_lossy(&m[1].body).contains("o=caucus ") );
+    let upd = out.iter().find_map(|o| match o {
+        Output::Media(MediaCommand::Update { params, .. }) => Some(*params),
+        _ => None,
+    });
+    assert_eq!(upd.unwrap().peer_direction, Direction::SendOnly);
+    h.send(&request("ACK", "demo", "z9hG4bKack2", 2, Some(&tag), ""));
+    // unhold by UPDATE
+    let out = h.send(&request("UPDATE", "demo", "z9hG4bKu", 3, Some(&tag), SDP));
+    let m = messages(&out);
+    assert_eq!(status(&m[0]), 200);
+    assert!(String::from_utf8_lossy(&m[0].body).contains("a=sendrecv"));
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Update { params, .. }) if params.peer_direction == Direction::SendRecv)));
+    // an old CSeq is out of order
+    let out = messages(&h.send(&request("UPDATE", "demo", "z9hG4bKold", 2, Some(&tag), SDP)));
+    assert_eq!(status(&out[0]), 500);
+}
+
+#[test]
+fn late_offer_takes_answer_from_ack() {
+    let mut h = Harness::new();
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, ""));
+    let ok = messages(&out)[1].clone();
+    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio"));
+    assert!(!out.iter().any(|o| matches!(o, Output::Media(_))));
+    let tag = to_tag(&ok);
+    let answer = SDP.replace("RTP/AVP 0 101", "RTP/AVP 8").replace("a=rtpmap:101 telephone-event/8000\r\n", "");
+    let out = h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&tag), &answer));
+    let open = out.iter().find_map(|o| match o {
+        Output::Media(MediaCommand::Open { params, .. }) => Some(*params),
+        _ => None,
+    });
+    assert_eq!(open.unwrap().codec, crate::sdp::CodecKind::Pcma);
+}
+
+#[test]
+fn shutdown_byes_every_leg_and_refuses_new_calls() {
+    let mut h = Harness::new();
+    let ok = messages(&h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, SDP)))[1].clone();
+    h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&to_tag(&ok)), ""));
+    h.core.shutdown(h.now);
+    let out = messages(&h.drain());
+    assert!(matches!(&out[0].start, StartLine::Request { method: Method::Bye, uri } if uri == "sip:alice@127.0.0.1:5070"));
+    assert!(!h.core.is_idle());
+    let via = out[0].header("Via").unwrap().to_string();
+    let branch = Via::parse(&via).unwrap().branch.unwrap();
+    let resp = format!(
+        "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: call-1\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        out[0].header("From").unwrap(),
+        out[0].header("To").unwrap(),
+        out[0].header("CSeq").unwrap()
+    );
+    assert!(branch.starts_with("z9hG4bK"));
+    h.send(resp.as_bytes());
+    assert!(h.core.is_idle());
+    let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bKz", 1, None, SDP)));
+    assert_eq!(status(&out[1]), 503);
+}

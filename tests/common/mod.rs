@@ -1,0 +1,397 @@
+//! Test harness: start the real `caucus` binary on loopback with a generated config,
+//! and a small SIP/RTP user agent that sends a tone and records what it hears.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use caucus::media::{g711, opus};
+use caucus::media::rtp::{RtpPacket, write_header};
+use caucus::sdp::{self, CodecKind, SessionDescription};
+use caucus::sip::{Message, StartLine};
+
+static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+/// A free UDP+TCP port on loopback.
+pub fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running bridge.
+pub struct Bridge {
+    pub child: Child,
+    pub sip: SocketAddr,
+    pub rtp: (u16, u16),
+}
+
+impl Bridge {
+    /// Start with `rooms` (TOML `[[room]]` blocks appended to the generated config).
+    pub fn start(rooms: &str) -> Bridge {
+        let sip_port = free_port();
+        // distinct RTP ranges per bridge so tests in parallel never collide
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
+        let base = 40000 + (std::process::id() as u16 % 50) * 400 + block * 100;
+        let rtp = (base, base + 99);
+        let cfg = format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{rooms}",
+            rtp.0, rtp.1
+        );
+        let path = std::env::temp_dir().join(format!("caucus-test-{}-{sip_port}.toml", std::process::id()));
+        std::fs::write(&path, cfg).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_caucus"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "caucus=debug")
+            .stderr(Stdio::from(
+                std::fs::File::create(std::env::temp_dir().join(format!("caucus-test-{sip_port}.log"))).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let b = Bridge {
+            child,
+            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            rtp,
+        };
+        b.wait_ready();
+        b
+    }
+
+    fn wait_ready(&self) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let local = s.local_addr().unwrap();
+        for i in 0..100 {
+            let m = format!(
+                "OPTIONS sip:ping@{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{i}\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                self.sip
+            );
+            s.send_to(m.as_bytes(), self.sip).unwrap();
+            let mut buf = [0u8; 4096];
+            if s.recv_from(&mut buf).is_ok() {
+                return;
+            }
+        }
+        panic!("bridge did not answer OPTIONS");
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signalling transport of a test UA.
+pub enum Signal {
+    Udp(UdpSocket),
+    Tcp(TcpStream, Vec<u8>),
+}
+
+/// A SIP user agent with one RTP stream.
+pub struct Ua {
+    pub sig: Signal,
+    pub local: SocketAddr,
+    pub bridge: SocketAddr,
+    pub call_id: String,
+    pub from_tag: String,
+    pub to_tag: String,
+    pub cseq: u32,
+    pub rtp: UdpSocket,
+    pub codec: CodecKind,
+    pub pt: u8,
+    pub remote_rtp: Option<SocketAddr>,
+    pub room: String,
+}
+
+pub fn sdp_offer(port: u16, codec: CodecKind, extra: &str) -> String {
+    let (pt, map) = match codec {
+        CodecKind::Pcmu => (0, "a=rtpmap:0 PCMU/8000\r\n"),
+        CodecKind::Pcma => (8, "a=rtpmap:8 PCMA/8000\r\n"),
+        CodecKind::Opus => (96, "a=rtpmap:96 opus/48000/2\r\n"),
+    };
+    format!(
+        "v=0\r\no=test 1 1 IN IP4 localhost\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt} 101\r\n{map}a=rtpmap:101 telephone-event/{}\r\na=ptime:20\r\n{extra}",
+        codec.clock_rate()
+    )
+}
+
+impl Ua {
+    pub fn new(bridge: SocketAddr, room: &str, codec: CodecKind, tcp: bool, name: &str) -> Ua {
+        let (sig, local) = if tcp {
+            let s = TcpStream::connect(bridge).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let l = s.local_addr().unwrap();
+            (Signal::Tcp(s, Vec::new()), l)
+        } else {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let l = s.local_addr().unwrap();
+            (Signal::Udp(s), l)
+        };
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Ua {
+            sig,
+            local,
+            bridge,
+            call_id: format!("{name}-{}", local.port()),
+            from_tag: format!("tag{name}"),
+            to_tag: String::new(),
+            cseq: 1,
+            rtp,
+            codec,
+            pt: 0,
+            remote_rtp: None,
+            room: room.to_string(),
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self.sig {
+            Signal::Udp(_) => "UDP",
+            Signal::Tcp(..) => "TCP",
+        }
+    }
+
+    pub fn send_raw(&mut self, data: &[u8]) {
+        match &mut self.sig {
+            Signal::Udp(s) => {
+                s.send_to(data, self.bridge).unwrap();
+            }
+            Signal::Tcp(s, _) => s.write_all(data).unwrap(),
+        }
+    }
+
+    /// Next SIP message from the bridge, or None after `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Option<Message> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            match &mut self.sig {
+                Signal::Udp(s) => {
+                    if let Ok((n, _)) = s.recv_from(&mut buf) {
+                        return Some(Message::parse(&buf[..n]).unwrap());
+                    }
+                }
+                Signal::Tcp(s, pending) => {
+                    let mut framer = caucus::sip::framing::StreamFramer::default();
+                    framer.push(pending);
+                    pending.clear();
+                    if let Ok(Some(m)) = framer.next_message() {
+                        // keep the rest
+                        while let Ok(Some(more)) = framer.next_message() {
+                            pending.extend_from_slice(&more);
+                        }
+                        return Some(Message::parse(&m).unwrap());
+                    }
+                    if let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            return None;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub fn request(&self, method: &str, cseq: u32, body: &str, branch: &str) -> String {
+        let to_tag = if self.to_tag.is_empty() { String::new() } else { format!(";tag={}", self.to_tag) };
+        let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        format!(
+            "{method} sip:{}@{} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:ua@127.0.0.1>;tag={}\r\nTo: <sip:{}@127.0.0.1>{to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:ua@{}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            self.room,
+            self.bridge,
+            self.transport(),
+            self.local,
+            self.from_tag,
+            self.room,
+            self.call_id,
+            self.local,
+            body.len()
+        )
+    }
+
+    /// Wait for a final response, skipping provisional ones and anything else.
+    pub fn final_response(&mut self, timeout: Duration) -> Option<Message> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(m) = self.recv(Duration::from_millis(200)) {
+                if let StartLine::Response { code, .. } = m.start {
+                    if code >= 200 {
+                        return Some(m);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// INVITE, wait for 200, ACK; returns the status.
+    pub fn call(&mut self, extra_sdp: &str) -> u16 {
+        let port = self.rtp.local_addr().unwrap().port();
+        let body = sdp_offer(port, self.codec, extra_sdp);
+        let inv = self.request("INVITE", self.cseq, &body, &format!("z9hG4bK{}inv{}", self.call_id, self.cseq));
+        self.send_raw(inv.as_bytes());
+        let resp = self.final_response(Duration::from_secs(5)).expect("final response to INVITE");
+        let StartLine::Response { code, .. } = resp.start else { unreachable!() };
+        if code != 200 {
+            return code;
+        }
+        let to = caucus::sip::headers::NameAddr::parse(resp.header("To").unwrap(), "To").unwrap();
+        self.to_tag = to.tag().unwrap().to_string();
+        let sd = SessionDescription::parse(&resp.body).unwrap();
+        let (_, p) = sdp::select_audio(&sd).unwrap();
+        assert_eq!(p.codec, self.codec);
+        self.pt = p.pt;
+        self.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
+        let ack = self.request("ACK", self.cseq, "", &format!("z9hG4bK{}ack{}", self.call_id, self.cseq));
+        self.send_raw(ack.as_bytes());
+        self.cseq += 1;
+        200
+    }
+
+    /// BYE; returns the final status.
+    pub fn hangup(&mut self) -> u16 {
+        let bye = self.request("BYE", self.cseq, "", &format!("z9hG4bK{}bye{}", self.call_id, self.cseq));
+        self.cseq += 1;
+        self.send_raw(bye.as_bytes());
+        match self.final_response(Duration::from_secs(5)) {
+            Some(Message { start: StartLine::Response { code, .. }, .. }) => code,
+            _ => 0,
+        }
+    }
+}
+
+/// Sends a tone and records what comes back, decoded to PCM at the codec rate.
+pub struct Stream {
+    enc: Option<opus::Encoder>,
+    dec: Option<opus::Decoder>,
+    pub heard: Vec<i16>,
+    seq: u16,
+    ts: u32,
+    phase: f64,
+}
+
+impl Stream {
+    pub fn new(codec: CodecKind) -> Stream {
+        let opus = codec == CodecKind::Opus;
+        Stream {
+            enc: opus.then(|| opus::Encoder::new(5).unwrap()),
+            dec: opus.then(|| opus::Decoder::new().unwrap()),
+            heard: Vec::new(),
+            seq: 1000,
+            ts: 0,
+            phase: 0.0,
+        }
+    }
+
+    /// Run for `dur`: one 20 ms packet of `freq` Hz out per tick, everything in decoded.
+    pub fn run(&mut self, ua: &Ua, freq: f64, dur: Duration) {
+        let rate = ua.codec.clock_rate() as usize;
+        let n = rate / 50;
+        let to = ua.remote_rtp.unwrap();
+        ua.rtp.set_nonblocking(true).unwrap();
+        let start = Instant::now();
+        let mut tick = 0u32;
+        let mut pkt = [0u8; 1500];
+        let mut buf = [0u8; 1500];
+        let mut pcm_in = vec![0i16; 5760];
+        while start.elapsed() < dur {
+            let pcm: Vec<i16> = (0..n)
+                .map(|_| {
+                    self.phase += 2.0 * std::f64::consts::PI * freq / rate as f64;
+                    (6000.0 * self.phase.sin()) as i16
+                })
+                .collect();
+            let len = match ua.codec {
+                CodecKind::Pcmu => {
+                    g711::encode_ulaw(&pcm, &mut pkt[12..12 + n]);
+                    n
+                }
+                CodecKind::Pcma => {
+                    g711::encode_alaw(&pcm, &mut pkt[12..12 + n]);
+                    n
+                }
+                CodecKind::Opus => self.enc.as_mut().unwrap().encode(&pcm, &mut pkt[12..]).unwrap(),
+            };
+            write_header(&mut pkt, ua.pt, tick == 0, self.seq, self.ts, 0x1234_0000 + u32::from(ua.local.port()));
+            self.seq = self.seq.wrapping_add(1);
+            self.ts = self.ts.wrapping_add(n as u32);
+            ua.rtp.send_to(&pkt[..12 + len], to).unwrap();
+            while let Ok((m, _)) = ua.rtp.recv_from(&mut buf) {
+                let Ok(p) = RtpPacket::parse(&buf[..m]) else { continue };
+                if p.pt != ua.pt {
+                    continue;
+                }
+                match ua.codec {
+                    CodecKind::Pcmu => {
+                        let mut out = vec![0i16; p.payload.len()];
+                        g711::decode_ulaw(p.payload, &mut out);
+                        self.heard.extend_from_slice(&out);
+                    }
+                    CodecKind::Pcma => {
+                        let mut out = vec![0i16; p.payload.len()];
+                        g711::decode_alaw(p.payload, &mut out);
+                        self.heard.extend_from_slice(&out);
+                    }
+                    CodecKind::Opus => {
+                        let k = self.dec.as_mut().unwrap().decode(Some(p.payload), &mut pcm_in).unwrap();
+                        self.heard.extend_from_slice(&pcm_in[..k]);
+                    }
+                }
+            }
+            tick += 1;
+            let next = start + Duration::from_millis(20 * u64::from(tick));
+            if let Some(d) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
+    }
+}
+
+/// Goertzel power of `freq` in `x` sampled at `rate`, normalised by length.
+pub fn goertzel(x: &[i16], rate: f64, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s = f64::from(v) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let p = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    p / (x.len() as f64).powi(2)
+}
+
+/// Power in dB relative to full scale-ish (10·log10).
+pub fn db(p: f64) -> f64 {
+    10.0 * (p.max(1e-12)).log10()
+}
