@@ -148,7 +148,9 @@ enum Seg<'a> {
 
 fn locate(src: &str, path: &[Seg]) -> std::ops::Range<usize> {
     use toml::de::{DeTable, DeValue};
-    let Ok(doc) = DeTable::parse(src) else { return 0..0 };
+    let Ok(doc) = DeTable::parse(src) else {
+        return 0..0;
+    };
     let mut span = doc.span();
     let mut table = Some(doc.get_ref());
     let mut array: Option<&toml::de::DeArray> = None;
@@ -208,40 +210,78 @@ impl Config {
             }
         };
         let s = &cfg.sip;
-        check((1..=10_000).contains(&s.t1_ms), &[Seg::Key("sip"), Seg::Key("t1_ms")], "t1_ms must be 1..=10000")?;
-        check(s.t2_ms >= s.t1_ms && s.t2_ms <= 60_000, &[Seg::Key("sip"), Seg::Key("t2_ms")], "t2_ms must be t1_ms..=60000")?;
-        check((1..=60_000).contains(&s.t4_ms), &[Seg::Key("sip"), Seg::Key("t4_ms")], "t4_ms must be 1..=60000")?;
-        check(s.listen.port() != 0, &[Seg::Key("sip"), Seg::Key("listen")], "listen needs a port")?;
         check(
-            s.user_agent.chars().all(|c| c.is_ascii_graphic() || c == ' ') && !s.user_agent.is_empty(),
+            (1..=10_000).contains(&s.t1_ms),
+            &[Seg::Key("sip"), Seg::Key("t1_ms")],
+            "t1_ms must be 1..=10000",
+        )?;
+        check(
+            s.t2_ms >= s.t1_ms && s.t2_ms <= 60_000,
+            &[Seg::Key("sip"), Seg::Key("t2_ms")],
+            "t2_ms must be t1_ms..=60000",
+        )?;
+        check(
+            (1..=60_000).contains(&s.t4_ms),
+            &[Seg::Key("sip"), Seg::Key("t4_ms")],
+            "t4_ms must be 1..=60000",
+        )?;
+        check(
+            s.listen.port() != 0,
+            &[Seg::Key("sip"), Seg::Key("listen")],
+            "listen needs a port",
+        )?;
+        check(
+            s.user_agent
+                .chars()
+                .all(|c| c.is_ascii_graphic() || c == ' ')
+                && !s.user_agent.is_empty(),
             &[Seg::Key("sip"), Seg::Key("user_agent")],
             "user_agent must be printable ASCII",
         )?;
         let r = &cfg.rtp;
-        check(r.port_min >= 1024, &[Seg::Key("rtp"), Seg::Key("port_min")], "port_min must be 1024..=65534")?;
+        check(
+            r.port_min >= 1024,
+            &[Seg::Key("rtp"), Seg::Key("port_min")],
+            "port_min must be 1024..=65534",
+        )?;
         check(
             r.port_max > r.port_min && r.port_max - r.port_min >= 3,
             &[Seg::Key("rtp"), Seg::Key("port_max")],
             "port_max must exceed port_min by at least 3 (one RTP/RTCP pair)",
         )?;
-        check(r.workers <= 256, &[Seg::Key("rtp"), Seg::Key("workers")], "workers must be 0..=256")?;
+        check(
+            r.workers <= 256,
+            &[Seg::Key("rtp"), Seg::Key("workers")],
+            "workers must be 0..=256",
+        )?;
         let mut seen = HashSet::new();
         for (i, room) in cfg.rooms.iter().enumerate() {
             let at = |k| [Seg::Key("room"), Seg::Index(i), Seg::Key(k)];
             check(
                 !room.name.is_empty()
                     && room.name.len() <= 64
-                    && room.name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)),
+                    && room
+                        .name
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)),
                 &at("name"),
                 "room name must be 1-64 characters of A-Z a-z 0-9 - _ .",
             )?;
-            check(seen.insert(room.name.clone()), &at("name"), &format!("duplicate room \"{}\"", room.name))?;
+            check(
+                seen.insert(room.name.clone()),
+                &at("name"),
+                &format!("duplicate room \"{}\"", room.name),
+            )?;
             check(
                 (1..=10_000).contains(&room.max_participants),
                 &at("max_participants"),
                 "max_participants must be 1..=10000",
             )?;
-            check(room.answer_after_ms <= 60_000, &at("answer_after_ms"), "answer_after_ms must be 0..=60000")?;
+            check(
+                room.answer_after_ms <= 60_000,
+                &at("answer_after_ms"),
+                "answer_after_ms must be 0..=60000",
+            )?;
         }
         Ok(cfg)
     }
@@ -260,7 +300,8 @@ impl Config {
 
     /// The embedded default.
     pub fn default_config() -> Config {
-        Config::parse(DEFAULT_TOML, "conf/caucus.toml").expect("the embedded default config is valid")
+        Config::parse(DEFAULT_TOML, "conf/caucus.toml")
+            .expect("the embedded default config is valid")
     }
 
     /// Address RTP uses.

@@ -102,10 +102,16 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let listen = cfg.sip.listen;
     let udp = UdpSocket::bind(listen)
         .await
-        .map_err(|source| DriverError::Bind { addr: listen, source })?;
+        .map_err(|source| DriverError::Bind {
+            addr: listen,
+            source,
+        })?;
     let tcp = TcpListener::bind(listen)
         .await
-        .map_err(|source| DriverError::Bind { addr: listen, source })?;
+        .map_err(|source| DriverError::Bind {
+            addr: listen,
+            source,
+        })?;
     let workers = match cfg.rtp.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -129,7 +135,9 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let acceptor = tokio::spawn(async move {
         let mut next_id = 1u64;
         loop {
-            let Ok((stream, addr)) = tcp.accept().await else { continue };
+            let Ok((stream, addr)) = tcp.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let id = next_id;
             next_id += 1;
@@ -208,10 +216,8 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 Output::Event(ev) => log_event(&ev),
             }
         }
-        if let Some(deadline) = drain_deadline {
-            if core.is_idle() || Instant::now() >= deadline {
-                break;
-            }
+        if drain_deadline.is_some_and(|d| core.is_idle() || Instant::now() >= d) {
+            break;
         }
     }
     acceptor.abort();
@@ -247,7 +253,10 @@ fn reload(core: &mut Core, path: Option<&PathBuf>) {
     match Config::load(path) {
         Ok(cfg) => {
             core.set_rooms(cfg.room_policies());
-            tracing::info!(rooms = cfg.rooms.len(), "configuration reloaded; running calls keep going");
+            tracing::info!(
+                rooms = cfg.rooms.len(),
+                "configuration reloaded; running calls keep going"
+            );
         }
         Err(e) => tracing::error!(error = %e, "reload rejected; keeping the running configuration"),
     }

@@ -225,8 +225,7 @@ impl SessionDescription {
                             m.rtpmap.push((pt, enc.trim().to_string()));
                         }
                         "ptime" => {
-                            m.ptime =
-                                Some(val.trim().parse().map_err(|_| syntax(line, "ptime"))?);
+                            m.ptime = Some(val.trim().parse().map_err(|_| syntax(line, "ptime"))?);
                         }
                         "sendrecv" => m.direction = Direction::SendRecv,
                         "sendonly" => m.direction = Direction::SendOnly,
@@ -398,11 +397,7 @@ pub fn answer(
 pub fn offer(local: &LocalSdp, direction: Direction) -> Vec<u8> {
     let mut out = String::with_capacity(500);
     header(&mut out, local);
-    let _ = write!(
-        out,
-        "m=audio {} RTP/AVP 0 8 111 101 102\r\n",
-        local.port
-    );
+    let _ = write!(out, "m=audio {} RTP/AVP 0 8 111 101 102\r\n", local.port);
     audio_lines(&mut out, CodecKind::Pcmu, 0, Some(101));
     audio_lines(&mut out, CodecKind::Pcma, 8, None);
     let _ = write!(
@@ -442,7 +437,10 @@ m=video 5000 RTP/AVP 96\r\n";
         assert_eq!(back.media.len(), 2);
         assert_eq!(back.media[1].port, 0);
         let (_, bp) = select_audio(&back).unwrap();
-        assert_eq!((bp.codec, bp.pt, bp.dtmf_pt), (CodecKind::Pcma, 8, Some(101)));
+        assert_eq!(
+            (bp.codec, bp.pt, bp.dtmf_pt),
+            (CodecKind::Pcma, 8, Some(101))
+        );
     }
 
     #[test]
@@ -462,7 +460,10 @@ m=video 5000 RTP/AVP 96\r\n";
             b"v=0\r\no=- 1 2 IN IP4 h\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 1 RTP/AVP 0\r\n",
         )
         .unwrap();
-        assert_eq!(select_audio(&sd).unwrap().1.peer_direction, Direction::SendOnly);
+        assert_eq!(
+            select_audio(&sd).unwrap().1.peer_direction,
+            Direction::SendOnly
+        );
         let l = LocalSdp {
             addr: "::1".parse().unwrap(),
             port: 2,

@@ -45,7 +45,11 @@ fn three_codecs_hear_each_other_not_themselves() {
     for (i, (codec, _, own)) in callers.iter().enumerate() {
         let rate = f64::from(codec.clock_rate());
         let x = &heard[i];
-        assert!(x.len() as f64 > rate * 2.0, "caller {i} heard only {} samples", x.len());
+        assert!(
+            x.len() as f64 > rate * 2.0,
+            "caller {i} heard only {} samples",
+            x.len()
+        );
         // the last second, after jitter buffers and codecs settled
         let tail = &x[x.len() - rate as usize..];
         let others: Vec<f64> = callers
@@ -56,9 +60,16 @@ fn three_codecs_hear_each_other_not_themselves() {
             .collect();
         let own_db = db(goertzel(tail, rate, *own));
         eprintln!("caller {i} ({codec:?}): others {others:?} dB, own {own_db:.1} dB");
-        assert!((others[0] - others[1]).abs() <= 3.0, "caller {i}: others not within 3 dB: {others:?}");
+        assert!(
+            (others[0] - others[1]).abs() <= 3.0,
+            "caller {i}: others not within 3 dB: {others:?}"
+        );
         let weakest = others[0].min(others[1]);
-        assert!(weakest - own_db >= 30.0, "caller {i}: own tone only {:.1} dB down", weakest - own_db);
+        assert!(
+            weakest - own_db >= 30.0,
+            "caller {i}: own tone only {:.1} dB down",
+            weakest - own_db
+        );
         assert!(weakest > 40.0, "caller {i}: others too quiet: {others:?}");
     }
     for ua in &mut uas {
@@ -102,7 +113,10 @@ fn sigterm_sends_bye_to_every_leg() {
     let mut a = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "a");
     assert_eq!(a.call(""), 200);
     let pid = bridge.child.id().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     let bye = loop {
         let m = a.recv(Duration::from_secs(5)).expect("BYE on shutdown");
         if m.method().is_some() {

@@ -173,10 +173,13 @@ struct Leg {
     pending: Option<Box<PendingInvite>>,
 }
 
+/// An offer: the description, the index of the audio m-line we take, its parameters.
+type Offer = (SessionDescription, usize, AudioParams);
+
 #[derive(Debug, Clone)]
 struct PendingInvite {
     req: Message,
-    offer: Option<(SessionDescription, usize, AudioParams)>,
+    offer: Option<Offer>,
 }
 
 /// SplitMix64: small, seedable, good enough for tags, branches and SSRCs.
@@ -327,8 +330,12 @@ impl Core {
         let tc = self.cfg.timers;
         match t {
             Timer::G(TxnRef::Leg(id, generation)) => {
-                let Some(leg) = self.legs.get_mut(&id) else { return };
-                let Some((bytes, _, interval, g)) = &mut leg.ok else { return };
+                let Some(leg) = self.legs.get_mut(&id) else {
+                    return;
+                };
+                let Some((bytes, _, interval, g)) = &mut leg.ok else {
+                    return;
+                };
                 if *g != generation {
                     return;
                 }
@@ -351,7 +358,9 @@ impl Core {
                 }
             }
             Timer::G(TxnRef::Txn(key)) => {
-                let Some(tx) = self.server.get_mut(&key) else { return };
+                let Some(tx) = self.server.get_mut(&key) else {
+                    return;
+                };
                 if tx.state != ServerState::Completed {
                     return;
                 }
@@ -364,7 +373,11 @@ impl Core {
                 self.arm(now + next, Timer::G(TxnRef::Txn(key)));
             }
             Timer::H(TxnRef::Txn(key)) => {
-                if self.server.get(&key).is_some_and(|t| t.state == ServerState::Completed) {
+                if self
+                    .server
+                    .get(&key)
+                    .is_some_and(|t| t.state == ServerState::Completed)
+                {
                     self.server.remove(&key);
                 }
             }
@@ -372,7 +385,9 @@ impl Core {
                 self.server.remove(&key);
             }
             Timer::E(branch) => {
-                let Some(c) = self.client.get_mut(&branch) else { return };
+                let Some(c) = self.client.get_mut(&branch) else {
+                    return;
+                };
                 if c.completed {
                     return;
                 }
@@ -392,7 +407,11 @@ impl Core {
                 self.client.remove(&branch);
             }
             Timer::Answer(id, generation) => {
-                if self.legs.get(&id).is_some_and(|l| l.answer_gen == generation && l.state == LegState::Ringing) {
+                if self
+                    .legs
+                    .get(&id)
+                    .is_some_and(|l| l.answer_gen == generation && l.state == LegState::Ringing)
+                {
                     self.answer(now, id);
                 }
             }
@@ -452,7 +471,9 @@ impl Core {
         // copy the headers a response needs, by name, from the raw lines
         let head = text.split("\r\n\r\n").next().unwrap_or("");
         for line in head.split("\r\n").skip(1) {
-            let Some((n, v)) = line.split_once(':') else { continue };
+            let Some((n, v)) = line.split_once(':') else {
+                continue;
+            };
             let n = n.trim();
             let name = match n.to_ascii_lowercase().as_str() {
                 "via" | "v" => "Via",
@@ -497,7 +518,9 @@ impl Core {
             }
         }
         if let Some(to) = req.header("To") {
-            let has_tag = NameAddr::parse(to, "To").map(|n| n.tag().is_some()).unwrap_or(true);
+            let has_tag = NameAddr::parse(to, "To")
+                .map(|n| n.tag().is_some())
+                .unwrap_or(true);
             match to_tag {
                 Some(tag) if !has_tag && code > 100 => r.push("To", format!("{to};tag={tag}")),
                 _ => r.push("To", to),
@@ -522,7 +545,15 @@ impl Core {
     }
 
     /// Send a final response through a server transaction and move it on.
-    fn reply_txn(&mut self, now: Instant, key: &TxnKey, req: &Message, from: Peer, code: u16, extra: &[(&str, String)]) {
+    fn reply_txn(
+        &mut self,
+        now: Instant,
+        key: &TxnKey,
+        req: &Message,
+        from: Peer,
+        code: u16,
+        extra: &[(&str, String)],
+    ) {
         let data = self.reply(req, from, code, extra);
         let tc = self.cfg.timers;
         let invite = key.method == "INVITE";
@@ -536,19 +567,31 @@ impl Core {
             }
             self.arm(now + tc.timeout(), Timer::H(TxnRef::Txn(key.clone())));
         } else {
-            let j = if from.reliable() { Duration::ZERO } else { tc.timeout() };
+            let j = if from.reliable() {
+                Duration::ZERO
+            } else {
+                tc.timeout()
+            };
             self.arm(now + j, Timer::J(key.clone()));
         }
     }
 
     fn on_request(&mut self, now: Instant, from: Peer, msg: Message) {
-        let method = msg.method().cloned().unwrap_or(Method::Other(String::new()));
+        let method = msg
+            .method()
+            .cloned()
+            .unwrap_or(Method::Other(String::new()));
         let h = match RequestHeaders::check(&msg) {
             Ok(h) => h,
             Err(e) => {
                 if method != Method::Ack {
                     tracing::debug!(error = %e, "malformed request");
-                    self.reply(&msg, from, 400, &[("Warning", format!("399 caucus \"{e}\""))]);
+                    self.reply(
+                        &msg,
+                        from,
+                        400,
+                        &[("Warning", format!("399 caucus \"{e}\""))],
+                    );
                 }
                 return;
             }
@@ -559,7 +602,12 @@ impl Core {
         }
         if !headers::cseq_matches(&method, &h.cseq) {
             if method != Method::Ack {
-                self.reply(&msg, from, 400, &[("Warning", "399 caucus \"CSeq method mismatch\"".into())]);
+                self.reply(
+                    &msg,
+                    from,
+                    400,
+                    &[("Warning", "399 caucus \"CSeq method mismatch\"".into())],
+                );
             }
             return;
         }
@@ -568,7 +616,11 @@ impl Core {
             if let Some(tx) = self.server.get_mut(&key) {
                 if tx.state == ServerState::Completed {
                     tx.state = ServerState::Confirmed;
-                    let i = if from.reliable() { Duration::ZERO } else { self.cfg.timers.t4 };
+                    let i = if from.reliable() {
+                        Duration::ZERO
+                    } else {
+                        self.cfg.timers.t4
+                    };
                     self.arm(now + i, Timer::I(key));
                     return;
                 }
@@ -606,10 +658,14 @@ impl Core {
             self.reply(&msg, from, 100, &[]);
         }
         // Request-URI scheme (RFC 3261 §8.2.2.1)
-        let StartLine::Request { uri, .. } = &msg.start else { return };
+        let StartLine::Request { uri, .. } = &msg.start else {
+            return;
+        };
         let ruri = match SipUri::parse(uri) {
             Ok(u) => u,
-            Err(UriError::UnsupportedScheme) => return self.reply_txn(now, &key, &msg, from, 416, &[]),
+            Err(UriError::UnsupportedScheme) => {
+                return self.reply_txn(now, &key, &msg, from, 416, &[]);
+            }
             Err(UriError::Malformed) => return self.reply_txn(now, &key, &msg, from, 400, &[]),
         };
         // Require (RFC 3261 §8.2.2.3): we support no extension that a peer can require
@@ -632,12 +688,22 @@ impl Core {
                 ];
                 self.reply_txn(now, &key, &msg, from, 200, &extra)
             }
-            Method::Bye | Method::Update | Method::Info => self.reply_txn(now, &key, &msg, from, 481, &[]),
+            Method::Bye | Method::Update | Method::Info => {
+                self.reply_txn(now, &key, &msg, from, 481, &[])
+            }
             _ => self.reply_txn(now, &key, &msg, from, 405, &[("Allow", ALLOW.into())]),
         }
     }
 
-    fn on_invite(&mut self, now: Instant, from: Peer, key: TxnKey, h: &RequestHeaders, ruri: &SipUri, msg: Message) {
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        key: TxnKey,
+        h: &RequestHeaders,
+        ruri: &SipUri,
+        msg: Message,
+    ) {
         if self.draining {
             return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "30".into())]);
         }
@@ -646,7 +712,14 @@ impl Core {
             return self.reply_txn(now, &key, &msg, from, 404, &[]);
         };
         if self.rooms.get(&room).map_or(0, Vec::len) >= policy.max_participants {
-            return self.reply_txn(now, &key, &msg, from, 486, &[("Warning", "399 caucus \"room full\"".into())]);
+            return self.reply_txn(
+                now,
+                &key,
+                &msg,
+                from,
+                486,
+                &[("Warning", "399 caucus \"room full\"".into())],
+            );
         }
         let offer = match self.read_offer(&msg) {
             Ok(o) => o,
@@ -739,7 +812,7 @@ impl Core {
 
     /// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
     /// offer); Err((status, Warning)) when it is unacceptable.
-    fn read_offer(&self, msg: &Message) -> Result<Option<(SessionDescription, usize, AudioParams)>, (u16, String)> {
+    fn read_offer(&self, msg: &Message) -> Result<Option<Offer>, (u16, String)> {
         if msg.body.is_empty() {
             return Ok(None);
         }
@@ -748,20 +821,28 @@ impl Core {
         if !ct.eq_ignore_ascii_case("application/sdp") {
             return Err((415, "399 caucus \"only application/sdp\"".into()));
         }
-        let sd = SessionDescription::parse(&msg.body).map_err(|e| (400, format!("399 caucus \"{e}\"")))?;
-        let (idx, params) = sdp::select_audio(&sd).map_err(|_| (488, "304 caucus \"Media type not available\"".to_string()))?;
+        let sd = SessionDescription::parse(&msg.body)
+            .map_err(|e| (400, format!("399 caucus \"{e}\"")))?;
+        let (idx, params) = sdp::select_audio(&sd)
+            .map_err(|_| (488, "304 caucus \"Media type not available\"".to_string()))?;
         Ok(Some((sd, idx, params)))
     }
 
     /// Send the 2xx for a leg's pending INVITE (initial or re-INVITE).
     fn answer(&mut self, now: Instant, id: LegId) {
-        let Some(leg) = self.legs.get_mut(&id) else { return };
-        let Some(pending) = leg.pending.take() else { return };
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Some(pending) = leg.pending.take() else {
+            return;
+        };
         let PendingInvite { req, offer } = *pending;
         let body = {
             let local = self.local_sdp(&self.legs[&id]);
             match &offer {
-                Some((sd, idx, params)) => sdp::answer(sd, *idx, params, &local, params.peer_direction.answer()),
+                Some((sd, idx, params)) => {
+                    sdp::answer(sd, *idx, params, &local, params.peer_direction.answer())
+                }
                 None => sdp::offer(&local, Direction::SendRecv),
             }
         };
@@ -777,7 +858,9 @@ impl Core {
         r.push("Content-Type", "application/sdp");
         r.body = body;
         let data = r.to_bytes();
-        let cseq = headers::CSeq::parse(req.header("CSeq").unwrap_or("")).map(|c| c.seq).unwrap_or(0);
+        let cseq = headers::CSeq::parse(req.header("CSeq").unwrap_or(""))
+            .map(|c| c.seq)
+            .unwrap_or(0);
         // media first, so the first RTP finds its socket bound
         let leg = self.legs.get_mut(&id).expect("leg checked above");
         leg.offer_in_ok = offer.is_none();
@@ -791,7 +874,10 @@ impl Core {
                     params: *p,
                 })
             }
-            (Some(p), true) => Some(MediaCommand::Update { leg: id, params: *p }),
+            (Some(p), true) => Some(MediaCommand::Update {
+                leg: id,
+                params: *p,
+            }),
             (None, _) => None,
         };
         let first = leg.state == LegState::Ringing;
@@ -804,7 +890,10 @@ impl Core {
         if let Some(cmd) = cmd {
             self.out.push_back(Output::Media(cmd));
         }
-        self.out.push_back(Output::Transmit { to: peer, data: data.clone() });
+        self.out.push_back(Output::Transmit {
+            to: peer,
+            data: data.clone(),
+        });
         if let Some(key) = key {
             if let Some(tx) = self.server.get_mut(&key) {
                 tx.state = ServerState::Accepted;
@@ -818,7 +907,11 @@ impl Core {
         }
         self.arm(now + tc.timeout(), Timer::H(TxnRef::Leg(id, generation)));
         if first {
-            self.out.push_back(Output::Event(Event::Joined { leg: id, room, call_id }));
+            self.out.push_back(Output::Event(Event::Joined {
+                leg: id,
+                room,
+                call_id,
+            }));
         }
     }
 
@@ -830,8 +923,12 @@ impl Core {
     }
 
     fn on_ack(&mut self, now: Instant, _from: Peer, h: &RequestHeaders, msg: &Message) {
-        let Some(id) = self.find_dialog(h) else { return };
-        let Some(leg) = self.legs.get_mut(&id) else { return };
+        let Some(id) = self.find_dialog(h) else {
+            return;
+        };
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
         if leg.ok.as_ref().is_none_or(|o| o.1 != h.cseq.seq) {
             return; // stale or duplicate ACK
         }
@@ -842,7 +939,9 @@ impl Core {
         }
         leg.offer_in_ok = false;
         // late offer: the answer is in the ACK (RFC 3264 §5, RFC 3261 §13.2.1)
-        let answer = SessionDescription::parse(&msg.body).ok().and_then(|sd| sdp::select_audio(&sd).ok());
+        let answer = SessionDescription::parse(&msg.body)
+            .ok()
+            .and_then(|sd| sdp::select_audio(&sd).ok());
         let Some((_, params)) = answer else {
             tracing::info!(leg = %id, "ACK carried no usable SDP answer: ending the call");
             self.end_leg(now, id, true, "bad answer in ACK");
@@ -865,7 +964,14 @@ impl Core {
         self.out.push_back(Output::Media(cmd));
     }
 
-    fn on_cancel(&mut self, now: Instant, from: Peer, key: &TxnKey, _h: &RequestHeaders, msg: &Message) {
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        key: &TxnKey,
+        _h: &RequestHeaders,
+        msg: &Message,
+    ) {
         let invite_key = TxnKey {
             method: "INVITE".into(),
             ..key.clone()
@@ -878,15 +984,27 @@ impl Core {
             return; // already answered: CANCEL has no effect (RFC 3261 §9.2)
         }
         let Some(id) = inv.leg else { return };
-        let Some(leg) = self.legs.get(&id) else { return };
-        let Some(p) = leg.pending.as_ref() else { return };
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let Some(p) = leg.pending.as_ref() else {
+            return;
+        };
         let req = p.req.clone();
         let peer = leg.peer;
         self.reply_txn(now, &invite_key, &req, peer, 487, &[]);
         self.end_leg(now, id, false, "cancelled");
     }
 
-    fn in_dialog(&mut self, now: Instant, from: Peer, key: &TxnKey, h: &RequestHeaders, msg: Message, method: Method) {
+    fn in_dialog(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        key: &TxnKey,
+        h: &RequestHeaders,
+        msg: Message,
+        method: Method,
+    ) {
         let Some(id) = self.find_dialog(h) else {
             return self.reply_txn(now, key, &msg, from, 481, &[]);
         };
@@ -905,24 +1023,48 @@ impl Core {
             Method::Update => {
                 let offer = match self.read_offer(&msg) {
                     Ok(o) => o,
-                    Err((code, w)) => return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]),
+                    Err((code, w)) => {
+                        return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]);
+                    }
                 };
                 let Some((sd, idx, params)) = offer else {
-                    return self.reply_txn(now, key, &msg, from, 200, &[("Contact", self.contact(from))]);
+                    return self.reply_txn(
+                        now,
+                        key,
+                        &msg,
+                        from,
+                        200,
+                        &[("Contact", self.contact(from))],
+                    );
                 };
                 let body = self.renegotiate(id, &params, &sd, idx);
-                let data = self.reply(&msg, from, 200, &[("Contact", self.contact(from)), ("Content-Type", "application/sdp".into())]);
+                let data = self.reply(
+                    &msg,
+                    from,
+                    200,
+                    &[
+                        ("Contact", self.contact(from)),
+                        ("Content-Type", "application/sdp".into()),
+                    ],
+                );
                 // reply() already queued a body-less copy; replace it with the SDP one
                 self.out.pop_back();
                 let mut m = Message::parse(&data).expect("we just wrote it");
                 m.body = body;
                 let bytes = m.to_bytes();
-                self.out.push_back(Output::Transmit { to: from, data: bytes.clone() });
+                self.out.push_back(Output::Transmit {
+                    to: from,
+                    data: bytes.clone(),
+                });
                 if let Some(tx) = self.server.get_mut(key) {
                     tx.last = Some(bytes);
                     tx.state = ServerState::Completed;
                 }
-                let j = if from.reliable() { Duration::ZERO } else { self.cfg.timers.timeout() };
+                let j = if from.reliable() {
+                    Duration::ZERO
+                } else {
+                    self.cfg.timers.timeout()
+                };
                 self.arm(now + j, Timer::J(key.clone()));
             }
             Method::Info => {
@@ -931,13 +1073,21 @@ impl Core {
                 }
                 self.reply_txn(now, key, &msg, from, 200, &[])
             }
-            Method::Options => self.reply_txn(now, key, &msg, from, 200, &[("Allow", ALLOW.into())]),
+            Method::Options => {
+                self.reply_txn(now, key, &msg, from, 200, &[("Allow", ALLOW.into())])
+            }
             _ => self.reply_txn(now, key, &msg, from, 405, &[("Allow", ALLOW.into())]),
         }
     }
 
     /// Apply a new offer to a leg; returns our answer body.
-    fn renegotiate(&mut self, id: LegId, params: &AudioParams, sd: &SessionDescription, idx: usize) -> Vec<u8> {
+    fn renegotiate(
+        &mut self,
+        id: LegId,
+        params: &AudioParams,
+        sd: &SessionDescription,
+        idx: usize,
+    ) -> Vec<u8> {
         let leg = self.legs.get_mut(&id).expect("caller checked");
         leg.sdp_version += 1;
         let p = media_params(params, leg.peer.addr.ip(), leg.ssrc);
@@ -998,10 +1148,14 @@ impl Core {
 
     /// Remove a leg: media closed, port freed, room left; BYE sent if asked.
     fn end_leg(&mut self, now: Instant, id: LegId, send_bye: bool, why: &'static str) {
-        let Some(leg) = self.legs.remove(&id) else { return };
-        self.dialogs.remove(&(leg.call_id.clone(), leg.local_tag.clone()));
+        let Some(leg) = self.legs.remove(&id) else {
+            return;
+        };
+        self.dialogs
+            .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
         if leg.media_open {
-            self.out.push_back(Output::Media(MediaCommand::Close { leg: id }));
+            self.out
+                .push_back(Output::Media(MediaCommand::Close { leg: id }));
         }
         self.ports.release(leg.port);
         if send_bye && leg.state != LegState::Ringing {
@@ -1018,7 +1172,9 @@ impl Core {
             members.retain(|l| *l != id);
             if members.is_empty() {
                 self.rooms.remove(&leg.room);
-                self.out.push_back(Output::Event(Event::RoomClosed { room: leg.room.clone() }));
+                self.out.push_back(Output::Event(Event::RoomClosed {
+                    room: leg.room.clone(),
+                }));
             }
         }
         tracing::info!(leg = %id, room = %leg.room, call_id = %leg.call_id, reason = why, "leg ended");
@@ -1042,7 +1198,13 @@ impl Core {
             headers: Vec::new(),
             body: Vec::new(),
         };
-        m.push("Via", format!("SIP/2.0/{proto} {};branch={branch};rport", self.cfg.sip_addr));
+        m.push(
+            "Via",
+            format!(
+                "SIP/2.0/{proto} {};branch={branch};rport",
+                self.cfg.sip_addr
+            ),
+        );
         m.push("Max-Forwards", "70");
         // UAS route set: Record-Route in order (RFC 3261 §12.1.1)
         for r in &leg.route_set {
@@ -1056,7 +1218,10 @@ impl Core {
         let data = m.to_bytes();
         // In-dialog requests go back on the flow the INVITE came from (RFC 5626-style
         // flow reuse): the bridge never resolves or trusts a Contact address.
-        self.out.push_back(Output::Transmit { to: leg.peer, data: data.clone() });
+        self.out.push_back(Output::Transmit {
+            to: leg.peer,
+            data: data.clone(),
+        });
         let tc = self.cfg.timers;
         self.client.insert(
             branch.clone(),
@@ -1074,16 +1239,25 @@ impl Core {
     }
 
     fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
-        let Some(via) = msg.header("Via").and_then(|v| Via::parse(message::split_list(v)[0]).ok()) else {
+        let Some(via) = msg
+            .header("Via")
+            .and_then(|v| Via::parse(message::split_list(v)[0]).ok())
+        else {
             return;
         };
         let Some(branch) = via.branch else { return };
-        let Some(c) = self.client.get_mut(&branch) else { return };
+        let Some(c) = self.client.get_mut(&branch) else {
+            return;
+        };
         if code < 200 || c.completed {
             return;
         }
         c.completed = true;
-        let k = if c.peer.reliable() { Duration::ZERO } else { self.cfg.timers.t4 };
+        let k = if c.peer.reliable() {
+            Duration::ZERO
+        } else {
+            self.cfg.timers.t4
+        };
         self.arm(now + k, Timer::K(branch));
     }
 }
@@ -1134,7 +1308,11 @@ fn dtmf_in_info(msg: &Message) -> Option<char> {
     let body = std::str::from_utf8(&msg.body).ok()?;
     let raw = if ct.starts_with("application/dtmf-relay") {
         body.lines()
-            .find_map(|l| l.trim().strip_prefix("Signal=").or_else(|| l.trim().strip_prefix("Signal =")))?
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Signal=")
+                    .or_else(|| l.trim().strip_prefix("Signal ="))
+            })?
             .trim()
     } else if ct.starts_with("application/dtmf") {
         body.trim()

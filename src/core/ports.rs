@@ -43,7 +43,11 @@ impl PortPool {
     pub fn allocate(&mut self) -> Option<u16> {
         for _ in 0..self.capacity() {
             let p = self.next;
-            self.next = if u32::from(p) + 2 >= u32::from(self.max) { self.min } else { p + 2 };
+            self.next = if u32::from(p) + 2 >= u32::from(self.max) {
+                self.min
+            } else {
+                p + 2
+            };
             if self.used.insert(p) {
                 return Some(p);
             }

@@ -43,10 +43,20 @@ fn udp() -> Peer {
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-fn request(method: &str, room: &str, branch: &str, cseq: u32, to_tag: Option<&str>, body: &str) -> Vec<u8> {
+fn request(
+    method: &str,
+    room: &str,
+    branch: &str,
+    cseq: u32,
+    to_tag: Option<&str>,
+    body: &str,
+) -> Vec<u8> {
     let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
-    let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
-    let cseq_method = if method == "ACK" || method == "CANCEL" { method } else { method };
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
     format!(
         "{method} sip:{room}@127.0.0.1 SIP/2.0\r\n\
 Via: SIP/2.0/UDP {PEER};branch={branch};rport\r\n\
@@ -54,7 +64,7 @@ Max-Forwards: 70\r\n\
 From: <sip:alice@127.0.0.1>;tag=alice\r\n\
 To: <sip:{room}@127.0.0.1>{to_tag}\r\n\
 Call-ID: call-1\r\n\
-CSeq: {cseq} {cseq_method}\r\n\
+CSeq: {cseq} {method}\r\n\
 Contact: <sip:alice@{PEER}>\r\n\
 {ct}Content-Length: {}\r\n\r\n{body}",
         body.len()
@@ -125,7 +135,11 @@ fn status(m: &Message) -> u16 {
 }
 
 fn to_tag(m: &Message) -> String {
-    NameAddr::parse(m.header("To").unwrap(), "To").unwrap().tag().unwrap().to_string()
+    NameAddr::parse(m.header("To").unwrap(), "To")
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -134,7 +148,10 @@ fn invite_is_answered_and_2xx_retransmitted_until_bye_at_32s() {
     let out = h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, SDP));
     let msgs = messages(&out);
     assert_eq!(msgs.iter().map(status).collect::<Vec<_>>(), vec![100, 200]);
-    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Open { .. }))));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Open { .. })))
+    );
     let ok = &msgs[1];
     assert_eq!(ok.header("Content-Type"), Some("application/sdp"));
     assert!(ok.header("Via").unwrap().contains("received=127.0.0.1"));
@@ -144,7 +161,9 @@ fn invite_is_answered_and_2xx_retransmitted_until_bye_at_32s() {
     let timeline = h.advance_to(Duration::from_secs(40));
     let resent: Vec<u128> = timeline
         .iter()
-        .filter(|(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200")))
+        .filter(
+            |(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200")),
+        )
         .map(|(t, _)| t.as_millis())
         .collect();
     // T1 doubling to T2: 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, ... (intervals 0.5, 1, 2, 4, 4 ...)
@@ -155,7 +174,11 @@ fn invite_is_answered_and_2xx_retransmitted_until_bye_at_32s() {
         .filter(|(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"BYE ")))
         .collect();
     assert_eq!(bye[0].0, Duration::from_secs(32));
-    assert!(timeline.iter().any(|(_, o)| matches!(o, Output::Media(MediaCommand::Close { .. }))));
+    assert!(
+        timeline
+            .iter()
+            .any(|(_, o)| matches!(o, Output::Media(MediaCommand::Close { .. })))
+    );
     assert_eq!(h.core.ports_in_use(), 0);
     assert!(h.core.active_rooms().is_empty());
     // the BYE itself is retransmitted (Timer E) and then given up (Timer F)
@@ -173,21 +196,39 @@ fn ack_stops_retransmission_and_bye_ends_the_leg() {
     let mut h = Harness::new();
     let ok = messages(&h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, SDP)))[1].clone();
     let tag = to_tag(&ok);
-    assert!(h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&tag), "")).is_empty());
+    assert!(
+        h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&tag), ""))
+            .is_empty()
+    );
     let after = h.advance_to(Duration::from_secs(40));
     assert!(messages(&after.into_iter().map(|x| x.1).collect::<Vec<_>>()).is_empty());
     // retransmitted INVITE after the ACK is absorbed with the same 200 (RFC 6026)
     let out = h.send(&request("BYE", "demo", "z9hG4bKb", 2, Some(&tag), ""));
-    assert_eq!(messages(&out).iter().map(status).collect::<Vec<_>>(), vec![200]);
-    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Close { .. }))));
-    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::RoomClosed { .. }))));
+    assert_eq!(
+        messages(&out).iter().map(status).collect::<Vec<_>>(),
+        vec![200]
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Close { .. })))
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(Event::RoomClosed { .. })))
+    );
     assert_eq!(h.core.leg_count(), 0);
     // a BYE retransmission gets the same answer, not a 481
     let out = h.send(&request("BYE", "demo", "z9hG4bKb", 2, Some(&tag), ""));
-    assert_eq!(messages(&out).iter().map(status).collect::<Vec<_>>(), vec![200]);
+    assert_eq!(
+        messages(&out).iter().map(status).collect::<Vec<_>>(),
+        vec![200]
+    );
     // a new BYE in the gone dialog is 481
     let out = h.send(&request("BYE", "demo", "z9hG4bKc", 3, Some(&tag), ""));
-    assert_eq!(messages(&out).iter().map(status).collect::<Vec<_>>(), vec![481]);
+    assert_eq!(
+        messages(&out).iter().map(status).collect::<Vec<_>>(),
+        vec![481]
+    );
 }
 
 #[test]
@@ -210,10 +251,15 @@ fn cancel_before_answer_gives_200_and_487() {
     assert_eq!(h.core.leg_count(), 0);
     assert_eq!(h.core.ports_in_use(), 0);
     // ACK for the 487 is absorbed by the INVITE transaction
-    assert!(h.send(&request("ACK", "slow", "z9hG4bKa", 1, None, "")).is_empty());
+    assert!(
+        h.send(&request("ACK", "slow", "z9hG4bKa", 1, None, ""))
+            .is_empty()
+    );
     // the answer timer must not answer a cancelled call
     let later = h.advance_to(Duration::from_secs(10));
-    assert!(!later.iter().any(|(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200"))));
+    assert!(!later.iter().any(
+        |(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200"))
+    ));
     // CANCEL for nothing
     let out = messages(&h.send(&request("CANCEL", "slow", "z9hG4bKzz", 1, None, "")));
     assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![481]);
@@ -251,10 +297,15 @@ fn malformed_requests_get_400_and_responses_are_dropped() {
     assert_eq!(status(&out[0]), 400);
     let out = messages(&h.send(b"INVITE sip:demo@127.0.0.1 SIP/7.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\n\r\n"));
     assert_eq!(status(&out[0]), 505);
-    assert!(h.send(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnone\r\n\r\n").is_empty());
+    assert!(
+        h.send(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnone\r\n\r\n")
+            .is_empty()
+    );
     assert!(h.send(b"\x00\x01garbage").is_empty());
     let mut bad = request("INVITE", "demo", "z9hG4bKm", 1, None, SDP);
-    let s = String::from_utf8(bad.clone()).unwrap().replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    let s = String::from_utf8(bad.clone())
+        .unwrap()
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
     bad = s.into_bytes();
     assert_eq!(status(&messages(&h.send(&bad))[0]), 400);
 }
@@ -267,7 +318,14 @@ fn no_common_codec_is_488_with_warning() {
     assert_eq!(status(&out[1]), 488);
     assert!(out[1].header("Warning").unwrap().starts_with("304 "));
     assert_eq!(h.core.ports_in_use(), 0);
-    let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bKb", 2, None, "v=0\r\nbogus\r\n")));
+    let out = messages(&h.send(&request(
+        "INVITE",
+        "demo",
+        "z9hG4bKb",
+        2,
+        None,
+        "v=0\r\nbogus\r\n",
+    )));
     assert_eq!(status(&out[1]), 400);
 }
 
@@ -275,7 +333,9 @@ fn no_common_codec_is_488_with_warning() {
 fn room_full_is_486() {
     let mut h = Harness::new();
     for (i, b) in ["z9hG4bK1", "z9hG4bK2"].iter().enumerate() {
-        let r = String::from_utf8(request("INVITE", "demo", b, 1, None, SDP)).unwrap().replace("call-1", &format!("c{i}"));
+        let r = String::from_utf8(request("INVITE", "demo", b, 1, None, SDP))
+            .unwrap()
+            .replace("call-1", &format!("c{i}"));
         assert_eq!(status(&messages(&h.send(r.as_bytes()))[1]), 200);
     }
     let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bK3", 1, None, SDP)));
@@ -293,7 +353,7 @@ fn reinvite_hold_and_unhold() {
     let m = messages(&out);
     assert_eq!(m.iter().map(status).collect::<Vec<_>>(), vec![100, 200]);
     assert!(String::from_utf8_lossy(&m[1].body).contains("a=recvonly"));
-    assert!(String::from_utf8_lossy(&m[1].body).contains("o=caucus ") );
+    assert!(String::from_utf8_lossy(&m[1].body).contains("o=caucus "));
     let upd = out.iter().find_map(|o| match o {
         Output::Media(MediaCommand::Update { params, .. }) => Some(*params),
         _ => None,
@@ -319,8 +379,17 @@ fn late_offer_takes_answer_from_ack() {
     assert!(String::from_utf8_lossy(&ok.body).contains("m=audio"));
     assert!(!out.iter().any(|o| matches!(o, Output::Media(_))));
     let tag = to_tag(&ok);
-    let answer = SDP.replace("RTP/AVP 0 101", "RTP/AVP 8").replace("a=rtpmap:101 telephone-event/8000\r\n", "");
-    let out = h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&tag), &answer));
+    let answer = SDP
+        .replace("RTP/AVP 0 101", "RTP/AVP 8")
+        .replace("a=rtpmap:101 telephone-event/8000\r\n", "");
+    let out = h.send(&request(
+        "ACK",
+        "demo",
+        "z9hG4bKack",
+        1,
+        Some(&tag),
+        &answer,
+    ));
     let open = out.iter().find_map(|o| match o {
         Output::Media(MediaCommand::Open { params, .. }) => Some(*params),
         _ => None,
@@ -332,10 +401,19 @@ fn late_offer_takes_answer_from_ack() {
 fn shutdown_byes_every_leg_and_refuses_new_calls() {
     let mut h = Harness::new();
     let ok = messages(&h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, SDP)))[1].clone();
-    h.send(&request("ACK", "demo", "z9hG4bKack", 1, Some(&to_tag(&ok)), ""));
+    h.send(&request(
+        "ACK",
+        "demo",
+        "z9hG4bKack",
+        1,
+        Some(&to_tag(&ok)),
+        "",
+    ));
     h.core.shutdown(h.now);
     let out = messages(&h.drain());
-    assert!(matches!(&out[0].start, StartLine::Request { method: Method::Bye, uri } if uri == "sip:alice@127.0.0.1:5070"));
+    assert!(
+        matches!(&out[0].start, StartLine::Request { method: Method::Bye, uri } if uri == "sip:alice@127.0.0.1:5070")
+    );
     assert!(!h.core.is_idle());
     let via = out[0].header("Via").unwrap().to_string();
     let branch = Via::parse(&via).unwrap().branch.unwrap();

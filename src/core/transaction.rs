@@ -91,7 +91,11 @@ impl TxnKey {
     pub fn of(h: &RequestHeaders, method: &str) -> TxnKey {
         let via = h.top_via();
         let method = if method == "ACK" { "INVITE" } else { method }.to_string();
-        let sent_by = format!("{}:{}", via.host.to_ascii_lowercase(), via.port.unwrap_or(5060));
+        let sent_by = format!(
+            "{}:{}",
+            via.host.to_ascii_lowercase(),
+            via.port.unwrap_or(5060)
+        );
         let branch = match via.rfc3261_branch() {
             Some(b) => b.to_string(),
             // RFC 2543 peers: Request-URI is not needed for the bridge's purposes;

@@ -127,7 +127,13 @@ struct LegMedia {
 }
 
 impl LegMedia {
-    fn new(id: LegId, rtp: UdpSocket, rtcp: UdpSocket, params: MediaParams, now: Instant) -> io::Result<LegMedia> {
+    fn new(
+        id: LegId,
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        params: MediaParams,
+        now: Instant,
+    ) -> io::Result<LegMedia> {
         let codec_err = |e| io::Error::other(format!("codec: {e}"));
         Ok(LegMedia {
             id,
@@ -180,7 +186,12 @@ impl LegMedia {
     }
 
     /// Drain both sockets.
-    fn receive(&mut self, now: Instant, buf: &mut [u8], events: &mpsc::Sender<(LegId, MediaEvent)>) {
+    fn receive(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+    ) {
         let now_ms = now.duration_since(self.started).as_millis() as u64;
         loop {
             let (n, src) = match self.rtp.recv_from(buf) {
@@ -204,7 +215,13 @@ impl LegMedia {
                     if self.last_dtmf_ts != Some(pkt.timestamp) {
                         self.last_dtmf_ts = Some(pkt.timestamp);
                         if let Some(digit) = ev.digit() {
-                            let _ = events.send((self.id, MediaEvent::Dtmf { leg: self.id, digit }));
+                            let _ = events.send((
+                                self.id,
+                                MediaEvent::Dtmf {
+                                    leg: self.id,
+                                    digit,
+                                },
+                            ));
                         }
                     }
                 }
@@ -214,19 +231,15 @@ impl LegMedia {
                 continue;
             }
             let arrival = (now_ms * u64::from(self.params.codec.clock_rate()) / 1000) as u32;
-            self.stats.on_packet(pkt.seq, pkt.timestamp, pkt.ssrc, arrival);
+            self.stats
+                .on_packet(pkt.seq, pkt.timestamp, pkt.ssrc, arrival);
             if self.contributes() {
                 self.jb.insert(pkt.seq, pkt.timestamp, pkt.payload, now_ms);
             }
         }
-        loop {
-            match self.rtcp.recv_from(buf) {
-                Ok((n, _)) => {
-                    if let Some(mid) = rtp::sender_report_ntp_mid(&buf[..n]) {
-                        self.stats.on_sender_report(mid, now_ms);
-                    }
-                }
-                Err(_) => break,
+        while let Ok((n, _)) = self.rtcp.recv_from(buf) {
+            if let Some(mid) = rtp::sender_report_ntp_mid(&buf[..n]) {
+                self.stats.on_sender_report(mid, now_ms);
             }
         }
     }
@@ -240,7 +253,9 @@ impl LegMedia {
             let dst = &mut self.fifo[self.fifo_len..];
             let n = match self.jb.pull() {
                 Pull::Packet(payload, _) => {
-                    let n = self.decoder.decode(payload, &mut dst[..room.min(3 * MAX_FRAME)]);
+                    let n = self
+                        .decoder
+                        .decode(payload, &mut dst[..room.min(3 * MAX_FRAME)]);
                     self.lost_run = 0;
                     real |= n > 0;
                     n
@@ -248,7 +263,8 @@ impl LegMedia {
                 Pull::Lost => {
                     self.lost_run += 1;
                     let n = need.min(room);
-                    self.decoder.conceal(&mut dst[..n], &self.last[..need], self.lost_run);
+                    self.decoder
+                        .conceal(&mut dst[..n], &self.last[..need], self.lost_run);
                     real = true;
                     n
                 }
@@ -280,7 +296,14 @@ impl LegMedia {
             return;
         }
         let first = self.sent_packets == 0;
-        rtp::write_header(pkt, self.params.pt, first, self.seq, self.ts, self.params.ssrc);
+        rtp::write_header(
+            pkt,
+            self.params.pt,
+            first,
+            self.seq,
+            self.ts,
+            self.params.ssrc,
+        );
         pkt[12..12 + payload.len()].copy_from_slice(payload);
         let _ = self.rtp.send_to(&pkt[..12 + payload.len()], to);
         self.seq = self.seq.wrapping_add(1);
@@ -297,9 +320,16 @@ impl LegMedia {
         let Some(remote) = self.remote else { return };
         let now_ms = now.duration_since(self.started).as_millis() as u64;
         let ntp = ntp_now();
-        let sender = (self.sent_packets > 0).then_some((ntp, self.ts, self.sent_packets, self.sent_octets));
+        let sender =
+            (self.sent_packets > 0).then_some((ntp, self.ts, self.sent_packets, self.sent_octets));
         let mut out = [0u8; 128];
-        let n = rtp::write_report(&mut out, self.params.ssrc, sender, Some(&mut self.stats), now_ms);
+        let n = rtp::write_report(
+            &mut out,
+            self.params.ssrc,
+            sender,
+            Some(&mut self.stats),
+            now_ms,
+        );
         let to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
         let _ = self.rtcp.send_to(&out[..n], to);
     }
@@ -383,7 +413,8 @@ impl RoomMedia {
                 let s = &mut self.shared[idx];
                 if !s.4 {
                     mixer::mix_minus(acc, None, &mut self.mix[..n]);
-                    let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
+                    let pcm =
+                        to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
                     s.3 = s.1.encode(pcm, &mut s.2);
                     s.4 = true;
                 }
@@ -430,24 +461,27 @@ fn worker(rx: mpsc::Receiver<Command>, events: mpsc::Sender<(LegId, MediaEvent)>
                     next_tick = Instant::now() + TICK;
                 }
                 leg_room.insert(leg.id, room.clone());
-                rooms.entry(room).or_insert_with(RoomMedia::new).legs.push(*leg);
+                rooms
+                    .entry(room)
+                    .or_insert_with(RoomMedia::new)
+                    .legs
+                    .push(*leg);
             }
             Some(Command::Update(id, params)) => {
-                if let Some(r) = leg_room.get(&id).and_then(|r| rooms.get_mut(r)) {
-                    if let Some(l) = r.legs.iter_mut().find(|l| l.id == id) {
-                        if let Err(e) = l.update(params) {
-                            tracing::warn!(leg = %id, error = %e, "media update failed");
-                        }
-                    }
+                if let Some(r) = leg_room.get(&id).and_then(|r| rooms.get_mut(r))
+                    && let Some(l) = r.legs.iter_mut().find(|l| l.id == id)
+                    && let Err(e) = l.update(params)
+                {
+                    tracing::warn!(leg = %id, error = %e, "media update failed");
                 }
             }
             Some(Command::Remove(id)) => {
-                if let Some(name) = leg_room.remove(&id) {
-                    if let Some(r) = rooms.get_mut(&name) {
-                        r.legs.retain(|l| l.id != id);
-                        if r.legs.is_empty() {
-                            rooms.remove(&name);
-                        }
+                if let Some(name) = leg_room.remove(&id)
+                    && let Some(r) = rooms.get_mut(&name)
+                {
+                    r.legs.retain(|l| l.id != id);
+                    if r.legs.is_empty() {
+                        rooms.remove(&name);
                     }
                 }
             }
@@ -513,7 +547,12 @@ impl MediaEngine {
     /// Carry out a command from signalling.
     pub fn apply(&mut self, cmd: MediaCommand) -> io::Result<()> {
         match cmd {
-            MediaCommand::Open { leg, room, port, params } => {
+            MediaCommand::Open {
+                leg,
+                room,
+                port,
+                params,
+            } => {
                 let rtp = UdpSocket::bind((self.bind_ip, port))?;
                 let rtcp = UdpSocket::bind((self.bind_ip, port.wrapping_add(1)))?;
                 rtp.set_nonblocking(true)?;

@@ -162,11 +162,19 @@ mod tests {
             encode_ulaw(&[s], &mut e);
             decode_ulaw(&e, &mut d);
             let err = (i32::from(d[0]) - i32::from(s)).abs();
-            assert!(err <= (i32::from(s).abs() / 16).max(8) + 4, "ulaw {s} -> {}", d[0]);
+            assert!(
+                err <= (i32::from(s).abs() / 16).max(8) + 4,
+                "ulaw {s} -> {}",
+                d[0]
+            );
             encode_alaw(&[s], &mut e);
             decode_alaw(&e, &mut d);
             let err = (i32::from(d[0]) - i32::from(s)).abs();
-            assert!(err <= (i32::from(s).abs() / 16).max(16) + 4, "alaw {s} -> {}", d[0]);
+            assert!(
+                err <= (i32::from(s).abs() / 16).max(16) + 4,
+                "alaw {s} -> {}",
+                d[0]
+            );
         }
     }
 }

@@ -207,7 +207,10 @@ mod tests {
             jb.insert(*seq, u32::from(*seq) * 160, &[*seq as u8], 20 * i as u64);
         }
         assert_eq!(jb.stats.duplicates, 1);
-        assert_eq!(drain(&mut jb), vec![Some(1), Some(2), Some(3), Some(4), Some(5)]);
+        assert_eq!(
+            drain(&mut jb),
+            vec![Some(1), Some(2), Some(3), Some(4), Some(5)]
+        );
         // too late after playout moved on
         jb.insert(3, 480, &[3], 200);
         jb.insert(6, 960, &[6], 200);

@@ -8,8 +8,6 @@
 //! each block states the invariant that makes it sound.
 #![allow(unsafe_code)]
 
-use unsafe_libopus as ffi;
-
 /// The codec refused to start or to work on a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("opus error {0}")]
@@ -17,7 +15,7 @@ pub struct OpusError(pub i32);
 
 /// Opus encoder (VOIP application, 48 kHz mono).
 pub struct Encoder {
-    st: *mut ffi::OpusEncoder,
+    st: *mut unsafe_libopus::OpusEncoder,
 }
 
 // SAFETY: the state is owned exclusively by this value and never aliased; moving it
@@ -30,15 +28,24 @@ impl Encoder {
         let mut err = 0;
         // SAFETY: valid arguments; libopus returns null with err set on failure.
         let st = unsafe {
-            ffi::opus_encoder_create(48000, 1, ffi::OPUS_APPLICATION_VOIP, &mut err)
+            unsafe_libopus::opus_encoder_create(
+                48000,
+                1,
+                unsafe_libopus::OPUS_APPLICATION_VOIP,
+                &mut err,
+            )
         };
-        if st.is_null() || err != ffi::OPUS_OK {
+        if st.is_null() || err != unsafe_libopus::OPUS_OK {
             return Err(OpusError(err));
         }
         // SAFETY: st is a live encoder created above.
         unsafe {
-            ffi::opus_encoder_ctl!(st, ffi::OPUS_SET_COMPLEXITY_REQUEST, complexity);
-            ffi::opus_encoder_ctl!(st, ffi::OPUS_SET_INBAND_FEC_REQUEST, 1);
+            unsafe_libopus::opus_encoder_ctl!(
+                st,
+                unsafe_libopus::OPUS_SET_COMPLEXITY_REQUEST,
+                complexity
+            );
+            unsafe_libopus::opus_encoder_ctl!(st, unsafe_libopus::OPUS_SET_INBAND_FEC_REQUEST, 1);
         }
         Ok(Encoder { st })
     }
@@ -48,7 +55,7 @@ impl Encoder {
         // SAFETY: pointers and lengths come from live slices; libopus reads exactly
         // pcm.len() samples and writes at most out.len() bytes.
         let n = unsafe {
-            ffi::opus_encode(
+            unsafe_libopus::opus_encode(
                 self.st,
                 pcm.as_ptr(),
                 pcm.len() as i32,
@@ -66,13 +73,13 @@ impl Encoder {
 impl Drop for Encoder {
     fn drop(&mut self) {
         // SAFETY: created by opus_encoder_create, destroyed exactly once.
-        unsafe { ffi::opus_encoder_destroy(self.st) }
+        unsafe { unsafe_libopus::opus_encoder_destroy(self.st) }
     }
 }
 
 /// Opus decoder (48 kHz mono output).
 pub struct Decoder {
-    st: *mut ffi::OpusDecoder,
+    st: *mut unsafe_libopus::OpusDecoder,
 }
 
 // SAFETY: as for Encoder.
@@ -83,8 +90,8 @@ impl Decoder {
     pub fn new() -> Result<Decoder, OpusError> {
         let mut err = 0;
         // SAFETY: valid arguments; null with err on failure.
-        let st = unsafe { ffi::opus_decoder_create(48000, 1, &mut err) };
-        if st.is_null() || err != ffi::OPUS_OK {
+        let st = unsafe { unsafe_libopus::opus_decoder_create(48000, 1, &mut err) };
+        if st.is_null() || err != unsafe_libopus::OPUS_OK {
             return Err(OpusError(err));
         }
         Ok(Decoder { st })
@@ -99,7 +106,9 @@ impl Decoder {
         };
         // SAFETY: data pointer/len from a live slice (or null for PLC as the API
         // allows); libopus writes at most out.len() samples.
-        let n = unsafe { ffi::opus_decode(self.st, ptr, len, out.as_mut_ptr(), out.len() as i32, 0) };
+        let n = unsafe {
+            unsafe_libopus::opus_decode(self.st, ptr, len, out.as_mut_ptr(), out.len() as i32, 0)
+        };
         if n < 0 {
             return Err(OpusError(n));
         }
@@ -110,7 +119,7 @@ impl Decoder {
 impl Drop for Decoder {
     fn drop(&mut self) {
         // SAFETY: created by opus_decoder_create, destroyed exactly once.
-        unsafe { ffi::opus_decoder_destroy(self.st) }
+        unsafe { unsafe_libopus::opus_decoder_destroy(self.st) }
     }
 }
 

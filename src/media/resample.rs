@@ -100,7 +100,11 @@ impl Downsampler {
             }
             // newest sample at pos+TAPS, oldest at pos+1
             let window = &self.hist[self.pos + 1..=self.pos + TAPS];
-            let acc: f32 = window.iter().zip(self.h.iter().rev()).map(|(v, c)| v * c).sum();
+            let acc: f32 = window
+                .iter()
+                .zip(self.h.iter().rev())
+                .map(|(v, c)| v * c)
+                .sum();
             *o = acc.round().clamp(-32768.0, 32767.0) as i16;
         }
     }

@@ -236,11 +236,11 @@ pub fn write_report(
     } else {
         out[1] = 201;
     }
-    if rc == 1 {
-        if let Some(s) = stats {
-            s.report_block(&mut out[n..n + 24], now_ms);
-            n += 24;
-        }
+    if rc == 1
+        && let Some(s) = stats
+    {
+        s.report_block(&mut out[n..n + 24], now_ms);
+        n += 24;
     }
     let words = (n / 4 - 1) as u16;
     out[2..4].copy_from_slice(&words.to_be_bytes());
@@ -284,7 +284,10 @@ mod tests {
         write_header(&mut b, 8, true, 65535, 160, 0xdead_beef);
         b[12..].copy_from_slice(b"abcd");
         let p = RtpPacket::parse(&b).unwrap();
-        assert_eq!((p.pt, p.marker, p.seq, p.timestamp, p.ssrc), (8, true, 65535, 160, 0xdead_beef));
+        assert_eq!(
+            (p.pt, p.marker, p.seq, p.timestamp, p.ssrc),
+            (8, true, 65535, 160, 0xdead_beef)
+        );
         assert_eq!(p.payload, b"abcd");
         assert_eq!(RtpPacket::parse(&b[..5]), Err(RtpError::Truncated));
         let mut pad = b;

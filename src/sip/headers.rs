@@ -82,7 +82,10 @@ impl SipUri {
         // user part ends at the last '@' before any header part.
         let before_headers = rest.split('?').next().unwrap_or(rest);
         let (user, hostport) = match before_headers.rfind('@') {
-            Some(at) => (Some(percent_decode(&before_headers[..at])?), &before_headers[at + 1..]),
+            Some(at) => (
+                Some(percent_decode(&before_headers[..at])?),
+                &before_headers[at + 1..],
+            ),
             None => (None, before_headers),
         };
         let hostport = hostport.split(';').next().unwrap_or(hostport);
@@ -366,10 +369,10 @@ impl RequestHeaders {
                 return Err(HeaderError::Malformed("Max-Forwards"));
             }
         }
-        if let Some(v) = m.header("Expires") {
-            if v.parse::<u32>().is_err() {
-                return Err(HeaderError::Malformed("Expires"));
-            }
+        if m.header("Expires")
+            .is_some_and(|v| v.parse::<u32>().is_err())
+        {
+            return Err(HeaderError::Malformed("Expires"));
         }
         for c in m.list("Contact") {
             if c != "*" {

@@ -289,7 +289,9 @@ impl Message {
         let cls: Vec<&str> = msg.all("Content-Length").collect();
         let body_len = match cls.as_slice() {
             [] => rest.len(),
-            [one] => one.parse::<usize>().map_err(|_| ParseError::ContentLength)?,
+            [one] => one
+                .parse::<usize>()
+                .map_err(|_| ParseError::ContentLength)?,
             _ => return Err(ParseError::ContentLength),
         };
         if body_len > rest.len() {
@@ -362,12 +364,12 @@ impl Message {
 fn unfold(head: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for line in head.split("\r\n") {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = out.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim_start_matches([' ', '\t']));
-                continue;
-            }
+        if line.starts_with([' ', '\t'])
+            && let Some(last) = out.last_mut()
+        {
+            last.push(' ');
+            last.push_str(line.trim_start_matches([' ', '\t']));
+            continue;
         }
         out.push(line.to_string());
     }
@@ -459,7 +461,10 @@ l: 4\r\n\r\nbodyEXTRA";
     fn compact_forms_folding_and_content_length() {
         let m = Message::parse(INVITE).unwrap();
         assert_eq!(m.header("Call-ID"), Some("abc"));
-        assert_eq!(m.header("via"), Some("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1"));
+        assert_eq!(
+            m.header("via"),
+            Some("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1")
+        );
         assert_eq!(m.header("Subject"), Some("folded line"));
         assert_eq!(m.body, b"body");
         assert_eq!(m.method(), Some(&Method::Invite));

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use caucus::media::{g711, opus};
 use caucus::media::rtp::{RtpPacket, write_header};
+use caucus::media::{g711, opus};
 use caucus::sdp::{self, CodecKind, SessionDescription};
 use caucus::sip::{Message, StartLine};
 
@@ -45,14 +45,20 @@ impl Bridge {
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{rooms}",
             rtp.0, rtp.1
         );
-        let path = std::env::temp_dir().join(format!("caucus-test-{}-{sip_port}.toml", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "caucus-test-{}-{sip_port}.toml",
+            std::process::id()
+        ));
         std::fs::write(&path, cfg).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_caucus"))
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "caucus=debug")
             .stderr(Stdio::from(
-                std::fs::File::create(std::env::temp_dir().join(format!("caucus-test-{sip_port}.log"))).unwrap(),
+                std::fs::File::create(
+                    std::env::temp_dir().join(format!("caucus-test-{sip_port}.log")),
+                )
+                .unwrap(),
             ))
             .spawn()
             .unwrap();
@@ -67,7 +73,8 @@ impl Bridge {
 
     fn wait_ready(&self) {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let local = s.local_addr().unwrap();
         for i in 0..100 {
             let m = format!(
@@ -146,12 +153,14 @@ impl Ua {
     pub fn new(bridge: SocketAddr, room: &str, codec: CodecKind, tcp: bool, name: &str) -> Ua {
         let (sig, local) = if tcp {
             let s = TcpStream::connect(bridge).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             let l = s.local_addr().unwrap();
             (Signal::Tcp(s, Vec::new()), l)
         } else {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             let l = s.local_addr().unwrap();
             (Signal::Udp(s), l)
         };
@@ -223,8 +232,16 @@ impl Ua {
     }
 
     pub fn request(&self, method: &str, cseq: u32, body: &str, branch: &str) -> String {
-        let to_tag = if self.to_tag.is_empty() { String::new() } else { format!(";tag={}", self.to_tag) };
-        let ct = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        let to_tag = if self.to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={}", self.to_tag)
+        };
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         format!(
             "{method} sip:{}@{} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:ua@127.0.0.1>;tag={}\r\nTo: <sip:{}@127.0.0.1>{to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:ua@{}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
             self.room,
@@ -243,12 +260,10 @@ impl Ua {
     pub fn final_response(&mut self, timeout: Duration) -> Option<Message> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(m) = self.recv(Duration::from_millis(200)) {
-                if let StartLine::Response { code, .. } = m.start {
-                    if code >= 200 {
-                        return Some(m);
-                    }
-                }
+            if let Some(m) = self.recv(Duration::from_millis(200))
+                && matches!(m.start, StartLine::Response { code, .. } if code >= 200)
+            {
+                return Some(m);
             }
         }
         None
@@ -258,10 +273,19 @@ impl Ua {
     pub fn call(&mut self, extra_sdp: &str) -> u16 {
         let port = self.rtp.local_addr().unwrap().port();
         let body = sdp_offer(port, self.codec, extra_sdp);
-        let inv = self.request("INVITE", self.cseq, &body, &format!("z9hG4bK{}inv{}", self.call_id, self.cseq));
+        let inv = self.request(
+            "INVITE",
+            self.cseq,
+            &body,
+            &format!("z9hG4bK{}inv{}", self.call_id, self.cseq),
+        );
         self.send_raw(inv.as_bytes());
-        let resp = self.final_response(Duration::from_secs(5)).expect("final response to INVITE");
-        let StartLine::Response { code, .. } = resp.start else { unreachable!() };
+        let resp = self
+            .final_response(Duration::from_secs(5))
+            .expect("final response to INVITE");
+        let StartLine::Response { code, .. } = resp.start else {
+            unreachable!()
+        };
         if code != 200 {
             return code;
         }
@@ -272,7 +296,12 @@ impl Ua {
         assert_eq!(p.codec, self.codec);
         self.pt = p.pt;
         self.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
-        let ack = self.request("ACK", self.cseq, "", &format!("z9hG4bK{}ack{}", self.call_id, self.cseq));
+        let ack = self.request(
+            "ACK",
+            self.cseq,
+            "",
+            &format!("z9hG4bK{}ack{}", self.call_id, self.cseq),
+        );
         self.send_raw(ack.as_bytes());
         self.cseq += 1;
         200
@@ -280,11 +309,19 @@ impl Ua {
 
     /// BYE; returns the final status.
     pub fn hangup(&mut self) -> u16 {
-        let bye = self.request("BYE", self.cseq, "", &format!("z9hG4bK{}bye{}", self.call_id, self.cseq));
+        let bye = self.request(
+            "BYE",
+            self.cseq,
+            "",
+            &format!("z9hG4bK{}bye{}", self.call_id, self.cseq),
+        );
         self.cseq += 1;
         self.send_raw(bye.as_bytes());
         match self.final_response(Duration::from_secs(5)) {
-            Some(Message { start: StartLine::Response { code, .. }, .. }) => code,
+            Some(Message {
+                start: StartLine::Response { code, .. },
+                ..
+            }) => code,
             _ => 0,
         }
     }
@@ -340,14 +377,28 @@ impl Stream {
                     g711::encode_alaw(&pcm, &mut pkt[12..12 + n]);
                     n
                 }
-                CodecKind::Opus => self.enc.as_mut().unwrap().encode(&pcm, &mut pkt[12..]).unwrap(),
+                CodecKind::Opus => self
+                    .enc
+                    .as_mut()
+                    .unwrap()
+                    .encode(&pcm, &mut pkt[12..])
+                    .unwrap(),
             };
-            write_header(&mut pkt, ua.pt, tick == 0, self.seq, self.ts, 0x1234_0000 + u32::from(ua.local.port()));
+            write_header(
+                &mut pkt,
+                ua.pt,
+                tick == 0,
+                self.seq,
+                self.ts,
+                0x1234_0000 + u32::from(ua.local.port()),
+            );
             self.seq = self.seq.wrapping_add(1);
             self.ts = self.ts.wrapping_add(n as u32);
             ua.rtp.send_to(&pkt[..12 + len], to).unwrap();
             while let Ok((m, _)) = ua.rtp.recv_from(&mut buf) {
-                let Ok(p) = RtpPacket::parse(&buf[..m]) else { continue };
+                let Ok(p) = RtpPacket::parse(&buf[..m]) else {
+                    continue;
+                };
                 if p.pt != ua.pt {
                     continue;
                 }
@@ -363,7 +414,12 @@ impl Stream {
                         self.heard.extend_from_slice(&out);
                     }
                     CodecKind::Opus => {
-                        let k = self.dec.as_mut().unwrap().decode(Some(p.payload), &mut pcm_in).unwrap();
+                        let k = self
+                            .dec
+                            .as_mut()
+                            .unwrap()
+                            .decode(Some(p.payload), &mut pcm_in)
+                            .unwrap();
                         self.heard.extend_from_slice(&pcm_in[..k]);
                     }
                 }
