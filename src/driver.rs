@@ -80,7 +80,9 @@ async fn tcp_conn(id: u64, stream: TcpStream, addr: SocketAddr, net: mpsc::Sende
             }
         }
     }
-    writer.abort();
+    // The writer ends by itself once the core drops this connection's sender (on
+    // Closed), after writing what was queued: a 400 to the last request still goes out.
+    drop(writer);
     let _ = net.send(Net::Closed(id)).await;
 }
 

@@ -16,7 +16,9 @@ fn write_wav(path: &Path, rate: u32, channels: u16, freq: f64, secs: u32) {
     let n = rate * secs;
     let mut data = Vec::with_capacity((n * u32::from(channels) * 2) as usize);
     for i in 0..n {
-        let v = (6000.0 * (2.0 * std::f64::consts::PI * freq * f64::from(i) / f64::from(rate)).sin()) as i16;
+        let v = (6000.0
+            * (2.0 * std::f64::consts::PI * freq * f64::from(i) / f64::from(rate)).sin())
+            as i16;
         for _ in 0..channels {
             data.extend_from_slice(&v.to_le_bytes());
         }
@@ -72,7 +74,10 @@ fn baresip_opus_and_pcmu_callers_hear_each_other() {
     );
     let bridge = Bridge::start("[[room]]\nname = \"demo\"\n");
     let base = std::env::temp_dir().join(format!("caucus-baresip-{}", std::process::id()));
-    let callers = [("opus/48000/2", 48000u32, 2u16, 440.0), ("PCMU/8000", 8000, 1, 700.0)];
+    let callers = [
+        ("opus/48000/2", 48000u32, 2u16, 440.0),
+        ("PCMU/8000", 8000, 1, 700.0),
+    ];
     let mut children = Vec::new();
     let mut dirs = Vec::new();
     for (i, (codec, rate, ch, freq)) in callers.iter().enumerate() {
@@ -112,7 +117,10 @@ module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule auf
     for mut c in children {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while c.try_wait().unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "baresip did not finish");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "baresip did not finish"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -122,15 +130,33 @@ module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule auf
             .filter_map(Result::ok)
             .map(|e| e.path())
             .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-            .unwrap_or_else(|| panic!("baresip {i} recorded nothing; see {}", dir.join("out.log").display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "baresip {i} recorded nothing; see {}",
+                    dir.join("out.log").display()
+                )
+            });
         let (x, rate) = read_wav(&dec);
-        assert!(x.len() > rate as usize * 3, "baresip {i}: only {} samples", x.len());
+        assert!(
+            x.len() > rate as usize * 3,
+            "baresip {i}: only {} samples",
+            x.len()
+        );
         let tail = &x[x.len() - 2 * rate as usize..];
         let own = db(goertzel(tail, f64::from(rate), callers[i].3));
         let other = db(goertzel(tail, f64::from(rate), callers[1 - i].3));
-        eprintln!("baresip {i} ({}): other {other:.1} dB, own {own:.1} dB", callers[i].0);
-        assert!(other > 50.0, "baresip {i} does not hear the other caller ({other:.1} dB)");
-        assert!(other - own >= 30.0, "baresip {i} hears itself ({own:.1} dB vs {other:.1} dB)");
+        eprintln!(
+            "baresip {i} ({}): other {other:.1} dB, own {own:.1} dB",
+            callers[i].0
+        );
+        assert!(
+            other > 50.0,
+            "baresip {i} does not hear the other caller ({other:.1} dB)"
+        );
+        assert!(
+            other - own >= 30.0,
+            "baresip {i} hears itself ({own:.1} dB vs {other:.1} dB)"
+        );
     }
     let _ = std::fs::remove_dir_all(&base);
     assert_eq!(bridge.terminate(), Some(0));

@@ -230,6 +230,7 @@ fn reason(code: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
@@ -707,6 +708,28 @@ impl Core {
         if self.draining {
             return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "30".into())]);
         }
+        if !accepts_sdp(&msg) {
+            // the answer must carry SDP, which the peer says it cannot take (§21.4.7)
+            return self.reply_txn(
+                now,
+                &key,
+                &msg,
+                from,
+                406,
+                &[("Accept", "application/sdp".into())],
+            );
+        }
+        let offer = match self.read_offer(&msg) {
+            Ok(o) => o,
+            Err((code, warning)) => {
+                let extra = [
+                    ("Warning", warning),
+                    ("Accept", "application/sdp".to_string()),
+                ];
+                let n = if code == 415 { 2 } else { 1 };
+                return self.reply_txn(now, &key, &msg, from, code, &extra[..n]);
+            }
+        };
         let room = ruri.user.clone().unwrap_or_default();
         let Some(policy) = self.cfg.rooms.get(&room).cloned() else {
             return self.reply_txn(now, &key, &msg, from, 404, &[]);
@@ -721,12 +744,6 @@ impl Core {
                 &[("Warning", "399 caucus \"room full\"".into())],
             );
         }
-        let offer = match self.read_offer(&msg) {
-            Ok(o) => o,
-            Err((code, warning)) => {
-                return self.reply_txn(now, &key, &msg, from, code, &[("Warning", warning)]);
-            }
-        };
         let Some(port) = self.ports.allocate() else {
             tracing::warn!(%room, "RTP port range exhausted");
             return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "5".into())]);
@@ -1299,6 +1316,23 @@ fn received_via(via: &str, src: SocketAddr) -> String {
         out.push_str(&format!(";received={}", src.ip()));
     }
     out
+}
+
+/// Whether the request's Accept (if any) lets us answer with SDP (RFC 3261 §20.1).
+fn accepts_sdp(msg: &Message) -> bool {
+    let accepted = msg.list("Accept");
+    if msg.header("Accept").is_none() {
+        return true;
+    }
+    accepted.iter().any(|a| {
+        let t = a
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        t == "application/sdp" || t == "application/*" || t == "*/*"
+    })
 }
 
 /// A digit from an INFO body (`application/dtmf-relay` `Signal=5`, or

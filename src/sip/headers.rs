@@ -159,12 +159,17 @@ impl Via {
     /// Parse one element of a Via list.
     pub fn parse(v: &str) -> Result<Via, HeaderError> {
         let bad = HeaderError::Malformed("Via");
-        let (proto, rest) = v.split_once([' ', '\t']).ok_or(bad.clone())?;
-        let proto: Vec<&str> = proto.split('/').map(str::trim).collect();
-        let [name, version, transport] = proto.as_slice() else {
-            return Err(bad);
-        };
-        if !name.eq_ignore_ascii_case("SIP") || *version != "2.0" || !is_token(transport) {
+        // sent-protocol allows LWS around its slashes (RFC 3261 §25.1 SLASH)
+        let mut parts = v.splitn(3, '/');
+        let (name, version, rest) = (
+            parts.next().ok_or(bad.clone())?.trim(),
+            parts.next().ok_or(bad.clone())?.trim(),
+            parts.next().ok_or(bad.clone())?.trim_start(),
+        );
+        let (transport, rest) = rest.split_once([' ', '\t']).ok_or(bad.clone())?;
+        let proto = [name, version, transport];
+        let [name, version, transport] = proto;
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || !is_token(transport) {
             return Err(bad);
         }
         let rest = rest.trim();
@@ -251,7 +256,7 @@ impl NameAddr {
             // addr-spec: params belong to the header, and it may hold neither
             // spaces, '?', nor ',' (§20.10).
             let end = v.find(';').unwrap_or(v.len());
-            let uri = &v[..end];
+            let uri = v[..end].trim_end();
             if uri.contains(['?', ',', ' ', '\t', '>', '"']) {
                 return Err(bad);
             }
@@ -362,7 +367,7 @@ impl RequestHeaders {
             if mf.next().is_some() {
                 return Err(HeaderError::Duplicate("Max-Forwards"));
             }
-            if v.is_empty() || v.len() > 3 || !v.bytes().all(|c| c.is_ascii_digit()) {
+            if v.is_empty() || v.len() > 10 || !v.bytes().all(|c| c.is_ascii_digit()) {
                 return Err(HeaderError::Malformed("Max-Forwards"));
             }
             if v.parse::<u16>().map_or(true, |n| n > 255) {
@@ -428,6 +433,11 @@ mod tests {
         assert_eq!(v.rfc3261_branch(), Some("z9hG4bKx"));
         assert_eq!(v.port, Some(5070));
         assert!(Via::parse("SIP/2.0/UDP h;branch=z9hG4bK").is_err());
+        let lws = Via::parse("SIP  /   2.0 /UDP     192.0.2.2;rport;branch=390skdjuw").unwrap();
+        assert_eq!(
+            (lws.transport.as_str(), lws.host.as_str()),
+            ("UDP", "192.0.2.2")
+        );
     }
 
     #[test]
