@@ -67,6 +67,9 @@ pub struct Rtp {
     /// media worker threads; 0 = one per core
     #[serde(default)]
     pub workers: usize,
+    /// loudest talkers mixed per room (1..=16); everyone else listens
+    #[serde(default = "default_max_talkers")]
+    pub max_talkers: usize,
 }
 
 /// `[[room]]`
@@ -119,6 +122,9 @@ fn default_port_min() -> u16 {
 fn default_port_max() -> u16 {
     20999
 }
+fn default_max_talkers() -> usize {
+    4
+}
 fn default_max_participants() -> usize {
     100
 }
@@ -137,6 +143,7 @@ fn default_rtp() -> Rtp {
         port_max: default_port_max(),
         address: None,
         workers: 0,
+        max_talkers: default_max_talkers(),
     }
 }
 
@@ -253,6 +260,11 @@ impl Config {
             r.workers <= 256,
             &[Seg::Key("rtp"), Seg::Key("workers")],
             "workers must be 0..=256",
+        )?;
+        check(
+            (1..=crate::media::engine::MAX_TALKERS).contains(&r.max_talkers),
+            &[Seg::Key("rtp"), Seg::Key("max_talkers")],
+            "max_talkers must be 1..=16",
         )?;
         let mut seen = HashSet::new();
         for (i, room) in cfg.rooms.iter().enumerate() {

@@ -118,7 +118,8 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let (mut media, media_events) = MediaEngine::start(workers, cfg.media_ip());
+    let (mut media, media_events) =
+        MediaEngine::start(workers, cfg.media_ip(), cfg.rtp.max_talkers);
     let (mev_tx, mut mev_rx) = mpsc::unbounded_channel::<MediaEvent>();
     std::thread::Builder::new()
         .name("media-events".into())
@@ -183,6 +184,18 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             },
             Some(ev) = mev_rx.recv() => match ev {
                 MediaEvent::Dtmf { leg, digit: _ } => tracing::debug!(%leg, "DTMF received"),
+                MediaEvent::Talking { leg, talking } => tracing::debug!(%leg, talking, "talker"),
+                MediaEvent::TickStats(st) => tracing::info!(
+                    target: "caucus::media::stats",
+                    worker = st.worker,
+                    ticks = st.ticks,
+                    legs = st.legs,
+                    late_p50_us = st.late_p50_us,
+                    late_p99_us = st.late_p99_us,
+                    late_max_us = st.late_max_us,
+                    busy_us = st.busy_us,
+                    "media tick stats"
+                ),
             },
             _ = sleep_until(wake) => {
                 core.handle_timeout(Instant::now().into_std());

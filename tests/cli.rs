@@ -3,24 +3,51 @@
 use std::process::Command;
 
 fn caucus(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_caucus")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_caucus"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn check_accepts_the_shipped_config() {
     let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/caucus.toml");
     let out = caucus(&["check", conf]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn check_names_file_line_and_reason() {
     let dir = std::env::temp_dir();
     for (name, body, line, words) in [
-        ("unknown-key.toml", "[sip]\nlisten = \"127.0.0.1:5060\"\nlisten_tls = 1\n", 3, "listen_tls"),
-        ("bad-type.toml", "[rtp]\nport_min = \"low\"\n", 2, "invalid type"),
-        ("range.toml", "[[room]]\nname = \"a\"\nmax_participants = 0\n", 3, "max_participants"),
-        ("duplicate.toml", "[[room]]\nname = \"a\"\n\n[[room]]\nname = \"a\"\n", 5, "duplicate room"),
+        (
+            "unknown-key.toml",
+            "[sip]\nlisten = \"127.0.0.1:5060\"\nlisten_tls = 1\n",
+            3,
+            "listen_tls",
+        ),
+        (
+            "bad-type.toml",
+            "[rtp]\nport_min = \"low\"\n",
+            2,
+            "invalid type",
+        ),
+        (
+            "range.toml",
+            "[[room]]\nname = \"a\"\nmax_participants = 0\n",
+            3,
+            "max_participants",
+        ),
+        (
+            "duplicate.toml",
+            "[[room]]\nname = \"a\"\n\n[[room]]\nname = \"a\"\n",
+            5,
+            "duplicate room",
+        ),
         ("syntax.toml", "[sip\nlisten = 1\n", 1, ""),
     ] {
         let path = dir.join(format!("caucus-cli-{}-{name}", std::process::id()));
@@ -29,7 +56,10 @@ fn check_names_file_line_and_reason() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name} was accepted");
         let prefix = format!("{}:{line}:", path.display());
-        assert!(err.starts_with(&prefix), "{name}: expected {prefix}…, got {err}");
+        assert!(
+            err.starts_with(&prefix),
+            "{name}: expected {prefix}…, got {err}"
+        );
         assert!(err.contains(words), "{name}: reason lacks {words:?}: {err}");
     }
     let out = caucus(&["check", "/nonexistent/caucus.toml"]);

@@ -24,11 +24,16 @@ use super::jitter::{JitterBuffer, Pull};
 use super::mixer;
 use super::resample::{Downsampler, Upsampler};
 use super::rtp::{self, ReceiverStats, RtpPacket, TelephoneEvent};
+use super::vad::{self, TalkDetector};
 use crate::core::LegId;
 use crate::sdp::{CodecKind, Direction};
 
 /// Tick length: the mixing ptime.
 pub const TICK: Duration = Duration::from_millis(20);
+/// Upper bound for `max_talkers`.
+pub const MAX_TALKERS: usize = 16;
+/// How often a worker reports its tick statistics.
+const STATS_EVERY: u32 = 250; // 5 s of ticks
 const MAX_FRAME: usize = 960; // 20 ms at 48 kHz
 const FIFO: usize = 4 * MAX_FRAME; // room for a 60 ms packet plus a partial frame
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -81,6 +86,15 @@ pub enum MediaCommand {
 /// What the media side reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
+    /// talker detection changed state for a leg
+    Talking {
+        /// leg
+        leg: LegId,
+        /// true when it started talking
+        talking: bool,
+    },
+    /// a worker's tick timing over the last reporting interval
+    TickStats(TickStats),
     /// an RFC 4733 digit, reported once per event
     Dtmf {
         /// leg
@@ -88,6 +102,75 @@ pub enum MediaEvent {
         /// '0'-'9', '*', '#', 'A'-'D'
         digit: char,
     },
+}
+
+/// Tick timing of one worker over one reporting interval (5 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TickStats {
+    /// worker index
+    pub worker: usize,
+    /// ticks run
+    pub ticks: u32,
+    /// legs held at the end of the interval
+    pub legs: usize,
+    /// lateness of the tick start against its schedule, µs: median
+    pub late_p50_us: u32,
+    /// 99th percentile
+    pub late_p99_us: u32,
+    /// maximum
+    pub late_max_us: u32,
+    /// time spent working in ticks, µs in total
+    pub busy_us: u64,
+}
+
+/// Lateness histogram with 100 µs buckets up to 25 ms.
+struct Lateness {
+    buckets: [u32; 256],
+    max_us: u32,
+    ticks: u32,
+    busy_us: u64,
+}
+
+impl Lateness {
+    fn new() -> Lateness {
+        Lateness {
+            buckets: [0; 256],
+            max_us: 0,
+            ticks: 0,
+            busy_us: 0,
+        }
+    }
+    fn record(&mut self, late: Duration, busy: Duration) {
+        let us = late.as_micros().min(u128::from(u32::MAX)) as u32;
+        self.buckets[(us / 100).min(255) as usize] += 1;
+        self.max_us = self.max_us.max(us);
+        self.ticks += 1;
+        self.busy_us += busy.as_micros() as u64;
+    }
+    fn percentile(&self, p: u32) -> u32 {
+        let want = (u64::from(self.ticks) * u64::from(p)).div_ceil(100).max(1);
+        let mut seen = 0u64;
+        for (i, &c) in self.buckets.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= want {
+                return (i as u32 + 1) * 100;
+            }
+        }
+        self.max_us
+    }
+    fn take(&mut self, worker: usize, legs: usize) -> TickStats {
+        let st = TickStats {
+            worker,
+            ticks: self.ticks,
+            legs,
+            late_p50_us: self.percentile(50).min(self.max_us.max(1)),
+            late_p99_us: self.percentile(99).min(self.max_us.max(1)),
+            late_max_us: self.max_us,
+            busy_us: self.busy_us,
+        };
+        *self = Lateness::new();
+        st
+    }
 }
 
 enum Command {
@@ -114,6 +197,7 @@ struct LegMedia {
     lost_run: u32,
     frame: Vec<i16>, // this tick's input at the room rate
     has_audio: bool,
+    vad: TalkDetector,
     up: Upsampler,
     down: Downsampler,
     seq: u16,
@@ -151,6 +235,7 @@ impl LegMedia {
             lost_run: 0,
             frame: vec![0; MAX_FRAME],
             has_audio: false,
+            vad: TalkDetector::default(),
             up: Upsampler::default(),
             down: Downsampler::default(),
             seq: (params.ssrc >> 8) as u16,
@@ -343,21 +428,33 @@ fn ntp_now() -> u64 {
     (secs << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
 }
 
+/// The full-mix stream that every non-talker with one codec shares: one encoder,
+/// one resampler, one payload per tick.
+struct SharedMix {
+    codec: CodecKind,
+    encoder: Encoder,
+    down: Downsampler,
+    payload: Vec<u8>,
+    len: usize,
+    fresh: bool,
+}
+
 struct RoomMedia {
     legs: Vec<LegMedia>,
+    max_talkers: usize,
     acc: Vec<i32>,
     mix: Vec<i16>,
     native: Vec<i16>,
     payload: Vec<u8>,
     pkt: Vec<u8>,
-    // encoders for the shared listener mix, one per codec, and this tick's payload
-    shared: Vec<(CodecKind, Encoder, Vec<u8>, usize, bool)>,
+    shared: Vec<SharedMix>,
 }
 
 impl RoomMedia {
-    fn new() -> RoomMedia {
+    fn new(max_talkers: usize) -> RoomMedia {
         RoomMedia {
             legs: Vec::new(),
+            max_talkers: max_talkers.clamp(1, MAX_TALKERS),
             acc: vec![0; MAX_FRAME],
             mix: vec![0; MAX_FRAME],
             native: vec![0; MAX_FRAME],
@@ -375,51 +472,97 @@ impl RoomMedia {
         }
     }
 
+    /// Indices of the loudest talking legs, at most `max_talkers`, in `sel`.
+    fn select_talkers(&self, sel: &mut [usize; MAX_TALKERS]) -> usize {
+        let mut count = 0;
+        for (i, leg) in self.legs.iter().enumerate() {
+            if !(leg.has_audio && leg.contributes() && leg.vad.talking()) {
+                continue;
+            }
+            let level = leg.vad.level;
+            // insertion into a short array sorted by level, loudest first
+            let mut pos = count;
+            while pos > 0 && self.legs[sel[pos - 1]].vad.level < level {
+                pos -= 1;
+            }
+            if pos >= self.max_talkers {
+                continue;
+            }
+            let end = count.min(self.max_talkers - 1);
+            sel.copy_within(pos..end, pos + 1);
+            sel[pos] = i;
+            count = (count + 1).min(self.max_talkers);
+        }
+        count
+    }
+
     fn tick(&mut self, now: Instant, buf: &mut [u8], events: &mpsc::Sender<(LegId, MediaEvent)>) {
         let rate = self.rate();
         let n = (rate / 50) as usize;
         for leg in &mut self.legs {
             leg.receive(now, buf, events);
             leg.play_out(rate);
+            let e = if leg.has_audio && leg.contributes() {
+                vad::energy(&leg.frame[..n])
+            } else {
+                0
+            };
+            if let Some(talking) = leg.vad.update(e) {
+                let _ = events.send((
+                    leg.id,
+                    MediaEvent::Talking {
+                        leg: leg.id,
+                        talking,
+                    },
+                ));
+            }
         }
+        let mut sel = [0usize; MAX_TALKERS];
+        let talkers = self.select_talkers(&mut sel);
         let acc = &mut self.acc[..n];
         acc.fill(0);
-        for leg in self.legs.iter().filter(|l| l.has_audio && l.contributes()) {
-            mixer::accumulate(acc, &leg.frame[..n]);
+        for &i in &sel[..talkers] {
+            mixer::accumulate(acc, &self.legs[i].frame[..n]);
         }
         for s in &mut self.shared {
-            s.4 = false;
+            s.fresh = false;
         }
-        for leg in &mut self.legs {
-            let own = leg.has_audio && leg.contributes();
+        for (i, leg) in self.legs.iter_mut().enumerate() {
             let codec = leg.params.codec;
             let native_n = (codec.clock_rate() / 50) as usize;
-            if own {
+            if sel[..talkers].contains(&i) {
+                // a talker hears everyone else: its own mix-minus-self encode
                 mixer::mix_minus(acc, Some(&leg.frame[..n]), &mut self.mix[..n]);
                 let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
                 let len = leg.encoder.encode(pcm, &mut self.payload);
                 leg.send(&self.payload[..len], &mut self.pkt);
             } else {
-                let idx = match self.shared.iter().position(|s| s.0 == codec) {
+                let idx = match self.shared.iter().position(|s| s.codec == codec) {
                     Some(i) => i,
                     None => match Encoder::new(codec) {
-                        Ok(enc) => {
-                            self.shared.push((codec, enc, vec![0; 1500], 0, false));
+                        Ok(encoder) => {
+                            self.shared.push(SharedMix {
+                                codec,
+                                encoder,
+                                down: Downsampler::default(),
+                                payload: vec![0; 1500],
+                                len: 0,
+                                fresh: false,
+                            });
                             self.shared.len() - 1
                         }
                         Err(_) => continue,
                     },
                 };
                 let s = &mut self.shared[idx];
-                if !s.4 {
+                if !s.fresh {
+                    // encoded once per codec per tick, however many listeners
                     mixer::mix_minus(acc, None, &mut self.mix[..n]);
-                    let pcm =
-                        to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
-                    s.3 = s.1.encode(pcm, &mut s.2);
-                    s.4 = true;
+                    let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut s.down);
+                    s.len = s.encoder.encode(pcm, &mut s.payload);
+                    s.fresh = true;
                 }
-                let (payload, len) = (&s.2, s.3);
-                leg.send(&payload[..len], &mut self.pkt);
+                leg.send(&s.payload[..s.len], &mut self.pkt);
             }
             leg.maybe_rtcp(now);
         }
@@ -435,8 +578,14 @@ fn to_native<'a>(mix: &'a [i16], native: &'a mut [i16], down: &mut Downsampler) 
     }
 }
 
-fn worker(rx: mpsc::Receiver<Command>, events: mpsc::Sender<(LegId, MediaEvent)>) {
+fn worker(
+    index: usize,
+    max_talkers: usize,
+    rx: mpsc::Receiver<Command>,
+    events: mpsc::Sender<(LegId, MediaEvent)>,
+) {
     let mut rooms: HashMap<String, RoomMedia> = HashMap::new();
+    let mut lateness = Lateness::new();
     let mut leg_room: HashMap<LegId, String> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut next_tick = Instant::now() + TICK;
@@ -463,7 +612,7 @@ fn worker(rx: mpsc::Receiver<Command>, events: mpsc::Sender<(LegId, MediaEvent)>
                 leg_room.insert(leg.id, room.clone());
                 rooms
                     .entry(room)
-                    .or_insert_with(RoomMedia::new)
+                    .or_insert_with(|| RoomMedia::new(max_talkers))
                     .legs
                     .push(*leg);
             }
@@ -493,6 +642,12 @@ fn worker(rx: mpsc::Receiver<Command>, events: mpsc::Sender<(LegId, MediaEvent)>
             for room in rooms.values_mut() {
                 room.tick(now, &mut buf, &events);
             }
+            lateness.record(now - next_tick, now.elapsed());
+            if lateness.ticks >= STATS_EVERY {
+                let legs = rooms.values().map(|r| r.legs.len()).sum();
+                let st = lateness.take(index, legs);
+                let _ = events.send((LegId(0), MediaEvent::TickStats(st)));
+            }
             next_tick += TICK;
             if now > next_tick + 5 * TICK {
                 // far behind (suspended): resynchronise instead of bursting
@@ -511,8 +666,13 @@ pub struct MediaEngine {
 }
 
 impl MediaEngine {
-    /// Start `n` workers; RTP sockets bind on `bind_ip`.
-    pub fn start(n: usize, bind_ip: IpAddr) -> (MediaEngine, mpsc::Receiver<(LegId, MediaEvent)>) {
+    /// Start `n` workers; RTP sockets bind on `bind_ip`; each room mixes at most
+    /// `max_talkers` loudest talkers.
+    pub fn start(
+        n: usize,
+        bind_ip: IpAddr,
+        max_talkers: usize,
+    ) -> (MediaEngine, mpsc::Receiver<(LegId, MediaEvent)>) {
         super::g711::init();
         let (ev_tx, ev_rx) = mpsc::channel();
         let mut workers = Vec::new();
@@ -522,7 +682,7 @@ impl MediaEngine {
             let ev = ev_tx.clone();
             let t = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || worker(rx, ev))
+                .spawn(move || worker(i, max_talkers, rx, ev))
                 .expect("spawning a media thread at start-up");
             workers.push(tx);
             threads.push(t);
@@ -584,5 +744,116 @@ impl MediaEngine {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(id: u64, peer: &UdpSocket) -> LegMedia {
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rtp.set_nonblocking(true).unwrap();
+        rtcp.set_nonblocking(true).unwrap();
+        let params = MediaParams {
+            codec: CodecKind::Pcmu,
+            pt: 0,
+            dtmf_pt: None,
+            remote: Some(peer.local_addr().unwrap()),
+            peer_direction: Direction::SendRecv,
+            ssrc: 100 + id as u32,
+        };
+        LegMedia::new(LegId(id), rtp, rtcp, params, Instant::now()).unwrap()
+    }
+
+    fn tone(freq: f64, amp: f64, t: usize) -> Vec<u8> {
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * freq * (t * 160 + i) as f64 / 8000.0).sin())
+                    as i16
+            })
+            .collect();
+        let mut out = vec![0u8; 160];
+        super::super::g711::encode_ulaw(&pcm, &mut out);
+        out
+    }
+
+    /// Six legs, three talking at different levels (tones with whole cycles per frame), `max_talkers = 2`: the two
+    /// loudest are mixed, each hears only the other; the four others (the quietest
+    /// talker and three silent legs) all get the same payload, encoded once.
+    #[test]
+    fn top_talkers_mixed_and_listeners_share_one_encode() {
+        let peers: Vec<UdpSocket> = (0..6)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for p in &peers {
+            p.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+        }
+        let mut room = RoomMedia::new(2);
+        for (i, p) in peers.iter().enumerate() {
+            room.legs.push(leg(i as u64, p));
+        }
+        let targets: Vec<SocketAddr> = room
+            .legs
+            .iter()
+            .map(|l| l.rtp.local_addr().unwrap())
+            .collect();
+        let voices = [(0, 450.0, 8000.0), (1, 700.0, 6000.0), (2, 1100.0, 1500.0)];
+        let (tx, _rx) = mpsc::channel();
+        let mut buf = vec![0u8; 2048];
+        let mut pkt = [0u8; 172];
+        let mut last: Vec<Vec<u8>> = vec![Vec::new(); 6];
+        let start = Instant::now();
+        for t in 0..40 {
+            for (i, target) in targets.iter().enumerate() {
+                let payload = match voices.iter().find(|v| v.0 == i) {
+                    Some(&(_, f, a)) => tone(f, a, t),
+                    None => vec![0xff; 160],
+                };
+                rtp::write_header(&mut pkt, 0, false, t as u16, (t * 160) as u32, 7 + i as u32);
+                pkt[12..].copy_from_slice(&payload);
+                peers[i].send_to(&pkt, target).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            room.tick(start + TICK * t as u32, &mut buf, &tx);
+            for (i, p) in peers.iter().enumerate() {
+                let (n, _) = p.recv_from(&mut buf).unwrap();
+                last[i] = buf[12..n].to_vec();
+            }
+        }
+        let mut sel = [0usize; MAX_TALKERS];
+        let n = room.select_talkers(&mut sel);
+        assert_eq!(&sel[..n], &[0, 1]);
+        // the quiet talker and the silent legs share one payload
+        for i in 3..6 {
+            assert_eq!(last[i], last[2], "listener {i} got a different encode");
+        }
+        assert_ne!(last[0], last[1]);
+        assert_ne!(last[0], last[2]);
+        let decode = |p: &[u8]| {
+            let mut out = vec![0i16; p.len()];
+            super::super::g711::decode_ulaw(p, &mut out);
+            out
+        };
+        let level = |x: &[i16], f: f64| {
+            let (mut re, mut im) = (0.0, 0.0);
+            for (k, &v) in x.iter().enumerate() {
+                let ph = 2.0 * std::f64::consts::PI * f * k as f64 / 8000.0;
+                re += f64::from(v) * ph.cos();
+                im += f64::from(v) * ph.sin();
+            }
+            (re * re + im * im).sqrt() / x.len() as f64
+        };
+        let heard0 = decode(&last[0]);
+        assert!(
+            level(&heard0, 700.0) > 1000.0,
+            "talker 0 does not hear talker 1"
+        );
+        assert!(level(&heard0, 450.0) < 100.0, "talker 0 hears itself");
+        assert!(level(&heard0, 1100.0) < 100.0, "the third talker was mixed");
+        let heard_listener = decode(&last[4]);
+        assert!(level(&heard_listener, 450.0) > 1000.0 && level(&heard_listener, 700.0) > 1000.0);
     }
 }

@@ -9,3 +9,4 @@ pub mod mixer;
 pub mod opus;
 pub mod resample;
 pub mod rtp;
+pub mod vad;
