@@ -99,8 +99,24 @@ fn seed() -> u64 {
     h.finish()
 }
 
+/// Raise the soft open-files limit to the hard one: every leg holds two sockets.
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        );
+    }
+}
+
 /// Run the bridge until SIGTERM/SIGINT; `config_path` is re-read on SIGHUP.
 pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DriverError> {
+    raise_fd_limit();
     let listen = cfg.sip.listen;
     let udp = UdpSocket::bind(listen)
         .await
@@ -108,6 +124,10 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             addr: listen,
             source,
         })?;
+    // A burst of requests must not overflow the kernel queue before we read it
+    // (the kernel caps this at net.core.rmem_max).
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&udp, 4 << 20);
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&udp, 4 << 20);
     let tcp = TcpListener::bind(listen)
         .await
         .map_err(|source| DriverError::Bind {

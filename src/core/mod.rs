@@ -1290,6 +1290,7 @@ fn media_params(p: &AudioParams, signalling_ip: IpAddr, ssrc: u32) -> MediaParam
         remote: Some(SocketAddr::new(ip, p.remote_port)),
         peer_direction: p.peer_direction,
         ssrc,
+        ptime_ms: p.ptime_ms,
     }
 }
 

@@ -16,6 +16,10 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +57,8 @@ pub struct MediaParams {
     pub peer_direction: Direction,
     /// our SSRC towards the peer
     pub ssrc: u32,
+    /// packet time the peer sends (10..=60 ms)
+    pub ptime_ms: u32,
 }
 
 /// What signalling asks of the media side.
@@ -270,15 +276,16 @@ impl LegMedia {
         self.params.peer_direction == Direction::SendRecv
     }
 
-    /// Drain both sockets.
-    fn receive(
+    /// Read up to `max` packets from the RTP socket (it was reported readable).
+    fn receive_rtp(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         events: &mpsc::Sender<(LegId, MediaEvent)>,
+        max: usize,
     ) {
         let now_ms = now.duration_since(self.started).as_millis() as u64;
-        loop {
+        for _ in 0..max {
             let (n, src) = match self.rtp.recv_from(buf) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -322,6 +329,11 @@ impl LegMedia {
                 self.jb.insert(pkt.seq, pkt.timestamp, pkt.payload, now_ms);
             }
         }
+    }
+
+    /// Drain the RTCP socket (it was reported readable).
+    fn receive_rtcp(&mut self, now: Instant, buf: &mut [u8]) {
+        let now_ms = now.duration_since(self.started).as_millis() as u64;
         while let Ok((n, _)) = self.rtcp.recv_from(buf) {
             if let Some(mid) = rtp::sender_report_ntp_mid(&buf[..n]) {
                 self.stats.on_sender_report(mid, now_ms);
@@ -441,6 +453,11 @@ struct SharedMix {
 
 struct RoomMedia {
     legs: Vec<LegMedia>,
+    // readiness of the room's sockets: one epoll_wait per room per tick instead of
+    // a recv that finds nothing on every socket
+    epoll: OwnedFd,
+    ready: Vec<epoll::Event>,
+    ticks: u64,
     max_talkers: usize,
     acc: Vec<i32>,
     mix: Vec<i16>,
@@ -451,9 +468,12 @@ struct RoomMedia {
 }
 
 impl RoomMedia {
-    fn new(max_talkers: usize) -> RoomMedia {
-        RoomMedia {
+    fn new(max_talkers: usize) -> io::Result<RoomMedia> {
+        Ok(RoomMedia {
             legs: Vec::new(),
+            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            ready: Vec::new(),
+            ticks: 0,
             max_talkers: max_talkers.clamp(1, MAX_TALKERS),
             acc: vec![0; MAX_FRAME],
             mix: vec![0; MAX_FRAME],
@@ -461,7 +481,75 @@ impl RoomMedia {
             payload: vec![0; 1500],
             pkt: vec![0; 1500],
             shared: Vec::new(),
+        })
+    }
+
+    fn watch(&self, idx: usize, add: bool) -> io::Result<()> {
+        let leg = &self.legs[idx];
+        for (fd, bit) in [(leg.rtp.as_fd(), 0u64), (leg.rtcp.as_fd(), 1)] {
+            let data = epoll::EventData::new_u64(((idx as u64) << 1) | bit);
+            if add {
+                epoll::add(&self.epoll, fd, data, epoll::EventFlags::IN)?;
+            } else {
+                epoll::modify(&self.epoll, fd, data, epoll::EventFlags::IN)?;
+            }
         }
+        Ok(())
+    }
+
+    fn add(&mut self, leg: LegMedia) -> io::Result<()> {
+        self.legs.push(leg);
+        self.ready
+            .reserve(2 * self.legs.len() - self.ready.capacity().min(2 * self.legs.len()));
+        self.watch(self.legs.len() - 1, true)
+    }
+
+    /// Remove a leg; its sockets close (and leave the epoll set) when it drops.
+    fn remove(&mut self, id: LegId) {
+        let Some(pos) = self.legs.iter().position(|l| l.id == id) else {
+            return;
+        };
+        let leg = self.legs.swap_remove(pos);
+        let _ = epoll::delete(&self.epoll, leg.rtp.as_fd());
+        let _ = epoll::delete(&self.epoll, leg.rtcp.as_fd());
+        if pos < self.legs.len() {
+            // the last leg moved into `pos`: its events must carry the new index
+            let _ = self.watch(pos, false);
+        }
+    }
+
+    /// Read what arrived since the last tick, from the sockets epoll says are ready.
+    fn receive(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+    ) {
+        self.ready.clear();
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if epoll::wait(&self.epoll, spare_capacity(&mut self.ready), Some(&zero)).is_err() {
+            return;
+        }
+        let drain_slot = self.ticks % 50;
+        for ev in &self.ready {
+            let data = ev.data.u64();
+            let Some(leg) = self.legs.get_mut((data >> 1) as usize) else {
+                continue;
+            };
+            if data & 1 == 1 {
+                leg.receive_rtcp(now, buf);
+            } else {
+                // one packet per 20 ms is what a 20 ms peer sends; shorter ptimes are
+                // read until empty, and once a second every socket is drained so that
+                // clock drift cannot build a queue
+                let drain = leg.params.ptime_ms < 20 || (data >> 1) % 50 == drain_slot;
+                leg.receive_rtp(now, buf, events, if drain { 64 } else { 1 });
+            }
+        }
+        self.ticks += 1;
     }
 
     fn rate(&self) -> u32 {
@@ -499,8 +587,8 @@ impl RoomMedia {
     fn tick(&mut self, now: Instant, buf: &mut [u8], events: &mpsc::Sender<(LegId, MediaEvent)>) {
         let rate = self.rate();
         let n = (rate / 50) as usize;
+        self.receive(now, buf, events);
         for leg in &mut self.legs {
-            leg.receive(now, buf, events);
             leg.play_out(rate);
             let e = if leg.has_audio && leg.contributes() {
                 vad::energy(&leg.frame[..n])
@@ -609,12 +697,21 @@ fn worker(
                 if rooms.is_empty() {
                     next_tick = Instant::now() + TICK;
                 }
-                leg_room.insert(leg.id, room.clone());
-                rooms
-                    .entry(room)
-                    .or_insert_with(|| RoomMedia::new(max_talkers))
-                    .legs
-                    .push(*leg);
+                let id = leg.id;
+                let added = match rooms.entry(room.clone()) {
+                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(*leg),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        RoomMedia::new(max_talkers).and_then(|r| e.insert(r).add(*leg))
+                    }
+                };
+                match added {
+                    Ok(()) => {
+                        leg_room.insert(id, room);
+                    }
+                    Err(e) => {
+                        tracing::warn!(leg = %id, error = %e, "cannot watch the leg's sockets")
+                    }
+                }
             }
             Some(Command::Update(id, params)) => {
                 if let Some(r) = leg_room.get(&id).and_then(|r| rooms.get_mut(r))
@@ -628,7 +725,7 @@ fn worker(
                 if let Some(name) = leg_room.remove(&id)
                     && let Some(r) = rooms.get_mut(&name)
                 {
-                    r.legs.retain(|l| l.id != id);
+                    r.remove(id);
                     if r.legs.is_empty() {
                         rooms.remove(&name);
                     }
@@ -763,6 +860,7 @@ mod tests {
             remote: Some(peer.local_addr().unwrap()),
             peer_direction: Direction::SendRecv,
             ssrc: 100 + id as u32,
+            ptime_ms: 20,
         };
         LegMedia::new(LegId(id), rtp, rtcp, params, Instant::now()).unwrap()
     }
@@ -791,9 +889,9 @@ mod tests {
             p.set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
         }
-        let mut room = RoomMedia::new(2);
+        let mut room = RoomMedia::new(2).unwrap();
         for (i, p) in peers.iter().enumerate() {
-            room.legs.push(leg(i as u64, p));
+            room.add(leg(i as u64, p)).unwrap();
         }
         let targets: Vec<SocketAddr> = room
             .legs

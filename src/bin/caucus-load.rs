@@ -1,0 +1,760 @@
+//! `caucus-load`: the load benchmark. Starts the release bridge (the `caucus` binary
+//! next to this one) on a generated config, brings up M rooms × N participants over
+//! SIP on loopback, streams G.711 or Opus from a purpose-built generator that holds
+//! thousands of legs on one socket (payloads are encoded once up front, so the
+//! generator costs one sendto and one recvfrom per packet), holds for T seconds, and
+//! reports bridge CPU per participant-tick, machine CPU, RTP loss and jitter seen by
+//! the receivers, mixer tick lateness (from the bridge's tick statistics), memory per
+//! participant and call setup failures. A probe leg in the first room checks that the
+//! talkers are heard and its own tone is not.
+//!
+//! Run: `cargo run --release --bin caucus-load -- --quick` (see docs/PERFORMANCE.md).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use caucus::media::{g711, opus, rtp};
+use caucus::sip::Message;
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Codec {
+    Pcmu,
+    Opus,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Shape {
+    /// one room holding everyone
+    One,
+    /// rooms of 5
+    Five,
+    /// rooms of 50
+    Fifty,
+    /// the three shapes in turn
+    All,
+}
+
+/// Load benchmark for caucus.
+#[derive(Parser, Debug)]
+struct Args {
+    /// participants in total
+    #[arg(long, default_value_t = 3000)]
+    participants: usize,
+    /// room shape
+    #[arg(long, value_enum, default_value_t = Shape::All)]
+    shape: Shape,
+    /// codec every leg uses
+    #[arg(long, value_enum, default_value_t = Codec::Pcmu)]
+    codec: Codec,
+    /// talkers per room (sending a tone; the others send silence)
+    #[arg(long, default_value_t = 3)]
+    talkers: usize,
+    /// seconds of measured hold
+    #[arg(long, default_value_t = 20)]
+    hold: u64,
+    /// small and short: 300 participants, 5 s hold, finishes in well under a minute
+    #[arg(long)]
+    quick: bool,
+    /// write the results as JSON here
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// the bridge binary (default: `caucus` next to this program)
+    #[arg(long)]
+    bridge: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Report {
+    shape: String,
+    codec: String,
+    rooms: usize,
+    per_room: usize,
+    participants: usize,
+    setup_failures: usize,
+    setup_p99_ms: f64,
+    bridge_cpu_us_per_participant_tick: f64,
+    bridge_cpu_percent: f64,
+    machine_cpu_percent: f64,
+    rtp_loss_percent: f64,
+    jitter_ms_mean: f64,
+    tick_late_p50_us: u32,
+    tick_late_p99_us: u32,
+    tick_late_max_us: u32,
+    memory_kib_per_participant: f64,
+    probe_hears_talkers_db: f64,
+    probe_hears_self_db: f64,
+}
+
+impl Report {
+    fn json(&self) -> String {
+        format!(
+            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1}}}",
+            self.shape,
+            self.codec,
+            self.rooms,
+            self.per_room,
+            self.participants,
+            self.setup_failures,
+            self.setup_p99_ms,
+            self.bridge_cpu_us_per_participant_tick,
+            self.bridge_cpu_percent,
+            self.machine_cpu_percent,
+            self.rtp_loss_percent,
+            self.jitter_ms_mean,
+            self.tick_late_p50_us,
+            self.tick_late_p99_us,
+            self.tick_late_max_us,
+            self.memory_kib_per_participant,
+            self.probe_hears_talkers_db,
+            self.probe_hears_self_db
+        )
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // fields after the command name, which may hold spaces
+    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ut + st
+}
+
+fn machine_ticks() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = s.lines().next().unwrap_or("");
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (v.iter().sum(), idle)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Bridge {
+    child: Child,
+    sip: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize) -> Bridge {
+    let sip_port = free_port();
+    let port_min = 30000u32;
+    let port_max = (port_min + 2 * participants as u32 + 200).min(65534);
+    let mut cfg = format!(
+        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n"
+    );
+    for r in 0..rooms {
+        cfg.push_str(&format!(
+            "[[room]]\nname = \"r{r}\"\nmax_participants = 10000\n"
+        ));
+    }
+    let dir = std::env::temp_dir();
+    let conf = dir.join(format!("caucus-load-{sip_port}.toml"));
+    std::fs::write(&conf, cfg).unwrap();
+    let log = dir.join(format!("caucus-load-{sip_port}.log"));
+    let child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&conf)
+        .env("RUST_LOG", "warn,caucus::media::stats=info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .expect("starting the bridge (build it with cargo build --release)");
+    let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    for i in 0..100 {
+        let m = format!(
+            "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKup{i}\r\nFrom: <sip:l@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: up{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            probe.local_addr().unwrap()
+        );
+        probe.send_to(m.as_bytes(), sip).unwrap();
+        let mut b = [0u8; 2048];
+        if probe.recv_from(&mut b).is_ok() {
+            return Bridge { child, sip, log };
+        }
+    }
+    let _ = Bridge { child, sip, log: log.clone() };
+    panic!("bridge did not start; see {}", log.display());
+}
+
+/// One generated leg.
+struct Leg {
+    room: usize,
+    call_id: String,
+    to_tag: String,
+    bridge_rtp: Option<SocketAddr>,
+    talker: Option<usize>, // which tone
+    seq: u16,
+    ts: u32,
+    // receive statistics
+    first_seq: Option<u16>,
+    cycles: u32,
+    max_seq: u16,
+    received: u64,
+    transit: Option<i64>,
+    jitter: f64,
+}
+
+const TONES: [f64; 5] = [440.0, 700.0, 1100.0, 1300.0, 1700.0];
+const PROBE_TONE: f64 = 2000.0;
+
+/// Payloads for one second (50 frames) of a tone, encoded once.
+fn tone_payloads(codec: Codec, freq: f64) -> Vec<Vec<u8>> {
+    let rate = if codec == Codec::Opus { 48000 } else { 8000 };
+    let n = rate / 50;
+    let mut enc = (codec == Codec::Opus).then(|| opus::Encoder::new(5).unwrap());
+    (0..50)
+        .map(|f| {
+            let pcm: Vec<i16> = (0..n)
+                .map(|i| {
+                    let t = (f * n + i) as f64 / rate as f64;
+                    if freq == 0.0 {
+                        0
+                    } else {
+                        (5000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+                    }
+                })
+                .collect();
+            match &mut enc {
+                Some(e) => {
+                    let mut out = vec![0u8; 1500];
+                    let len = e.encode(&pcm, &mut out).unwrap();
+                    out.truncate(len);
+                    out
+                }
+                None => {
+                    let mut out = vec![0u8; n];
+                    g711::encode_ulaw(&pcm, &mut out);
+                    out
+                }
+            }
+        })
+        .collect()
+}
+
+fn goertzel_db(x: &[i16], rate: f64, f: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * f / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    10.0 * ((s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f64).powi(2))
+        .max(1e-12)
+        .log10()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
+    let per_room = match shape {
+        Shape::One => n,
+        Shape::Five => 5,
+        Shape::Fifty => 50,
+        Shape::All => unreachable!(),
+    };
+    let rooms = n.div_ceil(per_room);
+    let bridge = start_bridge(bin, rooms, n);
+    let pid = bridge.child.id();
+    let rss_before = rss_kib(pid);
+    let codec_name = if args.codec == Codec::Opus {
+        "opus"
+    } else {
+        "pcmu"
+    };
+    let (pt, rtpmap, clock) = match args.codec {
+        Codec::Pcmu => (0u8, "a=rtpmap:0 PCMU/8000", 8000u32),
+        Codec::Opus => (96u8, "a=rtpmap:96 opus/48000/2", 48000u32),
+    };
+
+    let sig = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sig.set_nonblocking(true).unwrap();
+    let sig_addr = sig.local_addr().unwrap();
+    let media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    media.set_nonblocking(true).unwrap();
+    // every tick the bridge sends one packet per leg in a burst to this one socket
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&media, 4 << 20);
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&media, 4 << 20);
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sig, 4 << 20);
+    let media_addr = media.local_addr().unwrap();
+    let mut legs: Vec<Leg> = (0..n)
+        .map(|i| {
+            let room = i / per_room;
+            let slot = i % per_room;
+            Leg {
+                room,
+                call_id: format!("load-{i}-{}", sig_addr.port()),
+                to_tag: String::new(),
+                bridge_rtp: None,
+                // leg 0 is the probe; the next `talkers` legs of each room talk
+                talker: (slot >= 1 && slot <= args.talkers).then_some(slot - 1),
+                seq: (i * 7) as u16,
+                ts: (i * 1000) as u32,
+                first_seq: None,
+                cycles: 0,
+                max_seq: 0,
+                received: 0,
+                transit: None,
+                jitter: 0.0,
+            }
+        })
+        .collect();
+    let by_call: HashMap<String, usize> = legs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.call_id.clone(), i))
+        .collect();
+
+    // --- call setup: at most 200 INVITEs outstanding
+    let invite = |i: usize, l: &Leg| {
+        let body = format!(
+            "v=0\r\no=load {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {pt}\r\n{rtpmap}\r\na=ptime:20\r\n",
+            media_addr.port()
+        );
+        format!(
+            "INVITE sip:r{}@{} SIP/2.0\r\nVia: SIP/2.0/UDP {sig_addr};branch=z9hG4bKinv{i}\r\nMax-Forwards: 70\r\nFrom: <sip:load{i}@127.0.0.1>;tag=f{i}\r\nTo: <sip:r{}@127.0.0.1>\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\nContact: <sip:load@{sig_addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            l.room,
+            bridge.sip,
+            l.room,
+            l.call_id,
+            body.len()
+        )
+    };
+    let ack_or_bye = |method: &str, cseq: u32, i: usize, l: &Leg| {
+        format!(
+            "{method} sip:caucus@{} SIP/2.0\r\nVia: SIP/2.0/UDP {sig_addr};branch=z9hG4bK{method}{i}\r\nMax-Forwards: 70\r\nFrom: <sip:load{i}@127.0.0.1>;tag=f{i}\r\nTo: <sip:r{}@127.0.0.1>;tag={}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            bridge.sip, l.room, l.to_tag, l.call_id
+        )
+    };
+    let setup_start = Instant::now();
+    let mut sent_at = vec![None::<Instant>; n];
+    let mut setup_ms = Vec::with_capacity(n);
+    let mut failures = 0usize;
+    let mut next = 0usize;
+    let mut done = 0usize;
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(60 + n as u64 / 50);
+    let mut answered = vec![false; n];
+    let mut last_retx = Instant::now();
+    while done < n && Instant::now() < deadline {
+        while next < n && next - done < 100 {
+            sig.send_to(invite(next, &legs[next]).as_bytes(), bridge.sip)
+                .unwrap();
+            sent_at[next] = Some(Instant::now());
+            next += 1;
+        }
+        // Timer A: retransmit INVITEs still unanswered after 500 ms
+        if last_retx.elapsed() > Duration::from_millis(500) {
+            last_retx = Instant::now();
+            for i in 0..next {
+                if !answered[i]
+                    && sent_at[i].is_some_and(|t| t.elapsed() > Duration::from_millis(500))
+                {
+                    let _ = sig.send_to(invite(i, &legs[i]).as_bytes(), bridge.sip);
+                }
+            }
+        }
+        let mut got = false;
+        while let Ok((len, _)) = sig.recv_from(&mut buf) {
+            got = true;
+            let Ok(m) = Message::parse(&buf[..len]) else {
+                continue;
+            };
+            let caucus::sip::StartLine::Response { code, .. } = m.start else {
+                continue;
+            };
+            let Some(&i) = m.header("Call-ID").and_then(|c| by_call.get(c)) else {
+                continue;
+            };
+            if code < 200 {
+                continue;
+            }
+            if code >= 300 {
+                if !answered[i] {
+                    answered[i] = true;
+                    failures += 1;
+                    done += 1;
+                }
+                continue;
+            }
+            answered[i] = true;
+            let first = legs[i].to_tag.is_empty();
+            if first {
+                let to = m.header("To").unwrap_or("");
+                legs[i].to_tag = to
+                    .rsplit_once("tag=")
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default();
+                let sd = caucus::sdp::SessionDescription::parse(&m.body).ok();
+                let p = sd
+                    .and_then(|sd| caucus::sdp::select_audio(&sd).ok())
+                    .map(|x| x.1);
+                legs[i].bridge_rtp = p.map(|p| {
+                    SocketAddr::new(p.remote_ip.unwrap_or(bridge.sip.ip()), p.remote_port)
+                });
+                if let Some(t) = sent_at[i] {
+                    setup_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                done += 1;
+            }
+            sig.send_to(ack_or_bye("ACK", 1, i, &legs[i]).as_bytes(), bridge.sip)
+                .unwrap();
+        }
+        if !got {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    failures += answered.iter().filter(|a| !**a).count();
+    let setup_secs = setup_start.elapsed().as_secs_f64();
+    eprintln!("  {n} calls set up in {setup_secs:.1} s, {failures} failed");
+
+    // --- media: one packet per leg per 20 ms
+    let tones: Vec<Vec<Vec<u8>>> = TONES
+        .iter()
+        .map(|&f| tone_payloads(args.codec, f))
+        .collect();
+    let probe_tone = tone_payloads(args.codec, PROBE_TONE);
+    let silence = tone_payloads(args.codec, 0.0);
+    let port_index: HashMap<u16, usize> = legs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.bridge_rtp.map(|a| (a.port(), i)))
+        .collect();
+    let mut probe_dec = (args.codec == Codec::Opus).then(|| opus::Decoder::new().unwrap());
+    let mut probe_pcm: Vec<i16> = Vec::new();
+    let warmup = Duration::from_secs(2);
+    let hold = Duration::from_secs(args.hold);
+    let start = Instant::now();
+    let mut measuring = false;
+    let (mut cpu0, mut m0, mut t_measure) = (0u64, (0u64, 0u64), start);
+    let mut pkt = vec![0u8; 1500];
+    let mut tick = 0u64;
+    let mut rss_after = 0;
+    while start.elapsed() < warmup + hold {
+        if !measuring && start.elapsed() >= warmup {
+            measuring = true;
+            cpu0 = proc_cpu_ticks(pid);
+            m0 = machine_ticks();
+            t_measure = Instant::now();
+            rss_after = rss_kib(pid);
+            for l in &mut legs {
+                l.first_seq = None;
+                l.received = 0;
+                l.cycles = 0;
+                l.jitter = 0.0;
+                l.transit = None;
+            }
+            probe_pcm.clear();
+        }
+        let frame = (tick % 50) as usize;
+        for (i, l) in legs.iter_mut().enumerate() {
+            let Some(to) = l.bridge_rtp else { continue };
+            let payload = if i == 0 {
+                &probe_tone[frame]
+            } else {
+                match l.talker {
+                    Some(t) => &tones[t % TONES.len()][frame],
+                    None => &silence[frame],
+                }
+            };
+            rtp::write_header(&mut pkt, pt, false, l.seq, l.ts, 0x5000_0000 + i as u32);
+            pkt[12..12 + payload.len()].copy_from_slice(payload);
+            let _ = media.send_to(&pkt[..12 + payload.len()], to);
+            l.seq = l.seq.wrapping_add(1);
+            l.ts = l.ts.wrapping_add(clock / 50);
+        }
+        // receive until the next tick is due
+        let due = start + Duration::from_millis(20 * (tick + 1));
+        loop {
+            match media.recv_from(&mut buf) {
+                Ok((len, src)) => {
+                    let Some(&i) = port_index.get(&src.port()) else {
+                        continue;
+                    };
+                    let Ok(p) = rtp::RtpPacket::parse(&buf[..len]) else {
+                        continue;
+                    };
+                    let l = &mut legs[i];
+                    match l.first_seq {
+                        None => {
+                            l.first_seq = Some(p.seq);
+                            l.max_seq = p.seq;
+                        }
+                        Some(_) => {
+                            let d = p.seq.wrapping_sub(l.max_seq);
+                            if d != 0 && d < 0x8000 {
+                                if p.seq < l.max_seq {
+                                    l.cycles += 1 << 16;
+                                }
+                                l.max_seq = p.seq;
+                            }
+                        }
+                    }
+                    l.received += 1;
+                    let arrival = (start.elapsed().as_secs_f64() * f64::from(clock)) as i64;
+                    let transit = arrival - i64::from(p.timestamp);
+                    if let Some(prev) = l.transit {
+                        let d = (transit - prev).abs() as f64;
+                        l.jitter += (d - l.jitter) / 16.0;
+                    }
+                    l.transit = Some(transit);
+                    if i == 0 && measuring {
+                        match &mut probe_dec {
+                            Some(d) => {
+                                let mut out = [0i16; 5760];
+                                if let Ok(k) = d.decode(Some(p.payload), &mut out) {
+                                    probe_pcm.extend_from_slice(&out[..k]);
+                                }
+                            }
+                            None => {
+                                let mut out = vec![0i16; p.payload.len()];
+                                g711::decode_ulaw(p.payload, &mut out);
+                                probe_pcm.extend_from_slice(&out);
+                            }
+                        }
+                    }
+                }
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_micros(500)));
+                }
+            }
+        }
+        tick += 1;
+    }
+    let elapsed = t_measure.elapsed().as_secs_f64();
+    let cpu_ticks = proc_cpu_ticks(pid) - cpu0;
+    let m1 = machine_ticks();
+    let hz = 100.0; // USER_HZ on Linux
+    let bridge_cpu_s = cpu_ticks as f64 / hz;
+    let ticks_held = elapsed / 0.020;
+    let (mtotal, midle) = (m1.0 - m0.0, m1.1 - m0.1);
+
+    // loss and jitter across legs that were up
+    let (mut expected, mut received, mut jit_sum, mut jit_n) = (0u64, 0u64, 0.0, 0u64);
+    for l in legs.iter().filter(|l| l.bridge_rtp.is_some()) {
+        if let Some(first) = l.first_seq {
+            let ext = u64::from(l.cycles + u32::from(l.max_seq));
+            expected += ext.wrapping_sub(u64::from(first)) + 1;
+            received += l.received;
+            jit_sum += l.jitter / f64::from(clock) * 1000.0;
+            jit_n += 1;
+        } else {
+            expected += (elapsed * 50.0) as u64;
+        }
+    }
+    let loss = if expected == 0 {
+        100.0
+    } else {
+        expected.saturating_sub(received) as f64 * 100.0 / expected as f64
+    };
+
+    // hang up
+    for (i, l) in legs.iter().enumerate() {
+        if !l.to_tag.is_empty() {
+            let _ = sig.send_to(ack_or_bye("BYE", 2, i, l).as_bytes(), bridge.sip);
+            if i % 200 == 199 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    // tick lateness from the bridge's stats lines inside the hold window
+    let (mut p50s, mut p99, mut max) = (Vec::new(), 0u32, 0u32);
+    if let Ok(f) = std::fs::File::open(&bridge.log) {
+        let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        let field = |l: &str, k: &str| -> Option<u32> {
+            l.split_whitespace().find_map(|w| {
+                w.strip_prefix(&format!("{k}="))
+                    .and_then(|v| v.parse().ok())
+            })
+        };
+        for l in lines.iter().filter(|l| l.contains("media tick stats")) {
+            let legs_in = field(l, "legs").unwrap_or(0);
+            if (legs_in as usize) < n / 4 {
+                continue; // set-up or tear-down interval
+            }
+            if let (Some(a), Some(b), Some(c)) = (
+                field(l, "late_p50_us"),
+                field(l, "late_p99_us"),
+                field(l, "late_max_us"),
+            ) {
+                p50s.push(f64::from(a));
+                p99 = p99.max(b);
+                max = max.max(c);
+            }
+        }
+    }
+    let rate = if args.codec == Codec::Opus {
+        48000.0
+    } else {
+        8000.0
+    };
+    let tail = &probe_pcm[probe_pcm.len().saturating_sub(rate as usize * 2)..];
+    let talkers_db = if args.talkers == 0 || tail.is_empty() {
+        0.0
+    } else {
+        TONES[..args.talkers.min(TONES.len())]
+            .iter()
+            .map(|&f| goertzel_db(tail, rate, f))
+            .fold(f64::MAX, f64::min)
+    };
+    let self_db = if tail.is_empty() {
+        0.0
+    } else {
+        goertzel_db(tail, rate, PROBE_TONE)
+    };
+    Report {
+        shape: format!("{rooms}x{per_room}"),
+        codec: codec_name.into(),
+        rooms,
+        per_room,
+        participants: n,
+        setup_failures: failures,
+        setup_p99_ms: percentile(&mut setup_ms, 0.99),
+        bridge_cpu_us_per_participant_tick: bridge_cpu_s * 1e6 / (n as f64 * ticks_held),
+        bridge_cpu_percent: bridge_cpu_s * 100.0 / elapsed,
+        machine_cpu_percent: if mtotal == 0 {
+            0.0
+        } else {
+            (mtotal - midle) as f64 * 100.0 / mtotal as f64
+        },
+        rtp_loss_percent: loss,
+        jitter_ms_mean: if jit_n == 0 {
+            0.0
+        } else {
+            jit_sum / jit_n as f64
+        },
+        tick_late_p50_us: percentile(&mut p50s, 0.5) as u32,
+        tick_late_p99_us: p99,
+        tick_late_max_us: max,
+        memory_kib_per_participant: rss_after.saturating_sub(rss_before) as f64 / n as f64,
+        probe_hears_talkers_db: talkers_db,
+        probe_hears_self_db: self_db,
+    }
+}
+
+fn main() {
+    let mut args = Args::parse();
+    if args.quick {
+        args.participants = args.participants.min(300);
+        args.hold = args.hold.min(5);
+    }
+    caucus::driver::raise_fd_limit();
+    let bin = args.bridge.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("caucus")
+    });
+    let shapes = match args.shape {
+        Shape::All => vec![Shape::One, Shape::Five, Shape::Fifty],
+        s => vec![s],
+    };
+    let mut reports = Vec::new();
+    for s in shapes {
+        eprintln!(
+            "shape {s:?}: {} participants, {:?}, {} talkers per room, {} s hold",
+            args.participants, args.codec, args.talkers, args.hold
+        );
+        reports.push(run_shape(&args, &bin, s, args.participants));
+    }
+    println!(
+        "{:<10} {:>5} {:>6} {:>7} {:>8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8}",
+        "shape",
+        "codec",
+        "legs",
+        "fail",
+        "setup99",
+        "us/p-t",
+        "cpu%",
+        "mach%",
+        "loss%",
+        "jit_ms",
+        "late50",
+        "late99",
+        "lateMax",
+        "KiB/leg",
+        "probe"
+    );
+    for r in &reports {
+        println!(
+            "{:<10} {:>5} {:>6} {:>7} {:>7.1}m {:>7.2} {:>7.1} {:>8.1} {:>7.3} {:>7.2} {:>7}u {:>7}u {:>8}u {:>8.1} {:>4.0}/{:<3.0}",
+            r.shape,
+            r.codec,
+            r.participants,
+            r.setup_failures,
+            r.setup_p99_ms,
+            r.bridge_cpu_us_per_participant_tick,
+            r.bridge_cpu_percent,
+            r.machine_cpu_percent,
+            r.rtp_loss_percent,
+            r.jitter_ms_mean,
+            r.tick_late_p50_us,
+            r.tick_late_p99_us,
+            r.tick_late_max_us,
+            r.memory_kib_per_participant,
+            r.probe_hears_talkers_db,
+            r.probe_hears_self_db
+        );
+    }
+    if let Some(path) = &args.json {
+        let body = format!(
+            "[{}]\n",
+            reports
+                .iter()
+                .map(Report::json)
+                .collect::<Vec<_>>()
+                .join(",\n")
+        );
+        std::fs::write(path, body).unwrap();
+    }
+}
