@@ -208,7 +208,11 @@ fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize) -> Bridge {
             return Bridge { child, sip, log };
         }
     }
-    let _ = Bridge { child, sip, log: log.clone() };
+    let _ = Bridge {
+        child,
+        sip,
+        log: log.clone(),
+    };
     panic!("bridge did not start; see {}", log.display());
 }
 

@@ -266,6 +266,9 @@ impl LegMedia {
         if p.remote != self.params.remote {
             // a new offer/answer may move the peer: learn its source again
             self.remote = p.remote;
+            if self.latched {
+                let _ = rustix::net::connect_unspec(&self.rtp);
+            }
             self.latched = false;
         }
         self.params = p;
@@ -295,9 +298,11 @@ impl LegMedia {
                 continue;
             };
             if !self.latched {
-                // symmetric RTP (RFC 4961): answer where the peer really sends from
+                // Symmetric RTP (RFC 4961): answer where the peer really sends from.
+                // Connecting the socket makes the kernel drop every other source
+                // from now on and caches the route for our sends.
                 self.remote = Some(src);
-                self.latched = true;
+                self.latched = self.rtp.connect(src).is_ok();
             } else if self.remote != Some(src) {
                 continue;
             }
@@ -402,7 +407,11 @@ impl LegMedia {
             self.params.ssrc,
         );
         pkt[12..12 + payload.len()].copy_from_slice(payload);
-        let _ = self.rtp.send_to(&pkt[..12 + payload.len()], to);
+        let _ = if self.latched {
+            self.rtp.send(&pkt[..12 + payload.len()])
+        } else {
+            self.rtp.send_to(&pkt[..12 + payload.len()], to)
+        };
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(self.params.codec.clock_rate() / 50);
         self.sent_packets = self.sent_packets.wrapping_add(1);
@@ -451,7 +460,9 @@ struct SharedMix {
     fresh: bool,
 }
 
-struct RoomMedia {
+/// One room's media: its legs, the mixer state and the readiness set of its
+/// sockets. Owned by one worker thread; public so benchmarks can drive a tick.
+pub struct RoomMedia {
     legs: Vec<LegMedia>,
     // readiness of the room's sockets: one epoll_wait per room per tick instead of
     // a recv that finds nothing on every socket
@@ -468,7 +479,8 @@ struct RoomMedia {
 }
 
 impl RoomMedia {
-    fn new(max_talkers: usize) -> io::Result<RoomMedia> {
+    /// An empty room mixing at most `max_talkers` talkers.
+    pub fn new(max_talkers: usize) -> io::Result<RoomMedia> {
         Ok(RoomMedia {
             legs: Vec::new(),
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
@@ -495,6 +507,28 @@ impl RoomMedia {
             }
         }
         Ok(())
+    }
+
+    /// Add a leg that owns these (non-blocking) sockets.
+    pub fn add_leg(
+        &mut self,
+        id: LegId,
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        params: MediaParams,
+        now: Instant,
+    ) -> io::Result<()> {
+        self.add(LegMedia::new(id, rtp, rtcp, params, now)?)
+    }
+
+    /// Legs held.
+    pub fn len(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// True when the room has no legs.
+    pub fn is_empty(&self) -> bool {
+        self.legs.is_empty()
     }
 
     fn add(&mut self, leg: LegMedia) -> io::Result<()> {
@@ -584,7 +618,14 @@ impl RoomMedia {
         count
     }
 
-    fn tick(&mut self, now: Instant, buf: &mut [u8], events: &mpsc::Sender<(LegId, MediaEvent)>) {
+    /// One 20 ms tick: receive, decode, detect talkers, mix, encode, send.
+    /// `buf` is scratch space for one datagram (2 KiB).
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+    ) {
         let rate = self.rate();
         let n = (rate / 50) as usize;
         self.receive(now, buf, events);

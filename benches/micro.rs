@@ -1,0 +1,191 @@
+//! Microbenchmarks (criterion): one room tick for 10/100/1,000 legs with real
+//! loopback sockets, the pure mixing arithmetic, G.711 encode/decode, parsing an
+//! INVITE, Opus encode/decode of one 20 ms frame. `cargo bench --bench micro`;
+//! under `cargo test` each runs once as a smoke test.
+
+use std::hint::black_box;
+use std::net::UdpSocket;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use caucus::core::LegId;
+use caucus::media::engine::{MediaParams, RoomMedia};
+use caucus::media::{g711, mixer, opus, rtp};
+use caucus::sdp::{CodecKind, Direction};
+use caucus::sip::Message;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+fn invite() -> Vec<u8> {
+    let sdp = "v=0\r\no=alice 2890844526 2890844526 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    format!(
+        "INVITE sip:demo@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:demo@127.0.0.1>\r\n\
+From: \"Alice\" <sip:alice@127.0.0.1>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@127.0.0.1\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@127.0.0.1:5070>\r\n\
+Allow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+fn tone(freq: f64, n: usize, rate: f64) -> Vec<i16> {
+    (0..n)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / rate).sin()) as i16)
+        .collect()
+}
+
+/// A room of `n` PCMU legs, 4 talking, fed one packet per leg before each tick; the
+/// bridge's sends go to one sink socket that is drained outside the timed part.
+fn room_tick(c: &mut Criterion) {
+    let mut g = c.benchmark_group("room_tick_pcmu");
+    for &n in &[10usize, 100, 1000] {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_nonblocking(true).unwrap();
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sink, 4 << 20);
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&phone, 4 << 20);
+        let mut room = RoomMedia::new(4).unwrap();
+        let mut targets = Vec::new();
+        for i in 0..n {
+            let rtp_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let rtcp_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            rtp_sock.set_nonblocking(true).unwrap();
+            rtcp_sock.set_nonblocking(true).unwrap();
+            targets.push(rtp_sock.local_addr().unwrap());
+            let params = MediaParams {
+                codec: CodecKind::Pcmu,
+                pt: 0,
+                dtmf_pt: None,
+                remote: Some(sink.local_addr().unwrap()),
+                peer_direction: Direction::SendRecv,
+                ssrc: i as u32,
+                ptime_ms: 20,
+            };
+            room.add_leg(
+                LegId(i as u64 + 1),
+                rtp_sock,
+                rtcp_sock,
+                params,
+                Instant::now(),
+            )
+            .unwrap();
+        }
+        let talk: Vec<u8> = {
+            let mut out = vec![0u8; 160];
+            g711::encode_ulaw(&tone(440.0, 160, 8000.0), &mut out);
+            out
+        };
+        let (tx, _rx) = mpsc::channel();
+        let mut buf = vec![0u8; 2048];
+        let mut pkt = vec![0u8; 172];
+        let mut seq = 0u16;
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    for (i, t) in targets.iter().enumerate() {
+                        rtp::write_header(
+                            &mut pkt,
+                            0,
+                            false,
+                            seq,
+                            u32::from(seq) * 160,
+                            9000 + i as u32,
+                        );
+                        if i < 4 {
+                            pkt[12..].copy_from_slice(&talk);
+                        } else {
+                            pkt[12..].fill(0xff);
+                        }
+                        phone.send_to(&pkt, t).unwrap();
+                    }
+                    seq = seq.wrapping_add(1);
+                    let start = Instant::now();
+                    room.tick(start, &mut buf, &tx);
+                    total += start.elapsed();
+                    while sink.recv_from(&mut buf).is_ok() {}
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The arithmetic alone: 1,000 frames, 4 talkers, each talker's mix-minus plus one
+/// shared mix, 8 kHz.
+fn mix_arithmetic(c: &mut Criterion) {
+    let frames: Vec<Vec<i16>> = (0..4)
+        .map(|k| tone(300.0 + 200.0 * k as f64, 160, 8000.0))
+        .collect();
+    let mut acc = vec![0i32; 160];
+    let mut out = vec![0i16; 160];
+    c.bench_function("mix_4_talkers_160_samples", |b| {
+        b.iter(|| {
+            acc.fill(0);
+            for f in &frames {
+                mixer::accumulate(&mut acc, f);
+            }
+            for f in &frames {
+                mixer::mix_minus(&acc, Some(f), &mut out);
+                black_box(&out);
+            }
+            mixer::mix_minus(&acc, None, &mut out);
+            black_box(&out);
+        })
+    });
+}
+
+fn g711_codec(c: &mut Criterion) {
+    g711::init();
+    let pcm = tone(440.0, 160, 8000.0);
+    let mut enc = vec![0u8; 160];
+    let mut dec = vec![0i16; 160];
+    c.bench_function("g711_ulaw_encode_160", |b| {
+        b.iter(|| g711::encode_ulaw(black_box(&pcm), &mut enc))
+    });
+    c.bench_function("g711_ulaw_decode_160", |b| {
+        b.iter(|| g711::decode_ulaw(black_box(&enc), &mut dec))
+    });
+    c.bench_function("g711_alaw_encode_160", |b| {
+        b.iter(|| g711::encode_alaw(black_box(&pcm), &mut enc))
+    });
+}
+
+fn sip_parse(c: &mut Criterion) {
+    let msg = invite();
+    c.bench_function("sip_parse_invite", |b| {
+        b.iter(|| Message::parse(black_box(&msg)).unwrap())
+    });
+}
+
+fn opus_codec(c: &mut Criterion) {
+    let pcm = tone(440.0, 960, 48000.0);
+    let mut enc = opus::Encoder::new(5).unwrap();
+    let mut dec = opus::Decoder::new().unwrap();
+    let mut pkt = vec![0u8; 1500];
+    let mut out = vec![0i16; 960];
+    let n = enc.encode(&pcm, &mut pkt).unwrap();
+    c.bench_function("opus_encode_20ms_48k_c5", |b| {
+        b.iter(|| enc.encode(black_box(&pcm), &mut pkt).unwrap())
+    });
+    c.bench_function("opus_decode_20ms_48k", |b| {
+        b.iter(|| dec.decode(Some(black_box(&pkt[..n])), &mut out).unwrap())
+    });
+}
+
+criterion_group!(
+    benches,
+    room_tick,
+    mix_arithmetic,
+    g711_codec,
+    sip_parse,
+    opus_codec
+);
+criterion_main!(benches);
