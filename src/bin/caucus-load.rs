@@ -91,9 +91,18 @@ struct Report {
 }
 
 impl Report {
+    /// The probe leg hears every talker clearly and its own tone at least 30 dB
+    /// below the weakest of them.
+    fn probe_ok(&self) -> bool {
+        self.probe_hears_talkers_db > 40.0
+            && self.probe_hears_talkers_db - self.probe_hears_self_db >= 30.0
+    }
+}
+
+impl Report {
     fn json(&self) -> String {
         format!(
-            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1}}}",
+            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
             self.shape,
             self.codec,
             self.rooms,
@@ -111,7 +120,8 @@ impl Report {
             self.tick_late_max_us,
             self.memory_kib_per_participant,
             self.probe_hears_talkers_db,
-            self.probe_hears_self_db
+            self.probe_hears_self_db,
+            self.probe_ok()
         )
     }
 }
@@ -334,7 +344,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
                 to_tag: String::new(),
                 bridge_rtp: None,
                 // leg 0 is the probe; the next `talkers` legs of each room talk
-                talker: (slot >= 1 && slot <= args.talkers).then_some(slot - 1),
+                talker: (slot >= 1 && slot <= args.talkers).then(|| slot - 1),
                 seq: (i * 7) as u16,
                 ts: (i * 1000) as u32,
                 first_seq: None,
@@ -731,7 +741,7 @@ fn main() {
     );
     for r in &reports {
         println!(
-            "{:<10} {:>5} {:>6} {:>7} {:>7.1}m {:>7.2} {:>7.1} {:>8.1} {:>7.3} {:>7.2} {:>7}u {:>7}u {:>8}u {:>8.1} {:>4.0}/{:<3.0}",
+            "{:<10} {:>5} {:>6} {:>7} {:>7.1}m {:>7.2} {:>7.1} {:>8.1} {:>7.3} {:>7.2} {:>7}u {:>7}u {:>8}u {:>8.1} {:>8}",
             r.shape,
             r.codec,
             r.participants,
@@ -746,10 +756,14 @@ fn main() {
             r.tick_late_p99_us,
             r.tick_late_max_us,
             r.memory_kib_per_participant,
-            r.probe_hears_talkers_db,
-            r.probe_hears_self_db
+            if r.probe_ok() { "ok" } else { "FAIL" }
         );
     }
+    println!(
+        "us/p-t: bridge CPU µs per participant per 20 ms tick; cpu%: bridge, of one core; \
+         mach%: whole machine; late: mixer tick lateness in µs; probe: a leg in room 0 \
+         hears the talkers and not itself"
+    );
     if let Some(path) = &args.json {
         let body = format!(
             "[{}]\n",
@@ -760,5 +774,9 @@ fn main() {
                 .join(",\n")
         );
         std::fs::write(path, body).unwrap();
+    }
+    if reports.iter().any(|r| r.setup_failures > 0 || !r.probe_ok()) {
+        eprintln!("FAILED: call set-up failures, or the probe leg did not hear the room right");
+        std::process::exit(1);
     }
 }

@@ -1,0 +1,44 @@
+//! The load benchmark runs end to end in a small quick mode: calls are set up, media
+//! flows, the probe leg hears the talkers and not itself. No timing is asserted: CI
+//! machines are noisy, the figures belong in docs/PERFORMANCE.md.
+
+use std::process::Command;
+
+#[test]
+fn load_tool_quick_mode_works() {
+    let json = std::env::temp_dir().join(format!("caucus-load-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_caucus-load"))
+        .args([
+            "--quick",
+            "--participants",
+            "60",
+            "--hold",
+            "3",
+            "--shape",
+            "all",
+            "--json",
+        ])
+        .arg(&json)
+        .args(["--bridge", env!("CARGO_BIN_EXE_caucus")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(
+        report.matches("\"setup_failures\":0,").count(),
+        3,
+        "{report}"
+    );
+    assert_eq!(report.matches("\"probe_ok\":true").count(), 3, "{report}");
+    for shape in ["1x60", "12x5", "2x50"] {
+        assert!(
+            report.contains(&format!("\"shape\":\"{shape}\"")),
+            "{report}"
+        );
+    }
+}
