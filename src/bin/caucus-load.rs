@@ -775,7 +775,10 @@ fn main() {
         );
         std::fs::write(path, body).unwrap();
     }
-    if reports.iter().any(|r| r.setup_failures > 0 || !r.probe_ok()) {
+    if reports
+        .iter()
+        .any(|r| r.setup_failures > 0 || !r.probe_ok())
+    {
         eprintln!("FAILED: call set-up failures, or the probe leg did not hear the room right");
         std::process::exit(1);
     }

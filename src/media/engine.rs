@@ -203,6 +203,10 @@ struct LegMedia {
     lost_run: u32,
     frame: Vec<i16>, // this tick's input at the room rate
     has_audio: bool,
+    // this tick's frame came from exactly one received packet, kept here as is so
+    // that it can be forwarded without transcoding
+    raw: Vec<u8>,
+    raw_ok: bool,
     vad: TalkDetector,
     up: Upsampler,
     down: Downsampler,
@@ -241,6 +245,8 @@ impl LegMedia {
             lost_run: 0,
             frame: vec![0; MAX_FRAME],
             has_audio: false,
+            raw: Vec::with_capacity(1500),
+            raw_ok: false,
             vad: TalkDetector::default(),
             up: Upsampler::default(),
             down: Downsampler::default(),
@@ -350,16 +356,25 @@ impl LegMedia {
     fn play_out(&mut self, room_rate: u32) {
         let need = (self.params.codec.clock_rate() / 50) as usize;
         let mut real = false;
+        let mut pulls = 0;
+        let mut whole_packet = false;
         while self.fifo_len < need {
+            pulls += 1;
             let room = FIFO - self.fifo_len;
             let dst = &mut self.fifo[self.fifo_len..];
             let n = match self.jb.pull() {
                 Pull::Packet(payload, _) => {
+                    let fifo_was_empty = room == FIFO;
                     let n = self
                         .decoder
                         .decode(payload, &mut dst[..room.min(3 * MAX_FRAME)]);
                     self.lost_run = 0;
                     real |= n > 0;
+                    whole_packet = fifo_was_empty && n == need;
+                    if whole_packet {
+                        self.raw.clear();
+                        self.raw.extend_from_slice(payload);
+                    }
                     n
                 }
                 Pull::Lost => {
@@ -376,6 +391,7 @@ impl LegMedia {
         }
         let have = self.fifo_len.min(need);
         self.has_audio = real || have > 0;
+        self.raw_ok = whole_packet && pulls == 1;
         let mut native = [0i16; MAX_FRAME];
         native[..have].copy_from_slice(&self.fifo[..have]);
         self.fifo.copy_within(have..self.fifo_len, 0);
@@ -476,6 +492,8 @@ pub struct RoomMedia {
     payload: Vec<u8>,
     pkt: Vec<u8>,
     shared: Vec<SharedMix>,
+    // the lone talker's packet of this tick, forwarded to same-codec listeners
+    forward: Vec<u8>,
 }
 
 impl RoomMedia {
@@ -493,6 +511,7 @@ impl RoomMedia {
             payload: vec![0; 1500],
             pkt: vec![0; 1500],
             shared: Vec::new(),
+            forward: Vec::with_capacity(1500),
         })
     }
 
@@ -656,6 +675,16 @@ impl RoomMedia {
         for s in &mut self.shared {
             s.fresh = false;
         }
+        // One talker whose packet arrived whole: listeners on its codec get that
+        // packet as it is, no decode-mix-encode (the mix would be that frame anyway).
+        let forward_codec = if talkers == 1 && self.legs[sel[0]].raw_ok {
+            let t = &self.legs[sel[0]];
+            self.forward.clear();
+            self.forward.extend_from_slice(&t.raw);
+            Some(t.params.codec)
+        } else {
+            None
+        };
         for (i, leg) in self.legs.iter_mut().enumerate() {
             let codec = leg.params.codec;
             let native_n = (codec.clock_rate() / 50) as usize;
@@ -665,6 +694,8 @@ impl RoomMedia {
                 let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
                 let len = leg.encoder.encode(pcm, &mut self.payload);
                 leg.send(&self.payload[..len], &mut self.pkt);
+            } else if forward_codec == Some(codec) {
+                leg.send(&self.forward, &mut self.pkt);
             } else {
                 let idx = match self.shared.iter().position(|s| s.codec == codec) {
                     Some(i) => i,
@@ -994,5 +1025,68 @@ mod tests {
         assert!(level(&heard0, 1100.0) < 100.0, "the third talker was mixed");
         let heard_listener = decode(&last[4]);
         assert!(level(&heard_listener, 450.0) > 1000.0 && level(&heard_listener, 700.0) > 1000.0);
+    }
+
+    /// With one talker whose packets arrive whole, same-codec listeners get those
+    /// packets byte for byte (no transcoding); the talker hears silence.
+    #[test]
+    fn lone_talker_is_forwarded_untouched() {
+        let peers: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for p in &peers {
+            p.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+        }
+        let mut room = RoomMedia::new(4).unwrap();
+        for (i, p) in peers.iter().enumerate() {
+            room.add(leg(i as u64, p)).unwrap();
+        }
+        let targets: Vec<SocketAddr> = room
+            .legs
+            .iter()
+            .map(|l| l.rtp.local_addr().unwrap())
+            .collect();
+        let (tx, _rx) = mpsc::channel();
+        let mut buf = vec![0u8; 2048];
+        let mut pkt = [0u8; 172];
+        let mut sent = Vec::new();
+        let mut last: Vec<Vec<u8>> = vec![Vec::new(); 3];
+        let start = Instant::now();
+        for t in 0..30 {
+            for (i, target) in targets.iter().enumerate() {
+                let payload = if i == 0 {
+                    // 0x7f (µ-law "-0") does not survive decode and re-encode (it
+                    // comes back as 0xff), so it shows whether the packet was forwarded
+                    let mut p = tone(450.0, 8000.0, t);
+                    p[0] = 0x7f;
+                    p
+                } else {
+                    vec![0xff; 160]
+                };
+                if i == 0 {
+                    sent.push(payload.clone());
+                }
+                rtp::write_header(&mut pkt, 0, false, t as u16, (t * 160) as u32, 7 + i as u32);
+                pkt[12..].copy_from_slice(&payload);
+                peers[i].send_to(&pkt, target).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            room.tick(start + TICK * t as u32, &mut buf, &tx);
+            for (i, p) in peers.iter().enumerate() {
+                let (n, _) = p.recv_from(&mut buf).unwrap();
+                last[i] = buf[12..n].to_vec();
+            }
+        }
+        assert!(
+            sent.contains(&last[1]),
+            "listener 1 did not get a forwarded packet"
+        );
+        assert_eq!(last[1][0], 0x7f);
+        assert_eq!(last[1], last[2]);
+        assert!(
+            last[0].iter().all(|&b| b == 0xff || b == 0x7f),
+            "the talker hears something"
+        );
     }
 }
