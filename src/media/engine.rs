@@ -129,9 +129,9 @@ pub struct TickStats {
     pub busy_us: u64,
 }
 
-/// Lateness histogram with 100 µs buckets up to 25 ms.
+/// Lateness histogram with 100 µs buckets up to 102 ms.
 struct Lateness {
-    buckets: [u32; 256],
+    buckets: [u32; 1024],
     max_us: u32,
     ticks: u32,
     busy_us: u64,
@@ -140,7 +140,7 @@ struct Lateness {
 impl Lateness {
     fn new() -> Lateness {
         Lateness {
-            buckets: [0; 256],
+            buckets: [0; 1024],
             max_us: 0,
             ticks: 0,
             busy_us: 0,
@@ -148,7 +148,7 @@ impl Lateness {
     }
     fn record(&mut self, late: Duration, busy: Duration) {
         let us = late.as_micros().min(u128::from(u32::MAX)) as u32;
-        self.buckets[(us / 100).min(255) as usize] += 1;
+        self.buckets[(us / 100).min(1023) as usize] += 1;
         self.max_us = self.max_us.max(us);
         self.ticks += 1;
         self.busy_us += busy.as_micros() as u64;
