@@ -281,20 +281,6 @@ fn tone_payloads(codec: Codec, freq: f64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn goertzel_db(x: &[i16], rate: f64, f: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * f / rate;
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + c * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    10.0 * ((s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f64).powi(2))
-        .max(1e-12)
-        .log10()
-}
-
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -657,13 +643,13 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     } else {
         TONES[..args.talkers.min(TONES.len())]
             .iter()
-            .map(|&f| goertzel_db(tail, rate, f))
+            .map(|&f| caucus::media::goertzel::power_db(tail, rate, f))
             .fold(f64::MAX, f64::min)
     };
     let self_db = if tail.is_empty() {
         0.0
     } else {
-        goertzel_db(tail, rate, PROBE_TONE)
+        caucus::media::goertzel::power_db(tail, rate, PROBE_TONE)
     };
     Report {
         shape: format!("{rooms}x{per_room}"),

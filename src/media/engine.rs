@@ -919,25 +919,84 @@ impl MediaEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::g711;
 
-    fn leg(id: u64, peer: &UdpSocket) -> LegMedia {
-        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rtp.set_nonblocking(true).unwrap();
-        rtcp.set_nonblocking(true).unwrap();
-        let params = MediaParams {
-            codec: CodecKind::Pcmu,
-            pt: 0,
-            dtmf_pt: None,
-            remote: Some(peer.local_addr().unwrap()),
-            peer_direction: Direction::SendRecv,
-            ssrc: 100 + id as u32,
-            ptime_ms: 20,
-        };
-        LegMedia::new(LegId(id), rtp, rtcp, params, Instant::now()).unwrap()
+    /// A room whose legs send to peer sockets owned by the test.
+    struct Rig {
+        room: RoomMedia,
+        peers: Vec<UdpSocket>,
+        targets: Vec<SocketAddr>,
+        tick: u32,
+        start: Instant,
     }
 
-    fn tone(freq: f64, amp: f64, t: usize) -> Vec<u8> {
+    impl Rig {
+        fn new(legs: usize, max_talkers: usize) -> Rig {
+            let mut room = RoomMedia::new(max_talkers).unwrap();
+            let peers: Vec<UdpSocket> = (0..legs)
+                .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+                .collect();
+            for (i, peer) in peers.iter().enumerate() {
+                peer.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
+                rtp.set_nonblocking(true).unwrap();
+                rtcp.set_nonblocking(true).unwrap();
+                let params = MediaParams {
+                    codec: CodecKind::Pcmu,
+                    pt: 0,
+                    dtmf_pt: None,
+                    remote: Some(peer.local_addr().unwrap()),
+                    peer_direction: Direction::SendRecv,
+                    ssrc: 100 + i as u32,
+                    ptime_ms: 20,
+                };
+                room.add_leg(LegId(i as u64), rtp, rtcp, params, Instant::now())
+                    .unwrap();
+            }
+            let targets = room
+                .legs
+                .iter()
+                .map(|l| l.rtp.local_addr().unwrap())
+                .collect();
+            Rig {
+                room,
+                peers,
+                targets,
+                tick: 0,
+                start: Instant::now(),
+            }
+        }
+
+        /// Run `ticks` ticks; before each, peer i sends `payload(i, t)`. Returns the
+        /// last payload each peer received.
+        fn run(&mut self, ticks: u32, payload: impl Fn(usize, u32) -> Vec<u8>) -> Vec<Vec<u8>> {
+            let (tx, _rx) = mpsc::channel();
+            let mut buf = vec![0u8; 2048];
+            let mut pkt = [0u8; 172];
+            let mut last = vec![Vec::new(); self.peers.len()];
+            for _ in 0..ticks {
+                let t = self.tick;
+                for (i, target) in self.targets.iter().enumerate() {
+                    rtp::write_header(&mut pkt, 0, false, t as u16, t * 160, 7 + i as u32);
+                    pkt[12..].copy_from_slice(&payload(i, t));
+                    self.peers[i].send_to(&pkt, target).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                self.room.tick(self.start + TICK * t, &mut buf, &tx);
+                for (i, p) in self.peers.iter().enumerate() {
+                    let (n, _) = p.recv_from(&mut buf).unwrap();
+                    last[i] = buf[12..n].to_vec();
+                }
+                self.tick += 1;
+            }
+            last
+        }
+    }
+
+    /// 20 ms of a µ-law tone; use multiples of 50 Hz so a frame holds whole cycles.
+    fn tone(freq: f64, amp: f64, t: u32) -> Vec<u8> {
         let pcm: Vec<i16> = (0..160)
             .map(|i| {
                 (amp * (2.0 * std::f64::consts::PI * freq * (t * 160 + i) as f64 / 8000.0).sin())
@@ -945,141 +1004,71 @@ mod tests {
             })
             .collect();
         let mut out = vec![0u8; 160];
-        super::super::g711::encode_ulaw(&pcm, &mut out);
+        g711::encode_ulaw(&pcm, &mut out);
         out
     }
 
-    /// Six legs, three talking at different levels (tones with whole cycles per frame), `max_talkers = 2`: the two
-    /// loudest are mixed, each hears only the other; the four others (the quietest
+    /// Amplitude of `f` in a µ-law frame.
+    fn level(payload: &[u8], f: f64) -> f64 {
+        let mut x = vec![0i16; payload.len()];
+        g711::decode_ulaw(payload, &mut x);
+        let (mut re, mut im) = (0.0, 0.0);
+        for (k, &v) in x.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * f * k as f64 / 8000.0;
+            re += f64::from(v) * ph.cos();
+            im += f64::from(v) * ph.sin();
+        }
+        (re * re + im * im).sqrt() / x.len() as f64
+    }
+
+    /// Six legs, three talking at different levels, `max_talkers = 2`: the two
+    /// loudest are mixed and each hears only the other; the four others (the quietest
     /// talker and three silent legs) all get the same payload, encoded once.
     #[test]
     fn top_talkers_mixed_and_listeners_share_one_encode() {
-        let peers: Vec<UdpSocket> = (0..6)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        for p in &peers {
-            p.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-        }
-        let mut room = RoomMedia::new(2).unwrap();
-        for (i, p) in peers.iter().enumerate() {
-            room.add(leg(i as u64, p)).unwrap();
-        }
-        let targets: Vec<SocketAddr> = room
-            .legs
-            .iter()
-            .map(|l| l.rtp.local_addr().unwrap())
-            .collect();
-        let voices = [(0, 450.0, 8000.0), (1, 700.0, 6000.0), (2, 1100.0, 1500.0)];
-        let (tx, _rx) = mpsc::channel();
-        let mut buf = vec![0u8; 2048];
-        let mut pkt = [0u8; 172];
-        let mut last: Vec<Vec<u8>> = vec![Vec::new(); 6];
-        let start = Instant::now();
-        for t in 0..40 {
-            for (i, target) in targets.iter().enumerate() {
-                let payload = match voices.iter().find(|v| v.0 == i) {
-                    Some(&(_, f, a)) => tone(f, a, t),
-                    None => vec![0xff; 160],
-                };
-                rtp::write_header(&mut pkt, 0, false, t as u16, (t * 160) as u32, 7 + i as u32);
-                pkt[12..].copy_from_slice(&payload);
-                peers[i].send_to(&pkt, target).unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(2));
-            room.tick(start + TICK * t as u32, &mut buf, &tx);
-            for (i, p) in peers.iter().enumerate() {
-                let (n, _) = p.recv_from(&mut buf).unwrap();
-                last[i] = buf[12..n].to_vec();
-            }
-        }
+        let mut rig = Rig::new(6, 2);
+        let voices = [(450.0, 8000.0), (700.0, 6000.0), (1100.0, 1500.0)];
+        let last = rig.run(40, |i, t| match voices.get(i) {
+            Some(&(f, a)) => tone(f, a, t),
+            None => vec![0xff; 160],
+        });
         let mut sel = [0usize; MAX_TALKERS];
-        let n = room.select_talkers(&mut sel);
-        assert_eq!(&sel[..n], &[0, 1]);
-        // the quiet talker and the silent legs share one payload
+        let n = rig.room.select_talkers(&mut sel);
+        let mut ids: Vec<u64> = sel[..n].iter().map(|&i| rig.room.legs[i].id.0).collect();
+        ids.sort();
+        assert_eq!(ids, vec![0, 1]);
         for i in 3..6 {
             assert_eq!(last[i], last[2], "listener {i} got a different encode");
         }
         assert_ne!(last[0], last[1]);
         assert_ne!(last[0], last[2]);
-        let decode = |p: &[u8]| {
-            let mut out = vec![0i16; p.len()];
-            super::super::g711::decode_ulaw(p, &mut out);
-            out
-        };
-        let level = |x: &[i16], f: f64| {
-            let (mut re, mut im) = (0.0, 0.0);
-            for (k, &v) in x.iter().enumerate() {
-                let ph = 2.0 * std::f64::consts::PI * f * k as f64 / 8000.0;
-                re += f64::from(v) * ph.cos();
-                im += f64::from(v) * ph.sin();
-            }
-            (re * re + im * im).sqrt() / x.len() as f64
-        };
-        let heard0 = decode(&last[0]);
         assert!(
-            level(&heard0, 700.0) > 1000.0,
+            level(&last[0], 700.0) > 1000.0,
             "talker 0 does not hear talker 1"
         );
-        assert!(level(&heard0, 450.0) < 100.0, "talker 0 hears itself");
-        assert!(level(&heard0, 1100.0) < 100.0, "the third talker was mixed");
-        let heard_listener = decode(&last[4]);
-        assert!(level(&heard_listener, 450.0) > 1000.0 && level(&heard_listener, 700.0) > 1000.0);
+        assert!(level(&last[0], 450.0) < 100.0, "talker 0 hears itself");
+        assert!(
+            level(&last[0], 1100.0) < 100.0,
+            "the third talker was mixed"
+        );
+        assert!(level(&last[4], 450.0) > 1000.0 && level(&last[4], 700.0) > 1000.0);
     }
 
     /// With one talker whose packets arrive whole, same-codec listeners get those
     /// packets byte for byte (no transcoding); the talker hears silence.
     #[test]
     fn lone_talker_is_forwarded_untouched() {
-        let peers: Vec<UdpSocket> = (0..3)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        for p in &peers {
-            p.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-        }
-        let mut room = RoomMedia::new(4).unwrap();
-        for (i, p) in peers.iter().enumerate() {
-            room.add(leg(i as u64, p)).unwrap();
-        }
-        let targets: Vec<SocketAddr> = room
-            .legs
-            .iter()
-            .map(|l| l.rtp.local_addr().unwrap())
-            .collect();
-        let (tx, _rx) = mpsc::channel();
-        let mut buf = vec![0u8; 2048];
-        let mut pkt = [0u8; 172];
-        let mut sent = Vec::new();
-        let mut last: Vec<Vec<u8>> = vec![Vec::new(); 3];
-        let start = Instant::now();
-        for t in 0..30 {
-            for (i, target) in targets.iter().enumerate() {
-                let payload = if i == 0 {
-                    // 0x7f (µ-law "-0") does not survive decode and re-encode (it
-                    // comes back as 0xff), so it shows whether the packet was forwarded
-                    let mut p = tone(450.0, 8000.0, t);
-                    p[0] = 0x7f;
-                    p
-                } else {
-                    vec![0xff; 160]
-                };
-                if i == 0 {
-                    sent.push(payload.clone());
-                }
-                rtp::write_header(&mut pkt, 0, false, t as u16, (t * 160) as u32, 7 + i as u32);
-                pkt[12..].copy_from_slice(&payload);
-                peers[i].send_to(&pkt, target).unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(2));
-            room.tick(start + TICK * t as u32, &mut buf, &tx);
-            for (i, p) in peers.iter().enumerate() {
-                let (n, _) = p.recv_from(&mut buf).unwrap();
-                last[i] = buf[12..n].to_vec();
-            }
-        }
+        let mut rig = Rig::new(3, 4);
+        // 0x7f (µ-law "-0") does not survive decode and re-encode (it comes back as
+        // 0xff), so it shows whether a packet was forwarded
+        let talk = |t| {
+            let mut p = tone(450.0, 8000.0, t);
+            p[0] = 0x7f;
+            p
+        };
+        let last = rig.run(30, |i, t| if i == 0 { talk(t) } else { vec![0xff; 160] });
         assert!(
-            sent.contains(&last[1]),
+            (0..30).any(|t| talk(t) == last[1]),
             "listener 1 did not get a forwarded packet"
         );
         assert_eq!(last[1][0], 0x7f);

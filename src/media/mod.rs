@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod engine;
 pub mod g711;
+pub mod goertzel;
 pub mod jitter;
 pub mod mixer;
 pub mod opus;

@@ -1,6 +1,6 @@
 //! Test harness: start the real `caucus` binary on loopback with a generated config,
 //! and a small SIP/RTP user agent that sends a tone and records what it hears.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -433,21 +433,9 @@ impl Stream {
     }
 }
 
-/// Goertzel power of `freq` in `x` sampled at `rate`, normalised by length.
-pub fn goertzel(x: &[i16], rate: f64, freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / rate;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let p = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    p / (x.len() as f64).powi(2)
-}
+pub use caucus::media::goertzel::power as goertzel;
 
-/// Power in dB relative to full scale-ish (10·log10).
+/// Power in dB (10·log10).
 pub fn db(p: f64) -> f64 {
     10.0 * (p.max(1e-12)).log10()
 }
