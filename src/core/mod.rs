@@ -532,11 +532,23 @@ impl Core {
     }
 
     fn reply(&mut self, req: &Message, from: Peer, code: u16, extra: &[(&str, String)]) -> Vec<u8> {
+        self.reply_body(req, from, code, extra, Vec::new())
+    }
+
+    fn reply_body(
+        &mut self,
+        req: &Message,
+        from: Peer,
+        code: u16,
+        extra: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Vec<u8> {
         let tag = self.rng.token();
         let mut r = self.response(req, from, code, Some(&tag));
         for (n, v) in extra {
             r.push(n, v.clone());
         }
+        r.body = body;
         let data = r.to_bytes();
         self.out.push_back(Output::Transmit {
             to: from,
@@ -555,7 +567,22 @@ impl Core {
         code: u16,
         extra: &[(&str, String)],
     ) {
-        let data = self.reply(req, from, code, extra);
+        self.reply_txn_body(now, key, req, from, code, extra, Vec::new());
+    }
+
+    /// [`Core::reply_txn`] with a body.
+    #[allow(clippy::too_many_arguments)]
+    fn reply_txn_body(
+        &mut self,
+        now: Instant,
+        key: &TxnKey,
+        req: &Message,
+        from: Peer,
+        code: u16,
+        extra: &[(&str, String)],
+        body: Vec<u8>,
+    ) {
+        let data = self.reply_body(req, from, code, extra, body);
         let tc = self.cfg.timers;
         let invite = key.method == "INVITE";
         if let Some(tx) = self.server.get_mut(key) {
@@ -1055,34 +1082,11 @@ impl Core {
                     );
                 };
                 let body = self.renegotiate(id, &params, &sd, idx);
-                let data = self.reply(
-                    &msg,
-                    from,
-                    200,
-                    &[
-                        ("Contact", self.contact(from)),
-                        ("Content-Type", "application/sdp".into()),
-                    ],
-                );
-                // reply() already queued a body-less copy; replace it with the SDP one
-                self.out.pop_back();
-                let mut m = Message::parse(&data).expect("we just wrote it");
-                m.body = body;
-                let bytes = m.to_bytes();
-                self.out.push_back(Output::Transmit {
-                    to: from,
-                    data: bytes.clone(),
-                });
-                if let Some(tx) = self.server.get_mut(key) {
-                    tx.last = Some(bytes);
-                    tx.state = ServerState::Completed;
-                }
-                let j = if from.reliable() {
-                    Duration::ZERO
-                } else {
-                    self.cfg.timers.timeout()
-                };
-                self.arm(now + j, Timer::J(key.clone()));
+                let extra = [
+                    ("Contact", self.contact(from)),
+                    ("Content-Type", "application/sdp".to_string()),
+                ];
+                self.reply_txn_body(now, key, &msg, from, 200, &extra, body);
             }
             Method::Info => {
                 if let Some(d) = dtmf_in_info(&msg) {
