@@ -18,10 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use caucus::media::{g711, opus, rtp};
-use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
-use std::io::IoSlice;
 use caucus::sip::Message;
 use clap::{Parser, ValueEnum};
+use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
+use std::io::IoSlice;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Codec {
@@ -473,8 +473,10 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let mut measuring = false;
     let (mut cpu0, mut m0, mut t_measure) = (0u64, (0u64, 0u64), start);
     let mut headers = vec![[0u8; 12]; n];
-    let dest: Vec<Option<SocketAddrAny>> =
-        legs.iter().map(|l| l.bridge_rtp.map(|a| SocketAddrAny::from(a))).collect();
+    let dest: Vec<Option<SocketAddrAny>> = legs
+        .iter()
+        .map(|l| l.bridge_rtp.map(SocketAddrAny::from))
+        .collect();
     let mut tick = 0u64;
     let mut rss_after = 0;
     while start.elapsed() < warmup + hold {
@@ -500,7 +502,14 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
             if l.bridge_rtp.is_none() {
                 continue;
             }
-            rtp::write_header(&mut headers[i], pt, false, l.seq, l.ts, 0x5000_0000 + i as u32);
+            rtp::write_header(
+                &mut headers[i],
+                pt,
+                false,
+                l.seq,
+                l.ts,
+                0x5000_0000 + i as u32,
+            );
             l.seq = l.seq.wrapping_add(1);
             l.ts = l.ts.wrapping_add(clock / 50);
         }
@@ -519,8 +528,9 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
                 [IoSlice::new(&headers[i]), IoSlice::new(payload)]
             })
             .collect();
-        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> =
-            (0..legs.len()).map(|_| SendAncillaryBuffer::default()).collect();
+        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = (0..legs.len())
+            .map(|_| SendAncillaryBuffer::default())
+            .collect();
         let mut msgs: Vec<MMsgHdr<'_>> = Vec::with_capacity(legs.len());
         for ((iov, ctl), addr) in iovs.iter().zip(controls.iter_mut()).zip(&dest) {
             if let Some(addr) = addr {
