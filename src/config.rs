@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::core::transaction::TimerConfig;
 use crate::core::{CoreConfig, RoomPolicy};
+use crate::media::prompt::{PromptError, Prompts};
 
 /// The default configuration, compiled in: `caucus run` without `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../conf/caucus.toml");
@@ -84,12 +85,36 @@ pub struct Room {
     /// ring (180) this long before answering, 0..=60000 ms
     #[serde(default)]
     pub answer_after_ms: u64,
+    /// participant PIN, 1-16 digits
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// moderator PIN, 1-16 digits
+    #[serde(default)]
+    pub moderator_pin: Option<String>,
+    /// tries before the call ends (1..=10)
+    #[serde(default = "default_pin_retries")]
+    pub pin_retries: u32,
+    /// seconds without a key after which what was typed is judged (1..=120)
+    #[serde(default = "default_pin_timeout")]
+    pub pin_timeout_s: u64,
+    /// failures from one source tolerated within the window (1..=1000)
+    #[serde(default = "default_lockout_failures")]
+    pub pin_lockout_failures: u32,
+    /// the window, seconds (1..=86400)
+    #[serde(default = "default_lockout_window")]
+    pub pin_lockout_window_s: u64,
+    /// how long a source stays locked out, seconds (1..=86400)
+    #[serde(default = "default_lockout_time")]
+    pub pin_lockout_time_s: u64,
 }
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// directory of replacement prompts (every file of `sounds/` must be there)
+    #[serde(default)]
+    pub sounds_dir: Option<std::path::PathBuf>,
     /// SIP transport
     #[serde(default = "default_sip")]
     pub sip: Sip,
@@ -121,6 +146,21 @@ fn default_port_min() -> u16 {
 }
 fn default_port_max() -> u16 {
     20999
+}
+fn default_pin_retries() -> u32 {
+    3
+}
+fn default_pin_timeout() -> u64 {
+    10
+}
+fn default_lockout_failures() -> u32 {
+    10
+}
+fn default_lockout_window() -> u64 {
+    600
+}
+fn default_lockout_time() -> u64 {
+    900
 }
 fn default_max_talkers() -> usize {
     4
@@ -294,6 +334,40 @@ impl Config {
                 &at("answer_after_ms"),
                 "answer_after_ms must be 0..=60000",
             )?;
+            for (key, pin) in [("pin", &room.pin), ("moderator_pin", &room.moderator_pin)] {
+                check(
+                    pin.as_ref().is_none_or(|p| {
+                        (1..=crate::core::pin::MAX_PIN).contains(&p.len())
+                            && p.bytes().all(|c| c.is_ascii_digit())
+                    }),
+                    &at(key),
+                    &format!("{key} must be 1-16 digits"),
+                )?;
+            }
+            check(
+                room.pin.is_none() || room.pin != room.moderator_pin,
+                &at("moderator_pin"),
+                "moderator_pin must differ from pin",
+            )?;
+            let ranges: [(&str, u64, u64, u64); 5] = [
+                ("pin_retries", room.pin_retries.into(), 1, 10),
+                ("pin_timeout_s", room.pin_timeout_s, 1, 120),
+                (
+                    "pin_lockout_failures",
+                    room.pin_lockout_failures.into(),
+                    1,
+                    1000,
+                ),
+                ("pin_lockout_window_s", room.pin_lockout_window_s, 1, 86_400),
+                ("pin_lockout_time_s", room.pin_lockout_time_s, 1, 86_400),
+            ];
+            for (key, v, lo, hi) in ranges {
+                check(
+                    (lo..=hi).contains(&v),
+                    &at(key),
+                    &format!("{key} must be {lo}..={hi}"),
+                )?;
+            }
         }
         Ok(cfg)
     }
@@ -316,6 +390,14 @@ impl Config {
             .expect("the embedded default config is valid")
     }
 
+    /// The prompts: `sounds_dir` when set, else the ones compiled in.
+    pub fn prompts(&self) -> Result<Prompts, PromptError> {
+        match &self.sounds_dir {
+            Some(dir) => Prompts::load(dir),
+            None => Ok(Prompts::embedded()),
+        }
+    }
+
     /// Address RTP uses.
     pub fn media_ip(&self) -> IpAddr {
         self.rtp.address.unwrap_or(self.sip.listen.ip())
@@ -331,6 +413,15 @@ impl Config {
                     RoomPolicy {
                         max_participants: r.max_participants,
                         answer_after: Duration::from_millis(r.answer_after_ms),
+                        pin: r.pin.clone(),
+                        moderator_pin: r.moderator_pin.clone(),
+                        pin_retries: r.pin_retries,
+                        pin_timeout: Duration::from_secs(r.pin_timeout_s),
+                        lockout: crate::core::pin::Lockout {
+                            failures: r.pin_lockout_failures,
+                            window: Duration::from_secs(r.pin_lockout_window_s),
+                            time: Duration::from_secs(r.pin_lockout_time_s),
+                        },
                     },
                 )
             })

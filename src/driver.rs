@@ -28,6 +28,9 @@ const MAX_TCP: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DriverError {
+    /// the prompts in `sounds_dir` cannot be used
+    #[error("prompts: {0}")]
+    Prompts(#[from] crate::media::prompt::PromptError),
     /// cannot bind the SIP address
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -118,6 +121,7 @@ pub fn raise_fd_limit() {
 pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DriverError> {
     raise_fd_limit();
     let listen = cfg.sip.listen;
+    let prompts = cfg.prompts()?;
     let udp = UdpSocket::bind(listen)
         .await
         .map_err(|source| DriverError::Bind {
@@ -139,7 +143,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         n => n,
     };
     let (mut media, media_events) =
-        MediaEngine::start(workers, cfg.media_ip(), cfg.rtp.max_talkers);
+        MediaEngine::start(workers, cfg.media_ip(), cfg.rtp.max_talkers, prompts);
     let (mev_tx, mut mev_rx) = mpsc::unbounded_channel::<MediaEvent>();
     std::thread::Builder::new()
         .name("media-events".into())
@@ -203,7 +207,9 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 Net::Closed(id) => { conns.remove(&id); }
             },
             Some(ev) = mev_rx.recv() => match ev {
-                MediaEvent::Dtmf { leg, digit: _ } => tracing::debug!(%leg, "DTMF received"),
+                // digits may be a PIN: never logged
+                MediaEvent::Dtmf { leg, digit } => core.dtmf(Instant::now().into_std(), leg, digit),
+                MediaEvent::PromptDone { leg } => core.prompt_done(Instant::now().into_std(), leg),
                 MediaEvent::Talking { leg, talking } => tracing::debug!(%leg, talking, "talker"),
                 MediaEvent::TickStats(st) => tracing::info!(
                     target: "caucus::media::stats",

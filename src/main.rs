@@ -43,10 +43,16 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Check { file } => match Config::load(&file) {
-            Ok(cfg) => {
-                println!("{}: ok ({} rooms)", file.display(), cfg.rooms.len());
-                ExitCode::SUCCESS
-            }
+            Ok(cfg) => match cfg.prompts() {
+                Ok(_) => {
+                    println!("{}: ok ({} rooms)", file.display(), cfg.rooms.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: sounds_dir: {e}", file.display());
+                    ExitCode::from(2)
+                }
+            },
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(2)

@@ -6,6 +6,7 @@
 //! queued as [`Output`] for a driver to carry out. That is what lets the tests fire
 //! Timer H at 32 s without waiting 32 s.
 
+pub mod pin;
 pub mod ports;
 pub mod transaction;
 
@@ -15,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::media::engine::{MediaCommand, MediaParams};
+use crate::media::prompt::Prompt;
 use crate::sdp::{self, AudioParams, Direction, LocalSdp, SessionDescription};
 use crate::sip::headers::{self, NameAddr, RequestHeaders, SipUri, UriError, Via};
 use crate::sip::message::{self, Message, Method, StartLine};
@@ -66,6 +68,58 @@ pub struct RoomPolicy {
     pub max_participants: usize,
     /// ring this long (180) before answering
     pub answer_after: Duration,
+    /// participant PIN (digits); callers must type it, or the moderator PIN, and '#'
+    pub pin: Option<String>,
+    /// moderator PIN
+    pub moderator_pin: Option<String>,
+    /// tries before the call is ended
+    pub pin_retries: u32,
+    /// silence after which what was typed is judged as if '#' followed
+    pub pin_timeout: Duration,
+    /// guessing lockout per source address
+    pub lockout: pin::Lockout,
+}
+
+impl RoomPolicy {
+    /// An open room (no PIN) with these limits.
+    pub fn open(max_participants: usize, answer_after: Duration) -> RoomPolicy {
+        RoomPolicy {
+            max_participants,
+            answer_after,
+            pin: None,
+            moderator_pin: None,
+            pin_retries: 3,
+            pin_timeout: Duration::from_secs(10),
+            lockout: pin::Lockout {
+                failures: 10,
+                window: Duration::from_secs(600),
+                time: Duration::from_secs(900),
+            },
+        }
+    }
+
+    fn has_pin(&self) -> bool {
+        self.pin.is_some() || self.moderator_pin.is_some()
+    }
+}
+
+/// Where a leg is in joining its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    /// typing a PIN; kept out of the mix
+    Pin {
+        /// digits so far (never logged)
+        entered: String,
+        /// wrong tries so far
+        tries: u32,
+        /// stops stale PIN timers
+        generation: u64,
+    },
+    /// in the mix
+    Joined {
+        /// joined with the moderator PIN
+        moderator: bool,
+    },
 }
 
 /// Core configuration.
@@ -171,6 +225,9 @@ struct Leg {
     answer_gen: u64,
     /// the INVITE being answered and its offer, kept until the 2xx is built
     pending: Option<Box<PendingInvite>>,
+    stage: Stage,
+    /// end the call when the queued prompts have played (failed PIN)
+    hangup_after_prompt: bool,
 }
 
 /// An offer: the description, the index of the audio m-line we take, its parameters.
@@ -219,6 +276,7 @@ pub struct Core {
     next_leg: u64,
     out: VecDeque<Output>,
     draining: bool,
+    guard: pin::Guard,
 }
 
 /// Status codes with their reason phrases (RFC 3261 §21).
@@ -266,6 +324,7 @@ impl Core {
             next_leg: 1,
             out: VecDeque::new(),
             draining: false,
+            guard: pin::Guard::default(),
         }
     }
 
@@ -416,6 +475,164 @@ impl Core {
                     self.answer(now, id);
                 }
             }
+            Timer::PinTimeout(id, generation) => {
+                let current = self.legs.get(&id).is_some_and(
+                    |l| matches!(l.stage, Stage::Pin { generation: g, .. } if g == generation),
+                );
+                if current {
+                    self.judge_pin(now, id);
+                }
+            }
+            Timer::Hangup(id) => {
+                if self.legs.get(&id).is_some_and(|l| l.hangup_after_prompt) {
+                    self.end_leg(now, id, true, "PIN failed");
+                }
+            }
+        }
+    }
+
+    /// A DTMF digit from a leg (RFC 4733, SIP INFO or in-band).
+    pub fn dtmf(&mut self, now: Instant, id: LegId, digit: char) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Stage::Pin {
+            entered,
+            generation,
+            ..
+        } = &mut leg.stage
+        else {
+            return; // the in-call menu comes with the room features
+        };
+        if leg.hangup_after_prompt {
+            return;
+        }
+        if digit == '#' {
+            self.judge_pin(now, id);
+            return;
+        }
+        if entered.len() < pin::MAX_PIN {
+            entered.push(digit);
+        }
+        *generation += 1;
+        let g = *generation;
+        let timeout = self
+            .cfg
+            .rooms
+            .get(&leg.room)
+            .map_or(Duration::from_secs(10), |p| p.pin_timeout);
+        self.arm(now + timeout, Timer::PinTimeout(id, g));
+    }
+
+    /// The media side finished a leg's queued prompts.
+    pub fn prompt_done(&mut self, now: Instant, id: LegId) {
+        if self.legs.get(&id).is_some_and(|l| l.hangup_after_prompt) {
+            self.end_leg(now, id, true, "PIN failed");
+        }
+    }
+
+    /// Judge what a leg typed: join, try again, or hang up after the last try.
+    fn judge_pin(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Stage::Pin {
+            entered,
+            generation,
+            ..
+        } = &mut leg.stage
+        else {
+            return;
+        };
+        let typed = std::mem::take(entered);
+        *generation += 1;
+        let policy = self.cfg.rooms.get(&leg.room).cloned();
+        let src = leg.peer.addr.ip();
+        let room = leg.room.clone();
+        let locked = self.guard.locked(&room, src, now);
+        let verdict = match (&policy, locked) {
+            (Some(p), false) => pin::judge(&typed, p.pin.as_deref(), p.moderator_pin.as_deref()),
+            _ => pin::Verdict::Wrong,
+        };
+        let leg = self.legs.get_mut(&id).expect("leg checked above");
+        match verdict {
+            pin::Verdict::Participant | pin::Verdict::Moderator => {
+                let moderator = verdict == pin::Verdict::Moderator;
+                leg.stage = Stage::Joined { moderator };
+                tracing::info!(leg = %id, %room, moderator, "PIN accepted");
+                if leg.media_open {
+                    self.out
+                        .push_back(Output::Media(MediaCommand::Join { leg: id }));
+                }
+            }
+            pin::Verdict::Wrong => {
+                let Stage::Pin { tries, .. } = &mut leg.stage else {
+                    return;
+                };
+                *tries += 1;
+                let tries = *tries;
+                let (retries, rule) = policy
+                    .as_ref()
+                    .map_or((1, None), |p| (p.pin_retries, Some(p.lockout)));
+                if let Some(rule) = rule
+                    && self.guard.fail(&room, src, now, rule)
+                {
+                    tracing::warn!(%room, source = %src, "PIN guessing: source locked out");
+                }
+                tracing::info!(leg = %id, %room, tries, "wrong PIN");
+                let leg = self.legs.get_mut(&id).expect("leg checked above");
+                let prompts = if tries >= retries {
+                    leg.hangup_after_prompt = true;
+                    self.arm(now + Duration::from_secs(15), Timer::Hangup(id));
+                    vec![Prompt::InvalidPin, Prompt::Goodbye]
+                } else {
+                    vec![Prompt::InvalidPin, Prompt::EnterPin]
+                };
+                self.out
+                    .push_back(Output::Media(MediaCommand::Play { leg: id, prompts }));
+            }
+        }
+    }
+
+    /// Bring a leg's media in line with what was negotiated: open it (isolated, with
+    /// the PIN prompt, while a PIN is awaited) or update it.
+    fn sync_media(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Some(params) = leg.media else { return };
+        if leg.media_open {
+            self.out
+                .push_back(Output::Media(MediaCommand::Update { leg: id, params }));
+            return;
+        }
+        leg.media_open = true;
+        let isolated = matches!(leg.stage, Stage::Pin { .. });
+        self.out.push_back(Output::Media(MediaCommand::Open {
+            leg: id,
+            room: leg.room.clone(),
+            port: leg.port,
+            params,
+            isolated,
+        }));
+        if isolated {
+            self.out.push_back(Output::Media(MediaCommand::Play {
+                leg: id,
+                prompts: vec![Prompt::EnterPin],
+            }));
+            let timeout = self
+                .cfg
+                .rooms
+                .get(&leg.room)
+                .map_or(Duration::from_secs(10), |p| p.pin_timeout);
+            let Stage::Pin { generation, .. } = leg.stage else {
+                return;
+            };
+            // the prompt itself takes about 5 s
+            self.arm(
+                now + timeout + Duration::from_secs(5),
+                Timer::PinTimeout(id, generation),
+            );
         }
     }
 
@@ -808,6 +1025,16 @@ impl Core {
             media_open: false,
             answer_gen: 0,
             pending: None,
+            stage: if policy.has_pin() {
+                Stage::Pin {
+                    entered: String::new(),
+                    tries: 0,
+                    generation: 0,
+                }
+            } else {
+                Stage::Joined { moderator: false }
+            },
+            hangup_after_prompt: false,
         };
         let ssrc = self.rng.next_u64() as u32;
         match &offer {
@@ -908,22 +1135,6 @@ impl Core {
         // media first, so the first RTP finds its socket bound
         let leg = self.legs.get_mut(&id).expect("leg checked above");
         leg.offer_in_ok = offer.is_none();
-        let cmd = match (&leg.media, leg.media_open) {
-            (Some(p), false) => {
-                leg.media_open = true;
-                Some(MediaCommand::Open {
-                    leg: id,
-                    room: leg.room.clone(),
-                    port: leg.port,
-                    params: *p,
-                })
-            }
-            (Some(p), true) => Some(MediaCommand::Update {
-                leg: id,
-                params: *p,
-            }),
-            (None, _) => None,
-        };
         let first = leg.state == LegState::Ringing;
         leg.state = LegState::WaitAck;
         leg.answer_gen += 1;
@@ -931,9 +1142,7 @@ impl Core {
         leg.ok = Some((data.clone(), cseq, self.cfg.timers.t1, generation));
         let key = leg.invite_txn.take();
         let (room, call_id) = (leg.room.clone(), leg.call_id.clone());
-        if let Some(cmd) = cmd {
-            self.out.push_back(Output::Media(cmd));
-        }
+        self.sync_media(now, id);
         self.out.push_back(Output::Transmit {
             to: peer,
             data: data.clone(),
@@ -992,20 +1201,8 @@ impl Core {
             return;
         };
         let leg = self.legs.get_mut(&id).expect("leg checked above");
-        let p = media_params(&params, leg.peer.addr.ip(), leg.ssrc);
-        leg.media = Some(p);
-        let cmd = if leg.media_open {
-            MediaCommand::Update { leg: id, params: p }
-        } else {
-            leg.media_open = true;
-            MediaCommand::Open {
-                leg: id,
-                room: leg.room.clone(),
-                port: leg.port,
-                params: p,
-            }
-        };
-        self.out.push_back(Output::Media(cmd));
+        leg.media = Some(media_params(&params, leg.peer.addr.ip(), leg.ssrc));
+        self.sync_media(now, id);
     }
 
     fn on_cancel(
@@ -1081,7 +1278,7 @@ impl Core {
                         &[("Contact", self.contact(from))],
                     );
                 };
-                let body = self.renegotiate(id, &params, &sd, idx);
+                let body = self.renegotiate(now, id, &params, &sd, idx);
                 let extra = [
                     ("Contact", self.contact(from)),
                     ("Content-Type", "application/sdp".to_string()),
@@ -1089,10 +1286,10 @@ impl Core {
                 self.reply_txn_body(now, key, &msg, from, 200, &extra, body);
             }
             Method::Info => {
+                self.reply_txn(now, key, &msg, from, 200, &[]);
                 if let Some(d) = dtmf_in_info(&msg) {
-                    tracing::debug!(leg = %id, digit = %d, "DTMF by INFO");
+                    self.dtmf(now, id, d);
                 }
-                self.reply_txn(now, key, &msg, from, 200, &[])
             }
             Method::Options => {
                 self.reply_txn(now, key, &msg, from, 200, &[("Allow", ALLOW.into())])
@@ -1104,6 +1301,7 @@ impl Core {
     /// Apply a new offer to a leg; returns our answer body.
     fn renegotiate(
         &mut self,
+        now: Instant,
         id: LegId,
         params: &AudioParams,
         sd: &SessionDescription,
@@ -1111,26 +1309,9 @@ impl Core {
     ) -> Vec<u8> {
         let leg = self.legs.get_mut(&id).expect("caller checked");
         leg.sdp_version += 1;
-        let p = media_params(params, leg.peer.addr.ip(), leg.ssrc);
-        leg.media = Some(p);
-        let local = LocalSdp {
-            addr: self.cfg.media_ip,
-            port: leg.port,
-            session_id: leg.session_id,
-            version: leg.sdp_version,
-        };
-        let cmd = if leg.media_open {
-            MediaCommand::Update { leg: id, params: p }
-        } else {
-            leg.media_open = true;
-            MediaCommand::Open {
-                leg: id,
-                room: leg.room.clone(),
-                port: leg.port,
-                params: p,
-            }
-        };
-        self.out.push_back(Output::Media(cmd));
+        leg.media = Some(media_params(params, leg.peer.addr.ip(), leg.ssrc));
+        let local = self.local_sdp(&self.legs[&id]);
+        self.sync_media(now, id);
         sdp::answer(sd, idx, params, &local, params.peer_direction.answer())
     }
 

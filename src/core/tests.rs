@@ -10,20 +10,20 @@ const PEER: &str = "127.0.0.1:5070";
 
 fn config() -> CoreConfig {
     let mut rooms = HashMap::new();
-    rooms.insert(
-        "demo".to_string(),
-        RoomPolicy {
-            max_participants: 2,
-            answer_after: Duration::ZERO,
-        },
-    );
+    rooms.insert("demo".to_string(), RoomPolicy::open(2, Duration::ZERO));
     rooms.insert(
         "slow".to_string(),
-        RoomPolicy {
-            max_participants: 10,
-            answer_after: Duration::from_secs(5),
-        },
+        RoomPolicy::open(10, Duration::from_secs(5)),
     );
+    let mut secret = RoomPolicy::open(10, Duration::ZERO);
+    secret.pin = Some("1234".into());
+    secret.moderator_pin = Some("999".into());
+    secret.lockout = pin::Lockout {
+        failures: 4,
+        window: Duration::from_secs(60),
+        time: Duration::from_secs(300),
+    };
+    rooms.insert("secret".to_string(), secret);
     CoreConfig {
         sip_addr: "127.0.0.1:5060".parse().unwrap(),
         media_ip: "127.0.0.1".parse().unwrap(),
@@ -428,4 +428,144 @@ fn shutdown_byes_every_leg_and_refuses_new_calls() {
     assert!(h.core.is_idle());
     let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bKz", 1, None, SDP)));
     assert_eq!(status(&out[1]), 503);
+}
+
+/// Answer a call into `secret`; returns (leg id, To tag).
+fn pin_call(h: &mut Harness, call: &str) -> (LegId, String) {
+    let inv = String::from_utf8(request(
+        "INVITE",
+        "secret",
+        &format!("z9hG4bK{call}"),
+        1,
+        None,
+        SDP,
+    ))
+    .unwrap()
+    .replace("call-1", call);
+    let out = h.send(inv.as_bytes());
+    let open = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Media(MediaCommand::Open { leg, isolated, .. }) => Some((*leg, *isolated)),
+            _ => None,
+        })
+        .unwrap();
+    assert!(open.1, "a PIN room's leg starts isolated");
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Play { prompts, .. }) if prompts == &vec![Prompt::EnterPin])));
+    let ok = messages(&out)
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .unwrap();
+    (open.0, to_tag(&ok))
+}
+
+fn keys(h: &mut Harness, leg: LegId, digits: &str) -> Vec<Output> {
+    for d in digits.chars() {
+        h.core.dtmf(h.now, leg, d);
+    }
+    h.drain()
+}
+
+#[test]
+fn right_pin_joins_and_moderator_pin_too() {
+    let mut h = Harness::new();
+    let (leg, _) = pin_call(&mut h, "p1");
+    let out = keys(&mut h, leg, "1234#");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Join { leg: l }) if *l == leg))
+    );
+    let (leg2, _) = pin_call(&mut h, "p2");
+    let out = keys(&mut h, leg2, "999#");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Join { .. })))
+    );
+    // digits after joining are not PIN input
+    assert!(keys(&mut h, leg, "5#").is_empty());
+}
+
+#[test]
+fn three_wrong_pins_end_the_call_after_the_prompt() {
+    let mut h = Harness::new();
+    let (leg, _) = pin_call(&mut h, "w1");
+    for round in 0..3 {
+        let out = keys(&mut h, leg, "0000#");
+        let played = out.iter().find_map(|o| match o {
+            Output::Media(MediaCommand::Play { prompts, .. }) => Some(prompts.clone()),
+            _ => None,
+        });
+        let want = if round < 2 {
+            vec![Prompt::InvalidPin, Prompt::EnterPin]
+        } else {
+            vec![Prompt::InvalidPin, Prompt::Goodbye]
+        };
+        assert_eq!(played, Some(want));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Media(MediaCommand::Join { .. })))
+        );
+    }
+    assert_eq!(h.core.leg_count(), 1);
+    h.core.prompt_done(h.now, leg);
+    let out = messages(&h.drain());
+    assert!(matches!(out[0].method(), Some(Method::Bye)));
+    assert_eq!(h.core.leg_count(), 0);
+}
+
+#[test]
+fn pin_by_info_and_by_timeout() {
+    let mut h = Harness::new();
+    let (leg, tag) = pin_call(&mut h, "call-1");
+    for (i, d) in "1234".chars().enumerate() {
+        let body = format!("Signal={d}\r\nDuration=160\r\n");
+        let info = String::from_utf8(request(
+            "INFO",
+            "secret",
+            &format!("z9hG4bKi{i}"),
+            2 + i as u32,
+            Some(&tag),
+            &body,
+        ))
+        .unwrap()
+        .replace(
+            "Content-Type: application/sdp",
+            "Content-Type: application/dtmf-relay",
+        );
+        let out = messages(&h.send(info.as_bytes()));
+        assert_eq!(status(&out[0]), 200);
+    }
+    // no '#': the PIN timeout judges what was typed
+    let t = h.advance_to(Duration::from_secs(11));
+    assert!(
+        t.iter()
+            .any(|(_, o)| matches!(o, Output::Media(MediaCommand::Join { leg: l }) if *l == leg))
+    );
+}
+
+#[test]
+fn lockout_answers_like_a_wrong_pin_even_to_the_right_one() {
+    let mut h = Harness::new();
+    // lockout after more than 4 failures from this source
+    for c in 0..3 {
+        let (leg, _) = pin_call(&mut h, &format!("l{c}"));
+        keys(&mut h, leg, "1#");
+        keys(&mut h, leg, "2#");
+    }
+    let (leg, _) = pin_call(&mut h, "victim");
+    let out = keys(&mut h, leg, "1234#");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Join { .. }))),
+        "locked source joined"
+    );
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Play { prompts, .. }) if prompts[0] == Prompt::InvalidPin)));
+    // after the lockout time the right PIN works again
+    h.advance_to(Duration::from_secs(400));
+    let (leg, _) = pin_call(&mut h, "later");
+    let out = keys(&mut h, leg, "1234#");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Join { .. })))
+    );
 }

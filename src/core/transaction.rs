@@ -64,6 +64,10 @@ pub enum Timer {
     L(TxnKey),
     /// the room's answer delay has passed: send the 200
     Answer(LegId, u64),
+    /// no key pressed for the room's PIN timeout: judge what was typed
+    PinTimeout(LegId, u64),
+    /// the goodbye prompt should have ended by now: hang up regardless
+    Hangup(LegId),
 }
 
 /// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.

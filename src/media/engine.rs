@@ -17,6 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
@@ -24,11 +25,19 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::codec::{Decoder, Encoder};
+use super::dtmf::InbandDetector;
 use super::jitter::{JitterBuffer, Pull};
 use super::mixer;
+use super::prompt::Sound;
+use super::prompt::{Prompt, Prompts};
 use super::resample::{Downsampler, Upsampler};
 use super::rtp::{self, ReceiverStats, RtpPacket, TelephoneEvent};
 use super::vad::{self, TalkDetector};
+
+/// In-band detection runs on G.711 legs that negotiated no telephone-event.
+fn inband_for(p: &MediaParams) -> Option<InbandDetector> {
+    (p.dtmf_pt.is_none() && p.codec != CodecKind::Opus).then(InbandDetector::default)
+}
 use crate::core::LegId;
 use crate::sdp::{CodecKind, Direction};
 
@@ -74,6 +83,20 @@ pub enum MediaCommand {
         port: u16,
         /// negotiated parameters
         params: MediaParams,
+        /// kept out of the mix (hears only its prompts) until [`MediaCommand::Join`]
+        isolated: bool,
+    },
+    /// put an isolated leg into the mix
+    Join {
+        /// leg
+        leg: LegId,
+    },
+    /// play prompts to this leg only, in order, after any already queued
+    Play {
+        /// leg
+        leg: LegId,
+        /// what to say
+        prompts: Vec<Prompt>,
     },
     /// renegotiated (re-INVITE/UPDATE: hold, codec or address change)
     Update {
@@ -101,7 +124,12 @@ pub enum MediaEvent {
     },
     /// a worker's tick timing over the last reporting interval
     TickStats(TickStats),
-    /// an RFC 4733 digit, reported once per event
+    /// the leg's prompt queue has played out
+    PromptDone {
+        /// leg
+        leg: LegId,
+    },
+    /// a DTMF digit (RFC 4733 event, or detected in-band), reported once per key
     Dtmf {
         /// leg
         leg: LegId,
@@ -181,6 +209,8 @@ impl Lateness {
 
 enum Command {
     Add(String, Box<LegMedia>),
+    Join(LegId),
+    Play(LegId, Vec<Prompt>),
     Update(LegId, MediaParams),
     Remove(LegId),
     Stop,
@@ -208,6 +238,12 @@ struct LegMedia {
     raw: Vec<u8>,
     raw_ok: bool,
     vad: TalkDetector,
+    // out of the mix: hears its prompts (or silence), is heard by no one
+    isolated: bool,
+    prompts: std::collections::VecDeque<Prompt>,
+    // playing: samples and position in 8 kHz samples
+    playing: Option<(Sound, usize)>,
+    inband: Option<InbandDetector>,
     up: Upsampler,
     down: Downsampler,
     seq: u16,
@@ -248,6 +284,10 @@ impl LegMedia {
             raw: Vec::with_capacity(1500),
             raw_ok: false,
             vad: TalkDetector::default(),
+            isolated: false,
+            prompts: std::collections::VecDeque::with_capacity(4),
+            playing: None,
+            inband: inband_for(&params),
             up: Upsampler::default(),
             down: Downsampler::default(),
             seq: (params.ssrc >> 8) as u16,
@@ -277,12 +317,45 @@ impl LegMedia {
             }
             self.latched = false;
         }
+        if inband_for(&p).is_some() != self.inband.is_some() {
+            self.inband = inband_for(&p);
+        }
         self.params = p;
         Ok(())
     }
 
     fn contributes(&self) -> bool {
-        self.params.peer_direction == Direction::SendRecv
+        self.params.peer_direction == Direction::SendRecv && !self.isolated
+    }
+
+    /// Add the current prompt's next frame into `out` (room rate); moves to the next
+    /// queued prompt at the end of one. Returns true when the queue has run out.
+    fn mix_prompt(&mut self, out: &mut [i16], prompts: &Prompts) -> bool {
+        if self.playing.is_none() {
+            match self.prompts.pop_front() {
+                Some(p) => self.playing = Some((prompts.get(p).clone(), 0)),
+                None => return false,
+            }
+        }
+        let Some((sound, pos)) = &mut self.playing else {
+            return false;
+        };
+        let wide = out.len() != 160;
+        let (src, start) = if wide {
+            (&sound.wide, *pos * 6)
+        } else {
+            (&sound.narrow, *pos)
+        };
+        let end = (start + out.len()).min(src.len());
+        for (o, &v) in out.iter_mut().zip(&src[start.min(end)..end]) {
+            *o = o.saturating_add(v);
+        }
+        *pos += 160;
+        if *pos >= sound.narrow.len() {
+            self.playing = None;
+            return self.prompts.is_empty();
+        }
+        false
     }
 
     /// Read up to `max` packets from the RTP socket (it was reported readable).
@@ -353,7 +426,7 @@ impl LegMedia {
     }
 
     /// Produce this tick's frame at `room_rate` into `self.frame`.
-    fn play_out(&mut self, room_rate: u32) {
+    fn play_out(&mut self, room_rate: u32) -> Option<char> {
         let need = (self.params.codec.clock_rate() / 50) as usize;
         let mut real = false;
         let mut pulls = 0;
@@ -399,6 +472,10 @@ impl LegMedia {
         if have > 0 {
             self.last[..need].copy_from_slice(&native[..need]);
         }
+        let digit = match &mut self.inband {
+            Some(det) if have == need => det.feed(&native[..need]),
+            _ => None,
+        };
         let out_len = (room_rate / 50) as usize;
         if self.params.codec.clock_rate() == room_rate {
             self.frame[..out_len].copy_from_slice(&native[..out_len]);
@@ -406,6 +483,7 @@ impl LegMedia {
             // narrowband leg in a wideband room
             self.up.process(&native[..need], &mut self.frame[..out_len]);
         }
+        digit
     }
 
     fn send(&mut self, payload: &[u8], pkt: &mut [u8]) {
@@ -494,11 +572,12 @@ pub struct RoomMedia {
     shared: Vec<SharedMix>,
     // the lone talker's packet of this tick, forwarded to same-codec listeners
     forward: Vec<u8>,
+    prompts: Arc<Prompts>,
 }
 
 impl RoomMedia {
-    /// An empty room mixing at most `max_talkers` talkers.
-    pub fn new(max_talkers: usize) -> io::Result<RoomMedia> {
+    /// An empty room mixing at most `max_talkers` talkers, speaking `prompts`.
+    pub fn new(max_talkers: usize, prompts: Arc<Prompts>) -> io::Result<RoomMedia> {
         Ok(RoomMedia {
             legs: Vec::new(),
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
@@ -512,6 +591,7 @@ impl RoomMedia {
             pkt: vec![0; 1500],
             shared: Vec::new(),
             forward: Vec::with_capacity(1500),
+            prompts,
         })
     }
 
@@ -649,7 +729,9 @@ impl RoomMedia {
         let n = (rate / 50) as usize;
         self.receive(now, buf, events);
         for leg in &mut self.legs {
-            leg.play_out(rate);
+            if let Some(digit) = leg.play_out(rate) {
+                let _ = events.send((leg.id, MediaEvent::Dtmf { leg: leg.id, digit }));
+            }
             let e = if leg.has_audio && leg.contributes() {
                 vad::energy(&leg.frame[..n])
             } else {
@@ -688,9 +770,20 @@ impl RoomMedia {
         for (i, leg) in self.legs.iter_mut().enumerate() {
             let codec = leg.params.codec;
             let native_n = (codec.clock_rate() / 50) as usize;
-            if sel[..talkers].contains(&i) {
-                // a talker hears everyone else: its own mix-minus-self encode
-                mixer::mix_minus(acc, Some(&leg.frame[..n]), &mut self.mix[..n]);
+            let talker = sel[..talkers].contains(&i);
+            let prompting = leg.playing.is_some() || !leg.prompts.is_empty();
+            if talker || leg.isolated || prompting {
+                // its own encode: a talker hears everyone else; an isolated leg hears
+                // nothing of the room; a prompt is heard by its leg only
+                let mix = &mut self.mix[..n];
+                match (leg.isolated, talker) {
+                    (true, _) => mix.fill(0),
+                    (false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
+                    (false, false) => mixer::mix_minus(acc, None, mix),
+                }
+                if prompting && leg.mix_prompt(mix, &self.prompts) {
+                    let _ = events.send((leg.id, MediaEvent::PromptDone { leg: leg.id }));
+                }
                 let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
                 let len = leg.encoder.encode(pcm, &mut self.payload);
                 leg.send(&self.payload[..len], &mut self.pkt);
@@ -741,6 +834,7 @@ fn to_native<'a>(mix: &'a [i16], native: &'a mut [i16], down: &mut Downsampler) 
 fn worker(
     index: usize,
     max_talkers: usize,
+    prompts: Arc<Prompts>,
     rx: mpsc::Receiver<Command>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
 ) {
@@ -773,7 +867,8 @@ fn worker(
                 let added = match rooms.entry(room.clone()) {
                     std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(*leg),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        RoomMedia::new(max_talkers).and_then(|r| e.insert(r).add(*leg))
+                        RoomMedia::new(max_talkers, prompts.clone())
+                            .and_then(|r| e.insert(r).add(*leg))
                     }
                 };
                 match added {
@@ -783,6 +878,24 @@ fn worker(
                     Err(e) => {
                         tracing::warn!(leg = %id, error = %e, "cannot watch the leg's sockets")
                     }
+                }
+            }
+            Some(Command::Join(id)) => {
+                if let Some(l) = leg_room
+                    .get(&id)
+                    .and_then(|r| rooms.get_mut(r))
+                    .and_then(|r| r.legs.iter_mut().find(|l| l.id == id))
+                {
+                    l.isolated = false;
+                }
+            }
+            Some(Command::Play(id, list)) => {
+                if let Some(l) = leg_room
+                    .get(&id)
+                    .and_then(|r| rooms.get_mut(r))
+                    .and_then(|r| r.legs.iter_mut().find(|l| l.id == id))
+                {
+                    l.prompts.extend(list);
                 }
             }
             Some(Command::Update(id, params)) => {
@@ -841,7 +954,9 @@ impl MediaEngine {
         n: usize,
         bind_ip: IpAddr,
         max_talkers: usize,
+        prompts: Prompts,
     ) -> (MediaEngine, mpsc::Receiver<(LegId, MediaEvent)>) {
+        let prompts = Arc::new(prompts);
         super::g711::init();
         let (ev_tx, ev_rx) = mpsc::channel();
         let mut workers = Vec::new();
@@ -849,9 +964,10 @@ impl MediaEngine {
         for i in 0..n.max(1) {
             let (tx, rx) = mpsc::channel();
             let ev = ev_tx.clone();
+            let prompts = prompts.clone();
             let t = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || worker(i, max_talkers, rx, ev))
+                .spawn(move || worker(i, max_talkers, prompts, rx, ev))
                 .expect("spawning a media thread at start-up");
             workers.push(tx);
             threads.push(t);
@@ -881,12 +997,14 @@ impl MediaEngine {
                 room,
                 port,
                 params,
+                isolated,
             } => {
                 let rtp = UdpSocket::bind((self.bind_ip, port))?;
                 let rtcp = UdpSocket::bind((self.bind_ip, port.wrapping_add(1)))?;
                 rtp.set_nonblocking(true)?;
                 rtcp.set_nonblocking(true)?;
-                let media = LegMedia::new(leg, rtp, rtcp, params, Instant::now())?;
+                let mut media = LegMedia::new(leg, rtp, rtcp, params, Instant::now())?;
+                media.isolated = isolated;
                 let w = self.worker_for(&room);
                 self.leg_worker.insert(leg, w);
                 let _ = self.workers[w].send(Command::Add(room, Box::new(media)));
@@ -894,6 +1012,16 @@ impl MediaEngine {
             MediaCommand::Update { leg, params } => {
                 if let Some(&w) = self.leg_worker.get(&leg) {
                     let _ = self.workers[w].send(Command::Update(leg, params));
+                }
+            }
+            MediaCommand::Join { leg } => {
+                if let Some(&w) = self.leg_worker.get(&leg) {
+                    let _ = self.workers[w].send(Command::Join(leg));
+                }
+            }
+            MediaCommand::Play { leg, prompts } => {
+                if let Some(&w) = self.leg_worker.get(&leg) {
+                    let _ = self.workers[w].send(Command::Play(leg, prompts));
                 }
             }
             MediaCommand::Close { leg } => {
@@ -932,7 +1060,7 @@ mod tests {
 
     impl Rig {
         fn new(legs: usize, max_talkers: usize) -> Rig {
-            let mut room = RoomMedia::new(max_talkers).unwrap();
+            let mut room = RoomMedia::new(max_talkers, Arc::new(Prompts::embedded())).unwrap();
             let peers: Vec<UdpSocket> = (0..legs)
                 .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
                 .collect();

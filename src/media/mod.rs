@@ -2,12 +2,14 @@
 //! resampling and the room mixer, plus the worker threads that run them.
 
 pub mod codec;
+pub mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod goertzel;
 pub mod jitter;
 pub mod mixer;
 pub mod opus;
+pub mod prompt;
 pub mod resample;
 pub mod rtp;
 pub mod vad;

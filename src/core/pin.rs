@@ -1,0 +1,156 @@
+//! PIN checking for rooms that have one: constant-time comparison, and the lockout
+//! of sources that keep guessing (per room and source address, a sliding window of
+//! failures). A locked-out source is told exactly what a wrong PIN is told, so a
+//! guesser learns nothing. PINs are never logged.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
+/// Longest PIN accepted from config or keypad.
+pub const MAX_PIN: usize = 16;
+
+/// Lockout rule: more than `failures` within `window` locks for `time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    /// failures tolerated within the window
+    pub failures: u32,
+    /// sliding window
+    pub window: Duration,
+    /// how long a source stays locked out
+    pub time: Duration,
+}
+
+/// What a caller typed, judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// the participant PIN
+    Participant,
+    /// the moderator PIN
+    Moderator,
+    /// neither (or the source is locked out)
+    Wrong,
+}
+
+/// Compare in time that depends on neither the content nor the length of `typed`.
+pub fn same(typed: &str, pin: &str) -> bool {
+    let mut a = [0u8; MAX_PIN];
+    let mut b = [0u8; MAX_PIN];
+    let (ta, tb) = (typed.as_bytes(), pin.as_bytes());
+    a[..ta.len().min(MAX_PIN)].copy_from_slice(&ta[..ta.len().min(MAX_PIN)]);
+    b[..tb.len().min(MAX_PIN)].copy_from_slice(&tb[..tb.len().min(MAX_PIN)]);
+    let len_ok = (ta.len() as u32).ct_eq(&(tb.len() as u32));
+    bool::from(a.ct_eq(&b) & len_ok)
+}
+
+/// Judge what was typed against a room's PINs.
+pub fn judge(typed: &str, pin: Option<&str>, moderator_pin: Option<&str>) -> Verdict {
+    // evaluate both comparisons every time: no early exit to time
+    let m = moderator_pin.is_some_and(|p| same(typed, p));
+    let p = pin.is_some_and(|p| same(typed, p));
+    if m {
+        Verdict::Moderator
+    } else if p {
+        Verdict::Participant
+    } else {
+        Verdict::Wrong
+    }
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    failures: VecDeque<Instant>,
+    locked_until: Option<Instant>,
+}
+
+/// Failure history per (room, source).
+#[derive(Debug, Default)]
+pub struct Guard {
+    records: HashMap<(String, IpAddr), Record>,
+}
+
+impl Guard {
+    /// Whether this source is locked out of this room now.
+    pub fn locked(&self, room: &str, src: IpAddr, now: Instant) -> bool {
+        self.records
+            .get(&(room.to_string(), src))
+            .and_then(|r| r.locked_until)
+            .is_some_and(|t| now < t)
+    }
+
+    /// Record a failure; returns true if the source just became locked out.
+    pub fn fail(&mut self, room: &str, src: IpAddr, now: Instant, rule: Lockout) -> bool {
+        let r = self.records.entry((room.to_string(), src)).or_default();
+        while r
+            .failures
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > rule.window)
+        {
+            r.failures.pop_front();
+        }
+        r.failures.push_back(now);
+        // bounded: never keep more than the threshold needs
+        while r.failures.len() > rule.failures as usize + 1 {
+            r.failures.pop_front();
+        }
+        if r.failures.len() > rule.failures as usize && r.locked_until.is_none_or(|t| now >= t) {
+            r.locked_until = Some(now + rule.time);
+            r.failures.clear();
+            return true;
+        }
+        false
+    }
+
+    /// Forget records that no longer matter (call now and then).
+    pub fn expire(&mut self, now: Instant, rule_window: Duration) {
+        self.records.retain(|_, r| {
+            r.locked_until.is_some_and(|t| now < t)
+                || r.failures
+                    .back()
+                    .is_some_and(|&t| now.duration_since(t) <= rule_window)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_and_judge() {
+        assert!(same("1234", "1234"));
+        assert!(!same("123", "1234"));
+        assert!(!same("12345", "1234"));
+        assert!(!same("", "1234"));
+        assert_eq!(judge("9", Some("1"), Some("9")), Verdict::Moderator);
+        assert_eq!(judge("1", Some("1"), Some("9")), Verdict::Participant);
+        assert_eq!(judge("2", Some("1"), None), Verdict::Wrong);
+    }
+
+    #[test]
+    fn lockout_after_threshold_for_its_time() {
+        let rule = Lockout {
+            failures: 3,
+            window: Duration::from_secs(60),
+            time: Duration::from_secs(300),
+        };
+        let mut g = Guard::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert!(!g.fail("r", ip, t0 + Duration::from_secs(i), rule));
+        }
+        assert!(!g.locked("r", ip, t0 + Duration::from_secs(3)));
+        assert!(g.fail("r", ip, t0 + Duration::from_secs(4), rule));
+        assert!(g.locked("r", ip, t0 + Duration::from_secs(5)));
+        assert!(!g.locked("other", ip, t0 + Duration::from_secs(5)));
+        assert!(!g.locked("r", ip, t0 + Duration::from_secs(305)));
+        // failures spread wider than the window never lock
+        let mut g = Guard::default();
+        for i in 0..10 {
+            assert!(!g.fail("r", ip, t0 + Duration::from_secs(61 * i), rule));
+        }
+    }
+}
