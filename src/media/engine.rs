@@ -406,10 +406,16 @@ impl LegMedia {
             if pkt.pt != self.params.pt {
                 continue;
             }
+            if self.stats.received > 0 && pkt.ssrc != self.stats.ssrc {
+                // a new source (re-INVITE, failover): its sequence starts anew
+                self.jb.reset();
+            }
             let arrival = (now_ms * u64::from(self.params.codec.clock_rate()) / 1000) as u32;
             self.stats
                 .on_packet(pkt.seq, pkt.timestamp, pkt.ssrc, arrival);
-            if self.contributes() {
+            // decoded even when not mixed (isolated during PIN entry): in-band
+            // DTMF is read from it
+            if self.params.peer_direction.peer_sends() {
                 self.jb.insert(pkt.seq, pkt.timestamp, pkt.payload, now_ms);
             }
         }

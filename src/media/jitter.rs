@@ -46,6 +46,7 @@ pub struct JitterBuffer {
     next_seq: Option<u16>,
     playing: bool,
     played_any: bool,
+    late_run: u32,
     count: usize,
     clock_khz: u32,
     packet_ms: u32,
@@ -67,6 +68,7 @@ impl JitterBuffer {
             next_seq: None,
             playing: false,
             played_any: false,
+            late_run: 0,
             count: 0,
             clock_khz: (clock_rate / 1000).max(1),
             packet_ms: 20,
@@ -92,7 +94,8 @@ impl JitterBuffer {
         self.count == 0
     }
 
-    fn reset(&mut self) {
+    /// Forget everything: the stream restarted (new SSRC, or a jump backwards).
+    pub fn reset(&mut self) {
         for s in &mut self.slots {
             s.used = false;
         }
@@ -100,25 +103,31 @@ impl JitterBuffer {
         self.next_seq = None;
         self.playing = false;
         self.played_any = false;
+        self.late_run = 0;
+        // the jump itself is not network jitter
+        self.last_transit = None;
     }
 
     /// Store a packet; `arrival_ms` is the receive time used for the jitter estimate.
     pub fn insert(&mut self, seq: u16, ts: u32, payload: &[u8], arrival_ms: u64) {
-        let transit = (arrival_ms as i64) * i64::from(self.clock_khz) - i64::from(ts);
-        if let Some(prev) = self.last_transit {
-            let d = (transit - prev).unsigned_abs().min(1 << 20);
-            self.jitter_q4 = self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4);
-        }
-        self.last_transit = Some(transit);
         match self.next_seq {
             None => self.next_seq = Some(seq),
             Some(next) if before(seq, next) => {
-                if self.played_any || next.wrapping_sub(seq) as usize >= CAP {
+                let far = next.wrapping_sub(seq) as usize >= CAP;
+                if self.played_any || far {
                     self.stats.late += 1;
-                    return;
+                    // a run of packets from far behind is a sender that restarted
+                    // its sequence numbers: follow it rather than drop it for good
+                    self.late_run = if far { self.late_run + 1 } else { 0 };
+                    if self.late_run < 4 {
+                        return;
+                    }
+                    self.reset();
+                    self.next_seq = Some(seq);
+                } else {
+                    // reordered start: play from the earliest packet
+                    self.next_seq = Some(seq);
                 }
-                // reordered start: play from the earliest packet
-                self.next_seq = Some(seq);
             }
             Some(next) if seq.wrapping_sub(next) as usize >= CAP => {
                 // a jump beyond the window: the stream restarted
@@ -127,6 +136,14 @@ impl JitterBuffer {
             }
             Some(_) => {}
         }
+        self.late_run = 0;
+        // RFC 3550 §6.4.1 interarrival jitter, from packets we keep
+        let transit = (arrival_ms as i64) * i64::from(self.clock_khz) - i64::from(ts);
+        if let Some(prev) = self.last_transit {
+            let d = (transit - prev).unsigned_abs().min(1 << 20);
+            self.jitter_q4 = self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4);
+        }
+        self.last_transit = Some(transit);
         let slot = &mut self.slots[usize::from(seq) % CAP];
         if slot.used {
             if slot.seq == seq {
@@ -215,6 +232,22 @@ mod tests {
         jb.insert(3, 480, &[3], 200);
         jb.insert(6, 960, &[6], 200);
         assert_eq!(jb.stats.late, 1);
+    }
+
+    #[test]
+    fn follows_a_sender_that_restarts_its_sequence() {
+        let mut jb = JitterBuffer::new(8000);
+        for seq in 1000u16..1010 {
+            jb.insert(seq, u32::from(seq) * 160, &[1], 0);
+        }
+        assert_eq!(drain(&mut jb).len(), 10);
+        // the sender starts over at 100: a few are dropped, then it is followed
+        for seq in 100u16..110 {
+            jb.insert(seq, u32::from(seq) * 160, &[2], 0);
+        }
+        let got = drain(&mut jb);
+        assert!(got.len() >= 6, "{got:?}");
+        assert!(got.iter().all(|g| *g == Some(2)));
     }
 
     #[test]

@@ -135,17 +135,32 @@ pub struct Ua {
     pub pt: u8,
     pub remote_rtp: Option<SocketAddr>,
     pub room: String,
+    /// offer telephone-event (RFC 4733); false for in-band DTMF tests
+    pub telephone_event: bool,
+    /// RTP ticks sent so far (sequence and timestamp continue across helpers)
+    pub rtp_tick: std::sync::atomic::AtomicU32,
 }
 
 pub fn sdp_offer(port: u16, codec: CodecKind, extra: &str) -> String {
+    sdp_offer_with(port, codec, extra, true)
+}
+
+pub fn sdp_offer_with(port: u16, codec: CodecKind, extra: &str, telephone_event: bool) -> String {
     let (pt, map) = match codec {
         CodecKind::Pcmu => (0, "a=rtpmap:0 PCMU/8000\r\n"),
         CodecKind::Pcma => (8, "a=rtpmap:8 PCMA/8000\r\n"),
         CodecKind::Opus => (96, "a=rtpmap:96 opus/48000/2\r\n"),
     };
+    let (fmt, te) = if telephone_event {
+        (
+            " 101",
+            format!("a=rtpmap:101 telephone-event/{}\r\n", codec.clock_rate()),
+        )
+    } else {
+        ("", String::new())
+    };
     format!(
-        "v=0\r\no=test 1 1 IN IP4 localhost\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt} 101\r\n{map}a=rtpmap:101 telephone-event/{}\r\na=ptime:20\r\n{extra}",
-        codec.clock_rate()
+        "v=0\r\no=test 1 1 IN IP4 localhost\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}{fmt}\r\n{map}{te}a=ptime:20\r\n{extra}"
     )
 }
 
@@ -178,6 +193,8 @@ impl Ua {
             pt: 0,
             remote_rtp: None,
             room: room.to_string(),
+            telephone_event: true,
+            rtp_tick: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -272,7 +289,7 @@ impl Ua {
     /// INVITE, wait for 200, ACK; returns the status.
     pub fn call(&mut self, extra_sdp: &str) -> u16 {
         let port = self.rtp.local_addr().unwrap().port();
-        let body = sdp_offer(port, self.codec, extra_sdp);
+        let body = sdp_offer_with(port, self.codec, extra_sdp, self.telephone_event);
         let inv = self.request(
             "INVITE",
             self.cseq,

@@ -1,0 +1,260 @@
+//! PIN entry against the real binary on loopback: the caller hears the prompt, types
+//! the PIN by RFC 4733 events, by SIP INFO, or in-band on a PCMU leg without
+//! telephone-event, and then hears the room and is heard; three wrong PINs end the
+//! call with a BYE.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use caucus::media::{g711, rtp};
+use caucus::sdp::CodecKind;
+use caucus::sip::{Method, StartLine};
+use common::{Bridge, Ua, db, goertzel};
+
+const ROOMS: &str =
+    "[[room]]\nname = \"secret\"\npin = \"4321\"\npin_retries = 3\npin_timeout_s = 5\n";
+
+/// One 20 ms step of what a test caller sends.
+#[derive(Clone, Copy)]
+enum Step {
+    Silence,
+    Tone(f64),
+    /// RFC 4733 event packet: key, packet index within the event (end from 3 on)
+    Event(char, u32),
+    /// in-band DTMF audio for a key
+    Inband(char),
+}
+
+fn event_code(k: char) -> u8 {
+    match k {
+        '0'..='9' => k as u8 - b'0',
+        '*' => 10,
+        '#' => 11,
+        _ => panic!("key {k}"),
+    }
+}
+
+fn dtmf_freqs(k: char) -> (f64, f64) {
+    let keys = ["123A", "456B", "789C", "*0#D"];
+    let r = keys.iter().position(|row| row.contains(k)).unwrap();
+    let c = keys[r].find(k).unwrap();
+    (
+        [697.0, 770.0, 852.0, 941.0][r],
+        [1209.0, 1336.0, 1477.0, 1633.0][c],
+    )
+}
+
+/// Steps that type `digits` as RFC 4733 events (6 packets each) or in-band tones
+/// (100 ms on, 100 ms off).
+fn keypad(digits: &str, inband: bool) -> Vec<Step> {
+    let mut v = Vec::new();
+    for k in digits.chars() {
+        if inband {
+            v.extend([Step::Inband(k); 5]);
+        } else {
+            v.extend((0..6).map(|i| Step::Event(k, i)));
+        }
+        v.extend([Step::Silence; 5]);
+    }
+    v
+}
+
+/// Send `steps` (one per 20 ms), recording the decoded PCMU that comes back.
+fn drive(ua: &Ua, steps: &[Step]) -> Vec<i16> {
+    let to: SocketAddr = ua.remote_rtp.unwrap();
+    ua.rtp.set_nonblocking(true).unwrap();
+    let mut heard = Vec::new();
+    let mut pkt = [0u8; 172];
+    let mut buf = [0u8; 1500];
+    let start = Instant::now();
+    // a call's RTP sequence and clock run on across calls of drive()
+    let first = ua
+        .rtp_tick
+        .fetch_add(steps.len() as u32, std::sync::atomic::Ordering::SeqCst);
+    let mut event_ts = 0u32;
+    for (i, step) in steps.iter().enumerate() {
+        let t = first as usize + i;
+        let seq = 100u16.wrapping_add(t as u16);
+        let ts = t as u32 * 160;
+        let len = match *step {
+            Step::Event(k, i) => {
+                if i == 0 {
+                    event_ts = ts;
+                }
+                rtp::write_header(&mut pkt, 101, i == 0, seq, event_ts, 77);
+                pkt[12] = event_code(k);
+                pkt[13] = if i >= 3 { 0x8a } else { 0x0a };
+                pkt[14..16].copy_from_slice(&((i as u16 + 1) * 160).to_be_bytes());
+                16
+            }
+            _ => {
+                let pcm: Vec<i16> = (0..160)
+                    .map(|n| {
+                        let x = (t * 160 + n) as f64 / 8000.0;
+                        let s = |f: f64| (2.0 * std::f64::consts::PI * f * x).sin();
+                        match *step {
+                            Step::Tone(f) => (6000.0 * s(f)) as i16,
+                            Step::Inband(k) => {
+                                let (a, b) = dtmf_freqs(k);
+                                (5000.0 * (s(a) + s(b))) as i16
+                            }
+                            _ => 0,
+                        }
+                    })
+                    .collect();
+                rtp::write_header(&mut pkt, ua.pt, false, seq, ts, 77);
+                g711::encode_ulaw(&pcm, &mut pkt[12..172]);
+                172
+            }
+        };
+        ua.rtp.send_to(&pkt[..len], to).unwrap();
+        while let Ok((n, _)) = ua.rtp.recv_from(&mut buf) {
+            if let Ok(p) = rtp::RtpPacket::parse(&buf[..n]) {
+                let mut out = vec![0i16; p.payload.len()];
+                g711::decode_ulaw(p.payload, &mut out);
+                heard.extend_from_slice(&out);
+            }
+        }
+        let next = start + Duration::from_millis(20 * (i as u64 + 1));
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    heard
+}
+
+fn rms(x: &[i16]) -> f64 {
+    (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
+/// Join `ua` by typing the PIN the given way; returns what it heard meanwhile.
+fn join(ua: &Ua, how: &str) -> Vec<i16> {
+    // listen to the prompt for a second first
+    let mut steps = vec![Step::Silence; 50];
+    steps.extend(keypad("4321#", how == "inband"));
+    steps.extend([Step::Silence; 10]);
+    drive(ua, &steps)
+}
+
+/// Both legs stream a tone at once; returns what each heard.
+fn talk(a: &Ua, fa: f64, b: &Ua, fb: f64) -> (Vec<i16>, Vec<i16>) {
+    std::thread::scope(|s| {
+        let ha = s.spawn(|| drive(a, &vec![Step::Tone(fa); 100]));
+        let hb = s.spawn(|| drive(b, &vec![Step::Tone(fb); 100]));
+        (ha.join().unwrap(), hb.join().unwrap())
+    })
+}
+
+fn hears(x: &[i16], f: f64) -> f64 {
+    db(goertzel(&x[x.len().saturating_sub(8000)..], 8000.0, f))
+}
+
+fn pin_join_by(how: &str) {
+    let bridge = Bridge::start(ROOMS);
+    let mut host = Ua::new(bridge.sip, "secret", CodecKind::Pcmu, false, "host");
+    assert_eq!(host.call(""), 200);
+    let prompt = join(&host, "rfc4733");
+    assert!(
+        rms(&prompt[..8000]) > 300.0,
+        "no PIN prompt heard (rms {})",
+        rms(&prompt[..8000])
+    );
+
+    let mut guest = Ua::new(bridge.sip, "secret", CodecKind::Pcmu, false, "guest");
+    guest.telephone_event = how != "inband";
+    assert_eq!(guest.call(""), 200);
+    if how == "info" {
+        for (i, d) in "4321#".chars().enumerate() {
+            let body = format!("Signal={d}\r\nDuration=160\r\n");
+            let req = guest
+                .request("INFO", guest.cseq, &body, &format!("z9hG4bKinfo{i}"))
+                .replace(
+                    "Content-Type: application/sdp",
+                    "Content-Type: application/dtmf-relay",
+                );
+            guest.cseq += 1;
+            guest.send_raw(req.as_bytes());
+            let r = guest
+                .final_response(Duration::from_secs(2))
+                .expect("INFO answered");
+            assert!(matches!(r.start, StartLine::Response { code: 200, .. }));
+        }
+        drive(&guest, &[Step::Silence; 10]);
+    } else {
+        join(&guest, how);
+    }
+    let (host_heard, guest_heard) = talk(&host, 440.0, &guest, 700.0);
+    eprintln!(
+        "{how}: host hears guest {:.1} dB, guest hears host {:.1} dB",
+        hears(&host_heard, 700.0),
+        hears(&guest_heard, 440.0)
+    );
+    assert!(
+        hears(&host_heard, 700.0) > 50.0,
+        "{how}: the guest was not let in"
+    );
+    assert!(
+        hears(&guest_heard, 440.0) > 50.0,
+        "{how}: the guest does not hear the room"
+    );
+    assert!(hears(&guest_heard, 440.0) - hears(&guest_heard, 700.0) > 30.0);
+    assert_eq!(host.hangup(), 200);
+    assert_eq!(guest.hangup(), 200);
+    assert_eq!(bridge.terminate(), Some(0));
+}
+
+#[test]
+fn pin_by_rfc4733_lets_the_caller_in() {
+    pin_join_by("rfc4733");
+}
+
+#[test]
+fn pin_by_sip_info_lets_the_caller_in() {
+    pin_join_by("info");
+}
+
+#[test]
+fn pin_inband_on_pcmu_lets_the_caller_in() {
+    pin_join_by("inband");
+}
+
+#[test]
+fn three_wrong_pins_get_a_bye_and_no_audio_from_the_room() {
+    let bridge = Bridge::start(ROOMS);
+    let mut host = Ua::new(bridge.sip, "secret", CodecKind::Pcmu, false, "host");
+    assert_eq!(host.call(""), 200);
+    join(&host, "rfc4733");
+    let mut bad = Ua::new(bridge.sip, "secret", CodecKind::Pcmu, false, "bad");
+    assert_eq!(bad.call(""), 200);
+    let mut steps = Vec::new();
+    for _ in 0..3 {
+        steps.extend(keypad("1111#", false));
+        steps.extend([Step::Silence; 50]);
+    }
+    // the room's host whistles meanwhile: the rejected caller must never hear it
+    // (its prompts are speech, so look for the whistle's narrow peak, not energy)
+    let heard = std::thread::scope(|s| {
+        let h = s.spawn(|| drive(&host, &vec![Step::Tone(1900.0); 240]));
+        let b = drive(&bad, &steps);
+        h.join().unwrap();
+        b
+    });
+    let at = |f| db(goertzel(&heard, 8000.0, f));
+    let peak = at(1900.0) - at(1800.0).max(at(2000.0));
+    assert!(
+        peak < 10.0,
+        "a caller without the PIN heard the room ({peak:.1} dB peak)"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut got_bye = false;
+    while Instant::now() < deadline && !got_bye {
+        if let Some(m) = bad.recv(Duration::from_millis(500)) {
+            got_bye = m.method() == Some(&Method::Bye);
+        }
+    }
+    assert!(got_bye, "no BYE after three wrong PINs");
+    assert_eq!(host.hangup(), 200);
+    assert_eq!(bridge.terminate(), Some(0));
+}
