@@ -9,8 +9,8 @@ use std::process::Command;
 
 use common::{Bridge, free_port};
 
-const ROOMS: &str =
-    "[[room]]\nname = \"demo\"\n[[room]]\nname = \"ringing\"\nanswer_after_ms = 5000\n";
+const ROOMS: &str = "[[room]]\nname = \"demo\"\n[[room]]\nname = \"ringing\"\nanswer_after_ms = 5000\n\
+[[room]]\nname = \"secret\"\npin = \"1234\"\npin_timeout_s = 5\n";
 
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp-scenarios")
@@ -95,10 +95,18 @@ fn shipped_scenarios_pass() {
         ("uac_tone.xml", "demo", vec!["-m", "1", "-t", "t1"]),
         ("cancel.xml", "ringing", vec!["-m", "1"]),
         ("reinvite_hold.xml", "demo", vec!["-m", "1"]),
+        ("pin_ok.xml", "secret", vec!["-m", "1"]),
+        ("pin_wrong.xml", "secret", vec!["-m", "1"]),
     ] {
         let (code, log) = sipp(&bridge, &["-sf", &shipped(file)], service, &extra, &dir);
         assert_eq!(code, 0, "{file} {extra:?} failed:\n{log}");
+        if file == "pin_ok.xml" {
+            // the call stayed up; make sure it was because the PIN was taken
+            let accepted = bridge.log_text().matches("PIN accepted").count();
+            assert_eq!(accepted, 1, "SIPp's digits were not recognised");
+        }
     }
+    assert_eq!(bridge.log_text().matches("wrong PIN").count(), 3);
     assert_eq!(bridge.terminate(), Some(0));
 }
 

@@ -31,7 +31,7 @@ use super::mixer;
 use super::prompt::Sound;
 use super::prompt::{Prompt, Prompts};
 use super::resample::{Downsampler, Upsampler};
-use super::rtp::{self, ReceiverStats, RtpPacket, TelephoneEvent};
+use super::rtp::{self, EventTracker, ReceiverStats, RtpPacket, TelephoneEvent};
 use super::vad::{self, TalkDetector};
 
 /// In-band detection runs on G.711 legs that negotiated no telephone-event.
@@ -251,7 +251,7 @@ struct LegMedia {
     sent_packets: u32,
     sent_octets: u32,
     stats: ReceiverStats,
-    last_dtmf_ts: Option<u32>,
+    dtmf_events: EventTracker,
     next_rtcp: Instant,
     started: Instant,
 }
@@ -295,7 +295,7 @@ impl LegMedia {
             sent_packets: 0,
             sent_octets: 0,
             stats: ReceiverStats::default(),
-            last_dtmf_ts: None,
+            dtmf_events: EventTracker::default(),
             next_rtcp: now + RTCP_INTERVAL,
             started: now,
         })
@@ -386,20 +386,16 @@ impl LegMedia {
                 continue;
             }
             if Some(pkt.pt) == self.params.dtmf_pt {
-                if let Some(ev) = TelephoneEvent::parse(pkt.payload) {
-                    // one event = one RTP timestamp; repeats and end packets share it
-                    if self.last_dtmf_ts != Some(pkt.timestamp) {
-                        self.last_dtmf_ts = Some(pkt.timestamp);
-                        if let Some(digit) = ev.digit() {
-                            let _ = events.send((
-                                self.id,
-                                MediaEvent::Dtmf {
-                                    leg: self.id,
-                                    digit,
-                                },
-                            ));
-                        }
-                    }
+                if let Some(digit) = TelephoneEvent::parse(pkt.payload)
+                    .and_then(|ev| self.dtmf_events.on_packet(pkt.timestamp, &ev))
+                {
+                    let _ = events.send((
+                        self.id,
+                        MediaEvent::Dtmf {
+                            leg: self.id,
+                            digit,
+                        },
+                    ));
                 }
                 continue;
             }

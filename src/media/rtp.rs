@@ -114,6 +114,35 @@ impl TelephoneEvent {
     }
 }
 
+/// Turns the packets of RFC 4733 events into key presses, each reported once: the
+/// packets of one event share its RTP timestamp and repeat (the end packet three
+/// times). A packet starts a new press when its timestamp or event differs, or when it
+/// is not an end packet after the current event has ended (a sender replaying
+/// recorded events may reuse timestamps).
+#[derive(Debug, Default, Clone)]
+pub struct EventTracker {
+    current: Option<(u32, u8, bool)>,
+}
+
+impl EventTracker {
+    /// The digit, if this packet starts a key press.
+    pub fn on_packet(&mut self, ts: u32, ev: &TelephoneEvent) -> Option<char> {
+        let new = match self.current {
+            None => true,
+            Some((t, e, ended)) => t != ts || e != ev.event || (ended && !ev.end),
+        };
+        if new {
+            self.current = Some((ts, ev.event, ev.end));
+            ev.digit()
+        } else {
+            if let Some(c) = &mut self.current {
+                c.2 |= ev.end;
+            }
+            None
+        }
+    }
+}
+
 /// Receive-side statistics for one source (RFC 3550 Appendix A.1, A.3, A.8).
 #[derive(Debug, Clone, Default)]
 pub struct ReceiverStats {
@@ -302,6 +331,34 @@ mod tests {
         assert_eq!(e.digit(), Some('#'));
         assert!(e.end);
         assert_eq!(e.duration, 800);
+    }
+
+    #[test]
+    fn each_press_once() {
+        let ev = |event, end, duration| TelephoneEvent {
+            event,
+            end,
+            volume: 10,
+            duration,
+        };
+        let mut t = EventTracker::default();
+        let mut got = Vec::new();
+        // '1' with three end packets, then '2' at a new timestamp
+        for (ts, e) in [
+            (100, ev(1, false, 160)),
+            (100, ev(1, false, 320)),
+            (100, ev(1, true, 480)),
+            (100, ev(1, true, 480)),
+            (100, ev(1, true, 480)),
+            (900, ev(2, false, 160)),
+            (900, ev(2, true, 320)),
+        ] {
+            got.extend(t.on_packet(ts, &e));
+        }
+        // a replayed recording: '2' again with the same timestamp
+        got.extend(t.on_packet(900, &ev(2, false, 160)));
+        got.extend(t.on_packet(900, &ev(2, true, 320)));
+        assert_eq!(got, vec!['1', '2', '2']);
     }
 
     #[test]

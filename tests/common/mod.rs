@@ -31,6 +31,7 @@ pub struct Bridge {
     pub child: Child,
     pub sip: SocketAddr,
     pub rtp: (u16, u16),
+    pub log: std::path::PathBuf,
 }
 
 impl Bridge {
@@ -50,22 +51,19 @@ impl Bridge {
             std::process::id()
         ));
         std::fs::write(&path, cfg).unwrap();
+        let log = std::env::temp_dir().join(format!("caucus-test-{sip_port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_caucus"))
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "caucus=debug")
-            .stderr(Stdio::from(
-                std::fs::File::create(
-                    std::env::temp_dir().join(format!("caucus-test-{sip_port}.log")),
-                )
-                .unwrap(),
-            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
         let b = Bridge {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             rtp,
+            log,
         };
         b.wait_ready();
         b
@@ -88,6 +86,11 @@ impl Bridge {
             }
         }
         panic!("bridge did not answer OPTIONS");
+    }
+
+    /// What the bridge has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM and wait; returns the exit code.
