@@ -12,3 +12,23 @@ say() { # name, text
 say enter-pin "Please enter the conference PIN, followed by the pound key."
 say invalid-pin "That PIN is not valid."
 say goodbye "Goodbye."
+
+# Music on hold: a deterministic arpeggio (16 notes, 8 s), written by Python.
+python3 - <<'PY'
+import math, struct, wave
+rate = 8000
+notes = [523.25, 659.25, 783.99, 659.25, 587.33, 698.46, 880.0, 698.46,
+         493.88, 587.33, 783.99, 587.33, 523.25, 659.25, 783.99, 1046.5]
+out = []
+for f in notes:
+    for k in range(int(rate * 0.5)):
+        t = k / rate
+        env = min(1.0, t / 0.02) * math.exp(-3.0 * t)
+        v = env * (0.6 * math.sin(2 * math.pi * f * t) + 0.25 * math.sin(4 * math.pi * f * t)
+                   + 0.15 * math.sin(math.pi * f * t))
+        out.append(int(12000 * v))
+w = wave.open("moh.wav", "wb")
+w.setnchannels(1); w.setsampwidth(2); w.setframerate(rate)
+w.writeframes(b"".join(struct.pack("<h", v) for v in out))
+w.close()
+PY

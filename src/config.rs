@@ -106,6 +106,15 @@ pub struct Room {
     /// how long a source stays locked out, seconds (1..=86400)
     #[serde(default = "default_lockout_time")]
     pub pin_lockout_time_s: u64,
+    /// participants wait with music on hold until a moderator joins
+    #[serde(default)]
+    pub moderated: bool,
+    /// end the room when its last moderator leaves (default: = moderated)
+    #[serde(default)]
+    pub end_on_moderator_exit: Option<bool>,
+    /// seconds between the last moderator leaving and the end (0..=3600)
+    #[serde(default)]
+    pub end_grace_s: u64,
 }
 
 /// The whole file.
@@ -361,6 +370,16 @@ impl Config {
                 ("pin_lockout_window_s", room.pin_lockout_window_s, 1, 86_400),
                 ("pin_lockout_time_s", room.pin_lockout_time_s, 1, 86_400),
             ];
+            check(
+                !room.moderated || room.moderator_pin.is_some(),
+                &at("moderated"),
+                "a moderated room needs a moderator_pin",
+            )?;
+            check(
+                room.end_grace_s <= 3600,
+                &at("end_grace_s"),
+                "end_grace_s must be 0..=3600",
+            )?;
             for (key, v, lo, hi) in ranges {
                 check(
                     (lo..=hi).contains(&v),
@@ -422,6 +441,9 @@ impl Config {
                             window: Duration::from_secs(r.pin_lockout_window_s),
                             time: Duration::from_secs(r.pin_lockout_time_s),
                         },
+                        moderated: r.moderated,
+                        end_on_moderator_exit: r.end_on_moderator_exit.unwrap_or(r.moderated),
+                        end_grace: Duration::from_secs(r.end_grace_s),
                     },
                 )
             })

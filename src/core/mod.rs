@@ -78,6 +78,12 @@ pub struct RoomPolicy {
     pub pin_timeout: Duration,
     /// guessing lockout per source address
     pub lockout: pin::Lockout,
+    /// participants wait (music on hold, not mixed) until a moderator is in
+    pub moderated: bool,
+    /// the room ends when its last moderator leaves
+    pub end_on_moderator_exit: bool,
+    /// ... this long after
+    pub end_grace: Duration,
 }
 
 impl RoomPolicy {
@@ -95,6 +101,9 @@ impl RoomPolicy {
                 window: Duration::from_secs(600),
                 time: Duration::from_secs(900),
             },
+            moderated: false,
+            end_on_moderator_exit: false,
+            end_grace: Duration::ZERO,
         }
     }
 
@@ -115,6 +124,8 @@ enum Stage {
         /// stops stale PIN timers
         generation: u64,
     },
+    /// in a moderated room before any moderator: music on hold, not mixed
+    Waiting,
     /// in the mix
     Joined {
         /// joined with the moderator PIN
@@ -483,6 +494,11 @@ impl Core {
                     self.judge_pin(now, id);
                 }
             }
+            Timer::EndRoom(room) => {
+                if !self.has_moderator(&room) {
+                    self.end_room(now, &room, "moderator left");
+                }
+            }
             Timer::Hangup(id) => {
                 if self.legs.get(&id).is_some_and(|l| l.hangup_after_prompt) {
                     self.end_leg(now, id, true, "PIN failed");
@@ -558,12 +574,8 @@ impl Core {
         match verdict {
             pin::Verdict::Participant | pin::Verdict::Moderator => {
                 let moderator = verdict == pin::Verdict::Moderator;
-                leg.stage = Stage::Joined { moderator };
                 tracing::info!(leg = %id, %room, moderator, "PIN accepted");
-                if leg.media_open {
-                    self.out
-                        .push_back(Output::Media(MediaCommand::Join { leg: id }));
-                }
+                self.admit(id, moderator);
             }
             pin::Verdict::Wrong => {
                 let Stage::Pin { tries, .. } = &mut leg.stage else {
@@ -594,6 +606,65 @@ impl Core {
         }
     }
 
+    /// Whether a moderator is in the room now.
+    fn has_moderator(&self, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|members| {
+            members.iter().any(|l| {
+                self.legs
+                    .get(l)
+                    .is_some_and(|l| l.stage == Stage::Joined { moderator: true })
+            })
+        })
+    }
+
+    /// A leg passed its PIN (or needed none): into the mix, or to wait for the
+    /// moderator; a moderator brings everyone waiting in.
+    fn admit(&mut self, id: LegId, moderator: bool) {
+        let Some(room) = self.legs.get(&id).map(|l| l.room.clone()) else {
+            return;
+        };
+        let moderated = self.cfg.rooms.get(&room).is_some_and(|p| p.moderated);
+        let wait = moderated && !moderator && !self.has_moderator(&room);
+        let members = self.rooms.get(&room).cloned().unwrap_or_default();
+        let leg = self.legs.get_mut(&id).expect("leg checked above");
+        if wait {
+            leg.stage = Stage::Waiting;
+            if leg.media_open {
+                self.out
+                    .push_back(Output::Media(MediaCommand::Hold { leg: id }));
+            }
+            return;
+        }
+        leg.stage = Stage::Joined { moderator };
+        let mut joining = vec![id];
+        if moderator {
+            for m in members {
+                if let Some(l) = self.legs.get_mut(&m)
+                    && l.stage == Stage::Waiting
+                {
+                    l.stage = Stage::Joined { moderator: false };
+                    joining.push(m);
+                }
+            }
+            tracing::info!(%room, waiting = joining.len() - 1, "moderator in: the conference starts");
+        }
+        for l in joining {
+            if self.legs.get(&l).is_some_and(|l| l.media_open) {
+                self.out
+                    .push_back(Output::Media(MediaCommand::Join { leg: l }));
+            }
+        }
+    }
+
+    /// End every call in a room (BYE), e.g. when its last moderator has left.
+    fn end_room(&mut self, now: Instant, room: &str, why: &'static str) {
+        let members = self.rooms.get(room).cloned().unwrap_or_default();
+        tracing::info!(%room, legs = members.len(), reason = why, "ending the conference");
+        for l in members {
+            self.end_leg(now, l, true, why);
+        }
+    }
+
     /// Bring a leg's media in line with what was negotiated: open it (isolated, with
     /// the PIN prompt, while a PIN is awaited) or update it.
     fn sync_media(&mut self, now: Instant, id: LegId) {
@@ -607,7 +678,8 @@ impl Core {
             return;
         }
         leg.media_open = true;
-        let isolated = matches!(leg.stage, Stage::Pin { .. });
+        let isolated = !matches!(leg.stage, Stage::Joined { .. });
+        let waiting = leg.stage == Stage::Waiting;
         self.out.push_back(Output::Media(MediaCommand::Open {
             leg: id,
             room: leg.room.clone(),
@@ -615,7 +687,10 @@ impl Core {
             params,
             isolated,
         }));
-        if isolated {
+        if waiting {
+            self.out
+                .push_back(Output::Media(MediaCommand::Hold { leg: id }));
+        } else if isolated {
             self.out.push_back(Output::Media(MediaCommand::Play {
                 leg: id,
                 prompts: vec![Prompt::EnterPin],
@@ -1031,6 +1106,8 @@ impl Core {
                     tries: 0,
                     generation: 0,
                 }
+            } else if policy.moderated && !self.has_moderator(&room) {
+                Stage::Waiting
             } else {
                 Stage::Joined { moderator: false }
             },
@@ -1380,6 +1457,17 @@ impl Core {
             }
         }
         tracing::info!(leg = %id, room = %leg.room, call_id = %leg.call_id, reason = why, "leg ended");
+        if leg.stage == (Stage::Joined { moderator: true })
+            && !self.has_moderator(&leg.room)
+            && let Some(p) = self.cfg.rooms.get(&leg.room)
+            && p.end_on_moderator_exit
+        {
+            if p.end_grace.is_zero() {
+                self.end_room(now, &leg.room, "moderator left");
+            } else {
+                self.arm(now + p.end_grace, Timer::EndRoom(leg.room.clone()));
+            }
+        }
         if leg.state != LegState::Ringing {
             self.out.push_back(Output::Event(Event::Left {
                 leg: id,

@@ -45,11 +45,15 @@ pub fn same(typed: &str, pin: &str) -> bool {
     bool::from(a.ct_eq(&b) & len_ok)
 }
 
-/// Judge what was typed against a room's PINs.
+/// Judge what was typed against a room's PINs. A room with only a moderator PIN
+/// lets participants in with an empty entry (just `#`, or the timeout).
 pub fn judge(typed: &str, pin: Option<&str>, moderator_pin: Option<&str>) -> Verdict {
     // evaluate both comparisons every time: no early exit to time
     let m = moderator_pin.is_some_and(|p| same(typed, p));
-    let p = pin.is_some_and(|p| same(typed, p));
+    let p = match pin {
+        Some(p) => same(typed, p),
+        None => typed.is_empty(),
+    };
     if m {
         Verdict::Moderator
     } else if p {
@@ -127,6 +131,10 @@ mod tests {
         assert_eq!(judge("9", Some("1"), Some("9")), Verdict::Moderator);
         assert_eq!(judge("1", Some("1"), Some("9")), Verdict::Participant);
         assert_eq!(judge("2", Some("1"), None), Verdict::Wrong);
+        // only a moderator PIN: participants just press #
+        assert_eq!(judge("", None, Some("9")), Verdict::Participant);
+        assert_eq!(judge("9", None, Some("9")), Verdict::Moderator);
+        assert_eq!(judge("5", None, Some("9")), Verdict::Wrong);
     }
 
     #[test]

@@ -24,6 +24,11 @@ fn config() -> CoreConfig {
         time: Duration::from_secs(300),
     };
     rooms.insert("secret".to_string(), secret);
+    let mut moderated = RoomPolicy::open(10, Duration::ZERO);
+    moderated.moderator_pin = Some("999".into());
+    moderated.moderated = true;
+    moderated.end_on_moderator_exit = true;
+    rooms.insert("mod".to_string(), moderated);
     CoreConfig {
         sip_addr: "127.0.0.1:5060".parse().unwrap(),
         media_ip: "127.0.0.1".parse().unwrap(),
@@ -568,4 +573,83 @@ fn lockout_answers_like_a_wrong_pin_even_to_the_right_one() {
         out.iter()
             .any(|o| matches!(o, Output::Media(MediaCommand::Join { .. })))
     );
+}
+
+/// Answer a call into `room`; returns (leg, To tag, outputs).
+fn call_into(h: &mut Harness, room: &str, call: &str) -> (LegId, String, Vec<Output>) {
+    let inv = String::from_utf8(request(
+        "INVITE",
+        room,
+        &format!("z9hG4bK{call}"),
+        1,
+        None,
+        SDP,
+    ))
+    .unwrap()
+    .replace("call-1", call);
+    let out = h.send(inv.as_bytes());
+    let leg = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Media(MediaCommand::Open { leg, .. }) => Some(*leg),
+            _ => None,
+        })
+        .unwrap();
+    let ok = messages(&out)
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .unwrap();
+    (leg, to_tag(&ok), out)
+}
+
+fn joined(out: &[Output]) -> Vec<LegId> {
+    let mut v: Vec<LegId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Media(MediaCommand::Join { leg }) => Some(*leg),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn moderated_room_waits_for_the_moderator_and_ends_with_them() {
+    let mut h = Harness::new();
+    let (p1, _, _) = call_into(&mut h, "mod", "p1");
+    // participants just press # (the room has only a moderator PIN) and then wait
+    let out = keys(&mut h, p1, "#");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Hold { leg }) if *leg == p1))
+    );
+    assert!(joined(&out).is_empty());
+    let (p2, _, _) = call_into(&mut h, "mod", "p2");
+    let out = keys(&mut h, p2, "#");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Hold { leg }) if *leg == p2))
+    );
+    // the moderator brings everyone in
+    let (m, mtag, _) = call_into(&mut h, "mod", "m");
+    let out = keys(&mut h, m, "999#");
+    assert_eq!(joined(&out), vec![p1, p2, m]);
+    // a participant arriving now joins at once
+    let (p3, _, _) = call_into(&mut h, "mod", "p3");
+    assert_eq!(joined(&keys(&mut h, p3, "#")), vec![p3]);
+    // the moderator hangs up: everyone gets a BYE at once (grace 0)
+    let bye = String::from_utf8(request("BYE", "mod", "z9hG4bKmbye", 2, Some(&mtag), ""))
+        .unwrap()
+        .replace("call-1", "m");
+    let out = messages(&h.send(bye.as_bytes()));
+    let byes = out
+        .iter()
+        .filter(|m| m.method() == Some(&Method::Bye))
+        .count();
+    assert_eq!(
+        byes, 3,
+        "participants left connected after the moderator left"
+    );
+    assert_eq!(h.core.leg_count(), 0);
 }

@@ -68,6 +68,8 @@ pub enum Timer {
     PinTimeout(LegId, u64),
     /// the goodbye prompt should have ended by now: hang up regardless
     Hangup(LegId),
+    /// the grace after the last moderator left is over: end the room
+    EndRoom(String),
 }
 
 /// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.

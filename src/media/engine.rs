@@ -86,8 +86,13 @@ pub enum MediaCommand {
         /// kept out of the mix (hears only its prompts) until [`MediaCommand::Join`]
         isolated: bool,
     },
-    /// put an isolated leg into the mix
+    /// put an isolated leg into the mix (stops its music on hold and prompts)
     Join {
+        /// leg
+        leg: LegId,
+    },
+    /// loop music on hold to an isolated leg (waiting for the moderator)
+    Hold {
         /// leg
         leg: LegId,
     },
@@ -210,6 +215,7 @@ impl Lateness {
 enum Command {
     Add(String, Box<LegMedia>),
     Join(LegId),
+    Hold(LegId),
     Play(LegId, Vec<Prompt>),
     Update(LegId, MediaParams),
     Remove(LegId),
@@ -243,6 +249,8 @@ struct LegMedia {
     prompts: std::collections::VecDeque<Prompt>,
     // playing: samples and position in 8 kHz samples
     playing: Option<(Sound, usize)>,
+    // loop music on hold whenever no prompt is queued
+    moh: bool,
     inband: Option<InbandDetector>,
     up: Upsampler,
     down: Downsampler,
@@ -287,6 +295,7 @@ impl LegMedia {
             isolated: false,
             prompts: std::collections::VecDeque::with_capacity(4),
             playing: None,
+            moh: false,
             inband: inband_for(&params),
             up: Upsampler::default(),
             down: Downsampler::default(),
@@ -334,6 +343,9 @@ impl LegMedia {
         if self.playing.is_none() {
             match self.prompts.pop_front() {
                 Some(p) => self.playing = Some((prompts.get(p).clone(), 0)),
+                None if self.moh => {
+                    self.playing = Some((prompts.get(Prompt::MusicOnHold).clone(), 0))
+                }
                 None => return false,
             }
         }
@@ -353,7 +365,7 @@ impl LegMedia {
         *pos += 160;
         if *pos >= sound.narrow.len() {
             self.playing = None;
-            return self.prompts.is_empty();
+            return self.prompts.is_empty() && !self.moh;
         }
         false
     }
@@ -773,7 +785,7 @@ impl RoomMedia {
             let codec = leg.params.codec;
             let native_n = (codec.clock_rate() / 50) as usize;
             let talker = sel[..talkers].contains(&i);
-            let prompting = leg.playing.is_some() || !leg.prompts.is_empty();
+            let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh;
             if talker || leg.isolated || prompting {
                 // its own encode: a talker hears everyone else; an isolated leg hears
                 // nothing of the room; a prompt is heard by its leg only
@@ -889,6 +901,19 @@ fn worker(
                     .and_then(|r| r.legs.iter_mut().find(|l| l.id == id))
                 {
                     l.isolated = false;
+                    l.moh = false;
+                    l.prompts.clear();
+                    l.playing = None;
+                }
+            }
+            Some(Command::Hold(id)) => {
+                if let Some(l) = leg_room
+                    .get(&id)
+                    .and_then(|r| rooms.get_mut(r))
+                    .and_then(|r| r.legs.iter_mut().find(|l| l.id == id))
+                {
+                    l.isolated = true;
+                    l.moh = true;
                 }
             }
             Some(Command::Play(id, list)) => {
@@ -1019,6 +1044,11 @@ impl MediaEngine {
             MediaCommand::Join { leg } => {
                 if let Some(&w) = self.leg_worker.get(&leg) {
                     let _ = self.workers[w].send(Command::Join(leg));
+                }
+            }
+            MediaCommand::Hold { leg } => {
+                if let Some(&w) = self.leg_worker.get(&leg) {
+                    let _ = self.workers[w].send(Command::Hold(leg));
                 }
             }
             MediaCommand::Play { leg, prompts } => {

@@ -1,7 +1,8 @@
-//! PIN entry against the real binary on loopback: the caller hears the prompt, types
-//! the PIN by RFC 4733 events, by SIP INFO, or in-band on a PCMU leg without
-//! telephone-event, and then hears the room and is heard; three wrong PINs end the
-//! call with a BYE.
+//! Rooms against the real binary on loopback. PIN entry: the caller hears the
+//! prompt, types the PIN by RFC 4733 events, by SIP INFO, or in-band on a PCMU leg
+//! without telephone-event, and then hears the room and is heard; three wrong PINs
+//! end the call with a BYE. Moderated rooms: participants hear music, not each other,
+//! until the moderator arrives; when the moderator leaves, everyone gets a BYE.
 
 mod common;
 
@@ -256,5 +257,69 @@ fn three_wrong_pins_get_a_bye_and_no_audio_from_the_room() {
     }
     assert!(got_bye, "no BYE after three wrong PINs");
     assert_eq!(host.hangup(), 200);
+    assert_eq!(bridge.terminate(), Some(0));
+}
+
+const MODERATED: &str =
+    "[[room]]\nname = \"conf\"\nmoderated = true\nmoderator_pin = \"999\"\npin_timeout_s = 5\n";
+
+/// Type `digits` after a short pause, by RFC 4733.
+fn typed(ua: &Ua, digits: &str) {
+    let mut steps = vec![Step::Silence; 10];
+    steps.extend(keypad(digits, false));
+    drive(ua, &steps);
+}
+
+fn peak_db(x: &[i16], f: f64) -> f64 {
+    let at = |f| db(goertzel(x, 8000.0, f));
+    at(f) - at(f - 100.0).max(at(f + 100.0))
+}
+
+#[test]
+fn moderated_room_music_then_conference_then_bye_for_all() {
+    let bridge = Bridge::start(MODERATED);
+    let mut p1 = Ua::new(bridge.sip, "conf", CodecKind::Pcmu, false, "p1");
+    let mut p2 = Ua::new(bridge.sip, "conf", CodecKind::Pcmu, false, "p2");
+    assert_eq!(p1.call(""), 200);
+    assert_eq!(p2.call(""), 200);
+    typed(&p1, "#");
+    typed(&p2, "#");
+    // waiting: music, and not each other
+    let (h1, _) = talk(&p1, 440.0, &p2, 1900.0);
+    let tail = &h1[h1.len() - 8000..];
+    assert!(
+        rms(tail) > 300.0,
+        "waiting participant hears silence, not music (rms {})",
+        rms(tail)
+    );
+    assert!(
+        peak_db(&h1, 1900.0) < 10.0,
+        "waiting participants hear each other"
+    );
+    // the moderator arrives: everyone hears everyone
+    let mut m = Ua::new(bridge.sip, "conf", CodecKind::Pcmu, false, "mod");
+    assert_eq!(m.call(""), 200);
+    typed(&m, "999#");
+    let (h1, hm) = talk(&p1, 440.0, &m, 1100.0);
+    assert!(
+        hears(&h1, 1100.0) > 50.0,
+        "participant does not hear the moderator"
+    );
+    assert!(
+        hears(&hm, 440.0) > 50.0,
+        "moderator does not hear the participant"
+    );
+    // the moderator hangs up: both participants get a BYE within 1 s
+    assert_eq!(m.hangup(), 200);
+    let t0 = Instant::now();
+    for p in [&mut p1, &mut p2] {
+        let mut got = false;
+        while !got && t0.elapsed() < Duration::from_secs(1) {
+            got = p
+                .recv(Duration::from_millis(100))
+                .is_some_and(|msg| msg.method() == Some(&Method::Bye));
+        }
+        assert!(got, "no BYE within 1 s after the moderator left");
+    }
     assert_eq!(bridge.terminate(), Some(0));
 }
