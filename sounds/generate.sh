@@ -12,6 +12,14 @@ say() { # name, text
 say enter-pin "Please enter the conference PIN, followed by the pound key."
 say invalid-pin "That PIN is not valid."
 say goodbye "Goodbye."
+say muted "You are muted."
+say unmuted "You are unmuted."
+say all-muted "All participants are muted."
+say all-unmuted "All participants are unmuted."
+say locked "The conference is locked."
+say unlocked "The conference is unlocked."
+say ended "The conference has ended."
+say menu "Press star six to mute or unmute yourself. Moderators: star one mutes everyone, star two unmutes everyone, star five locks or unlocks the conference, star nine ends it."
 
 # Music on hold: a deterministic arpeggio (16 notes, 8 s), written by Python.
 python3 - <<'PY'

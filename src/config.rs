@@ -117,6 +117,51 @@ pub struct Room {
     pub end_grace_s: u64,
 }
 
+/// `[menu]`: key sequences of the in-call DTMF menu.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Menu {
+    /// toggle own mute
+    pub toggle_mute: String,
+    /// hear the menu
+    pub help: String,
+    /// moderator: mute every participant
+    pub mute_all: String,
+    /// moderator: unmute every participant
+    pub unmute_all: String,
+    /// moderator: lock / unlock the room
+    pub lock: String,
+    /// moderator: end the conference
+    pub end: String,
+}
+
+impl Default for Menu {
+    fn default() -> Self {
+        let k = crate::core::MenuKeys::default();
+        Menu {
+            toggle_mute: k.toggle_mute,
+            help: k.help,
+            mute_all: k.mute_all,
+            unmute_all: k.unmute_all,
+            lock: k.lock,
+            end: k.end,
+        }
+    }
+}
+
+impl Menu {
+    fn keys(&self) -> [(&'static str, &String); 6] {
+        [
+            ("toggle_mute", &self.toggle_mute),
+            ("help", &self.help),
+            ("mute_all", &self.mute_all),
+            ("unmute_all", &self.unmute_all),
+            ("lock", &self.lock),
+            ("end", &self.end),
+        ]
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +175,9 @@ pub struct Config {
     /// media ports
     #[serde(default = "default_rtp")]
     pub rtp: Rtp,
+    /// in-call menu keys
+    #[serde(default)]
+    pub menu: Menu,
     /// rooms
     #[serde(default, rename = "room")]
     pub rooms: Vec<Room>,
@@ -315,6 +363,25 @@ impl Config {
             &[Seg::Key("rtp"), Seg::Key("max_talkers")],
             "max_talkers must be 1..=16",
         )?;
+        for (key, seq) in cfg.menu.keys() {
+            let at = [Seg::Key("menu"), Seg::Key(key)];
+            check(
+                (1..=4).contains(&seq.len())
+                    && seq
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '*' || c == '#'),
+                &at,
+                &format!("{key} must be 1-4 keys of 0-9 * #"),
+            )?;
+            let clash = cfg.menu.keys().iter().any(|(other, o)| {
+                *other != key && (o.starts_with(seq.as_str()) || seq.starts_with(o.as_str()))
+            });
+            check(
+                !clash,
+                &at,
+                &format!("{key} clashes with another menu key (one is a prefix of the other)"),
+            )?;
+        }
         let mut seen = HashSet::new();
         for (i, room) in cfg.rooms.iter().enumerate() {
             let at = |k| [Seg::Key("room"), Seg::Index(i), Seg::Key(k)];
@@ -463,6 +530,14 @@ impl Config {
                 t4: Duration::from_millis(self.sip.t4_ms),
             },
             user_agent: self.sip.user_agent.clone(),
+            menu: crate::core::MenuKeys {
+                toggle_mute: self.menu.toggle_mute.clone(),
+                help: self.menu.help.clone(),
+                mute_all: self.menu.mute_all.clone(),
+                unmute_all: self.menu.unmute_all.clone(),
+                lock: self.menu.lock.clone(),
+                end: self.menu.end.clone(),
+            },
         }
     }
 }
@@ -503,5 +578,14 @@ mod tests {
         assert_eq!(e.line, 4, "{e}");
         assert!(e.reason.contains("duplicate"), "{e}");
         assert_eq!(e.to_string(), format!("t.toml:4:8: {}", e.reason));
+
+        let e = fails("[menu]\ntoggle_mute = \"*\"\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.reason.contains("prefix"), "{e}");
+
+        let e = fails("[[room]]\nname = \"m\"\nmoderated = true\n");
+        assert!(e.reason.contains("moderator_pin"), "{e}");
+        let e = fails("[[room]]\nname = \"p\"\npin = \"12a\"\n");
+        assert_eq!(e.line, 3, "{e}");
     }
 }

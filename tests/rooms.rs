@@ -323,3 +323,40 @@ fn moderated_room_music_then_conference_then_bye_for_all() {
     }
     assert_eq!(bridge.terminate(), Some(0));
 }
+
+#[test]
+fn star_six_mutes_and_unmutes() {
+    let bridge = Bridge::start("[[room]]\nname = \"open\"\n");
+    let mut a = Ua::new(bridge.sip, "open", CodecKind::Pcmu, false, "a");
+    let mut b = Ua::new(bridge.sip, "open", CodecKind::Pcmu, false, "b");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(b.call(""), 200);
+    let mut steps = vec![Step::Tone(440.0); 50];
+    steps.extend(keypad("*6", false)); // mute
+    let muted_from = steps.len();
+    steps.extend([Step::Tone(440.0); 50]);
+    steps.extend(keypad("*6", false)); // unmute
+    let unmuted_from = steps.len();
+    steps.extend([Step::Tone(440.0); 50]);
+    let total = steps.len();
+    let heard = std::thread::scope(|s| {
+        let hb = s.spawn(|| drive(&b, &vec![Step::Silence; total]));
+        drive(&a, &steps);
+        hb.join().unwrap()
+    });
+    // windows in ticks, leaving 10 ticks for the jitter buffer and the key press
+    let window = |from: usize, to: usize| {
+        let (lo, hi) = ((from + 10) * 160, (to * 160).min(heard.len()));
+        db(goertzel(&heard[lo..hi], 8000.0, 440.0))
+    };
+    let before = window(0, 50);
+    let during = window(muted_from, muted_from + 50);
+    let after = window(unmuted_from, total);
+    eprintln!("440 Hz at b: before {before:.1} dB, muted {during:.1} dB, after {after:.1} dB");
+    assert!(before > 50.0, "not heard before muting");
+    assert!(during < before - 40.0, "still heard while muted");
+    assert!(after > 50.0, "not heard after unmuting");
+    assert_eq!(a.hangup(), 200);
+    assert_eq!(b.hangup(), 200);
+    assert_eq!(bridge.terminate(), Some(0));
+}

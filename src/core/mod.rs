@@ -133,6 +133,63 @@ enum Stage {
     },
 }
 
+/// Key sequences of the in-call DTMF menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuKeys {
+    /// toggle own mute
+    pub toggle_mute: String,
+    /// hear the menu
+    pub help: String,
+    /// moderator: mute every participant (lecture mode)
+    pub mute_all: String,
+    /// moderator: unmute every participant
+    pub unmute_all: String,
+    /// moderator: lock or unlock the room
+    pub lock: String,
+    /// moderator: end the conference
+    pub end: String,
+}
+
+impl Default for MenuKeys {
+    fn default() -> Self {
+        MenuKeys {
+            toggle_mute: "*6".into(),
+            help: "*0".into(),
+            mute_all: "*1".into(),
+            unmute_all: "*2".into(),
+            lock: "*5".into(),
+            end: "*9".into(),
+        }
+    }
+}
+
+/// What a menu key sequence does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MenuAction {
+    ToggleMute,
+    Help,
+    MuteAll,
+    UnmuteAll,
+    Lock,
+    End,
+}
+
+impl MenuKeys {
+    fn bindings(&self) -> [(&str, MenuAction); 6] {
+        [
+            (&self.toggle_mute, MenuAction::ToggleMute),
+            (&self.help, MenuAction::Help),
+            (&self.mute_all, MenuAction::MuteAll),
+            (&self.unmute_all, MenuAction::UnmuteAll),
+            (&self.lock, MenuAction::Lock),
+            (&self.end, MenuAction::End),
+        ]
+    }
+}
+
+/// Keys of a menu sequence must follow each other within this time.
+const MENU_GAP: Duration = Duration::from_secs(3);
+
 /// Core configuration.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -148,6 +205,8 @@ pub struct CoreConfig {
     pub timers: TimerConfig,
     /// Server/User-Agent header value
     pub user_agent: String,
+    /// in-call menu keys
+    pub menu: MenuKeys,
 }
 
 /// Something the driver must do.
@@ -239,6 +298,10 @@ struct Leg {
     stage: Stage,
     /// end the call when the queued prompts have played (failed PIN)
     hangup_after_prompt: bool,
+    /// not mixed (self-mute or a moderator's mute-all)
+    muted: bool,
+    /// menu keys typed so far, and when the last came
+    menu: (String, Option<Instant>),
 }
 
 /// An offer: the description, the index of the audio m-line we take, its parameters.
@@ -288,6 +351,8 @@ pub struct Core {
     out: VecDeque<Output>,
     draining: bool,
     guard: pin::Guard,
+    /// rooms locked by a moderator (while they last)
+    locked: std::collections::HashSet<String>,
 }
 
 /// Status codes with their reason phrases (RFC 3261 §21).
@@ -297,6 +362,7 @@ fn reason(code: u16) -> &'static str {
         180 => "Ringing",
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         406 => "Not Acceptable",
@@ -336,6 +402,7 @@ impl Core {
             out: VecDeque::new(),
             draining: false,
             guard: pin::Guard::default(),
+            locked: std::collections::HashSet::new(),
         }
     }
 
@@ -518,7 +585,10 @@ impl Core {
             ..
         } = &mut leg.stage
         else {
-            return; // the in-call menu comes with the room features
+            if let Stage::Joined { moderator } = leg.stage {
+                self.menu_key(now, id, digit, moderator);
+            }
+            return;
         };
         if leg.hangup_after_prompt {
             return;
@@ -538,6 +608,107 @@ impl Core {
             .get(&leg.room)
             .map_or(Duration::from_secs(10), |p| p.pin_timeout);
         self.arm(now + timeout, Timer::PinTimeout(id, g));
+    }
+
+    /// A key from a leg in the room: menu sequences start with the first key of a
+    /// binding; anything else is ignored.
+    fn menu_key(&mut self, now: Instant, id: LegId, digit: char, moderator: bool) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let (buf, at) = &mut leg.menu;
+        if at.is_some_and(|t| now.duration_since(t) > MENU_GAP) {
+            buf.clear();
+        }
+        buf.push(digit);
+        *at = Some(now);
+        let bindings = self.cfg.menu.bindings();
+        let hit = bindings
+            .iter()
+            .find(|(keys, _)| *keys == buf.as_str())
+            .map(|b| b.1);
+        if hit.is_some()
+            || !bindings
+                .iter()
+                .any(|(keys, _)| keys.starts_with(buf.as_str()))
+        {
+            buf.clear();
+        }
+        let Some(action) = hit else { return };
+        let room = leg.room.clone();
+        tracing::info!(leg = %id, %room, ?action, "menu");
+        let play = |core: &mut Core, leg, prompt| {
+            core.out.push_back(Output::Media(MediaCommand::Play {
+                leg,
+                prompts: vec![prompt],
+            }));
+        };
+        match action {
+            MenuAction::ToggleMute => {
+                let muted = !leg.muted;
+                self.set_muted(id, muted);
+                play(
+                    self,
+                    id,
+                    if muted {
+                        Prompt::Muted
+                    } else {
+                        Prompt::Unmuted
+                    },
+                );
+            }
+            MenuAction::Help => play(self, id, Prompt::Menu),
+            MenuAction::MuteAll | MenuAction::UnmuteAll if moderator => {
+                let muted = action == MenuAction::MuteAll;
+                for l in self.rooms.get(&room).cloned().unwrap_or_default() {
+                    if self
+                        .legs
+                        .get(&l)
+                        .is_some_and(|l| l.stage == Stage::Joined { moderator: false })
+                    {
+                        self.set_muted(l, muted);
+                    }
+                }
+                play(
+                    self,
+                    id,
+                    if muted {
+                        Prompt::AllMuted
+                    } else {
+                        Prompt::AllUnmuted
+                    },
+                );
+            }
+            MenuAction::Lock if moderator => {
+                let locked = !self.locked.remove(&room);
+                if locked {
+                    self.locked.insert(room.clone());
+                }
+                tracing::info!(%room, locked, "room lock");
+                play(
+                    self,
+                    id,
+                    if locked {
+                        Prompt::Locked
+                    } else {
+                        Prompt::Unlocked
+                    },
+                );
+            }
+            MenuAction::End if moderator => self.end_room(now, &room, "ended by moderator"),
+            _ => {} // a moderator's key pressed by a participant
+        }
+    }
+
+    fn set_muted(&mut self, id: LegId, muted: bool) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.muted = muted;
+        if leg.media_open {
+            self.out
+                .push_back(Output::Media(MediaCommand::Mute { leg: id, muted }));
+        }
     }
 
     /// The media side finished a leg's queued prompts.
@@ -575,7 +746,7 @@ impl Core {
             pin::Verdict::Participant | pin::Verdict::Moderator => {
                 let moderator = verdict == pin::Verdict::Moderator;
                 tracing::info!(leg = %id, %room, moderator, "PIN accepted");
-                self.admit(id, moderator);
+                self.admit(now, id, moderator);
             }
             pin::Verdict::Wrong => {
                 let Stage::Pin { tries, .. } = &mut leg.stage else {
@@ -619,10 +790,21 @@ impl Core {
 
     /// A leg passed its PIN (or needed none): into the mix, or to wait for the
     /// moderator; a moderator brings everyone waiting in.
-    fn admit(&mut self, id: LegId, moderator: bool) {
+    fn admit(&mut self, now: Instant, id: LegId, moderator: bool) {
         let Some(room) = self.legs.get(&id).map(|l| l.room.clone()) else {
             return;
         };
+        if !moderator && self.locked.contains(&room) {
+            // a locked room admits moderators only
+            let leg = self.legs.get_mut(&id).expect("leg checked above");
+            leg.hangup_after_prompt = true;
+            self.out.push_back(Output::Media(MediaCommand::Play {
+                leg: id,
+                prompts: vec![Prompt::Locked, Prompt::Goodbye],
+            }));
+            self.arm(now + Duration::from_secs(15), Timer::Hangup(id));
+            return;
+        }
         let moderated = self.cfg.rooms.get(&room).is_some_and(|p| p.moderated);
         let wait = moderated && !moderator && !self.has_moderator(&room);
         let members = self.rooms.get(&room).cloned().unwrap_or_default();
@@ -1053,6 +1235,17 @@ impl Core {
         let Some(policy) = self.cfg.rooms.get(&room).cloned() else {
             return self.reply_txn(now, &key, &msg, from, 404, &[]);
         };
+        if self.locked.contains(&room) && !policy.has_pin() {
+            // nobody could prove to be a moderator: refuse outright
+            return self.reply_txn(
+                now,
+                &key,
+                &msg,
+                from,
+                403,
+                &[("Warning", "399 caucus \"room locked\"".into())],
+            );
+        }
         if self.rooms.get(&room).map_or(0, Vec::len) >= policy.max_participants {
             return self.reply_txn(
                 now,
@@ -1112,6 +1305,8 @@ impl Core {
                 Stage::Joined { moderator: false }
             },
             hangup_after_prompt: false,
+            muted: false,
+            menu: (String::new(), None),
         };
         let ssrc = self.rng.next_u64() as u32;
         match &offer {
@@ -1451,6 +1646,7 @@ impl Core {
             members.retain(|l| *l != id);
             if members.is_empty() {
                 self.rooms.remove(&leg.room);
+                self.locked.remove(&leg.room);
                 self.out.push_back(Output::Event(Event::RoomClosed {
                     room: leg.room.clone(),
                 }));

@@ -36,6 +36,7 @@ fn config() -> CoreConfig {
         rooms,
         timers: TimerConfig::default(),
         user_agent: "caucus".into(),
+        menu: MenuKeys::default(),
     }
 }
 
@@ -650,6 +651,59 @@ fn moderated_room_waits_for_the_moderator_and_ends_with_them() {
     assert_eq!(
         byes, 3,
         "participants left connected after the moderator left"
+    );
+    assert_eq!(h.core.leg_count(), 0);
+}
+
+fn mutes(out: &[Output]) -> Vec<(LegId, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Media(MediaCommand::Mute { leg, muted }) => Some((*leg, *muted)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn menu_self_mute_lecture_mode_lock_and_end() {
+    let mut h = Harness::new();
+    let (m, _, _) = call_into(&mut h, "mod", "m");
+    keys(&mut h, m, "999#");
+    let (p1, _, _) = call_into(&mut h, "mod", "p1");
+    keys(&mut h, p1, "#");
+    let (p2, _, _) = call_into(&mut h, "mod", "p2");
+    keys(&mut h, p2, "#");
+    // *6 toggles one's own mute, with a prompt
+    assert_eq!(mutes(&keys(&mut h, p1, "*6")), vec![(p1, true)]);
+    assert_eq!(mutes(&keys(&mut h, p1, "*6")), vec![(p1, false)]);
+    // a participant cannot use the moderator's keys
+    assert!(mutes(&keys(&mut h, p1, "*1")).is_empty());
+    // keys too far apart do not make a sequence
+    keys(&mut h, p1, "*");
+    h.advance_to(Duration::from_secs(5));
+    assert!(mutes(&keys(&mut h, p1, "6")).is_empty());
+    // lecture mode: the moderator mutes every participant, and unmutes them
+    let mut got = mutes(&keys(&mut h, m, "*1"));
+    got.sort();
+    assert_eq!(got, vec![(p1, true), (p2, true)]);
+    assert_eq!(mutes(&keys(&mut h, m, "*2")).len(), 2);
+    // lock: a participant who gets the PIN right is still turned away, a moderator not
+    keys(&mut h, m, "*5");
+    let (p3, _, _) = call_into(&mut h, "mod", "p3");
+    let out = keys(&mut h, p3, "#");
+    assert!(joined(&out).is_empty());
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Play { prompts, .. }) if prompts[0] == Prompt::Locked)));
+    h.core.prompt_done(h.now, p3);
+    let (m2, _, _) = call_into(&mut h, "mod", "m2");
+    assert_eq!(joined(&keys(&mut h, m2, "999#")), vec![m2]);
+    // *9 ends the conference: a BYE to every leg
+    h.drain();
+    let out = messages(&keys(&mut h, m, "*9"));
+    assert_eq!(
+        out.iter()
+            .filter(|x| x.method() == Some(&Method::Bye))
+            .count(),
+        4
     );
     assert_eq!(h.core.leg_count(), 0);
 }

@@ -96,6 +96,13 @@ pub enum MediaCommand {
         /// leg
         leg: LegId,
     },
+    /// stop (or resume) mixing what this leg says; it still hears the room
+    Mute {
+        /// leg
+        leg: LegId,
+        /// muted or not
+        muted: bool,
+    },
     /// play prompts to this leg only, in order, after any already queued
     Play {
         /// leg
@@ -216,6 +223,7 @@ enum Command {
     Add(String, Box<LegMedia>),
     Join(LegId),
     Hold(LegId),
+    Mute(LegId, bool),
     Play(LegId, Vec<Prompt>),
     Update(LegId, MediaParams),
     Remove(LegId),
@@ -251,6 +259,8 @@ struct LegMedia {
     playing: Option<(Sound, usize)>,
     // loop music on hold whenever no prompt is queued
     moh: bool,
+    // heard by no one, hears the room
+    muted: bool,
     inband: Option<InbandDetector>,
     up: Upsampler,
     down: Downsampler,
@@ -296,6 +306,7 @@ impl LegMedia {
             prompts: std::collections::VecDeque::with_capacity(4),
             playing: None,
             moh: false,
+            muted: false,
             inband: inband_for(&params),
             up: Upsampler::default(),
             down: Downsampler::default(),
@@ -334,7 +345,7 @@ impl LegMedia {
     }
 
     fn contributes(&self) -> bool {
-        self.params.peer_direction == Direction::SendRecv && !self.isolated
+        self.params.peer_direction == Direction::SendRecv && !self.isolated && !self.muted
     }
 
     /// Add the current prompt's next frame into `out` (room rate); moves to the next
@@ -845,6 +856,16 @@ fn to_native<'a>(mix: &'a [i16], native: &'a mut [i16], down: &mut Downsampler) 
     }
 }
 
+/// The leg `id` in the room that holds it.
+fn leg_in<'a>(
+    rooms: &'a mut HashMap<String, RoomMedia>,
+    leg_room: &HashMap<LegId, String>,
+    id: LegId,
+) -> Option<&'a mut LegMedia> {
+    let room = rooms.get_mut(leg_room.get(&id)?)?;
+    room.legs.iter_mut().find(|l| l.id == id)
+}
+
 fn worker(
     index: usize,
     max_talkers: usize,
@@ -895,39 +916,31 @@ fn worker(
                 }
             }
             Some(Command::Join(id)) => {
-                if let Some(l) = leg_room
-                    .get(&id)
-                    .and_then(|r| rooms.get_mut(r))
-                    .and_then(|r| r.legs.iter_mut().find(|l| l.id == id))
-                {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.isolated = false;
                     l.moh = false;
                     l.prompts.clear();
                     l.playing = None;
                 }
             }
+            Some(Command::Mute(id, muted)) => {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
+                    l.muted = muted;
+                }
+            }
             Some(Command::Hold(id)) => {
-                if let Some(l) = leg_room
-                    .get(&id)
-                    .and_then(|r| rooms.get_mut(r))
-                    .and_then(|r| r.legs.iter_mut().find(|l| l.id == id))
-                {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.isolated = true;
                     l.moh = true;
                 }
             }
             Some(Command::Play(id, list)) => {
-                if let Some(l) = leg_room
-                    .get(&id)
-                    .and_then(|r| rooms.get_mut(r))
-                    .and_then(|r| r.legs.iter_mut().find(|l| l.id == id))
-                {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.prompts.extend(list);
                 }
             }
             Some(Command::Update(id, params)) => {
-                if let Some(r) = leg_room.get(&id).and_then(|r| rooms.get_mut(r))
-                    && let Some(l) = r.legs.iter_mut().find(|l| l.id == id)
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id)
                     && let Err(e) = l.update(params)
                 {
                     tracing::warn!(leg = %id, error = %e, "media update failed");
@@ -1016,6 +1029,13 @@ impl MediaEngine {
         (h.finish() % self.workers.len() as u64) as usize
     }
 
+    /// Pass a command to the worker that holds the leg.
+    fn tell(&self, leg: LegId, cmd: Command) {
+        if let Some(&w) = self.leg_worker.get(&leg) {
+            let _ = self.workers[w].send(cmd);
+        }
+    }
+
     /// Carry out a command from signalling.
     pub fn apply(&mut self, cmd: MediaCommand) -> io::Result<()> {
         match cmd {
@@ -1037,24 +1057,19 @@ impl MediaEngine {
                 let _ = self.workers[w].send(Command::Add(room, Box::new(media)));
             }
             MediaCommand::Update { leg, params } => {
-                if let Some(&w) = self.leg_worker.get(&leg) {
-                    let _ = self.workers[w].send(Command::Update(leg, params));
-                }
+                self.tell(leg, Command::Update(leg, params));
             }
             MediaCommand::Join { leg } => {
-                if let Some(&w) = self.leg_worker.get(&leg) {
-                    let _ = self.workers[w].send(Command::Join(leg));
-                }
+                self.tell(leg, Command::Join(leg));
             }
             MediaCommand::Hold { leg } => {
-                if let Some(&w) = self.leg_worker.get(&leg) {
-                    let _ = self.workers[w].send(Command::Hold(leg));
-                }
+                self.tell(leg, Command::Hold(leg));
+            }
+            MediaCommand::Mute { leg, muted } => {
+                self.tell(leg, Command::Mute(leg, muted));
             }
             MediaCommand::Play { leg, prompts } => {
-                if let Some(&w) = self.leg_worker.get(&leg) {
-                    let _ = self.workers[w].send(Command::Play(leg, prompts));
-                }
+                self.tell(leg, Command::Play(leg, prompts));
             }
             MediaCommand::Close { leg } => {
                 if let Some(w) = self.leg_worker.remove(&leg) {

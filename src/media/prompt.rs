@@ -19,15 +19,39 @@ pub enum Prompt {
     Goodbye,
     /// music for participants waiting for the moderator (looped)
     MusicOnHold,
+    /// "You are muted."
+    Muted,
+    /// "You are unmuted."
+    Unmuted,
+    /// "All participants are muted."
+    AllMuted,
+    /// "All participants are unmuted."
+    AllUnmuted,
+    /// "The conference is locked."
+    Locked,
+    /// "The conference is unlocked."
+    Unlocked,
+    /// "The conference has ended."
+    Ended,
+    /// the in-call menu's keys, spoken
+    Menu,
 }
 
 impl Prompt {
     /// Every prompt.
-    pub const ALL: [Prompt; 4] = [
+    pub const ALL: [Prompt; 12] = [
         Prompt::EnterPin,
         Prompt::InvalidPin,
         Prompt::Goodbye,
         Prompt::MusicOnHold,
+        Prompt::Muted,
+        Prompt::Unmuted,
+        Prompt::AllMuted,
+        Prompt::AllUnmuted,
+        Prompt::Locked,
+        Prompt::Unlocked,
+        Prompt::Ended,
+        Prompt::Menu,
     ];
 
     /// File name in the sounds directory.
@@ -37,6 +61,14 @@ impl Prompt {
             Prompt::InvalidPin => "invalid-pin.wav",
             Prompt::Goodbye => "goodbye.wav",
             Prompt::MusicOnHold => "moh.wav",
+            Prompt::Muted => "muted.wav",
+            Prompt::Unmuted => "unmuted.wav",
+            Prompt::AllMuted => "all-muted.wav",
+            Prompt::AllUnmuted => "all-unmuted.wav",
+            Prompt::Locked => "locked.wav",
+            Prompt::Unlocked => "unlocked.wav",
+            Prompt::Ended => "ended.wav",
+            Prompt::Menu => "menu.wav",
         }
     }
 
@@ -46,6 +78,14 @@ impl Prompt {
             Prompt::InvalidPin => include_bytes!("../../sounds/invalid-pin.wav"),
             Prompt::Goodbye => include_bytes!("../../sounds/goodbye.wav"),
             Prompt::MusicOnHold => include_bytes!("../../sounds/moh.wav"),
+            Prompt::Muted => include_bytes!("../../sounds/muted.wav"),
+            Prompt::Unmuted => include_bytes!("../../sounds/unmuted.wav"),
+            Prompt::AllMuted => include_bytes!("../../sounds/all-muted.wav"),
+            Prompt::AllUnmuted => include_bytes!("../../sounds/all-unmuted.wav"),
+            Prompt::Locked => include_bytes!("../../sounds/locked.wav"),
+            Prompt::Unlocked => include_bytes!("../../sounds/unlocked.wav"),
+            Prompt::Ended => include_bytes!("../../sounds/ended.wav"),
+            Prompt::Menu => include_bytes!("../../sounds/menu.wav"),
         }
     }
 }
