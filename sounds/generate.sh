@@ -19,6 +19,8 @@ say all-unmuted "All participants are unmuted."
 say locked "The conference is locked."
 say unlocked "The conference is unlocked."
 say ended "The conference has ended."
+say first "You are the first participant."
+say wait-moderator "Please wait for the moderator."
 say menu "Press star six to mute or unmute yourself. Moderators: star one mutes everyone, star two unmutes everyone, star five locks or unlocks the conference, star nine ends it."
 
 # Music on hold: a deterministic arpeggio (16 notes, 8 s), written by Python.
@@ -39,4 +41,23 @@ w = wave.open("moh.wav", "wb")
 w.setnchannels(1); w.setsampwidth(2); w.setframerate(rate)
 w.writeframes(b"".join(struct.pack("<h", v) for v in out))
 w.close()
+PY
+
+# Join and leave tones: two short beeps, rising and falling.
+python3 - <<'PY'
+import math, struct, wave
+def beeps(name, freqs):
+    rate, out = 8000, []
+    for f in freqs:
+        for k in range(int(rate * 0.12)):
+            t = k / rate
+            env = min(1.0, t / 0.005, (0.12 - t) / 0.005)
+            out.append(int(9000 * env * math.sin(2 * math.pi * f * t)))
+        out.extend([0] * int(rate * 0.03))
+    w = wave.open(name, "wb")
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(rate)
+    w.writeframes(b"".join(struct.pack("<h", v) for v in out))
+    w.close()
+beeps("join.wav", [660.0, 880.0])
+beeps("leave.wav", [880.0, 660.0])
 PY

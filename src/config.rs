@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::transaction::TimerConfig;
-use crate::core::{CoreConfig, RoomPolicy};
+use crate::core::{Cidr, CoreConfig, RoomPolicy};
 use crate::media::prompt::{PromptError, Prompts};
 
 /// The default configuration, compiled in: `caucus run` without `--config`.
@@ -115,6 +115,34 @@ pub struct Room {
     /// seconds between the last moderator leaving and the end (0..=3600)
     #[serde(default)]
     pub end_grace_s: u64,
+    /// participants join muted
+    #[serde(default)]
+    pub start_muted: bool,
+    /// participants may speak (false: listen-only)
+    #[serde(default = "yes")]
+    pub participant_can_speak: bool,
+    /// participants hear the room
+    #[serde(default = "yes")]
+    pub participant_can_hear: bool,
+    /// "you are the first participant"
+    #[serde(default)]
+    pub announce_first: bool,
+    /// tones when someone joins or leaves
+    #[serde(default)]
+    pub announce_join_leave: bool,
+    /// seconds a participant may wait for the moderator (0: forever; ..=86400)
+    #[serde(default)]
+    pub wait_timeout_s: u64,
+    /// source networks allowed to call ("192.0.2.0/24", "::1"); empty: any
+    #[serde(default)]
+    pub allowed_sources: Vec<String>,
+    /// From-URI patterns allowed to call ("sip:*@pbx.example.com"); empty: any
+    #[serde(default)]
+    pub allowed_callers: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[menu]`: key sequences of the in-call DTMF menu.
@@ -447,6 +475,21 @@ impl Config {
                 &at("end_grace_s"),
                 "end_grace_s must be 0..=3600",
             )?;
+            check(
+                room.wait_timeout_s <= 86_400,
+                &at("wait_timeout_s"),
+                "wait_timeout_s must be 0..=86400",
+            )?;
+            for (k, c) in room.allowed_sources.iter().enumerate() {
+                let path = [
+                    Seg::Key("room"),
+                    Seg::Index(i),
+                    Seg::Key("allowed_sources"),
+                    Seg::Index(k),
+                ];
+                let reason = format!("\"{c}\" is not ADDRESS or ADDRESS/PREFIX");
+                check(Cidr::parse(c).is_some(), &path, &reason)?;
+            }
             for (key, v, lo, hi) in ranges {
                 check(
                     (lo..=hi).contains(&v),
@@ -511,6 +554,18 @@ impl Config {
                         moderated: r.moderated,
                         end_on_moderator_exit: r.end_on_moderator_exit.unwrap_or(r.moderated),
                         end_grace: Duration::from_secs(r.end_grace_s),
+                        start_muted: r.start_muted,
+                        participant_can_speak: r.participant_can_speak,
+                        participant_can_hear: r.participant_can_hear,
+                        announce_first: r.announce_first,
+                        announce_join_leave: r.announce_join_leave,
+                        wait_timeout: Duration::from_secs(r.wait_timeout_s),
+                        allowed_sources: r
+                            .allowed_sources
+                            .iter()
+                            .filter_map(|c| Cidr::parse(c))
+                            .collect(),
+                        allowed_callers: r.allowed_callers.clone(),
                     },
                 )
             })

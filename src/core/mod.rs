@@ -84,6 +84,87 @@ pub struct RoomPolicy {
     pub end_on_moderator_exit: bool,
     /// ... this long after
     pub end_grace: Duration,
+    /// participants join muted (they can unmute with the menu)
+    pub start_muted: bool,
+    /// participants may speak (false: listen-only, the menu cannot unmute)
+    pub participant_can_speak: bool,
+    /// participants hear the room (false: they are heard but hear nothing)
+    pub participant_can_hear: bool,
+    /// tell the first caller they are first
+    pub announce_first: bool,
+    /// a tone to the room when someone joins or leaves
+    pub announce_join_leave: bool,
+    /// participants waiting for a moderator longer than this are hung up (0: never)
+    pub wait_timeout: Duration,
+    /// source networks allowed to call (empty: any)
+    pub allowed_sources: Vec<Cidr>,
+    /// caller-ID (From URI) patterns allowed to call, `*` matching anything (empty: any)
+    pub allowed_callers: Vec<String>,
+}
+
+/// An IP network, `ADDR/PREFIX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// network address
+    pub addr: IpAddr,
+    /// prefix length
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parse `192.0.2.0/24`, `::1/128`, or a bare address (a host).
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.trim().parse().ok()?
+        };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let p = u32::from(self.prefix);
+        match (ip, self.addr) {
+            (IpAddr::V4(a), IpAddr::V4(n)) => {
+                let m = u32::MAX.checked_shl(32 - p).unwrap_or(0);
+                u32::from(a) & m == u32::from(n) & m
+            }
+            (IpAddr::V6(a), IpAddr::V6(n)) => {
+                let m = u128::MAX.checked_shl(128 - p).unwrap_or(0);
+                u128::from(a) & m == u128::from(n) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `*`-glob match (case-insensitive), for caller-ID patterns.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    if parts.len() == 1 {
+        return p == t;
+    }
+    let mut rest = t.as_str();
+    let Some(first) = rest.strip_prefix(parts[0]) else {
+        return false;
+    };
+    rest = first;
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(parts[parts.len() - 1])
 }
 
 impl RoomPolicy {
@@ -104,7 +185,22 @@ impl RoomPolicy {
             moderated: false,
             end_on_moderator_exit: false,
             end_grace: Duration::ZERO,
+            start_muted: false,
+            participant_can_speak: true,
+            participant_can_hear: true,
+            announce_first: false,
+            announce_join_leave: false,
+            wait_timeout: Duration::ZERO,
+            allowed_sources: Vec::new(),
+            allowed_callers: Vec::new(),
         }
+    }
+
+    /// Whether this source and caller may call the room.
+    fn admits(&self, src: IpAddr, caller: &str) -> bool {
+        (self.allowed_sources.is_empty() || self.allowed_sources.iter().any(|c| c.contains(src)))
+            && (self.allowed_callers.is_empty()
+                || self.allowed_callers.iter().any(|p| glob_match(p, caller)))
     }
 
     fn has_pin(&self) -> bool {
@@ -561,6 +657,16 @@ impl Core {
                     self.judge_pin(now, id);
                 }
             }
+            Timer::WaitTimeout(id) => {
+                if let Some(leg) = self.legs.get_mut(&id)
+                    && leg.stage == Stage::Waiting
+                {
+                    tracing::info!(leg = %id, room = %leg.room, "waited too long for the moderator");
+                    leg.hangup_after_prompt = true;
+                    self.play(id, vec![Prompt::Goodbye]);
+                    self.arm(now + Duration::from_secs(5), Timer::Hangup(id));
+                }
+            }
             Timer::EndRoom(room) => {
                 if !self.has_moderator(&room) {
                     self.end_room(now, &room, "moderator left");
@@ -637,46 +743,50 @@ impl Core {
         let Some(action) = hit else { return };
         let room = leg.room.clone();
         tracing::info!(leg = %id, %room, ?action, "menu");
-        let play = |core: &mut Core, leg, prompt| {
-            core.out.push_back(Output::Media(MediaCommand::Play {
-                leg,
-                prompts: vec![prompt],
-            }));
-        };
         match action {
             MenuAction::ToggleMute => {
-                let muted = !leg.muted;
+                let listen_only = !moderator
+                    && self
+                        .cfg
+                        .rooms
+                        .get(&room)
+                        .is_some_and(|p| !p.participant_can_speak);
+                let muted = !leg.muted || listen_only;
                 self.set_muted(id, muted);
-                play(
-                    self,
+                self.play(
                     id,
-                    if muted {
+                    vec![if muted {
                         Prompt::Muted
                     } else {
                         Prompt::Unmuted
-                    },
+                    }],
                 );
             }
-            MenuAction::Help => play(self, id, Prompt::Menu),
+            MenuAction::Help => self.play(id, vec![Prompt::Menu]),
             MenuAction::MuteAll | MenuAction::UnmuteAll if moderator => {
                 let muted = action == MenuAction::MuteAll;
+                // listen-only participants stay muted
+                let listen_only = self
+                    .cfg
+                    .rooms
+                    .get(&room)
+                    .is_some_and(|p| !p.participant_can_speak);
                 for l in self.rooms.get(&room).cloned().unwrap_or_default() {
                     if self
                         .legs
                         .get(&l)
                         .is_some_and(|l| l.stage == Stage::Joined { moderator: false })
                     {
-                        self.set_muted(l, muted);
+                        self.set_muted(l, muted || listen_only);
                     }
                 }
-                play(
-                    self,
+                self.play(
                     id,
-                    if muted {
+                    vec![if muted {
                         Prompt::AllMuted
                     } else {
                         Prompt::AllUnmuted
-                    },
+                    }],
                 );
             }
             MenuAction::Lock if moderator => {
@@ -685,14 +795,13 @@ impl Core {
                     self.locked.insert(room.clone());
                 }
                 tracing::info!(%room, locked, "room lock");
-                play(
-                    self,
+                self.play(
                     id,
-                    if locked {
+                    vec![if locked {
                         Prompt::Locked
                     } else {
                         Prompt::Unlocked
-                    },
+                    }],
                 );
             }
             MenuAction::End if moderator => self.end_room(now, &room, "ended by moderator"),
@@ -812,8 +921,7 @@ impl Core {
         if wait {
             leg.stage = Stage::Waiting;
             if leg.media_open {
-                self.out
-                    .push_back(Output::Media(MediaCommand::Hold { leg: id }));
+                self.start_waiting(now, id);
             }
             return;
         }
@@ -834,7 +942,86 @@ impl Core {
             if self.legs.get(&l).is_some_and(|l| l.media_open) {
                 self.out
                     .push_back(Output::Media(MediaCommand::Join { leg: l }));
+                self.on_joined(l);
             }
+        }
+    }
+
+    /// Legs of a room that are in the mix.
+    fn joined_in(&self, room: &str) -> Vec<LegId> {
+        self.rooms
+            .get(room)
+            .map(|m| {
+                m.iter()
+                    .copied()
+                    .filter(|l| {
+                        self.legs
+                            .get(l)
+                            .is_some_and(|l| matches!(l.stage, Stage::Joined { .. }))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn play(&mut self, leg: LegId, prompts: Vec<Prompt>) {
+        self.out
+            .push_back(Output::Media(MediaCommand::Play { leg, prompts }));
+    }
+
+    /// A leg is in the mix with its media up: apply its role and announce it.
+    fn on_joined(&mut self, id: LegId) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let (Stage::Joined { moderator }, true) = (&leg.stage, leg.media_open) else {
+            return;
+        };
+        let (moderator, room) = (*moderator, leg.room.clone());
+        let Some(p) = self.cfg.rooms.get(&room).cloned() else {
+            return;
+        };
+        if !moderator {
+            if p.start_muted || !p.participant_can_speak {
+                self.set_muted(id, true);
+            }
+            if !p.participant_can_hear {
+                self.out.push_back(Output::Media(MediaCommand::Deaf {
+                    leg: id,
+                    deaf: true,
+                }));
+            }
+        }
+        let others: Vec<LegId> = self
+            .joined_in(&room)
+            .into_iter()
+            .filter(|l| *l != id)
+            .collect();
+        if p.announce_first && others.is_empty() {
+            self.play(id, vec![Prompt::First]);
+        }
+        if p.announce_join_leave {
+            for o in others {
+                self.play(o, vec![Prompt::JoinTone]);
+            }
+        }
+    }
+
+    /// A participant starts waiting for the moderator: told so, then music.
+    fn start_waiting(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let wait = self
+            .cfg
+            .rooms
+            .get(&leg.room)
+            .map_or(Duration::ZERO, |p| p.wait_timeout);
+        self.play(id, vec![Prompt::WaitModerator]);
+        self.out
+            .push_back(Output::Media(MediaCommand::Hold { leg: id }));
+        if !wait.is_zero() {
+            self.arm(now + wait, Timer::WaitTimeout(id));
         }
     }
 
@@ -870,9 +1057,10 @@ impl Core {
             isolated,
         }));
         if waiting {
-            self.out
-                .push_back(Output::Media(MediaCommand::Hold { leg: id }));
-        } else if isolated {
+            self.start_waiting(now, id);
+        } else if !isolated {
+            self.on_joined(id);
+        } else {
             self.out.push_back(Output::Media(MediaCommand::Play {
                 leg: id,
                 prompts: vec![Prompt::EnterPin],
@@ -1235,6 +1423,11 @@ impl Core {
         let Some(policy) = self.cfg.rooms.get(&room).cloned() else {
             return self.reply_txn(now, &key, &msg, from, 404, &[]);
         };
+        if !policy.admits(from.addr.ip(), &h.from.uri) {
+            // answered like an unknown room: nothing to learn for a scanner
+            tracing::info!(%room, source = %from.addr.ip(), "caller not allowed");
+            return self.reply_txn(now, &key, &msg, from, 404, &[]);
+        }
         if self.locked.contains(&room) && !policy.has_pin() {
             // nobody could prove to be a moderator: refuse outright
             return self.reply_txn(
@@ -1653,6 +1846,17 @@ impl Core {
             }
         }
         tracing::info!(leg = %id, room = %leg.room, call_id = %leg.call_id, reason = why, "leg ended");
+        if matches!(leg.stage, Stage::Joined { .. })
+            && self
+                .cfg
+                .rooms
+                .get(&leg.room)
+                .is_some_and(|p| p.announce_join_leave)
+        {
+            for o in self.joined_in(&leg.room) {
+                self.play(o, vec![Prompt::LeaveTone]);
+            }
+        }
         if leg.stage == (Stage::Joined { moderator: true })
             && !self.has_moderator(&leg.room)
             && let Some(p) = self.cfg.rooms.get(&leg.room)

@@ -28,7 +28,26 @@ fn config() -> CoreConfig {
     moderated.moderator_pin = Some("999".into());
     moderated.moderated = true;
     moderated.end_on_moderator_exit = true;
+    let mut wait = moderated.clone();
+    wait.wait_timeout = Duration::from_secs(30);
     rooms.insert("mod".to_string(), moderated);
+    rooms.insert("wait".to_string(), wait);
+    let mut roles = RoomPolicy::open(10, Duration::ZERO);
+    roles.start_muted = true;
+    roles.participant_can_hear = false;
+    roles.announce_first = true;
+    roles.announce_join_leave = true;
+    rooms.insert("roles".to_string(), roles);
+    let mut lan = RoomPolicy::open(10, Duration::ZERO);
+    lan.allowed_sources = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+    rooms.insert("lan".to_string(), lan);
+    let mut local = RoomPolicy::open(10, Duration::ZERO);
+    local.allowed_sources = vec![Cidr::parse("127.0.0.0/8").unwrap()];
+    local.allowed_callers = vec!["sip:alice@*".into()];
+    rooms.insert("local".to_string(), local);
+    let mut bob_only = RoomPolicy::open(10, Duration::ZERO);
+    bob_only.allowed_callers = vec!["sip:bob@*".into()];
+    rooms.insert("bob".to_string(), bob_only);
     CoreConfig {
         sip_addr: "127.0.0.1:5060".parse().unwrap(),
         media_ip: "127.0.0.1".parse().unwrap(),
@@ -706,4 +725,97 @@ fn menu_self_mute_lecture_mode_lock_and_end() {
         4
     );
     assert_eq!(h.core.leg_count(), 0);
+}
+
+#[test]
+fn allowed_sources_and_callers_look_like_unknown_rooms_to_others() {
+    let mut h = Harness::new();
+    for (room, want) in [("lan", 404), ("bob", 404), ("local", 200)] {
+        let inv = String::from_utf8(request(
+            "INVITE",
+            room,
+            &format!("z9hG4bKx{room}"),
+            1,
+            None,
+            SDP,
+        ))
+        .unwrap()
+        .replace("call-1", room);
+        let out = messages(&h.send(inv.as_bytes()));
+        assert_eq!(status(out.last().unwrap()), want, "{room}");
+    }
+}
+
+#[test]
+fn cidr_matching() {
+    let c = Cidr::parse("10.1.0.0/16").unwrap();
+    assert!(c.contains("10.1.2.3".parse().unwrap()));
+    assert!(!c.contains("10.2.0.1".parse().unwrap()));
+    assert!(c.contains("::ffff:10.1.9.9".parse().unwrap()));
+    assert!(
+        Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("192.0.2.1".parse().unwrap())
+    );
+    assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    assert!(Cidr::parse("10.0.0.0/33").is_none());
+    assert!(glob_match(
+        "sip:*@pbx.example.com",
+        "SIP:alice@pbx.example.com"
+    ));
+    assert!(!glob_match(
+        "sip:*@pbx.example.com",
+        "sip:alice@evil.example.com"
+    ));
+}
+
+fn played(out: &[Output], leg: LegId) -> Vec<Prompt> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Media(MediaCommand::Play { leg: l, prompts }) if *l == leg => {
+                Some(prompts.clone())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn roles_and_announcements() {
+    let mut h = Harness::new();
+    let (a, _, out) = call_into(&mut h, "roles", "a");
+    assert_eq!(played(&out, a), vec![Prompt::First]);
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Output::Media(MediaCommand::Mute { leg, muted: true }) if *leg == a)
+        )
+    );
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Output::Media(MediaCommand::Deaf { leg, deaf: true }) if *leg == a)
+        )
+    );
+    let (b, btag, out) = call_into(&mut h, "roles", "b");
+    assert!(played(&out, b).is_empty(), "the second caller is not first");
+    assert_eq!(played(&out, a), vec![Prompt::JoinTone]);
+    let bye = String::from_utf8(request("BYE", "roles", "z9hG4bKbbye", 2, Some(&btag), ""))
+        .unwrap()
+        .replace("call-1", "b");
+    let out = h.send(bye.as_bytes());
+    assert_eq!(played(&out, a), vec![Prompt::LeaveTone]);
+}
+
+#[test]
+fn waiting_too_long_for_the_moderator_hangs_up() {
+    let mut h = Harness::new();
+    let (p, _, _) = call_into(&mut h, "wait", "p");
+    let out = keys(&mut h, p, "#");
+    assert_eq!(played(&out, p), vec![Prompt::WaitModerator]);
+    let t = h.advance_to(Duration::from_secs(31));
+    let outs: Vec<Output> = t.into_iter().map(|x| x.1).collect();
+    assert_eq!(played(&outs, p), vec![Prompt::Goodbye]);
+    h.core.prompt_done(h.now, p);
+    let out = messages(&h.drain());
+    assert!(out.iter().any(|m| m.method() == Some(&Method::Bye)));
 }

@@ -70,6 +70,8 @@ pub enum Timer {
     Hangup(LegId),
     /// the grace after the last moderator left is over: end the room
     EndRoom(String),
+    /// a participant has waited for the moderator long enough
+    WaitTimeout(LegId),
 }
 
 /// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.

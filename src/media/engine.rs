@@ -103,6 +103,13 @@ pub enum MediaCommand {
         /// muted or not
         muted: bool,
     },
+    /// stop (or resume) sending the room to this leg; it is still heard
+    Deaf {
+        /// leg
+        leg: LegId,
+        /// deaf or not
+        deaf: bool,
+    },
     /// play prompts to this leg only, in order, after any already queued
     Play {
         /// leg
@@ -224,6 +231,7 @@ enum Command {
     Join(LegId),
     Hold(LegId),
     Mute(LegId, bool),
+    Deaf(LegId, bool),
     Play(LegId, Vec<Prompt>),
     Update(LegId, MediaParams),
     Remove(LegId),
@@ -261,6 +269,8 @@ struct LegMedia {
     moh: bool,
     // heard by no one, hears the room
     muted: bool,
+    // hears nothing of the room (its own prompts still), is heard
+    deaf: bool,
     inband: Option<InbandDetector>,
     up: Upsampler,
     down: Downsampler,
@@ -307,6 +317,7 @@ impl LegMedia {
             playing: None,
             moh: false,
             muted: false,
+            deaf: false,
             inband: inband_for(&params),
             up: Upsampler::default(),
             down: Downsampler::default(),
@@ -797,11 +808,11 @@ impl RoomMedia {
             let native_n = (codec.clock_rate() / 50) as usize;
             let talker = sel[..talkers].contains(&i);
             let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh;
-            if talker || leg.isolated || prompting {
-                // its own encode: a talker hears everyone else; an isolated leg hears
-                // nothing of the room; a prompt is heard by its leg only
+            if talker || leg.isolated || leg.deaf || prompting {
+                // its own encode: a talker hears everyone else; an isolated or deaf
+                // leg hears nothing of the room; a prompt is heard by its leg only
                 let mix = &mut self.mix[..n];
-                match (leg.isolated, talker) {
+                match (leg.isolated || leg.deaf, talker) {
                     (true, _) => mix.fill(0),
                     (false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
                     (false, false) => mixer::mix_minus(acc, None, mix),
@@ -926,6 +937,11 @@ fn worker(
             Some(Command::Mute(id, muted)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.muted = muted;
+                }
+            }
+            Some(Command::Deaf(id, deaf)) => {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
+                    l.deaf = deaf;
                 }
             }
             Some(Command::Hold(id)) => {
@@ -1067,6 +1083,9 @@ impl MediaEngine {
             }
             MediaCommand::Mute { leg, muted } => {
                 self.tell(leg, Command::Mute(leg, muted));
+            }
+            MediaCommand::Deaf { leg, deaf } => {
+                self.tell(leg, Command::Deaf(leg, deaf));
             }
             MediaCommand::Play { leg, prompts } => {
                 self.tell(leg, Command::Play(leg, prompts));

@@ -35,11 +35,19 @@ pub enum Prompt {
     Ended,
     /// the in-call menu's keys, spoken
     Menu,
+    /// "You are the first participant."
+    First,
+    /// "Please wait for the moderator."
+    WaitModerator,
+    /// someone joined (two rising beeps)
+    JoinTone,
+    /// someone left (two falling beeps)
+    LeaveTone,
 }
 
 impl Prompt {
     /// Every prompt.
-    pub const ALL: [Prompt; 12] = [
+    pub const ALL: [Prompt; 16] = [
         Prompt::EnterPin,
         Prompt::InvalidPin,
         Prompt::Goodbye,
@@ -52,6 +60,10 @@ impl Prompt {
         Prompt::Unlocked,
         Prompt::Ended,
         Prompt::Menu,
+        Prompt::First,
+        Prompt::WaitModerator,
+        Prompt::JoinTone,
+        Prompt::LeaveTone,
     ];
 
     /// File name in the sounds directory.
@@ -69,6 +81,10 @@ impl Prompt {
             Prompt::Unlocked => "unlocked.wav",
             Prompt::Ended => "ended.wav",
             Prompt::Menu => "menu.wav",
+            Prompt::First => "first.wav",
+            Prompt::WaitModerator => "wait-moderator.wav",
+            Prompt::JoinTone => "join.wav",
+            Prompt::LeaveTone => "leave.wav",
         }
     }
 
@@ -86,6 +102,10 @@ impl Prompt {
             Prompt::Unlocked => include_bytes!("../../sounds/unlocked.wav"),
             Prompt::Ended => include_bytes!("../../sounds/ended.wav"),
             Prompt::Menu => include_bytes!("../../sounds/menu.wav"),
+            Prompt::First => include_bytes!("../../sounds/first.wav"),
+            Prompt::WaitModerator => include_bytes!("../../sounds/wait-moderator.wav"),
+            Prompt::JoinTone => include_bytes!("../../sounds/join.wav"),
+            Prompt::LeaveTone => include_bytes!("../../sounds/leave.wav"),
         }
     }
 }
@@ -231,7 +251,7 @@ mod tests {
         let p = Prompts::embedded();
         for q in Prompt::ALL {
             let s = p.get(q);
-            assert!(s.narrow.len() > 4000, "{q:?} too short");
+            assert!(s.narrow.len() > 2000, "{q:?} too short");
             assert_eq!(s.wide.len(), s.narrow.len() * 6);
             let peak = s.narrow.iter().map(|v| v.unsigned_abs()).max().unwrap();
             assert!(peak > 5000, "{q:?} peak {peak}");
