@@ -112,6 +112,9 @@ pub struct Room {
     /// end the room when its last moderator leaves (default: = moderated)
     #[serde(default)]
     pub end_on_moderator_exit: Option<bool>,
+    /// "the conference has ended" before the BYE
+    #[serde(default)]
+    pub announce_end: bool,
     /// seconds between the last moderator leaving and the end (0..=3600)
     #[serde(default)]
     pub end_grace_s: u64,
@@ -161,6 +164,8 @@ pub struct Menu {
     pub lock: String,
     /// moderator: end the conference
     pub end: String,
+    /// hear how many are in the room
+    pub count: String,
 }
 
 impl Default for Menu {
@@ -173,12 +178,13 @@ impl Default for Menu {
             unmute_all: k.unmute_all,
             lock: k.lock,
             end: k.end,
+            count: k.count,
         }
     }
 }
 
 impl Menu {
-    fn keys(&self) -> [(&'static str, &String); 6] {
+    fn keys(&self) -> [(&'static str, &String); 7] {
         [
             ("toggle_mute", &self.toggle_mute),
             ("help", &self.help),
@@ -186,6 +192,7 @@ impl Menu {
             ("unmute_all", &self.unmute_all),
             ("lock", &self.lock),
             ("end", &self.end),
+            ("count", &self.count),
         ]
     }
 }
@@ -553,6 +560,7 @@ impl Config {
                         },
                         moderated: r.moderated,
                         end_on_moderator_exit: r.end_on_moderator_exit.unwrap_or(r.moderated),
+                        announce_end: r.announce_end,
                         end_grace: Duration::from_secs(r.end_grace_s),
                         start_muted: r.start_muted,
                         participant_can_speak: r.participant_can_speak,
@@ -592,6 +600,7 @@ impl Config {
                 unmute_all: self.menu.unmute_all.clone(),
                 lock: self.menu.lock.clone(),
                 end: self.menu.end.clone(),
+                count: self.menu.count.clone(),
             },
         }
     }

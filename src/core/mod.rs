@@ -82,6 +82,8 @@ pub struct RoomPolicy {
     pub moderated: bool,
     /// the room ends when its last moderator leaves
     pub end_on_moderator_exit: bool,
+    /// say "the conference has ended" before the BYE when a room ends
+    pub announce_end: bool,
     /// ... this long after
     pub end_grace: Duration,
     /// participants join muted (they can unmute with the menu)
@@ -184,6 +186,7 @@ impl RoomPolicy {
             },
             moderated: false,
             end_on_moderator_exit: false,
+            announce_end: false,
             end_grace: Duration::ZERO,
             start_muted: false,
             participant_can_speak: true,
@@ -244,6 +247,8 @@ pub struct MenuKeys {
     pub lock: String,
     /// moderator: end the conference
     pub end: String,
+    /// hear how many are in the room
+    pub count: String,
 }
 
 impl Default for MenuKeys {
@@ -255,6 +260,7 @@ impl Default for MenuKeys {
             unmute_all: "*2".into(),
             lock: "*5".into(),
             end: "*9".into(),
+            count: "*#".into(),
         }
     }
 }
@@ -268,10 +274,11 @@ enum MenuAction {
     UnmuteAll,
     Lock,
     End,
+    Count,
 }
 
 impl MenuKeys {
-    fn bindings(&self) -> [(&str, MenuAction); 6] {
+    fn bindings(&self) -> [(&str, MenuAction); 7] {
         [
             (&self.toggle_mute, MenuAction::ToggleMute),
             (&self.help, MenuAction::Help),
@@ -279,6 +286,7 @@ impl MenuKeys {
             (&self.unmute_all, MenuAction::UnmuteAll),
             (&self.lock, MenuAction::Lock),
             (&self.end, MenuAction::End),
+            (&self.count, MenuAction::Count),
         ]
     }
 }
@@ -674,7 +682,7 @@ impl Core {
             }
             Timer::Hangup(id) => {
                 if self.legs.get(&id).is_some_and(|l| l.hangup_after_prompt) {
-                    self.end_leg(now, id, true, "PIN failed");
+                    self.end_leg(now, id, true, "after the last prompt");
                 }
             }
         }
@@ -763,6 +771,10 @@ impl Core {
                 );
             }
             MenuAction::Help => self.play(id, vec![Prompt::Menu]),
+            MenuAction::Count => {
+                let n = self.joined_in(&room).len();
+                self.play(id, Prompt::count(n));
+            }
             MenuAction::MuteAll | MenuAction::UnmuteAll if moderator => {
                 let muted = action == MenuAction::MuteAll;
                 // listen-only participants stay muted
@@ -823,7 +835,7 @@ impl Core {
     /// The media side finished a leg's queued prompts.
     pub fn prompt_done(&mut self, now: Instant, id: LegId) {
         if self.legs.get(&id).is_some_and(|l| l.hangup_after_prompt) {
-            self.end_leg(now, id, true, "PIN failed");
+            self.end_leg(now, id, true, "after the last prompt");
         }
     }
 
@@ -1029,8 +1041,22 @@ impl Core {
     fn end_room(&mut self, now: Instant, room: &str, why: &'static str) {
         let members = self.rooms.get(room).cloned().unwrap_or_default();
         tracing::info!(%room, legs = members.len(), reason = why, "ending the conference");
+        let announce = self.cfg.rooms.get(room).is_some_and(|p| p.announce_end);
         for l in members {
-            self.end_leg(now, l, true, why);
+            let speak = announce
+                && self.legs.get(&l).is_some_and(|l| {
+                    l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting)
+                });
+            if speak {
+                // BYE once the prompt has played (or after 5 s regardless)
+                if let Some(leg) = self.legs.get_mut(&l) {
+                    leg.hangup_after_prompt = true;
+                }
+                self.play(l, vec![Prompt::Ended]);
+                self.arm(now + Duration::from_secs(5), Timer::Hangup(l));
+            } else {
+                self.end_leg(now, l, true, why);
+            }
         }
     }
 

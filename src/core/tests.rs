@@ -28,6 +28,9 @@ fn config() -> CoreConfig {
     moderated.moderator_pin = Some("999".into());
     moderated.moderated = true;
     moderated.end_on_moderator_exit = true;
+    let mut announce = moderated.clone();
+    announce.announce_end = true;
+    rooms.insert("announce".to_string(), announce);
     let mut wait = moderated.clone();
     wait.wait_timeout = Duration::from_secs(30);
     rooms.insert("mod".to_string(), moderated);
@@ -692,6 +695,11 @@ fn menu_self_mute_lecture_mode_lock_and_end() {
     keys(&mut h, p1, "#");
     let (p2, _, _) = call_into(&mut h, "mod", "p2");
     keys(&mut h, p2, "#");
+    // *# tells how many are in the room
+    assert_eq!(
+        played(&keys(&mut h, p1, "*#"), p1),
+        vec![Prompt::ThereAre, Prompt::Number(3), Prompt::Participants]
+    );
     // *6 toggles one's own mute, with a prompt
     assert_eq!(mutes(&keys(&mut h, p1, "*6")), vec![(p1, true)]);
     assert_eq!(mutes(&keys(&mut h, p1, "*6")), vec![(p1, false)]);
@@ -818,4 +826,25 @@ fn waiting_too_long_for_the_moderator_hangs_up() {
     h.core.prompt_done(h.now, p);
     let out = messages(&h.drain());
     assert!(out.iter().any(|m| m.method() == Some(&Method::Bye)));
+}
+
+#[test]
+fn ended_prompt_before_the_bye_when_asked_for() {
+    let mut h = Harness::new();
+    let (m, _, _) = call_into(&mut h, "announce", "m");
+    keys(&mut h, m, "999#");
+    let (p, _, _) = call_into(&mut h, "announce", "p");
+    keys(&mut h, p, "#");
+    let out = keys(&mut h, m, "*9");
+    assert_eq!(played(&out, p), vec![Prompt::Ended]);
+    assert!(messages(&out).is_empty(), "BYE before the prompt");
+    h.core.prompt_done(h.now, p);
+    assert!(
+        messages(&h.drain())
+            .iter()
+            .any(|x| x.method() == Some(&Method::Bye))
+    );
+    // the moderator's own leg ends after its prompt too, or at the latest in 5 s
+    h.advance_to(Duration::from_secs(6));
+    assert_eq!(h.core.leg_count(), 0);
 }

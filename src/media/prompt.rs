@@ -43,32 +43,87 @@ pub enum Prompt {
     JoinTone,
     /// someone left (two falling beeps)
     LeaveTone,
+    /// "There are"
+    ThereAre,
+    /// "participants."
+    Participants,
+    /// "more than"
+    MoreThan,
+    /// a number, 0..=20
+    Number(u8),
 }
+
+/// The spoken numbers, 0..=20.
+const NUMBERS: [&[u8]; 21] = [
+    include_bytes!("../../sounds/n0.wav"),
+    include_bytes!("../../sounds/n1.wav"),
+    include_bytes!("../../sounds/n2.wav"),
+    include_bytes!("../../sounds/n3.wav"),
+    include_bytes!("../../sounds/n4.wav"),
+    include_bytes!("../../sounds/n5.wav"),
+    include_bytes!("../../sounds/n6.wav"),
+    include_bytes!("../../sounds/n7.wav"),
+    include_bytes!("../../sounds/n8.wav"),
+    include_bytes!("../../sounds/n9.wav"),
+    include_bytes!("../../sounds/n10.wav"),
+    include_bytes!("../../sounds/n11.wav"),
+    include_bytes!("../../sounds/n12.wav"),
+    include_bytes!("../../sounds/n13.wav"),
+    include_bytes!("../../sounds/n14.wav"),
+    include_bytes!("../../sounds/n15.wav"),
+    include_bytes!("../../sounds/n16.wav"),
+    include_bytes!("../../sounds/n17.wav"),
+    include_bytes!("../../sounds/n18.wav"),
+    include_bytes!("../../sounds/n19.wav"),
+    include_bytes!("../../sounds/n20.wav"),
+];
+
+/// Highest number spoken as such; larger counts are "more than twenty".
+pub const MAX_NUMBER: u8 = 20;
 
 impl Prompt {
     /// Every prompt.
-    pub const ALL: [Prompt; 16] = [
-        Prompt::EnterPin,
-        Prompt::InvalidPin,
-        Prompt::Goodbye,
-        Prompt::MusicOnHold,
-        Prompt::Muted,
-        Prompt::Unmuted,
-        Prompt::AllMuted,
-        Prompt::AllUnmuted,
-        Prompt::Locked,
-        Prompt::Unlocked,
-        Prompt::Ended,
-        Prompt::Menu,
-        Prompt::First,
-        Prompt::WaitModerator,
-        Prompt::JoinTone,
-        Prompt::LeaveTone,
-    ];
+    pub fn all() -> Vec<Prompt> {
+        let mut v = vec![
+            Prompt::EnterPin,
+            Prompt::InvalidPin,
+            Prompt::Goodbye,
+            Prompt::MusicOnHold,
+            Prompt::Muted,
+            Prompt::Unmuted,
+            Prompt::AllMuted,
+            Prompt::AllUnmuted,
+            Prompt::Locked,
+            Prompt::Unlocked,
+            Prompt::Ended,
+            Prompt::Menu,
+            Prompt::First,
+            Prompt::WaitModerator,
+            Prompt::JoinTone,
+            Prompt::LeaveTone,
+            Prompt::ThereAre,
+            Prompt::Participants,
+            Prompt::MoreThan,
+        ];
+        v.extend((0..=MAX_NUMBER).map(Prompt::Number));
+        v
+    }
+
+    /// "There are N participants."
+    pub fn count(n: usize) -> Vec<Prompt> {
+        let mut v = vec![Prompt::ThereAre];
+        if n > usize::from(MAX_NUMBER) {
+            v.extend([Prompt::MoreThan, Prompt::Number(MAX_NUMBER)]);
+        } else {
+            v.push(Prompt::Number(n as u8));
+        }
+        v.push(Prompt::Participants);
+        v
+    }
 
     /// File name in the sounds directory.
-    pub fn file(self) -> &'static str {
-        match self {
+    pub fn file(self) -> String {
+        let name = match self {
             Prompt::EnterPin => "enter-pin.wav",
             Prompt::InvalidPin => "invalid-pin.wav",
             Prompt::Goodbye => "goodbye.wav",
@@ -85,7 +140,12 @@ impl Prompt {
             Prompt::WaitModerator => "wait-moderator.wav",
             Prompt::JoinTone => "join.wav",
             Prompt::LeaveTone => "leave.wav",
-        }
+            Prompt::ThereAre => "there-are.wav",
+            Prompt::Participants => "participants.wav",
+            Prompt::MoreThan => "more-than.wav",
+            Prompt::Number(n) => return format!("n{n}.wav"),
+        };
+        name.to_string()
     }
 
     fn embedded(self) -> &'static [u8] {
@@ -106,6 +166,10 @@ impl Prompt {
             Prompt::WaitModerator => include_bytes!("../../sounds/wait-moderator.wav"),
             Prompt::JoinTone => include_bytes!("../../sounds/join.wav"),
             Prompt::LeaveTone => include_bytes!("../../sounds/leave.wav"),
+            Prompt::ThereAre => include_bytes!("../../sounds/there-are.wav"),
+            Prompt::Participants => include_bytes!("../../sounds/participants.wav"),
+            Prompt::MoreThan => include_bytes!("../../sounds/more-than.wav"),
+            Prompt::Number(n) => NUMBERS[usize::from(n.min(MAX_NUMBER))],
         }
     }
 }
@@ -204,10 +268,10 @@ impl Prompts {
     /// The prompts compiled into the binary.
     pub fn embedded() -> Prompts {
         Prompts {
-            sounds: Prompt::ALL
-                .iter()
-                .map(|&p| {
-                    let s = parse_wav(p.embedded(), p.file())
+            sounds: Prompt::all()
+                .into_iter()
+                .map(|p| {
+                    let s = parse_wav(p.embedded(), &p.file())
                         .expect("the embedded prompts are valid WAV");
                     (p, sound(s))
                 })
@@ -219,7 +283,7 @@ impl Prompts {
     /// every file must be there.
     pub fn load(dir: &Path) -> Result<Prompts, PromptError> {
         let mut sounds = Vec::new();
-        for p in Prompt::ALL {
+        for p in Prompt::all() {
             let path = dir.join(p.file());
             let name = path.display().to_string();
             let bytes = std::fs::read(&path).map_err(|source| PromptError::Io {
@@ -249,7 +313,7 @@ mod tests {
     #[test]
     fn embedded_prompts_are_speech_length_and_not_silent() {
         let p = Prompts::embedded();
-        for q in Prompt::ALL {
+        for q in Prompt::all() {
             let s = p.get(q);
             assert!(s.narrow.len() > 2000, "{q:?} too short");
             assert_eq!(s.wide.len(), s.narrow.len() * 6);
