@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::core::transaction::TimerConfig;
 use crate::core::{Cidr, CoreConfig, RoomPolicy};
-use crate::media::prompt::{PromptError, Prompts};
+use crate::media::prompt::{Prompt, PromptError, Prompts};
 
 /// The default configuration, compiled in: `caucus run` without `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../conf/caucus.toml");
@@ -115,6 +115,9 @@ pub struct Room {
     /// "the conference has ended" before the BYE
     #[serde(default)]
     pub announce_end: bool,
+    /// this room's music on hold (8 kHz mono 16-bit WAV); default: moh.wav
+    #[serde(default)]
+    pub music_on_hold: Option<std::path::PathBuf>,
     /// seconds between the last moderator leaving and the end (0..=3600)
     #[serde(default)]
     pub end_grace_s: u64,
@@ -526,12 +529,28 @@ impl Config {
             .expect("the embedded default config is valid")
     }
 
-    /// The prompts: `sounds_dir` when set, else the ones compiled in.
+    /// The prompts: `sounds_dir` when set, else the ones compiled in; plus the
+    /// rooms' own music, in the order of [`Config::music_files`].
     pub fn prompts(&self) -> Result<Prompts, PromptError> {
-        match &self.sounds_dir {
-            Some(dir) => Prompts::load(dir),
-            None => Ok(Prompts::embedded()),
+        let mut p = match &self.sounds_dir {
+            Some(dir) => Prompts::load(dir)?,
+            None => Prompts::embedded(),
+        };
+        for f in self.music_files() {
+            p.add_music(f)?;
         }
+        Ok(p)
+    }
+
+    /// Distinct `music_on_hold` files, in room order.
+    fn music_files(&self) -> Vec<&std::path::Path> {
+        let mut v: Vec<&std::path::Path> = Vec::new();
+        for f in self.rooms.iter().filter_map(|r| r.music_on_hold.as_deref()) {
+            if !v.contains(&f) {
+                v.push(f);
+            }
+        }
+        v
     }
 
     /// Address RTP uses.
@@ -541,6 +560,7 @@ impl Config {
 
     /// Room table for the core.
     pub fn room_policies(&self) -> HashMap<String, RoomPolicy> {
+        let music = self.music_files();
         self.rooms
             .iter()
             .map(|r| {
@@ -561,6 +581,11 @@ impl Config {
                         moderated: r.moderated,
                         end_on_moderator_exit: r.end_on_moderator_exit.unwrap_or(r.moderated),
                         announce_end: r.announce_end,
+                        music: r
+                            .music_on_hold
+                            .as_deref()
+                            .and_then(|f| music.iter().position(|m| *m == f))
+                            .map_or(Prompt::MusicOnHold, |i| Prompt::Music(i as u16)),
                         end_grace: Duration::from_secs(r.end_grace_s),
                         start_muted: r.start_muted,
                         participant_can_speak: r.participant_can_speak,
@@ -616,6 +641,35 @@ mod tests {
         assert_eq!(c.sip.listen, "127.0.0.1:5060".parse().unwrap());
         assert_eq!((c.rtp.port_min, c.rtp.port_max), (20000, 20999));
         assert_eq!(c.rooms[0].name, "demo");
+    }
+
+    #[test]
+    fn rooms_own_music_on_hold() {
+        let moh = concat!(env!("CARGO_MANIFEST_DIR"), "/sounds/join.wav");
+        let src = format!(
+            "[[room]]\nname = \"a\"\nmusic_on_hold = \"{moh}\"\n[[room]]\nname = \"b\"\n[[room]]\nname = \"c\"\nmusic_on_hold = \"{moh}\"\n"
+        );
+        let c = Config::parse(&src, "t.toml").unwrap();
+        let rooms = c.room_policies();
+        assert_eq!(rooms["a"].music, Prompt::Music(0));
+        assert_eq!(rooms["b"].music, Prompt::MusicOnHold);
+        assert_eq!(rooms["c"].music, Prompt::Music(0));
+        let p = c.prompts().unwrap();
+        assert_eq!(
+            p.get(Prompt::Music(0)).narrow.len(),
+            p.get(Prompt::JoinTone).narrow.len()
+        );
+        let bad = Config::parse(
+            "[[room]]\nname = \"a\"\nmusic_on_hold = \"/nonexistent.wav\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(
+            bad.prompts()
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent.wav")
+        );
     }
 
     fn fails(src: &str) -> ConfigError {

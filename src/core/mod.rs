@@ -80,6 +80,8 @@ pub struct RoomPolicy {
     pub lockout: pin::Lockout,
     /// participants wait (music on hold, not mixed) until a moderator is in
     pub moderated: bool,
+    /// what waiting participants hear
+    pub music: Prompt,
     /// the room ends when its last moderator leaves
     pub end_on_moderator_exit: bool,
     /// say "the conference has ended" before the BYE when a room ends
@@ -185,6 +187,7 @@ impl RoomPolicy {
                 time: Duration::from_secs(900),
             },
             moderated: false,
+            music: Prompt::MusicOnHold,
             end_on_moderator_exit: false,
             announce_end: false,
             end_grace: Duration::ZERO,
@@ -1024,6 +1027,11 @@ impl Core {
         let Some(leg) = self.legs.get(&id) else {
             return;
         };
+        let music = self
+            .cfg
+            .rooms
+            .get(&leg.room)
+            .map_or(Prompt::MusicOnHold, |p| p.music);
         let wait = self
             .cfg
             .rooms
@@ -1031,7 +1039,7 @@ impl Core {
             .map_or(Duration::ZERO, |p| p.wait_timeout);
         self.play(id, vec![Prompt::WaitModerator]);
         self.out
-            .push_back(Output::Media(MediaCommand::Hold { leg: id }));
+            .push_back(Output::Media(MediaCommand::Hold { leg: id, music }));
         if !wait.is_zero() {
             self.arm(now + wait, Timer::WaitTimeout(id));
         }

@@ -645,14 +645,14 @@ fn moderated_room_waits_for_the_moderator_and_ends_with_them() {
     let out = keys(&mut h, p1, "#");
     assert!(
         out.iter()
-            .any(|o| matches!(o, Output::Media(MediaCommand::Hold { leg }) if *leg == p1))
+            .any(|o| matches!(o, Output::Media(MediaCommand::Hold { leg, music: Prompt::MusicOnHold }) if *leg == p1))
     );
     assert!(joined(&out).is_empty());
     let (p2, _, _) = call_into(&mut h, "mod", "p2");
     let out = keys(&mut h, p2, "#");
     assert!(
         out.iter()
-            .any(|o| matches!(o, Output::Media(MediaCommand::Hold { leg }) if *leg == p2))
+            .any(|o| matches!(o, Output::Media(MediaCommand::Hold { leg, .. }) if *leg == p2))
     );
     // the moderator brings everyone in
     let (m, mtag, _) = call_into(&mut h, "mod", "m");

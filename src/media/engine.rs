@@ -95,6 +95,8 @@ pub enum MediaCommand {
     Hold {
         /// leg
         leg: LegId,
+        /// what to loop
+        music: Prompt,
     },
     /// stop (or resume) mixing what this leg says; it still hears the room
     Mute {
@@ -229,7 +231,7 @@ impl Lateness {
 enum Command {
     Add(String, Box<LegMedia>),
     Join(LegId),
-    Hold(LegId),
+    Hold(LegId, Prompt),
     Mute(LegId, bool),
     Deaf(LegId, bool),
     Play(LegId, Vec<Prompt>),
@@ -266,7 +268,7 @@ struct LegMedia {
     // playing: samples and position in 8 kHz samples
     playing: Option<(Sound, usize)>,
     // loop music on hold whenever no prompt is queued
-    moh: bool,
+    moh: Option<Prompt>,
     // heard by no one, hears the room
     muted: bool,
     // hears nothing of the room (its own prompts still), is heard
@@ -315,7 +317,7 @@ impl LegMedia {
             isolated: false,
             prompts: std::collections::VecDeque::with_capacity(4),
             playing: None,
-            moh: false,
+            moh: None,
             muted: false,
             deaf: false,
             inband: inband_for(&params),
@@ -365,10 +367,10 @@ impl LegMedia {
         if self.playing.is_none() {
             match self.prompts.pop_front() {
                 Some(p) => self.playing = Some((prompts.get(p).clone(), 0)),
-                None if self.moh => {
-                    self.playing = Some((prompts.get(Prompt::MusicOnHold).clone(), 0))
-                }
-                None => return false,
+                None => match self.moh {
+                    Some(music) => self.playing = Some((prompts.get(music).clone(), 0)),
+                    None => return false,
+                },
             }
         }
         let Some((sound, pos)) = &mut self.playing else {
@@ -387,7 +389,7 @@ impl LegMedia {
         *pos += 160;
         if *pos >= sound.narrow.len() {
             self.playing = None;
-            return self.prompts.is_empty() && !self.moh;
+            return self.prompts.is_empty() && self.moh.is_none();
         }
         false
     }
@@ -807,7 +809,7 @@ impl RoomMedia {
             let codec = leg.params.codec;
             let native_n = (codec.clock_rate() / 50) as usize;
             let talker = sel[..talkers].contains(&i);
-            let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh;
+            let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh.is_some();
             if talker || leg.isolated || leg.deaf || prompting {
                 // its own encode: a talker hears everyone else; an isolated or deaf
                 // leg hears nothing of the room; a prompt is heard by its leg only
@@ -929,7 +931,7 @@ fn worker(
             Some(Command::Join(id)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.isolated = false;
-                    l.moh = false;
+                    l.moh = None;
                     l.prompts.clear();
                     l.playing = None;
                 }
@@ -944,10 +946,10 @@ fn worker(
                     l.deaf = deaf;
                 }
             }
-            Some(Command::Hold(id)) => {
+            Some(Command::Hold(id, music)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.isolated = true;
-                    l.moh = true;
+                    l.moh = Some(music);
                 }
             }
             Some(Command::Play(id, list)) => {
@@ -1078,8 +1080,8 @@ impl MediaEngine {
             MediaCommand::Join { leg } => {
                 self.tell(leg, Command::Join(leg));
             }
-            MediaCommand::Hold { leg } => {
-                self.tell(leg, Command::Hold(leg));
+            MediaCommand::Hold { leg, music } => {
+                self.tell(leg, Command::Hold(leg, music));
             }
             MediaCommand::Mute { leg, muted } => {
                 self.tell(leg, Command::Mute(leg, muted));

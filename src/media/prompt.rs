@@ -51,6 +51,8 @@ pub enum Prompt {
     MoreThan,
     /// a number, 0..=20
     Number(u8),
+    /// a room's own music on hold, by its index in [`Prompts::add_music`] order
+    Music(u16),
 }
 
 /// The spoken numbers, 0..=20.
@@ -144,6 +146,7 @@ impl Prompt {
             Prompt::Participants => "participants.wav",
             Prompt::MoreThan => "more-than.wav",
             Prompt::Number(n) => return format!("n{n}.wav"),
+            Prompt::Music(i) => return format!("(music {i})"),
         };
         name.to_string()
     }
@@ -170,6 +173,8 @@ impl Prompt {
             Prompt::Participants => include_bytes!("../../sounds/participants.wav"),
             Prompt::MoreThan => include_bytes!("../../sounds/more-than.wav"),
             Prompt::Number(n) => NUMBERS[usize::from(n.min(MAX_NUMBER))],
+            // rooms' own music is added at start-up; until then, the default
+            Prompt::Music(_) => include_bytes!("../../sounds/moh.wav"),
         }
     }
 }
@@ -293,6 +298,23 @@ impl Prompts {
             sounds.push((p, sound(parse_wav(&bytes, &name)?)));
         }
         Ok(Prompts { sounds })
+    }
+
+    /// Add a room's music-on-hold file; returns the prompt that plays it.
+    pub fn add_music(&mut self, file: &Path) -> Result<Prompt, PromptError> {
+        let name = file.display().to_string();
+        let index = self
+            .sounds
+            .iter()
+            .filter(|(p, _)| matches!(p, Prompt::Music(_)))
+            .count();
+        let bytes = std::fs::read(file).map_err(|source| PromptError::Io {
+            file: name.clone(),
+            source,
+        })?;
+        let prompt = Prompt::Music(index as u16);
+        self.sounds.push((prompt, sound(parse_wav(&bytes, &name)?)));
+        Ok(prompt)
     }
 
     /// One prompt's samples.
