@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::transaction::TimerConfig;
-use crate::core::{Cidr, CoreConfig, RoomPolicy};
+use crate::core::{Cidr, CoreConfig, MenuKeys, RoomPolicy};
 use crate::media::prompt::{Prompt, PromptError, Prompts};
 
 /// The default configuration, compiled in: `caucus run` without `--config`.
@@ -151,55 +151,6 @@ fn yes() -> bool {
     true
 }
 
-/// `[menu]`: key sequences of the in-call DTMF menu.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Menu {
-    /// toggle own mute
-    pub toggle_mute: String,
-    /// hear the menu
-    pub help: String,
-    /// moderator: mute every participant
-    pub mute_all: String,
-    /// moderator: unmute every participant
-    pub unmute_all: String,
-    /// moderator: lock / unlock the room
-    pub lock: String,
-    /// moderator: end the conference
-    pub end: String,
-    /// hear how many are in the room
-    pub count: String,
-}
-
-impl Default for Menu {
-    fn default() -> Self {
-        let k = crate::core::MenuKeys::default();
-        Menu {
-            toggle_mute: k.toggle_mute,
-            help: k.help,
-            mute_all: k.mute_all,
-            unmute_all: k.unmute_all,
-            lock: k.lock,
-            end: k.end,
-            count: k.count,
-        }
-    }
-}
-
-impl Menu {
-    fn keys(&self) -> [(&'static str, &String); 7] {
-        [
-            ("toggle_mute", &self.toggle_mute),
-            ("help", &self.help),
-            ("mute_all", &self.mute_all),
-            ("unmute_all", &self.unmute_all),
-            ("lock", &self.lock),
-            ("end", &self.end),
-            ("count", &self.count),
-        ]
-    }
-}
-
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -215,7 +166,7 @@ pub struct Config {
     pub rtp: Rtp,
     /// in-call menu keys
     #[serde(default)]
-    pub menu: Menu,
+    pub menu: MenuKeys,
     /// rooms
     #[serde(default, rename = "room")]
     pub rooms: Vec<Room>,
@@ -401,7 +352,7 @@ impl Config {
             &[Seg::Key("rtp"), Seg::Key("max_talkers")],
             "max_talkers must be 1..=16",
         )?;
-        for (key, seq) in cfg.menu.keys() {
+        for (key, seq) in cfg.menu.named() {
             let at = [Seg::Key("menu"), Seg::Key(key)];
             check(
                 (1..=4).contains(&seq.len())
@@ -411,7 +362,7 @@ impl Config {
                 &at,
                 &format!("{key} must be 1-4 keys of 0-9 * #"),
             )?;
-            let clash = cfg.menu.keys().iter().any(|(other, o)| {
+            let clash = cfg.menu.named().iter().any(|(other, o)| {
                 *other != key && (o.starts_with(seq.as_str()) || seq.starts_with(o.as_str()))
             });
             check(
@@ -618,15 +569,7 @@ impl Config {
                 t4: Duration::from_millis(self.sip.t4_ms),
             },
             user_agent: self.sip.user_agent.clone(),
-            menu: crate::core::MenuKeys {
-                toggle_mute: self.menu.toggle_mute.clone(),
-                help: self.menu.help.clone(),
-                mute_all: self.menu.mute_all.clone(),
-                unmute_all: self.menu.unmute_all.clone(),
-                lock: self.menu.lock.clone(),
-                end: self.menu.end.clone(),
-                count: self.menu.count.clone(),
-            },
+            menu: self.menu.clone(),
         }
     }
 }

@@ -235,8 +235,9 @@ enum Stage {
     },
 }
 
-/// Key sequences of the in-call DTMF menu.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Key sequences of the in-call DTMF menu (`[menu]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MenuKeys {
     /// toggle own mute
     pub toggle_mute: String,
@@ -281,16 +282,25 @@ enum MenuAction {
 }
 
 impl MenuKeys {
-    fn bindings(&self) -> [(&str, MenuAction); 7] {
+    /// Each binding's config key and key sequence.
+    pub fn named(&self) -> [(&'static str, &String); 7] {
         [
-            (&self.toggle_mute, MenuAction::ToggleMute),
-            (&self.help, MenuAction::Help),
-            (&self.mute_all, MenuAction::MuteAll),
-            (&self.unmute_all, MenuAction::UnmuteAll),
-            (&self.lock, MenuAction::Lock),
-            (&self.end, MenuAction::End),
-            (&self.count, MenuAction::Count),
+            ("toggle_mute", &self.toggle_mute),
+            ("help", &self.help),
+            ("mute_all", &self.mute_all),
+            ("unmute_all", &self.unmute_all),
+            ("lock", &self.lock),
+            ("end", &self.end),
+            ("count", &self.count),
         ]
+    }
+
+    fn bindings(&self) -> [(&str, MenuAction); 7] {
+        use MenuAction::*;
+        // in the order of `named`
+        let actions = [ToggleMute, Help, MuteAll, UnmuteAll, Lock, End, Count];
+        let named = self.named();
+        std::array::from_fn(|i| (named[i].1.as_str(), actions[i]))
     }
 }
 

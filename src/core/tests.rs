@@ -458,33 +458,16 @@ fn shutdown_byes_every_leg_and_refuses_new_calls() {
     assert_eq!(status(&out[1]), 503);
 }
 
-/// Answer a call into `secret`; returns (leg id, To tag).
+/// Answer a call into `secret`: the leg starts isolated with the PIN prompt.
 fn pin_call(h: &mut Harness, call: &str) -> (LegId, String) {
-    let inv = String::from_utf8(request(
-        "INVITE",
-        "secret",
-        &format!("z9hG4bK{call}"),
-        1,
-        None,
-        SDP,
-    ))
-    .unwrap()
-    .replace("call-1", call);
-    let out = h.send(inv.as_bytes());
-    let open = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Media(MediaCommand::Open { leg, isolated, .. }) => Some((*leg, *isolated)),
-            _ => None,
-        })
-        .unwrap();
-    assert!(open.1, "a PIN room's leg starts isolated");
-    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Play { prompts, .. }) if prompts == &vec![Prompt::EnterPin])));
-    let ok = messages(&out)
-        .into_iter()
-        .find(|m| status(m) == 200)
-        .unwrap();
-    (open.0, to_tag(&ok))
+    let (leg, tag, out) = call_into(h, "secret", call);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Open { isolated: true, .. }))),
+        "a PIN room's leg starts isolated"
+    );
+    assert_eq!(played(&out, leg), vec![Prompt::EnterPin]);
+    (leg, tag)
 }
 
 fn keys(h: &mut Harness, leg: LegId, digits: &str) -> Vec<Output> {
