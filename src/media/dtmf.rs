@@ -65,6 +65,12 @@ pub fn classify(frame: &[i16]) -> Option<char> {
 }
 
 impl InbandDetector {
+    /// Whether the last frame fed held a DTMF tone (it is then kept out of the mix:
+    /// digits typed for the menu are not heard by the room).
+    pub fn tone_present(&self) -> bool {
+        self.candidate.is_some() && self.gap == 0
+    }
+
     /// Feed one 20 ms frame at 8 kHz; returns a digit once per key press.
     pub fn feed(&mut self, frame: &[i16]) -> Option<char> {
         let key = classify(frame);
@@ -140,6 +146,11 @@ mod tests {
                 got.extend(d.feed(f));
             }
             assert_eq!(got, vec![k, k], "key {k}");
+            assert!(d.tone_present(), "key {k} still sounding");
+            for f in frames(None, 12, 2) {
+                d.feed(&f);
+            }
+            assert!(!d.tone_present(), "silence after key {k}");
         }
     }
 

@@ -514,6 +514,14 @@ impl LegMedia {
             Some(det) if have == need => det.feed(&native[..need]),
             _ => None,
         };
+        if self
+            .inband
+            .as_ref()
+            .is_some_and(InbandDetector::tone_present)
+        {
+            // a key press, not speech: the room does not hear it
+            native[..need].fill(0);
+        }
         let out_len = (room_rate / 50) as usize;
         if self.params.codec.clock_rate() == room_rate {
             self.frame[..out_len].copy_from_slice(&native[..out_len]);

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::resample::Upsampler;
+use super::resample::{Upsampler, decimate_16k};
 
 /// The prompts the bridge speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,7 +216,7 @@ pub struct Prompts {
     sounds: Vec<(Prompt, Sound)>,
 }
 
-/// Parse a 16-bit PCM mono 8 kHz WAV.
+/// Parse a 16-bit PCM mono WAV at 8 or 16 kHz; returns 8 kHz samples.
 pub fn parse_wav(b: &[u8], file: &str) -> Result<Vec<i16>, PromptError> {
     let bad = |reason| PromptError::Format {
         file: file.to_string(),
@@ -226,7 +226,7 @@ pub fn parse_wav(b: &[u8], file: &str) -> Result<Vec<i16>, PromptError> {
         return Err(bad("not a RIFF/WAVE file"));
     }
     let mut pos = 12;
-    let mut fmt_ok = false;
+    let mut rate16 = None;
     while pos + 8 <= b.len() {
         let id = &b[pos..pos + 4];
         let len = u32::from_le_bytes([b[pos + 4], b[pos + 5], b[pos + 6], b[pos + 7]]) as usize;
@@ -241,18 +241,23 @@ pub fn parse_wav(b: &[u8], file: &str) -> Result<Vec<i16>, PromptError> {
             let channels = u16::from_le_bytes([body[2], body[3]]);
             let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
             let bits = u16::from_le_bytes([body[14], body[15]]);
-            if format != 1 || channels != 1 || rate != 8000 || bits != 16 {
-                return Err(bad("must be 16-bit PCM, mono, 8000 Hz"));
+            if format != 1 || channels != 1 || !(rate == 8000 || rate == 16000) || bits != 16 {
+                return Err(bad("must be 16-bit PCM, mono, 8000 or 16000 Hz"));
             }
-            fmt_ok = true;
+            rate16 = Some(rate == 16000);
         } else if id == b"data" {
-            if !fmt_ok {
+            let Some(wide) = rate16 else {
                 return Err(bad("data before fmt"));
-            }
-            return Ok(body
+            };
+            let samples: Vec<i16> = body
                 .chunks_exact(2)
                 .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                .collect());
+                .collect();
+            return Ok(if wide {
+                decimate_16k(&samples)
+            } else {
+                samples
+            });
         }
         pos += 8 + len + (len & 1);
     }
@@ -342,6 +347,37 @@ mod tests {
             let peak = s.narrow.iter().map(|v| v.unsigned_abs()).max().unwrap();
             assert!(peak > 5000, "{q:?} peak {peak}");
         }
+    }
+
+    #[test]
+    fn sixteen_khz_files_are_brought_to_8k() {
+        let n = 16000;
+        let mut wav = Vec::new();
+        let data: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                ((8000.0 * (2.0 * std::f64::consts::PI * 500.0 * i as f64 / 16000.0).sin()) as i16)
+                    .to_le_bytes()
+            })
+            .collect();
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        for v in [1u16, 1] {
+            wav.extend_from_slice(&v.to_le_bytes());
+        }
+        wav.extend_from_slice(&16000u32.to_le_bytes());
+        wav.extend_from_slice(&32000u32.to_le_bytes());
+        wav.extend_from_slice(&2u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(&data);
+        let s = parse_wav(&wav, "x").unwrap();
+        assert_eq!(s.len(), 8000);
+        let level = crate::media::goertzel::power_db(&s[100..7900], 8000.0, 500.0);
+        let want = 10.0 * (8000.0f64.powi(2) / 4.0).log10();
+        assert!((level - want).abs() < 1.0, "{level} vs {want}");
     }
 
     #[test]

@@ -10,9 +10,14 @@ const TAPS: usize = 192;
 const PHASE_TAPS: usize = TAPS / FACTOR;
 
 fn design() -> Vec<f32> {
-    let fc = 3700.0 / 48000.0;
-    let m = (TAPS - 1) as f64;
-    let mut h: Vec<f64> = (0..TAPS)
+    windowed_sinc(TAPS, 3700.0 / 48000.0)
+}
+
+/// Blackman-windowed sinc low-pass with `taps` taps and cutoff `fc` (cycles/sample),
+/// normalised to unity gain.
+fn windowed_sinc(taps: usize, fc: f64) -> Vec<f32> {
+    let m = (taps - 1) as f64;
+    let mut h: Vec<f64> = (0..taps)
         .map(|n| {
             let x = n as f64 - m / 2.0;
             let sinc = if x == 0.0 {
@@ -30,6 +35,27 @@ fn design() -> Vec<f32> {
         *v /= sum;
     }
     h.into_iter().map(|v| v as f32).collect()
+}
+
+/// 16 kHz → 8 kHz for sound files loaded at start-up (not on the media path):
+/// low-pass at 3.7 kHz, keep every other sample.
+pub fn decimate_16k(input: &[i16]) -> Vec<i16> {
+    let h = windowed_sinc(63, 3700.0 / 16000.0);
+    let half = h.len() / 2;
+    (0..input.len() / 2)
+        .map(|o| {
+            let centre = 2 * o;
+            let acc: f32 = h
+                .iter()
+                .enumerate()
+                .filter_map(|(k, c)| {
+                    let idx = (centre + k).checked_sub(half)?;
+                    input.get(idx).map(|&v| c * f32::from(v))
+                })
+                .sum();
+            acc.round().clamp(-32768.0, 32767.0) as i16
+        })
+        .collect()
 }
 
 /// 8 kHz → 48 kHz.
