@@ -118,6 +118,10 @@ pub struct Room {
     /// this room's music on hold (8 kHz mono 16-bit WAV); default: moh.wav
     #[serde(default)]
     pub music_on_hold: Option<std::path::PathBuf>,
+    /// callers beyond max_participants hear "the conference is full" and a BYE
+    /// instead of getting 486 Busy Here
+    #[serde(default)]
+    pub full_announce: bool,
     /// seconds between the last moderator leaving and the end (0..=3600)
     #[serde(default)]
     pub end_grace_s: u64,
@@ -532,6 +536,7 @@ impl Config {
                         moderated: r.moderated,
                         end_on_moderator_exit: r.end_on_moderator_exit.unwrap_or(r.moderated),
                         announce_end: r.announce_end,
+                        full_announce: r.full_announce,
                         music: r
                             .music_on_hold
                             .as_deref()

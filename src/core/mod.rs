@@ -82,6 +82,9 @@ pub struct RoomPolicy {
     pub moderated: bool,
     /// what waiting participants hear
     pub music: Prompt,
+    /// a caller beyond max_participants is answered, told the room is full and
+    /// hung up, instead of getting 486
+    pub full_announce: bool,
     /// the room ends when its last moderator leaves
     pub end_on_moderator_exit: bool,
     /// say "the conference has ended" before the BYE when a room ends
@@ -188,6 +191,7 @@ impl RoomPolicy {
             },
             moderated: false,
             music: Prompt::MusicOnHold,
+            full_announce: false,
             end_on_moderator_exit: false,
             announce_end: false,
             end_grace: Duration::ZERO,
@@ -228,6 +232,8 @@ enum Stage {
     },
     /// in a moderated room before any moderator: music on hold, not mixed
     Waiting,
+    /// answered only to be told the room is full, then hung up
+    Refused,
     /// in the mix
     Joined {
         /// joined with the moderator PIN
@@ -1100,7 +1106,11 @@ impl Core {
             params,
             isolated,
         }));
-        if waiting {
+        if leg.stage == Stage::Refused {
+            leg.hangup_after_prompt = true;
+            self.play(id, vec![Prompt::Full, Prompt::Goodbye]);
+            self.arm(now + Duration::from_secs(10), Timer::Hangup(id));
+        } else if waiting {
             self.start_waiting(now, id);
         } else if !isolated {
             self.on_joined(id);
@@ -1483,7 +1493,8 @@ impl Core {
                 &[("Warning", "399 caucus \"room locked\"".into())],
             );
         }
-        if self.rooms.get(&room).map_or(0, Vec::len) >= policy.max_participants {
+        let full = self.rooms.get(&room).map_or(0, Vec::len) >= policy.max_participants;
+        if full && !policy.full_announce {
             return self.reply_txn(
                 now,
                 &key,
@@ -1530,7 +1541,9 @@ impl Core {
             media_open: false,
             answer_gen: 0,
             pending: None,
-            stage: if policy.has_pin() {
+            stage: if full {
+                Stage::Refused
+            } else if policy.has_pin() {
                 Stage::Pin {
                     entered: String::new(),
                     tries: 0,

@@ -41,6 +41,9 @@ fn config() -> CoreConfig {
     roles.announce_first = true;
     roles.announce_join_leave = true;
     rooms.insert("roles".to_string(), roles);
+    let mut small = RoomPolicy::open(1, Duration::ZERO);
+    small.full_announce = true;
+    rooms.insert("small".to_string(), small);
     let mut lan = RoomPolicy::open(10, Duration::ZERO);
     lan.allowed_sources = vec![Cidr::parse("10.0.0.0/8").unwrap()];
     rooms.insert("lan".to_string(), lan);
@@ -830,4 +833,22 @@ fn ended_prompt_before_the_bye_when_asked_for() {
     // the moderator's own leg ends after its prompt too, or at the latest in 5 s
     h.advance_to(Duration::from_secs(6));
     assert_eq!(h.core.leg_count(), 0);
+}
+
+#[test]
+fn full_room_can_answer_with_a_prompt_and_a_bye() {
+    let mut h = Harness::new();
+    call_into(&mut h, "small", "a");
+    let (b, _, out) = call_into(&mut h, "small", "b");
+    assert_eq!(played(&out, b), vec![Prompt::Full, Prompt::Goodbye]);
+    assert!(out.iter().any(
+        |o| matches!(o, Output::Media(MediaCommand::Open { leg, isolated: true, .. }) if *leg == b)
+    ));
+    h.core.prompt_done(h.now, b);
+    assert!(
+        messages(&h.drain())
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye))
+    );
+    assert_eq!(h.core.leg_count(), 1);
 }

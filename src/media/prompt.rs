@@ -29,6 +29,8 @@ pub enum Prompt {
     AllUnmuted,
     /// "The conference is locked."
     Locked,
+    /// "The conference is full."
+    Full,
     /// "The conference is unlocked."
     Unlocked,
     /// "The conference has ended."
@@ -96,6 +98,7 @@ impl Prompt {
             Prompt::AllMuted,
             Prompt::AllUnmuted,
             Prompt::Locked,
+            Prompt::Full,
             Prompt::Unlocked,
             Prompt::Ended,
             Prompt::Menu,
@@ -135,6 +138,7 @@ impl Prompt {
             Prompt::AllMuted => "all-muted.wav",
             Prompt::AllUnmuted => "all-unmuted.wav",
             Prompt::Locked => "locked.wav",
+            Prompt::Full => "full.wav",
             Prompt::Unlocked => "unlocked.wav",
             Prompt::Ended => "ended.wav",
             Prompt::Menu => "menu.wav",
@@ -162,6 +166,7 @@ impl Prompt {
             Prompt::AllMuted => include_bytes!("../../sounds/all-muted.wav"),
             Prompt::AllUnmuted => include_bytes!("../../sounds/all-unmuted.wav"),
             Prompt::Locked => include_bytes!("../../sounds/locked.wav"),
+            Prompt::Full => include_bytes!("../../sounds/full.wav"),
             Prompt::Unlocked => include_bytes!("../../sounds/unlocked.wav"),
             Prompt::Ended => include_bytes!("../../sounds/ended.wav"),
             Prompt::Menu => include_bytes!("../../sounds/menu.wav"),
