@@ -4,8 +4,6 @@
 //! energy and agree in level (twist), for two frames running; reported once per key
 //! press.
 
-use super::goertzel;
-
 const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 const KEYS: [[char; 4]; 4] = [
@@ -40,13 +38,49 @@ fn strongest(p: &[f64; 4]) -> (usize, f64, f64) {
     (idx, p[idx], second)
 }
 
-/// The key whose two tones dominate this 8 kHz frame, if any.
+/// Goertzel coefficients 2·cos(2πf/8000) of the eight DTMF frequencies.
+fn coefficients() -> [f32; 8] {
+    let mut c = [0f32; 8];
+    for (i, f) in ROWS.iter().chain(COLS.iter()).enumerate() {
+        c[i] = (2.0 * (2.0 * std::f64::consts::PI * f / 8000.0).cos()) as f32;
+    }
+    c
+}
+
+/// The key whose two tones dominate this 8 kHz frame, if any. Runs on every frame
+/// of every leg without telephone-event, so: an energy gate first (a frame too quiet
+/// to hold two tones at the minimum level costs one pass), then the eight Goertzel
+/// filters side by side in one pass.
 pub fn classify(frame: &[i16]) -> Option<char> {
     if frame.is_empty() {
         return None;
     }
-    let rows = ROWS.map(|f| goertzel::power(frame, 8000.0, f));
-    let cols = COLS.map(|f| goertzel::power(frame, 8000.0, f));
+    let mean_square = frame
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        / frame.len() as f64;
+    // two tones at MIN_POWER each carry 2 * 2 * MIN_POWER of mean square
+    if mean_square < 4.0 * MIN_POWER {
+        return None;
+    }
+    let coeff = coefficients();
+    let (mut s1, mut s2) = ([0f32; 8], [0f32; 8]);
+    for &v in frame {
+        let x = f32::from(v);
+        for k in 0..8 {
+            let s = x + coeff[k] * s1[k] - s2[k];
+            s2[k] = s1[k];
+            s1[k] = s;
+        }
+    }
+    let n2 = (frame.len() as f64).powi(2);
+    let power = |k: usize| {
+        let (a, b, c) = (f64::from(s1[k]), f64::from(s2[k]), f64::from(coeff[k]));
+        (a * a + b * b - c * a * b) / n2
+    };
+    let rows = [power(0), power(1), power(2), power(3)];
+    let cols = [power(4), power(5), power(6), power(7)];
     let (r, pr, r2) = strongest(&rows);
     let (c, pc, c2) = strongest(&cols);
     if pr < MIN_POWER || pc < MIN_POWER {
@@ -57,7 +91,6 @@ pub fn classify(frame: &[i16]) -> Option<char> {
         return None;
     }
     // the two tones carry most of the signal (speech and music spread wider)
-    let mean_square = frame.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / frame.len() as f64;
     if 2.0 * (pr + pc) < 0.75 * mean_square {
         return None;
     }
