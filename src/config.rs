@@ -137,6 +137,9 @@ pub struct Room {
     /// "you are the first participant"
     #[serde(default)]
     pub announce_first: bool,
+    /// "there are N participants" on joining
+    #[serde(default)]
+    pub announce_count: bool,
     /// tones when someone joins or leaves
     #[serde(default)]
     pub announce_join_leave: bool,
@@ -547,6 +550,7 @@ impl Config {
                         participant_can_speak: r.participant_can_speak,
                         participant_can_hear: r.participant_can_hear,
                         announce_first: r.announce_first,
+                        announce_count: r.announce_count,
                         announce_join_leave: r.announce_join_leave,
                         wait_timeout: Duration::from_secs(r.wait_timeout_s),
                         allowed_sources: r

@@ -360,3 +360,70 @@ fn star_six_mutes_and_unmutes() {
     assert_eq!(b.hangup(), 200);
     assert_eq!(bridge.terminate(), Some(0));
 }
+
+/// Lecture mode and lock over the wire: the moderator's `*1` silences a participant
+/// for the moderator and `*2` brings it back; after `*5` a new participant who types
+/// the right PIN is still turned away with a BYE, and a moderator gets in.
+#[test]
+fn lecture_mode_and_lock_by_the_moderator() {
+    let bridge = Bridge::start(
+        "[[room]]\nname = \"class\"\npin = \"1\"\nmoderator_pin = \"999\"\npin_timeout_s = 5\n",
+    );
+    let mut m = Ua::new(bridge.sip, "class", CodecKind::Pcmu, false, "teacher");
+    let mut p = Ua::new(bridge.sip, "class", CodecKind::Pcmu, false, "pupil");
+    assert_eq!(m.call(""), 200);
+    assert_eq!(p.call(""), 200);
+    typed(&m, "999#");
+    typed(&p, "1#");
+    // the pupil whistles throughout; the teacher mutes everyone, then unmutes
+    let mut teacher = vec![Step::Silence; 50];
+    teacher.extend(keypad("*1", false));
+    // each phase lasts 3 s and is measured in its last second, after the
+    // moderator's own "all muted" / "all unmuted" prompt has played
+    teacher.extend([Step::Silence; 150]);
+    let muted_until = teacher.len();
+    teacher.extend(keypad("*2", false));
+    teacher.extend([Step::Silence; 150]);
+    let heard = std::thread::scope(|s| {
+        let pupil = s.spawn(|| drive(&p, &vec![Step::Tone(1900.0); teacher.len()]));
+        let h = drive(&m, &teacher);
+        pupil.join().unwrap();
+        h
+    });
+    let window = |from: usize, to: usize| {
+        let (lo, hi) = (from * 160, (to * 160).min(heard.len()));
+        peak_db(&heard[lo..hi], 1900.0)
+    };
+    let end = heard.len() / 160;
+    let (before, during, after) = (
+        window(10, 50),
+        window(muted_until - 50, muted_until),
+        window(end - 50, end),
+    );
+    eprintln!("pupil at the teacher: {before:.1} / muted {during:.1} / {after:.1} dB peak");
+    assert!(
+        before > 30.0 && after > 30.0,
+        "pupil not heard when unmuted"
+    );
+    assert!(during < 10.0, "pupil heard in lecture mode");
+    // lock: a latecomer with the right PIN is refused (BYE), a moderator is not
+    typed(&m, "*5");
+    let mut late = Ua::new(bridge.sip, "class", CodecKind::Pcmu, false, "late");
+    assert_eq!(late.call(""), 200);
+    typed(&late, "1#");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got_bye = false;
+    while !got_bye && Instant::now() < deadline {
+        drive(&late, &[Step::Silence; 10]);
+        while let Some(msg) = late.recv(Duration::from_millis(50)) {
+            got_bye |= msg.method() == Some(&Method::Bye);
+        }
+    }
+    assert!(got_bye, "a participant got into a locked room");
+    let mut m2 = Ua::new(bridge.sip, "class", CodecKind::Pcmu, false, "teacher2");
+    assert_eq!(m2.call(""), 200);
+    typed(&m2, "999#");
+    assert!(bridge.log_text().matches("PIN accepted").count() >= 4);
+    assert_eq!(m.hangup(), 200);
+    assert_eq!(bridge.terminate(), Some(0));
+}

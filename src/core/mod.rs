@@ -99,6 +99,8 @@ pub struct RoomPolicy {
     pub participant_can_hear: bool,
     /// tell the first caller they are first
     pub announce_first: bool,
+    /// tell each caller how many are in the room when they join
+    pub announce_count: bool,
     /// a tone to the room when someone joins or leaves
     pub announce_join_leave: bool,
     /// participants waiting for a moderator longer than this are hung up (0: never)
@@ -199,6 +201,7 @@ impl RoomPolicy {
             participant_can_speak: true,
             participant_can_hear: true,
             announce_first: false,
+            announce_count: false,
             announce_join_leave: false,
             wait_timeout: Duration::ZERO,
             allowed_sources: Vec::new(),
@@ -1030,6 +1033,8 @@ impl Core {
             .collect();
         if p.announce_first && others.is_empty() {
             self.play(id, vec![Prompt::First]);
+        } else if p.announce_count {
+            self.play(id, Prompt::count(others.len() + 1));
         }
         if p.announce_join_leave {
             for o in others {

@@ -39,6 +39,7 @@ fn config() -> CoreConfig {
     roles.start_muted = true;
     roles.participant_can_hear = false;
     roles.announce_first = true;
+    roles.announce_count = true;
     roles.announce_join_leave = true;
     rooms.insert("roles".to_string(), roles);
     let mut small = RoomPolicy::open(1, Duration::ZERO);
@@ -791,7 +792,11 @@ fn roles_and_announcements() {
         )
     );
     let (b, btag, out) = call_into(&mut h, "roles", "b");
-    assert!(played(&out, b).is_empty(), "the second caller is not first");
+    assert_eq!(
+        played(&out, b),
+        vec![Prompt::ThereAre, Prompt::Number(2), Prompt::Participants],
+        "the second caller hears the count, not 'first'"
+    );
     assert_eq!(played(&out, a), vec![Prompt::JoinTone]);
     let bye = String::from_utf8(request("BYE", "roles", "z9hG4bKbbye", 2, Some(&btag), ""))
         .unwrap()
