@@ -427,3 +427,74 @@ fn lecture_mode_and_lock_by_the_moderator() {
     assert_eq!(m.hangup(), 200);
     assert_eq!(bridge.terminate(), Some(0));
 }
+
+/// Wait for a BYE on `ua` for up to `secs`, keeping its RTP flowing.
+fn bye_within(ua: &mut Ua, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        drive(ua, &[Step::Silence; 5]);
+        while let Some(msg) = ua.recv(Duration::from_millis(20)) {
+            if msg.method() == Some(&Method::Bye) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Over the wire: a source that fails more often than the lockout allows is then
+/// refused even with the right PIN (told exactly what a wrong PIN is told), and a
+/// participant who waits too long for the moderator is told so and hung up.
+#[test]
+fn lockout_and_wait_timeout_over_the_wire() {
+    let bridge = Bridge::start(
+        "[[room]]\nname = \"vault\"\npin = \"4321\"\npin_retries = 2\npin_lockout_failures = 2\n\
+         [[room]]\nname = \"lobby\"\nmoderated = true\nmoderator_pin = \"999\"\nwait_timeout_s = 2\n",
+    );
+    // two calls, two wrong tries each: more than 2 failures from 127.0.0.1
+    for i in 0..2 {
+        let mut g = Ua::new(
+            bridge.sip,
+            "vault",
+            CodecKind::Pcmu,
+            false,
+            &format!("guess{i}"),
+        );
+        assert_eq!(g.call(""), 200);
+        typed(&g, "1111#");
+        typed(&g, "2222#");
+        assert!(bye_within(&mut g, 10), "no BYE after the last wrong try");
+    }
+    let mut right = Ua::new(bridge.sip, "vault", CodecKind::Pcmu, false, "right");
+    assert_eq!(right.call(""), 200);
+    typed(&right, "4321#");
+    drive(&right, &[Step::Silence; 25]);
+    let log = bridge.log_text();
+    assert_eq!(
+        log.matches("PIN accepted").count(),
+        0,
+        "a locked-out source got in"
+    );
+    assert!(log.contains("source locked out"));
+    typed(&right, "4321#");
+    assert!(
+        bye_within(&mut right, 10),
+        "locked-out caller not hung up like a wrong PIN"
+    );
+
+    let mut waiting = Ua::new(bridge.sip, "lobby", CodecKind::Pcmu, false, "waiting");
+    assert_eq!(waiting.call(""), 200);
+    typed(&waiting, "#");
+    let t0 = Instant::now();
+    assert!(bye_within(&mut waiting, 12), "no BYE after wait_timeout");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "hung up before wait_timeout"
+    );
+    assert!(
+        bridge
+            .log_text()
+            .contains("waited too long for the moderator")
+    );
+    assert_eq!(bridge.terminate(), Some(0));
+}

@@ -693,8 +693,8 @@ impl Core {
                 {
                     tracing::info!(leg = %id, room = %leg.room, "waited too long for the moderator");
                     leg.hangup_after_prompt = true;
-                    self.play(id, vec![Prompt::Goodbye]);
-                    self.arm(now + Duration::from_secs(5), Timer::Hangup(id));
+                    self.play(id, vec![Prompt::NoModerator, Prompt::Goodbye]);
+                    self.arm(now + Duration::from_secs(8), Timer::Hangup(id));
                 }
             }
             Timer::EndRoom(room) => {
@@ -914,6 +914,9 @@ impl Core {
                 } else {
                     vec![Prompt::InvalidPin, Prompt::EnterPin]
                 };
+                // the caller may have typed over the last prompt: answer at once
+                self.out
+                    .push_back(Output::Media(MediaCommand::Interrupt { leg: id }));
                 self.out
                     .push_back(Output::Media(MediaCommand::Play { leg: id, prompts }));
             }

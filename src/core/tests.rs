@@ -813,7 +813,7 @@ fn waiting_too_long_for_the_moderator_hangs_up() {
     assert_eq!(played(&out, p), vec![Prompt::WaitModerator]);
     let t = h.advance_to(Duration::from_secs(31));
     let outs: Vec<Output> = t.into_iter().map(|x| x.1).collect();
-    assert_eq!(played(&outs, p), vec![Prompt::Goodbye]);
+    assert_eq!(played(&outs, p), vec![Prompt::NoModerator, Prompt::Goodbye]);
     h.core.prompt_done(h.now, p);
     let out = messages(&h.drain());
     assert!(out.iter().any(|m| m.method() == Some(&Method::Bye)));

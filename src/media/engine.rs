@@ -112,6 +112,12 @@ pub enum MediaCommand {
         /// deaf or not
         deaf: bool,
     },
+    /// stop the leg's current prompt and drop its queue (barge-in); music on hold
+    /// carries on
+    Interrupt {
+        /// leg
+        leg: LegId,
+    },
     /// play prompts to this leg only, in order, after any already queued
     Play {
         /// leg
@@ -235,6 +241,7 @@ enum Command {
     Mute(LegId, bool),
     Deaf(LegId, bool),
     Play(LegId, Vec<Prompt>),
+    Interrupt(LegId),
     Update(LegId, MediaParams),
     Remove(LegId),
     Stop,
@@ -960,6 +967,12 @@ fn worker(
                     l.moh = Some(music);
                 }
             }
+            Some(Command::Interrupt(id)) => {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
+                    l.prompts.clear();
+                    l.playing = None;
+                }
+            }
             Some(Command::Play(id, list)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.prompts.extend(list);
@@ -1097,6 +1110,7 @@ impl MediaEngine {
             MediaCommand::Deaf { leg, deaf } => {
                 self.tell(leg, Command::Deaf(leg, deaf));
             }
+            MediaCommand::Interrupt { leg } => self.tell(leg, Command::Interrupt(leg)),
             MediaCommand::Play { leg, prompts } => {
                 self.tell(leg, Command::Play(leg, prompts));
             }

@@ -41,6 +41,8 @@ pub enum Prompt {
     First,
     /// "Please wait for the moderator."
     WaitModerator,
+    /// "The moderator has not arrived."
+    NoModerator,
     /// someone joined (two rising beeps)
     JoinTone,
     /// someone left (two falling beeps)
@@ -104,6 +106,7 @@ impl Prompt {
             Prompt::Menu,
             Prompt::First,
             Prompt::WaitModerator,
+            Prompt::NoModerator,
             Prompt::JoinTone,
             Prompt::LeaveTone,
             Prompt::ThereAre,
@@ -144,6 +147,7 @@ impl Prompt {
             Prompt::Menu => "menu.wav",
             Prompt::First => "first.wav",
             Prompt::WaitModerator => "wait-moderator.wav",
+            Prompt::NoModerator => "no-moderator.wav",
             Prompt::JoinTone => "join.wav",
             Prompt::LeaveTone => "leave.wav",
             Prompt::ThereAre => "there-are.wav",
@@ -172,6 +176,7 @@ impl Prompt {
             Prompt::Menu => include_bytes!("../../sounds/menu.wav"),
             Prompt::First => include_bytes!("../../sounds/first.wav"),
             Prompt::WaitModerator => include_bytes!("../../sounds/wait-moderator.wav"),
+            Prompt::NoModerator => include_bytes!("../../sounds/no-moderator.wav"),
             Prompt::JoinTone => include_bytes!("../../sounds/join.wav"),
             Prompt::LeaveTone => include_bytes!("../../sounds/leave.wav"),
             Prompt::ThereAre => include_bytes!("../../sounds/there-are.wav"),
