@@ -333,13 +333,13 @@ impl Prompts {
     }
 
     /// One prompt's samples.
+    /// A room's own music that was not loaded (its file was added to the config by
+    /// a reload after start-up) falls back to the default music.
     pub fn get(&self, p: Prompt) -> &Sound {
-        &self
-            .sounds
-            .iter()
-            .find(|(q, _)| *q == p)
-            .expect("every prompt is loaded")
-            .1
+        let find = |p: Prompt| self.sounds.iter().find(|(q, _)| *q == p).map(|(_, s)| s);
+        find(p)
+            .or_else(|| find(Prompt::MusicOnHold))
+            .expect("the built-in prompts are always loaded")
     }
 }
 
@@ -388,6 +388,15 @@ mod tests {
         let level = crate::media::goertzel::power_db(&s[100..7900], 8000.0, 500.0);
         let want = 10.0 * (8000.0f64.powi(2) / 4.0).log10();
         assert!((level - want).abs() < 1.0, "{level} vs {want}");
+    }
+
+    #[test]
+    fn music_added_by_a_reload_falls_back_to_the_default() {
+        let p = Prompts::embedded();
+        assert_eq!(
+            p.get(Prompt::Music(7)).narrow,
+            p.get(Prompt::MusicOnHold).narrow
+        );
     }
 
     #[test]
