@@ -182,7 +182,8 @@ impl Drop for Bridge {
 
 fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize) -> Bridge {
     let sip_port = free_port();
-    let port_min = 30000u32;
+    // below the ephemeral range (32768+), where the generator's own sockets live
+    let port_min = 10000u32;
     let port_max = (port_min + 2 * participants as u32 + 200).min(65534);
     let mut cfg = format!(
         "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n"

@@ -1146,7 +1146,11 @@ impl Core {
     /// The media side could not set up a leg (port taken by another process, codec
     /// failure): end it.
     pub fn media_failed(&mut self, now: Instant, leg: LegId) {
-        if self.legs.contains_key(&leg) {
+        if let Some(l) = self.legs.get(&leg) {
+            // Whoever holds that port (another program, an ephemeral socket) may keep
+            // it: take it out of the rotation rather than hand it to the next call.
+            tracing::warn!(leg = %leg, port = l.port, "RTP port unusable: retired from the pool");
+            self.ports.retire(l.port);
             self.end_leg(now, leg, true, "media failure");
         }
     }

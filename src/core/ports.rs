@@ -12,6 +12,7 @@ pub struct PortPool {
     max: u16,
     next: u16,
     used: BTreeSet<u16>,
+    retired: BTreeSet<u16>,
 }
 
 impl PortPool {
@@ -23,6 +24,7 @@ impl PortPool {
             max,
             next: min,
             used: BTreeSet::new(),
+            retired: BTreeSet::new(),
         }
     }
 
@@ -57,7 +59,15 @@ impl PortPool {
 
     /// Return a port.
     pub fn release(&mut self, port: u16) {
-        self.used.remove(&port);
+        if !self.retired.contains(&port) {
+            self.used.remove(&port);
+        }
+    }
+
+    /// Never hand this port out again (it could not be bound).
+    pub fn retire(&mut self, port: u16) {
+        self.retired.insert(port);
+        self.used.insert(port);
     }
 }
 
@@ -75,5 +85,11 @@ mod tests {
         p.release(20004);
         assert_eq!(p.allocate(), Some(20004));
         assert_eq!(p.in_use(), 4);
+        // a retired port stays out of rotation after its leg ends
+        p.retire(20006);
+        p.release(20006);
+        p.release(20002);
+        assert_eq!(p.allocate(), Some(20002));
+        assert_eq!(p.allocate(), None);
     }
 }

@@ -40,7 +40,9 @@ impl Bridge {
         let sip_port = free_port();
         // distinct RTP ranges per bridge so tests in parallel never collide
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
-        let base = 40000 + (std::process::id() as u16 % 50) * 400 + block * 100;
+        // below Linux's ephemeral range (32768-60999), where sockets bound to port 0
+        // (SIPp's, the test UAs') could take an RTP port from under the bridge
+        let base = 20000 + (std::process::id() as u16 % 15) * 800 + (block % 8) * 100;
         let rtp = (base, base + 99);
         let cfg = format!(
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{rooms}",
