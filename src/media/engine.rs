@@ -272,8 +272,8 @@ struct LegMedia {
     // out of the mix: hears its prompts (or silence), is heard by no one
     isolated: bool,
     prompts: std::collections::VecDeque<Prompt>,
-    // playing: samples and position in 8 kHz samples
-    playing: Option<(Sound, usize)>,
+    // playing: samples, position in 8 kHz samples, and whether it is the music
+    playing: Option<(Sound, usize, bool)>,
     // loop music on hold whenever no prompt is queued
     moh: Option<Prompt>,
     // heard by no one, hears the room
@@ -369,18 +369,19 @@ impl LegMedia {
     }
 
     /// Add the current prompt's next frame into `out` (room rate); moves to the next
-    /// queued prompt at the end of one. Returns true when the queue has run out.
+    /// queued prompt at the end of one, and loops the music on hold when nothing is
+    /// queued. Returns true when the last queued prompt has just ended.
     fn mix_prompt(&mut self, out: &mut [i16], prompts: &Prompts) -> bool {
         if self.playing.is_none() {
             match self.prompts.pop_front() {
-                Some(p) => self.playing = Some((prompts.get(p).clone(), 0)),
+                Some(p) => self.playing = Some((prompts.get(p).clone(), 0, false)),
                 None => match self.moh {
-                    Some(music) => self.playing = Some((prompts.get(music).clone(), 0)),
+                    Some(music) => self.playing = Some((prompts.get(music).clone(), 0, true)),
                     None => return false,
                 },
             }
         }
-        let Some((sound, pos)) = &mut self.playing else {
+        let Some((sound, pos, music)) = &mut self.playing else {
             return false;
         };
         let wide = out.len() != 160;
@@ -395,8 +396,11 @@ impl LegMedia {
         }
         *pos += 160;
         if *pos >= sound.narrow.len() {
+            // the queue has played out when its last prompt ends; music on hold
+            // looping underneath does not hold that back
+            let prompt_ended = !*music;
             self.playing = None;
-            return self.prompts.is_empty() && self.moh.is_none();
+            return prompt_ended && self.prompts.is_empty();
         }
         false
     }
@@ -1294,6 +1298,50 @@ mod tests {
         assert!(
             last[0].iter().all(|&b| b == 0xff || b == 0x7f),
             "the talker hears something"
+        );
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+
+    /// A leg on hold that is told something (e.g. "the moderator has not arrived")
+    /// reports the end of that prompt although its music goes on.
+    #[test]
+    fn prompt_done_while_music_loops() {
+        let prompts = Prompts::embedded();
+        let sock = || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        };
+        let params = MediaParams {
+            codec: CodecKind::Pcmu,
+            pt: 0,
+            dtmf_pt: Some(101),
+            remote: None,
+            peer_direction: Direction::SendRecv,
+            ssrc: 1,
+            ptime_ms: 20,
+        };
+        let mut leg = LegMedia::new(LegId(1), sock(), sock(), params, Instant::now()).unwrap();
+        leg.moh = Some(Prompt::MusicOnHold);
+        leg.prompts.push_back(Prompt::JoinTone);
+        let ticks = prompts.get(Prompt::JoinTone).narrow.len().div_ceil(160);
+        let mut frame = [0i16; 160];
+        let done: Vec<bool> = (0..ticks + 100)
+            .map(|_| leg.mix_prompt(&mut frame, &prompts))
+            .collect();
+        assert_eq!(
+            done.iter().filter(|d| **d).count(),
+            1,
+            "the end of the prompt is reported once"
+        );
+        assert!(done[ticks - 1], "reported when the prompt ends");
+        assert!(
+            leg.playing.as_ref().is_some_and(|p| p.2),
+            "the music plays on"
         );
     }
 }
