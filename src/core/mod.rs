@@ -313,6 +313,9 @@ impl MenuKeys {
     }
 }
 
+/// Longest a goodbye sequence of prompts may take before the call is ended anyway.
+const HANGUP_AFTER_PROMPT: Duration = Duration::from_secs(15);
+
 /// Keys of a menu sequence must follow each other within this time.
 const MENU_GAP: Duration = Duration::from_secs(3);
 
@@ -692,9 +695,7 @@ impl Core {
                     && leg.stage == Stage::Waiting
                 {
                     tracing::info!(leg = %id, room = %leg.room, "waited too long for the moderator");
-                    leg.hangup_after_prompt = true;
-                    self.play(id, vec![Prompt::NoModerator, Prompt::Goodbye]);
-                    self.arm(now + Duration::from_secs(8), Timer::Hangup(id));
+                    self.play_then_hang_up(now, id, vec![Prompt::NoModerator, Prompt::Goodbye]);
                 }
             }
             Timer::EndRoom(room) => {
@@ -702,11 +703,8 @@ impl Core {
                     self.end_room(now, &room, "moderator left");
                 }
             }
-            Timer::Hangup(id) => {
-                if self.legs.get(&id).is_some_and(|l| l.hangup_after_prompt) {
-                    self.end_leg(now, id, true, "after the last prompt");
-                }
-            }
+            // the media side never reported the end of the prompts: hang up anyway
+            Timer::Hangup(id) => self.prompt_done(now, id),
         }
     }
 
@@ -906,19 +904,14 @@ impl Core {
                     tracing::warn!(%room, source = %src, "PIN guessing: source locked out");
                 }
                 tracing::info!(leg = %id, %room, tries, "wrong PIN");
-                let leg = self.legs.get_mut(&id).expect("leg checked above");
-                let prompts = if tries >= retries {
-                    leg.hangup_after_prompt = true;
-                    self.arm(now + Duration::from_secs(15), Timer::Hangup(id));
-                    vec![Prompt::InvalidPin, Prompt::Goodbye]
-                } else {
-                    vec![Prompt::InvalidPin, Prompt::EnterPin]
-                };
                 // the caller may have typed over the last prompt: answer at once
                 self.out
                     .push_back(Output::Media(MediaCommand::Interrupt { leg: id }));
-                self.out
-                    .push_back(Output::Media(MediaCommand::Play { leg: id, prompts }));
+                if tries >= retries {
+                    self.play_then_hang_up(now, id, vec![Prompt::InvalidPin, Prompt::Goodbye]);
+                } else {
+                    self.play(id, vec![Prompt::InvalidPin, Prompt::EnterPin]);
+                }
             }
         }
     }
@@ -942,13 +935,7 @@ impl Core {
         };
         if !moderator && self.locked.contains(&room) {
             // a locked room admits moderators only
-            let leg = self.legs.get_mut(&id).expect("leg checked above");
-            leg.hangup_after_prompt = true;
-            self.out.push_back(Output::Media(MediaCommand::Play {
-                leg: id,
-                prompts: vec![Prompt::Locked, Prompt::Goodbye],
-            }));
-            self.arm(now + Duration::from_secs(15), Timer::Hangup(id));
+            self.play_then_hang_up(now, id, vec![Prompt::Locked, Prompt::Goodbye]);
             return;
         }
         let moderated = self.cfg.rooms.get(&room).is_some_and(|p| p.moderated);
@@ -1004,6 +991,17 @@ impl Core {
     fn play(&mut self, leg: LegId, prompts: Vec<Prompt>) {
         self.out
             .push_back(Output::Media(MediaCommand::Play { leg, prompts }));
+    }
+
+    /// Play `prompts` to a leg, then end its call (BYE) when the media side reports
+    /// them played, or after [`HANGUP_AFTER_PROMPT`] if it never does.
+    fn play_then_hang_up(&mut self, now: Instant, id: LegId, prompts: Vec<Prompt>) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.hangup_after_prompt = true;
+        self.play(id, prompts);
+        self.arm(now + HANGUP_AFTER_PROMPT, Timer::Hangup(id));
     }
 
     /// A leg is in the mix with its media up: apply its role and announce it.
@@ -1080,12 +1078,7 @@ impl Core {
                     l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting)
                 });
             if speak {
-                // BYE once the prompt has played (or after 5 s regardless)
-                if let Some(leg) = self.legs.get_mut(&l) {
-                    leg.hangup_after_prompt = true;
-                }
-                self.play(l, vec![Prompt::Ended]);
-                self.arm(now + Duration::from_secs(5), Timer::Hangup(l));
+                self.play_then_hang_up(now, l, vec![Prompt::Ended]);
             } else {
                 self.end_leg(now, l, true, why);
             }
@@ -1115,9 +1108,7 @@ impl Core {
             isolated,
         }));
         if leg.stage == Stage::Refused {
-            leg.hangup_after_prompt = true;
-            self.play(id, vec![Prompt::Full, Prompt::Goodbye]);
-            self.arm(now + Duration::from_secs(10), Timer::Hangup(id));
+            self.play_then_hang_up(now, id, vec![Prompt::Full, Prompt::Goodbye]);
         } else if waiting {
             self.start_waiting(now, id);
         } else if !isolated {
