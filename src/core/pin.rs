@@ -12,6 +12,9 @@ use subtle::ConstantTimeEq;
 /// Longest PIN accepted from config or keypad.
 pub const MAX_PIN: usize = 16;
 
+/// Sources remembered before stale ones are dropped.
+const MAX_RECORDS: usize = 4096;
+
 /// Lockout rule: more than `failures` within `window` locks for `time`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lockout {
@@ -86,6 +89,11 @@ impl Guard {
 
     /// Record a failure; returns true if the source just became locked out.
     pub fn fail(&mut self, room: &str, src: IpAddr, now: Instant, rule: Lockout) -> bool {
+        if self.records.len() >= MAX_RECORDS {
+            // many sources guessing: keep only what still matters, so memory stays
+            // bounded under a distributed guessing attack
+            self.expire(now, rule.window);
+        }
         let r = self.records.entry((room.to_string(), src)).or_default();
         while r
             .failures
@@ -107,8 +115,8 @@ impl Guard {
         false
     }
 
-    /// Forget records that no longer matter (call now and then).
-    pub fn expire(&mut self, now: Instant, rule_window: Duration) {
+    /// Forget records that no longer matter.
+    fn expire(&mut self, now: Instant, rule_window: Duration) {
         self.records.retain(|_, r| {
             r.locked_until.is_some_and(|t| now < t)
                 || r.failures
@@ -155,6 +163,16 @@ mod tests {
         assert!(g.locked("r", ip, t0 + Duration::from_secs(5)));
         assert!(!g.locked("other", ip, t0 + Duration::from_secs(5)));
         assert!(!g.locked("r", ip, t0 + Duration::from_secs(305)));
+        // stale records go once many sources have failed; live ones stay
+        let mut g = Guard::default();
+        for i in 0..MAX_RECORDS as u32 {
+            g.fail("r", IpAddr::from((i + 1).to_be_bytes()), t0, rule);
+        }
+        assert_eq!(g.records.len(), MAX_RECORDS);
+        let later = t0 + Duration::from_secs(1000);
+        assert!(!g.fail("r", ip, later, rule));
+        assert_eq!(g.records.len(), 1, "stale sources kept");
+        assert!(g.records.contains_key(&("r".to_string(), ip)));
         // failures spread wider than the window never lock
         let mut g = Guard::default();
         for i in 0..10 {
