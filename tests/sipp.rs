@@ -128,7 +128,7 @@ fn stock_uac_200_calls_at_20_per_second() {
 }
 
 #[test]
-fn stock_uac_pcap_plays_media() {
+fn stock_uac_pcap_calls_complete() {
     if !have_sipp() {
         return;
     }
