@@ -152,6 +152,353 @@ pub struct Room {
     /// From-URI patterns allowed to call ("sip:*@pbx.example.com"); empty: any
     #[serde(default)]
     pub allowed_callers: Vec<String>,
+    /// record the room's mix from its first call to its end (`[recording] dir`)
+    #[serde(default)]
+    pub record: bool,
+    /// this room's events go here instead of `[events] url`
+    #[serde(default)]
+    pub event_url: Option<String>,
+    /// rooms created through the API end this long after their last leg leaves
+    /// (or after creation, when nobody calls); 1..=86400, default 60
+    #[serde(default = "default_empty_timeout")]
+    pub empty_timeout_s: u64,
+}
+
+/// `[api]`: the HTTP control API; it starts only when a token is configured.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// listen address (default 127.0.0.1:8080)
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+    /// bearer token every request must carry (16+ characters)
+    #[serde(default)]
+    pub token: Option<String>,
+    /// or a file holding it (first line), e.g. a systemd credential
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+    /// `GET /metrics` needs the token too (default: it does not)
+    #[serde(default)]
+    pub metrics_auth: bool,
+    /// WAV files the `play` request may name (by file name) live here
+    #[serde(default)]
+    pub play_dir: Option<std::path::PathBuf>,
+}
+
+/// `[events]`: the event webhook (Vonage's event_url).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Events {
+    /// where events are POSTed (http or https); unset: no events
+    #[serde(default)]
+    pub url: Option<String>,
+    /// HMAC-SHA256 key; the signature goes in `X-Caucus-Signature`
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// how long one event is retried before it is dropped (default 600 s)
+    #[serde(default = "default_retry_for")]
+    pub retry_for_s: u64,
+}
+
+/// What to do with a call when the answer webhook fails.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerFallback {
+    /// route by the Request-URI to the configured rooms
+    #[default]
+    Rooms,
+    /// refuse the call with 503
+    Reject,
+}
+
+/// `[routing]`: the answer webhook (Vonage's answer_url).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// POSTed for each inbound INVITE; returns an NCCO
+    #[serde(default)]
+    pub answer_url: Option<String>,
+    /// when it fails or times out
+    #[serde(default)]
+    pub answer_fallback: AnswerFallback,
+    /// how long to wait for it (default 3000 ms)
+    #[serde(default = "default_answer_timeout")]
+    pub answer_timeout_ms: u64,
+}
+
+/// `[recording]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    /// directory for recordings (created 0700); unset: recording is off
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// `[dialout]`: guards on calls the bridge places.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dialout {
+    /// target URI patterns (`*` matches anything); empty: no dial-out at all
+    #[serde(default)]
+    pub allowed_destinations: Vec<String>,
+    /// outbound calls at once
+    #[serde(default = "default_max_outbound")]
+    pub max_outbound_calls: usize,
+    /// an outbound call is hung up after this long (default 14400 s)
+    #[serde(default = "default_max_duration")]
+    pub max_duration_s: u64,
+}
+
+impl Default for Dialout {
+    fn default() -> Self {
+        Dialout {
+            allowed_destinations: Vec::new(),
+            max_outbound_calls: default_max_outbound(),
+            max_duration_s: default_max_duration(),
+        }
+    }
+}
+
+/// `[[trunk]]`: credentials for digest challenges from one host and realm.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    /// name (for logs)
+    pub name: String,
+    /// host (or host:port) of dial-out targets these credentials are for
+    pub host: String,
+    /// the realm the challenge must name
+    pub realm: String,
+    /// user name
+    pub username: String,
+    /// password (never logged)
+    pub password: String,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            listen: default_api_listen(),
+            token: None,
+            token_file: None,
+            metrics_auth: false,
+            play_dir: None,
+        }
+    }
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            url: None,
+            secret: None,
+            retry_for_s: default_retry_for(),
+        }
+    }
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            answer_url: None,
+            answer_fallback: AnswerFallback::Rooms,
+            answer_timeout_ms: default_answer_timeout(),
+        }
+    }
+}
+
+/// A fault in one room's settings: the key (and list index) at fault, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomFault {
+    /// the key
+    pub key: &'static str,
+    /// index within a list value
+    pub index: Option<usize>,
+    /// what is wrong
+    pub reason: String,
+}
+
+fn good_secret(t: &str) -> bool {
+    (16..=256).contains(&t.len()) && t.bytes().all(|c| c.is_ascii_graphic())
+}
+
+/// An absolute http(s) URL (the webhook targets).
+pub fn is_http_url(u: &str) -> bool {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+}
+
+/// A valid room name.
+pub fn is_room_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+}
+
+impl Room {
+    /// The checks one room must pass, in the file or created through the API.
+    pub fn check(&self) -> Result<(), RoomFault> {
+        let fault = |key: &'static str, reason: String| RoomFault {
+            key,
+            index: None,
+            reason,
+        };
+        let check = |ok: bool, key: &'static str, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(fault(key, reason.to_string()))
+            }
+        };
+        check(
+            is_room_name(&self.name),
+            "name",
+            "room name must be 1-64 characters of A-Z a-z 0-9 - _ .",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_participants),
+            "max_participants",
+            "max_participants must be 1..=10000",
+        )?;
+        check(
+            self.answer_after_ms <= 60_000,
+            "answer_after_ms",
+            "answer_after_ms must be 0..=60000",
+        )?;
+        for (key, pin) in [("pin", &self.pin), ("moderator_pin", &self.moderator_pin)] {
+            check(
+                pin.as_ref().is_none_or(|p| {
+                    (1..=crate::core::pin::MAX_PIN).contains(&p.len())
+                        && p.bytes().all(|c| c.is_ascii_digit())
+                }),
+                key,
+                &format!("{key} must be 1-16 digits"),
+            )?;
+        }
+        check(
+            self.pin.is_none() || self.pin != self.moderator_pin,
+            "moderator_pin",
+            "moderator_pin must differ from pin",
+        )?;
+        check(
+            !self.moderated || self.moderator_pin.is_some(),
+            "moderated",
+            "a moderated room needs a moderator_pin",
+        )?;
+        check(
+            self.end_grace_s <= 3600,
+            "end_grace_s",
+            "end_grace_s must be 0..=3600",
+        )?;
+        check(
+            self.wait_timeout_s <= 86_400,
+            "wait_timeout_s",
+            "wait_timeout_s must be 0..=86400",
+        )?;
+        check(
+            (1..=86_400).contains(&self.empty_timeout_s),
+            "empty_timeout_s",
+            "empty_timeout_s must be 1..=86400",
+        )?;
+        check(
+            self.event_url.as_deref().is_none_or(is_http_url),
+            "event_url",
+            "event_url must be an http:// or https:// URL",
+        )?;
+        for (k, c) in self.allowed_sources.iter().enumerate() {
+            if Cidr::parse(c).is_none() {
+                return Err(RoomFault {
+                    key: "allowed_sources",
+                    index: Some(k),
+                    reason: format!("\"{c}\" is not ADDRESS or ADDRESS/PREFIX"),
+                });
+            }
+        }
+        let ranges: [(&'static str, u64, u64, u64); 5] = [
+            ("pin_retries", self.pin_retries.into(), 1, 10),
+            ("pin_timeout_s", self.pin_timeout_s, 1, 120),
+            (
+                "pin_lockout_failures",
+                self.pin_lockout_failures.into(),
+                1,
+                1000,
+            ),
+            ("pin_lockout_window_s", self.pin_lockout_window_s, 1, 86_400),
+            ("pin_lockout_time_s", self.pin_lockout_time_s, 1, 86_400),
+        ];
+        for (key, v, lo, hi) in ranges {
+            check(
+                (lo..=hi).contains(&v),
+                key,
+                &format!("{key} must be {lo}..={hi}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What signalling needs of this room; `music` is the room's own music prompt.
+    pub fn policy(&self, music: Prompt) -> RoomPolicy {
+        let r = self;
+        RoomPolicy {
+            max_participants: r.max_participants,
+            answer_after: Duration::from_millis(r.answer_after_ms),
+            pin: r.pin.clone(),
+            moderator_pin: r.moderator_pin.clone(),
+            pin_retries: r.pin_retries,
+            pin_timeout: Duration::from_secs(r.pin_timeout_s),
+            lockout: crate::core::pin::Lockout {
+                failures: r.pin_lockout_failures,
+                window: Duration::from_secs(r.pin_lockout_window_s),
+                time: Duration::from_secs(r.pin_lockout_time_s),
+            },
+            moderated: r.moderated,
+            end_on_moderator_exit: r.end_on_moderator_exit.unwrap_or(r.moderated),
+            announce_end: r.announce_end,
+            full_announce: r.full_announce,
+            music,
+            end_grace: Duration::from_secs(r.end_grace_s),
+            start_muted: r.start_muted,
+            participant_can_speak: r.participant_can_speak,
+            participant_can_hear: r.participant_can_hear,
+            announce_first: r.announce_first,
+            announce_count: r.announce_count,
+            announce_join_leave: r.announce_join_leave,
+            wait_timeout: Duration::from_secs(r.wait_timeout_s),
+            allowed_sources: r
+                .allowed_sources
+                .iter()
+                .filter_map(|c| Cidr::parse(c))
+                .collect(),
+            allowed_callers: r.allowed_callers.clone(),
+            record: r.record,
+            event_url: r.event_url.clone(),
+            empty_timeout: Duration::from_secs(r.empty_timeout_s),
+        }
+    }
+}
+
+fn default_empty_timeout() -> u64 {
+    60
+}
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_retry_for() -> u64 {
+    600
+}
+fn default_answer_timeout() -> u64 {
+    3000
+}
+fn default_max_outbound() -> usize {
+    10
+}
+fn default_max_duration() -> u64 {
+    14_400
 }
 
 fn yes() -> bool {
@@ -177,6 +524,24 @@ pub struct Config {
     /// rooms
     #[serde(default, rename = "room")]
     pub rooms: Vec<Room>,
+    /// HTTP control API
+    #[serde(default)]
+    pub api: Api,
+    /// event webhook
+    #[serde(default)]
+    pub events: Events,
+    /// answer webhook
+    #[serde(default)]
+    pub routing: Routing,
+    /// recordings
+    #[serde(default)]
+    pub recording: Recording,
+    /// dial-out guards
+    #[serde(default)]
+    pub dialout: Dialout,
+    /// digest credentials for dial-out
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<Trunk>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -382,87 +747,95 @@ impl Config {
         for (i, room) in cfg.rooms.iter().enumerate() {
             let at = |k| [Seg::Key("room"), Seg::Index(i), Seg::Key(k)];
             check(
-                !room.name.is_empty()
-                    && room.name.len() <= 64
-                    && room
-                        .name
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)),
-                &at("name"),
-                "room name must be 1-64 characters of A-Z a-z 0-9 - _ .",
-            )?;
-            check(
                 seen.insert(room.name.clone()),
                 &at("name"),
                 &format!("duplicate room \"{}\"", room.name),
             )?;
-            check(
-                (1..=10_000).contains(&room.max_participants),
-                &at("max_participants"),
-                "max_participants must be 1..=10000",
-            )?;
-            check(
-                room.answer_after_ms <= 60_000,
-                &at("answer_after_ms"),
-                "answer_after_ms must be 0..=60000",
-            )?;
-            for (key, pin) in [("pin", &room.pin), ("moderator_pin", &room.moderator_pin)] {
-                check(
-                    pin.as_ref().is_none_or(|p| {
-                        (1..=crate::core::pin::MAX_PIN).contains(&p.len())
-                            && p.bytes().all(|c| c.is_ascii_digit())
-                    }),
-                    &at(key),
-                    &format!("{key} must be 1-16 digits"),
-                )?;
+            if let Err(f) = room.check() {
+                let mut path = vec![Seg::Key("room"), Seg::Index(i), Seg::Key(f.key)];
+                if let Some(k) = f.index {
+                    path.push(Seg::Index(k));
+                }
+                return Err(err(locate(src, &path), f.reason));
             }
+        }
+        let a = &cfg.api;
+        check(
+            a.token.as_ref().is_none_or(|t| good_secret(t)),
+            &[Seg::Key("api"), Seg::Key("token")],
+            "token must be 16-256 printable characters",
+        )?;
+        check(
+            a.token.is_none() || a.token_file.is_none(),
+            &[Seg::Key("api"), Seg::Key("token_file")],
+            "give token or token_file, not both",
+        )?;
+        check(
+            a.listen.port() != 0,
+            &[Seg::Key("api"), Seg::Key("listen")],
+            "listen needs a port",
+        )?;
+        let e = &cfg.events;
+        check(
+            e.url.as_deref().is_none_or(is_http_url),
+            &[Seg::Key("events"), Seg::Key("url")],
+            "url must be an http:// or https:// URL",
+        )?;
+        check(
+            e.secret.as_ref().is_none_or(|t| good_secret(t)),
+            &[Seg::Key("events"), Seg::Key("secret")],
+            "secret must be 16-256 printable characters",
+        )?;
+        check(
+            (10..=86_400).contains(&e.retry_for_s),
+            &[Seg::Key("events"), Seg::Key("retry_for_s")],
+            "retry_for_s must be 10..=86400",
+        )?;
+        let r = &cfg.routing;
+        check(
+            r.answer_url.as_deref().is_none_or(is_http_url),
+            &[Seg::Key("routing"), Seg::Key("answer_url")],
+            "answer_url must be an http:// or https:// URL",
+        )?;
+        check(
+            (100..=30_000).contains(&r.answer_timeout_ms),
+            &[Seg::Key("routing"), Seg::Key("answer_timeout_ms")],
+            "answer_timeout_ms must be 100..=30000",
+        )?;
+        let d = &cfg.dialout;
+        for (k, pat) in d.allowed_destinations.iter().enumerate() {
             check(
-                room.pin.is_none() || room.pin != room.moderator_pin,
-                &at("moderator_pin"),
-                "moderator_pin must differ from pin",
-            )?;
-            let ranges: [(&str, u64, u64, u64); 5] = [
-                ("pin_retries", room.pin_retries.into(), 1, 10),
-                ("pin_timeout_s", room.pin_timeout_s, 1, 120),
-                (
-                    "pin_lockout_failures",
-                    room.pin_lockout_failures.into(),
-                    1,
-                    1000,
-                ),
-                ("pin_lockout_window_s", room.pin_lockout_window_s, 1, 86_400),
-                ("pin_lockout_time_s", room.pin_lockout_time_s, 1, 86_400),
-            ];
-            check(
-                !room.moderated || room.moderator_pin.is_some(),
-                &at("moderated"),
-                "a moderated room needs a moderator_pin",
-            )?;
-            check(
-                room.end_grace_s <= 3600,
-                &at("end_grace_s"),
-                "end_grace_s must be 0..=3600",
-            )?;
-            check(
-                room.wait_timeout_s <= 86_400,
-                &at("wait_timeout_s"),
-                "wait_timeout_s must be 0..=86400",
-            )?;
-            for (k, c) in room.allowed_sources.iter().enumerate() {
-                let path = [
-                    Seg::Key("room"),
-                    Seg::Index(i),
-                    Seg::Key("allowed_sources"),
+                pat.starts_with("sip:") || pat.starts_with("sips:"),
+                &[
+                    Seg::Key("dialout"),
+                    Seg::Key("allowed_destinations"),
                     Seg::Index(k),
-                ];
-                let reason = format!("\"{c}\" is not ADDRESS or ADDRESS/PREFIX");
-                check(Cidr::parse(c).is_some(), &path, &reason)?;
-            }
-            for (key, v, lo, hi) in ranges {
+                ],
+                "a destination pattern is a sip: URI pattern",
+            )?;
+        }
+        check(
+            (1..=10_000).contains(&d.max_outbound_calls),
+            &[Seg::Key("dialout"), Seg::Key("max_outbound_calls")],
+            "max_outbound_calls must be 1..=10000",
+        )?;
+        check(
+            (1..=86_400).contains(&d.max_duration_s),
+            &[Seg::Key("dialout"), Seg::Key("max_duration_s")],
+            "max_duration_s must be 1..=86400",
+        )?;
+        for (i, t) in cfg.trunks.iter().enumerate() {
+            for (key, v) in [
+                ("name", &t.name),
+                ("host", &t.host),
+                ("realm", &t.realm),
+                ("username", &t.username),
+                ("password", &t.password),
+            ] {
                 check(
-                    (lo..=hi).contains(&v),
-                    &at(key),
-                    &format!("{key} must be {lo}..={hi}"),
+                    !v.is_empty() && !v.contains(['"', '\r', '\n']),
+                    &[Seg::Key("trunk"), Seg::Index(i), Seg::Key(key)],
+                    &format!("{key} must be non-empty, without quotes or line breaks"),
                 )?;
             }
         }
@@ -522,45 +895,12 @@ impl Config {
         self.rooms
             .iter()
             .map(|r| {
-                (
-                    r.name.clone(),
-                    RoomPolicy {
-                        max_participants: r.max_participants,
-                        answer_after: Duration::from_millis(r.answer_after_ms),
-                        pin: r.pin.clone(),
-                        moderator_pin: r.moderator_pin.clone(),
-                        pin_retries: r.pin_retries,
-                        pin_timeout: Duration::from_secs(r.pin_timeout_s),
-                        lockout: crate::core::pin::Lockout {
-                            failures: r.pin_lockout_failures,
-                            window: Duration::from_secs(r.pin_lockout_window_s),
-                            time: Duration::from_secs(r.pin_lockout_time_s),
-                        },
-                        moderated: r.moderated,
-                        end_on_moderator_exit: r.end_on_moderator_exit.unwrap_or(r.moderated),
-                        announce_end: r.announce_end,
-                        full_announce: r.full_announce,
-                        music: r
-                            .music_on_hold
-                            .as_deref()
-                            .and_then(|f| music.iter().position(|m| *m == f))
-                            .map_or(Prompt::MusicOnHold, |i| Prompt::Music(i as u16)),
-                        end_grace: Duration::from_secs(r.end_grace_s),
-                        start_muted: r.start_muted,
-                        participant_can_speak: r.participant_can_speak,
-                        participant_can_hear: r.participant_can_hear,
-                        announce_first: r.announce_first,
-                        announce_count: r.announce_count,
-                        announce_join_leave: r.announce_join_leave,
-                        wait_timeout: Duration::from_secs(r.wait_timeout_s),
-                        allowed_sources: r
-                            .allowed_sources
-                            .iter()
-                            .filter_map(|c| Cidr::parse(c))
-                            .collect(),
-                        allowed_callers: r.allowed_callers.clone(),
-                    },
-                )
+                let own = r
+                    .music_on_hold
+                    .as_deref()
+                    .and_then(|f| music.iter().position(|m| *m == f))
+                    .map_or(Prompt::MusicOnHold, |i| Prompt::Music(i as u16));
+                (r.name.clone(), r.policy(own))
             })
             .collect()
     }
@@ -579,6 +919,7 @@ impl Config {
             },
             user_agent: self.sip.user_agent.clone(),
             menu: self.menu.clone(),
+            recording_dir: self.recording.dir.clone(),
         }
     }
 }

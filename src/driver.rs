@@ -14,9 +14,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::api::ops::{self, ApiCall, Op, Reply};
 use crate::config::Config;
 use crate::core::{Core, Event, Output, Peer, Transport};
-use crate::media::engine::{MediaEngine, MediaEvent};
+use crate::events::Webhooks;
+use crate::media::engine::{MediaCommand, MediaEngine, MediaEvent};
+use crate::metrics::Metrics;
 use crate::sip::framing::StreamFramer;
 
 /// Longest a SIGTERM drain waits for BYE transactions before exiting.
@@ -31,6 +34,14 @@ pub enum DriverError {
     /// the prompts in `sounds_dir` cannot be used
     #[error("prompts: {0}")]
     Prompts(#[from] crate::media::prompt::PromptError),
+    /// the API token file cannot be read
+    #[error("[api] token_file {file}: {reason}")]
+    Token {
+        /// file
+        file: String,
+        /// why
+        reason: String,
+    },
     /// cannot bind the SIP address
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -117,9 +128,66 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// The API token: `[api] token`, or the first line of `token_file`.
+fn api_token(cfg: &Config) -> Result<Option<String>, DriverError> {
+    if let Some(t) = &cfg.api.token {
+        return Ok(Some(t.clone()));
+    }
+    let Some(file) = &cfg.api.token_file else {
+        return Ok(None);
+    };
+    let bad = |reason: String| DriverError::Token {
+        file: file.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 || !token.bytes().all(|c| c.is_ascii_graphic()) {
+        return Err(bad("the token must be 16+ printable characters".into()));
+    }
+    Ok(Some(token))
+}
+
+/// Start the HTTP API when a token is configured; its calls come out of the
+/// returned channel.
+async fn start_api(cfg: &Config) -> Result<mpsc::Receiver<ApiCall>, DriverError> {
+    let (tx, rx) = mpsc::channel::<ApiCall>(256);
+    let Some(token) = api_token(cfg)? else {
+        tracing::info!("HTTP API off: no [api] token or token_file");
+        return Ok(rx);
+    };
+    let listen = cfg.api.listen;
+    let listener = crate::api::bind(listen)
+        .await
+        .map_err(|source| DriverError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let settings = crate::api::ApiSettings {
+        listen,
+        token,
+        metrics_auth: cfg.api.metrics_auth,
+        play_dir: cfg.api.play_dir.clone(),
+        recording_dir: cfg.recording.dir.clone(),
+    };
+    tokio::spawn(crate::api::serve(listener, settings, tx));
+    tracing::info!(%listen, "HTTP API listening");
+    Ok(rx)
+}
+
 /// Run the bridge until SIGTERM/SIGINT; `config_path` is re-read on SIGHUP.
 pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DriverError> {
     raise_fd_limit();
+    if let Some(dir) = &cfg.recording.dir {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot create the recording directory");
+        }
+    }
     let listen = cfg.sip.listen;
     let prompts = cfg.prompts()?;
     let udp = UdpSocket::bind(listen)
@@ -156,6 +224,14 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         })
         .expect("spawning a thread at start-up");
 
+    let mut api_rx = start_api(&cfg).await?;
+    let mut webhooks = Webhooks::start(
+        cfg.events.url.clone(),
+        cfg.events.secret.clone(),
+        Duration::from_secs(cfg.events.retry_for_s),
+        format!("http://{}/v1/recordings/", cfg.api.listen),
+    );
+    let mut metrics = Metrics::default();
     let mut core = Core::new(cfg.core(), seed());
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let accept_tx = net_tx.clone();
@@ -177,6 +253,10 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut sighup = signal(tokio::signal::unix::SignalKind::hangup());
     let mut drain_deadline: Option<Instant> = None;
+    let mut deferred: Option<(
+        tokio::sync::oneshot::Sender<Result<Reply, crate::core::control::ControlError>>,
+        Result<Reply, crate::core::control::ControlError>,
+    )> = None;
     tracing::info!(%listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
 
     loop {
@@ -188,6 +268,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         tokio::select! {
             r = udp.recv_from(&mut buf) => {
                 if let Ok((n, src)) = r {
+                    metrics.received(&buf[..n]);
                     let now = Instant::now().into_std();
                     core.handle_message(now, Peer { transport: Transport::Udp, addr: src }, &buf[..n]);
                 }
@@ -200,6 +281,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 }
                 Net::Frame(id, addr, data) => {
                     if conns.contains_key(&id) {
+                        metrics.received(&data);
                         let now = Instant::now().into_std();
                         core.handle_message(now, Peer { transport: Transport::Tcp(id), addr }, &data);
                     }
@@ -210,8 +292,14 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 // digits may be a PIN: never logged
                 MediaEvent::Dtmf { leg, digit } => core.dtmf(Instant::now().into_std(), leg, digit),
                 MediaEvent::PromptDone { leg } => core.prompt_done(Instant::now().into_std(), leg),
-                MediaEvent::Talking { leg, talking } => tracing::debug!(%leg, talking, "talker"),
-                MediaEvent::TickStats(st) => tracing::info!(
+                MediaEvent::Talking { leg, talking } => core.talking(leg, talking),
+                MediaEvent::RecordingDone(end) => {
+                    if let Some(e) = &end.error {
+                        tracing::error!(recording = %end.id, error = %e, "recording stopped by an error; the call goes on");
+                    }
+                    core.recording_done(&end.id, end.duration_ms, end.bytes, end.error.clone());
+                }
+                MediaEvent::TickStats(st) => { metrics.tick_stats(&st); tracing::info!(
                     target: "caucus::media::stats",
                     worker = st.worker,
                     ticks = st.ticks,
@@ -221,7 +309,21 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                     late_max_us = st.late_max_us,
                     busy_us = st.busy_us,
                     "media tick stats"
-                ),
+                ) }
+            },
+            Some(call) = api_rx.recv() => {
+                let now = Instant::now().into_std();
+                let ApiCall { op, reply } = call;
+                let result = match op {
+                    Op::Metrics => ops::execute(&mut core, now, Op::Metrics).map(|r| match r {
+                        Reply::Metrics(text) => Reply::Metrics(metrics.render(&text, Some(&webhooks.stats))),
+                        other => other,
+                    }),
+                    op => ops::execute(&mut core, now, op),
+                };
+                // answered after the outputs below are carried out: a recording
+                // whose file cannot be created is reported to the caller
+                deferred = Some((reply, result));
             },
             _ = sleep_until(wake) => {
                 core.handle_timeout(Instant::now().into_std());
@@ -232,19 +334,26 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         }
         while let Some(out) = core.poll_output() {
             match out {
-                Output::Transmit { to, data } => match to.transport {
-                    Transport::Udp => {
-                        let _ = udp.send_to(&data, to.addr).await;
-                    }
-                    Transport::Tcp(id) => {
-                        if let Some(c) = conns.get(&id) {
-                            let _ = c.try_send(data);
+                Output::Transmit { to, data } => {
+                    metrics.sent(&data);
+                    match to.transport {
+                        Transport::Udp => {
+                            let _ = udp.send_to(&data, to.addr).await;
+                        }
+                        Transport::Tcp(id) => {
+                            if let Some(c) = conns.get(&id) {
+                                let _ = c.try_send(data);
+                            }
                         }
                     }
-                },
+                }
                 Output::Media(cmd) => {
                     let leg = match &cmd {
-                        crate::media::engine::MediaCommand::Open { leg, .. } => Some(*leg),
+                        MediaCommand::Open { leg, .. } => Some(*leg),
+                        _ => None,
+                    };
+                    let recording = match &cmd {
+                        MediaCommand::Record { id, .. } => Some(id.clone()),
                         _ => None,
                     };
                     if let Err(e) = media.apply(cmd) {
@@ -252,10 +361,29 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                         if let Some(leg) = leg {
                             core.media_failed(Instant::now().into_std(), leg);
                         }
+                        if let Some(id) = recording {
+                            core.recording_done(&id, 0, 0, Some(e.to_string()));
+                        }
                     }
                 }
-                Output::Event(ev) => log_event(&ev),
+                Output::Event(ev) => {
+                    log_event(&ev);
+                    metrics.event(&ev);
+                    let url = core.event_url(crate::events::room_of(&ev));
+                    webhooks.send(&ev, url);
+                }
             }
+        }
+        if let Some((reply, result)) = deferred.take() {
+            let result = match result {
+                Ok(Reply::Recording(id)) if !core.recording_running(&id) => {
+                    Err(crate::core::control::ControlError::RecordingFailed(
+                        "the file could not be created (see the log)".into(),
+                    ))
+                }
+                r => r,
+            };
+            let _ = reply.send(result);
         }
         if drain_deadline.is_some_and(|d| core.is_idle() || Instant::now() >= d) {
             break;
@@ -305,8 +433,29 @@ fn reload(core: &mut Core, path: Option<&PathBuf>) {
 
 fn log_event(ev: &Event) {
     match ev {
-        Event::Joined { leg, room, call_id } => tracing::info!(%leg, %room, %call_id, "joined"),
-        Event::Left { leg, room, reason } => tracing::info!(%leg, %room, reason, "left"),
+        Event::RoomStarted { room } => tracing::info!(%room, "room started"),
+        Event::Joined {
+            leg,
+            room,
+            call_id,
+            from,
+        } => tracing::info!(%leg, %room, %call_id, %from, "joined"),
+        Event::Left {
+            leg,
+            room,
+            call_id,
+            reason,
+        } => tracing::info!(%leg, %room, %call_id, reason = reason.as_str(), "left"),
         Event::RoomClosed { room } => tracing::info!(%room, "room closed"),
+        Event::Muted { leg, room, muted } => tracing::info!(%leg, %room, muted, "mute"),
+        Event::Talking { leg, room, talking } => tracing::debug!(%leg, %room, talking, "talker"),
+        Event::Recording(r) => tracing::info!(
+            recording = %r.id,
+            room = %r.room,
+            duration_ms = r.duration_ms,
+            bytes = r.bytes,
+            error = r.error.as_deref().unwrap_or(""),
+            "recording finished"
+        ),
     }
 }

@@ -5,9 +5,12 @@
 //! [`media`] (RTP, jitter buffer, codecs, mixer; worker threads) with [`driver`]
 //! the only code that touches sockets, clocks and signals.
 
+pub mod api;
 pub mod config;
 pub mod core;
 pub mod driver;
+pub mod events;
 pub mod media;
+pub mod metrics;
 pub mod sdp;
 pub mod sip;

@@ -6,6 +6,7 @@
 //! queued as [`Output`] for a driver to carry out. That is what lets the tests fire
 //! Timer H at 32 s without waiting 32 s.
 
+pub mod control;
 pub mod pin;
 pub mod ports;
 pub mod transaction;
@@ -109,6 +110,12 @@ pub struct RoomPolicy {
     pub allowed_sources: Vec<Cidr>,
     /// caller-ID (From URI) patterns allowed to call, `*` matching anything (empty: any)
     pub allowed_callers: Vec<String>,
+    /// record the room's mix while it runs
+    pub record: bool,
+    /// the room's own event webhook
+    pub event_url: Option<String>,
+    /// a room created at run time is removed this long after it was last empty
+    pub empty_timeout: Duration,
 }
 
 /// An IP network, `ADDR/PREFIX`.
@@ -206,6 +213,9 @@ impl RoomPolicy {
             wait_timeout: Duration::ZERO,
             allowed_sources: Vec::new(),
             allowed_callers: Vec::new(),
+            record: false,
+            event_url: None,
+            empty_timeout: Duration::from_secs(60),
         }
     }
 
@@ -336,6 +346,8 @@ pub struct CoreConfig {
     pub user_agent: String,
     /// in-call menu keys
     pub menu: MenuKeys,
+    /// where recordings go (None: recording is off)
+    pub recording_dir: Option<std::path::PathBuf>,
 }
 
 /// Something the driver must do.
@@ -354,10 +366,15 @@ pub enum Output {
     Event(Event),
 }
 
-/// State changes for logs, metrics and (later) webhooks.
+/// State changes for logs, metrics and webhooks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// a leg is answered and in the room
+    /// a room's first call arrived
+    RoomStarted {
+        /// room
+        room: String,
+    },
+    /// a leg is answered and in the room (possibly still typing its PIN)
     Joined {
         /// leg
         leg: LegId,
@@ -365,6 +382,8 @@ pub enum Event {
         room: String,
         /// Call-ID
         call_id: String,
+        /// the caller's From URI
+        from: String,
     },
     /// a leg left
     Left {
@@ -372,14 +391,87 @@ pub enum Event {
         leg: LegId,
         /// room
         room: String,
+        /// Call-ID
+        call_id: String,
         /// why
-        reason: &'static str,
+        reason: LeftReason,
     },
     /// the room's last leg left and its state was dropped
     RoomClosed {
         /// room
         room: String,
     },
+    /// a leg was muted or unmuted (menu, moderator, API)
+    Muted {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// muted now
+        muted: bool,
+    },
+    /// talker detection on a leg changed
+    Talking {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// talking now
+        talking: bool,
+    },
+    /// a recording's file is complete (or ended by an error)
+    Recording(RecordingReport),
+}
+
+/// A finished recording, as reported to the event webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingReport {
+    /// recording id (its URL is /v1/recordings/ID)
+    pub id: String,
+    /// room
+    pub room: String,
+    /// whose audio: the room mix (None) or one leg's
+    pub leg: Option<LegId>,
+    /// audio length
+    pub duration_ms: u64,
+    /// file size
+    pub bytes: u64,
+    /// why it stopped early, if it did
+    pub error: Option<String>,
+}
+
+/// Why a leg left its room (the webhook's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftReason {
+    /// the caller hung up (BYE) or cancelled
+    Hangup,
+    /// kicked through the API
+    Kicked,
+    /// the room ended (moderator left or ended it, API, shutdown)
+    Ended,
+    /// no ACK, waited too long for the moderator
+    Timeout,
+    /// wrong PIN too often
+    PinFailed,
+    /// the room was full or locked
+    Refused,
+    /// media could not be set up, or a bad SDP answer
+    Error,
+}
+
+impl LeftReason {
+    /// The name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftReason::Hangup => "hangup",
+            LeftReason::Kicked => "kicked",
+            LeftReason::Ended => "ended",
+            LeftReason::Timeout => "timeout",
+            LeftReason::PinFailed => "pin_failed",
+            LeftReason::Refused => "refused",
+            LeftReason::Error => "error",
+        }
+    }
 }
 
 /// What a leg is waiting for.
@@ -425,10 +517,16 @@ struct Leg {
     /// the INVITE being answered and its offer, kept until the 2xx is built
     pending: Option<Box<PendingInvite>>,
     stage: Stage,
-    /// end the call when the queued prompts have played (failed PIN)
-    hangup_after_prompt: bool,
+    /// end the call when the queued prompts have played (failed PIN), and why
+    hangup_after_prompt: Option<LeftReason>,
     /// not mixed (self-mute or a moderator's mute-all)
     muted: bool,
+    /// hears nothing of the room
+    deaf: bool,
+    /// talker detection says it is talking
+    talking: bool,
+    /// when it went into the mix
+    joined_at: Option<Instant>,
     /// menu keys typed so far, and when the last came
     menu: (String, Option<Instant>),
 }
@@ -482,6 +580,14 @@ pub struct Core {
     guard: pin::Guard,
     /// rooms locked by a moderator (while they last)
     locked: std::collections::HashSet<String>,
+    /// when each running room got its first call
+    started: HashMap<String, Instant>,
+    /// rooms created through the API (their policies are in `cfg.rooms` too)
+    dynamic: HashMap<String, RoomPolicy>,
+    /// API rooms with nobody in, since when
+    empty_since: HashMap<String, Instant>,
+    /// recordings running
+    recordings: HashMap<String, control::Recording>,
 }
 
 /// Status codes with their reason phrases (RFC 3261 §21).
@@ -532,11 +638,21 @@ impl Core {
             draining: false,
             guard: pin::Guard::default(),
             locked: std::collections::HashSet::new(),
+            started: HashMap::new(),
+            dynamic: HashMap::new(),
+            empty_since: HashMap::new(),
+            recordings: HashMap::new(),
         }
     }
 
     /// Replace the room table (new calls see it; existing legs keep going).
-    pub fn set_rooms(&mut self, rooms: HashMap<String, RoomPolicy>) {
+    pub fn set_rooms(&mut self, mut rooms: HashMap<String, RoomPolicy>) {
+        // rooms created through the API outlive a reload unless the file now
+        // defines the name itself
+        self.dynamic.retain(|name, _| !rooms.contains_key(name));
+        for (name, p) in &self.dynamic {
+            rooms.insert(name.clone(), p.clone());
+        }
         self.cfg.rooms = rooms;
     }
 
@@ -621,7 +737,7 @@ impl Core {
                     .is_some_and(|o| o.3 == generation);
                 if still_waiting {
                     tracing::warn!(leg = %id, "no ACK for 2xx within 64*T1: ending the call");
-                    self.end_leg(now, id, true, "ack timeout");
+                    self.end_leg(now, id, true, LeftReason::Timeout);
                 }
             }
             Timer::G(TxnRef::Txn(key)) => {
@@ -695,7 +811,12 @@ impl Core {
                     && leg.stage == Stage::Waiting
                 {
                     tracing::info!(leg = %id, room = %leg.room, "waited too long for the moderator");
-                    self.play_then_hang_up(now, id, vec![Prompt::NoModerator, Prompt::Goodbye]);
+                    self.play_then_hang_up(
+                        now,
+                        id,
+                        vec![Prompt::NoModerator, Prompt::Goodbye],
+                        LeftReason::Timeout,
+                    );
                 }
             }
             Timer::EndRoom(room) => {
@@ -705,6 +826,7 @@ impl Core {
             }
             // the media side never reported the end of the prompts: hang up anyway
             Timer::Hangup(id) => self.prompt_done(now, id),
+            Timer::EmptyRoom(room) => self.empty_room_expired(now, &room),
         }
     }
 
@@ -724,7 +846,7 @@ impl Core {
             }
             return;
         };
-        if leg.hangup_after_prompt {
+        if leg.hangup_after_prompt.is_some() {
             return;
         }
         if digit == '#' {
@@ -845,17 +967,26 @@ impl Core {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
+        let changed = leg.muted != muted;
         leg.muted = muted;
         if leg.media_open {
             self.out
                 .push_back(Output::Media(MediaCommand::Mute { leg: id, muted }));
         }
+        if changed {
+            let room = leg.room.clone();
+            self.out.push_back(Output::Event(Event::Muted {
+                leg: id,
+                room,
+                muted,
+            }));
+        }
     }
 
     /// The media side finished a leg's queued prompts.
     pub fn prompt_done(&mut self, now: Instant, id: LegId) {
-        if self.legs.get(&id).is_some_and(|l| l.hangup_after_prompt) {
-            self.end_leg(now, id, true, "after the last prompt");
+        if let Some(why) = self.legs.get(&id).and_then(|l| l.hangup_after_prompt) {
+            self.end_leg(now, id, true, why);
         }
     }
 
@@ -908,7 +1039,12 @@ impl Core {
                 self.out
                     .push_back(Output::Media(MediaCommand::Interrupt { leg: id }));
                 if tries >= retries {
-                    self.play_then_hang_up(now, id, vec![Prompt::InvalidPin, Prompt::Goodbye]);
+                    self.play_then_hang_up(
+                        now,
+                        id,
+                        vec![Prompt::InvalidPin, Prompt::Goodbye],
+                        LeftReason::PinFailed,
+                    );
                 } else {
                     self.play(id, vec![Prompt::InvalidPin, Prompt::EnterPin]);
                 }
@@ -935,7 +1071,12 @@ impl Core {
         };
         if !moderator && self.locked.contains(&room) {
             // a locked room admits moderators only
-            self.play_then_hang_up(now, id, vec![Prompt::Locked, Prompt::Goodbye]);
+            self.play_then_hang_up(
+                now,
+                id,
+                vec![Prompt::Locked, Prompt::Goodbye],
+                LeftReason::Refused,
+            );
             return;
         }
         let moderated = self.cfg.rooms.get(&room).is_some_and(|p| p.moderated);
@@ -950,23 +1091,34 @@ impl Core {
             return;
         }
         leg.stage = Stage::Joined { moderator };
-        let mut joining = vec![id];
+        self.bring_in(now, vec![id]);
         if moderator {
-            for m in members {
-                if let Some(l) = self.legs.get_mut(&m)
-                    && l.stage == Stage::Waiting
-                {
-                    l.stage = Stage::Joined { moderator: false };
-                    joining.push(m);
-                }
-            }
-            tracing::info!(%room, waiting = joining.len() - 1, "moderator in: the conference starts");
+            self.release_waiting(now, &room, members);
         }
-        for l in joining {
+    }
+
+    /// A moderator is in: everyone waiting for one joins the mix.
+    fn release_waiting(&mut self, now: Instant, room: &str, members: Vec<LegId>) {
+        let mut joining = Vec::new();
+        for m in members {
+            if let Some(l) = self.legs.get_mut(&m)
+                && l.stage == Stage::Waiting
+            {
+                l.stage = Stage::Joined { moderator: false };
+                joining.push(m);
+            }
+        }
+        tracing::info!(%room, waiting = joining.len(), "moderator in: the conference starts");
+        self.bring_in(now, joining);
+    }
+
+    /// Legs whose stage is now Joined go into the mix (those with media up).
+    fn bring_in(&mut self, now: Instant, legs: Vec<LegId>) {
+        for l in legs {
             if self.legs.get(&l).is_some_and(|l| l.media_open) {
                 self.out
                     .push_back(Output::Media(MediaCommand::Join { leg: l }));
-                self.on_joined(l);
+                self.on_joined(now, l);
             }
         }
     }
@@ -995,17 +1147,23 @@ impl Core {
 
     /// Play `prompts` to a leg, then end its call (BYE) when the media side reports
     /// them played, or after [`HANGUP_AFTER_PROMPT`] if it never does.
-    fn play_then_hang_up(&mut self, now: Instant, id: LegId, prompts: Vec<Prompt>) {
+    fn play_then_hang_up(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        prompts: Vec<Prompt>,
+        why: LeftReason,
+    ) {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
-        leg.hangup_after_prompt = true;
+        leg.hangup_after_prompt = Some(why);
         self.play(id, prompts);
         self.arm(now + HANGUP_AFTER_PROMPT, Timer::Hangup(id));
     }
 
     /// A leg is in the mix with its media up: apply its role and announce it.
-    fn on_joined(&mut self, id: LegId) {
+    fn on_joined(&mut self, now: Instant, id: LegId) {
         let Some(leg) = self.legs.get(&id) else {
             return;
         };
@@ -1016,15 +1174,17 @@ impl Core {
         let Some(p) = self.cfg.rooms.get(&room).cloned() else {
             return;
         };
+        if let Some(l) = self.legs.get_mut(&id)
+            && l.joined_at.is_none()
+        {
+            l.joined_at = Some(now);
+        }
         if !moderator {
             if p.start_muted || !p.participant_can_speak {
                 self.set_muted(id, true);
             }
             if !p.participant_can_hear {
-                self.out.push_back(Output::Media(MediaCommand::Deaf {
-                    leg: id,
-                    deaf: true,
-                }));
+                self.set_deaf(id, true);
             }
         }
         let others: Vec<LegId> = self
@@ -1078,9 +1238,9 @@ impl Core {
                     l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting)
                 });
             if speak {
-                self.play_then_hang_up(now, l, vec![Prompt::Ended]);
+                self.play_then_hang_up(now, l, vec![Prompt::Ended], LeftReason::Ended);
             } else {
-                self.end_leg(now, l, true, why);
+                self.end_leg(now, l, true, LeftReason::Ended);
             }
         }
     }
@@ -1108,11 +1268,16 @@ impl Core {
             isolated,
         }));
         if leg.stage == Stage::Refused {
-            self.play_then_hang_up(now, id, vec![Prompt::Full, Prompt::Goodbye]);
+            self.play_then_hang_up(
+                now,
+                id,
+                vec![Prompt::Full, Prompt::Goodbye],
+                LeftReason::Refused,
+            );
         } else if waiting {
             self.start_waiting(now, id);
         } else if !isolated {
-            self.on_joined(id);
+            self.on_joined(now, id);
         } else {
             self.out.push_back(Output::Media(MediaCommand::Play {
                 leg: id,
@@ -1142,7 +1307,7 @@ impl Core {
             // it: take it out of the rotation rather than hand it to the next call.
             tracing::warn!(leg = %leg, port = l.port, "RTP port unusable: retired from the pool");
             self.ports.retire(l.port);
-            self.end_leg(now, leg, true, "media failure");
+            self.end_leg(now, leg, true, LeftReason::Error);
         }
     }
 
@@ -1151,7 +1316,7 @@ impl Core {
         self.draining = true;
         let ids: Vec<LegId> = self.legs.keys().copied().collect();
         for id in ids {
-            self.end_leg(now, id, true, "shutdown");
+            self.end_leg(now, id, true, LeftReason::Ended);
         }
     }
 
@@ -1557,8 +1722,11 @@ impl Core {
             } else {
                 Stage::Joined { moderator: false }
             },
-            hangup_after_prompt: false,
+            hangup_after_prompt: None,
             muted: false,
+            deaf: false,
+            talking: false,
+            joined_at: None,
             menu: (String::new(), None),
         };
         let ssrc = self.rng.next_u64() as u32;
@@ -1572,7 +1740,17 @@ impl Core {
             tx.leg = Some(id);
         }
         self.dialogs.insert((h.call_id.clone(), local_tag), id);
-        self.rooms.entry(room.clone()).or_default().push(id);
+        let members = self.rooms.entry(room.clone()).or_default();
+        members.push(id);
+        if members.len() == 1 {
+            self.started.insert(room.clone(), now);
+            self.empty_since.remove(&room);
+            self.out
+                .push_back(Output::Event(Event::RoomStarted { room: room.clone() }));
+            if policy.record {
+                self.record_room_from_start(&room);
+            }
+        }
         self.legs.insert(id, leg);
         tracing::info!(leg = %id, %room, call_id = %h.call_id, "INVITE accepted");
         if policy.answer_after.is_zero() {
@@ -1667,6 +1845,9 @@ impl Core {
         leg.ok = Some((data.clone(), cseq, self.cfg.timers.t1, generation));
         let key = leg.invite_txn.take();
         let (room, call_id) = (leg.room.clone(), leg.call_id.clone());
+        let from = NameAddr::parse(&leg.remote_uri, "From")
+            .map(|n| n.uri)
+            .unwrap_or_default();
         self.sync_media(now, id);
         self.out.push_back(Output::Transmit {
             to: peer,
@@ -1689,6 +1870,7 @@ impl Core {
                 leg: id,
                 room,
                 call_id,
+                from,
             }));
         }
     }
@@ -1722,7 +1904,7 @@ impl Core {
             .and_then(|sd| sdp::select_audio(&sd).ok());
         let Some((_, params)) = answer else {
             tracing::info!(leg = %id, "ACK carried no usable SDP answer: ending the call");
-            self.end_leg(now, id, true, "bad answer in ACK");
+            self.end_leg(now, id, true, LeftReason::Error);
             return;
         };
         let leg = self.legs.get_mut(&id).expect("leg checked above");
@@ -1759,7 +1941,7 @@ impl Core {
         let req = p.req.clone();
         let peer = leg.peer;
         self.reply_txn(now, &invite_key, &req, peer, 487, &[]);
-        self.end_leg(now, id, false, "cancelled");
+        self.end_leg(now, id, false, LeftReason::Hangup);
     }
 
     fn in_dialog(
@@ -1783,7 +1965,7 @@ impl Core {
         match method {
             Method::Bye => {
                 self.reply_txn(now, key, &msg, from, 200, &[]);
-                self.end_leg(now, id, false, "BYE");
+                self.end_leg(now, id, false, LeftReason::Hangup);
             }
             Method::Invite => self.reinvite(now, from, key, id, msg),
             Method::Update => {
@@ -1874,7 +2056,7 @@ impl Core {
     }
 
     /// Remove a leg: media closed, port freed, room left; BYE sent if asked.
-    fn end_leg(&mut self, now: Instant, id: LegId, send_bye: bool, why: &'static str) {
+    fn end_leg(&mut self, now: Instant, id: LegId, send_bye: bool, why: LeftReason) {
         let Some(leg) = self.legs.remove(&id) else {
             return;
         };
@@ -1900,12 +2082,10 @@ impl Core {
             if members.is_empty() {
                 self.rooms.remove(&leg.room);
                 self.locked.remove(&leg.room);
-                self.out.push_back(Output::Event(Event::RoomClosed {
-                    room: leg.room.clone(),
-                }));
+                self.room_closed(now, &leg.room);
             }
         }
-        tracing::info!(leg = %id, room = %leg.room, call_id = %leg.call_id, reason = why, "leg ended");
+        tracing::info!(leg = %id, room = %leg.room, call_id = %leg.call_id, reason = why.as_str(), "leg ended");
         if matches!(leg.stage, Stage::Joined { .. })
             && self
                 .cfg
@@ -1917,23 +2097,31 @@ impl Core {
                 self.play(o, vec![Prompt::LeaveTone]);
             }
         }
-        if leg.stage == (Stage::Joined { moderator: true })
-            && !self.has_moderator(&leg.room)
-            && let Some(p) = self.cfg.rooms.get(&leg.room)
-            && p.end_on_moderator_exit
-        {
-            if p.end_grace.is_zero() {
-                self.end_room(now, &leg.room, "moderator left");
-            } else {
-                self.arm(now + p.end_grace, Timer::EndRoom(leg.room.clone()));
-            }
+        if leg.stage == (Stage::Joined { moderator: true }) {
+            self.moderator_gone(now, &leg.room);
         }
         if leg.state != LegState::Ringing {
             self.out.push_back(Output::Event(Event::Left {
                 leg: id,
                 room: leg.room,
+                call_id: leg.call_id,
                 reason: why,
             }));
+        }
+    }
+
+    /// A moderator left (or lost the role): end the room, after its grace, when
+    /// that was the last one and the room says so.
+    fn moderator_gone(&mut self, now: Instant, room: &str) {
+        if !self.has_moderator(room)
+            && let Some(p) = self.cfg.rooms.get(room)
+            && p.end_on_moderator_exit
+        {
+            if p.end_grace.is_zero() {
+                self.end_room(now, room, "moderator left");
+            } else {
+                self.arm(now + p.end_grace, Timer::EndRoom(room.to_string()));
+            }
         }
     }
 

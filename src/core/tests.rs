@@ -63,6 +63,7 @@ fn config() -> CoreConfig {
         timers: TimerConfig::default(),
         user_agent: "caucus".into(),
         menu: MenuKeys::default(),
+        recording_dir: Some(std::env::temp_dir().join("caucus-core-tests")),
     }
 }
 

@@ -72,6 +72,8 @@ pub enum Timer {
     EndRoom(String),
     /// a participant has waited for the moderator long enough
     WaitTimeout(LegId),
+    /// a room created through the API may have been empty for its empty_timeout
+    EmptyRoom(String),
 }
 
 /// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.

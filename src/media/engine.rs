@@ -30,6 +30,7 @@ use super::jitter::{JitterBuffer, Pull};
 use super::mixer;
 use super::prompt::Sound;
 use super::prompt::{Prompt, Prompts};
+use super::record::{self, Frame, RecordSink, RecordingEnd};
 use super::resample::{Downsampler, Upsampler};
 use super::rtp::{self, EventTracker, ReceiverStats, RtpPacket, TelephoneEvent};
 use super::vad::{self, TalkDetector};
@@ -125,6 +126,31 @@ pub enum MediaCommand {
         /// what to say
         prompts: Vec<Prompt>,
     },
+    /// play a sound (a WAV file loaded by the control plane) to this leg only
+    PlaySound {
+        /// leg
+        leg: LegId,
+        /// samples
+        sound: Sound,
+    },
+    /// start recording the room's mix (`leg` None) or one leg's own audio
+    Record {
+        /// recording id
+        id: String,
+        /// room
+        room: String,
+        /// whose audio
+        leg: Option<LegId>,
+        /// file to create (must not exist)
+        path: std::path::PathBuf,
+    },
+    /// stop a recording (the writer finishes the file and reports it)
+    StopRecording {
+        /// recording id
+        id: String,
+        /// room
+        room: String,
+    },
     /// renegotiated (re-INVITE/UPDATE: hold, codec or address change)
     Update {
         /// leg
@@ -156,6 +182,8 @@ pub enum MediaEvent {
         /// leg
         leg: LegId,
     },
+    /// a recording's file is complete (stopped, or ended by an error)
+    RecordingDone(Box<RecordingEnd>),
     /// a DTMF digit (RFC 4733 event, or detected in-band), reported once per key
     Dtmf {
         /// leg
@@ -182,7 +210,21 @@ pub struct TickStats {
     pub late_max_us: u32,
     /// time spent working in ticks, µs in total
     pub busy_us: u64,
+    /// ticks by lateness: ≤ 0.5, 1, 2, 5, 10, 20, 50 ms (each bucket on its own;
+    /// the rest were later)
+    pub late_buckets: [u32; 7],
+    /// RTP packets received by the worker's legs (over their lives so far)
+    pub rtp_received: u64,
+    /// RTP packets lost by the worker's legs (RFC 3550 cumulative lost, summed)
+    pub rtp_lost: i64,
+    /// interarrival jitter over the worker's legs, µs: mean and largest
+    pub jitter_mean_us: u32,
+    /// largest
+    pub jitter_max_us: u32,
 }
+
+/// Upper bounds of [`TickStats::late_buckets`], in µs.
+pub const LATE_BOUNDS_US: [u32; 7] = [500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000];
 
 /// Lateness histogram with 100 µs buckets up to 102 ms.
 struct Lateness {
@@ -219,6 +261,18 @@ impl Lateness {
         }
         self.max_us
     }
+    /// The 100 µs buckets gathered into [`LATE_BOUNDS_US`].
+    fn coarse(&self) -> [u32; 7] {
+        let mut out = [0u32; 7];
+        for (i, &c) in self.buckets.iter().enumerate() {
+            // bucket i holds lateness in [i*100, (i+1)*100) µs
+            let upper = (i as u32 + 1) * 100;
+            if let Some(b) = LATE_BOUNDS_US.iter().position(|&bound| upper <= bound) {
+                out[b] += c;
+            }
+        }
+        out
+    }
     fn take(&mut self, worker: usize, legs: usize) -> TickStats {
         let st = TickStats {
             worker,
@@ -228,6 +282,8 @@ impl Lateness {
             late_p99_us: self.percentile(99).min(self.max_us.max(1)),
             late_max_us: self.max_us,
             busy_us: self.busy_us,
+            late_buckets: self.coarse(),
+            ..TickStats::default()
         };
         *self = Lateness::new();
         st
@@ -241,6 +297,9 @@ enum Command {
     Mute(LegId, bool),
     Deaf(LegId, bool),
     Play(LegId, Vec<Prompt>),
+    PlaySound(LegId, Sound),
+    Record(String, RecordSink),
+    StopRecording(String, String),
     Interrupt(LegId),
     Update(LegId, MediaParams),
     Remove(LegId),
@@ -271,7 +330,7 @@ struct LegMedia {
     vad: TalkDetector,
     // out of the mix: hears its prompts (or silence), is heard by no one
     isolated: bool,
-    prompts: std::collections::VecDeque<Prompt>,
+    prompts: std::collections::VecDeque<Sound>,
     // playing: samples, position in 8 kHz samples, and whether it is the music
     playing: Option<(Sound, usize, bool)>,
     // loop music on hold whenever no prompt is queued
@@ -374,7 +433,7 @@ impl LegMedia {
     fn mix_prompt(&mut self, out: &mut [i16], prompts: &Prompts) -> bool {
         if self.playing.is_none() {
             match self.prompts.pop_front() {
-                Some(p) => self.playing = Some((prompts.get(p).clone(), 0, false)),
+                Some(p) => self.playing = Some((p, 0, false)),
                 None => match self.moh {
                     Some(music) => self.playing = Some((prompts.get(music).clone(), 0, true)),
                     None => return false,
@@ -630,6 +689,9 @@ pub struct RoomMedia {
     // the lone talker's packet of this tick, forwarded to same-codec listeners
     forward: Vec<u8>,
     prompts: Arc<Prompts>,
+    // recordings of this room's mix or of its legs' own audio
+    records: Vec<RecordSink>,
+    rec_frame: Frame,
 }
 
 impl RoomMedia {
@@ -649,6 +711,8 @@ impl RoomMedia {
             shared: Vec::new(),
             forward: Vec::with_capacity(1500),
             prompts,
+            records: Vec::new(),
+            rec_frame: [0; record::FRAME],
         })
     }
 
@@ -742,6 +806,39 @@ impl RoomMedia {
         self.ticks += 1;
     }
 
+    /// Hand this tick's audio to the recordings: the room mix (what a listener who
+    /// is not talking hears) or a leg's own decoded input, at 8 kHz.
+    fn record(&mut self, n: usize) {
+        let mut i = 0;
+        while i < self.records.len() {
+            let sink = &mut self.records[i];
+            let src: &[i16] = match sink.leg {
+                None => {
+                    mixer::mix_minus(&self.acc[..n], None, &mut self.mix[..n]);
+                    &self.mix[..n]
+                }
+                Some(id) => match self.legs.iter().find(|l| l.id == id) {
+                    Some(l) if l.has_audio && !l.muted => &l.frame[..n],
+                    _ => {
+                        self.mix[..n].fill(0);
+                        &self.mix[..n]
+                    }
+                },
+            };
+            if n == record::FRAME {
+                self.rec_frame.copy_from_slice(src);
+            } else {
+                sink.down.process(src, &mut self.rec_frame);
+            }
+            if sink.push(&self.rec_frame) {
+                i += 1;
+            } else {
+                // the writer stopped on an error and has reported it
+                self.records.swap_remove(i);
+            }
+        }
+    }
+
     fn rate(&self) -> u32 {
         if self.legs.iter().any(|l| l.params.codec == CodecKind::Opus) {
             48000
@@ -806,11 +903,14 @@ impl RoomMedia {
         }
         let mut sel = [0usize; MAX_TALKERS];
         let talkers = self.select_talkers(&mut sel);
-        let acc = &mut self.acc[..n];
-        acc.fill(0);
+        self.acc[..n].fill(0);
         for &i in &sel[..talkers] {
-            mixer::accumulate(acc, &self.legs[i].frame[..n]);
+            mixer::accumulate(&mut self.acc[..n], &self.legs[i].frame[..n]);
         }
+        if !self.records.is_empty() {
+            self.record(n);
+        }
+        let acc = &self.acc[..n];
         for s in &mut self.shared {
             s.fresh = false;
         }
@@ -979,7 +1079,39 @@ fn worker(
             }
             Some(Command::Play(id, list)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
-                    l.prompts.extend(list);
+                    l.prompts
+                        .extend(list.into_iter().map(|p| prompts.get(p).clone()));
+                }
+            }
+            Some(Command::PlaySound(id, sound)) => {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
+                    l.prompts.push_back(sound);
+                }
+            }
+            Some(Command::Record(room, sink)) => {
+                if rooms.is_empty() {
+                    next_tick = Instant::now() + TICK;
+                }
+                // a room recording may start before anyone is in: it records the
+                // silence, so that the file's time is the room's time
+                let r = match rooms.entry(room) {
+                    std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        RoomMedia::new(max_talkers, prompts.clone())
+                            .ok()
+                            .map(|r| e.insert(r))
+                    }
+                };
+                if let Some(r) = r {
+                    r.records.push(sink);
+                }
+            }
+            Some(Command::StopRecording(room, id)) => {
+                if let Some(r) = rooms.get_mut(&room) {
+                    r.records.retain(|s| s.id != id);
+                    if r.legs.is_empty() && r.records.is_empty() {
+                        rooms.remove(&room);
+                    }
                 }
             }
             Some(Command::Update(id, params)) => {
@@ -994,7 +1126,9 @@ fn worker(
                     && let Some(r) = rooms.get_mut(&name)
                 {
                     r.remove(id);
-                    if r.legs.is_empty() {
+                    // a leg's own recording ends with the leg
+                    r.records.retain(|s| s.leg != Some(id));
+                    if r.legs.is_empty() && r.records.is_empty() {
                         rooms.remove(&name);
                     }
                 }
@@ -1010,7 +1144,20 @@ fn worker(
             lateness.record(now - next_tick, now.elapsed());
             if lateness.ticks >= STATS_EVERY {
                 let legs = rooms.values().map(|r| r.legs.len()).sum();
-                let st = lateness.take(index, legs);
+                let mut st = lateness.take(index, legs);
+                let (mut jit_sum, mut n) = (0u64, 0u64);
+                for leg in rooms.values().flat_map(|r| r.legs.iter()) {
+                    st.rtp_received += leg.stats.received;
+                    if leg.stats.received > 0 {
+                        st.rtp_lost += leg.stats.cumulative_lost().max(0);
+                        let us = u64::from(leg.stats.jitter()) * 1_000_000
+                            / u64::from(leg.params.codec.clock_rate());
+                        jit_sum += us;
+                        n += 1;
+                        st.jitter_max_us = st.jitter_max_us.max(us as u32);
+                    }
+                }
+                st.jitter_mean_us = jit_sum.checked_div(n).unwrap_or(0) as u32;
                 let _ = events.send((LegId(0), MediaEvent::TickStats(st)));
             }
             next_tick += TICK;
@@ -1028,6 +1175,7 @@ pub struct MediaEngine {
     threads: Vec<std::thread::JoinHandle<()>>,
     leg_worker: HashMap<LegId, usize>,
     bind_ip: IpAddr,
+    events: mpsc::Sender<(LegId, MediaEvent)>,
 }
 
 impl MediaEngine {
@@ -1061,6 +1209,7 @@ impl MediaEngine {
                 threads,
                 leg_worker: HashMap::new(),
                 bind_ip,
+                events: ev_tx,
             },
             ev_rx,
         )
@@ -1117,6 +1266,23 @@ impl MediaEngine {
             MediaCommand::Interrupt { leg } => self.tell(leg, Command::Interrupt(leg)),
             MediaCommand::Play { leg, prompts } => {
                 self.tell(leg, Command::Play(leg, prompts));
+            }
+            MediaCommand::PlaySound { leg, sound } => {
+                self.tell(leg, Command::PlaySound(leg, sound));
+            }
+            MediaCommand::Record {
+                id,
+                room,
+                leg,
+                path,
+            } => {
+                let sink = record::start(id, leg, &path, self.events.clone())?;
+                let w = self.worker_for(&room);
+                let _ = self.workers[w].send(Command::Record(room, sink));
+            }
+            MediaCommand::StopRecording { id, room } => {
+                let w = self.worker_for(&room);
+                let _ = self.workers[w].send(Command::StopRecording(room, id));
             }
             MediaCommand::Close { leg } => {
                 if let Some(w) = self.leg_worker.remove(&leg) {
@@ -1327,7 +1493,7 @@ mod prompt_tests {
         };
         let mut leg = LegMedia::new(LegId(1), sock(), sock(), params, Instant::now()).unwrap();
         leg.moh = Some(Prompt::MusicOnHold);
-        leg.prompts.push_back(Prompt::JoinTone);
+        leg.prompts.push_back(prompts.get(Prompt::JoinTone).clone());
         let ticks = prompts.get(Prompt::JoinTone).narrow.len().div_ceil(160);
         let mut frame = [0i16; 160];
         let done: Vec<bool> = (0..ticks + 100)

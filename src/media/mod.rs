@@ -10,6 +10,7 @@ pub mod jitter;
 pub mod mixer;
 pub mod opus;
 pub mod prompt;
+pub mod record;
 pub mod resample;
 pub mod rtp;
 pub mod vad;

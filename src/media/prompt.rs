@@ -212,7 +212,7 @@ pub enum PromptError {
 }
 
 /// Samples of one prompt at 8 and 48 kHz.
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sound {
     /// 8 kHz
     pub narrow: Arc<[i16]>,
@@ -274,7 +274,14 @@ pub fn parse_wav(b: &[u8], file: &str) -> Result<Vec<i16>, PromptError> {
     Err(bad("no data chunk"))
 }
 
-fn sound(narrow: Vec<i16>) -> Sound {
+impl std::fmt::Debug for Sound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sound({} ms)", self.narrow.len() / 8)
+    }
+}
+
+/// A sound from 8 kHz samples (a WAV file the control plane loaded).
+pub fn sound(narrow: Vec<i16>) -> Sound {
     let mut up = Upsampler::default();
     let mut wide = vec![0i16; narrow.len() * 6];
     up.process(&narrow, &mut wide);

@@ -1,0 +1,470 @@
+//! The HTTP control API (axum): rooms, participants, lock, play, recordings,
+//! metrics and its own OpenAPI document. Every request but `GET /metrics` (unless
+//! `[api] metrics_auth`) carries `Authorization: Bearer TOKEN`, compared in constant
+//! time and never logged. Handlers only translate HTTP to an [`ops::Op`] and back;
+//! the driver's task carries the op out on the core.
+
+pub mod ops;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Room;
+use crate::core::LegId;
+use crate::core::control::{ControlError, ParticipantUpdate, Role};
+use crate::media::prompt::{Prompt, parse_wav, sound};
+use ops::{ApiCall, Op, Reply};
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the API needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// listen address
+    pub listen: SocketAddr,
+    /// bearer token
+    pub token: String,
+    /// `/metrics` needs the token too
+    pub metrics_auth: bool,
+    /// where `play` finds its files
+    pub play_dir: Option<PathBuf>,
+    /// where recordings are
+    pub recording_dir: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    token: Arc<[u8]>,
+    metrics_auth: bool,
+    play_dir: Option<Arc<PathBuf>>,
+    recording_dir: Option<Arc<PathBuf>>,
+    core: mpsc::Sender<ApiCall>,
+}
+
+/// An API error: a status and `{error, detail}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error,
+            detail: detail.into(),
+        }
+    }
+    fn bad(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.error, "detail": self.detail});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        let (status, error) = match &e {
+            ControlError::NoSuchRoom(_) => (StatusCode::NOT_FOUND, "no_such_room"),
+            ControlError::NoSuchParticipant(_) => (StatusCode::NOT_FOUND, "no_such_participant"),
+            ControlError::NoSuchRecording(_) => (StatusCode::NOT_FOUND, "no_such_recording"),
+            ControlError::RoomExists(_) => (StatusCode::CONFLICT, "room_exists"),
+            ControlError::RecordingOff => (StatusCode::CONFLICT, "recording_off"),
+            ControlError::NotJoined(_) => (StatusCode::CONFLICT, "not_joined"),
+            ControlError::Draining => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ControlError::RecordingFailed(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "recording_failed")
+            }
+        };
+        ApiError::new(status, error, e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn call(st: &AppState, op: Op) -> Result<Reply, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    let gone = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the bridge is stopping",
+        )
+    };
+    st.core
+        .send(ApiCall { op, reply })
+        .await
+        .map_err(|_| gone())?;
+    Ok(rx.await.map_err(|_| gone())??)
+}
+
+fn reply_json(r: Reply) -> Response {
+    match r {
+        Reply::Rooms(v) => Json(v).into_response(),
+        Reply::Room(v) => Json(v).into_response(),
+        Reply::Participants(v) => Json(v).into_response(),
+        Reply::Participant(v) => Json(v).into_response(),
+        Reply::Done => StatusCode::NO_CONTENT.into_response(),
+        Reply::Played(n) => Json(serde_json::json!({"legs": n})).into_response(),
+        Reply::Recording(id) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({"id": id, "url": format!("/v1/recordings/{id}")})),
+        )
+            .into_response(),
+        Reply::Metrics(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+    }
+}
+
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    use subtle::ConstantTimeEq;
+    if req.uri().path() == "/metrics" && !st.metrics_auth {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes)
+        .unwrap_or(b"");
+    // ct_eq is constant-time for equal lengths; unequal lengths fail at once, which
+    // tells only the length
+    if bool::from(given.ct_eq(&st.token)) {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"caucus\""),
+        );
+        r
+    }
+}
+
+async fn rooms(State(st): State<AppState>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Rooms).await?))
+}
+
+async fn room(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Room(room)).await?))
+}
+
+async fn create_room(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult {
+    let r: Room = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    r.check().map_err(|f| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_room",
+            format!("{}: {}", f.key, f.reason),
+        )
+    })?;
+    if r.music_on_hold.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_room",
+            "music_on_hold: only rooms in the configuration file can have their own music",
+        ));
+    }
+    let policy = r.policy(Prompt::MusicOnHold);
+    let reply = call(&st, Op::CreateRoom(r.name, Box::new(policy))).await?;
+    Ok((StatusCode::CREATED, reply_json(reply)).into_response())
+}
+
+async fn end_room(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::EndRoom(room)).await?))
+}
+
+async fn participants(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Participants(room)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    muted: Option<bool>,
+    deaf: Option<bool>,
+    role: Option<String>,
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, u64)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let p: Patch = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let role = match p.role.as_deref() {
+        None => None,
+        Some("moderator") => Some(Role::Moderator),
+        Some("participant") => Some(Role::Participant),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "role \"{other}\": must be moderator or participant"
+            )));
+        }
+    };
+    let up = ParticipantUpdate {
+        muted: p.muted,
+        deaf: p.deaf,
+        role,
+    };
+    Ok(reply_json(
+        call(&st, Op::Update(room, LegId(id), up)).await?,
+    ))
+}
+
+async fn kick(State(st): State<AppState>, Path((room, id)): Path<(String, u64)>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Kick(room, LegId(id))).await?))
+}
+
+async fn lock(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Lock(room, true)).await?))
+}
+
+async fn unlock(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Lock(room, false)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlayBody {
+    file: String,
+    participant: Option<u64>,
+}
+
+/// A file name inside a directory: no separators, no `..`, nothing hidden.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+}
+
+async fn play(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let p: PlayBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let Some(dir) = st.play_dir.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "play_off",
+            "playing files is not configured ([api] play_dir)",
+        ));
+    };
+    if !plain_name(&p.file) {
+        return Err(ApiError::bad(
+            "file: a file name in [api] play_dir (A-Z a-z 0-9 - _ .)",
+        ));
+    }
+    let path = dir.join(&p.file);
+    let name = p.file.clone();
+    let samples = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&path).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
+        parse_wav(&bytes, &name).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|(status, detail)| ApiError::new(status, "bad_file", detail))?;
+    let op = Op::Play(room, p.participant.map(LegId), sound(samples));
+    Ok(reply_json(call(&st, op).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RecordBody {
+    participant: Option<u64>,
+}
+
+async fn record(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: RecordBody = if body.is_empty() {
+        RecordBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?
+    };
+    Ok(reply_json(
+        call(&st, Op::Record(room, b.participant.map(LegId))).await?,
+    ))
+}
+
+async fn stop_recording(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+) -> ApiResult {
+    Ok(reply_json(call(&st, Op::StopRecording(room, id)).await?))
+}
+
+/// A recording id: 32 lowercase hex digits (also its file name).
+fn recording_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+async fn download(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_recording",
+            "no such recording",
+        )
+    };
+    let Some(dir) = st.recording_dir.clone() else {
+        return Err(missing());
+    };
+    if !recording_id(&id) {
+        return Err(missing());
+    }
+    let path = dir.join(format!("{id}.wav"));
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|_| missing())?;
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("audio/wav"),
+    );
+    Ok((h, bytes).into_response())
+}
+
+async fn metrics(State(st): State<AppState>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Metrics).await?))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// The router, with its authentication layer.
+fn router(st: AppState) -> axum::Router {
+    use axum::routing::{delete, patch};
+    axum::Router::new()
+        .route("/v1/rooms", get(rooms).post(create_room))
+        .route("/v1/rooms/{room}", get(room).delete(end_room))
+        .route("/v1/rooms/{room}/participants", get(participants))
+        .route(
+            "/v1/rooms/{room}/participants/{id}",
+            patch(update).delete(kick),
+        )
+        .route("/v1/rooms/{room}/lock", post(lock))
+        .route("/v1/rooms/{room}/unlock", post(unlock))
+        .route("/v1/rooms/{room}/play", post(play))
+        .route("/v1/rooms/{room}/recordings", post(record))
+        .route("/v1/rooms/{room}/recordings/{id}", delete(stop_recording))
+        .route("/v1/recordings/{id}", get(download))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(st.clone(), auth))
+        .with_state(st)
+}
+
+/// Bind the API's listener (at start-up, so a taken port fails the start).
+pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await
+}
+
+/// Serve the API on `listener`; operations go to `core`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    settings: ApiSettings,
+    core: mpsc::Sender<ApiCall>,
+) {
+    let st = AppState {
+        token: settings.token.into_bytes().into(),
+        metrics_auth: settings.metrics_auth,
+        play_dir: settings.play_dir.map(Arc::new),
+        recording_dir: settings.recording_dir.map(Arc::new),
+        core,
+    };
+    if let Err(e) = axum::serve(listener, router(st)).await {
+        tracing::error!(error = %e, "API server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_are_checked() {
+        assert!(plain_name("hello.wav"));
+        for bad in [
+            "",
+            "../x.wav",
+            "/etc/passwd",
+            ".hidden",
+            "a/b.wav",
+            "a b.wav",
+        ] {
+            assert!(!plain_name(bad), "{bad}");
+        }
+        assert!(recording_id("0123456789abcdef0123456789abcdef"));
+        assert!(!recording_id("0123456789abcdef0123456789abcdeF"));
+        assert!(!recording_id("../../etc/passwd"));
+    }
+
+    #[test]
+    fn openapi_document_is_json_with_every_route() {
+        let v: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = v["paths"].as_object().unwrap();
+        for p in [
+            "/v1/rooms",
+            "/v1/rooms/{room}",
+            "/v1/rooms/{room}/participants",
+            "/v1/rooms/{room}/participants/{id}",
+            "/v1/rooms/{room}/lock",
+            "/v1/rooms/{room}/unlock",
+            "/v1/rooms/{room}/play",
+            "/v1/rooms/{room}/recordings",
+            "/v1/rooms/{room}/recordings/{id}",
+            "/v1/recordings/{id}",
+            "/metrics",
+            "/openapi.json",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing");
+        }
+    }
+}

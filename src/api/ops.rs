@@ -1,0 +1,249 @@
+//! What an API request asks of the core, carried to the driver's task (which owns
+//! the core) over a channel, and carried out there by [`execute`]: the HTTP side
+//! never holds signalling state, so no lock is shared with SIP.
+
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::core::control::{ControlError, ParticipantInfo, ParticipantUpdate, Role, RoomInfo};
+use crate::core::{Core, LegId, RoomPolicy};
+use crate::media::prompt::Sound;
+
+/// One operation on the core.
+#[derive(Debug)]
+pub enum Op {
+    /// GET /v1/rooms
+    Rooms,
+    /// GET /v1/rooms/{room}
+    Room(String),
+    /// POST /v1/rooms
+    CreateRoom(String, Box<RoomPolicy>),
+    /// DELETE /v1/rooms/{room}
+    EndRoom(String),
+    /// GET /v1/rooms/{room}/participants
+    Participants(String),
+    /// PATCH /v1/rooms/{room}/participants/{id}
+    Update(String, LegId, ParticipantUpdate),
+    /// DELETE /v1/rooms/{room}/participants/{id}
+    Kick(String, LegId),
+    /// POST /v1/rooms/{room}/lock | unlock
+    Lock(String, bool),
+    /// POST /v1/rooms/{room}/play
+    Play(String, Option<LegId>, Sound),
+    /// POST /v1/rooms/{room}/recordings
+    Record(String, Option<LegId>),
+    /// DELETE /v1/rooms/{room}/recordings/{id}
+    StopRecording(String, String),
+    /// GET /metrics: the core's and the driver's figures
+    Metrics,
+}
+
+/// An operation with its reply channel.
+#[derive(Debug)]
+pub struct ApiCall {
+    /// what to do
+    pub op: Op,
+    /// where the answer goes
+    pub reply: oneshot::Sender<Result<Reply, ControlError>>,
+}
+
+/// A room as JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomJson {
+    /// name
+    pub name: String,
+    /// legs in it
+    pub participants: usize,
+    /// locked
+    pub locked: bool,
+    /// running recordings of its mix
+    pub recording: Vec<String>,
+    /// RFC 3339, or null when nobody is in
+    pub started_at: Option<String>,
+    /// created through the API
+    pub dynamic: bool,
+}
+
+/// A participant as JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ParticipantJson {
+    /// leg id
+    pub id: u64,
+    /// Call-ID
+    pub call_id: String,
+    /// From URI
+    pub from: String,
+    /// "moderator" or "participant"
+    pub role: &'static str,
+    /// "pin", "waiting", "joined", "leaving"
+    pub state: &'static str,
+    /// muted
+    pub muted: bool,
+    /// deaf
+    pub deaf: bool,
+    /// talking
+    pub talking: bool,
+    /// RFC 3339, or null before it is in the mix
+    pub joined_at: Option<String>,
+}
+
+/// The answer to an [`Op`].
+#[derive(Debug)]
+pub enum Reply {
+    /// rooms
+    Rooms(Vec<RoomJson>),
+    /// one room
+    Room(RoomJson),
+    /// participants
+    Participants(Vec<ParticipantJson>),
+    /// one participant
+    Participant(ParticipantJson),
+    /// done, nothing to say
+    Done,
+    /// a sound was queued to this many legs
+    Played(usize),
+    /// a recording started
+    Recording(String),
+    /// Prometheus text of the core's gauges
+    Metrics(String),
+}
+
+/// Wall-clock time of a core instant, as RFC 3339 UTC.
+pub fn wall(t: Instant, now: Instant) -> String {
+    let at = SystemTime::now()
+        .checked_sub(now.saturating_duration_since(t))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    rfc3339(at)
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn room_json(r: RoomInfo, now: Instant) -> RoomJson {
+    RoomJson {
+        name: r.name,
+        participants: r.participants,
+        locked: r.locked,
+        recording: r.recording,
+        started_at: r.started.map(|t| wall(t, now)),
+        dynamic: r.dynamic,
+    }
+}
+
+fn participant_json(p: ParticipantInfo, now: Instant) -> ParticipantJson {
+    ParticipantJson {
+        id: p.id.0,
+        call_id: p.call_id,
+        from: p.from,
+        role: match p.role {
+            Role::Moderator => "moderator",
+            Role::Participant => "participant",
+        },
+        state: p.state,
+        muted: p.muted,
+        deaf: p.deaf,
+        talking: p.talking,
+        joined_at: p.joined.map(|t| wall(t, now)),
+    }
+}
+
+/// Carry out one operation on the core (in the driver's task).
+pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlError> {
+    Ok(match op {
+        Op::Rooms => Reply::Rooms(
+            core.room_list()
+                .into_iter()
+                .map(|r| room_json(r, now))
+                .collect(),
+        ),
+        Op::Room(name) => Reply::Room(room_json(core.room(&name)?, now)),
+        Op::CreateRoom(name, policy) => {
+            Reply::Room(room_json(core.create_room(now, &name, *policy)?, now))
+        }
+        Op::EndRoom(name) => {
+            core.end_room_by_api(now, &name)?;
+            Reply::Done
+        }
+        Op::Participants(room) => Reply::Participants(
+            core.participants(&room)?
+                .into_iter()
+                .map(|p| participant_json(p, now))
+                .collect(),
+        ),
+        Op::Update(room, id, up) => Reply::Participant(participant_json(
+            core.update_participant(now, &room, id, up)?,
+            now,
+        )),
+        Op::Kick(room, id) => {
+            core.kick(now, &room, id)?;
+            Reply::Done
+        }
+        Op::Lock(room, locked) => Reply::Room(room_json(core.set_locked(&room, locked)?, now)),
+        Op::Play(room, leg, sound) => Reply::Played(core.play_sound(&room, leg, &sound)?),
+        Op::Record(room, leg) => Reply::Recording(core.start_recording(&room, leg)?),
+        Op::StopRecording(room, id) => {
+            core.stop_recording(&room, &id)?;
+            Reply::Done
+        }
+        Op::Metrics => Reply::Metrics(core_metrics(core)),
+    })
+}
+
+fn core_metrics(core: &Core) -> String {
+    let rooms = core.room_list();
+    let running = rooms.iter().filter(|r| r.participants > 0).count();
+    let legs: usize = rooms.iter().map(|r| r.participants).sum();
+    let mut s = String::new();
+    s.push_str("# HELP caucus_rooms Rooms defined (configured and created through the API).\n");
+    s.push_str("# TYPE caucus_rooms gauge\n");
+    s.push_str(&format!("caucus_rooms {}\n", rooms.len()));
+    s.push_str("# HELP caucus_rooms_active Rooms with at least one call.\n");
+    s.push_str("# TYPE caucus_rooms_active gauge\n");
+    s.push_str(&format!("caucus_rooms_active {running}\n"));
+    s.push_str("# HELP caucus_participants Legs in rooms, whatever their stage.\n");
+    s.push_str("# TYPE caucus_participants gauge\n");
+    s.push_str(&format!("caucus_participants {legs}\n"));
+    s.push_str("# HELP caucus_rtp_ports_in_use RTP/RTCP port pairs held by legs.\n");
+    s.push_str("# TYPE caucus_rtp_ports_in_use gauge\n");
+    s.push_str(&format!(
+        "caucus_rtp_ports_in_use {}\n",
+        core.ports_in_use()
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(951_782_400_123);
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.000Z");
+    }
+}
