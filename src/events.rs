@@ -28,7 +28,9 @@ const QUEUE: usize = 100_000;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Backoff between attempts: first, and at most.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Rooms whose sequence numbers are remembered; beyond this the table starts over.
+const SEQ_ROOMS: usize = 100_000;
 
 /// Delivery counters, for `/metrics`.
 #[derive(Debug, Default)]
@@ -99,13 +101,14 @@ impl Webhooks {
             return;
         };
         let room = room_of(ev).to_string();
+        if self.seq.len() >= SEQ_ROOMS && !self.seq.contains_key(&room) {
+            // bounded memory with endless run-time room names: numbering restarts
+            self.seq.clear();
+        }
         let seq = self.seq.entry(room.clone()).or_insert(0);
         *seq += 1;
         let now = SystemTime::now();
         let body = payload(ev, *seq, now, &self.recording_base);
-        if matches!(ev, Event::RoomClosed { .. }) {
-            self.seq.remove(&room);
-        }
         let out = Outgoing {
             key: room,
             url,

@@ -2077,6 +2077,15 @@ impl Core {
                 self.reply_txn(now, &key, &req, leg.peer, 503, &[]);
             }
         }
+        // reported before anything it sets off (the room closing, others ended)
+        if leg.state != LegState::Ringing {
+            self.out.push_back(Output::Event(Event::Left {
+                leg: id,
+                room: leg.room.clone(),
+                call_id: leg.call_id.clone(),
+                reason: why,
+            }));
+        }
         if let Some(members) = self.rooms.get_mut(&leg.room) {
             members.retain(|l| *l != id);
             if members.is_empty() {
@@ -2099,14 +2108,6 @@ impl Core {
         }
         if leg.stage == (Stage::Joined { moderator: true }) {
             self.moderator_gone(now, &leg.room);
-        }
-        if leg.state != LegState::Ringing {
-            self.out.push_back(Output::Event(Event::Left {
-                leg: id,
-                room: leg.room,
-                call_id: leg.call_id,
-                reason: why,
-            }));
         }
     }
 

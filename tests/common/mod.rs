@@ -13,6 +13,8 @@ use caucus::media::{g711, opus};
 use caucus::sdp::{self, CodecKind, SessionDescription};
 use caucus::sip::{Message, StartLine};
 
+pub mod http;
+
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 
 /// A free UDP+TCP port on loopback.

@@ -1,0 +1,507 @@
+//! The control API against the real binary on loopback: authentication, rooms and
+//! participants, mute / deaf / kick judged on the audio each caller hears, play,
+//! recording (the file analysed for the callers' tones), run-time rooms, metrics
+//! and the event webhook (signed, in order, surviving a receiver that is down).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use caucus::sdp::CodecKind;
+use caucus::sip::Method;
+use common::http::{self, Receiver, request, signed, valid_prometheus};
+use common::{Bridge, Stream, Ua, db, free_port, goertzel};
+
+const TOKEN: &str = "test-token-0123456789";
+const SECRET: &str = "hook-secret-0123456789";
+
+struct Rig {
+    bridge: Bridge,
+    api: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("caucus-api-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rig(name: &str, events_url: &str, rooms: &str) -> Rig {
+    let port = free_port();
+    let dir = tmpdir(name);
+    let cfg = format!(
+        "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\nplay_dir = \"{play}\"\n\
+         [events]\nurl = \"{events_url}\"\nsecret = \"{SECRET}\"\n\
+         [recording]\ndir = \"{rec}\"\n{rooms}",
+        play = dir.display(),
+        rec = dir.join("rec").display(),
+    );
+    let bridge = Bridge::start(&cfg);
+    Rig {
+        bridge,
+        api: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    }
+}
+
+impl Rig {
+    fn get(&self, path: &str) -> http::Response {
+        request(self.api, "GET", path, Some(TOKEN), None)
+    }
+    fn send(&self, method: &str, path: &str, body: &str) -> http::Response {
+        request(self.api, method, path, Some(TOKEN), Some(body))
+    }
+}
+
+/// Everyone streams their tone for `secs`; returns what each heard in that time.
+fn phase(uas: &[&Ua], streams: &mut [Stream], freqs: &[f64], secs: u64) -> Vec<Vec<i16>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = uas
+            .iter()
+            .zip(streams.iter_mut())
+            .zip(freqs)
+            .map(|((ua, st), f)| {
+                s.spawn(move || {
+                    let before = st.heard.len();
+                    st.run(ua, *f, Duration::from_secs(secs));
+                    st.heard[before..].to_vec()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Level of `f` in the last second heard (8 kHz).
+fn level(x: &[i16], f: f64) -> f64 {
+    db(goertzel(&x[x.len().saturating_sub(8000)..], 8000.0, f))
+}
+
+fn tone_wav(path: &std::path::Path, f: f64, secs: f64) {
+    let n = (8000.0 * secs) as usize;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + 2 * n as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&[1, 0, 1, 0]);
+    b.extend_from_slice(&8000u32.to_le_bytes());
+    b.extend_from_slice(&16000u32.to_le_bytes());
+    b.extend_from_slice(&[2, 0, 16, 0]);
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(2 * n as u32).to_le_bytes());
+    for i in 0..n {
+        let v = (8000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16;
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+fn bye_within(ua: &mut Ua, st: &mut Stream, f: f64, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        st.run(ua, f, Duration::from_millis(100));
+        while let Some(m) = ua.recv(Duration::from_millis(20)) {
+            if m.method() == Some(&Method::Bye) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn api_controls_rooms_participants_recordings_and_reports_events() {
+    let hooks = Receiver::start(0);
+    let r = rig("main", &hooks.url(), "[[room]]\nname = \"demo\"\n");
+
+    // no token, a wrong one: 401 with the error shape; metrics are open
+    for token in [None, Some("wrong-token-0123456789")] {
+        let resp = request(r.api, "GET", "/v1/rooms", token, None);
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.json()["error"], "unauthorized");
+    }
+    assert_eq!(request(r.api, "GET", "/metrics", None, None).status, 200);
+
+    let freqs = [440.0, 700.0, 1100.0];
+    let mut uas: Vec<Ua> = (0..3)
+        .map(|i| {
+            Ua::new(
+                r.bridge.sip,
+                "demo",
+                CodecKind::Pcmu,
+                false,
+                &format!("a{i}"),
+            )
+        })
+        .collect();
+    for ua in &mut uas {
+        assert_eq!(ua.call(""), 200);
+    }
+    let rooms = r.get("/v1/rooms").json();
+    let demo = rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "demo")
+        .unwrap()
+        .clone();
+    assert_eq!(demo["participants"], 3);
+    assert!(demo["started_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(r.get("/v1/rooms/nope").status, 404);
+
+    let parts = r.get("/v1/rooms/demo/participants").json();
+    let parts = parts.as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    let id_of = |ua: &Ua| {
+        parts
+            .iter()
+            .find(|p| p["call_id"] == ua.call_id.as_str())
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let ids: Vec<u64> = uas.iter().map(id_of).collect();
+    assert!(
+        parts
+            .iter()
+            .all(|p| p["role"] == "participant" && p["muted"] == false)
+    );
+
+    // record the room while everyone talks
+    let rec = r.send("POST", "/v1/rooms/demo/recordings", "{}");
+    assert_eq!(rec.status, 201, "{}", rec.text());
+    let rec_id = rec.json()["id"].as_str().unwrap().to_string();
+    assert!(r.get("/v1/rooms/demo").json()["recording"][0] == rec_id.as_str());
+
+    let mut streams: Vec<Stream> = (0..3).map(|_| Stream::new(CodecKind::Pcmu)).collect();
+    let refs: Vec<&Ua> = uas.iter().collect();
+    let heard = phase(&refs, &mut streams, &freqs, 3);
+    for (i, h) in heard.iter().enumerate() {
+        for (j, f) in freqs.iter().enumerate() {
+            let l = level(h, *f);
+            if i == j {
+                assert!(l < 40.0, "caller {i} hears itself at {l:.1} dB");
+            } else {
+                assert!(l > 50.0, "caller {i} hears {f} Hz at only {l:.1} dB");
+            }
+        }
+    }
+    let stop = request(
+        r.api,
+        "DELETE",
+        &format!("/v1/rooms/demo/recordings/{rec_id}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(stop.status, 204);
+
+    // mute caller 0: the others stop hearing 440 Hz
+    let m = r.send(
+        "PATCH",
+        &format!("/v1/rooms/demo/participants/{}", ids[0]),
+        r#"{"muted": true}"#,
+    );
+    assert_eq!(m.status, 200, "{}", m.text());
+    assert_eq!(m.json()["muted"], true);
+    // deafen caller 2: it hears silence, and is still heard
+    let d = r.send(
+        "PATCH",
+        &format!("/v1/rooms/demo/participants/{}", ids[2]),
+        r#"{"deaf": true}"#,
+    );
+    assert_eq!(d.json()["deaf"], true);
+    let heard = phase(&refs, &mut streams, &freqs, 2);
+    assert!(level(&heard[1], 440.0) < 30.0, "muted caller still heard");
+    assert!(level(&heard[1], 1100.0) > 50.0, "deaf caller not heard");
+    assert!(level(&heard[2], 700.0) < 30.0, "deaf caller hears the room");
+    assert!(level(&heard[2], 440.0) < 30.0, "deaf caller hears the room");
+
+    // bad requests get the error shape
+    let bad = r.send(
+        "PATCH",
+        &format!("/v1/rooms/demo/participants/{}", ids[0]),
+        r#"{"role": "king"}"#,
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "bad_request");
+    assert_eq!(
+        r.send(
+            "PATCH",
+            "/v1/rooms/demo/participants/999999",
+            r#"{"muted":true}"#
+        )
+        .status,
+        404
+    );
+
+    // play a file to the room: caller 1 hears 1500 Hz
+    tone_wav(&r.dir.join("beep.wav"), 1500.0, 2.0);
+    let p = r.send("POST", "/v1/rooms/demo/play", r#"{"file": "beep.wav"}"#);
+    assert_eq!(p.status, 200, "{}", p.text());
+    let heard = phase(&refs, &mut streams, &freqs, 1);
+    assert!(level(&heard[1], 1500.0) > 50.0, "played file not heard");
+    assert_eq!(
+        r.send(
+            "POST",
+            "/v1/rooms/demo/play",
+            r#"{"file": "../../etc/passwd"}"#
+        )
+        .status,
+        400
+    );
+
+    // the recording: both callers' tones in its first seconds, downloadable with
+    // the token only
+    assert!(
+        hooks.wait_for(Duration::from_secs(5), |evs| evs
+            .iter()
+            .any(|e| e["type"] == "recording:completed")),
+        "no recording event"
+    );
+    let url = format!("/v1/recordings/{rec_id}");
+    assert_eq!(request(r.api, "GET", &url, None, None).status, 401);
+    let wav = r.get(&url);
+    assert_eq!(wav.status, 200);
+    assert_eq!(wav.header("content-type"), Some("audio/wav"));
+    let samples = caucus::media::prompt::parse_wav(&wav.body, "rec.wav").unwrap();
+    assert!(
+        samples.len() >= 8000 * 2,
+        "recording is {} samples",
+        samples.len()
+    );
+    let tail = &samples[samples.len() - 8000..];
+    for f in freqs {
+        let l = db(goertzel(tail, 8000.0, f));
+        assert!(l > 50.0, "recording lacks {f} Hz ({l:.1} dB)");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let file = r.dir.join("rec").join(format!("{rec_id}.wav"));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // kick caller 1: BYE
+    let k = request(
+        r.api,
+        "DELETE",
+        &format!("/v1/rooms/demo/participants/{}", ids[1]),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(k.status, 204);
+    assert!(
+        bye_within(&mut uas[1], &mut streams[1], 700.0, 3),
+        "kicked caller got no BYE"
+    );
+
+    // metrics: valid Prometheus text with the SIP counters
+    let metrics = request(r.api, "GET", "/metrics", None, None).text();
+    valid_prometheus(&metrics).unwrap();
+    assert!(metrics.contains("caucus_sip_requests_received_total{method=\"INVITE\"} 3"));
+    assert!(metrics.contains("caucus_participants 2"));
+    assert!(metrics.contains("caucus_calls_ended_total{reason=\"kicked\"} 1"));
+
+    // the rest hang up: room ends
+    uas[0].hangup();
+    uas[2].hangup();
+    assert!(
+        hooks.wait_for(Duration::from_secs(5), |evs| evs
+            .iter()
+            .any(|e| e["type"] == "room:ended")),
+        "no room:ended event"
+    );
+    let all = hooks.hooks.lock().unwrap().clone();
+    for h in &all {
+        assert!(signed(h, SECRET), "unsigned or badly signed event");
+    }
+    let demo: Vec<serde_json::Value> = all
+        .iter()
+        .map(|h| h.json())
+        .filter(|e| e["conversation_uuid"] == "demo")
+        .collect();
+    let seqs: Vec<u64> = demo.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let kinds: Vec<&str> = demo.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "out of order: {seqs:?} {kinds:?}"
+    );
+    assert_eq!(kinds.first(), Some(&"room:started"));
+    assert_eq!(kinds.last(), Some(&"room:ended"));
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "participant:joined").count(),
+        3
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "participant:left").count(),
+        3
+    );
+    assert!(kinds.contains(&"participant:muted"));
+    let kicked = demo
+        .iter()
+        .find(|e| e["type"] == "participant:left" && e["reason"] == "kicked");
+    assert!(kicked.is_some(), "{kinds:?}");
+    let done = demo
+        .iter()
+        .find(|e| e["type"] == "recording:completed")
+        .unwrap();
+    assert!(
+        done["recording_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v1/recordings/{rec_id}"))
+    );
+    assert!(done["duration"].as_u64().unwrap() >= 2);
+    assert!(!r.bridge.log_text().contains(TOKEN), "token in the log");
+}
+
+#[test]
+fn rooms_created_at_run_time_lock_end_and_expire() {
+    let hooks = Receiver::start(0);
+    let r = rig("rooms", &hooks.url(), "");
+    let bad = r.send("POST", "/v1/rooms", r#"{"name": "x y"}"#);
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "invalid_room");
+    assert_eq!(
+        r.send("POST", "/v1/rooms", r#"{"name": "ok", "colour": 1}"#)
+            .status,
+        400
+    );
+    let c = r.send(
+        "POST",
+        "/v1/rooms",
+        r#"{"name": "adhoc", "empty_timeout_s": 2, "max_participants": 5}"#,
+    );
+    assert_eq!(c.status, 201, "{}", c.text());
+    assert_eq!(c.json()["dynamic"], true);
+    assert_eq!(
+        r.send("POST", "/v1/rooms", r#"{"name": "adhoc"}"#).status,
+        409
+    );
+
+    // callers can dial it; locked, they are refused; ending it BYEs them
+    let mut a = Ua::new(r.bridge.sip, "adhoc", CodecKind::Pcmu, false, "x1");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(
+        r.send("POST", "/v1/rooms/adhoc/lock", "").json()["locked"],
+        true
+    );
+    let mut b = Ua::new(r.bridge.sip, "adhoc", CodecKind::Pcmu, false, "x2");
+    assert_eq!(b.call(""), 403);
+    assert_eq!(
+        r.send("POST", "/v1/rooms/adhoc/unlock", "").json()["locked"],
+        false
+    );
+    let mut st = Stream::new(CodecKind::Pcmu);
+    st.run(&a, 440.0, Duration::from_millis(300));
+    let e = request(r.api, "DELETE", "/v1/rooms/adhoc", Some(TOKEN), None);
+    assert_eq!(e.status, 204);
+    assert!(bye_within(&mut a, &mut st, 440.0, 3), "no BYE on room end");
+    assert_eq!(
+        r.get("/v1/rooms/adhoc").status,
+        404,
+        "ended API room still listed"
+    );
+
+    // an API room nobody calls is removed after its empty_timeout
+    let c = r.send(
+        "POST",
+        "/v1/rooms",
+        r#"{"name": "brief", "empty_timeout_s": 1}"#,
+    );
+    assert_eq!(c.status, 201);
+    assert_eq!(r.get("/v1/rooms/brief").status, 200);
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(
+        r.get("/v1/rooms/brief").status,
+        404,
+        "empty room not removed"
+    );
+    let mut late = Ua::new(r.bridge.sip, "brief", CodecKind::Pcmu, false, "x3");
+    assert_eq!(late.call(""), 404);
+
+    // a room that was used is removed its empty_timeout after the last call
+    r.send(
+        "POST",
+        "/v1/rooms",
+        r#"{"name": "used", "empty_timeout_s": 1}"#,
+    );
+    let mut u = Ua::new(r.bridge.sip, "used", CodecKind::Pcmu, false, "x4");
+    assert_eq!(u.call(""), 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(r.get("/v1/rooms/used").status, 200, "removed while in use");
+    assert_eq!(u.hangup(), 200);
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(r.get("/v1/rooms/used").status, 404);
+    let openapi = r.get("/openapi.json");
+    assert_eq!(openapi.status, 200);
+    assert!(openapi.json()["paths"]["/v1/rooms"].is_object());
+}
+
+#[test]
+fn events_queued_while_the_receiver_is_down_arrive_in_order() {
+    // nobody listens on this port for the first 10 s
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    let r = rig("down", &url, "[[room]]\nname = \"demo\"\n");
+    let mut a = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "d1");
+    assert_eq!(a.call(""), 200);
+    let mut st = Stream::new(CodecKind::Pcmu);
+    st.run(&a, 440.0, Duration::from_millis(300));
+    assert_eq!(a.hangup(), 200);
+    std::thread::sleep(Duration::from_secs(10));
+    // the receiver comes back, refusing the first attempt for good measure
+    let refused = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let rf = refused.clone();
+    let hooks = Receiver::start_with(
+        port,
+        Arc::new(move |_| {
+            if rf.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 1 {
+                (503, String::new())
+            } else {
+                (200, String::new())
+            }
+        }),
+    );
+    assert!(
+        hooks.wait_for(Duration::from_secs(45), |evs| evs
+            .iter()
+            .any(|e| e["type"] == "room:ended")),
+        "events did not arrive after the receiver came back"
+    );
+    let all = hooks.hooks.lock().unwrap().clone();
+    // what was accepted (the 503'd copies are retried), in order
+    let accepted: Vec<serde_json::Value> = all.iter().skip(1).map(|h| h.json()).collect();
+    let kinds: Vec<&str> = accepted
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .filter(|k| !k.starts_with("participant:talking"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "room:started",
+            "participant:joined",
+            "participant:left",
+            "room:ended"
+        ]
+    );
+    assert!(all.iter().all(|h| signed(h, SECRET)));
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = request(r.api, "GET", "/metrics", None, None).text();
+    let value = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    };
+    assert!(value("caucus_webhook_events_total{result=\"delivered\"}") >= 4);
+    assert!(value("caucus_webhook_events_total{result=\"failed_attempt\"}") >= 1);
+    assert_eq!(value("caucus_webhook_events_total{result=\"dropped\"}"), 0);
+}
