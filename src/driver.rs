@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::api::ops::{self, ApiCall, Op, Reply};
+use crate::api::ops::{self, ApiCall, Op, OpResult, Reply};
 use crate::config::Config;
 use crate::core::{Core, Event, Output, Peer, Transport};
 use crate::events::Webhooks;
@@ -253,10 +253,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut sighup = signal(tokio::signal::unix::SignalKind::hangup());
     let mut drain_deadline: Option<Instant> = None;
-    let mut deferred: Option<(
-        tokio::sync::oneshot::Sender<Result<Reply, crate::core::control::ControlError>>,
-        Result<Reply, crate::core::control::ControlError>,
-    )> = None;
+    let mut deferred: Option<(tokio::sync::oneshot::Sender<OpResult>, OpResult)> = None;
     tracing::info!(%listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
 
     loop {

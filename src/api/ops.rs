@@ -40,13 +40,16 @@ pub enum Op {
     Metrics,
 }
 
+/// What an operation comes to.
+pub type OpResult = Result<Reply, ControlError>;
+
 /// An operation with its reply channel.
 #[derive(Debug)]
 pub struct ApiCall {
     /// what to do
     pub op: Op,
     /// where the answer goes
-    pub reply: oneshot::Sender<Result<Reply, ControlError>>,
+    pub reply: oneshot::Sender<OpResult>,
 }
 
 /// A room as JSON.

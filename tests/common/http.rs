@@ -32,7 +32,10 @@ impl Response {
     }
 }
 
-fn read_message(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+/// Start line, headers (lower-case names) and body of one HTTP message.
+type Raw = (String, Vec<(String, String)>, Vec<u8>);
+
+fn read_message(r: &mut BufReader<TcpStream>) -> Option<Raw> {
     let mut first = String::new();
     if r.read_line(&mut first).ok()? == 0 {
         return None;
