@@ -8,6 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod ctl;
 pub mod driver;
 pub mod events;
 pub mod media;

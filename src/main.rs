@@ -31,6 +31,22 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
+    /// Control a running bridge through its HTTP API.
+    Ctl(caucus::ctl::CtlArgs),
+}
+
+/// The single-threaded runtime the driver (and ctl) runs on; media has its own threads.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -42,6 +58,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Ctl(args) => {
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            match rt.block_on(caucus::ctl::run(args)) {
+                Ok(out) => {
+                    println!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("caucus ctl: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { file } => match Config::load(&file) {
             Ok(cfg) => match cfg.prompts() {
                 Ok(_) => {
@@ -69,15 +100,8 @@ fn main() -> ExitCode {
                 },
                 None => Config::default_config(),
             };
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
             };
             match rt.block_on(caucus::driver::run(cfg, config)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -505,3 +505,61 @@ fn events_queued_while_the_receiver_is_down_arrive_in_order() {
     assert!(value("caucus_webhook_events_total{result=\"failed_attempt\"}") >= 1);
     assert_eq!(value("caucus_webhook_events_total{result=\"dropped\"}"), 0);
 }
+
+fn ctl(r: &Rig, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caucus"))
+        .arg("ctl")
+        .arg("--api")
+        .arg(format!("http://{}", r.api))
+        .args(args)
+        .env("CAUCUS_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn ctl_drives_the_api() {
+    let hooks = Receiver::start(0);
+    let r = rig("ctl", &hooks.url(), "[[room]]\nname = \"demo\"\n");
+    let mut a = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "c1");
+    assert_eq!(a.call(""), 200);
+    let (ok, out) = ctl(&r, &["rooms"]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("demo ") && l.contains(" 1 ")),
+        "{out}"
+    );
+    let (ok, out) = ctl(&r, &["participants", "demo"]);
+    assert!(ok && out.contains("sip:ua@127.0.0.1"), "{out}");
+    let id = r.get("/v1/rooms/demo/participants").json()[0]["id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let (ok, out) = ctl(&r, &["mute", "demo", &id]);
+    assert!(ok && out.contains("\"muted\": true"), "{out}");
+    let (ok, out) = ctl(&r, &["create", "side", "pin=0042", "empty_timeout_s=30"]);
+    assert!(ok && out.contains("\"dynamic\": true"), "{out}");
+    let (ok, out) = ctl(&r, &["kick", "demo", "424242"]);
+    assert!(!ok && out.contains("404"), "{out}");
+    let (ok, out) = ctl(&r, &["kick", "demo", &id]);
+    assert!(ok, "{out}");
+    // a wrong token is an error, not a crash
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caucus"))
+        .args([
+            "ctl",
+            "--api",
+            &format!("http://{}", r.api),
+            "--token",
+            "nope-nope-nope-nope",
+            "rooms",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
