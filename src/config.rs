@@ -920,6 +920,21 @@ impl Config {
             user_agent: self.sip.user_agent.clone(),
             menu: self.menu.clone(),
             recording_dir: self.recording.dir.clone(),
+            dialout: crate::core::dialout::DialPolicy {
+                allowed: self.dialout.allowed_destinations.clone(),
+                max_calls: self.dialout.max_outbound_calls,
+                max_duration: Duration::from_secs(self.dialout.max_duration_s),
+                trunks: self
+                    .trunks
+                    .iter()
+                    .map(|t| crate::core::dialout::TrunkCredentials {
+                        host: t.host.clone(),
+                        realm: t.realm.clone(),
+                        username: t.username.clone(),
+                        password: t.password.clone(),
+                    })
+                    .collect(),
+            },
         }
     }
 }

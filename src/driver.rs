@@ -454,5 +454,12 @@ fn log_event(ev: &Event) {
             error = r.error.as_deref().unwrap_or(""),
             "recording finished"
         ),
+        Event::Dial {
+            leg,
+            room,
+            to,
+            status,
+            reason,
+        } => tracing::info!(%leg, %room, %to, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "dial-out"),
     }
 }

@@ -133,7 +133,8 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Left { room, .. }
         | Event::RoomClosed { room }
         | Event::Muted { room, .. }
-        | Event::Talking { room, .. } => room,
+        | Event::Talking { room, .. }
+        | Event::Dial { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
 }
@@ -184,6 +185,17 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
             "recording_url": format!("{recording_base}{}", r.id),
             "duration": r.duration_ms / 1000, "duration_ms": r.duration_ms, "size": r.bytes,
             "error": r.error,
+        }),
+        Event::Dial {
+            leg,
+            room,
+            to,
+            status,
+            reason,
+        } => json!({
+            "type": format!("dial:{}", status.as_str()), "status": status.as_str(),
+            "uuid": leg.0.to_string(), "conversation_uuid": room, "to": to,
+            "direction": "outbound", "reason": reason,
         }),
     };
     v["timestamp"] = Value::String(timestamp);

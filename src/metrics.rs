@@ -35,6 +35,7 @@ pub struct Metrics {
     responses_in: BTreeMap<u16, u64>,
     calls_ended: BTreeMap<&'static str, u64>,
     calls_joined: u64,
+    dials: BTreeMap<&'static str, u64>,
     late_buckets: [u64; 7],
     late_count: u64,
     late_sum_us: u64,
@@ -82,6 +83,9 @@ impl Metrics {
             Event::Joined { .. } => self.calls_joined += 1,
             Event::Left { reason, .. } => {
                 *self.calls_ended.entry(reason.as_str()).or_default() += 1;
+            }
+            Event::Dial { status, .. } => {
+                *self.dials.entry(status.as_str()).or_default() += 1;
             }
             _ => {}
         }
@@ -152,6 +156,10 @@ impl Metrics {
         );
         for (r, n) in &self.calls_ended {
             let _ = writeln!(s, "caucus_calls_ended_total{{reason=\"{r}\"}} {n}");
+        }
+        counter(&mut s, "caucus_dialout_total", "Outbound calls, by outcome.");
+        for (r, n) in &self.dials {
+            let _ = writeln!(s, "caucus_dialout_total{{status=\"{r}\"}} {n}");
         }
         let _ = writeln!(
             s,

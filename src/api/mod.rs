@@ -93,6 +93,11 @@ impl From<ControlError> for ApiError {
             ControlError::RecordingFailed(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "recording_failed")
             }
+            ControlError::DialDenied(_) => (StatusCode::FORBIDDEN, "dial_denied"),
+            ControlError::TooManyCalls(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_calls"),
+            ControlError::BadDestination(_) => (StatusCode::BAD_REQUEST, "bad_destination"),
+            ControlError::RoomFull(_) => (StatusCode::CONFLICT, "room_full"),
+            ControlError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         ApiError::new(status, error, e.to_string())
     }
@@ -124,6 +129,11 @@ fn reply_json(r: Reply) -> Response {
         Reply::Participant(v) => Json(v).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
         Reply::Played(n) => Json(serde_json::json!({"legs": n})).into_response(),
+        Reply::Dialing(id) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({"id": id.0, "state": "calling"})),
+        )
+            .into_response(),
         Reply::Recording(id) => (
             StatusCode::CREATED,
             Json(serde_json::json!({"id": id, "url": format!("/v1/recordings/{id}")})),
@@ -365,6 +375,43 @@ async fn download(State(st): State<AppState>, Path(id): Path<String>) -> ApiResu
     Ok((h, bytes).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DialBody {
+    to: String,
+    role: Option<String>,
+    caller_id: Option<String>,
+    timeout_s: Option<u64>,
+}
+
+async fn dial(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: DialBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let moderator = match b.role.as_deref() {
+        None | Some("participant") => false,
+        Some("moderator") => true,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "role \"{other}\": must be moderator or participant"
+            )));
+        }
+    };
+    let timeout = b.timeout_s.unwrap_or(30);
+    if !(1..=300).contains(&timeout) {
+        return Err(ApiError::bad("timeout_s must be 1..=300"));
+    }
+    let req = crate::core::dialout::DialRequest {
+        to: b.to,
+        moderator,
+        caller_id: b.caller_id,
+        ring_timeout: std::time::Duration::from_secs(timeout),
+    };
+    Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
+}
+
 async fn metrics(State(st): State<AppState>) -> ApiResult {
     Ok(reply_json(call(&st, Op::Metrics).await?))
 }
@@ -391,6 +438,7 @@ fn router(st: AppState) -> axum::Router {
         .route("/v1/rooms/{room}/lock", post(lock))
         .route("/v1/rooms/{room}/unlock", post(unlock))
         .route("/v1/rooms/{room}/play", post(play))
+        .route("/v1/rooms/{room}/dial", post(dial))
         .route("/v1/rooms/{room}/recordings", post(record))
         .route("/v1/rooms/{room}/recordings/{id}", delete(stop_recording))
         .route("/v1/recordings/{id}", get(download))

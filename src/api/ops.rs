@@ -36,6 +36,8 @@ pub enum Op {
     Record(String, Option<LegId>),
     /// DELETE /v1/rooms/{room}/recordings/{id}
     StopRecording(String, String),
+    /// POST /v1/rooms/{room}/dial
+    Dial(String, crate::core::dialout::DialRequest),
     /// GET /metrics: the core's and the driver's figures
     Metrics,
 }
@@ -109,6 +111,8 @@ pub enum Reply {
     Played(usize),
     /// a recording started
     Recording(String),
+    /// an outbound call started
+    Dialing(LegId),
     /// Prometheus text of the core's gauges
     Metrics(String),
 }
@@ -211,6 +215,7 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             core.stop_recording(&room, &id)?;
             Reply::Done
         }
+        Op::Dial(room, req) => Reply::Dialing(core.dial(now, &room, req)?),
         Op::Metrics => Reply::Metrics(core_metrics(core)),
     })
 }

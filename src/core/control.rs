@@ -36,6 +36,21 @@ pub enum ControlError {
     /// the recording's file could not be created
     #[error("cannot record: {0}")]
     RecordingFailed(String),
+    /// dial-out refused by policy
+    #[error("dial-out refused: {0}")]
+    DialDenied(String),
+    /// `max_outbound_calls` reached
+    #[error("{0} outbound calls already (max_outbound_calls)")]
+    TooManyCalls(usize),
+    /// the target cannot be dialled
+    #[error("bad destination: {0}")]
+    BadDestination(String),
+    /// the room has max_participants legs
+    #[error("room \"{0}\" is full")]
+    RoomFull(String),
+    /// no RTP ports left
+    #[error("no media ports left")]
+    Unavailable,
     /// a change that does not apply to this leg now (still typing its PIN)
     #[error("participant {0} is not in the mix yet")]
     NotJoined(LegId),
@@ -78,7 +93,7 @@ pub struct ParticipantInfo {
     pub from: String,
     /// role
     pub role: Role,
-    /// "pin", "waiting", "joined" or "leaving"
+    /// "calling", "pin", "waiting", "joined" or "leaving"
     pub state: &'static str,
     /// not heard by the room
     pub muted: bool,
@@ -249,6 +264,8 @@ impl Core {
             Stage::Pin { .. } => (Role::Participant, "pin"),
             Stage::Waiting => (Role::Participant, "waiting"),
             Stage::Refused => (Role::Participant, "leaving"),
+            Stage::Dialing { moderator: true } => (Role::Moderator, "calling"),
+            Stage::Dialing { moderator: false } => (Role::Participant, "calling"),
         };
         let state = if l.hangup_after_prompt.is_some() {
             "leaving"

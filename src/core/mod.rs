@@ -7,6 +7,7 @@
 //! Timer H at 32 s without waiting 32 s.
 
 pub mod control;
+pub mod dialout;
 pub mod pin;
 pub mod ports;
 pub mod transaction;
@@ -252,6 +253,11 @@ enum Stage {
         /// joined with the moderator PIN
         moderator: bool,
     },
+    /// an outbound call not answered yet
+    Dialing {
+        /// joins as moderator once answered
+        moderator: bool,
+    },
 }
 
 /// Key sequences of the in-call DTMF menu (`[menu]` in the config file).
@@ -348,6 +354,8 @@ pub struct CoreConfig {
     pub menu: MenuKeys,
     /// where recordings go (None: recording is off)
     pub recording_dir: Option<std::path::PathBuf>,
+    /// dial-out guards and credentials
+    pub dialout: dialout::DialPolicy,
 }
 
 /// Something the driver must do.
@@ -421,6 +429,19 @@ pub enum Event {
     },
     /// a recording's file is complete (or ended by an error)
     Recording(RecordingReport),
+    /// an outbound call progressed
+    Dial {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// target URI
+        to: String,
+        /// ringing, answered, failed, unanswered, cancelled
+        status: dialout::DialStatus,
+        /// status line or why, when it did not connect
+        reason: Option<String>,
+    },
 }
 
 /// A finished recording, as reported to the event webhook.
@@ -483,6 +504,8 @@ enum LegState {
     WaitAck,
     /// established
     Confirmed,
+    /// our INVITE is out (dial-out), no 2xx yet
+    Calling,
 }
 
 #[derive(Debug, Clone)]
@@ -527,6 +550,8 @@ struct Leg {
     talking: bool,
     /// when it went into the mix
     joined_at: Option<Instant>,
+    /// the INVITE client transaction of an outbound leg
+    dial: Option<Box<dialout::Dial>>,
     /// menu keys typed so far, and when the last came
     menu: (String, Option<Instant>),
 }
@@ -588,6 +613,8 @@ pub struct Core {
     empty_since: HashMap<String, Instant>,
     /// recordings running
     recordings: HashMap<String, control::Recording>,
+    /// branch of each outbound INVITE
+    dial_branches: HashMap<String, LegId>,
 }
 
 /// Status codes with their reason phrases (RFC 3261 §21).
@@ -642,6 +669,7 @@ impl Core {
             dynamic: HashMap::new(),
             empty_since: HashMap::new(),
             recordings: HashMap::new(),
+            dial_branches: HashMap::new(),
         }
     }
 
@@ -827,6 +855,10 @@ impl Core {
             // the media side never reported the end of the prompts: hang up anyway
             Timer::Hangup(id) => self.prompt_done(now, id),
             Timer::EmptyRoom(room) => self.empty_room_expired(now, &room),
+            Timer::A(id, attempt) => self.timer_a(now, id, attempt),
+            Timer::B(id, attempt) => self.timer_b(now, id, attempt),
+            Timer::Ring(id) => self.ring_timeout(now, id),
+            Timer::MaxDuration(id) => self.max_duration(now, id),
         }
     }
 
@@ -1333,7 +1365,7 @@ impl Core {
             StartLine::Request { .. } => self.on_request(now, from, msg),
             StartLine::Response { code, .. } => {
                 let code = *code;
-                self.on_response(now, code, &msg);
+                self.on_response(now, from, code, &msg);
             }
         }
     }
@@ -1728,6 +1760,7 @@ impl Core {
             talking: false,
             joined_at: None,
             menu: (String::new(), None),
+            dial: None,
         };
         let ssrc = self.rng.next_u64() as u32;
         match &offer {
@@ -1740,18 +1773,8 @@ impl Core {
             tx.leg = Some(id);
         }
         self.dialogs.insert((h.call_id.clone(), local_tag), id);
-        let members = self.rooms.entry(room.clone()).or_default();
-        members.push(id);
-        if members.len() == 1 {
-            self.started.insert(room.clone(), now);
-            self.empty_since.remove(&room);
-            self.out
-                .push_back(Output::Event(Event::RoomStarted { room: room.clone() }));
-            if policy.record {
-                self.record_room_from_start(&room);
-            }
-        }
         self.legs.insert(id, leg);
+        self.join_room_list(now, &room, id, &policy);
         tracing::info!(leg = %id, %room, call_id = %h.call_id, "INVITE accepted");
         if policy.answer_after.is_zero() {
             self.answer(now, id);
@@ -1767,6 +1790,22 @@ impl Core {
             self.out.push_back(Output::Transmit { to: from, data });
             let generation = self.legs[&id].answer_gen;
             self.arm(now + policy.answer_after, Timer::Answer(id, generation));
+        }
+    }
+
+    /// A new leg counts in its room; the first one starts the room.
+    fn join_room_list(&mut self, now: Instant, room: &str, id: LegId, policy: &RoomPolicy) {
+        let members = self.rooms.entry(room.to_string()).or_default();
+        members.push(id);
+        if members.len() == 1 {
+            self.started.insert(room.to_string(), now);
+            self.empty_since.remove(room);
+            self.out.push_back(Output::Event(Event::RoomStarted {
+                room: room.to_string(),
+            }));
+            if policy.record {
+                self.record_room_from_start(room);
+            }
         }
     }
 
@@ -2057,9 +2096,25 @@ impl Core {
 
     /// Remove a leg: media closed, port freed, room left; BYE sent if asked.
     fn end_leg(&mut self, now: Instant, id: LegId, send_bye: bool, why: LeftReason) {
+        if send_bye
+            && let Some(l) = self.legs.get(&id)
+            && l.state == LegState::Calling
+        {
+            let to = l.remote_target.clone();
+            let room = l.room.clone();
+            self.cancel_dial(now, id, dialout::DialStatus::Cancelled);
+            self.out.push_back(Output::Event(Event::Dial {
+                leg: id,
+                room,
+                to,
+                status: dialout::DialStatus::Cancelled,
+                reason: Some("ended before an answer".into()),
+            }));
+        }
         let Some(leg) = self.legs.remove(&id) else {
             return;
         };
+        self.forget_dial(&leg);
         self.dialogs
             .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
         if leg.media_open {
@@ -2067,9 +2122,9 @@ impl Core {
                 .push_back(Output::Media(MediaCommand::Close { leg: id }));
         }
         self.ports.release(leg.port);
-        if send_bye && leg.state != LegState::Ringing {
+        if send_bye && !matches!(leg.state, LegState::Ringing | LegState::Calling) {
             self.send_bye(now, &leg);
-        } else if send_bye {
+        } else if send_bye && leg.state == LegState::Ringing {
             // not answered yet: refuse the INVITE instead
             if let (Some(p), Some(key)) = (&leg.pending, &leg.invite_txn) {
                 let req = p.req.clone();
@@ -2078,7 +2133,7 @@ impl Core {
             }
         }
         // reported before anything it sets off (the room closing, others ended)
-        if leg.state != LegState::Ringing {
+        if !matches!(leg.state, LegState::Ringing | LegState::Calling) {
             self.out.push_back(Output::Event(Event::Left {
                 leg: id,
                 room: leg.room.clone(),
@@ -2157,8 +2212,14 @@ impl Core {
         let data = m.to_bytes();
         // In-dialog requests go back on the flow the INVITE came from (RFC 5626-style
         // flow reuse): the bridge never resolves or trusts a Contact address.
+        self.start_client_txn(now, branch, leg.peer, data);
+    }
+
+    /// Send a non-INVITE request as a client transaction (RFC 3261 §17.1.2:
+    /// Timer E retransmits over UDP, Timer F gives up).
+    fn start_client_txn(&mut self, now: Instant, branch: String, peer: Peer, data: Vec<u8>) {
         self.out.push_back(Output::Transmit {
-            to: leg.peer,
+            to: peer,
             data: data.clone(),
         });
         let tc = self.cfg.timers;
@@ -2166,18 +2227,25 @@ impl Core {
             branch.clone(),
             ClientTxn {
                 request: data,
-                peer: leg.peer,
+                peer,
                 interval: tc.t1,
                 completed: false,
             },
         );
-        if !leg.peer.reliable() {
+        if !peer.reliable() {
             self.arm(now + tc.t1, Timer::E(branch.clone()));
         }
         self.arm(now + tc.timeout(), Timer::F(branch));
     }
 
-    fn on_response(&mut self, now: Instant, code: u16, msg: &Message) {
+    fn on_response(&mut self, now: Instant, from: Peer, code: u16, msg: &Message) {
+        let invite = msg
+            .header("CSeq")
+            .and_then(|c| headers::CSeq::parse(c).ok())
+            .is_some_and(|c| c.method == "INVITE");
+        if invite {
+            return self.on_dial_response(now, from, code, msg);
+        }
         let Some(via) = msg
             .header("Via")
             .and_then(|v| Via::parse(message::split_list(v)[0]).ok())

@@ -64,6 +64,12 @@ fn config() -> CoreConfig {
         user_agent: "caucus".into(),
         menu: MenuKeys::default(),
         recording_dir: Some(std::env::temp_dir().join("caucus-core-tests")),
+        dialout: crate::core::dialout::DialPolicy {
+            allowed: vec!["sip:*@127.0.0.1:*".into()],
+            max_calls: 2,
+            max_duration: Duration::from_secs(3600),
+            trunks: Vec::new(),
+        },
     }
 }
 
@@ -857,4 +863,202 @@ fn full_room_can_answer_with_a_prompt_and_a_bye() {
             .any(|m| m.method() == Some(&Method::Bye))
     );
     assert_eq!(h.core.leg_count(), 1);
+}
+
+/// A response to `req` (one of our requests) as the dialled UA would send it.
+fn reply_to(req: &Message, code: u16, to_tag: Option<&str>, extra: &str, body: &str) -> Vec<u8> {
+    let to = match to_tag {
+        Some(t) => format!("{};tag={t}", req.header("To").unwrap()),
+        None => req.header("To").unwrap().to_string(),
+    };
+    format!(
+        "SIP/2.0 {code} X\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        req.header("Via").unwrap(),
+        req.header("From").unwrap(),
+        req.header("Call-ID").unwrap(),
+        req.header("CSeq").unwrap(),
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn dial_req(to: &str) -> dialout::DialRequest {
+    dialout::DialRequest {
+        to: to.into(),
+        moderator: false,
+        caller_id: None,
+        ring_timeout: Duration::from_secs(10),
+    }
+}
+
+fn dial_events(out: &[Output]) -> Vec<dialout::DialStatus> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::Dial { status, .. }) => Some(*status),
+            _ => None,
+        })
+        .collect()
+}
+
+fn method_of(m: &Message) -> Option<Method> {
+    m.method().cloned()
+}
+
+#[test]
+fn dial_out_retransmits_rings_and_joins_on_2xx() {
+    let mut h = Harness::new();
+    let leg = h
+        .core
+        .dial(h.now, "demo", dial_req(&format!("sip:bob@{PEER}")))
+        .unwrap();
+    let out = h.drain();
+    let invite = messages(&out).remove(0);
+    assert_eq!(method_of(&invite), Some(Method::Invite));
+    assert_eq!(invite.header("Content-Type"), Some("application/sdp"));
+    // Timer A: 0.5, 1, 2 s …
+    let t = h.advance_to(Duration::from_millis(1600));
+    assert_eq!(t.len(), 2, "{t:?}");
+    h.send(&reply_to(&invite, 100, None, "", ""));
+    assert!(h.advance_to(Duration::from_secs(5)).is_empty(), "A after 1xx");
+    let out = h.send(&reply_to(&invite, 180, Some("bob"), "", ""));
+    assert_eq!(dial_events(&out), vec![dialout::DialStatus::Ringing]);
+    let out = h.send(&reply_to(
+        &invite,
+        200,
+        Some("bob"),
+        "Contact: <sip:bob@127.0.0.1:5070>\r\nContent-Type: application/sdp\r\n",
+        SDP,
+    ));
+    let msgs = messages(&out);
+    assert_eq!(method_of(&msgs[0]), Some(Method::Ack));
+    assert!(msgs[0].header("To").unwrap().contains("tag=bob"));
+    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Open { leg: l, .. }) if *l == leg)));
+    assert_eq!(dial_events(&out), vec![dialout::DialStatus::Answered]);
+    // a retransmitted 2xx gets the ACK again
+    let again = messages(&h.send(&reply_to(&invite, 200, Some("bob"), "Content-Type: application/sdp\r\n", SDP)));
+    assert_eq!(method_of(&again[0]), Some(Method::Ack));
+    let parts = h.core.participants("demo").unwrap();
+    assert_eq!(parts[0].state, "joined");
+    // the callee hangs up: BYE in the dialog (their From carries their tag)
+    let bye = format!(
+        "BYE sip:caucus@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKbye\r\nFrom: {};tag=bob\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        invite.header("To").unwrap(),
+        invite.header("From").unwrap(),
+        invite.header("Call-ID").unwrap()
+    );
+    let out = h.send(bye.as_bytes());
+    assert_eq!(status(&messages(&out)[0]), 200);
+    assert_eq!(h.core.leg_count(), 0);
+}
+
+#[test]
+fn dial_out_cancels_at_the_ring_timeout_and_reports_failures() {
+    let mut h = Harness::new();
+    h.core
+        .dial(h.now, "demo", dial_req(&format!("sip:bob@{PEER}")))
+        .unwrap();
+    let invite = messages(&h.drain()).remove(0);
+    h.send(&reply_to(&invite, 180, Some("bob"), "", ""));
+    let t = h.advance_to(Duration::from_secs(11));
+    let cancel = t
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Transmit { data, .. } => Message::parse(data).ok(),
+            _ => None,
+        })
+        .find(|m| method_of(m) == Some(Method::Cancel))
+        .expect("CANCEL at the ring timeout");
+    assert_eq!(cancel.header("CSeq"), Some("1 CANCEL"));
+    h.send(&reply_to(&cancel, 200, Some("bob"), "", ""));
+    let out = h.send(&reply_to(&invite, 487, Some("bob"), "", ""));
+    assert_eq!(method_of(&messages(&out)[0]), Some(Method::Ack));
+    assert_eq!(dial_events(&out), vec![dialout::DialStatus::Unanswered]);
+    assert_eq!(h.core.leg_count(), 0);
+    assert_eq!(h.core.ports_in_use(), 0);
+
+    // a rejection is a failure with its reason
+    h.core
+        .dial(h.now, "demo", dial_req(&format!("sip:carol@{PEER}")))
+        .unwrap();
+    let invite = messages(&h.drain()).remove(0);
+    let out = h.send(&reply_to(&invite, 486, Some("c"), "", ""));
+    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Dial { status: dialout::DialStatus::Failed, reason: Some(r), .. }) if r.starts_with("486"))));
+    // nobody answers at all: Timer B
+    h.core
+        .dial(h.now, "demo", dial_req(&format!("sip:dave@{PEER}")))
+        .unwrap();
+    h.drain();
+    let t = h.advance_to(Duration::from_secs(60));
+    assert!(t.iter().any(|(_, o)| matches!(o, Output::Event(Event::Dial { status: dialout::DialStatus::Failed, .. }))));
+}
+
+#[test]
+fn dial_out_guards_against_toll_fraud() {
+    let mut h = Harness::new();
+    let denied = h.core.dial(h.now, "demo", dial_req("sip:1900@198.51.100.7:5060"));
+    assert!(matches!(denied, Err(control::ControlError::DialDenied(_))));
+    let name = h.core.dial(h.now, "demo", dial_req("sip:bob@example.com"));
+    assert!(name.is_err());
+    h.core.dial(h.now, "demo", dial_req(&format!("sip:a@{PEER}"))).unwrap();
+    h.core.dial(h.now, "demo", dial_req(&format!("sip:b@{PEER}"))).unwrap();
+    let third = h.core.dial(h.now, "demo", dial_req(&format!("sip:c@{PEER}")));
+    assert!(matches!(third, Err(control::ControlError::TooManyCalls(2))));
+    assert!(matches!(
+        h.core.dial(h.now, "nope", dial_req(&format!("sip:c@{PEER}"))),
+        Err(control::ControlError::NoSuchRoom(_))
+    ));
+}
+
+#[test]
+fn dial_out_answers_a_digest_challenge_only_for_its_trunk() {
+    let mut cfg = config();
+    cfg.dialout.trunks = vec![dialout::TrunkCredentials {
+        host: PEER.into(),
+        realm: "pbx".into(),
+        username: "caucus".into(),
+        password: "s3cret".into(),
+    }];
+    let mut h = Harness::new();
+    h.core = Core::new(cfg, 7);
+    h.core
+        .dial(h.now, "demo", dial_req(&format!("sip:bob@{PEER}")))
+        .unwrap();
+    let invite = messages(&h.drain()).remove(0);
+    let out = h.send(&reply_to(
+        &invite,
+        407,
+        Some("p"),
+        "Proxy-Authenticate: Digest realm=\"pbx\", nonce=\"abc\", algorithm=SHA-256, qop=\"auth\"\r\n",
+        "",
+    ));
+    let msgs = messages(&out);
+    assert_eq!(method_of(&msgs[0]), Some(Method::Ack));
+    let again = &msgs[1];
+    assert_eq!(method_of(again), Some(Method::Invite));
+    assert_eq!(again.header("CSeq"), Some("2 INVITE"));
+    let auth = again.header("Proxy-Authorization").unwrap();
+    assert!(auth.contains("algorithm=SHA-256") && auth.contains("username=\"caucus\""));
+    assert!(!String::from_utf8_lossy(&again.to_bytes()).contains("s3cret"));
+    // a second challenge is not answered again: the call fails
+    let out = h.send(&reply_to(
+        again,
+        407,
+        Some("p"),
+        "Proxy-Authenticate: Digest realm=\"pbx\", nonce=\"def\"\r\n",
+        "",
+    ));
+    assert_eq!(dial_events(&out), vec![dialout::DialStatus::Failed]);
+    // another realm gets no credentials
+    h.core
+        .dial(h.now, "demo", dial_req(&format!("sip:eve@{PEER}")))
+        .unwrap();
+    let invite = messages(&h.drain()).remove(0);
+    let out = h.send(&reply_to(
+        &invite,
+        401,
+        Some("q"),
+        "WWW-Authenticate: Digest realm=\"elsewhere\", nonce=\"x\"\r\n",
+        "",
+    ));
+    assert_eq!(dial_events(&out), vec![dialout::DialStatus::Failed]);
 }

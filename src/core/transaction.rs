@@ -74,6 +74,14 @@ pub enum Timer {
     WaitTimeout(LegId),
     /// a room created through the API may have been empty for its empty_timeout
     EmptyRoom(String),
+    /// retransmit an outbound INVITE (RFC 3261 §17.1.1.2), per attempt
+    A(LegId, u32),
+    /// an outbound INVITE got no final response in 64*T1
+    B(LegId, u32),
+    /// an outbound call has rung for its timeout: CANCEL
+    Ring(LegId),
+    /// an answered outbound call reached `[dialout] max_duration_s`
+    MaxDuration(LegId),
 }
 
 /// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.
