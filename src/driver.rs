@@ -460,6 +460,8 @@ fn log_event(ev: &Event) {
             to,
             status,
             reason,
-        } => tracing::info!(%leg, %room, %to, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "dial-out"),
+        } => {
+            tracing::info!(%leg, %room, %to, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "dial-out")
+        }
     }
 }

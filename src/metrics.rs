@@ -157,7 +157,11 @@ impl Metrics {
         for (r, n) in &self.calls_ended {
             let _ = writeln!(s, "caucus_calls_ended_total{{reason=\"{r}\"}} {n}");
         }
-        counter(&mut s, "caucus_dialout_total", "Outbound calls, by outcome.");
+        counter(
+            &mut s,
+            "caucus_dialout_total",
+            "Outbound calls, by outcome.",
+        );
         for (r, n) in &self.dials {
             let _ = writeln!(s, "caucus_dialout_total{{status=\"{r}\"}} {n}");
         }

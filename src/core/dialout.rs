@@ -50,7 +50,11 @@ pub struct TrunkCredentials {
 impl std::fmt::Debug for TrunkCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // never the password
-        write!(f, "Trunk({}@{} realm {})", self.username, self.host, self.realm)
+        write!(
+            f,
+            "Trunk({}@{} realm {})",
+            self.username, self.host, self.realm
+        )
     }
 }
 
@@ -118,8 +122,7 @@ pub(super) struct Dial {
 
 fn valid_caller_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"+-_.".contains(&c))
 }
 
@@ -260,7 +263,11 @@ impl Core {
         let local = self.local_sdp(leg);
         let body = sdp::offer(&local, Direction::SendRecv);
         let Some(d) = leg.dial.as_ref() else { return };
-        let cseq = if d.invite.is_empty() { d.cseq } else { d.cseq + 1 };
+        let cseq = if d.invite.is_empty() {
+            d.cseq
+        } else {
+            d.cseq + 1
+        };
         let mut m = Message {
             start: StartLine::Request {
                 method: Method::Invite,
@@ -410,7 +417,10 @@ impl Core {
             return;
         }
         let room = leg.room.clone();
-        let d = leg.dial.as_mut().expect("dial_branches holds outbound legs");
+        let d = leg
+            .dial
+            .as_mut()
+            .expect("dial_branches holds outbound legs");
         if d.answered {
             // a retransmitted 2xx: our ACK was lost
             if (200..300).contains(&code)
@@ -482,7 +492,10 @@ impl Core {
         };
         m.push(
             "Via",
-            format!("SIP/2.0/UDP {};branch={};rport", self.cfg.sip_addr, d.branch),
+            format!(
+                "SIP/2.0/UDP {};branch={};rport",
+                self.cfg.sip_addr, d.branch
+            ),
         );
         m.push("Max-Forwards", "70");
         m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
@@ -490,10 +503,7 @@ impl Core {
         m.push("Call-ID", leg.call_id.clone());
         m.push("CSeq", format!("{} ACK", d.cseq));
         let data = m.to_bytes();
-        self.out.push_back(Output::Transmit {
-            to: leg.peer,
-            data,
-        });
+        self.out.push_back(Output::Transmit { to: leg.peer, data });
     }
 
     /// Answer a 401/407 once, with the trunk whose host and realm match.
@@ -675,7 +685,10 @@ impl Core {
         };
         let (room, to) = (
             leg.room.clone(),
-            leg.dial.as_ref().map(|d| d.target.clone()).unwrap_or_default(),
+            leg.dial
+                .as_ref()
+                .map(|d| d.target.clone())
+                .unwrap_or_default(),
         );
         tracing::info!(leg = %id, %room, status = status.as_str(), %reason, "outbound call not connected");
         self.out.push_back(Output::Event(Event::Dial {

@@ -919,7 +919,10 @@ fn dial_out_retransmits_rings_and_joins_on_2xx() {
     let t = h.advance_to(Duration::from_millis(1600));
     assert_eq!(t.len(), 2, "{t:?}");
     h.send(&reply_to(&invite, 100, None, "", ""));
-    assert!(h.advance_to(Duration::from_secs(5)).is_empty(), "A after 1xx");
+    assert!(
+        h.advance_to(Duration::from_secs(5)).is_empty(),
+        "A after 1xx"
+    );
     let out = h.send(&reply_to(&invite, 180, Some("bob"), "", ""));
     assert_eq!(dial_events(&out), vec![dialout::DialStatus::Ringing]);
     let out = h.send(&reply_to(
@@ -932,10 +935,19 @@ fn dial_out_retransmits_rings_and_joins_on_2xx() {
     let msgs = messages(&out);
     assert_eq!(method_of(&msgs[0]), Some(Method::Ack));
     assert!(msgs[0].header("To").unwrap().contains("tag=bob"));
-    assert!(out.iter().any(|o| matches!(o, Output::Media(MediaCommand::Open { leg: l, .. }) if *l == leg)));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Media(MediaCommand::Open { leg: l, .. }) if *l == leg))
+    );
     assert_eq!(dial_events(&out), vec![dialout::DialStatus::Answered]);
     // a retransmitted 2xx gets the ACK again
-    let again = messages(&h.send(&reply_to(&invite, 200, Some("bob"), "Content-Type: application/sdp\r\n", SDP)));
+    let again = messages(&h.send(&reply_to(
+        &invite,
+        200,
+        Some("bob"),
+        "Content-Type: application/sdp\r\n",
+        SDP,
+    )));
     assert_eq!(method_of(&again[0]), Some(Method::Ack));
     let parts = h.core.participants("demo").unwrap();
     assert_eq!(parts[0].state, "joined");
@@ -989,22 +1001,37 @@ fn dial_out_cancels_at_the_ring_timeout_and_reports_failures() {
         .unwrap();
     h.drain();
     let t = h.advance_to(Duration::from_secs(60));
-    assert!(t.iter().any(|(_, o)| matches!(o, Output::Event(Event::Dial { status: dialout::DialStatus::Failed, .. }))));
+    assert!(t.iter().any(|(_, o)| matches!(
+        o,
+        Output::Event(Event::Dial {
+            status: dialout::DialStatus::Failed,
+            ..
+        })
+    )));
 }
 
 #[test]
 fn dial_out_guards_against_toll_fraud() {
     let mut h = Harness::new();
-    let denied = h.core.dial(h.now, "demo", dial_req("sip:1900@198.51.100.7:5060"));
+    let denied = h
+        .core
+        .dial(h.now, "demo", dial_req("sip:1900@198.51.100.7:5060"));
     assert!(matches!(denied, Err(control::ControlError::DialDenied(_))));
     let name = h.core.dial(h.now, "demo", dial_req("sip:bob@example.com"));
     assert!(name.is_err());
-    h.core.dial(h.now, "demo", dial_req(&format!("sip:a@{PEER}"))).unwrap();
-    h.core.dial(h.now, "demo", dial_req(&format!("sip:b@{PEER}"))).unwrap();
-    let third = h.core.dial(h.now, "demo", dial_req(&format!("sip:c@{PEER}")));
+    h.core
+        .dial(h.now, "demo", dial_req(&format!("sip:a@{PEER}")))
+        .unwrap();
+    h.core
+        .dial(h.now, "demo", dial_req(&format!("sip:b@{PEER}")))
+        .unwrap();
+    let third = h
+        .core
+        .dial(h.now, "demo", dial_req(&format!("sip:c@{PEER}")));
     assert!(matches!(third, Err(control::ControlError::TooManyCalls(2))));
     assert!(matches!(
-        h.core.dial(h.now, "nope", dial_req(&format!("sip:c@{PEER}"))),
+        h.core
+            .dial(h.now, "nope", dial_req(&format!("sip:c@{PEER}"))),
         Err(control::ControlError::NoSuchRoom(_))
     ));
 }

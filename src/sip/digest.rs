@@ -57,7 +57,11 @@ fn params(s: &str) -> Vec<(String, String)> {
     let mut rest = s.trim();
     while !rest.is_empty() {
         let Some(eq) = rest.find('=') else { break };
-        let name = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let name = rest[..eq]
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         rest = rest[eq + 1..].trim_start();
         let value;
         if let Some(q) = rest.strip_prefix('"') {
