@@ -935,6 +935,7 @@ impl Config {
                     })
                     .collect(),
             },
+            answer_webhook: self.routing.answer_url.is_some(),
         }
     }
 }

@@ -232,6 +232,17 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         format!("http://{}/v1/recordings/", cfg.api.listen),
     );
     let mut metrics = Metrics::default();
+    let (answer_hook, mut route_rx) = match &cfg.routing.answer_url {
+        Some(url) => {
+            let (h, rx) = crate::answer::AnswerHook::new(
+                url.clone(),
+                Duration::from_millis(cfg.routing.answer_timeout_ms),
+                cfg.routing.answer_fallback,
+            );
+            (Some(h), rx)
+        }
+        None => (None, mpsc::unbounded_channel().1),
+    };
     let mut core = Core::new(cfg.core(), seed());
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let accept_tx = net_tx.clone();
@@ -308,6 +319,9 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                     "media tick stats"
                 ) }
             },
+            Some((token, decision)) = route_rx.recv() => {
+                core.route_decided(Instant::now().into_std(), token, decision);
+            },
             Some(call) = api_rx.recv() => {
                 let now = Instant::now().into_std();
                 let ApiCall { op, reply } = call;
@@ -363,6 +377,14 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                         }
                     }
                 }
+                Output::Route(req) => match &answer_hook {
+                    Some(h) => h.ask(req),
+                    None => core.route_decided(
+                        Instant::now().into_std(),
+                        req.token,
+                        crate::core::routing::RouteDecision::Fallback,
+                    ),
+                },
                 Output::Event(ev) => {
                     log_event(&ev);
                     metrics.event(&ev);

@@ -5,6 +5,7 @@
 //! [`media`] (RTP, jitter buffer, codecs, mixer; worker threads) with [`driver`]
 //! the only code that touches sockets, clocks and signals.
 
+pub mod answer;
 pub mod api;
 pub mod config;
 pub mod core;

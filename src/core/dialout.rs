@@ -245,6 +245,7 @@ impl Core {
                 moderator: req.moderator,
                 ack: None,
             })),
+            options: None,
         };
         self.legs.insert(id, leg);
         self.join_room_list(now, room, id, &policy);

@@ -10,6 +10,7 @@ pub mod control;
 pub mod dialout;
 pub mod pin;
 pub mod ports;
+pub mod routing;
 pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -356,6 +357,8 @@ pub struct CoreConfig {
     pub recording_dir: Option<std::path::PathBuf>,
     /// dial-out guards and credentials
     pub dialout: dialout::DialPolicy,
+    /// ask the answer webhook (the driver's) where each INVITE goes
+    pub answer_webhook: bool,
 }
 
 /// Something the driver must do.
@@ -372,6 +375,9 @@ pub enum Output {
     Media(MediaCommand),
     /// something worth logging or reporting
     Event(Event),
+    /// ask the answer webhook where this INVITE goes; answer with
+    /// [`Core::route_decided`]
+    Route(routing::RouteRequest),
 }
 
 /// State changes for logs, metrics and webhooks.
@@ -552,8 +558,23 @@ struct Leg {
     joined_at: Option<Instant>,
     /// the INVITE client transaction of an outbound leg
     dial: Option<Box<dialout::Dial>>,
+    /// options its answer webhook (NCCO) gave
+    options: Option<routing::CallOptions>,
     /// menu keys typed so far, and when the last came
     menu: (String, Option<Instant>),
+}
+
+impl Leg {
+    /// In the mix and able to start the room: a moderator, or an NCCO caller with
+    /// startOnEnter.
+    fn starts_room(&self) -> bool {
+        match self.stage {
+            Stage::Joined { moderator } => {
+                moderator || self.options.as_ref().is_some_and(|o| o.start_on_enter)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An offer: the description, the index of the audio m-line we take, its parameters.
@@ -615,6 +636,10 @@ pub struct Core {
     recordings: HashMap<String, control::Recording>,
     /// branch of each outbound INVITE
     dial_branches: HashMap<String, LegId>,
+    /// INVITEs waiting for the answer webhook, by token
+    parked: HashMap<u64, routing::Parked>,
+    /// the webhook's decisions, taken by the INVITE when it is handled again
+    decided: HashMap<TxnKey, routing::RouteDecision>,
 }
 
 /// Status codes with their reason phrases (RFC 3261 §21).
@@ -670,6 +695,8 @@ impl Core {
             empty_since: HashMap::new(),
             recordings: HashMap::new(),
             dial_branches: HashMap::new(),
+            parked: HashMap::new(),
+            decided: HashMap::new(),
         }
     }
 
@@ -1085,13 +1112,13 @@ impl Core {
     }
 
     /// Whether a moderator is in the room now.
+    /// (A caller whose NCCO says startOnEnter counts as one: Vonage's "this caller
+    /// starts the conversation".)
     fn has_moderator(&self, room: &str) -> bool {
         self.rooms.get(room).is_some_and(|members| {
-            members.iter().any(|l| {
-                self.legs
-                    .get(l)
-                    .is_some_and(|l| l.stage == Stage::Joined { moderator: true })
-            })
+            members
+                .iter()
+                .any(|l| self.legs.get(l).is_some_and(Leg::starts_room))
         })
     }
 
@@ -1234,6 +1261,20 @@ impl Core {
                 self.play(o, vec![Prompt::JoinTone]);
             }
         }
+        self.apply_call_options(id);
+        let starts = self
+            .legs
+            .get(&id)
+            .is_some_and(|l| l.options.is_some() && l.starts_room());
+        if starts {
+            let members = self.rooms.get(&room).cloned().unwrap_or_default();
+            let waiting = members
+                .iter()
+                .any(|m| self.legs.get(m).is_some_and(|l| l.stage == Stage::Waiting));
+            if waiting {
+                self.release_waiting(now, &room, members);
+            }
+        }
     }
 
     /// A participant starts waiting for the moderator: told so, then music.
@@ -1252,8 +1293,10 @@ impl Core {
             .get(&leg.room)
             .map_or(Duration::ZERO, |p| p.wait_timeout);
         self.play(id, vec![Prompt::WaitModerator]);
-        self.out
-            .push_back(Output::Media(MediaCommand::Hold { leg: id, music }));
+        let hold = self
+            .own_music(id)
+            .unwrap_or(MediaCommand::Hold { leg: id, music });
+        self.out.push_back(Output::Media(hold));
         if !wait.is_zero() {
             self.arm(now + wait, Timer::WaitTimeout(id));
         }
@@ -1673,7 +1716,37 @@ impl Core {
                 return self.reply_txn(now, &key, &msg, from, code, &extra[..n]);
             }
         };
-        let room = ruri.user.clone().unwrap_or_default();
+        let decision = if self.cfg.answer_webhook {
+            match self.decided.remove(&key) {
+                Some(d) => Some(d),
+                None if self.parked.len() < routing::MAX_PARKED => {
+                    // asked of the answer webhook; back in route_decided
+                    self.park(from, key, msg);
+                    return;
+                }
+                None => {
+                    return self.reply_txn(
+                        now,
+                        &key,
+                        &msg,
+                        from,
+                        503,
+                        &[("Retry-After", "5".into())],
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let (room, options) = match decision {
+            Some(routing::RouteDecision::Reject) => {
+                return self.reply_txn(now, &key, &msg, from, 503, &[]);
+            }
+            Some(routing::RouteDecision::Room(name, opts)) => (name, Some(*opts)),
+            Some(routing::RouteDecision::Fallback) | None => {
+                (ruri.user.clone().unwrap_or_default(), None)
+            }
+        };
         let Some(policy) = self.cfg.rooms.get(&room).cloned() else {
             return self.reply_txn(now, &key, &msg, from, 404, &[]);
         };
@@ -1749,6 +1822,8 @@ impl Core {
                     tries: 0,
                     generation: 0,
                 }
+            } else if let Some(o) = &options {
+                self.routed_stage(&room, o)
             } else if policy.moderated && !self.has_moderator(&room) {
                 Stage::Waiting
             } else {
@@ -1761,6 +1836,7 @@ impl Core {
             joined_at: None,
             menu: (String::new(), None),
             dial: None,
+            options,
         };
         let ssrc = self.rng.next_u64() as u32;
         match &offer {
@@ -1791,6 +1867,19 @@ impl Core {
             let generation = self.legs[&id].answer_gen;
             self.arm(now + policy.answer_after, Timer::Answer(id, generation));
         }
+    }
+
+    /// Handle a parked INVITE again, now that its route is decided.
+    fn handle_parked(&mut self, now: Instant, p: routing::Parked) {
+        let Ok(h) = RequestHeaders::check(&p.msg) else {
+            return;
+        };
+        let StartLine::Request { uri, .. } = &p.msg.start else {
+            return;
+        };
+        let Ok(ruri) = SipUri::parse(uri) else { return };
+        let msg = p.msg.clone();
+        self.on_invite(now, p.from, p.key, &h, &ruri, msg);
     }
 
     /// A new leg counts in its room; the first one starts the room.
@@ -1963,6 +2052,10 @@ impl Core {
             method: "INVITE".into(),
             ..key.clone()
         };
+        if let Some(invite) = self.unpark(&invite_key) {
+            self.reply_txn(now, key, msg, from, 200, &[]);
+            return self.reply_txn(now, &invite_key, &invite, from, 487, &[]);
+        }
         let Some(inv) = self.server.get(&invite_key).cloned() else {
             return self.reply_txn(now, key, msg, from, 481, &[]);
         };
@@ -2163,6 +2256,12 @@ impl Core {
         }
         if leg.stage == (Stage::Joined { moderator: true }) {
             self.moderator_gone(now, &leg.room);
+        }
+        if matches!(leg.stage, Stage::Joined { .. })
+            && leg.options.as_ref().is_some_and(|o| o.end_on_exit)
+            && self.rooms.contains_key(&leg.room)
+        {
+            self.end_room(now, &leg.room, "endOnExit caller left");
         }
     }
 

@@ -70,6 +70,7 @@ fn config() -> CoreConfig {
             max_duration: Duration::from_secs(3600),
             trunks: Vec::new(),
         },
+        answer_webhook: false,
     }
 }
 

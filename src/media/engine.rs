@@ -99,6 +99,13 @@ pub enum MediaCommand {
         /// what to loop
         music: Prompt,
     },
+    /// loop a sound (an NCCO's musicOnHoldUrl) to an isolated leg
+    HoldSound {
+        /// leg
+        leg: LegId,
+        /// what to loop
+        sound: Sound,
+    },
     /// stop (or resume) mixing what this leg says; it still hears the room
     Mute {
         /// leg
@@ -293,7 +300,7 @@ impl Lateness {
 enum Command {
     Add(String, Box<LegMedia>),
     Join(LegId),
-    Hold(LegId, Prompt),
+    Hold(LegId, Sound),
     Mute(LegId, bool),
     Deaf(LegId, bool),
     Play(LegId, Vec<Prompt>),
@@ -334,7 +341,7 @@ struct LegMedia {
     // playing: samples, position in 8 kHz samples, and whether it is the music
     playing: Option<(Sound, usize, bool)>,
     // loop music on hold whenever no prompt is queued
-    moh: Option<Prompt>,
+    moh: Option<Sound>,
     // heard by no one, hears the room
     muted: bool,
     // hears nothing of the room (its own prompts still), is heard
@@ -430,12 +437,12 @@ impl LegMedia {
     /// Add the current prompt's next frame into `out` (room rate); moves to the next
     /// queued prompt at the end of one, and loops the music on hold when nothing is
     /// queued. Returns true when the last queued prompt has just ended.
-    fn mix_prompt(&mut self, out: &mut [i16], prompts: &Prompts) -> bool {
+    fn mix_prompt(&mut self, out: &mut [i16]) -> bool {
         if self.playing.is_none() {
             match self.prompts.pop_front() {
                 Some(p) => self.playing = Some((p, 0, false)),
-                None => match self.moh {
-                    Some(music) => self.playing = Some((prompts.get(music).clone(), 0, true)),
+                None => match &self.moh {
+                    Some(music) => self.playing = Some((music.clone(), 0, true)),
                     None => return false,
                 },
             }
@@ -688,15 +695,14 @@ pub struct RoomMedia {
     shared: Vec<SharedMix>,
     // the lone talker's packet of this tick, forwarded to same-codec listeners
     forward: Vec<u8>,
-    prompts: Arc<Prompts>,
     // recordings of this room's mix or of its legs' own audio
     records: Vec<RecordSink>,
     rec_frame: Frame,
 }
 
 impl RoomMedia {
-    /// An empty room mixing at most `max_talkers` talkers, speaking `prompts`.
-    pub fn new(max_talkers: usize, prompts: Arc<Prompts>) -> io::Result<RoomMedia> {
+    /// An empty room mixing at most `max_talkers` talkers.
+    pub fn new(max_talkers: usize) -> io::Result<RoomMedia> {
         Ok(RoomMedia {
             legs: Vec::new(),
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
@@ -710,7 +716,6 @@ impl RoomMedia {
             pkt: vec![0; 1500],
             shared: Vec::new(),
             forward: Vec::with_capacity(1500),
-            prompts,
             records: Vec::new(),
             rec_frame: [0; record::FRAME],
         })
@@ -938,7 +943,7 @@ impl RoomMedia {
                     (false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
                     (false, false) => mixer::mix_minus(acc, None, mix),
                 }
-                if prompting && leg.mix_prompt(mix, &self.prompts) {
+                if prompting && leg.mix_prompt(mix) {
                     let _ = events.send((leg.id, MediaEvent::PromptDone { leg: leg.id }));
                 }
                 let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
@@ -1034,8 +1039,7 @@ fn worker(
                 let added = match rooms.entry(room.clone()) {
                     std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(*leg),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        RoomMedia::new(max_talkers, prompts.clone())
-                            .and_then(|r| e.insert(r).add(*leg))
+                        RoomMedia::new(max_talkers).and_then(|r| e.insert(r).add(*leg))
                     }
                 };
                 match added {
@@ -1097,9 +1101,7 @@ fn worker(
                 let r = match rooms.entry(room) {
                     std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        RoomMedia::new(max_talkers, prompts.clone())
-                            .ok()
-                            .map(|r| e.insert(r))
+                        RoomMedia::new(max_talkers).ok().map(|r| e.insert(r))
                     }
                 };
                 if let Some(r) = r {
@@ -1176,6 +1178,7 @@ pub struct MediaEngine {
     leg_worker: HashMap<LegId, usize>,
     bind_ip: IpAddr,
     events: mpsc::Sender<(LegId, MediaEvent)>,
+    prompts: Arc<Prompts>,
 }
 
 impl MediaEngine {
@@ -1210,6 +1213,7 @@ impl MediaEngine {
                 leg_worker: HashMap::new(),
                 bind_ip,
                 events: ev_tx,
+                prompts,
             },
             ev_rx,
         )
@@ -1255,7 +1259,10 @@ impl MediaEngine {
                 self.tell(leg, Command::Join(leg));
             }
             MediaCommand::Hold { leg, music } => {
-                self.tell(leg, Command::Hold(leg, music));
+                self.tell(leg, Command::Hold(leg, self.prompts.get(music).clone()));
+            }
+            MediaCommand::HoldSound { leg, sound } => {
+                self.tell(leg, Command::Hold(leg, sound));
             }
             MediaCommand::Mute { leg, muted } => {
                 self.tell(leg, Command::Mute(leg, muted));
@@ -1320,7 +1327,7 @@ mod tests {
 
     impl Rig {
         fn new(legs: usize, max_talkers: usize) -> Rig {
-            let mut room = RoomMedia::new(max_talkers, Arc::new(Prompts::embedded())).unwrap();
+            let mut room = RoomMedia::new(max_talkers).unwrap();
             let peers: Vec<UdpSocket> = (0..legs)
                 .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
                 .collect();
@@ -1492,12 +1499,12 @@ mod prompt_tests {
             ptime_ms: 20,
         };
         let mut leg = LegMedia::new(LegId(1), sock(), sock(), params, Instant::now()).unwrap();
-        leg.moh = Some(Prompt::MusicOnHold);
+        leg.moh = Some(prompts.get(Prompt::MusicOnHold).clone());
         leg.prompts.push_back(prompts.get(Prompt::JoinTone).clone());
         let ticks = prompts.get(Prompt::JoinTone).narrow.len().div_ceil(160);
         let mut frame = [0i16; 160];
         let done: Vec<bool> = (0..ticks + 100)
-            .map(|_| leg.mix_prompt(&mut frame, &prompts))
+            .map(|_| leg.mix_prompt(&mut frame))
             .collect();
         assert_eq!(
             done.iter().filter(|d| **d).count(),

@@ -1,0 +1,179 @@
+//! Routing by answer webhook (Vonage's answer_url): an INVITE is parked (100
+//! Trying already sent) while the driver asks the webhook, then admitted with the
+//! room and per-call options the NCCO's `conversation` action gave, or by the
+//! Request-URI (fallback), or refused with 503. The HTTP side lives in the driver;
+//! here is only what the answer means for the call.
+
+use std::time::Instant;
+
+use super::{Core, LegId, MediaCommand, Output, Peer, RoomPolicy, Stage};
+use crate::core::transaction::TxnKey;
+use crate::media::prompt::Sound;
+use crate::sip::Message;
+
+/// Parked INVITEs at most; more get 503 until answers come back.
+pub(super) const MAX_PARKED: usize = 1024;
+
+/// Per-call options from a `conversation` action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOptions {
+    /// the room starts when this caller joins (false: wait, with music, for one
+    /// who does)
+    pub start_on_enter: bool,
+    /// the room ends when this caller leaves
+    pub end_on_exit: bool,
+    /// what this caller hears while waiting (None: the room's music)
+    pub music: Option<Sound>,
+    /// record the room
+    pub record: bool,
+    /// heard by the room (false: listen-only)
+    pub can_speak: bool,
+    /// hears the room
+    pub can_hear: bool,
+    /// joins muted
+    pub mute: bool,
+    /// event webhook for a room this call creates
+    pub event_url: Option<String>,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        CallOptions {
+            start_on_enter: true,
+            end_on_exit: false,
+            music: None,
+            record: false,
+            can_speak: true,
+            can_hear: true,
+            mute: false,
+            event_url: None,
+        }
+    }
+}
+
+/// What the answer webhook decided for a parked INVITE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteDecision {
+    /// into this room (created if it does not exist), with these options
+    Room(String, Box<CallOptions>),
+    /// the webhook failed: route by the Request-URI
+    Fallback,
+    /// the webhook failed and `answer_fallback = "reject"`: 503
+    Reject,
+}
+
+/// An INVITE waiting for its route.
+#[derive(Debug, Clone)]
+pub(super) struct Parked {
+    pub(super) from: Peer,
+    pub(super) key: TxnKey,
+    pub(super) msg: Message,
+}
+
+/// What the driver must ask the answer webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRequest {
+    /// hand back with the decision
+    pub token: u64,
+    /// From URI
+    pub from: String,
+    /// To URI
+    pub to: String,
+    /// Call-ID
+    pub call_id: String,
+}
+
+impl Core {
+    /// Park an INVITE until the webhook answers.
+    pub(super) fn park(&mut self, from: Peer, key: TxnKey, msg: Message) {
+        let token = self.next_leg;
+        self.next_leg += 1;
+        let h = crate::sip::headers::RequestHeaders::check(&msg);
+        let (from_uri, to_uri, call_id) = match &h {
+            Ok(h) => (h.from.uri.clone(), h.to.uri.clone(), h.call_id.clone()),
+            Err(_) => return,
+        };
+        self.parked.insert(token, Parked { from, key, msg });
+        self.out.push_back(Output::Route(RouteRequest {
+            token,
+            from: from_uri,
+            to: to_uri,
+            call_id,
+        }));
+    }
+
+    /// The webhook's answer for a parked INVITE.
+    pub fn route_decided(&mut self, now: Instant, token: u64, decision: RouteDecision) {
+        let Some(p) = self.parked.remove(&token) else {
+            return; // cancelled meanwhile
+        };
+        if let RouteDecision::Room(name, opts) = &decision
+            && !self.cfg.rooms.contains_key(name)
+        {
+            // a conversation name the bridge has not seen: created, as Vonage does
+            let mut policy = RoomPolicy::open(100, std::time::Duration::ZERO);
+            policy.event_url = opts.event_url.clone();
+            if let Err(e) = self.create_room(now, name, policy) {
+                tracing::warn!(room = %name, error = %e, "cannot create the NCCO's room");
+            }
+        }
+        self.decided.insert(p.key.clone(), decision);
+        self.handle_parked(now, p);
+    }
+
+    /// A CANCEL for an INVITE that is still parked: drop it and hand it back.
+    pub(super) fn unpark(&mut self, key: &TxnKey) -> Option<Message> {
+        let token = self
+            .parked
+            .iter()
+            .find(|(_, p)| p.key == *key)
+            .map(|(t, _)| *t)?;
+        self.parked.remove(&token).map(|p| p.msg)
+    }
+
+    /// Apply a leg's NCCO options once it is in the mix.
+    pub(super) fn apply_call_options(&mut self, id: LegId) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let Some(o) = leg.options.clone() else {
+            return;
+        };
+        let room = leg.room.clone();
+        if o.mute || !o.can_speak {
+            self.set_muted(id, true);
+        }
+        if !o.can_hear {
+            self.set_deaf(id, true);
+        }
+        if o.record {
+            let recording = self
+                .recordings
+                .values()
+                .any(|r| r.room == room && r.leg.is_none());
+            if !recording {
+                self.record_room_from_start(&room);
+            }
+        }
+    }
+
+    /// Music for a leg waiting for the room to start: its own, if its NCCO gave one.
+    pub(super) fn own_music(&self, id: LegId) -> Option<MediaCommand> {
+        let sound = self.legs.get(&id)?.options.as_ref()?.music.clone()?;
+        Some(MediaCommand::HoldSound { leg: id, sound })
+    }
+
+    /// Whether a new leg with these options must wait for the room to start.
+    pub(super) fn must_wait(&self, room: &str, opts: &CallOptions) -> bool {
+        !opts.start_on_enter && !self.has_moderator(room)
+    }
+
+    /// The stage of a new NCCO-routed leg.
+    pub(super) fn routed_stage(&self, room: &str, opts: &CallOptions) -> Stage {
+        if self.must_wait(room, opts) {
+            Stage::Waiting
+        } else {
+            Stage::Joined { moderator: false }
+        }
+    }
+}
