@@ -563,3 +563,173 @@ fn ctl_drives_the_api() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+fn rms(x: &[i16]) -> f64 {
+    (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
+#[test]
+fn answer_webhook_ncco_waits_with_music_and_ends_on_exit() {
+    // the application: callers to "wait" wait for the host; "lead" starts and ends
+    // the conversation; anything else is an error (so the fallback routes it)
+    let app = Receiver::start_with(
+        0,
+        Arc::new(|hook: &http::Hook| {
+            let v = hook.json();
+            let to = v["to"].as_str().unwrap_or("");
+            if to.starts_with("sip:wait@") {
+                (
+                    200,
+                    r#"[{"action":"talk","text":"hello"},{"action":"conversation","name":"board","startOnEnter":false}]"#.into(),
+                )
+            } else if to.starts_with("sip:lead@") {
+                (
+                    200,
+                    r#"[{"action":"conversation","name":"board","startOnEnter":true,"endOnExit":true}]"#.into(),
+                )
+            } else {
+                (500, String::new())
+            }
+        }),
+    );
+    let hooks = Receiver::start(0);
+    let r = rig(
+        "ncco",
+        &hooks.url(),
+        &format!(
+            "[routing]\nanswer_url = \"http://{}/answer\"\nanswer_timeout_ms = 2000\n[[room]]\nname = \"demo\"\n",
+            app.addr
+        ),
+    );
+    let mut w = Ua::new(r.bridge.sip, "wait", CodecKind::Pcmu, false, "w");
+    assert_eq!(w.call(""), 200);
+    let mut ws = Stream::new(CodecKind::Pcmu);
+    ws.run(&w, 700.0, Duration::from_secs(3));
+    let waiting = &ws.heard[ws.heard.len() - 8000..];
+    assert!(
+        rms(waiting) > 300.0,
+        "no music while waiting (rms {:.0})",
+        rms(waiting)
+    );
+    let parts = r.get("/v1/rooms/board/participants").json();
+    assert_eq!(parts[0]["state"], "waiting");
+
+    let mut l = Ua::new(r.bridge.sip, "lead", CodecKind::Pcmu, false, "l");
+    assert_eq!(l.call(""), 200);
+    let mut ls = Stream::new(CodecKind::Pcmu);
+    let heard = {
+        let refs = [&w, &l];
+        let mut streams = [ws, ls];
+        let h = phase(&refs, &mut streams, &[700.0, 440.0], 3);
+        [ws, ls] = streams;
+        h
+    };
+    assert!(
+        level(&heard[0], 440.0) > 50.0,
+        "waiting caller does not hear the host"
+    );
+    assert!(
+        level(&heard[1], 700.0) > 50.0,
+        "host does not hear the caller"
+    );
+    // the host leaves: endOnExit ends the conversation for the other caller
+    assert_eq!(l.hangup(), 200);
+    assert!(
+        bye_within(&mut w, &mut ws, 700.0, 3),
+        "no BYE after the endOnExit caller left"
+    );
+    let _ = ls;
+
+    // the webhook fails for "demo": the TOML room takes the call (answer_fallback = rooms)
+    let mut d = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "d");
+    assert_eq!(d.call(""), 200);
+    assert_eq!(app.events().len(), 3);
+}
+
+#[test]
+fn answer_webhook_down_with_reject_fallback_gives_503() {
+    let dead = free_port();
+    let hooks = Receiver::start(0);
+    let r = rig(
+        "reject",
+        &hooks.url(),
+        &format!(
+            "[routing]\nanswer_url = \"http://127.0.0.1:{dead}/answer\"\nanswer_fallback = \"reject\"\nanswer_timeout_ms = 500\n[[room]]\nname = \"demo\"\n"
+        ),
+    );
+    let mut a = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "r");
+    assert_eq!(a.call(""), 503);
+}
+
+#[test]
+fn record_true_records_the_room_and_a_participant_stem_on_request() {
+    let hooks = Receiver::start(0);
+    let r = rig(
+        "record",
+        &hooks.url(),
+        "[[room]]\nname = \"taped\"\nrecord = true\n",
+    );
+    let mut a = Ua::new(r.bridge.sip, "taped", CodecKind::Pcmu, false, "ra");
+    let mut b = Ua::new(r.bridge.sip, "taped", CodecKind::Pcmu, false, "rb");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(b.call(""), 200);
+    let room = r.get("/v1/rooms/taped").json();
+    assert_eq!(room["recording"].as_array().unwrap().len(), 1, "{room}");
+    let id_b = r
+        .get("/v1/rooms/taped/participants")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["call_id"] == b.call_id.as_str())
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let stem = r.send(
+        "POST",
+        "/v1/rooms/taped/recordings",
+        &format!(r#"{{"participant": {id_b}}}"#),
+    );
+    assert_eq!(stem.status, 201, "{}", stem.text());
+    let stem_id = stem.json()["id"].as_str().unwrap().to_string();
+    let refs = [&a, &b];
+    let mut streams = [Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu)];
+    phase(&refs, &mut streams, &[440.0, 700.0], 3);
+    // everyone leaves: the room's recording ends with the room, the stem with its leg
+    assert_eq!(a.hangup(), 200);
+    assert_eq!(b.hangup(), 200);
+    assert!(
+        hooks.wait_for(Duration::from_secs(5), |evs| evs
+            .iter()
+            .filter(|e| e["type"] == "recording:completed")
+            .count()
+            == 2),
+        "recordings did not complete"
+    );
+    for e in hooks
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "recording:completed")
+    {
+        let id = e["recording_uuid"].as_str().unwrap();
+        let wav = r.get(&format!("/v1/recordings/{id}"));
+        assert_eq!(wav.status, 200);
+        let x = caucus::media::prompt::parse_wav(&wav.body, "r.wav").unwrap();
+        // the loudest second of each
+        let peak = |f: f64| {
+            x.chunks(8000)
+                .map(|c| db(goertzel(c, 8000.0, f)))
+                .fold(f64::MIN, f64::max)
+        };
+        if id == stem_id {
+            assert!(peak(700.0) > 50.0, "stem lacks its own tone");
+            assert!(peak(440.0) < 30.0, "stem holds the other caller");
+            assert_eq!(e["uuid"], id_b.to_string());
+        } else {
+            assert!(
+                peak(700.0) > 50.0 && peak(440.0) > 50.0,
+                "room mix lacks a caller"
+            );
+        }
+    }
+}
