@@ -74,3 +74,22 @@ fn version_and_help() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("run") && help.contains("check"), "{help}");
 }
+
+/// The README's first command is `cargo run --release -- run`: with two binaries in
+/// the package, that needs `default-run`. Checked here with the debug profile (the
+/// same selection) so no second build is needed.
+#[test]
+fn cargo_run_picks_the_bridge() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "-q", "--", "check", "conf/caucus.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}

@@ -506,6 +506,7 @@ mod tests {
             "/v1/rooms/{room}/lock",
             "/v1/rooms/{room}/unlock",
             "/v1/rooms/{room}/play",
+            "/v1/rooms/{room}/dial",
             "/v1/rooms/{room}/recordings",
             "/v1/rooms/{room}/recordings/{id}",
             "/v1/recordings/{id}",
