@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::api::ops::rfc3339;
 use crate::core::Event;
+use crate::core::dialout::DialStatus;
 
 /// Events waiting for delivery at most (all rooms); more are dropped and counted.
 const QUEUE: usize = 100_000;
@@ -193,7 +194,13 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
             status,
             reason,
         } => json!({
-            "type": format!("dial:{}", status.as_str()), "status": status.as_str(),
+            // every way of not connecting is a failure; status says which
+            "type": match status {
+                DialStatus::Ringing => "dial:ringing",
+                DialStatus::Answered => "dial:answered",
+                _ => "dial:failed",
+            },
+            "status": status.as_str(),
             "uuid": leg.0.to_string(), "conversation_uuid": room, "to": to,
             "direction": "outbound", "reason": reason,
         }),

@@ -56,23 +56,23 @@ impl Rig {
         };
         (r.status, v)
     }
+    /// Wait for a dial event with this status (type dial:ringing, dial:answered,
+    /// or dial:failed for every way of not connecting).
     fn wait_dial(&self, status: &str, secs: u64) -> serde_json::Value {
+        let is = |e: &serde_json::Value| {
+            e["status"] == status && e["type"].as_str().is_some_and(|t| t.starts_with("dial:"))
+        };
         assert!(
-            self.hooks.wait_for(Duration::from_secs(secs), |evs| evs
-                .iter()
-                .any(|e| e["type"] == format!("dial:{status}"))),
-            "no dial:{status} event; got {:?}",
+            self.hooks
+                .wait_for(Duration::from_secs(secs), |evs| evs.iter().any(is)),
+            "no dial event with status {status}; got {:?}",
             self.hooks
                 .events()
                 .iter()
-                .map(|e| e["type"].clone())
+                .map(|e| (e["type"].clone(), e["status"].clone()))
                 .collect::<Vec<_>>()
         );
-        self.hooks
-            .events()
-            .into_iter()
-            .find(|e| e["type"] == format!("dial:{status}"))
-            .unwrap()
+        self.hooks.events().into_iter().find(is).unwrap()
     }
 }
 
@@ -231,6 +231,7 @@ fn unanswered_rejected_and_challenged_dials() {
     assert!(ack.header("CSeq").unwrap().ends_with("ACK"));
     let ev = r.wait_dial("unanswered", 3);
     assert_eq!(ev["direction"], "outbound");
+    assert_eq!(ev["type"], "dial:failed");
 
     // rejects: failed with the status line
     let rejecter = Uas::new();
