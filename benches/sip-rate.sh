@@ -20,6 +20,8 @@ listen = "127.0.0.1:$port"
 [rtp]
 port_min = 20000
 port_max = 60000
+[security]
+trusted_sources = ["127.0.0.0/8"]
 [[room]]
 name = "demo"
 max_participants = 10000

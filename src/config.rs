@@ -50,6 +50,76 @@ pub struct Sip {
     /// Server / User-Agent header; no version unless you put one here
     #[serde(default = "default_ua")]
     pub user_agent: String,
+    /// on SIGTERM, calls go on this long (new ones get 503) before their BYE
+    #[serde(default)]
+    pub drain_timeout_s: u64,
+    /// and hear "the conference has ended" at its start
+    #[serde(default = "yes")]
+    pub drain_announce: bool,
+    /// TCP connections at most
+    #[serde(default = "default_tcp_max")]
+    pub tcp_max_connections: usize,
+    /// TCP connections from one address at most
+    #[serde(default = "default_tcp_per_source")]
+    pub tcp_max_per_source: usize,
+    /// a TCP connection must send its first message within this
+    #[serde(default = "default_tcp_first")]
+    pub tcp_first_message_s: u64,
+    /// and is closed after this long without a byte
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout_s: u64,
+}
+
+fn default_tcp_max() -> usize {
+    4096
+}
+fn default_tcp_per_source() -> usize {
+    64
+}
+fn default_tcp_first() -> u64 {
+    10
+}
+fn default_tcp_idle() -> u64 {
+    600
+}
+
+/// `[security]`: flood control (Kamailio pike style).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// requests one source may send per window (0: off)
+    #[serde(default = "default_flood_requests")]
+    pub flood_requests: u32,
+    /// the window
+    #[serde(default = "default_flood_window")]
+    pub flood_window_s: u64,
+    /// how long a source over the limit is banned
+    #[serde(default = "default_flood_ban")]
+    pub flood_ban_s: u64,
+    /// networks never counted (trunks, the PBX): CIDRs
+    #[serde(default)]
+    pub trusted_sources: Vec<String>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            flood_requests: default_flood_requests(),
+            flood_window_s: default_flood_window(),
+            flood_ban_s: default_flood_ban(),
+            trusted_sources: Vec::new(),
+        }
+    }
+}
+
+fn default_flood_requests() -> u32 {
+    16
+}
+fn default_flood_window() -> u64 {
+    2
+}
+fn default_flood_ban() -> u64 {
+    300
 }
 
 /// `[rtp]`
@@ -71,6 +141,19 @@ pub struct Rtp {
     /// loudest talkers mixed per room (1..=16); everyone else listens
     #[serde(default = "default_max_talkers")]
     pub max_talkers: usize,
+    /// a leg whose peer sends no RTP this long is hung up (0: never)
+    #[serde(default = "default_rtp_timeout")]
+    pub timeout_s: u64,
+    /// the same while the peer holds the call
+    #[serde(default = "default_hold_timeout")]
+    pub hold_timeout_s: u64,
+}
+
+fn default_rtp_timeout() -> u64 {
+    60
+}
+fn default_hold_timeout() -> u64 {
+    3600
 }
 
 /// `[[room]]`
@@ -542,6 +625,9 @@ pub struct Config {
     /// digest credentials for dial-out
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
+    /// flood control
+    #[serde(default)]
+    pub security: Security,
 }
 
 fn default_listen() -> SocketAddr {
@@ -593,6 +679,12 @@ fn default_sip() -> Sip {
         t2_ms: default_t2(),
         t4_ms: default_t4(),
         user_agent: default_ua(),
+        drain_timeout_s: 0,
+        drain_announce: true,
+        tcp_max_connections: default_tcp_max(),
+        tcp_max_per_source: default_tcp_per_source(),
+        tcp_first_message_s: default_tcp_first(),
+        tcp_idle_timeout_s: default_tcp_idle(),
     }
 }
 fn default_rtp() -> Rtp {
@@ -602,6 +694,8 @@ fn default_rtp() -> Rtp {
         address: None,
         workers: 0,
         max_talkers: default_max_talkers(),
+        timeout_s: default_rtp_timeout(),
+        hold_timeout_s: default_hold_timeout(),
     }
 }
 
@@ -695,6 +789,41 @@ impl Config {
             &[Seg::Key("sip"), Seg::Key("listen")],
             "listen needs a port",
         )?;
+        check(
+            s.drain_timeout_s <= 3600,
+            &[Seg::Key("sip"), Seg::Key("drain_timeout_s")],
+            "drain_timeout_s must be 0..=3600",
+        )?;
+        for (key, v, lo, hi) in [
+            ("tcp_max_connections", s.tcp_max_connections as u64, 1, 1_000_000),
+            ("tcp_max_per_source", s.tcp_max_per_source as u64, 1, 1_000_000),
+            ("tcp_first_message_s", s.tcp_first_message_s, 1, 3600),
+            ("tcp_idle_timeout_s", s.tcp_idle_timeout_s, 1, 86_400),
+        ] {
+            check(
+                (lo..=hi).contains(&v),
+                &[Seg::Key("sip"), Seg::Key(key)],
+                &format!("{key} must be {lo}..={hi}"),
+            )?;
+        }
+        let sec = &cfg.security;
+        check(
+            (1..=3600).contains(&sec.flood_window_s),
+            &[Seg::Key("security"), Seg::Key("flood_window_s")],
+            "flood_window_s must be 1..=3600",
+        )?;
+        check(
+            sec.flood_ban_s <= 86_400,
+            &[Seg::Key("security"), Seg::Key("flood_ban_s")],
+            "flood_ban_s must be 0..=86400",
+        )?;
+        for (k, c) in sec.trusted_sources.iter().enumerate() {
+            check(
+                Cidr::parse(c).is_some(),
+                &[Seg::Key("security"), Seg::Key("trusted_sources"), Seg::Index(k)],
+                &format!("\"{c}\" is not ADDRESS or ADDRESS/PREFIX"),
+            )?;
+        }
         check(
             s.user_agent
                 .chars()
@@ -882,6 +1011,39 @@ impl Config {
             }
         }
         v
+    }
+
+    /// Flood-control limits.
+    pub fn flood_limits(&self) -> crate::flood::FloodLimits {
+        let s = &self.security;
+        crate::flood::FloodLimits {
+            requests: s.flood_requests,
+            window: Duration::from_secs(s.flood_window_s),
+            ban: Duration::from_secs(s.flood_ban_s),
+            trusted: s
+                .trusted_sources
+                .iter()
+                .filter_map(|c| Cidr::parse(c))
+                .collect(),
+        }
+    }
+
+    /// SIP-over-TCP limits.
+    pub fn tcp_limits(&self) -> crate::driver::TcpLimits {
+        crate::driver::TcpLimits {
+            max_connections: self.sip.tcp_max_connections,
+            max_per_source: self.sip.tcp_max_per_source,
+            first_message: Duration::from_secs(self.sip.tcp_first_message_s),
+            idle: Duration::from_secs(self.sip.tcp_idle_timeout_s),
+        }
+    }
+
+    /// RTP timeouts for the media engine.
+    pub fn rtp_timeouts(&self) -> crate::media::engine::RtpTimeouts {
+        crate::media::engine::RtpTimeouts {
+            active: Duration::from_secs(self.rtp.timeout_s),
+            hold: Duration::from_secs(self.rtp.hold_timeout_s),
+        }
     }
 
     /// Address RTP uses.

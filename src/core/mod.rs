@@ -886,6 +886,7 @@ impl Core {
             Timer::B(id, attempt) => self.timer_b(now, id, attempt),
             Timer::Ring(id) => self.ring_timeout(now, id),
             Timer::MaxDuration(id) => self.max_duration(now, id),
+            Timer::Drain => self.end_all(now),
         }
     }
 
@@ -1374,6 +1375,15 @@ impl Core {
         }
     }
 
+    /// The media side heard no RTP from a leg for its timeout: the peer is gone
+    /// (crashed, unplugged) without a BYE.
+    pub fn rtp_timeout(&mut self, now: Instant, leg: LegId) {
+        if self.legs.contains_key(&leg) {
+            tracing::warn!(leg = %leg, "no RTP for the RTP timeout: ending the call");
+            self.end_leg(now, leg, true, LeftReason::Timeout);
+        }
+    }
+
     /// The media side could not set up a leg (port taken by another process, codec
     /// failure): end it.
     pub fn media_failed(&mut self, now: Instant, leg: LegId) {
@@ -1388,7 +1398,33 @@ impl Core {
 
     /// Begin graceful shutdown: refuse new calls and BYE every leg.
     pub fn shutdown(&mut self, now: Instant) {
+        self.drain(now, Duration::ZERO, false);
+    }
+
+    /// Graceful shutdown: new INVITEs get 503 from now on; every leg in a room hears
+    /// "the conference has ended" (when `announce`) and gets its BYE after `grace`.
+    pub fn drain(&mut self, now: Instant, grace: Duration, announce: bool) {
         self.draining = true;
+        if grace.is_zero() {
+            return self.end_all(now);
+        }
+        if announce {
+            let ids: Vec<LegId> = self
+                .legs
+                .iter()
+                .filter(|(_, l)| l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.out
+                    .push_back(Output::Media(MediaCommand::Interrupt { leg: id }));
+                self.play(id, vec![Prompt::Ended]);
+            }
+        }
+        self.arm(now + grace, Timer::Drain);
+    }
+
+    fn end_all(&mut self, now: Instant) {
         let ids: Vec<LegId> = self.legs.keys().copied().collect();
         for id in ids {
             self.end_leg(now, id, true, LeftReason::Ended);

@@ -82,6 +82,8 @@ pub enum Timer {
     Ring(LegId),
     /// an answered outbound call reached `[dialout] max_duration_s`
     MaxDuration(LegId),
+    /// the shutdown grace is over: BYE to every leg
+    Drain,
 }
 
 /// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.

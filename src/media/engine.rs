@@ -191,6 +191,11 @@ pub enum MediaEvent {
     },
     /// a recording's file is complete (stopped, or ended by an error)
     RecordingDone(Box<RecordingEnd>),
+    /// no RTP from the leg's peer for the RTP timeout (or the hold timeout)
+    RtpTimeout {
+        /// leg
+        leg: LegId,
+    },
     /// a DTMF digit (RFC 4733 event, or detected in-band), reported once per key
     Dtmf {
         /// leg
@@ -228,6 +233,24 @@ pub struct TickStats {
     pub jitter_mean_us: u32,
     /// largest
     pub jitter_max_us: u32,
+}
+
+/// How long a leg may send no RTP before it is reported dead (zero: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpTimeouts {
+    /// while the peer should be sending (sendrecv, sendonly)
+    pub active: Duration,
+    /// while it holds the call (recvonly, inactive)
+    pub hold: Duration,
+}
+
+impl Default for RtpTimeouts {
+    fn default() -> Self {
+        RtpTimeouts {
+            active: Duration::from_secs(60),
+            hold: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Upper bounds of [`TickStats::late_buckets`], in µs.
@@ -357,6 +380,9 @@ struct LegMedia {
     dtmf_events: EventTracker,
     next_rtcp: Instant,
     started: Instant,
+    // the last well-formed RTP from the peer, for the RTP timeout
+    last_rtp: Instant,
+    timed_out: bool,
 }
 
 impl LegMedia {
@@ -404,6 +430,8 @@ impl LegMedia {
             dtmf_events: EventTracker::default(),
             next_rtcp: now + RTCP_INTERVAL,
             started: now,
+            last_rtp: now,
+            timed_out: false,
         })
     }
 
@@ -426,6 +454,9 @@ impl LegMedia {
         if inband_for(&p).is_some() != self.inband.is_some() {
             self.inband = inband_for(&p);
         }
+        // a new offer/answer (hold, resume, move) starts the timeout afresh
+        self.last_rtp = Instant::now();
+        self.timed_out = false;
         self.params = p;
         Ok(())
     }
@@ -498,6 +529,8 @@ impl LegMedia {
             } else if self.remote != Some(src) {
                 continue;
             }
+            // only well-formed RTP from the peer proves it alive
+            self.last_rtp = now;
             if Some(pkt.pt) == self.params.dtmf_pt {
                 if let Some(digit) = TelephoneEvent::parse(pkt.payload)
                     .and_then(|ev| self.dtmf_events.on_packet(pkt.timestamp, &ev))
@@ -697,6 +730,8 @@ pub struct RoomMedia {
     forward: Vec<u8>,
     // recordings of this room's mix or of its legs' own audio
     records: Vec<RecordSink>,
+    /// when silent legs are reported dead
+    pub timeouts: RtpTimeouts,
     rec_frame: Frame,
 }
 
@@ -717,6 +752,7 @@ impl RoomMedia {
             shared: Vec::new(),
             forward: Vec::with_capacity(1500),
             records: Vec::new(),
+            timeouts: RtpTimeouts::default(),
             rec_frame: [0; record::FRAME],
         })
     }
@@ -888,6 +924,18 @@ impl RoomMedia {
         let n = (rate / 50) as usize;
         self.receive(now, buf, events);
         for leg in &mut self.legs {
+            let limit = if leg.params.peer_direction.peer_sends() {
+                self.timeouts.active
+            } else {
+                self.timeouts.hold
+            };
+            if !leg.timed_out
+                && !limit.is_zero()
+                && now.saturating_duration_since(leg.last_rtp) > limit
+            {
+                leg.timed_out = true;
+                let _ = events.send((leg.id, MediaEvent::RtpTimeout { leg: leg.id }));
+            }
             if let Some(digit) = leg.play_out(rate) {
                 let _ = events.send((leg.id, MediaEvent::Dtmf { leg: leg.id, digit }));
             }
@@ -1006,6 +1054,7 @@ fn leg_in<'a>(
 fn worker(
     index: usize,
     max_talkers: usize,
+    timeouts: RtpTimeouts,
     prompts: Arc<Prompts>,
     rx: mpsc::Receiver<Command>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
@@ -1039,7 +1088,10 @@ fn worker(
                 let added = match rooms.entry(room.clone()) {
                     std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(*leg),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        RoomMedia::new(max_talkers).and_then(|r| e.insert(r).add(*leg))
+                        RoomMedia::new(max_talkers).and_then(|mut r| {
+                            r.timeouts = timeouts;
+                            e.insert(r).add(*leg)
+                        })
                     }
                 };
                 match added {
@@ -1101,7 +1153,10 @@ fn worker(
                 let r = match rooms.entry(room) {
                     std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        RoomMedia::new(max_talkers).ok().map(|r| e.insert(r))
+                        RoomMedia::new(max_talkers).ok().map(|mut r| {
+                            r.timeouts = timeouts;
+                            e.insert(r)
+                        })
                     }
                 };
                 if let Some(r) = r {
@@ -1188,6 +1243,7 @@ impl MediaEngine {
         n: usize,
         bind_ip: IpAddr,
         max_talkers: usize,
+        timeouts: RtpTimeouts,
         prompts: Prompts,
     ) -> (MediaEngine, mpsc::Receiver<(LegId, MediaEvent)>) {
         let prompts = Arc::new(prompts);
@@ -1201,7 +1257,7 @@ impl MediaEngine {
             let prompts = prompts.clone();
             let t = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || worker(i, max_talkers, prompts, rx, ev))
+                .spawn(move || worker(i, max_talkers, timeouts, prompts, rx, ev))
                 .expect("spawning a media thread at start-up");
             workers.push(tx);
             threads.push(t);

@@ -46,8 +46,15 @@ impl Bridge {
         // (SIPp's, the test UAs') could take an RTP port from under the bridge
         let base = 20000 + (std::process::id() as u16 % 15) * 800 + (block % 8) * 100;
         let rtp = (base, base + 99);
+        // tests send far more than a stranger may (flood control): loopback is
+        // trusted unless the test sets its own [security]
+        let security = if rooms.contains("[security]") {
+            ""
+        } else {
+            "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n"
+        };
         let cfg = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{rooms}",
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{security}{rooms}",
             rtp.0, rtp.1
         );
         let path = std::env::temp_dir().join(format!(

@@ -3,14 +3,18 @@
 //! core's outputs out: bytes to UDP/TCP peers, commands to the media engine, events
 //! to the log. One task owns the core, so signalling state needs no lock.
 
+mod tcp;
+
+pub use tcp::TcpLimits;
+use tcp::Net;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -20,12 +24,12 @@ use crate::core::{Core, Event, Output, Peer, Transport};
 use crate::events::Webhooks;
 use crate::media::engine::{MediaCommand, MediaEngine, MediaEvent};
 use crate::metrics::Metrics;
-use crate::sip::framing::StreamFramer;
+use crate::flood::{FloodGuard, Verdict};
 
+/// How often the config file is looked at for changes.
+const CONFIG_POLL: Duration = Duration::from_secs(2);
 /// Longest a SIGTERM drain waits for BYE transactions before exiting.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// TCP connections at most (AST-2016-005: connection exhaustion).
-const MAX_TCP: usize = 4096;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -50,54 +54,6 @@ pub enum DriverError {
         /// cause
         source: io::Error,
     },
-}
-
-enum Net {
-    Opened(u64, mpsc::Sender<Vec<u8>>),
-    Frame(u64, SocketAddr, Vec<u8>),
-    Closed(u64),
-}
-
-async fn tcp_conn(id: u64, stream: TcpStream, addr: SocketAddr, net: mpsc::Sender<Net>) {
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
-    if net.send(Net::Opened(id, tx)).await.is_err() {
-        return;
-    }
-    let writer = tokio::spawn(async move {
-        while let Some(data) = rx.recv().await {
-            if wr.write_all(&data).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut framer = StreamFramer::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    'read: loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        framer.push(&buf[..n]);
-        loop {
-            match framer.next_message() {
-                Ok(Some(msg)) => {
-                    if net.send(Net::Frame(id, addr, msg)).await.is_err() {
-                        break 'read;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::info!(peer = %addr, error = %e, "closing TCP connection");
-                    break 'read;
-                }
-            }
-        }
-    }
-    // The writer ends by itself once the core drops this connection's sender (on
-    // Closed), after writing what was queued: a 400 to the last request still goes out.
-    drop(writer);
-    let _ = net.send(Net::Closed(id)).await;
 }
 
 fn seed() -> u64 {
@@ -211,7 +167,13 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         n => n,
     };
     let (mut media, media_events) =
-        MediaEngine::start(workers, cfg.media_ip(), cfg.rtp.max_talkers, prompts);
+        MediaEngine::start(
+        workers,
+        cfg.media_ip(),
+        cfg.rtp.max_talkers,
+        cfg.rtp_timeouts(),
+        prompts,
+    );
     let (mev_tx, mut mev_rx) = mpsc::unbounded_channel::<MediaEvent>();
     std::thread::Builder::new()
         .name("media-events".into())
@@ -246,24 +208,22 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let mut core = Core::new(cfg.core(), seed());
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let accept_tx = net_tx.clone();
-    let acceptor = tokio::spawn(async move {
-        let mut next_id = 1u64;
-        loop {
-            let Ok((stream, addr)) = tcp.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let id = next_id;
-            next_id += 1;
-            tokio::spawn(tcp_conn(id, stream, addr, accept_tx.clone()));
-        }
-    });
-    let mut conns: HashMap<u64, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let acceptor = tokio::spawn(tcp::accept(tcp, cfg.tcp_limits(), accept_tx));
+    let mut conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle)> =
+        HashMap::new();
+    let mut flood = FloodGuard::new(cfg.flood_limits());
     let mut buf = vec![0u8; 65536];
     let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut sighup = signal(tokio::signal::unix::SignalKind::hangup());
     let mut drain_deadline: Option<Instant> = None;
+    let mut config_stamp = modified(config_path.as_ref());
+    let mut watch = tokio::time::interval(CONFIG_POLL);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let drain = (
+        Duration::from_secs(cfg.sip.drain_timeout_s),
+        cfg.sip.drain_announce,
+    );
     let mut deferred: Option<(tokio::sync::oneshot::Sender<OpResult>, OpResult)> = None;
     tracing::info!(%listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
 
@@ -276,21 +236,26 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         tokio::select! {
             r = udp.recv_from(&mut buf) => {
                 if let Ok((n, src)) = r {
-                    metrics.received(&buf[..n]);
                     let now = Instant::now().into_std();
-                    core.handle_message(now, Peer { transport: Transport::Udp, addr: src }, &buf[..n]);
+                    if admit(&mut flood, &buf[..n], src, now) {
+                        metrics.received(&buf[..n]);
+                        core.handle_message(now, Peer { transport: Transport::Udp, addr: src }, &buf[..n]);
+                    }
                 }
             }
             Some(ev) = net_rx.recv() => match ev {
-                Net::Opened(id, tx) => {
-                    if conns.len() < MAX_TCP {
-                        conns.insert(id, tx);
-                    }
+                Net::Opened(id, tx, abort) => {
+                    conns.insert(id, (tx, abort));
                 }
                 Net::Frame(id, addr, data) => {
-                    if conns.contains_key(&id) {
+                    let now = Instant::now().into_std();
+                    if !admit(&mut flood, &data, addr, now) {
+                        // a banned source loses its connection too
+                        if let Some((_, abort)) = conns.remove(&id) {
+                            abort.abort();
+                        }
+                    } else if conns.contains_key(&id) {
                         metrics.received(&data);
-                        let now = Instant::now().into_std();
                         core.handle_message(now, Peer { transport: Transport::Tcp(id), addr }, &data);
                     }
                 }
@@ -301,6 +266,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 MediaEvent::Dtmf { leg, digit } => core.dtmf(Instant::now().into_std(), leg, digit),
                 MediaEvent::PromptDone { leg } => core.prompt_done(Instant::now().into_std(), leg),
                 MediaEvent::Talking { leg, talking } => core.talking(leg, talking),
+                MediaEvent::RtpTimeout { leg } => core.rtp_timeout(Instant::now().into_std(), leg),
                 MediaEvent::RecordingDone(end) => {
                     if let Some(e) = &end.error {
                         tracing::error!(recording = %end.id, error = %e, "recording stopped by an error; the call goes on");
@@ -339,9 +305,18 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             _ = sleep_until(wake) => {
                 core.handle_timeout(Instant::now().into_std());
             }
-            _ = sigterm.recv() => begin_drain(&mut core, &mut drain_deadline),
-            _ = sigint.recv() => begin_drain(&mut core, &mut drain_deadline),
-            _ = sighup.recv() => reload(&mut core, config_path.as_ref()),
+            _ = sigterm.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
+            _ = sigint.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
+            _ = sighup.recv() => reload(&mut core, &mut flood, config_path.as_ref()),
+            _ = watch.tick() => {
+                // the file changed on disk (an editor, a deploy): same as SIGHUP
+                let stamp = modified(config_path.as_ref());
+                if stamp != config_stamp {
+                    config_stamp = stamp;
+                    tracing::info!("configuration file changed");
+                    reload(&mut core, &mut flood, config_path.as_ref());
+                }
+            },
         }
         while let Some(out) = core.poll_output() {
             match out {
@@ -352,7 +327,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                             let _ = udp.send_to(&data, to.addr).await;
                         }
                         Transport::Tcp(id) => {
-                            if let Some(c) = conns.get(&id) {
+                            if let Some((c, _)) = conns.get(&id) {
                                 let _ = c.try_send(data);
                             }
                         }
@@ -414,6 +389,22 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     Ok(())
 }
 
+/// Flood control ahead of the parser: requests count against their source
+/// (responses, to requests we sent, do not).
+fn admit(flood: &mut FloodGuard, data: &[u8], src: SocketAddr, now: std::time::Instant) -> bool {
+    if data.starts_with(b"SIP/2.0 ") {
+        return true;
+    }
+    match flood.check(src.ip(), now) {
+        Verdict::Allow => true,
+        Verdict::Drop => false,
+        Verdict::Banned => {
+            tracing::warn!(source = %src.ip(), "flood: source over its request limit, banned");
+            false
+        }
+    }
+}
+
 fn signal(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal {
     tokio::signal::unix::signal(kind).expect("installing a signal handler at start-up")
 }
@@ -425,15 +416,25 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-fn begin_drain(core: &mut Core, deadline: &mut Option<Instant>) {
+/// SIGTERM/SIGINT: new calls get 503; running ones hear "the conference has ended"
+/// (if configured) and get their BYE after the drain timeout; the process exits once
+/// the BYEs are answered, or [`DRAIN_LIMIT`] after that.
+fn begin_drain(core: &mut Core, deadline: &mut Option<Instant>, drain: &(Duration, bool)) {
     if deadline.is_none() {
-        tracing::info!(legs = core.leg_count(), "shutting down: ending every call");
-        core.shutdown(Instant::now().into_std());
-        *deadline = Some(Instant::now() + DRAIN_LIMIT);
+        let (grace, announce) = *drain;
+        tracing::info!(legs = core.leg_count(), grace_s = grace.as_secs(), "shutting down: new calls refused, running calls end after the grace");
+        core.drain(Instant::now().into_std(), grace, announce);
+        *deadline = Some(Instant::now() + grace + DRAIN_LIMIT);
     }
 }
 
-fn reload(core: &mut Core, path: Option<&PathBuf>) {
+/// The config file's modification time (and size), to notice edits.
+fn modified(path: Option<&PathBuf>) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path?).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn reload(core: &mut Core, flood: &mut FloodGuard, path: Option<&PathBuf>) {
     let Some(path) = path else {
         tracing::info!("SIGHUP: running on the embedded config, nothing to reload");
         return;
@@ -441,6 +442,7 @@ fn reload(core: &mut Core, path: Option<&PathBuf>) {
     match Config::load(path) {
         Ok(cfg) => {
             core.set_rooms(cfg.room_policies());
+            flood.set_limits(cfg.flood_limits());
             tracing::info!(
                 rooms = cfg.rooms.len(),
                 "configuration reloaded; running calls keep going"

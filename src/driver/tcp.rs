@@ -1,0 +1,200 @@
+//! SIP over TCP (RFC 3261 §18.3): the acceptor and one task per connection,
+//! framing the byte stream into messages for the driver. Guards against connection
+//! exhaustion (AST-2016-005): a total and a per-source cap enforced at accept (an
+//! excess connection is closed at once), a deadline for the first message and an
+//! idle timeout after it, and the framer's own size limits. The driver can close a
+//! connection (a banned flooder) through its abort handle.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::sip::framing::StreamFramer;
+
+/// What connection tasks tell the driver.
+pub enum Net {
+    /// a connection is up: its id, where to queue bytes for it, and how to close it
+    Opened(u64, mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle),
+    /// a whole SIP message arrived
+    Frame(u64, SocketAddr, Vec<u8>),
+    /// the connection is gone
+    Closed(u64),
+}
+
+/// Connection limits (`[sip] tcp_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// connections at most
+    pub max_connections: usize,
+    /// from one source address at most
+    pub max_per_source: usize,
+    /// a connection must deliver its first message within this
+    pub first_message: Duration,
+    /// and is closed after this long without a byte
+    pub idle: Duration,
+}
+
+/// Open connections, in total and per source; a slot is freed when its guard drops.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.counts.lock() {
+            c.total = c.total.saturating_sub(1);
+            if let Some(n) = c.per_source.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_source.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, limits: &TcpLimits) -> Option<Slot> {
+    let mut c = counts.lock().ok()?;
+    let here = c.per_source.get(&ip).copied().unwrap_or(0);
+    if c.total >= limits.max_connections || here >= limits.max_per_source {
+        return None;
+    }
+    c.total += 1;
+    *c.per_source.entry(ip).or_insert(0) += 1;
+    Some(Slot {
+        counts: counts.clone(),
+        ip,
+    })
+}
+
+/// Accept connections for ever, each in its own task.
+pub async fn accept(listener: TcpListener, limits: TcpLimits, net: mpsc::Sender<Net>) {
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let mut next_id = 1u64;
+    loop {
+        let Ok((stream, addr)) = listener.accept().await else {
+            // EMFILE and the like: do not spin
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let Some(slot) = take_slot(&counts, addr.ip(), &limits) else {
+            tracing::warn!(peer = %addr, "TCP connection refused: connection limit");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let id = next_id;
+        next_id += 1;
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+        let (go, ready) = tokio::sync::oneshot::channel::<()>();
+        let conn_net = net.clone();
+        let task = tokio::spawn(async move {
+            // reads start once the driver knows the connection (Opened first)
+            if ready.await.is_ok() {
+                connection(id, stream, addr, rx, limits, conn_net).await;
+            }
+            drop(slot);
+        });
+        if net
+            .send(Net::Opened(id, tx, task.abort_handle()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let _ = go.send(());
+    }
+}
+
+async fn connection(
+    id: u64,
+    stream: TcpStream,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    limits: TcpLimits,
+    net: mpsc::Sender<Net>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut got_message = false;
+    'read: loop {
+        let wait = if got_message {
+            limits.idle
+        } else {
+            limits.first_message
+        };
+        let n = match tokio::time::timeout(wait, rd.read(&mut buf)).await {
+            Err(_) => {
+                tracing::info!(peer = %addr, first = !got_message, "closing idle TCP connection");
+                break;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(msg)) => {
+                    got_message = true;
+                    if net.send(Net::Frame(id, addr, msg)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(peer = %addr, error = %e, "closing TCP connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    // The writer ends by itself once the core drops this connection's sender (on
+    // Closed), after writing what was queued: a 400 to the last request still goes out.
+    drop(writer);
+    let _ = net.send(Net::Closed(id)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_in_total_and_per_source_and_freed_on_drop() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let limits = TcpLimits {
+            max_connections: 3,
+            max_per_source: 2,
+            first_message: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+        };
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let s1 = take_slot(&counts, a, &limits).unwrap();
+        let _s2 = take_slot(&counts, a, &limits).unwrap();
+        assert!(take_slot(&counts, a, &limits).is_none(), "per source");
+        let _s3 = take_slot(&counts, b, &limits).unwrap();
+        assert!(take_slot(&counts, b, &limits).is_none(), "total");
+        drop(s1);
+        assert!(take_slot(&counts, a, &limits).is_some());
+    }
+}
