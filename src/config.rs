@@ -795,8 +795,18 @@ impl Config {
             "drain_timeout_s must be 0..=3600",
         )?;
         for (key, v, lo, hi) in [
-            ("tcp_max_connections", s.tcp_max_connections as u64, 1, 1_000_000),
-            ("tcp_max_per_source", s.tcp_max_per_source as u64, 1, 1_000_000),
+            (
+                "tcp_max_connections",
+                s.tcp_max_connections as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "tcp_max_per_source",
+                s.tcp_max_per_source as u64,
+                1,
+                1_000_000,
+            ),
             ("tcp_first_message_s", s.tcp_first_message_s, 1, 3600),
             ("tcp_idle_timeout_s", s.tcp_idle_timeout_s, 1, 86_400),
         ] {
@@ -820,7 +830,11 @@ impl Config {
         for (k, c) in sec.trusted_sources.iter().enumerate() {
             check(
                 Cidr::parse(c).is_some(),
-                &[Seg::Key("security"), Seg::Key("trusted_sources"), Seg::Index(k)],
+                &[
+                    Seg::Key("security"),
+                    Seg::Key("trusted_sources"),
+                    Seg::Index(k),
+                ],
                 &format!("\"{c}\" is not ADDRESS or ADDRESS/PREFIX"),
             )?;
         }

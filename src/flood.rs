@@ -159,9 +159,15 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let t0 = Instant::now();
         for i in 0..16 {
-            assert_eq!(g.check(ip, t0 + Duration::from_millis(i * 100)), Verdict::Allow);
+            assert_eq!(
+                g.check(ip, t0 + Duration::from_millis(i * 100)),
+                Verdict::Allow
+            );
         }
-        assert_eq!(g.check(ip, t0 + Duration::from_millis(1700)), Verdict::Banned);
+        assert_eq!(
+            g.check(ip, t0 + Duration::from_millis(1700)),
+            Verdict::Banned
+        );
         assert_eq!(g.check(ip, t0 + Duration::from_secs(100)), Verdict::Drop);
         assert!(g.is_banned(ip, t0 + Duration::from_secs(299)));
         assert_eq!(g.check(ip, t0 + Duration::from_secs(302)), Verdict::Allow);
@@ -190,7 +196,10 @@ mod tests {
         assert!(g.sources.len() <= MAX_SOURCES);
         // and stale entries make room again
         let later = t0 + Duration::from_secs(10);
-        assert_eq!(g.check("203.0.113.9".parse().unwrap(), later), Verdict::Allow);
+        assert_eq!(
+            g.check("203.0.113.9".parse().unwrap(), later),
+            Verdict::Allow
+        );
         assert!(g.sources.len() < 10);
     }
 }

@@ -1412,7 +1412,9 @@ impl Core {
             let ids: Vec<LegId> = self
                 .legs
                 .iter()
-                .filter(|(_, l)| l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting))
+                .filter(|(_, l)| {
+                    l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting)
+                })
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {

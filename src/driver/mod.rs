@@ -5,8 +5,8 @@
 
 mod tcp;
 
-pub use tcp::TcpLimits;
 use tcp::Net;
+pub use tcp::TcpLimits;
 
 use std::collections::HashMap;
 use std::io;
@@ -22,9 +22,9 @@ use crate::api::ops::{self, ApiCall, Op, OpResult, Reply};
 use crate::config::Config;
 use crate::core::{Core, Event, Output, Peer, Transport};
 use crate::events::Webhooks;
+use crate::flood::{FloodGuard, Verdict};
 use crate::media::engine::{MediaCommand, MediaEngine, MediaEvent};
 use crate::metrics::Metrics;
-use crate::flood::{FloodGuard, Verdict};
 
 /// How often the config file is looked at for changes.
 const CONFIG_POLL: Duration = Duration::from_secs(2);
@@ -166,8 +166,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let (mut media, media_events) =
-        MediaEngine::start(
+    let (mut media, media_events) = MediaEngine::start(
         workers,
         cfg.media_ip(),
         cfg.rtp.max_talkers,
@@ -209,8 +208,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let accept_tx = net_tx.clone();
     let acceptor = tokio::spawn(tcp::accept(tcp, cfg.tcp_limits(), accept_tx));
-    let mut conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle)> =
-        HashMap::new();
+    let mut conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle)> = HashMap::new();
     let mut flood = FloodGuard::new(cfg.flood_limits());
     let mut buf = vec![0u8; 65536];
     let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
@@ -422,7 +420,11 @@ async fn sleep_until(t: Option<Instant>) {
 fn begin_drain(core: &mut Core, deadline: &mut Option<Instant>, drain: &(Duration, bool)) {
     if deadline.is_none() {
         let (grace, announce) = *drain;
-        tracing::info!(legs = core.leg_count(), grace_s = grace.as_secs(), "shutting down: new calls refused, running calls end after the grace");
+        tracing::info!(
+            legs = core.leg_count(),
+            grace_s = grace.as_secs(),
+            "shutting down: new calls refused, running calls end after the grace"
+        );
         core.drain(Instant::now().into_std(), grace, announce);
         *deadline = Some(Instant::now() + grace + DRAIN_LIMIT);
     }

@@ -1087,12 +1087,11 @@ fn worker(
                 let id = leg.id;
                 let added = match rooms.entry(room.clone()) {
                     std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(*leg),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        RoomMedia::new(max_talkers).and_then(|mut r| {
+                    std::collections::hash_map::Entry::Vacant(e) => RoomMedia::new(max_talkers)
+                        .and_then(|mut r| {
                             r.timeouts = timeouts;
                             e.insert(r).add(*leg)
-                        })
-                    }
+                        }),
                 };
                 match added {
                     Ok(()) => {

@@ -34,11 +34,24 @@ pub struct Bridge {
     pub sip: SocketAddr,
     pub rtp: (u16, u16),
     pub log: std::path::PathBuf,
+    /// the generated config file
+    pub config: std::path::PathBuf,
 }
 
 impl Bridge {
     /// Start with `rooms` (TOML `[[room]]` blocks appended to the generated config).
     pub fn start(rooms: &str) -> Bridge {
+        Bridge::start_with("t1_ms = 100\n", rooms)
+    }
+
+    /// Start with these `[sip]` keys (besides `listen`) and the rest of the config.
+    pub fn start_with(sip_keys: &str, rooms: &str) -> Bridge {
+        Bridge::start_full(sip_keys, "", rooms)
+    }
+
+    /// Start with these `[sip]` and `[rtp]` keys (besides the addresses and ports
+    /// the harness chooses) and the rest of the config.
+    pub fn start_full(sip_keys: &str, rtp_keys: &str, rooms: &str) -> Bridge {
         let sip_port = free_port();
         // distinct RTP ranges per bridge so tests in parallel never collide
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
@@ -54,7 +67,7 @@ impl Bridge {
             "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n"
         };
         let cfg = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{security}{rooms}",
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_keys}[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{rtp_keys}{security}{rooms}",
             rtp.0, rtp.1
         );
         let path = std::env::temp_dir().join(format!(
@@ -75,6 +88,7 @@ impl Bridge {
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             rtp,
             log,
+            config: path,
         };
         b.wait_ready();
         b
@@ -336,6 +350,30 @@ impl Ua {
         self.send_raw(ack.as_bytes());
         self.cseq += 1;
         200
+    }
+
+    /// Wait up to `secs` for a BYE from the bridge (answered 200); returns when it
+    /// came. Sends no RTP meanwhile.
+    pub fn wait_for_bye(&mut self, secs: f64) -> Option<Instant> {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        while Instant::now() < deadline {
+            if let Some(m) = self.recv(Duration::from_millis(50))
+                && m.method() == Some(&caucus::sip::Method::Bye)
+            {
+                let at = Instant::now();
+                let ok = format!(
+                    "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+                    m.header("Via").unwrap_or(""),
+                    m.header("From").unwrap_or(""),
+                    m.header("To").unwrap_or(""),
+                    m.header("Call-ID").unwrap_or(""),
+                    m.header("CSeq").unwrap_or("")
+                );
+                self.send_raw(ok.as_bytes());
+                return Some(at);
+            }
+        }
+        None
     }
 
     /// BYE; returns the final status.
