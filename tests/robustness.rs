@@ -247,9 +247,9 @@ fn vm_rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn an_invite_flood_from_one_source_leaves_another_source_working() {
-    let bridge = Bridge::start(&format!(
-        "[security]\nflood_requests = 100\nflood_window_s = 2\nflood_ban_s = 300\n[[room]]\nname = \"demo\"\nmax_participants = 10000\n"
-    ));
+    let bridge = Bridge::start(
+        "[security]\nflood_requests = 100\nflood_window_s = 2\nflood_ban_s = 300\n[[room]]\nname = \"demo\"\nmax_participants = 10000\n",
+    );
     let dir = std::env::temp_dir().join(format!("caucus-flood-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
