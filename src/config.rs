@@ -99,6 +99,10 @@ pub struct Security {
     /// networks never counted (trunks, the PBX): CIDRs
     #[serde(default)]
     pub trusted_sources: Vec<String>,
+    /// answer calls to unknown rooms like calls to PIN rooms (a PIN prompt no PIN
+    /// satisfies), so a scanner cannot tell which rooms exist
+    #[serde(default = "yes")]
+    pub hide_rooms: bool,
 }
 
 impl Default for Security {
@@ -108,6 +112,7 @@ impl Default for Security {
             flood_window_s: default_flood_window(),
             flood_ban_s: default_flood_ban(),
             trusted_sources: Vec::new(),
+            hide_rooms: true,
         }
     }
 }
@@ -1112,6 +1117,7 @@ impl Config {
                     .collect(),
             },
             answer_webhook: self.routing.answer_url.is_some(),
+            hide_rooms: self.security.hide_rooms,
         }
     }
 }

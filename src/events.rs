@@ -101,6 +101,9 @@ impl Webhooks {
         let Some(url) = room_url.or_else(|| self.default_url.clone()) else {
             return;
         };
+        if room_of(ev) == crate::core::DECOY_ROOM {
+            return; // a caller to a room that does not exist
+        }
         let room = room_of(ev).to_string();
         if self.seq.len() >= SEQ_ROOMS && !self.seq.contains_key(&room) {
             // bounded memory with endless run-time room names: numbering restarts

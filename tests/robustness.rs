@@ -338,3 +338,64 @@ fn an_invite_flood_from_one_source_leaves_another_source_working() {
             .contains("flood: source over its request limit")
     );
 }
+
+#[test]
+fn unknown_rooms_look_like_pin_rooms_to_a_scanner() {
+    let bridge = Bridge::start(
+        "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = true\n[[room]]\nname = \"secret\"\npin = \"4321\"\n",
+    );
+    // INVITE, the responses up to the 200 (codes and header names), ACK, then a
+    // second of what the caller hears
+    let probe = |room: &str, name: &str| {
+        let mut ua = Ua::new(bridge.sip, room, CodecKind::Pcmu, false, name);
+        let port = ua.rtp.local_addr().unwrap().port();
+        let body = common::sdp_offer(port, CodecKind::Pcmu, "");
+        let inv = ua.request("INVITE", 1, &body, &format!("z9hG4bK{name}inv"));
+        ua.send_raw(inv.as_bytes());
+        let mut codes = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        while let Some(m) = ua.recv(Duration::from_secs(2)) {
+            let StartLine::Response { code, .. } = m.start else {
+                continue;
+            };
+            codes.push(code);
+            if code >= 200 {
+                if code == 200 {
+                    names = m
+                        .headers
+                        .iter()
+                        .map(|(n, _)| n.to_ascii_lowercase())
+                        .collect();
+                    let to = m.header("To").unwrap();
+                    ua.to_tag = to.split("tag=").nth(1).unwrap().to_string();
+                    let sd = caucus::sdp::SessionDescription::parse(&m.body).unwrap();
+                    let (_, p) = caucus::sdp::select_audio(&sd).unwrap();
+                    ua.pt = p.pt;
+                    ua.remote_rtp = Some(std::net::SocketAddr::new(
+                        p.remote_ip.unwrap(),
+                        p.remote_port,
+                    ));
+                    let ack = ua.request("ACK", 1, "", &format!("z9hG4bK{name}ack"));
+                    ua.send_raw(ack.as_bytes());
+                }
+                break;
+            }
+        }
+        let mut st = Stream::new(CodecKind::Pcmu);
+        if ua.remote_rtp.is_some() {
+            st.run(&ua, 0.0, Duration::from_millis(1500));
+        }
+        (codes, names, rms(&st.heard))
+    };
+    let (real_codes, real_names, real_rms) = probe("secret", "s1");
+    let (fake_codes, fake_names, fake_rms) = probe("nosuchroom", "s2");
+    assert_eq!(real_codes.last(), Some(&200));
+    assert_eq!(real_codes, fake_codes, "status sequences differ");
+    assert_eq!(real_names, fake_names, "200 headers differ");
+    assert!(
+        real_rms > 200.0 && fake_rms > 200.0,
+        "no PIN prompt: {real_rms:.0} / {fake_rms:.0}"
+    );
+    // the decoy is not listed as a room anywhere
+    assert!(!bridge.log_text().contains("nosuchroom\" started"));
+}

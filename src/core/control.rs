@@ -149,7 +149,7 @@ impl Core {
         names.extend(
             self.rooms
                 .keys()
-                .filter(|r| !self.cfg.rooms.contains_key(*r)),
+                .filter(|r| !self.cfg.rooms.contains_key(*r) && r.as_str() != super::DECOY_ROOM),
         );
         names.sort();
         names.into_iter().map(|n| self.room_info(n)).collect()

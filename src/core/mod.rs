@@ -336,6 +336,20 @@ const HANGUP_AFTER_PROMPT: Duration = Duration::from_secs(15);
 /// Keys of a menu sequence must follow each other within this time.
 const MENU_GAP: Duration = Duration::from_secs(3);
 
+/// Where calls to unknown rooms go when rooms are hidden: a name no room can have
+/// (room names are checked), so no PIN ever matches there.
+pub const DECOY_ROOM: &str = "\u{0}decoy";
+/// Tries a decoy caller gets: the default of a real room.
+const DECOY_RETRIES: u32 = 3;
+
+/// The decoy room's policy: asks for a PIN like any PIN room.
+fn decoy_policy() -> RoomPolicy {
+    let mut p = RoomPolicy::open(usize::MAX, Duration::ZERO);
+    // never compared: the decoy room is not in the room table
+    p.pin = Some(String::new());
+    p
+}
+
 /// Core configuration.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -359,6 +373,8 @@ pub struct CoreConfig {
     pub dialout: dialout::DialPolicy,
     /// ask the answer webhook (the driver's) where each INVITE goes
     pub answer_webhook: bool,
+    /// unknown rooms are answered like PIN rooms (no 404 to learn from)
+    pub hide_rooms: bool,
 }
 
 /// Something the driver must do.
@@ -1088,7 +1104,7 @@ impl Core {
                 let tries = *tries;
                 let (retries, rule) = policy
                     .as_ref()
-                    .map_or((1, None), |p| (p.pin_retries, Some(p.lockout)));
+                    .map_or((DECOY_RETRIES, None), |p| (p.pin_retries, Some(p.lockout)));
                 if let Some(rule) = rule
                     && self.guard.fail(&room, src, now, rule)
                 {
@@ -1785,14 +1801,21 @@ impl Core {
                 (ruri.user.clone().unwrap_or_default(), None)
             }
         };
-        let Some(policy) = self.cfg.rooms.get(&room).cloned() else {
-            return self.reply_txn(now, &key, &msg, from, 404, &[]);
+        let admitted = match self.cfg.rooms.get(&room) {
+            Some(p) if p.admits(from.addr.ip(), &h.from.uri) => Some(p.clone()),
+            Some(_) => {
+                tracing::info!(%room, source = %from.addr.ip(), "caller not allowed");
+                None
+            }
+            None => None,
         };
-        if !policy.admits(from.addr.ip(), &h.from.uri) {
-            // answered like an unknown room: nothing to learn for a scanner
-            tracing::info!(%room, source = %from.addr.ip(), "caller not allowed");
-            return self.reply_txn(now, &key, &msg, from, 404, &[]);
-        }
+        let (room, policy) = match admitted {
+            Some(p) => (room, p),
+            // Nothing for a scanner to learn: an unknown room (or one this caller
+            // may not call) is answered like a room with a PIN, and no PIN opens it.
+            None if self.cfg.hide_rooms => (DECOY_ROOM.to_string(), decoy_policy()),
+            None => return self.reply_txn(now, &key, &msg, from, 404, &[]),
+        };
         if self.locked.contains(&room) && !policy.has_pin() {
             // nobody could prove to be a moderator: refuse outright
             return self.reply_txn(

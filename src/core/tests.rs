@@ -71,6 +71,7 @@ fn config() -> CoreConfig {
             trunks: Vec::new(),
         },
         answer_webhook: false,
+        hide_rooms: false,
     }
 }
 

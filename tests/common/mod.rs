@@ -64,7 +64,7 @@ impl Bridge {
         let security = if rooms.contains("[security]") {
             ""
         } else {
-            "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n"
+            "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = false\n"
         };
         let cfg = format!(
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_keys}[rtp]\nport_min = {}\nport_max = {}\nworkers = 2\n{rtp_keys}{security}{rooms}",
