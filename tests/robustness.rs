@@ -399,3 +399,26 @@ fn unknown_rooms_look_like_pin_rooms_to_a_scanner() {
     // the decoy is not listed as a room anywhere
     assert!(!bridge.log_text().contains("nosuchroom\" started"));
 }
+
+#[test]
+fn a_bad_content_length_on_tcp_gets_400_and_the_connection_closes() {
+    let bridge = Bridge::start(DEMO);
+    for cl in ["-5", "99999999"] {
+        let mut s = TcpStream::connect(bridge.sip).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let local = s.local_addr().unwrap();
+        let msg = format!(
+            "INVITE sip:demo@{} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKcl{}\r\nMax-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:demo@127.0.0.1>\r\nCall-ID: cl-{cl}\r\nCSeq: 1 INVITE\r\nContent-Length: {cl}\r\n\r\n",
+            bridge.sip,
+            cl.len()
+        );
+        std::io::Write::write_all(&mut s, msg.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("SIP/2.0 400"),
+            "Content-Length {cl}: {text:?}"
+        );
+    }
+}

@@ -163,6 +163,11 @@ async fn connection(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::info!(peer = %addr, error = %e, "closing TCP connection");
+                    // a bad or huge Content-Length: the request still gets its 400
+                    // (the parser judges the header section) before the close
+                    if let Some(head) = framer.pending_head() {
+                        let _ = net.send(Net::Frame(id, addr, head)).await;
+                    }
                     break 'read;
                 }
             }

@@ -59,6 +59,15 @@ impl StreamFramer {
     }
 }
 
+impl StreamFramer {
+    /// The header section buffered when framing failed, so that the request can
+    /// still be answered (400) before the connection closes.
+    pub fn pending_head(&self) -> Option<Vec<u8>> {
+        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        Some(self.buf[..end + 4].to_vec())
+    }
+}
+
 fn content_length(head: &[u8]) -> Result<usize, FramingError> {
     for line in head.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);

@@ -20,6 +20,8 @@ use std::fmt::Write as _;
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Upper bound on the number of header fields.
 pub const MAX_HEADERS: usize = 128;
+/// Longest header line (after unfolding) we accept.
+pub const MAX_LINE: usize = 8 * 1024;
 
 /// Request methods the bridge knows by name (RFC 3261 §27.4 and extensions).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -263,7 +265,7 @@ impl Message {
         }
         let first = lines.remove(0);
         let start = parse_start_line(&first)?;
-        if lines.len() > MAX_HEADERS {
+        if lines.len() > MAX_HEADERS || lines.iter().any(|l| l.len() > MAX_LINE) {
             return Err(ParseError::TooLarge);
         }
         let mut headers = Vec::with_capacity(lines.len());
