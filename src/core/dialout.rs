@@ -246,6 +246,8 @@ impl Core {
                 ack: None,
             })),
             options: None,
+            session: None,
+            session_gen: 0,
         };
         self.legs.insert(id, leg);
         self.join_room_list(now, room, id, &policy);

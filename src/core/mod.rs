@@ -11,6 +11,7 @@ pub mod dialout;
 pub mod pin;
 pub mod ports;
 pub mod routing;
+pub mod session_timer;
 pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -576,6 +577,10 @@ struct Leg {
     dial: Option<Box<dialout::Dial>>,
     /// options its answer webhook (NCCO) gave
     options: Option<routing::CallOptions>,
+    /// session timer the INVITE/UPDATE being answered asked for (RFC 4028)
+    session: Option<session_timer::SessionTimer>,
+    /// bumped by every refresh: stale session timers do nothing
+    session_gen: u64,
     /// menu keys typed so far, and when the last came
     menu: (String, Option<Instant>),
 }
@@ -903,6 +908,10 @@ impl Core {
             Timer::Ring(id) => self.ring_timeout(now, id),
             Timer::MaxDuration(id) => self.max_duration(now, id),
             Timer::Drain => self.end_all(now),
+            Timer::SessionExpiry(id, generation) => self.session_expired(now, id, generation),
+            Timer::SessionRefresh(id, generation, interval) => {
+                self.session_refresh(now, id, generation, interval)
+            }
         }
     }
 
@@ -1725,7 +1734,7 @@ impl Core {
                 let extra = [
                     ("Allow", ALLOW.to_string()),
                     ("Accept", "application/sdp".to_string()),
-                    ("Supported", String::new()),
+                    ("Supported", "timer".to_string()),
                 ];
                 self.reply_txn(now, &key, &msg, from, 200, &extra)
             }
@@ -1768,6 +1777,13 @@ impl Core {
                 ];
                 let n = if code == 415 { 2 } else { 1 };
                 return self.reply_txn(now, &key, &msg, from, code, &extra[..n]);
+            }
+        };
+        let session = match session_timer::negotiate(&msg) {
+            Ok(t) => t,
+            Err(e) => {
+                let min = [("Min-SE", e.min_se.to_string())];
+                return self.reply_txn(now, &key, &msg, from, 422, &min);
             }
         };
         let decision = if self.cfg.answer_webhook {
@@ -1898,6 +1914,8 @@ impl Core {
             menu: (String::new(), None),
             dial: None,
             options,
+            session,
+            session_gen: 0,
         };
         let ssrc = self.rng.next_u64() as u32;
         match &offer {
@@ -2017,7 +2035,13 @@ impl Core {
             r.push("Record-Route", rr);
         }
         r.push("Allow", ALLOW);
-        r.push("Supported", "");
+        r.push("Supported", "timer");
+        let session = self.legs.get_mut(&id).and_then(|l| l.session.take());
+        if let Some(t) = &session {
+            for (name, value) in t.response_headers() {
+                r.push(name, value);
+            }
+        }
         r.push("Content-Type", "application/sdp");
         r.body = body;
         let data = r.to_bytes();
@@ -2054,6 +2078,15 @@ impl Core {
             self.arm(now + tc.t1, Timer::G(TxnRef::Leg(id, generation)));
         }
         self.arm(now + tc.timeout(), Timer::H(TxnRef::Leg(id, generation)));
+        match session {
+            Some(t) => self.start_session_timer(now, id, t),
+            // a refresh without Session-Expires turns the timer off (RFC 4028 §9)
+            None => {
+                if let Some(l) = self.legs.get_mut(&id) {
+                    l.session_gen += 1;
+                }
+            }
+        }
         if first {
             self.out.push_back(Output::Event(Event::Joined {
                 leg: id,
@@ -2168,21 +2201,23 @@ impl Core {
                         return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]);
                     }
                 };
+                let session = match session_timer::negotiate(&msg) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let min = [("Min-SE", e.min_se.to_string())];
+                        return self.reply_txn(now, key, &msg, from, 422, &min);
+                    }
+                };
+                let mut extra = vec![("Contact", self.contact(from))];
+                if let Some(t) = &session {
+                    extra.extend(t.response_headers());
+                    self.start_session_timer(now, id, *t);
+                }
                 let Some((sd, idx, params)) = offer else {
-                    return self.reply_txn(
-                        now,
-                        key,
-                        &msg,
-                        from,
-                        200,
-                        &[("Contact", self.contact(from))],
-                    );
+                    return self.reply_txn(now, key, &msg, from, 200, &extra);
                 };
                 let body = self.renegotiate(now, id, &params, &sd, idx);
-                let extra = [
-                    ("Contact", self.contact(from)),
-                    ("Content-Type", "application/sdp".to_string()),
-                ];
+                extra.push(("Content-Type", "application/sdp".to_string()));
                 self.reply_txn_body(now, key, &msg, from, 200, &extra, body);
             }
             Method::Info => {
@@ -2225,8 +2260,18 @@ impl Core {
             Ok(o) => o,
             Err((code, w)) => return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]),
         };
+        let session = match session_timer::negotiate(&msg) {
+            Ok(t) => t,
+            Err(e) => {
+                let min = [("Min-SE", e.min_se.to_string())];
+                return self.reply_txn(now, key, &msg, from, 422, &min);
+            }
+        };
         if let Some(tx) = self.server.get_mut(key) {
             tx.leg = Some(id);
+        }
+        if let Some(l) = self.legs.get_mut(&id) {
+            l.session = session;
         }
         let leg = self.legs.get_mut(&id).expect("checked above");
         leg.invite_txn = Some(key.clone());
@@ -2342,11 +2387,44 @@ impl Core {
     }
 
     fn send_bye(&mut self, now: Instant, leg: &Leg) {
+        let (branch, data) =
+            self.in_dialog_request(leg, Method::Bye, leg.local_cseq.wrapping_add(1), &[]);
+        // In-dialog requests go back on the flow the INVITE came from (RFC 5626-style
+        // flow reuse): the bridge never resolves or trusts a Contact address.
+        self.start_client_txn(now, branch, leg.peer, data);
+    }
+
+    /// Send a request within a leg's dialog (a session refresh), with the next CSeq.
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        method: Method,
+        extra: &[(&str, String)],
+    ) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.local_cseq = leg.local_cseq.wrapping_add(1);
+        let leg = leg.clone();
+        let (branch, data) = self.in_dialog_request(&leg, method, leg.local_cseq, extra);
+        self.start_client_txn(now, branch, leg.peer, data);
+    }
+
+    /// A request in a leg's dialog (RFC 3261 §12.2.1.1): a fresh branch and the bytes.
+    fn in_dialog_request(
+        &mut self,
+        leg: &Leg,
+        method: Method,
+        cseq: u32,
+        extra: &[(&str, String)],
+    ) -> (String, Vec<u8>) {
         let branch = format!("z9hG4bK{}", self.rng.token());
         let proto = if leg.peer.reliable() { "TCP" } else { "UDP" };
+        let name = method.as_str().to_string();
         let mut m = Message {
             start: StartLine::Request {
-                method: Method::Bye,
+                method,
                 uri: leg.remote_target.clone(),
             },
             headers: Vec::new(),
@@ -2367,12 +2445,12 @@ impl Core {
         m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
         m.push("To", leg.remote_uri.clone());
         m.push("Call-ID", leg.call_id.clone());
-        m.push("CSeq", format!("{} BYE", leg.local_cseq.wrapping_add(1)));
+        m.push("CSeq", format!("{cseq} {name}"));
         m.push("User-Agent", self.cfg.user_agent.clone());
-        let data = m.to_bytes();
-        // In-dialog requests go back on the flow the INVITE came from (RFC 5626-style
-        // flow reuse): the bridge never resolves or trusts a Contact address.
-        self.start_client_txn(now, branch, leg.peer, data);
+        for (n, v) in extra {
+            m.push(n, v.clone());
+        }
+        (branch, m.to_bytes())
     }
 
     /// Send a non-INVITE request as a client transaction (RFC 3261 §17.1.2:

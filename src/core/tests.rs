@@ -1091,3 +1091,102 @@ fn dial_out_answers_a_digest_challenge_only_for_its_trunk() {
     ));
     assert_eq!(dial_events(&out), vec![dialout::DialStatus::Failed]);
 }
+
+/// An INVITE carrying extra headers (Session-Expires and friends).
+fn invite_with(branch: &str, cseq: u32, to_tag: Option<&str>, extra: &str) -> Vec<u8> {
+    let base = String::from_utf8(request("INVITE", "demo", branch, cseq, to_tag, SDP)).unwrap();
+    base.replacen(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\n{extra}"),
+        1,
+    )
+    .into_bytes()
+}
+
+fn byes(t: &[(Duration, Output)]) -> Vec<Duration> {
+    t.iter()
+        .filter_map(|(at, o)| match o {
+            Output::Transmit { data, .. } => Message::parse(data)
+                .ok()
+                .filter(|m| m.method() == Some(&Method::Bye))
+                .map(|_| *at),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn session_timer_refreshed_by_reinvite_else_bye_before_expiry() {
+    let mut h = Harness::new();
+    let out = h.send(&invite_with(
+        "z9hG4bKs1",
+        1,
+        None,
+        "Supported: timer\r\nSession-Expires: 120\r\n",
+    ));
+    let ok = messages(&out)
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .unwrap();
+    assert_eq!(ok.header("Session-Expires"), Some("120;refresher=uac"));
+    assert_eq!(ok.header("Require"), Some("timer"));
+    let tag = to_tag(&ok);
+    h.send(&request("ACK", "demo", "z9hG4bKs1a", 1, Some(&tag), ""));
+    // refreshed at 60 s by a re-INVITE: no BYE at 88 s
+    h.advance_to(Duration::from_secs(60));
+    let out = h.send(&invite_with(
+        "z9hG4bKs2",
+        2,
+        Some(&tag),
+        "Supported: timer\r\nSession-Expires: 120\r\n",
+    ));
+    assert!(messages(&out).iter().any(|m| status(m) == 200));
+    h.send(&request("ACK", "demo", "z9hG4bKs2a", 2, Some(&tag), ""));
+    let t = h.advance_to(Duration::from_secs(100));
+    assert!(byes(&t).is_empty(), "BYE despite the refresh");
+    // no further refresh: BYE at 60 + 120 - 32 = 148 s (then Timer E resends it)
+    let t = h.advance_to(Duration::from_secs(200));
+    assert_eq!(byes(&t).first(), Some(&Duration::from_secs(148)));
+}
+
+#[test]
+fn session_timer_too_small_gets_422_and_we_refresh_when_asked() {
+    let mut h = Harness::new();
+    let out = h.send(&invite_with(
+        "z9hG4bKt1",
+        1,
+        None,
+        "Session-Expires: 30\r\n",
+    ));
+    let r = &messages(&out)[1];
+    assert_eq!(status(r), 422);
+    assert_eq!(r.header("Min-SE"), Some("90"));
+    // refresher=uas: the bridge sends UPDATE at half the interval
+    let out = h.send(&invite_with(
+        "z9hG4bKt2",
+        1,
+        None,
+        "Supported: timer\r\nSession-Expires: 200;refresher=uas\r\n",
+    ));
+    let ok = messages(&out)
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .unwrap();
+    assert_eq!(ok.header("Session-Expires"), Some("200;refresher=uas"));
+    let tag = to_tag(&ok);
+    h.send(&request("ACK", "demo", "z9hG4bKt2a", 1, Some(&tag), ""));
+    let t = h.advance_to(Duration::from_secs(101));
+    let updates: Vec<Duration> = t
+        .iter()
+        .filter_map(|(at, o)| match o {
+            Output::Transmit { data, .. } => Message::parse(data)
+                .ok()
+                .filter(|m| m.method() == Some(&Method::Update))
+                .map(|_| *at),
+            _ => None,
+        })
+        .collect();
+    // (its retransmissions follow while nobody answers it)
+    assert_eq!(updates.first(), Some(&Duration::from_secs(100)));
+    assert!(byes(&t).is_empty());
+}

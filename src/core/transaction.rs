@@ -84,6 +84,10 @@ pub enum Timer {
     MaxDuration(LegId),
     /// the shutdown grace is over: BYE to every leg
     Drain,
+    /// a session timer ran out without a refresh (RFC 4028 §10), per generation
+    SessionExpiry(LegId, u64),
+    /// our turn to refresh the session: generation, interval in seconds
+    SessionRefresh(LegId, u64, u32),
 }
 
 /// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.
