@@ -152,10 +152,10 @@ impl Core {
         generation: u64,
         interval: u32,
     ) {
-        if !self
+        if self
             .legs
             .get(&id)
-            .is_some_and(|l| l.session_gen == generation)
+            .is_none_or(|l| l.session_gen != generation)
         {
             return;
         }
