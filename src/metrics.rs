@@ -224,6 +224,18 @@ impl Metrics {
         }
         gauge(
             &mut s,
+            "caucus_rtp_packets_stray",
+            "RTP packets dropped from unlearned sources (current legs), per worker.",
+        );
+        for w in &workers {
+            let _ = writeln!(
+                s,
+                "caucus_rtp_packets_stray{{worker=\"{}\"}} {}",
+                w.worker, w.rtp_strays
+            );
+        }
+        gauge(
+            &mut s,
             "caucus_rtp_jitter_seconds",
             "Interarrival jitter over the current legs, per worker.",
         );

@@ -229,11 +229,18 @@ pub struct TickStats {
     pub rtp_received: u64,
     /// RTP packets lost by the worker's legs (RFC 3550 cumulative lost, summed)
     pub rtp_lost: i64,
+    /// RTP packets dropped because their source was not the learned one
+    pub rtp_strays: u64,
     /// interarrival jitter over the worker's legs, µs: mean and largest
     pub jitter_mean_us: u32,
     /// largest
     pub jitter_max_us: u32,
 }
+
+/// How long after an offer/answer a leg's RTP source may be learned.
+const LEARN_WINDOW: Duration = Duration::from_secs(30);
+/// Consecutive packets a source other than the SDP's must send to be learned.
+const PROBATION: u8 = 3;
 
 /// How long a leg may send no RTP before it is reported dead (zero: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +390,12 @@ struct LegMedia {
     // the last well-formed RTP from the peer, for the RTP timeout
     last_rtp: Instant,
     timed_out: bool,
+    // strict source learning: when the last offer/answer was, and the source on
+    // probation with its last sequence number and packets in a row
+    learn_since: Instant,
+    candidate: Option<(SocketAddr, u16, u8)>,
+    // packets from sources that were not learned
+    strays: u64,
 }
 
 impl LegMedia {
@@ -432,6 +445,9 @@ impl LegMedia {
             started: now,
             last_rtp: now,
             timed_out: false,
+            learn_since: now,
+            candidate: None,
+            strays: 0,
         })
     }
 
@@ -454,9 +470,12 @@ impl LegMedia {
         if inband_for(&p).is_some() != self.inband.is_some() {
             self.inband = inband_for(&p);
         }
-        // a new offer/answer (hold, resume, move) starts the timeout afresh
+        // a new offer/answer (hold, resume, move) starts the timeout afresh, and
+        // opens a new learning window
         self.last_rtp = Instant::now();
         self.timed_out = false;
+        self.learn_since = Instant::now();
+        self.candidate = None;
         self.params = p;
         Ok(())
     }
@@ -502,6 +521,30 @@ impl LegMedia {
         false
     }
 
+    /// Strict source learning (against RTP injection, AST-2017-005): only within
+    /// [`LEARN_WINDOW`] of an offer/answer; the address the SDP named is taken at
+    /// once, any other only after [`PROBATION`] packets in a row with consecutive
+    /// sequence numbers. True when `src` is learned now.
+    fn learn(&mut self, now: Instant, src: SocketAddr, seq: u16) -> bool {
+        if now.saturating_duration_since(self.learn_since) > LEARN_WINDOW {
+            self.strays += 1;
+            return false;
+        }
+        if self.params.remote == Some(src) {
+            return true;
+        }
+        let run = match self.candidate {
+            Some((c, last, n)) if c == src && seq == last.wrapping_add(1) => n + 1,
+            _ => 1,
+        };
+        self.candidate = Some((src, seq, run));
+        if run >= PROBATION {
+            return true;
+        }
+        self.strays += 1;
+        false
+    }
+
     /// Read up to `max` packets from the RTP socket (it was reported readable).
     fn receive_rtp(
         &mut self,
@@ -521,12 +564,16 @@ impl LegMedia {
                 continue;
             };
             if !self.latched {
+                if !self.learn(now, src, pkt.seq) {
+                    continue;
+                }
                 // Symmetric RTP (RFC 4961): answer where the peer really sends from.
                 // Connecting the socket makes the kernel drop every other source
                 // from now on and caches the route for our sends.
                 self.remote = Some(src);
                 self.latched = self.rtp.connect(src).is_ok();
             } else if self.remote != Some(src) {
+                self.strays += 1;
                 continue;
             }
             // only well-formed RTP from the peer proves it alive
@@ -1204,6 +1251,7 @@ fn worker(
                 let (mut jit_sum, mut n) = (0u64, 0u64);
                 for leg in rooms.values().flat_map(|r| r.legs.iter()) {
                     st.rtp_received += leg.stats.received;
+                    st.rtp_strays += leg.strays;
                     if leg.stats.received > 0 {
                         st.rtp_lost += leg.stats.cumulative_lost().max(0);
                         let us = u64::from(leg.stats.jitter()) * 1_000_000
@@ -1571,5 +1619,85 @@ mod prompt_tests {
             leg.playing.as_ref().is_some_and(|p| p.2),
             "the music plays on"
         );
+    }
+}
+
+#[cfg(test)]
+mod learning_tests {
+    use super::*;
+
+    fn leg_with_sdp_peer(peer: SocketAddr) -> LegMedia {
+        let sock = || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        };
+        let params = MediaParams {
+            codec: CodecKind::Pcmu,
+            pt: 0,
+            dtmf_pt: None,
+            remote: Some(peer),
+            peer_direction: Direction::SendRecv,
+            ssrc: 9,
+            ptime_ms: 20,
+        };
+        LegMedia::new(LegId(1), sock(), sock(), params, Instant::now()).unwrap()
+    }
+
+    fn send(from: &UdpSocket, to: SocketAddr, seq: u16) {
+        let mut pkt = [0u8; 172];
+        rtp::write_header(&mut pkt, 0, false, seq, u32::from(seq) * 160, 77);
+        from.send_to(&pkt, to).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    #[test]
+    fn sdp_source_at_once_others_only_after_probation_and_within_the_window() {
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut leg = leg_with_sdp_peer(peer.local_addr().unwrap());
+        let to = leg.rtp.local_addr().unwrap();
+        let (tx, _rx) = mpsc::channel();
+        let mut buf = [0u8; 2048];
+        // two sprayed packets, even in sequence, are not enough
+        send(&attacker, to, 1);
+        send(&attacker, to, 2);
+        leg.receive_rtp(Instant::now(), &mut buf, &tx, 64);
+        assert!(!leg.latched);
+        assert_eq!(leg.strays, 2);
+        // the address the SDP named is learned at once
+        send(&peer, to, 500);
+        leg.receive_rtp(Instant::now(), &mut buf, &tx, 64);
+        assert!(leg.latched);
+        assert_eq!(leg.remote, Some(peer.local_addr().unwrap()));
+        assert_eq!(leg.stats.received, 1);
+
+        // a peer behind NAT (not the SDP address): three in a row
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut leg = leg_with_sdp_peer("127.0.0.1:9".parse().unwrap());
+        let to = leg.rtp.local_addr().unwrap();
+        send(&other, to, 10);
+        send(&other, to, 12); // a gap restarts the run
+        send(&other, to, 13);
+        leg.receive_rtp(Instant::now(), &mut buf, &tx, 64);
+        assert!(!leg.latched);
+        send(&other, to, 14);
+        leg.receive_rtp(Instant::now(), &mut buf, &tx, 64);
+        assert!(leg.latched, "three consecutive packets learn the source");
+
+        // after the window, nobody is learned
+        let mut leg = leg_with_sdp_peer("127.0.0.1:9".parse().unwrap());
+        let to = leg.rtp.local_addr().unwrap();
+        for seq in 1..=5 {
+            send(&other, to, seq);
+        }
+        leg.receive_rtp(
+            Instant::now() + LEARN_WINDOW + Duration::from_secs(1),
+            &mut buf,
+            &tx,
+            64,
+        );
+        assert!(!leg.latched);
+        assert_eq!(leg.strays, 5);
     }
 }
