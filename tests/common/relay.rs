@@ -98,6 +98,9 @@ struct MediaPair {
     client_media: Arc<Mutex<Option<SocketAddr>>>,
 }
 
+/// Calls by Call-ID: the client's signalling address and the media pair.
+type Calls = Arc<Mutex<HashMap<String, (SocketAddr, Arc<MediaPair>)>>>;
+
 /// A running relay; dropping it stops it.
 pub struct Relay {
     /// where clients send SIP
@@ -181,8 +184,7 @@ impl Relay {
             )
         });
         let addr = client_side.local_addr().unwrap();
-        let calls: Arc<Mutex<HashMap<String, (SocketAddr, Arc<MediaPair>)>>> =
-            Arc::new(Mutex::new(HashMap::new()));
+        let calls: Calls = Arc::new(Mutex::new(HashMap::new()));
         // clients -> bridge
         {
             let (cs, bs, shared, calls) = (
@@ -257,7 +259,7 @@ impl Relay {
 
 /// The call's media pair, made (and its forwarding started) on first sight.
 async fn media_pair(
-    calls: &Arc<Mutex<HashMap<String, (SocketAddr, Arc<MediaPair>)>>>,
+    calls: &Calls,
     call_id: &str,
     client: SocketAddr,
     shared: &Arc<Shared>,
