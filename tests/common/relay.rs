@@ -5,6 +5,7 @@
 //! duplicated, delayed (jitter) or held back long enough to be overtaken
 //! (reordering), from a seeded generator. Loopback only: it forwards to the bridge
 //! address it was given and to the addresses its clients sent from or declared.
+//! A call's relay sockets live as long as the relay (a test's worth of calls).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
