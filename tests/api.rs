@@ -81,26 +81,6 @@ fn level(x: &[i16], f: f64) -> f64 {
     db(goertzel(&x[x.len().saturating_sub(8000)..], 8000.0, f))
 }
 
-fn tone_wav(path: &std::path::Path, f: f64, secs: f64) {
-    let n = (8000.0 * secs) as usize;
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + 2 * n as u32).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&[1, 0, 1, 0]);
-    b.extend_from_slice(&8000u32.to_le_bytes());
-    b.extend_from_slice(&16000u32.to_le_bytes());
-    b.extend_from_slice(&[2, 0, 16, 0]);
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(2 * n as u32).to_le_bytes());
-    for i in 0..n {
-        let v = (8000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16;
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
-
 fn bye_within(ua: &mut Ua, st: &mut Stream, f: f64, secs: u64) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
@@ -240,7 +220,7 @@ fn api_controls_rooms_participants_recordings_and_reports_events() {
     );
 
     // play a file to the room: caller 1 hears 1500 Hz
-    tone_wav(&r.dir.join("beep.wav"), 1500.0, 2.0);
+    common::write_wav(&r.dir.join("beep.wav"), 8000, 1, 1500.0, 2.0);
     let p = r.send("POST", "/v1/rooms/demo/play", r#"{"file": "beep.wav"}"#);
     assert_eq!(p.status, 200, "{}", p.text());
     let heard = phase(&refs, &mut streams, &freqs, 1);

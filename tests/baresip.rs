@@ -12,34 +12,6 @@ use std::time::Duration;
 
 use common::{Bridge, db, free_port, goertzel};
 
-fn write_wav(path: &Path, rate: u32, channels: u16, freq: f64, secs: u32) {
-    let n = rate * secs;
-    let mut data = Vec::with_capacity((n * u32::from(channels) * 2) as usize);
-    for i in 0..n {
-        let v = (6000.0
-            * (2.0 * std::f64::consts::PI * freq * f64::from(i) / f64::from(rate)).sin())
-            as i16;
-        for _ in 0..channels {
-            data.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&channels.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
-    out.extend_from_slice(&(channels * 2).to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&data);
-    std::fs::write(path, out).unwrap();
-}
-
 /// First channel of a 16-bit PCM WAV, and its rate.
 fn read_wav(path: &Path) -> (Vec<i16>, u32) {
     let b = std::fs::read(path).unwrap();
@@ -85,7 +57,7 @@ fn baresip_opus_and_pcmu_callers_hear_each_other() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let tone = dir.join("tone.wav");
-        write_wav(&tone, *rate, *ch, *freq, 20);
+        common::write_wav(&tone, *rate, *ch, *freq, 20.0);
         let port = free_port();
         std::fs::write(
             dir.join("config"),

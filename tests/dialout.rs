@@ -357,7 +357,7 @@ fn baresip_answers_a_dial_automatically() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let tone = dir.join("tone.wav");
-    write_tone(&tone, 700.0, 20);
+    common::write_wav(&tone, 8000, 1, 700.0, 20.0);
     let port = free_port();
     std::fs::write(
         dir.join("config"),
@@ -415,24 +415,4 @@ module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule s
         .fold(f64::MIN, f64::max);
     assert!(best > 45.0, "baresip does not hear the room ({best:.1} dB)");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn write_tone(path: &std::path::Path, f: f64, secs: u32) {
-    let n = 8000 * secs as usize;
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + 2 * n as u32).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&[1, 0, 1, 0]);
-    b.extend_from_slice(&8000u32.to_le_bytes());
-    b.extend_from_slice(&16000u32.to_le_bytes());
-    b.extend_from_slice(&[2, 0, 16, 0]);
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(2 * n as u32).to_le_bytes());
-    for i in 0..n {
-        let v = (6000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16;
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
 }

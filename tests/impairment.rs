@@ -12,20 +12,6 @@ use caucus::sdp::CodecKind;
 use common::relay::{Impair, Relay};
 use common::{Bridge, Stream, Ua, db, free_port, goertzel};
 
-fn sipp_stat(path: &std::path::Path, column: &str) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let Some(idx) = header.iter().position(|h| *h == column) else {
-        return 0;
-    };
-    lines
-        .last()
-        .and_then(|l| l.split(';').nth(idx))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_thousand_calls_through_loss_duplication_reordering_and_jitter() {
     if std::env::var_os("CAUCUS_SKIP_SIPP").is_some() {
@@ -103,8 +89,8 @@ fn a_thousand_calls_through_loss_duplication_reordering_and_jitter() {
     let heard = &st.heard[st.heard.len().saturating_sub(16000)..];
     let tone = db(goertzel(heard, 8000.0, 440.0));
     let status = sipp.wait().unwrap();
-    let ok = sipp_stat(&dir.join("stat.csv"), "SuccessfulCall(C)");
-    let failed = sipp_stat(&dir.join("stat.csv"), "FailedCall(C)");
+    let ok = common::sipp_stat(&dir.join("stat.csv"), "SuccessfulCall(C)");
+    let failed = common::sipp_stat(&dir.join("stat.csv"), "FailedCall(C)");
     let s = &relay.stats;
     eprintln!(
         "calls: {ok} ok, {failed} failed (sipp {status:?}); relay: {} forwarded, {} dropped, {} duplicated, {} reordered; 440 Hz heard at {tone:.1} dB",

@@ -224,18 +224,6 @@ fn tcp_connections_are_capped_per_source_and_idle_ones_closed() {
     assert_eq!(ua.hangup(), 200);
 }
 
-fn sipp_stat(path: &std::path::Path, column: &str) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let idx = header.iter().position(|h| *h == column).unwrap();
-    lines
-        .last()
-        .and_then(|l| l.split(';').nth(idx))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn vm_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -324,8 +312,8 @@ fn an_invite_flood_from_one_source_leaves_another_source_working() {
     let _ = Command::new("pkill")
         .args(["-f", "--", &format!("-p {flood_port} ")])
         .status();
-    let ok = sipp_stat(&dir.join("good.csv"), "SuccessfulCall(C)");
-    let failed = sipp_stat(&dir.join("good.csv"), "FailedCall(C)");
+    let ok = common::sipp_stat(&dir.join("good.csv"), "SuccessfulCall(C)");
+    let failed = common::sipp_stat(&dir.join("good.csv"), "FailedCall(C)");
     eprintln!("good source: {ok} ok, {failed} failed; bridge RSS {rss} KiB; sipp exit {good:?}");
     assert!(
         ok >= 198,

@@ -515,3 +515,46 @@ pub use caucus::media::goertzel::power as goertzel;
 pub fn db(p: f64) -> f64 {
     10.0 * (p.max(1e-12)).log10()
 }
+
+/// Write a 16-bit PCM WAV of a sine at `freq` Hz (amplitude 6000), `channels` copies.
+pub fn write_wav(path: &std::path::Path, rate: u32, channels: u16, freq: f64, secs: f64) {
+    let n = (f64::from(rate) * secs) as usize;
+    let mut data = Vec::with_capacity(n * usize::from(channels) * 2);
+    for i in 0..n {
+        let v = (6000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+            as i16;
+        for _ in 0..channels {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    out.extend_from_slice(&(channels * 2).to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    std::fs::write(path, out).unwrap();
+}
+
+/// The last value of `column` in a SIPp `-trace_stat` CSV (0 when absent).
+pub fn sipp_stat(path: &std::path::Path, column: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
+    let Some(idx) = header.iter().position(|h| *h == column) else {
+        return 0;
+    };
+    lines
+        .last()
+        .and_then(|l| l.split(';').nth(idx))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
