@@ -68,6 +68,14 @@ pub struct Sip {
     /// and is closed after this long without a byte
     #[serde(default = "default_tcp_idle")]
     pub tcp_idle_timeout_s: u64,
+    /// new calls get 503 while a media worker's tick lateness p99 (over 5 s) is
+    /// above this (0: never)
+    #[serde(default = "default_overload_late")]
+    pub overload_late_ms: u64,
+}
+
+fn default_overload_late() -> u64 {
+    100
 }
 
 fn default_tcp_max() -> usize {
@@ -690,6 +698,7 @@ fn default_sip() -> Sip {
         tcp_max_per_source: default_tcp_per_source(),
         tcp_first_message_s: default_tcp_first(),
         tcp_idle_timeout_s: default_tcp_idle(),
+        overload_late_ms: default_overload_late(),
     }
 }
 fn default_rtp() -> Rtp {

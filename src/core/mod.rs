@@ -659,6 +659,8 @@ pub struct Core {
     dial_branches: HashMap<String, LegId>,
     /// INVITEs waiting for the answer webhook, by token
     parked: HashMap<u64, routing::Parked>,
+    /// the media side is late: new calls get 503
+    overloaded: bool,
     /// the webhook's decisions, taken by the INVITE when it is handled again
     decided: HashMap<TxnKey, routing::RouteDecision>,
 }
@@ -717,6 +719,7 @@ impl Core {
             recordings: HashMap::new(),
             dial_branches: HashMap::new(),
             parked: HashMap::new(),
+            overloaded: false,
             decided: HashMap::new(),
         }
     }
@@ -1421,6 +1424,19 @@ impl Core {
         }
     }
 
+    /// The driver judged the bridge overloaded (media ticks running late), or no
+    /// longer: while it is, new INVITEs get 503 with Retry-After.
+    pub fn set_overloaded(&mut self, on: bool) {
+        if on != self.overloaded {
+            if on {
+                tracing::warn!("overloaded: media ticks run late; new calls get 503");
+            } else {
+                tracing::info!("no longer overloaded: new calls accepted");
+            }
+        }
+        self.overloaded = on;
+    }
+
     /// Begin graceful shutdown: refuse new calls and BYE every leg.
     pub fn shutdown(&mut self, now: Instant) {
         self.drain(now, Duration::ZERO, false);
@@ -1756,6 +1772,10 @@ impl Core {
     ) {
         if self.draining {
             return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "30".into())]);
+        }
+        if self.overloaded {
+            // the media workers run late: more calls would degrade every room
+            return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "10".into())]);
         }
         if !accepts_sdp(&msg) {
             // the answer must carry SDP, which the peer says it cannot take (§21.4.7)

@@ -1190,3 +1190,16 @@ fn session_timer_too_small_gets_422_and_we_refresh_when_asked() {
     assert_eq!(updates.first(), Some(&Duration::from_secs(100)));
     assert!(byes(&t).is_empty());
 }
+
+#[test]
+fn overloaded_bridge_answers_new_invites_503_with_retry_after() {
+    let mut h = Harness::new();
+    h.core.set_overloaded(true);
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKo1", 1, None, SDP));
+    let r = &messages(&out)[1];
+    assert_eq!(status(r), 503);
+    assert_eq!(r.header("Retry-After"), Some("10"));
+    h.core.set_overloaded(false);
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKo2", 1, None, SDP));
+    assert!(messages(&out).iter().any(|m| status(m) == 200));
+}

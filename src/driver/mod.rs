@@ -193,6 +193,8 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         format!("http://{}/v1/recordings/", cfg.api.listen),
     );
     let mut metrics = Metrics::default();
+    // each media worker's latest tick lateness p99, for overload control
+    let mut late_p99: HashMap<usize, u32> = HashMap::new();
     let (answer_hook, mut route_rx) = match &cfg.routing.answer_url {
         Some(url) => {
             let (h, rx) = crate::answer::AnswerHook::new(
@@ -271,7 +273,11 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                     }
                     core.recording_done(&end.id, end.duration_ms, end.bytes, end.error.clone());
                 }
-                MediaEvent::TickStats(st) => { metrics.tick_stats(&st); tracing::info!(
+                MediaEvent::TickStats(st) => {
+                    metrics.tick_stats(&st);
+                    late_p99.insert(st.worker, st.late_p99_us);
+                    let limit = cfg.sip.overload_late_ms.saturating_mul(1000);
+                    core.set_overloaded(limit > 0 && late_p99.values().any(|&l| u64::from(l) > limit)); tracing::info!(
                     target: "caucus::media::stats",
                     worker = st.worker,
                     ticks = st.ticks,
