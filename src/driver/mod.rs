@@ -195,6 +195,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let mut metrics = Metrics::default();
     // each media worker's latest tick lateness p99, for overload control
     let mut late_p99: HashMap<usize, u32> = HashMap::new();
+    let overload_us = cfg.sip.overload_late_ms.saturating_mul(1000);
     let (answer_hook, mut route_rx) = match &cfg.routing.answer_url {
         Some(url) => {
             let (h, rx) = crate::answer::AnswerHook::new(
@@ -261,34 +262,9 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 }
                 Net::Closed(id) => { conns.remove(&id); }
             },
-            Some(ev) = mev_rx.recv() => match ev {
-                // digits may be a PIN: never logged
-                MediaEvent::Dtmf { leg, digit } => core.dtmf(Instant::now().into_std(), leg, digit),
-                MediaEvent::PromptDone { leg } => core.prompt_done(Instant::now().into_std(), leg),
-                MediaEvent::Talking { leg, talking } => core.talking(leg, talking),
-                MediaEvent::RtpTimeout { leg } => core.rtp_timeout(Instant::now().into_std(), leg),
-                MediaEvent::RecordingDone(end) => {
-                    if let Some(e) = &end.error {
-                        tracing::error!(recording = %end.id, error = %e, "recording stopped by an error; the call goes on");
-                    }
-                    core.recording_done(&end.id, end.duration_ms, end.bytes, end.error.clone());
-                }
-                MediaEvent::TickStats(st) => {
-                    metrics.tick_stats(&st);
-                    late_p99.insert(st.worker, st.late_p99_us);
-                    let limit = cfg.sip.overload_late_ms.saturating_mul(1000);
-                    core.set_overloaded(limit > 0 && late_p99.values().any(|&l| u64::from(l) > limit)); tracing::info!(
-                    target: "caucus::media::stats",
-                    worker = st.worker,
-                    ticks = st.ticks,
-                    legs = st.legs,
-                    late_p50_us = st.late_p50_us,
-                    late_p99_us = st.late_p99_us,
-                    late_max_us = st.late_max_us,
-                    busy_us = st.busy_us,
-                    "media tick stats"
-                ) }
-            },
+            Some(ev) = mev_rx.recv() => {
+                media_event(&mut core, &mut metrics, &mut late_p99, overload_us, ev);
+            }
             Some((token, decision)) = route_rx.recv() => {
                 core.route_decided(Instant::now().into_std(), token, decision);
             },
@@ -405,6 +381,48 @@ fn admit(flood: &mut FloodGuard, data: &[u8], src: SocketAddr, now: std::time::I
         Verdict::Banned => {
             tracing::warn!(source = %src.ip(), "flood: source over its request limit, banned");
             false
+        }
+    }
+}
+
+/// What the media workers report, carried into the core (and metrics, logs).
+fn media_event(
+    core: &mut Core,
+    metrics: &mut Metrics,
+    late_p99: &mut HashMap<usize, u32>,
+    overload_us: u64,
+    ev: MediaEvent,
+) {
+    let now = Instant::now().into_std();
+    match ev {
+        // digits may be a PIN: never logged
+        MediaEvent::Dtmf { leg, digit } => core.dtmf(now, leg, digit),
+        MediaEvent::PromptDone { leg } => core.prompt_done(now, leg),
+        MediaEvent::Talking { leg, talking } => core.talking(leg, talking),
+        MediaEvent::RtpTimeout { leg } => core.rtp_timeout(now, leg),
+        MediaEvent::RecordingDone(end) => {
+            if let Some(e) = &end.error {
+                tracing::error!(recording = %end.id, error = %e, "recording stopped by an error; the call goes on");
+            }
+            core.recording_done(&end.id, end.duration_ms, end.bytes, end.error.clone());
+        }
+        MediaEvent::TickStats(st) => {
+            metrics.tick_stats(&st);
+            late_p99.insert(st.worker, st.late_p99_us);
+            core.set_overloaded(
+                overload_us > 0 && late_p99.values().any(|&l| u64::from(l) > overload_us),
+            );
+            tracing::info!(
+                target: "caucus::media::stats",
+                worker = st.worker,
+                ticks = st.ticks,
+                legs = st.legs,
+                late_p50_us = st.late_p50_us,
+                late_p99_us = st.late_p99_us,
+                late_max_us = st.late_max_us,
+                busy_us = st.busy_us,
+                "media tick stats"
+            );
         }
     }
 }
