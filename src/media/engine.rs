@@ -521,17 +521,19 @@ impl LegMedia {
         false
     }
 
-    /// Strict source learning (against RTP injection, AST-2017-005): only within
-    /// [`LEARN_WINDOW`] of an offer/answer; the address the SDP named is taken at
-    /// once, any other only after [`PROBATION`] packets in a row with consecutive
-    /// sequence numbers. True when `src` is learned now.
+    /// Strict source learning (against RTP injection, AST-2017-005): the address
+    /// the SDP named is taken at once, whenever it starts; any other only within
+    /// [`LEARN_WINDOW`] of an offer/answer and after [`PROBATION`] packets in a row
+    /// with consecutive sequence numbers. True when `src` is learned now.
     fn learn(&mut self, now: Instant, src: SocketAddr, seq: u16) -> bool {
+        // the negotiated address is always good (a phone with silence suppression
+        // may start sending long after the answer)
+        if self.params.remote == Some(src) {
+            return true;
+        }
         if now.saturating_duration_since(self.learn_since) > LEARN_WINDOW {
             self.strays += 1;
             return false;
-        }
-        if self.params.remote == Some(src) {
-            return true;
         }
         let run = match self.candidate {
             Some((c, last, n)) if c == src && seq == last.wrapping_add(1) => n + 1,
@@ -1685,19 +1687,21 @@ mod learning_tests {
         leg.receive_rtp(Instant::now(), &mut buf, &tx, 64);
         assert!(leg.latched, "three consecutive packets learn the source");
 
-        // after the window, nobody is learned
+        // after the window, no other source is learned (the SDP's still is)
         let mut leg = leg_with_sdp_peer("127.0.0.1:9".parse().unwrap());
         let to = leg.rtp.local_addr().unwrap();
         for seq in 1..=5 {
             send(&other, to, seq);
         }
-        leg.receive_rtp(
-            Instant::now() + LEARN_WINDOW + Duration::from_secs(1),
-            &mut buf,
-            &tx,
-            64,
-        );
+        let late = Instant::now() + LEARN_WINDOW + Duration::from_secs(1);
+        leg.receive_rtp(late, &mut buf, &tx, 64);
         assert!(!leg.latched);
         assert_eq!(leg.strays, 5);
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut leg = leg_with_sdp_peer(peer.local_addr().unwrap());
+        let to = leg.rtp.local_addr().unwrap();
+        send(&peer, to, 1);
+        leg.receive_rtp(late, &mut buf, &tx, 64);
+        assert!(leg.latched, "the SDP address is learned even late");
     }
 }
