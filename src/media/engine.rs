@@ -245,9 +245,9 @@ const PROBATION: u8 = 3;
 /// How long a leg may send no RTP before it is reported dead (zero: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpTimeouts {
-    /// while the peer should be sending (sendrecv, sendonly)
+    /// while the call is sendrecv
     pub active: Duration,
-    /// while it holds the call (recvonly, inactive)
+    /// while it is on hold (sendonly, recvonly, inactive)
     pub hold: Duration,
 }
 
@@ -973,7 +973,9 @@ impl RoomMedia {
         let n = (rate / 50) as usize;
         self.receive(now, buf, events);
         for leg in &mut self.legs {
-            let limit = if leg.params.peer_direction.peer_sends() {
+            // any hold (sendonly, recvonly, inactive) gets the long timeout: a
+            // holding phone may send nothing at all
+            let limit = if leg.params.peer_direction == Direction::SendRecv {
                 self.timeouts.active
             } else {
                 self.timeouts.hold
