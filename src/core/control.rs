@@ -310,30 +310,47 @@ impl Core {
         up: ParticipantUpdate,
     ) -> Result<ParticipantInfo, ControlError> {
         self.member(room, id)?;
+        if let Some(m) = up.muted {
+            self.set_muted(id, m);
+        }
+        if let Some(d) = up.deaf {
+            self.set_deaf(id, d);
+        }
         if let Some(role) = up.role {
             let leg = self
                 .legs
                 .get_mut(&id)
                 .ok_or(ControlError::NoSuchParticipant(id))?;
+            if leg.stage == Stage::Waiting && role == Role::Moderator {
+                // promoting someone who waits for the moderator starts the room
+                leg.stage = Stage::Joined { moderator: true };
+                self.bring_in(now, vec![id]);
+                let members = self.rooms.get(room).cloned().unwrap_or_default();
+                self.release_waiting(now, room, members);
+                return self.participant(room, id);
+            }
             let Stage::Joined { moderator } = &mut leg.stage else {
                 return Err(ControlError::NotJoined(id));
             };
             let was = *moderator;
             *moderator = role == Role::Moderator;
+            // as it is now: demoting the last moderator may end the room, this leg too
+            let now_info = self.participant_info(id);
             if was && role == Role::Participant {
-                // may have been the last moderator
                 self.moderator_gone(now, room);
             } else if !was && role == Role::Moderator {
                 // a moderated room starts when its first moderator is in
                 let members = self.rooms.get(room).cloned().unwrap_or_default();
                 self.release_waiting(now, room, members);
             }
-        }
-        if let Some(m) = up.muted {
-            self.set_muted(id, m);
-        }
-        if let Some(d) = up.deaf {
-            self.set_deaf(id, d);
+            if !self.legs.contains_key(&id) {
+                return now_info
+                    .map(|mut p| {
+                        p.state = "leaving";
+                        p
+                    })
+                    .ok_or(ControlError::NoSuchParticipant(id));
+            }
         }
         self.participant(room, id)
     }

@@ -1203,3 +1203,54 @@ fn overloaded_bridge_answers_new_invites_503_with_retry_after() {
     let out = h.send(&request("INVITE", "demo", "z9hG4bKo2", 1, None, SDP));
     assert!(messages(&out).iter().any(|m| status(m) == 200));
 }
+
+#[test]
+fn api_controls_participants_in_a_moderated_room() {
+    use control::{ParticipantUpdate, Role};
+    let mut h = Harness::new();
+    let (p1, _, _) = call_into(&mut h, "mod", "p1");
+    keys(&mut h, p1, "#");
+    let (p2, _, _) = call_into(&mut h, "mod", "p2");
+    keys(&mut h, p2, "#");
+    let parts = h.core.participants("mod").unwrap();
+    assert!(parts.iter().all(|p| p.state == "waiting"));
+    // promoting a waiting participant starts the room for everyone
+    let up = ParticipantUpdate {
+        role: Some(Role::Moderator),
+        ..Default::default()
+    };
+    let info = h.core.update_participant(h.now, "mod", p1, up).unwrap();
+    assert_eq!((info.role, info.state), (Role::Moderator, "joined"));
+    let out = h.drain();
+    assert_eq!(joined(&out), vec![p1, p2]);
+    // mute and deafen through the API reach the media side and the listing
+    let up = ParticipantUpdate {
+        muted: Some(true),
+        deaf: Some(true),
+        ..Default::default()
+    };
+    let info = h.core.update_participant(h.now, "mod", p2, up).unwrap();
+    assert!(info.muted && info.deaf);
+    let out = h.drain();
+    assert_eq!(mutes(&out), vec![(p2, true)]);
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Output::Media(MediaCommand::Deaf { leg, deaf: true }) if *leg == p2)
+        )
+    );
+    // demoting the only moderator ends the room (end_on_moderator_exit)
+    let up = ParticipantUpdate {
+        role: Some(Role::Participant),
+        ..Default::default()
+    };
+    h.core.update_participant(h.now, "mod", p1, up).unwrap();
+    let byes = messages(&h.drain())
+        .iter()
+        .filter(|m| m.method() == Some(&Method::Bye))
+        .count();
+    assert_eq!(byes, 2);
+    assert!(matches!(
+        h.core.kick(h.now, "mod", p1),
+        Err(control::ControlError::NoSuchParticipant(_))
+    ));
+}
