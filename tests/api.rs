@@ -713,3 +713,77 @@ fn record_true_records_the_room_and_a_participant_stem_on_request() {
         }
     }
 }
+
+#[test]
+fn a_full_disk_stops_the_recording_with_an_event_and_the_call_goes_on() {
+    // a 64 KiB tmpfs as the recording directory (needs root to mount; skipped if not)
+    let hooks = Receiver::start(0);
+    let dir = tmpdir("fulldisk");
+    let small = dir.join("rec");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a small tmpfs here (not root?): skipped");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let port = free_port();
+    let cfg = format!(
+        "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n[events]\nurl = \"{}\"\n\
+         [recording]\ndir = \"{}\"\n[[room]]\nname = \"demo\"\n",
+        hooks.url(),
+        small.display()
+    );
+    let bridge = Bridge::start(&cfg);
+    let api = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut a = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "fd1");
+    let mut b = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "fd2");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(b.call(""), 200);
+    let rec = request(
+        api,
+        "POST",
+        "/v1/rooms/demo/recordings",
+        Some(TOKEN),
+        Some("{}"),
+    );
+    assert_eq!(rec.status, 201, "{}", rec.text());
+    // 16 KB/s of audio: the disk is full after about 4 s
+    let refs = [&a, &b];
+    let mut streams = [Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu)];
+    phase(&refs, &mut streams, &[440.0, 700.0], 6);
+    assert!(
+        hooks.wait_for(Duration::from_secs(5), |evs| evs
+            .iter()
+            .any(|e| e["type"] == "recording:failed")),
+        "no recording:failed event"
+    );
+    let ev = hooks
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "recording:failed")
+        .unwrap();
+    assert!(ev["error"].as_str().is_some_and(|e| !e.is_empty()), "{ev}");
+    // the call goes on: they still hear each other, nobody got a BYE
+    let heard = phase(&refs, &mut streams, &[440.0, 700.0], 2);
+    assert!(level(&heard[0], 700.0) > 50.0 && level(&heard[1], 440.0) > 50.0);
+    assert!(a.wait_for_bye(0.2).is_none());
+    // what reached the disk is a valid WAV
+    let id = rec.json()["id"].as_str().unwrap().to_string();
+    let wav = std::fs::read(small.join(format!("{id}.wav"))).unwrap();
+    let x = caucus::media::prompt::parse_wav(&wav, "r.wav").unwrap();
+    assert!(x.len() > 8000, "only {} samples kept", x.len());
+    assert_eq!(a.hangup(), 200);
+    assert_eq!(b.hangup(), 200);
+    drop(bridge);
+}
