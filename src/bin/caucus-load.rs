@@ -56,6 +56,11 @@ struct Args {
     /// talkers per room (sending a tone; the others send silence)
     #[arg(long, default_value_t = 3)]
     talkers: usize,
+    /// offer no telephone-event (RFC 4733), as SIPp's stock scenarios do: the
+    /// bridge then listens for DTMF in every G.711 leg's audio (in-band detection,
+    /// the costly case); by default legs offer it, as phones do
+    #[arg(long)]
+    inband_dtmf: bool,
     /// seconds of measured hold
     #[arg(long, default_value_t = 20)]
     hold: u64,
@@ -351,10 +356,18 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         .map(|(i, l)| (l.call_id.clone(), i))
         .collect();
 
+    let (te_pt, te_map) = if args.inband_dtmf {
+        (String::new(), String::new())
+    } else {
+        (
+            " 101".to_string(),
+            format!("a=rtpmap:101 telephone-event/{clock}\r\n"),
+        )
+    };
     // --- call setup: at most 200 INVITEs outstanding
     let invite = |i: usize, l: &Leg| {
         let body = format!(
-            "v=0\r\no=load {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {pt}\r\n{rtpmap}\r\na=ptime:20\r\n",
+            "v=0\r\no=load {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {pt}{te_pt}\r\n{rtpmap}\r\n{te_map}a=ptime:20\r\n",
             media_addr.port()
         );
         format!(
