@@ -261,7 +261,7 @@ pub struct Room {
 }
 
 /// `[api]`: the HTTP control API; it starts only when a token is configured.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
     /// listen address (default 127.0.0.1:8080)
@@ -282,7 +282,7 @@ pub struct Api {
 }
 
 /// `[events]`: the event webhook (Vonage's event_url).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Events {
     /// where events are POSTed (http or https); unset: no events
@@ -357,7 +357,7 @@ impl Default for Dialout {
 }
 
 /// `[[trunk]]`: credentials for digest challenges from one host and realm.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Trunk {
     /// name (for logs)
@@ -370,6 +370,41 @@ pub struct Trunk {
     pub username: String,
     /// password (never logged)
     pub password: String,
+}
+
+// Secrets never reach a log or a panic message through Debug.
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("metrics_auth", &self.metrics_auth)
+            .field("play_dir", &self.play_dir)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("retry_for_s", &self.retry_for_s)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Trunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trunk")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("realm", &self.realm)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for Api {
@@ -1205,5 +1240,24 @@ mod tests {
         assert!(e.reason.contains("moderator_pin"), "{e}");
         let e = fails("[[room]]\nname = \"p\"\npin = \"12a\"\n");
         assert_eq!(e.line, 3, "{e}");
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let cfg = Config::parse(
+            "[api]\ntoken = \"tok-0123456789abcdef\"\n[events]\nsecret = \"sec-0123456789abcdef\"\n\
+             [[trunk]]\nname = \"t\"\nhost = \"127.0.0.1\"\nrealm = \"r\"\nusername = \"u\"\npassword = \"pw-hunter2\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let text = format!("{cfg:?}");
+        for secret in ["tok-0123456789abcdef", "sec-0123456789abcdef", "pw-hunter2"] {
+            assert!(!text.contains(secret), "{secret} in Debug output");
+        }
     }
 }
