@@ -1437,6 +1437,23 @@ impl Core {
         self.overloaded = on;
     }
 
+    /// A source was banned for flooding: the calls it already set up end now, so
+    /// that a flood's first (admitted) calls do not hold ports until they time out.
+    pub fn drop_source(&mut self, now: Instant, ip: IpAddr) {
+        let ids: Vec<LegId> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.peer.addr.ip() == ip && l.dial.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if !ids.is_empty() {
+            tracing::warn!(source = %ip, legs = ids.len(), "ending the calls of a banned source");
+        }
+        for id in ids {
+            self.end_leg(now, id, false, LeftReason::Refused);
+        }
+    }
+
     /// Begin graceful shutdown: refuse new calls and BYE every leg.
     pub fn shutdown(&mut self, now: Instant) {
         self.drain(now, Duration::ZERO, false);

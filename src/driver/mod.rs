@@ -238,7 +238,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             r = udp.recv_from(&mut buf) => {
                 if let Ok((n, src)) = r {
                     let now = Instant::now().into_std();
-                    if admit(&mut flood, &buf[..n], src, now) {
+                    if admit(&mut flood, &mut core, &buf[..n], src, now) {
                         metrics.received(&buf[..n]);
                         core.handle_message(now, Peer { transport: Transport::Udp, addr: src }, &buf[..n]);
                     }
@@ -250,7 +250,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 }
                 Net::Frame(id, addr, data) => {
                     let now = Instant::now().into_std();
-                    if !admit(&mut flood, &data, addr, now) {
+                    if !admit(&mut flood, &mut core, &data, addr, now) {
                         // a banned source loses its connection too
                         if let Some((_, abort)) = conns.remove(&id) {
                             abort.abort();
@@ -371,7 +371,13 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
 
 /// Flood control ahead of the parser: requests count against their source
 /// (responses, to requests we sent, do not).
-fn admit(flood: &mut FloodGuard, data: &[u8], src: SocketAddr, now: std::time::Instant) -> bool {
+fn admit(
+    flood: &mut FloodGuard,
+    core: &mut Core,
+    data: &[u8],
+    src: SocketAddr,
+    now: std::time::Instant,
+) -> bool {
     if data.starts_with(b"SIP/2.0 ") {
         return true;
     }
@@ -380,6 +386,7 @@ fn admit(flood: &mut FloodGuard, data: &[u8], src: SocketAddr, now: std::time::I
         Verdict::Drop => false,
         Verdict::Banned => {
             tracing::warn!(source = %src.ip(), "flood: source over its request limit, banned");
+            core.drop_source(now, src.ip());
             false
         }
     }
