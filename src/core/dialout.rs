@@ -271,23 +271,17 @@ impl Core {
         } else {
             d.cseq + 1
         };
-        let mut m = Message {
-            start: StartLine::Request {
-                method: Method::Invite,
-                uri: d.target.clone(),
-            },
-            headers: Vec::new(),
-            body,
-        };
-        m.push(
-            "Via",
-            format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.sip_addr),
+        let target = d.target.clone();
+        let mut m = uac_request(
+            self.cfg.sip_addr,
+            leg,
+            Method::Invite,
+            target,
+            &branch,
+            cseq,
+            &leg.remote_uri,
         );
-        m.push("Max-Forwards", "70");
-        m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
-        m.push("To", leg.remote_uri.clone());
-        m.push("Call-ID", leg.call_id.clone());
-        m.push("CSeq", format!("{cseq} INVITE"));
+        m.body = body;
         m.push("Contact", self.contact(leg.peer));
         if let Some((name, value)) = authorization {
             m.push(name, value);
@@ -375,23 +369,15 @@ impl Core {
         }
         let attempt = d.attempt;
         let (branch, target, cseq) = (d.branch.clone(), d.target.clone(), d.cseq);
-        let mut m = Message {
-            start: StartLine::Request {
-                method: Method::Cancel,
-                uri: target,
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        m.push(
-            "Via",
-            format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.sip_addr),
+        let mut m = uac_request(
+            self.cfg.sip_addr,
+            leg,
+            Method::Cancel,
+            target,
+            &branch,
+            cseq,
+            &leg.remote_uri,
         );
-        m.push("Max-Forwards", "70");
-        m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
-        m.push("To", leg.remote_uri.clone());
-        m.push("Call-ID", leg.call_id.clone());
-        m.push("CSeq", format!("{cseq} CANCEL"));
         m.push("User-Agent", self.cfg.user_agent.clone());
         let data = m.to_bytes();
         self.start_client_txn(now, branch, peer, data);
@@ -485,26 +471,16 @@ impl Core {
             return;
         };
         let Some(d) = leg.dial.as_ref() else { return };
-        let mut m = Message {
-            start: StartLine::Request {
-                method: Method::Ack,
-                uri: d.target.clone(),
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        m.push(
-            "Via",
-            format!(
-                "SIP/2.0/UDP {};branch={};rport",
-                self.cfg.sip_addr, d.branch
-            ),
+        let to = resp.header("To").unwrap_or("");
+        let m = uac_request(
+            self.cfg.sip_addr,
+            leg,
+            Method::Ack,
+            d.target.clone(),
+            &d.branch,
+            d.cseq,
+            to,
         );
-        m.push("Max-Forwards", "70");
-        m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
-        m.push("To", resp.header("To").unwrap_or("").to_string());
-        m.push("Call-ID", leg.call_id.clone());
-        m.push("CSeq", format!("{} ACK", d.cseq));
         let data = m.to_bytes();
         self.out.push_back(Output::Transmit { to: leg.peer, data });
     }
@@ -604,29 +580,24 @@ impl Core {
         let moderator = d.moderator;
         let target = d.target.clone();
         let cseq = d.cseq;
-        let mut m = Message {
-            start: StartLine::Request {
-                method: Method::Ack,
-                uri: leg.remote_target.clone(),
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
         let branch = format!("z9hG4bK{}", self.rng.token());
-        m.push(
-            "Via",
-            format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.sip_addr),
+        let uri = leg.remote_target.clone();
+        let mut m = uac_request(
+            self.cfg.sip_addr,
+            leg,
+            Method::Ack,
+            uri,
+            &branch,
+            cseq,
+            &leg.remote_uri,
         );
-        m.push("Max-Forwards", "70");
         for r in &leg.route_set {
             m.push("Route", r.clone());
         }
-        m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
-        m.push("To", leg.remote_uri.clone());
-        m.push("Call-ID", leg.call_id.clone());
-        m.push("CSeq", format!("{cseq} ACK"));
         let ack = m.to_bytes();
-        d.ack = Some(ack.clone());
+        if let Some(d) = leg.dial.as_mut() {
+            d.ack = Some(ack.clone());
+        }
         let peer = leg.peer;
         self.out.push_back(Output::Transmit {
             to: peer,
@@ -723,6 +694,36 @@ impl Core {
             self.dial_branches.remove(&d.branch);
         }
     }
+}
+
+/// A request of ours in an outbound leg's INVITE transaction or dialog, with the
+/// headers they all share (RFC 3261 §8.1.1): Via with `branch`, Max-Forwards, From
+/// with our tag, `to`, Call-ID, CSeq.
+fn uac_request(
+    sip_addr: SocketAddr,
+    leg: &Leg,
+    method: Method,
+    uri: String,
+    branch: &str,
+    cseq: u32,
+    to: &str,
+) -> Message {
+    let name = method.as_str().to_string();
+    let mut m = Message {
+        start: StartLine::Request { method, uri },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    m.push(
+        "Via",
+        format!("SIP/2.0/UDP {sip_addr};branch={branch};rport"),
+    );
+    m.push("Max-Forwards", "70");
+    m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));
+    m.push("To", to.to_string());
+    m.push("Call-ID", leg.call_id.clone());
+    m.push("CSeq", format!("{cseq} {name}"));
+    m
 }
 
 fn d_cancelling(legs: &std::collections::HashMap<LegId, Leg>, id: LegId) -> Option<DialStatus> {
