@@ -16,11 +16,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use rustix::buffer::spare_capacity;
-use rustix::event::epoll;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +47,7 @@ pub const MAX_TALKERS: usize = 16;
 const STATS_EVERY: u32 = 250; // 5 s of ticks
 const MAX_FRAME: usize = 960; // 20 ms at 48 kHz
 const FIFO: usize = 4 * MAX_FRAME; // room for a 60 ms packet plus a partial frame
+static SILENCE: [i16; MAX_FRAME] = [0; MAX_FRAME];
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Negotiated media of a leg, as signalling tells the engine.
@@ -239,6 +237,14 @@ pub struct TickStats {
 
 /// How long after an offer/answer a leg's RTP source may be learned.
 const LEARN_WINDOW: Duration = Duration::from_secs(30);
+/// Empty reads of an RTP socket after which it is read less often.
+const QUIET_POLLS: u16 = 3;
+/// A quiet RTP socket is read every this many ticks (so a talker coming back
+/// from silence waits at most 60 ms more).
+const QUIET_EVERY: u64 = 4;
+/// The RTCP socket is read every this many ticks (0.5 s).
+const RTCP_EVERY: u64 = 25;
+
 /// Consecutive packets a source other than the SDP's must send to be learned.
 const PROBATION: u8 = 3;
 
@@ -396,6 +402,8 @@ struct LegMedia {
     candidate: Option<(SocketAddr, u16, u8)>,
     // packets from sources that were not learned
     strays: u64,
+    // consecutive polls of the RTP socket that found nothing
+    quiet: u16,
 }
 
 impl LegMedia {
@@ -448,6 +456,7 @@ impl LegMedia {
             learn_since: now,
             candidate: None,
             strays: 0,
+            quiet: 0,
         })
     }
 
@@ -554,14 +563,16 @@ impl LegMedia {
         buf: &mut [u8],
         events: &mpsc::Sender<(LegId, MediaEvent)>,
         max: usize,
-    ) {
+    ) -> usize {
         let now_ms = now.duration_since(self.started).as_millis() as u64;
+        let mut datagrams = 0;
         for _ in 0..max {
             let (n, src) = match self.rtp.recv_from(buf) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => break,
             };
+            datagrams += 1;
             let Ok(pkt) = RtpPacket::parse(&buf[..n]) else {
                 continue;
             };
@@ -610,9 +621,46 @@ impl LegMedia {
                 self.jb.insert(pkt.seq, pkt.timestamp, pkt.payload, now_ms);
             }
         }
+        datagrams
     }
 
-    /// Drain the RTCP socket (it was reported readable).
+    /// Read what arrived since the last tick; `phase` staggers the slow reads of
+    /// a room's legs over ticks.
+    ///
+    /// The sockets are read directly, without a readiness API: a phone sends every
+    /// 20 ms, so nearly every read finds a packet, and a socket watched by epoll (or
+    /// io_uring poll) makes each of our sends walk its wait queue when the buffer is
+    /// freed, and each arrival run the epoll callback; measured, epoll cost more
+    /// than the empty reads it saved. A socket that was empty [`QUIET_POLLS`] times
+    /// in a row (hold, silence suppression) is read only every [`QUIET_EVERY`] ticks,
+    /// so idle legs cost little; RTCP, a packet every few seconds, is read every
+    /// [`RTCP_EVERY`] ticks.
+    fn poll(
+        &mut self,
+        now: Instant,
+        phase: u64,
+        buf: &mut [u8],
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+    ) {
+        if phase % RTCP_EVERY == 0 {
+            self.receive_rtcp(now, buf);
+        }
+        if self.quiet >= QUIET_POLLS && phase % QUIET_EVERY != 0 {
+            return;
+        }
+        // one packet per 20 ms is what a 20 ms peer sends; shorter ptimes are read
+        // until empty, a leg coming back from quiet reads what queued, and once a
+        // second every socket is drained so that clock drift cannot build a queue
+        let drain = self.params.ptime_ms < 20 || self.quiet > 0 || phase % 50 == 0;
+        let got = self.receive_rtp(now, buf, events, if drain { 64 } else { 1 });
+        self.quiet = if got == 0 {
+            self.quiet.saturating_add(1)
+        } else {
+            0
+        };
+    }
+
+    /// Drain the RTCP socket.
     fn receive_rtcp(&mut self, now: Instant, buf: &mut [u8]) {
         let now_ms = now.duration_since(self.started).as_millis() as u64;
         while let Ok((n, _)) = self.rtcp.recv_from(buf) {
@@ -662,15 +710,27 @@ impl LegMedia {
         let have = self.fifo_len.min(need);
         self.has_audio = real || have > 0;
         self.raw_ok = whole_packet && pulls == 1;
-        let mut native = [0i16; MAX_FRAME];
+        let out_len = (room_rate / 50) as usize;
+        let same_rate = self.params.codec.clock_rate() == room_rate;
+        if have == 0 {
+            // `last` keeps the last real frame for concealment
+            if same_rate {
+                self.frame[..out_len].fill(0);
+            } else {
+                self.up
+                    .process(&SILENCE[..need], &mut self.frame[..out_len]);
+            }
+            return None;
+        }
+        // this tick's frame at the codec rate goes to `last`, where concealment
+        // finds it next time
+        let native = &mut self.last[..need];
         native[..have].copy_from_slice(&self.fifo[..have]);
+        native[have..].fill(0);
         self.fifo.copy_within(have..self.fifo_len, 0);
         self.fifo_len -= have;
-        if have > 0 {
-            self.last[..need].copy_from_slice(&native[..need]);
-        }
         let digit = match &mut self.inband {
-            Some(det) if have == need => det.feed(&native[..need]),
+            Some(det) if have == need => det.feed(native),
             _ => None,
         };
         if self
@@ -679,14 +739,12 @@ impl LegMedia {
             .is_some_and(InbandDetector::tone_present)
         {
             // a key press, not speech: the room does not hear it
-            native[..need].fill(0);
-        }
-        let out_len = (room_rate / 50) as usize;
-        if self.params.codec.clock_rate() == room_rate {
-            self.frame[..out_len].copy_from_slice(&native[..out_len]);
+            self.frame[..out_len].fill(0);
+        } else if same_rate {
+            self.frame[..out_len].copy_from_slice(native);
         } else {
             // narrowband leg in a wideband room
-            self.up.process(&native[..need], &mut self.frame[..out_len]);
+            self.up.process(native, &mut self.frame[..out_len]);
         }
         digit
     }
@@ -763,10 +821,6 @@ struct SharedMix {
 /// sockets. Owned by one worker thread; public so benchmarks can drive a tick.
 pub struct RoomMedia {
     legs: Vec<LegMedia>,
-    // readiness of the room's sockets: one epoll_wait per room per tick instead of
-    // a recv that finds nothing on every socket
-    epoll: OwnedFd,
-    ready: Vec<epoll::Event>,
     ticks: u64,
     max_talkers: usize,
     acc: Vec<i32>,
@@ -782,6 +836,8 @@ pub struct RoomMedia {
     /// when silent legs are reported dead
     pub timeouts: RtpTimeouts,
     rec_frame: Frame,
+    // the legs mixed in the last tick (indices, loudest first) and how many
+    mixed: ([usize; MAX_TALKERS], usize),
 }
 
 impl RoomMedia {
@@ -789,8 +845,6 @@ impl RoomMedia {
     pub fn new(max_talkers: usize) -> io::Result<RoomMedia> {
         Ok(RoomMedia {
             legs: Vec::new(),
-            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
-            ready: Vec::new(),
             ticks: 0,
             max_talkers: max_talkers.clamp(1, MAX_TALKERS),
             acc: vec![0; MAX_FRAME],
@@ -803,20 +857,8 @@ impl RoomMedia {
             records: Vec::new(),
             timeouts: RtpTimeouts::default(),
             rec_frame: [0; record::FRAME],
+            mixed: ([0; MAX_TALKERS], 0),
         })
-    }
-
-    fn watch(&self, idx: usize, add: bool) -> io::Result<()> {
-        let leg = &self.legs[idx];
-        for (fd, bit) in [(leg.rtp.as_fd(), 0u64), (leg.rtcp.as_fd(), 1)] {
-            let data = epoll::EventData::new_u64(((idx as u64) << 1) | bit);
-            if add {
-                epoll::add(&self.epoll, fd, data, epoll::EventFlags::IN)?;
-            } else {
-                epoll::modify(&self.epoll, fd, data, epoll::EventFlags::IN)?;
-            }
-        }
-        Ok(())
     }
 
     /// Add a leg that owns these (non-blocking) sockets.
@@ -843,57 +885,14 @@ impl RoomMedia {
 
     fn add(&mut self, leg: LegMedia) -> io::Result<()> {
         self.legs.push(leg);
-        self.ready
-            .reserve(2 * self.legs.len() - self.ready.capacity().min(2 * self.legs.len()));
-        self.watch(self.legs.len() - 1, true)
+        Ok(())
     }
 
-    /// Remove a leg; its sockets close (and leave the epoll set) when it drops.
+    /// Remove a leg; its sockets close when it drops.
     fn remove(&mut self, id: LegId) {
-        let Some(pos) = self.legs.iter().position(|l| l.id == id) else {
-            return;
-        };
-        let leg = self.legs.swap_remove(pos);
-        let _ = epoll::delete(&self.epoll, leg.rtp.as_fd());
-        let _ = epoll::delete(&self.epoll, leg.rtcp.as_fd());
-        if pos < self.legs.len() {
-            // the last leg moved into `pos`: its events must carry the new index
-            let _ = self.watch(pos, false);
+        if let Some(pos) = self.legs.iter().position(|l| l.id == id) {
+            self.legs.swap_remove(pos);
         }
-    }
-
-    /// Read what arrived since the last tick, from the sockets epoll says are ready.
-    fn receive(
-        &mut self,
-        now: Instant,
-        buf: &mut [u8],
-        events: &mpsc::Sender<(LegId, MediaEvent)>,
-    ) {
-        self.ready.clear();
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        if epoll::wait(&self.epoll, spare_capacity(&mut self.ready), Some(&zero)).is_err() {
-            return;
-        }
-        let drain_slot = self.ticks % 50;
-        for ev in &self.ready {
-            let data = ev.data.u64();
-            let Some(leg) = self.legs.get_mut((data >> 1) as usize) else {
-                continue;
-            };
-            if data & 1 == 1 {
-                leg.receive_rtcp(now, buf);
-            } else {
-                // one packet per 20 ms is what a 20 ms peer sends; shorter ptimes are
-                // read until empty, and once a second every socket is drained so that
-                // clock drift cannot build a queue
-                let drain = leg.params.ptime_ms < 20 || (data >> 1) % 50 == drain_slot;
-                leg.receive_rtp(now, buf, events, if drain { 64 } else { 1 });
-            }
-        }
-        self.ticks += 1;
     }
 
     /// Hand this tick's audio to the recordings: the room mix (what a listener who
@@ -937,30 +936,6 @@ impl RoomMedia {
         }
     }
 
-    /// Indices of the loudest talking legs, at most `max_talkers`, in `sel`.
-    fn select_talkers(&self, sel: &mut [usize; MAX_TALKERS]) -> usize {
-        let mut count = 0;
-        for (i, leg) in self.legs.iter().enumerate() {
-            if !(leg.has_audio && leg.contributes() && leg.vad.talking()) {
-                continue;
-            }
-            let level = leg.vad.level;
-            // insertion into a short array sorted by level, loudest first
-            let mut pos = count;
-            while pos > 0 && self.legs[sel[pos - 1]].vad.level < level {
-                pos -= 1;
-            }
-            if pos >= self.max_talkers {
-                continue;
-            }
-            let end = count.min(self.max_talkers - 1);
-            sel.copy_within(pos..end, pos + 1);
-            sel[pos] = i;
-            count = (count + 1).min(self.max_talkers);
-        }
-        count
-    }
-
     /// One 20 ms tick: receive, decode, detect talkers, mix, encode, send.
     /// `buf` is scratch space for one datagram (2 KiB).
     pub fn tick(
@@ -971,8 +946,15 @@ impl RoomMedia {
     ) {
         let rate = self.rate();
         let n = (rate / 50) as usize;
-        self.receive(now, buf, events);
-        for leg in &mut self.legs {
+        let ticks = self.ticks;
+        self.ticks += 1;
+        // One pass per leg while it is hot in cache: read, play out, detect talking,
+        // rank among the loudest talkers.
+        let mut sel = [0usize; MAX_TALKERS];
+        let mut levels = [0u64; MAX_TALKERS];
+        let mut talkers = 0;
+        for (i, leg) in self.legs.iter_mut().enumerate() {
+            leg.poll(now, ticks.wrapping_add(i as u64), buf, events);
             // any hold (sendonly, recvonly, inactive) gets the long timeout: a
             // holding phone may send nothing at all
             let limit = if leg.params.peer_direction == Direction::SendRecv {
@@ -1004,9 +986,18 @@ impl RoomMedia {
                     },
                 ));
             }
+            if leg.has_audio && leg.contributes() && leg.vad.talking() {
+                talkers = rank(
+                    &mut sel,
+                    &mut levels,
+                    talkers,
+                    self.max_talkers,
+                    i,
+                    leg.vad.level,
+                );
+            }
         }
-        let mut sel = [0usize; MAX_TALKERS];
-        let talkers = self.select_talkers(&mut sel);
+        self.mixed = (sel, talkers);
         self.acc[..n].fill(0);
         for &i in &sel[..talkers] {
             mixer::accumulate(&mut self.acc[..n], &self.legs[i].frame[..n]);
@@ -1081,6 +1072,31 @@ impl RoomMedia {
             leg.maybe_rtcp(now);
         }
     }
+}
+
+/// Insert leg `idx` talking at `level` into the loudest-first `sel`/`levels`
+/// holding `count` of at most `max`; returns the new count.
+fn rank(
+    sel: &mut [usize; MAX_TALKERS],
+    levels: &mut [u64; MAX_TALKERS],
+    count: usize,
+    max: usize,
+    idx: usize,
+    level: u64,
+) -> usize {
+    let mut pos = count;
+    while pos > 0 && levels[pos - 1] < level {
+        pos -= 1;
+    }
+    if pos >= max {
+        return count;
+    }
+    let end = count.min(max - 1);
+    sel.copy_within(pos..end, pos + 1);
+    levels.copy_within(pos..end, pos + 1);
+    sel[pos] = idx;
+    levels[pos] = level;
+    (count + 1).min(max)
 }
 
 fn to_native<'a>(mix: &'a [i16], native: &'a mut [i16], down: &mut Downsampler) -> &'a [i16] {
@@ -1534,8 +1550,7 @@ mod tests {
             Some(&(f, a)) => tone(f, a, t),
             None => vec![0xff; 160],
         });
-        let mut sel = [0usize; MAX_TALKERS];
-        let n = rig.room.select_talkers(&mut sel);
+        let (sel, n) = rig.room.mixed;
         let mut ids: Vec<u64> = sel[..n].iter().map(|&i| rig.room.legs[i].id.0).collect();
         ids.sort();
         assert_eq!(ids, vec![0, 1]);

@@ -41,10 +41,23 @@ pub fn energy(frame: &[i16]) -> u64 {
     if frame.is_empty() {
         return 0;
     }
-    let sum: u64 = frame
-        .iter()
-        .map(|&s| (i64::from(s) * i64::from(s)) as u64)
-        .sum();
+    // Eight independent lanes so that the compiler vectorises the loop (a single
+    // running sum is a dependency chain it must keep in order). A square is at most
+    // 2^30, so a u32 lane holds it exactly and a u64 lane holds any frame's sum.
+    let mut lanes = [0u64; 8];
+    let chunks = frame.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (lane, &s) in lanes.iter_mut().zip(c) {
+            let s = i32::from(s);
+            *lane += u64::from((s * s) as u32);
+        }
+    }
+    let sum: u64 = lanes.iter().sum::<u64>()
+        + tail
+            .iter()
+            .map(|&s| u64::from((i32::from(s) * i32::from(s)) as u32))
+            .sum::<u64>();
     sum / frame.len() as u64
 }
 
