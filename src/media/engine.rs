@@ -642,16 +642,16 @@ impl LegMedia {
         buf: &mut [u8],
         events: &mpsc::Sender<(LegId, MediaEvent)>,
     ) {
-        if phase % RTCP_EVERY == 0 {
+        if phase.is_multiple_of(RTCP_EVERY) {
             self.receive_rtcp(now, buf);
         }
-        if self.quiet >= QUIET_POLLS && phase % QUIET_EVERY != 0 {
+        if self.quiet >= QUIET_POLLS && !phase.is_multiple_of(QUIET_EVERY) {
             return;
         }
         // one packet per 20 ms is what a 20 ms peer sends; shorter ptimes are read
         // until empty, a leg coming back from quiet reads what queued, and once a
         // second every socket is drained so that clock drift cannot build a queue
-        let drain = self.params.ptime_ms < 20 || self.quiet > 0 || phase % 50 == 0;
+        let drain = self.params.ptime_ms < 20 || self.quiet > 0 || phase.is_multiple_of(50);
         let got = self.receive_rtp(now, buf, events, if drain { 64 } else { 1 });
         self.quiet = if got == 0 {
             self.quiet.saturating_add(1)
