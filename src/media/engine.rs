@@ -366,10 +366,11 @@ struct LegMedia {
     lost_run: u32,
     frame: Vec<i16>, // this tick's input at the room rate
     has_audio: bool,
-    // this tick's frame came from exactly one received packet, kept here as is so
-    // that it can be forwarded without transcoding
-    raw: Vec<u8>,
+    // this tick's frame came from exactly one received packet, still in the jitter
+    // buffer (`last_payload`), so that it can be forwarded without transcoding
     raw_ok: bool,
+    // the previous frame for concealment is in `frame` (the fast path), not `last`
+    last_in_frame: bool,
     vad: TalkDetector,
     // out of the mix: hears its prompts (or silence), is heard by no one
     isolated: bool,
@@ -431,8 +432,8 @@ impl LegMedia {
             lost_run: 0,
             frame: vec![0; MAX_FRAME],
             has_audio: false,
-            raw: Vec::with_capacity(1500),
             raw_ok: false,
+            last_in_frame: false,
             vad: TalkDetector::default(),
             isolated: false,
             prompts: std::collections::VecDeque::with_capacity(4),
@@ -673,6 +674,36 @@ impl LegMedia {
     /// Produce this tick's frame at `room_rate` into `self.frame`.
     fn play_out(&mut self, room_rate: u32) -> Option<char> {
         let need = (self.params.codec.clock_rate() / 50) as usize;
+        let same_rate = self.params.codec.clock_rate() == room_rate;
+        if self.fifo_len == 0
+            && same_rate
+            && self.params.codec != CodecKind::Opus
+            && self.jb.ready() == Some(need)
+        {
+            // The common case, a G.711 packet holding exactly this tick's frame:
+            // decoded straight into `frame`, which also serves as the previous
+            // frame for concealment, with no copies through the FIFO.
+            if let Pull::Packet(payload, _) = self.jb.pull() {
+                self.decoder.decode(payload, &mut self.frame[..need]);
+            }
+            self.lost_run = 0;
+            self.has_audio = true;
+            self.raw_ok = true;
+            self.last_in_frame = true;
+            let digit = self
+                .inband
+                .as_mut()
+                .and_then(|det| det.feed(&self.frame[..need]));
+            if self
+                .inband
+                .as_ref()
+                .is_some_and(InbandDetector::tone_present)
+            {
+                // a key press, not speech: the room does not hear it
+                self.frame[..need].fill(0);
+            }
+            return digit;
+        }
         let mut real = false;
         let mut pulls = 0;
         let mut whole_packet = false;
@@ -689,17 +720,17 @@ impl LegMedia {
                     self.lost_run = 0;
                     real |= n > 0;
                     whole_packet = fifo_was_empty && n == need;
-                    if whole_packet {
-                        self.raw.clear();
-                        self.raw.extend_from_slice(payload);
-                    }
                     n
                 }
                 Pull::Lost => {
                     self.lost_run += 1;
                     let n = need.min(room);
-                    self.decoder
-                        .conceal(&mut dst[..n], &self.last[..need], self.lost_run);
+                    let last = if self.last_in_frame {
+                        &self.frame[..need]
+                    } else {
+                        &self.last[..need]
+                    };
+                    self.decoder.conceal(&mut dst[..n], last, self.lost_run);
                     real = true;
                     n
                 }
@@ -711,9 +742,12 @@ impl LegMedia {
         self.has_audio = real || have > 0;
         self.raw_ok = whole_packet && pulls == 1;
         let out_len = (room_rate / 50) as usize;
-        let same_rate = self.params.codec.clock_rate() == room_rate;
         if have == 0 {
             // `last` keeps the last real frame for concealment
+            if self.last_in_frame {
+                self.last[..need].copy_from_slice(&self.frame[..need]);
+                self.last_in_frame = false;
+            }
             if same_rate {
                 self.frame[..out_len].fill(0);
             } else {
@@ -724,6 +758,7 @@ impl LegMedia {
         }
         // this tick's frame at the codec rate goes to `last`, where concealment
         // finds it next time
+        self.last_in_frame = false;
         let native = &mut self.last[..need];
         native[..have].copy_from_slice(&self.fifo[..have]);
         native[have..].fill(0);
@@ -1014,7 +1049,7 @@ impl RoomMedia {
         let forward_codec = if talkers == 1 && self.legs[sel[0]].raw_ok {
             let t = &self.legs[sel[0]];
             self.forward.clear();
-            self.forward.extend_from_slice(&t.raw);
+            self.forward.extend_from_slice(t.jb.last_payload());
             Some(t.params.codec)
         } else {
             None

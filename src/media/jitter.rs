@@ -52,6 +52,9 @@ pub struct JitterBuffer {
     packet_ms: u32,
     last_transit: Option<i64>,
     jitter_q4: u64,
+    // the slot of the packet `pull` returned last; its data stays until the
+    // sequence number comes round again
+    last_pulled: usize,
     /// counters
     pub stats: JitterStats,
 }
@@ -74,6 +77,7 @@ impl JitterBuffer {
             packet_ms: 20,
             last_transit: None,
             jitter_q4: 0,
+            last_pulled: 0,
             stats: JitterStats::default(),
         }
     }
@@ -171,6 +175,23 @@ impl JitterBuffer {
         }
     }
 
+    /// The length of the packet [`pull`](Self::pull) would return now, if it would
+    /// return one.
+    pub fn ready(&self) -> Option<usize> {
+        let next = self.next_seq?;
+        if !self.playing && (self.count as u32) * self.packet_ms < self.target_ms() {
+            return None;
+        }
+        let s = &self.slots[usize::from(next) % CAP];
+        (s.used && s.seq == next).then_some(s.data.len())
+    }
+
+    /// The payload of the packet last returned by [`pull`](Self::pull), still
+    /// held (it is overwritten only when its slot is reused, `CAP` packets later).
+    pub fn last_payload(&self) -> &[u8] {
+        &self.slots[self.last_pulled].data
+    }
+
     /// Take the next thing to play.
     pub fn pull(&mut self) -> Pull<'_> {
         let Some(next) = self.next_seq else {
@@ -188,6 +209,7 @@ impl JitterBuffer {
             self.played_any = true;
             self.count -= 1;
             self.next_seq = Some(next.wrapping_add(1));
+            self.last_pulled = idx;
             let s = &self.slots[idx];
             return Pull::Packet(&s.data, s.ts);
         }
