@@ -160,6 +160,14 @@ pub struct Rtp {
     /// the same while the peer holds the call
     #[serde(default = "default_hold_timeout")]
     pub hold_timeout_s: u64,
+    /// SCHED_FIFO priority of the media workers (1..=99), so that a tick starts
+    /// on time however busy the machine; 0: ordinary scheduling
+    #[serde(default = "default_realtime_priority")]
+    pub realtime_priority: u8,
+}
+
+fn default_realtime_priority() -> u8 {
+    10
 }
 
 fn default_rtp_timeout() -> u64 {
@@ -745,6 +753,7 @@ fn default_rtp() -> Rtp {
         max_talkers: default_max_talkers(),
         timeout_s: default_rtp_timeout(),
         hold_timeout_s: default_hold_timeout(),
+        realtime_priority: default_realtime_priority(),
     }
 }
 
@@ -915,6 +924,11 @@ impl Config {
             (1..=crate::media::engine::MAX_TALKERS).contains(&r.max_talkers),
             &[Seg::Key("rtp"), Seg::Key("max_talkers")],
             "max_talkers must be 1..=16",
+        )?;
+        check(
+            r.realtime_priority <= 99,
+            &[Seg::Key("rtp"), Seg::Key("realtime_priority")],
+            "realtime_priority must be 0..=99 (0: ordinary scheduling)",
         )?;
         for (key, seq) in cfg.menu.named() {
             let at = [Seg::Key("menu"), Seg::Key(key)];

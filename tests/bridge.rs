@@ -136,3 +136,49 @@ fn sigterm_sends_bye_to_every_leg() {
     a.send_raw(resp.as_bytes());
     assert_eq!(bridge.terminate(), Some(0));
 }
+
+/// (policy, rt_priority) of each `media-N` thread of the bridge, from
+/// /proc/PID/task/TID/stat (fields 41 and 40; 1 is SCHED_FIFO).
+fn media_threads(pid: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let name = comm.trim();
+        if !name.starts_with("media-") || name == "media-events" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // the fields after the command name, which is in parentheses
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        // rest[0] is field 3 (state)
+        out.push((
+            rest[40 - 3 + 1].parse().unwrap(),
+            rest[40 - 3].parse().unwrap(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn media_workers_run_realtime_when_allowed() {
+    let bridge = Bridge::start_full("", "realtime_priority = 7\n", ROOMS);
+    std::thread::sleep(Duration::from_millis(300));
+    let threads = media_threads(bridge.child.id());
+    assert_eq!(threads.len(), 2, "two media workers: {threads:?}");
+    if rustix::process::geteuid().is_root() {
+        assert!(
+            threads.iter().all(|&t| t == (1, 7)),
+            "media workers not SCHED_FIFO 7: {threads:?}"
+        );
+    } else {
+        // without the right the bridge says so and runs on
+        assert!(bridge.log_text().contains("could not take SCHED_FIFO"));
+    }
+    let plain = Bridge::start_full("", "realtime_priority = 0\n", ROOMS);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        media_threads(plain.child.id()).iter().all(|&t| t == (0, 0)),
+        "realtime_priority = 0 must leave ordinary scheduling"
+    );
+}

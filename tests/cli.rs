@@ -48,6 +48,12 @@ fn check_names_file_line_and_reason() {
             5,
             "duplicate room",
         ),
+        (
+            "realtime.toml",
+            "[rtp]\nrealtime_priority = 120\n",
+            2,
+            "realtime_priority must be 0..=99",
+        ),
         ("syntax.toml", "[sip\nlisten = 1\n", 1, ""),
     ] {
         let path = dir.join(format!("caucus-cli-{}-{name}", std::process::id()));

@@ -163,6 +163,42 @@ fn machine_ticks() -> (u64, u64) {
     (v.iter().sum(), idle)
 }
 
+/// Seconds a worker's tick statistics cover (the bridge's report interval).
+const STATS_EVERY: f64 = 5.0;
+
+/// Seconds since midnight UTC now (log timestamps are UTC).
+fn utc_second_of_day() -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    now % 86400.0
+}
+
+/// Seconds since midnight of a log line's RFC 3339 UTC timestamp
+/// (`2026-11-22T06:14:33.241610Z …`).
+fn log_second_of_day(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?.split_once('T')?.1;
+    let time = time.strip_suffix('Z')?;
+    let mut parts = time.splitn(3, ':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// `b - a` in seconds of day, across midnight.
+fn since(a: f64, b: f64) -> f64 {
+    let d = b - a;
+    if d < -43200.0 {
+        d + 86400.0
+    } else if d > 43200.0 {
+        d - 86400.0
+    } else {
+        d
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -486,6 +522,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let start = Instant::now();
     let mut measuring = false;
     let (mut cpu0, mut m0, mut t_measure) = (0u64, (0u64, 0u64), start);
+    let mut hold_from = 0.0;
     let mut headers = vec![[0u8; 12]; n];
     let dest: Vec<Option<SocketAddrAny>> = legs
         .iter()
@@ -499,6 +536,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
             cpu0 = proc_cpu_ticks(pid);
             m0 = machine_ticks();
             t_measure = Instant::now();
+            hold_from = utc_second_of_day();
             rss_after = rss_kib(pid);
             for l in &mut legs {
                 l.first_seq = None;
@@ -624,6 +662,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         tick += 1;
     }
     let elapsed = t_measure.elapsed().as_secs_f64();
+    let hold_to = utc_second_of_day();
     let cpu_ticks = proc_cpu_ticks(pid) - cpu0;
     let m1 = machine_ticks();
     let hz = 100.0; // USER_HZ on Linux
@@ -661,10 +700,27 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     }
     std::thread::sleep(Duration::from_millis(500));
 
-    // tick lateness from the bridge's stats lines inside the hold window
+    // tick lateness from the bridge's stats lines: each covers the STATS_EVERY
+    // seconds before it; those that lie wholly inside the hold are the steady
+    // state (the set-up burst makes the first ticks late: every leg latches and
+    // connects its socket). With a hold too short for a whole interval, every
+    // interval with the legs up counts.
     let (mut p50s, mut p99, mut max) = (Vec::new(), 0u32, 0u32);
     if let Ok(f) = std::fs::File::open(&bridge.log) {
-        let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        let all: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        let within = |l: &String| {
+            log_second_of_day(l).is_some_and(|t| {
+                since(hold_from, t) >= STATS_EVERY - 0.1 && since(t, hold_to) >= -0.2
+            })
+        };
+        let lines: Vec<&String> = if all
+            .iter()
+            .any(|l| l.contains("media tick stats") && within(l))
+        {
+            all.iter().filter(|l| within(l)).collect()
+        } else {
+            all.iter().collect()
+        };
         let field = |l: &str, k: &str| -> Option<u32> {
             l.split_whitespace().find_map(|w| {
                 w.strip_prefix(&format!("{k}="))
@@ -672,6 +728,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
             })
         };
         for l in lines.iter().filter(|l| l.contains("media tick stats")) {
+            let l = l.as_str();
             let legs_in = field(l, "legs").unwrap_or(0);
             if (legs_in as usize) < n / 4 {
                 continue; // set-up or tear-down interval

@@ -171,6 +171,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         cfg.media_ip(),
         cfg.rtp.max_talkers,
         cfg.rtp_timeouts(),
+        cfg.rtp.realtime_priority,
         prompts,
     );
     let (mev_tx, mut mev_rx) = mpsc::unbounded_channel::<MediaEvent>();
