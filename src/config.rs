@@ -164,6 +164,13 @@ pub struct Rtp {
     /// on time however busy the machine; 0: ordinary scheduling
     #[serde(default = "default_realtime_priority")]
     pub realtime_priority: u8,
+    /// legs a room holds on one worker before it spreads over the others
+    #[serde(default = "default_shard_at")]
+    pub shard_at: usize,
+}
+
+fn default_shard_at() -> usize {
+    crate::media::engine::SHARD_AT
 }
 
 fn default_realtime_priority() -> u8 {
@@ -754,6 +761,7 @@ fn default_rtp() -> Rtp {
         timeout_s: default_rtp_timeout(),
         hold_timeout_s: default_hold_timeout(),
         realtime_priority: default_realtime_priority(),
+        shard_at: default_shard_at(),
     }
 }
 
@@ -929,6 +937,11 @@ impl Config {
             r.realtime_priority <= 99,
             &[Seg::Key("rtp"), Seg::Key("realtime_priority")],
             "realtime_priority must be 0..=99 (0: ordinary scheduling)",
+        )?;
+        check(
+            r.shard_at >= 1,
+            &[Seg::Key("rtp"), Seg::Key("shard_at")],
+            "shard_at must be at least 1",
         )?;
         for (key, seq) in cfg.menu.named() {
             let at = [Seg::Key("menu"), Seg::Key(key)];

@@ -373,8 +373,12 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
                 call_id: format!("load-{i}-{}", sig_addr.port()),
                 to_tag: String::new(),
                 bridge_rtp: None,
-                // leg 0 is the probe; the next `talkers` legs of each room talk
-                talker: (slot >= 1 && slot <= args.talkers).then(|| slot - 1),
+                // leg 0 is the probe; `talkers` legs spread over the rest of each
+                // room talk (the first right after the probe, the last near the
+                // end), so that in a room spread over workers the probe hears
+                // talkers of other shards too
+                talker: (1..=args.talkers.min(per_room.saturating_sub(1)))
+                    .position(|k| slot == 1 + (k - 1) * (per_room - 1) / args.talkers),
                 seq: (i * 7) as u16,
                 ts: (i * 1000) as u32,
                 first_seq: None,

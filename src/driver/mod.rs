@@ -172,6 +172,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         cfg.rtp.max_talkers,
         cfg.rtp_timeouts(),
         cfg.rtp.realtime_priority,
+        cfg.rtp.shard_at,
         prompts,
     );
     let (mev_tx, mut mev_rx) = mpsc::unbounded_channel::<MediaEvent>();
@@ -429,6 +430,7 @@ fn media_event(
                 late_p99_us = st.late_p99_us,
                 late_max_us = st.late_max_us,
                 busy_us = st.busy_us,
+                busy_max_us = st.busy_max_us,
                 "media tick stats"
             );
         }

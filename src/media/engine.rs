@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::bus::{Remote, RoomBus};
 use super::codec::{Decoder, Encoder};
 use super::dtmf::InbandDetector;
 use super::jitter::{JitterBuffer, Pull};
@@ -45,7 +46,13 @@ pub const TICK: Duration = Duration::from_millis(20);
 pub const MAX_TALKERS: usize = 16;
 /// How often a worker reports its tick statistics.
 const STATS_EVERY: u32 = 250; // 5 s of ticks
-const MAX_FRAME: usize = 960; // 20 ms at 48 kHz
+/// Samples in a 20 ms frame at 48 kHz, the largest room rate.
+pub const MAX_FRAME: usize = 960;
+/// Legs a room holds on its home worker before further legs go to the least
+/// loaded worker (see [`super::bus`]).
+pub const SHARD_AT: usize = 256;
+// index base of talkers from other shards in a tick's ranking
+const REMOTE: usize = usize::MAX / 2;
 const FIFO: usize = 4 * MAX_FRAME; // room for a 60 ms packet plus a partial frame
 static SILENCE: [i16; MAX_FRAME] = [0; MAX_FRAME];
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -220,6 +227,8 @@ pub struct TickStats {
     pub late_max_us: u32,
     /// time spent working in ticks, µs in total
     pub busy_us: u64,
+    /// the longest tick's work, µs
+    pub busy_max_us: u32,
     /// ticks by lateness: ≤ 0.5, 1, 2, 5, 10, 20, 50 ms (each bucket on its own;
     /// the rest were later)
     pub late_buckets: [u32; 7],
@@ -275,6 +284,7 @@ struct Lateness {
     max_us: u32,
     ticks: u32,
     busy_us: u64,
+    busy_max_us: u32,
 }
 
 impl Lateness {
@@ -284,6 +294,7 @@ impl Lateness {
             max_us: 0,
             ticks: 0,
             busy_us: 0,
+            busy_max_us: 0,
         }
     }
     fn record(&mut self, late: Duration, busy: Duration) {
@@ -292,6 +303,9 @@ impl Lateness {
         self.max_us = self.max_us.max(us);
         self.ticks += 1;
         self.busy_us += busy.as_micros() as u64;
+        self.busy_max_us = self
+            .busy_max_us
+            .max(busy.as_micros().min(u128::from(u32::MAX)) as u32);
     }
     fn percentile(&self, p: u32) -> u32 {
         let want = (u64::from(self.ticks) * u64::from(p)).div_ceil(100).max(1);
@@ -325,6 +339,7 @@ impl Lateness {
             late_p99_us: self.percentile(99).min(self.max_us.max(1)),
             late_max_us: self.max_us,
             busy_us: self.busy_us,
+            busy_max_us: self.busy_max_us,
             late_buckets: self.coarse(),
             ..TickStats::default()
         };
@@ -346,6 +361,8 @@ enum Command {
     Interrupt(LegId),
     Update(LegId, MediaParams),
     Remove(LegId),
+    // the room now spans workers (None: no longer)
+    Bus(String, Option<Arc<RoomBus>>),
     Stop,
 }
 
@@ -876,6 +893,10 @@ pub struct RoomMedia {
     rec_frame: Frame,
     // the legs mixed in the last tick (indices, loudest first) and how many
     mixed: ([usize; MAX_TALKERS], usize),
+    // when the room spans workers: its bus and this worker's shard index, and
+    // the other shards' talkers of this tick
+    bus: Option<(Arc<RoomBus>, usize)>,
+    remote: Option<Box<Remote>>,
 }
 
 impl RoomMedia {
@@ -896,6 +917,8 @@ impl RoomMedia {
             timeouts: RtpTimeouts::default(),
             rec_frame: [0; record::FRAME],
             mixed: ([0; MAX_TALKERS], 0),
+            bus: None,
+            remote: None,
         })
     }
 
@@ -1036,9 +1059,39 @@ impl RoomMedia {
             }
         }
         self.mixed = (sel, talkers);
+        if let Some((bus, shard)) = &self.bus {
+            // this shard's talkers out, the other shards' in, ranked together
+            let legs = &self.legs;
+            bus.publish(
+                *shard,
+                now,
+                rate,
+                sel[..talkers]
+                    .iter()
+                    .zip(levels)
+                    .map(|(&i, level)| (level, &legs[i].frame[..n])),
+            );
+            let remote = self.remote.get_or_insert_with(Box::default);
+            bus.collect(*shard, now, rate, remote);
+            for r in 0..remote.count {
+                talkers = rank(
+                    &mut sel,
+                    &mut levels,
+                    talkers,
+                    self.max_talkers,
+                    REMOTE + r,
+                    remote.levels[r],
+                );
+            }
+        }
         self.acc[..n].fill(0);
         for &i in &sel[..talkers] {
-            mixer::accumulate(&mut self.acc[..n], &self.legs[i].frame[..n]);
+            let frame = match (i.checked_sub(REMOTE), &self.remote) {
+                (None, _) => &self.legs[i].frame[..n],
+                (Some(r), Some(remote)) => &remote.frames[r][..n],
+                (Some(_), None) => continue,
+            };
+            mixer::accumulate(&mut self.acc[..n], frame);
         }
         if !self.records.is_empty() {
             self.record(n);
@@ -1049,7 +1102,7 @@ impl RoomMedia {
         }
         // One talker whose packet arrived whole: listeners on its codec get that
         // packet as it is, no decode-mix-encode (the mix would be that frame anyway).
-        let forward_codec = if talkers == 1 && self.legs[sel[0]].raw_ok {
+        let forward_codec = if talkers == 1 && sel[0] < REMOTE && self.legs[sel[0]].raw_ok {
             let t = &self.legs[sel[0]];
             self.forward.clear();
             self.forward.extend_from_slice(t.jb.last_payload());
@@ -1146,6 +1199,33 @@ fn to_native<'a>(mix: &'a [i16], native: &'a mut [i16], down: &mut Downsampler) 
     }
 }
 
+/// The room `name` of a worker, created (with its bus, if the room spans
+/// workers) if new.
+fn room_of_worker<'a>(
+    rooms: &'a mut HashMap<String, RoomMedia>,
+    buses: &HashMap<String, Arc<RoomBus>>,
+    name: &str,
+    max_talkers: usize,
+    timeouts: RtpTimeouts,
+    shard: usize,
+) -> Option<&'a mut RoomMedia> {
+    if !rooms.contains_key(name) {
+        let mut r = RoomMedia::new(max_talkers).ok()?;
+        r.timeouts = timeouts;
+        r.bus = buses.get(name).map(|b| (b.clone(), shard));
+        rooms.insert(name.to_owned(), r);
+    }
+    rooms.get_mut(name)
+}
+
+/// The first tick time after `now` (by at least most of a tick) on the worker's
+/// schedule `anchor + k × TICK`.
+fn aligned(now: Instant, anchor: Instant) -> Instant {
+    let since = now.saturating_duration_since(anchor);
+    let k = since.as_nanos() / TICK.as_nanos() + 1;
+    anchor + TICK * u32::try_from(k).unwrap_or(u32::MAX)
+}
+
 /// The leg `id` in the room that holds it.
 fn leg_in<'a>(
     rooms: &'a mut HashMap<String, RoomMedia>,
@@ -1198,12 +1278,15 @@ fn worker(
     prompts: Arc<Prompts>,
     rx: mpsc::Receiver<Command>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
+    anchor: Instant,
 ) {
     let mut rooms: HashMap<String, RoomMedia> = HashMap::new();
     let mut lateness = Lateness::new();
     let mut leg_room: HashMap<LegId, String> = HashMap::new();
+    // rooms spanning workers, for shards created later on this one
+    let mut buses: HashMap<String, Arc<RoomBus>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
-    let mut next_tick = Instant::now() + TICK;
+    let mut next_tick = aligned(Instant::now(), anchor);
     loop {
         // With no rooms, sleep until told otherwise.
         let cmd = if rooms.is_empty() {
@@ -1222,25 +1305,31 @@ fn worker(
         match cmd {
             Some(Command::Add(room, leg)) => {
                 if rooms.is_empty() {
-                    next_tick = Instant::now() + TICK;
+                    next_tick = aligned(Instant::now(), anchor);
                 }
                 let id = leg.id;
-                let added = match rooms.entry(room.clone()) {
-                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(*leg),
-                    std::collections::hash_map::Entry::Vacant(e) => RoomMedia::new(max_talkers)
-                        .and_then(|mut r| {
-                            r.timeouts = timeouts;
-                            e.insert(r).add(*leg)
-                        }),
-                };
-                match added {
-                    Ok(()) => {
+                let r = room_of_worker(&mut rooms, &buses, &room, max_talkers, timeouts, index);
+                match r.map(|r| r.add(*leg)) {
+                    Some(Ok(())) => {
                         leg_room.insert(id, room);
                     }
-                    Err(e) => {
-                        tracing::warn!(leg = %id, error = %e, "cannot watch the leg's sockets")
+                    Some(Err(e)) => {
+                        tracing::warn!(leg = %id, error = %e, "cannot take the leg's sockets")
+                    }
+                    None => tracing::warn!(leg = %id, "cannot create the room's media"),
+                }
+            }
+            Some(Command::Bus(room, bus)) => {
+                if let Some(r) = rooms.get_mut(&room) {
+                    r.bus = bus.as_ref().map(|b| (b.clone(), index));
+                    if bus.is_none() {
+                        r.remote = None;
                     }
                 }
+                match bus {
+                    Some(b) => buses.insert(room, b),
+                    None => buses.remove(&room),
+                };
             }
             Some(Command::Join(id)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
@@ -1285,20 +1374,13 @@ fn worker(
             }
             Some(Command::Record(room, sink)) => {
                 if rooms.is_empty() {
-                    next_tick = Instant::now() + TICK;
+                    next_tick = aligned(Instant::now(), anchor);
                 }
                 // a room recording may start before anyone is in: it records the
                 // silence, so that the file's time is the room's time
-                let r = match rooms.entry(room) {
-                    std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        RoomMedia::new(max_talkers).ok().map(|mut r| {
-                            r.timeouts = timeouts;
-                            e.insert(r)
-                        })
-                    }
-                };
-                if let Some(r) = r {
+                if let Some(r) =
+                    room_of_worker(&mut rooms, &buses, &room, max_talkers, timeouts, index)
+                {
                     r.records.push(sink);
                 }
             }
@@ -1360,10 +1442,17 @@ fn worker(
             next_tick += TICK;
             if now > next_tick + 5 * TICK {
                 // far behind (suspended): resynchronise instead of bursting
-                next_tick = now + TICK;
+                next_tick = aligned(now, anchor);
             }
         }
     }
+}
+
+/// Where one room's legs are: a count per worker, and the bus once it spans more
+/// than one.
+struct Place {
+    legs: Vec<usize>,
+    bus: Option<Arc<RoomBus>>,
 }
 
 /// Handle to the media workers, used by the signalling driver.
@@ -1371,6 +1460,11 @@ pub struct MediaEngine {
     workers: Vec<mpsc::Sender<Command>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     leg_worker: HashMap<LegId, usize>,
+    // where each room's legs are, for spreading a large room over workers
+    leg_room: HashMap<LegId, String>,
+    places: HashMap<String, Place>,
+    worker_legs: Vec<usize>,
+    shard_at: usize,
     bind_ip: IpAddr,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     prompts: Arc<Prompts>,
@@ -1385,6 +1479,7 @@ impl MediaEngine {
         max_talkers: usize,
         timeouts: RtpTimeouts,
         realtime_priority: u8,
+        shard_at: usize,
         prompts: Prompts,
     ) -> (MediaEngine, mpsc::Receiver<(LegId, MediaEvent)>) {
         let prompts = Arc::new(prompts);
@@ -1392,7 +1487,13 @@ impl MediaEngine {
         let (ev_tx, ev_rx) = mpsc::channel();
         let mut workers = Vec::new();
         let mut threads = Vec::new();
-        for i in 0..n.max(1) {
+        // workers tick a fraction of a period apart: shards of one room then read
+        // each other's talkers well after they were published
+        let epoch = Instant::now();
+        let n = n.max(1);
+        for i in 0..n {
+            let anchor =
+                epoch + TICK * u32::try_from(i).unwrap_or(0) / u32::try_from(n).unwrap_or(1);
             let (tx, rx) = mpsc::channel();
             let ev = ev_tx.clone();
             let prompts = prompts.clone();
@@ -1400,7 +1501,7 @@ impl MediaEngine {
                 .name(format!("media-{i}"))
                 .spawn(move || {
                     realtime(i, realtime_priority);
-                    worker(i, max_talkers, timeouts, prompts, rx, ev)
+                    worker(i, max_talkers, timeouts, prompts, rx, ev, anchor)
                 })
                 .expect("spawning a media thread at start-up");
             workers.push(tx);
@@ -1411,6 +1512,10 @@ impl MediaEngine {
                 workers,
                 threads,
                 leg_worker: HashMap::new(),
+                leg_room: HashMap::new(),
+                places: HashMap::new(),
+                worker_legs: vec![0; n],
+                shard_at: shard_at.max(1),
                 bind_ip,
                 events: ev_tx,
                 prompts,
@@ -1423,6 +1528,60 @@ impl MediaEngine {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         room.hash(&mut h);
         (h.finish() % self.workers.len() as u64) as usize
+    }
+
+    /// The worker for a new leg of `room`: the room's home worker until it holds
+    /// `shard_at` ([`SHARD_AT`] by default) of the room's legs, then the least
+    /// loaded worker. A room that
+    /// comes to span workers gets a [`RoomBus`] on all of them.
+    fn place(&mut self, leg: LegId, room: &str) -> usize {
+        let home = self.worker_for(room);
+        let n = self.workers.len();
+        let place = self.places.entry(room.to_owned()).or_insert_with(|| Place {
+            legs: vec![0; n],
+            bus: None,
+        });
+        let w = if place.legs[home] < self.shard_at {
+            home
+        } else {
+            // least loaded overall, the home worker on a tie
+            (0..n)
+                .min_by_key(|&w| (self.worker_legs[w], w != home))
+                .unwrap_or(home)
+        };
+        if w != home && place.bus.is_none() {
+            let bus = RoomBus::new(n);
+            for tx in &self.workers {
+                let _ = tx.send(Command::Bus(room.to_owned(), Some(bus.clone())));
+            }
+            tracing::info!(room, "room spans media workers");
+            place.bus = Some(bus);
+        }
+        place.legs[w] += 1;
+        self.worker_legs[w] += 1;
+        self.leg_worker.insert(leg, w);
+        self.leg_room.insert(leg, room.to_owned());
+        w
+    }
+
+    /// Forget a closed leg's place; a room left with no legs loses its bus.
+    fn unplace(&mut self, leg: LegId, w: usize) {
+        self.worker_legs[w] = self.worker_legs[w].saturating_sub(1);
+        let Some(room) = self.leg_room.remove(&leg) else {
+            return;
+        };
+        let Some(place) = self.places.get_mut(&room) else {
+            return;
+        };
+        place.legs[w] = place.legs[w].saturating_sub(1);
+        if place.legs.iter().all(|&c| c == 0) {
+            if place.bus.is_some() {
+                for tx in &self.workers {
+                    let _ = tx.send(Command::Bus(room.clone(), None));
+                }
+            }
+            self.places.remove(&room);
+        }
     }
 
     /// Pass a command to the worker that holds the leg.
@@ -1448,8 +1607,7 @@ impl MediaEngine {
                 rtcp.set_nonblocking(true)?;
                 let mut media = LegMedia::new(leg, rtp, rtcp, params, Instant::now())?;
                 media.isolated = isolated;
-                let w = self.worker_for(&room);
-                self.leg_worker.insert(leg, w);
+                let w = self.place(leg, &room);
                 let _ = self.workers[w].send(Command::Add(room, Box::new(media)));
             }
             MediaCommand::Update { leg, params } => {
@@ -1484,16 +1642,24 @@ impl MediaEngine {
                 path,
             } => {
                 let sink = record::start(id, leg, &path, self.events.clone())?;
-                let w = self.worker_for(&room);
+                // a leg's own audio is on its worker; the room's mix is whole on
+                // the room's home worker (other shards' talkers come by the bus)
+                let w = match leg.and_then(|l| self.leg_worker.get(&l)) {
+                    Some(&w) => w,
+                    None => self.worker_for(&room),
+                };
                 let _ = self.workers[w].send(Command::Record(room, sink));
             }
             MediaCommand::StopRecording { id, room } => {
-                let w = self.worker_for(&room);
-                let _ = self.workers[w].send(Command::StopRecording(room, id));
+                // whichever worker has it (a leg's recording is on the leg's)
+                for w in &self.workers {
+                    let _ = w.send(Command::StopRecording(room.clone(), id.clone()));
+                }
             }
             MediaCommand::Close { leg } => {
                 if let Some(w) = self.leg_worker.remove(&leg) {
                     let _ = self.workers[w].send(Command::Remove(leg));
+                    self.unplace(leg, w);
                 }
             }
         }

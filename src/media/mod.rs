@@ -1,6 +1,7 @@
 //! Media: RTP/RTCP (RFC 3550), DTMF events (RFC 4733), codecs, jitter buffer,
 //! resampling and the room mixer, plus the worker threads that run them.
 
+pub mod bus;
 pub mod codec;
 pub mod dtmf;
 pub mod engine;
