@@ -61,7 +61,7 @@ fn room_tick(c: &mut Criterion) {
             let params = MediaParams {
                 codec: CodecKind::Pcmu,
                 pt: 0,
-                dtmf_pt: None,
+                dtmf_pt: Some(101), // phones offer telephone-event: no in-band detection
                 remote: Some(sink.local_addr().unwrap()),
                 peer_direction: Direction::SendRecv,
                 ssrc: i as u32,
