@@ -1,0 +1,155 @@
+//! Is batching the media path's socket I/O worth it? One RTP packet read from and
+//! one sent to each of 1,000 connected UDP sockets on loopback, as a room tick
+//! does, with plain `recv`/`send` (one system call each, what caucus does) against
+//! io_uring (every read, then every send, submitted in one `io_uring_enter`, with
+//! registered files and no completion for a successful send). `sendmmsg` and
+//! `recvmmsg` batch only on one socket, and a leg has its own, so they cannot
+//! batch across legs. `cargo bench --bench io_batch`; docs/PERFORMANCE.md has the
+//! figures (io_uring did not pay, so the bridge does not use it).
+//!
+//! The one `unsafe` here is pushing submission entries: the kernel writes into
+//! (or reads from) the buffers they name, which stay alive and untouched until
+//! every completion has been reaped within the same iteration.
+#![allow(unsafe_code)]
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use io_uring::{IoUring, opcode, squeue, types};
+
+const LEGS: usize = 1000;
+const PACKET: usize = 172; // a 20 ms G.711 frame with its RTP header
+
+/// The legs' sockets, each connected to the peer, which plays every phone.
+struct Rig {
+    legs: Vec<UdpSocket>,
+    peer: UdpSocket,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&peer, 4 << 20);
+        let legs = (0..LEGS)
+            .map(|_| {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.set_nonblocking(true).unwrap();
+                s.connect(peer.local_addr().unwrap()).unwrap();
+                s
+            })
+            .collect();
+        Rig { legs, peer }
+    }
+
+    /// A packet waiting on every leg, as at the start of a tick (not timed).
+    fn arrive(&self) {
+        for l in &self.legs {
+            self.peer
+                .send_to(&[0u8; PACKET], l.local_addr().unwrap())
+                .unwrap();
+        }
+    }
+
+    /// Take what the legs sent; returns how many.
+    fn drain_peer(&self) -> usize {
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        while self.peer.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    }
+}
+
+fn plain(c: &mut Criterion) {
+    let rig = Rig::new();
+    let mut buf = [0u8; 2048];
+    let pkt = [0u8; PACKET];
+    c.bench_function("plain_recv_then_send_1000_legs", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                rig.arrive();
+                let start = Instant::now();
+                let mut got = 0;
+                for l in &rig.legs {
+                    got += usize::from(l.recv(&mut buf).is_ok());
+                }
+                for l in &rig.legs {
+                    let _ = l.send(&pkt);
+                }
+                total += start.elapsed();
+                assert_eq!(got, LEGS, "a leg read nothing");
+                assert_eq!(rig.drain_peer(), LEGS, "a send was lost");
+            }
+            total
+        })
+    });
+}
+
+fn uring(c: &mut Criterion) {
+    let rig = Rig::new();
+    let mut ring: IoUring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(2048)
+        .unwrap();
+    let fds: Vec<i32> = rig.legs.iter().map(|l| l.as_raw_fd()).collect();
+    ring.submitter().register_files(&fds).unwrap();
+    let mut bufs = vec![0u8; LEGS * 256];
+    let pkt = [0u8; PACKET];
+    c.bench_function("io_uring_recv_then_send_1000_legs", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                rig.arrive();
+                let start = Instant::now();
+                {
+                    let mut sq = ring.submission();
+                    for (i, chunk) in bufs.chunks_mut(256).enumerate() {
+                        let e = opcode::Recv::new(types::Fixed(i as u32), chunk.as_mut_ptr(), 256)
+                            .flags(libc_dontwait())
+                            .build();
+                        // SAFETY: `bufs` outlives the completions reaped below.
+                        unsafe { sq.push(&e).unwrap() };
+                    }
+                }
+                ring.submit_and_wait(LEGS).unwrap();
+                let got = ring.completion().filter(|c| c.result() > 0).count();
+                {
+                    let mut sq = ring.submission();
+                    for i in 0..LEGS {
+                        let e =
+                            opcode::Send::new(types::Fixed(i as u32), pkt.as_ptr(), PACKET as u32)
+                                .flags(libc_dontwait())
+                                .build()
+                                .flags(squeue::Flags::SKIP_SUCCESS);
+                        // SAFETY: `pkt` outlives the submission; a UDP send
+                        // completes (copies) inside io_uring_enter.
+                        unsafe { sq.push(&e).unwrap() };
+                    }
+                }
+                ring.submit().unwrap();
+                let failed = ring.completion().count();
+                total += start.elapsed();
+                assert!(
+                    got == LEGS && failed == 0,
+                    "read {got}, {failed} sends failed"
+                );
+                assert_eq!(rig.drain_peer(), LEGS, "a send was lost");
+            }
+            total
+        })
+    });
+}
+
+/// MSG_DONTWAIT: a socket with nothing to read fails at once, as the bridge's do.
+fn libc_dontwait() -> i32 {
+    rustix::net::RecvFlags::DONTWAIT.bits() as i32
+}
+
+criterion_group!(benches, plain, uring);
+criterion_main!(benches);
