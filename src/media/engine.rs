@@ -1,13 +1,17 @@
 //! The media driver: worker threads that own rooms' RTP sockets and mix them.
 //!
-//! Each room lives on exactly one worker (chosen by hashing its name), so a room's
-//! state has one owner and needs no lock. A worker wakes once per 20 ms tick for all
-//! its rooms; a worker with no rooms blocks on its command queue and costs nothing.
-//! Per tick and per leg it drains the leg's non-blocking sockets (the kernel socket
-//! buffer is the arrival queue, so there is no task or wake-up per packet), feeds the
-//! jitter buffer, decodes one frame, mixes (see [`super::mixer`]) and sends. Listeners
-//! who contributed no audio this tick all get the same full mix, encoded once per
-//! codec; only contributors get their own mix-minus-self encode.
+//! A room lives on one worker (chosen by hashing its name), so its state has one
+//! owner and needs no lock; a room past `shard_at` legs spreads over every worker,
+//! each shard owning its legs and trading its loudest talkers with the others once
+//! per tick (see [`super::bus`]). Workers run SCHED_FIFO when allowed (a tick must
+//! start on time) and wake once per 20 ms tick for all their rooms, ticking a
+//! fraction of a period apart; a worker with no rooms blocks on its command queue
+//! and costs nothing. Per tick and per leg it reads the leg's non-blocking socket
+//! (the kernel socket buffer is the arrival queue, so there is no task or wake-up
+//! per packet), feeds the jitter buffer, decodes one frame, mixes (see
+//! [`super::mixer`]) and sends. Listeners who contributed no audio this tick all get
+//! the same full mix, encoded once per codec; only the mixed talkers get their own
+//! mix-minus-self encode.
 //!
 //! Signalling talks to workers by [`Command`] messages; workers report
 //! [`MediaEvent`]s back on a channel. All buffers are allocated when a leg is added.
@@ -872,8 +876,9 @@ struct SharedMix {
     fresh: bool,
 }
 
-/// One room's media: its legs, the mixer state and the readiness set of its
-/// sockets. Owned by one worker thread; public so benchmarks can drive a tick.
+/// One room's media on one worker (the whole room, or its shard there): its legs
+/// and the mixer state. Owned by that worker thread; public so benchmarks can drive
+/// a tick.
 pub struct RoomMedia {
     legs: Vec<LegMedia>,
     ticks: u64,
@@ -1218,8 +1223,7 @@ fn room_of_worker<'a>(
     rooms.get_mut(name)
 }
 
-/// The first tick time after `now` (by at least most of a tick) on the worker's
-/// schedule `anchor + k × TICK`.
+/// The next tick time after `now` on the worker's schedule `anchor + k × TICK`.
 fn aligned(now: Instant, anchor: Instant) -> Instant {
     let since = now.saturating_duration_since(anchor);
     let k = since.as_nanos() / TICK.as_nanos() + 1;
