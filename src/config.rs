@@ -198,10 +198,10 @@ pub struct Room {
     pub answer_after_ms: u64,
     /// participant PIN, 1-16 digits
     #[serde(default)]
-    pub pin: Option<String>,
+    pub pin: Option<crate::core::pin::Pin>,
     /// moderator PIN, 1-16 digits
     #[serde(default)]
-    pub moderator_pin: Option<String>,
+    pub moderator_pin: Option<crate::core::pin::Pin>,
     /// tries before the call ends (1..=10)
     #[serde(default = "default_pin_retries")]
     pub pin_retries: u32,
@@ -1278,13 +1278,22 @@ mod secret_tests {
     fn debug_never_shows_secrets() {
         let cfg = Config::parse(
             "[api]\ntoken = \"tok-0123456789abcdef\"\n[events]\nsecret = \"sec-0123456789abcdef\"\n\
-             [[trunk]]\nname = \"t\"\nhost = \"127.0.0.1\"\nrealm = \"r\"\nusername = \"u\"\npassword = \"pw-hunter2\"\n",
+             [[trunk]]\nname = \"t\"\nhost = \"127.0.0.1\"\nrealm = \"r\"\nusername = \"u\"\npassword = \"pw-hunter2\"\n\
+             [[room]]\nname = \"p\"\npin = \"864209\"\nmoderator_pin = \"753197\"\n",
             "t.toml",
         )
         .unwrap();
-        let text = format!("{cfg:?}");
-        for secret in ["tok-0123456789abcdef", "sec-0123456789abcdef", "pw-hunter2"] {
+        // the room table the core gets carries the PINs too
+        let text = format!("{cfg:?} {:?}", cfg.room_policies());
+        for secret in [
+            "tok-0123456789abcdef",
+            "sec-0123456789abcdef",
+            "pw-hunter2",
+            "864209",
+            "753197",
+        ] {
             assert!(!text.contains(secret), "{secret} in Debug output");
         }
+        assert!(text.contains("<redacted>"));
     }
 }

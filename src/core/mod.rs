@@ -73,9 +73,9 @@ pub struct RoomPolicy {
     /// ring this long (180) before answering
     pub answer_after: Duration,
     /// participant PIN (digits); callers must type it, or the moderator PIN, and '#'
-    pub pin: Option<String>,
+    pub pin: Option<pin::Pin>,
     /// moderator PIN
-    pub moderator_pin: Option<String>,
+    pub moderator_pin: Option<pin::Pin>,
     /// tries before the call is ended
     pub pin_retries: u32,
     /// silence after which what was typed is judged as if '#' followed
@@ -347,7 +347,7 @@ const DECOY_RETRIES: u32 = 3;
 fn decoy_policy() -> RoomPolicy {
     let mut p = RoomPolicy::open(usize::MAX, Duration::ZERO);
     // never compared: the decoy room is not in the room table
-    p.pin = Some(String::new());
+    p.pin = Some("".into());
     p
 }
 

@@ -9,6 +9,31 @@ use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
+/// A room's PIN. Its `Debug` never shows the digits, so a PIN cannot reach a log
+/// or a panic message through a `{:?}` of the room or its policy.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Pin(String);
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::ops::Deref for Pin {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Pin {
+    fn from(digits: &str) -> Pin {
+        Pin(digits.to_owned())
+    }
+}
+
 /// Longest PIN accepted from config or keypad.
 pub const MAX_PIN: usize = 16;
 
