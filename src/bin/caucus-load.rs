@@ -67,6 +67,10 @@ struct Args {
     /// small and short: 300 participants, 5 s hold, finishes in well under a minute
     #[arg(long)]
     quick: bool,
+    /// runs per shape; with more than one, a median row per shape follows its runs
+    /// (machines here are noisy: report medians)
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
     /// write the results as JSON here
     #[arg(long)]
     json: Option<PathBuf>,
@@ -98,15 +102,42 @@ struct Report {
 }
 
 impl Report {
+    /// The median run of `runs` (one shape): the median of each figure, except
+    /// that set-up failures add up, loss and lateness p99/max are the worst run's,
+    /// and the probe is judged on its worst run.
+    fn median(runs: &[Report]) -> Report {
+        let med = |f: &dyn Fn(&Report) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            percentile(&mut v, 0.5)
+        };
+        let worst = |f: &dyn Fn(&Report) -> f64| runs.iter().map(f).fold(f64::MIN, f64::max);
+        let first = runs.first().cloned().unwrap_or_default();
+        Report {
+            shape: format!("{} med", first.shape),
+            setup_failures: runs.iter().map(|r| r.setup_failures).sum(),
+            setup_p99_ms: med(&|r| r.setup_p99_ms),
+            bridge_cpu_us_per_participant_tick: med(&|r| r.bridge_cpu_us_per_participant_tick),
+            bridge_cpu_percent: med(&|r| r.bridge_cpu_percent),
+            machine_cpu_percent: med(&|r| r.machine_cpu_percent),
+            rtp_loss_percent: worst(&|r| r.rtp_loss_percent),
+            jitter_ms_mean: med(&|r| r.jitter_ms_mean),
+            tick_late_p50_us: med(&|r| f64::from(r.tick_late_p50_us)) as u32,
+            tick_late_p99_us: worst(&|r| f64::from(r.tick_late_p99_us)) as u32,
+            tick_late_max_us: worst(&|r| f64::from(r.tick_late_max_us)) as u32,
+            memory_kib_per_participant: med(&|r| r.memory_kib_per_participant),
+            probe_hears_talkers_db: -worst(&|r| -r.probe_hears_talkers_db),
+            probe_hears_self_db: worst(&|r| r.probe_hears_self_db),
+            ..first
+        }
+    }
+
     /// The probe leg hears every talker clearly and its own tone at least 30 dB
     /// below the weakest of them.
     fn probe_ok(&self) -> bool {
         self.probe_hears_talkers_db > 40.0
             && self.probe_hears_talkers_db - self.probe_hears_self_db >= 30.0
     }
-}
 
-impl Report {
     fn json(&self) -> String {
         format!(
             "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
@@ -827,11 +858,17 @@ fn main() {
     };
     let mut reports = Vec::new();
     for s in shapes {
-        eprintln!(
-            "shape {s:?}: {} participants, {:?}, {} talkers per room, {} s hold",
-            args.participants, args.codec, args.talkers, args.hold
-        );
-        reports.push(run_shape(&args, &bin, s, args.participants));
+        let mut runs = Vec::new();
+        for run in 1..=args.runs.max(1) {
+            eprintln!(
+                "shape {s:?}, run {run}: {} participants, {:?}, {} talkers per room, {} s hold",
+                args.participants, args.codec, args.talkers, args.hold
+            );
+            runs.push(run_shape(&args, &bin, s, args.participants));
+        }
+        let median = (runs.len() > 1).then(|| Report::median(&runs));
+        reports.extend(runs);
+        reports.extend(median);
     }
     println!(
         "{:<10} {:>5} {:>6} {:>7} {:>8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8}",
