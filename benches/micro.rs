@@ -50,7 +50,7 @@ fn room_tick(c: &mut Criterion) {
         let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&sink, 4 << 20);
         let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&phone, 4 << 20);
-        let mut room = RoomMedia::new(4).unwrap();
+        let mut room = RoomMedia::new(4);
         let mut targets = Vec::new();
         for i in 0..n {
             let rtp_sock = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -906,8 +906,8 @@ pub struct RoomMedia {
 
 impl RoomMedia {
     /// An empty room mixing at most `max_talkers` talkers.
-    pub fn new(max_talkers: usize) -> io::Result<RoomMedia> {
-        Ok(RoomMedia {
+    pub fn new(max_talkers: usize) -> RoomMedia {
+        RoomMedia {
             legs: Vec::new(),
             ticks: 0,
             max_talkers: max_talkers.clamp(1, MAX_TALKERS),
@@ -924,7 +924,7 @@ impl RoomMedia {
             mixed: ([0; MAX_TALKERS], 0),
             bus: None,
             remote: None,
-        })
+        }
     }
 
     /// Add a leg that owns these (non-blocking) sockets.
@@ -936,7 +936,8 @@ impl RoomMedia {
         params: MediaParams,
         now: Instant,
     ) -> io::Result<()> {
-        self.add(LegMedia::new(id, rtp, rtcp, params, now)?)
+        self.add(LegMedia::new(id, rtp, rtcp, params, now)?);
+        Ok(())
     }
 
     /// Legs held.
@@ -949,9 +950,8 @@ impl RoomMedia {
         self.legs.is_empty()
     }
 
-    fn add(&mut self, leg: LegMedia) -> io::Result<()> {
+    fn add(&mut self, leg: LegMedia) {
         self.legs.push(leg);
-        Ok(())
     }
 
     /// Remove a leg; its sockets close when it drops.
@@ -1213,14 +1213,13 @@ fn room_of_worker<'a>(
     max_talkers: usize,
     timeouts: RtpTimeouts,
     shard: usize,
-) -> Option<&'a mut RoomMedia> {
-    if !rooms.contains_key(name) {
-        let mut r = RoomMedia::new(max_talkers).ok()?;
+) -> &'a mut RoomMedia {
+    rooms.entry(name.to_owned()).or_insert_with(|| {
+        let mut r = RoomMedia::new(max_talkers);
         r.timeouts = timeouts;
         r.bus = buses.get(name).map(|b| (b.clone(), shard));
-        rooms.insert(name.to_owned(), r);
-    }
-    rooms.get_mut(name)
+        r
+    })
 }
 
 /// The next tick time after `now` on the worker's schedule `anchor + k × TICK`.
@@ -1312,16 +1311,8 @@ fn worker(
                     next_tick = aligned(Instant::now(), anchor);
                 }
                 let id = leg.id;
-                let r = room_of_worker(&mut rooms, &buses, &room, max_talkers, timeouts, index);
-                match r.map(|r| r.add(*leg)) {
-                    Some(Ok(())) => {
-                        leg_room.insert(id, room);
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(leg = %id, error = %e, "cannot take the leg's sockets")
-                    }
-                    None => tracing::warn!(leg = %id, "cannot create the room's media"),
-                }
+                room_of_worker(&mut rooms, &buses, &room, max_talkers, timeouts, index).add(*leg);
+                leg_room.insert(id, room);
             }
             Some(Command::Bus(room, bus)) => {
                 if let Some(r) = rooms.get_mut(&room) {
@@ -1382,11 +1373,9 @@ fn worker(
                 }
                 // a room recording may start before anyone is in: it records the
                 // silence, so that the file's time is the room's time
-                if let Some(r) =
-                    room_of_worker(&mut rooms, &buses, &room, max_talkers, timeouts, index)
-                {
-                    r.records.push(sink);
-                }
+                room_of_worker(&mut rooms, &buses, &room, max_talkers, timeouts, index)
+                    .records
+                    .push(sink);
             }
             Some(Command::StopRecording(room, id)) => {
                 if let Some(r) = rooms.get_mut(&room) {
@@ -1697,7 +1686,7 @@ mod tests {
 
     impl Rig {
         fn new(legs: usize, max_talkers: usize) -> Rig {
-            let mut room = RoomMedia::new(max_talkers).unwrap();
+            let mut room = RoomMedia::new(max_talkers);
             let peers: Vec<UdpSocket> = (0..legs)
                 .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
                 .collect();
