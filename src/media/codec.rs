@@ -58,6 +58,16 @@ impl Decoder {
         }
     }
 
+    /// The mean square of what `decode` would give, if it can be had without
+    /// decoding (G.711: a table per code).
+    pub fn energy(&self, payload: &[u8]) -> Option<u64> {
+        match self {
+            Decoder::Pcmu => Some(g711::mean_square_ulaw(payload)),
+            Decoder::Pcma => Some(g711::mean_square_alaw(payload)),
+            Decoder::Opus(_) => None,
+        }
+    }
+
     /// Conceal one lost packet of `out.len()` samples; `last` is the previous frame.
     pub fn conceal(&mut self, out: &mut [i16], last: &[i16], attenuation_shift: u32) {
         match self {

@@ -22,6 +22,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 
+use rustix::net::{RecvFlags, SendFlags};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use super::codec::{Decoder, Encoder};
 use super::dtmf::InbandDetector;
 use super::jitter::{JitterBuffer, Pull};
 use super::mixer;
+use super::prefetch;
 use super::prompt::Sound;
 use super::prompt::{Prompt, Prompts};
 use super::record::{self, Frame, RecordSink, RecordingEnd};
@@ -370,62 +372,78 @@ enum Command {
     Stop,
 }
 
+/// The bytes of a [`LegMedia`] a tick touches: the fields before `id`.
+const HOT_BYTES: usize = std::mem::offset_of!(LegMedia, id);
+// Ten cache lines at most: a big field among the hot ones fails the build here.
+const _: () = assert!(HOT_BYTES <= 640);
+
+/// One leg's media state. `#[repr(C)]` with the fields every tick touches first
+/// (in the order a tick touches them), so that a leg costs a few consecutive cache
+/// lines, which `RoomMedia::tick` prefetches a leg ahead; at thousands of legs
+/// nothing of a leg is still in cache from its last tick, and a field order left
+/// to the compiler scattered them over fourteen lines.
+#[repr(C)]
 struct LegMedia {
-    id: LegId,
+    // --- read, every tick
     rtp: UdpSocket,
-    rtcp: UdpSocket,
-    params: MediaParams,
-    remote: Option<SocketAddr>,
+    // consecutive polls of the RTP socket that found nothing
+    quiet: u16,
     latched: bool,
-    jb: JitterBuffer,
-    decoder: Decoder,
-    encoder: Encoder,
-    // decoded samples at the codec rate waiting to be played
-    fifo: Vec<i16>,
-    fifo_len: usize,
-    last: Vec<i16>,
-    lost_run: u32,
-    frame: Vec<i16>, // this tick's input at the room rate
+    timed_out: bool,
     has_audio: bool,
     // this tick's frame came from exactly one received packet, still in the jitter
     // buffer (`last_payload`), so that it can be forwarded without transcoding
     raw_ok: bool,
     // the previous frame for concealment is in `frame` (the fast path), not `last`
     last_in_frame: bool,
-    vad: TalkDetector,
     // out of the mix: hears its prompts (or silence), is heard by no one
     isolated: bool,
+    // heard by no one, hears the room
+    muted: bool,
+    // hears nothing of the room (its own prompts still), is heard
+    deaf: bool,
+    seq: u16,
+    ts: u32,
+    sent_packets: u32,
+    sent_octets: u32,
+    lost_run: u32,
+    params: MediaParams,
+    remote: Option<SocketAddr>,
+    started: Instant,
+    // the last well-formed RTP from the peer, for the RTP timeout
+    last_rtp: Instant,
+    next_rtcp: Instant,
+    // Some(its energy) while this tick's frame is still the jitter buffer's last
+    // payload, not yet decoded into `frame` (see `settle`)
+    deferred: Option<u64>,
+    // decoded samples at the codec rate waiting to be played
+    fifo_len: usize,
+    vad: TalkDetector,
+    stats: ReceiverStats,
+    jb: JitterBuffer,
+    decoder: Decoder,
+    inband: Option<InbandDetector>,
     prompts: std::collections::VecDeque<Sound>,
     // playing: samples, position in 8 kHz samples, and whether it is the music
     playing: Option<(Sound, usize, bool)>,
     // loop music on hold whenever no prompt is queued
     moh: Option<Sound>,
-    // heard by no one, hears the room
-    muted: bool,
-    // hears nothing of the room (its own prompts still), is heard
-    deaf: bool,
-    inband: Option<InbandDetector>,
+    frame: Vec<i16>, // this tick's input at the room rate
+    // --- the rest: talkers, losses, signalling
+    id: LegId,
+    rtcp: UdpSocket,
+    encoder: Encoder,
+    fifo: Vec<i16>,
+    last: Vec<i16>,
     up: Upsampler,
     down: Downsampler,
-    seq: u16,
-    ts: u32,
-    sent_packets: u32,
-    sent_octets: u32,
-    stats: ReceiverStats,
     dtmf_events: EventTracker,
-    next_rtcp: Instant,
-    started: Instant,
-    // the last well-formed RTP from the peer, for the RTP timeout
-    last_rtp: Instant,
-    timed_out: bool,
     // strict source learning: when the last offer/answer was, and the source on
     // probation with its last sequence number and packets in a row
     learn_since: Instant,
     candidate: Option<(SocketAddr, u16, u8)>,
     // packets from sources that were not learned
     strays: u64,
-    // consecutive polls of the RTP socket that found nothing
-    quiet: u16,
 }
 
 impl LegMedia {
@@ -455,6 +473,7 @@ impl LegMedia {
             has_audio: false,
             raw_ok: false,
             last_in_frame: false,
+            deferred: None,
             vad: TalkDetector::default(),
             isolated: false,
             prompts: std::collections::VecDeque::with_capacity(4),
@@ -483,6 +502,7 @@ impl LegMedia {
     }
 
     fn update(&mut self, p: MediaParams) -> io::Result<()> {
+        self.settle();
         if p.codec != self.params.codec {
             let codec_err = |e| io::Error::other(format!("codec: {e}"));
             self.decoder = Decoder::new(p.codec).map_err(codec_err)?;
@@ -589,9 +609,13 @@ impl LegMedia {
         let now_ms = now.duration_since(self.started).as_millis() as u64;
         let mut datagrams = 0;
         for _ in 0..max {
-            // a connected socket takes only the learned source: no address to ask for
+            // a connected socket takes only the learned source: no address to ask
+            // for. rustix makes the system call itself: libc's recv is a thread
+            // cancellation point, two atomic operations around every call.
             let read = match (self.latched, self.remote) {
-                (true, Some(remote)) => self.rtp.recv(buf).map(|n| (n, remote)),
+                (true, Some(remote)) => rustix::net::recv(&self.rtp, &mut *buf, RecvFlags::empty())
+                    .map(|(n, _)| (n, remote))
+                    .map_err(io::Error::from),
                 _ => self.rtp.recv_from(buf),
             };
             let Ok((n, src)) = read else {
@@ -635,6 +659,7 @@ impl LegMedia {
             }
             if self.stats.received > 0 && pkt.ssrc != self.stats.ssrc {
                 // a new source (re-INVITE, failover): its sequence starts anew
+                self.settle();
                 self.jb.reset();
             }
             let arrival = (now_ms * u64::from(self.params.codec.clock_rate()) / 1000) as u32;
@@ -643,6 +668,9 @@ impl LegMedia {
             // decoded even when not mixed (isolated during PIN entry): in-band
             // DTMF is read from it
             if self.params.peer_direction.peer_sends() {
+                if self.deferred.is_some() && self.jb.would_overwrite_last(pkt.seq) {
+                    self.settle();
+                }
                 self.jb.insert(pkt.seq, pkt.timestamp, pkt.payload, now_ms);
             }
         }
@@ -695,7 +723,19 @@ impl LegMedia {
         }
     }
 
-    /// Produce this tick's frame at `room_rate` into `self.frame`.
+    /// Decode this tick's frame into `frame` if `play_out` left it in the jitter
+    /// buffer. Whatever reads `frame` (the mix, a recording, concealment) settles
+    /// the leg first.
+    fn settle(&mut self) {
+        if self.deferred.take().is_some() {
+            let need = (self.params.codec.clock_rate() / 50) as usize;
+            self.decoder
+                .decode(self.jb.last_payload(), &mut self.frame[..need]);
+        }
+    }
+
+    /// Produce this tick's frame at `room_rate` into `self.frame` (or leave it
+    /// `deferred`).
     fn play_out(&mut self, room_rate: u32) -> Option<char> {
         let need = (self.params.codec.clock_rate() / 50) as usize;
         let same_rate = self.params.codec.clock_rate() == room_rate;
@@ -704,7 +744,22 @@ impl LegMedia {
             && self.params.codec != CodecKind::Opus
             && self.jb.ready() == Some(need)
         {
-            // The common case, a G.711 packet holding exactly this tick's frame:
+            if self.inband.is_none() {
+                // The common case, a G.711 packet holding exactly this tick's
+                // frame, and no in-band DTMF to look for: not decoded at all
+                // unless the leg is mixed or recorded. Most legs are listeners,
+                // whose talker detection needs only the frame's energy, which
+                // comes from the codes; the samples stay in the jitter buffer.
+                if let Pull::Packet(payload, _) = self.jb.pull() {
+                    self.deferred = self.decoder.energy(payload);
+                }
+                self.lost_run = 0;
+                self.has_audio = true;
+                self.raw_ok = true;
+                self.last_in_frame = true;
+                return None;
+            }
+            // The same with in-band DTMF detection, which needs the samples:
             // decoded straight into `frame`, which also serves as the previous
             // frame for concealment, with no copies through the FIFO.
             if let Pull::Packet(payload, _) = self.jb.pull() {
@@ -728,6 +783,8 @@ impl LegMedia {
             }
             return digit;
         }
+        // concealment and `last` may need the previous frame
+        self.settle();
         let mut real = false;
         let mut pulls = 0;
         let mut whole_packet = false;
@@ -824,7 +881,9 @@ impl LegMedia {
         );
         pkt[12..12 + payload.len()].copy_from_slice(payload);
         let _ = if self.latched {
-            self.rtp.send(&pkt[..12 + payload.len()])
+            // not std's send: see `receive_rtp`
+            rustix::net::send(&self.rtp, &pkt[..12 + payload.len()], SendFlags::empty())
+                .map_err(io::Error::from)
         } else {
             self.rtp.send_to(&pkt[..12 + payload.len()], to)
         };
@@ -902,6 +961,9 @@ pub struct RoomMedia {
     // the other shards' talkers of this tick
     bus: Option<(Arc<RoomBus>, usize)>,
     remote: Option<Box<Remote>>,
+    // legs on Opus: any makes the room mix at 48 kHz (counted, so that a tick
+    // need not visit every leg to learn its rate)
+    opus_legs: usize,
 }
 
 impl RoomMedia {
@@ -924,6 +986,7 @@ impl RoomMedia {
             mixed: ([0; MAX_TALKERS], 0),
             bus: None,
             remote: None,
+            opus_legs: 0,
         }
     }
 
@@ -951,14 +1014,26 @@ impl RoomMedia {
     }
 
     fn add(&mut self, leg: LegMedia) {
+        self.opus_legs += usize::from(leg.params.codec == CodecKind::Opus);
         self.legs.push(leg);
     }
 
     /// Remove a leg; its sockets close when it drops.
     fn remove(&mut self, id: LegId) {
         if let Some(pos) = self.legs.iter().position(|l| l.id == id) {
-            self.legs.swap_remove(pos);
+            let leg = self.legs.swap_remove(pos);
+            self.opus_legs -= usize::from(leg.params.codec == CodecKind::Opus);
         }
+    }
+
+    /// New parameters (re-INVITE, UPDATE) for leg `id`, if the room holds it.
+    fn update(&mut self, id: LegId, params: MediaParams) -> Option<io::Result<()>> {
+        let leg = self.legs.iter_mut().find(|l| l.id == id)?;
+        let was_opus = leg.params.codec == CodecKind::Opus;
+        let result = leg.update(params);
+        let is_opus = leg.params.codec == CodecKind::Opus;
+        self.opus_legs = self.opus_legs + usize::from(is_opus) - usize::from(was_opus);
+        Some(result)
     }
 
     /// Hand this tick's audio to the recordings: the room mix (what a listener who
@@ -972,8 +1047,11 @@ impl RoomMedia {
                     mixer::mix_minus(&self.acc[..n], None, &mut self.mix[..n]);
                     &self.mix[..n]
                 }
-                Some(id) => match self.legs.iter().find(|l| l.id == id) {
-                    Some(l) if l.has_audio && !l.muted => &l.frame[..n],
+                Some(id) => match self.legs.iter_mut().find(|l| l.id == id) {
+                    Some(l) if l.has_audio && !l.muted => {
+                        l.settle();
+                        &l.frame[..n]
+                    }
                     _ => {
                         self.mix[..n].fill(0);
                         &self.mix[..n]
@@ -995,11 +1073,7 @@ impl RoomMedia {
     }
 
     fn rate(&self) -> u32 {
-        if self.legs.iter().any(|l| l.params.codec == CodecKind::Opus) {
-            48000
-        } else {
-            8000
-        }
+        if self.opus_legs > 0 { 48000 } else { 8000 }
     }
 
     /// One 20 ms tick: receive, decode, detect talkers, mix, encode, send.
@@ -1019,7 +1093,19 @@ impl RoomMedia {
         let mut sel = [0usize; MAX_TALKERS];
         let mut levels = [0u64; MAX_TALKERS];
         let mut talkers = 0;
-        for (i, leg) in self.legs.iter_mut().enumerate() {
+        for leg in self.legs.iter().take(2) {
+            prefetch::lines(leg, HOT_BYTES);
+        }
+        for i in 0..self.legs.len() {
+            // a leg's lines are asked for two legs ahead, and what its jitter buffer
+            // will touch one leg ahead (found from those lines, which came by then)
+            if let Some(after) = self.legs.get(i + 2) {
+                prefetch::lines(after, HOT_BYTES);
+            }
+            if let Some(next) = self.legs.get(i + 1) {
+                next.jb.prefetch();
+            }
+            let leg = &mut self.legs[i];
             leg.poll(now, ticks.wrapping_add(i as u64), buf, events);
             // any hold (sendonly, recvonly, inactive) gets the long timeout: a
             // holding phone may send nothing at all
@@ -1039,7 +1125,7 @@ impl RoomMedia {
                 let _ = events.send((leg.id, MediaEvent::Dtmf { leg: leg.id, digit }));
             }
             let e = if leg.has_audio && leg.contributes() {
-                vad::energy(&leg.frame[..n])
+                leg.deferred.unwrap_or_else(|| vad::energy(&leg.frame[..n]))
             } else {
                 0
             };
@@ -1064,6 +1150,9 @@ impl RoomMedia {
             }
         }
         self.mixed = (sel, talkers);
+        for &i in &sel[..talkers] {
+            self.legs[i].settle();
+        }
         if let Some((bus, shard)) = &self.bus {
             // this shard's talkers out, the other shards' in, ranked together
             let legs = &self.legs;
@@ -1115,7 +1204,14 @@ impl RoomMedia {
         } else {
             None
         };
-        for (i, leg) in self.legs.iter_mut().enumerate() {
+        for leg in self.legs.iter().take(2) {
+            prefetch::lines(leg, HOT_BYTES);
+        }
+        for i in 0..self.legs.len() {
+            if let Some(after) = self.legs.get(i + 2) {
+                prefetch::lines(after, HOT_BYTES);
+            }
+            let leg = &mut self.legs[i];
             let codec = leg.params.codec;
             let native_n = (codec.clock_rate() / 50) as usize;
             let talker = sel[..talkers].contains(&i);
@@ -1386,8 +1482,10 @@ fn worker(
                 }
             }
             Some(Command::Update(id, params)) => {
-                if let Some(l) = leg_in(&mut rooms, &leg_room, id)
-                    && let Err(e) = l.update(params)
+                if let Some(Err(e)) = leg_room
+                    .get(&id)
+                    .and_then(|name| rooms.get_mut(name))
+                    .and_then(|r| r.update(id, params))
                 {
                     tracing::warn!(leg = %id, error = %e, "media update failed");
                 }

@@ -60,6 +60,9 @@ fn linear_to_alaw(pcm: i16) -> u8 {
 struct Tables {
     ulaw_dec: [i16; 256],
     alaw_dec: [i16; 256],
+    // each code's decoded sample squared (at most 32,256², which a u32 holds)
+    ulaw_sq: [u32; 256],
+    alaw_sq: [u32; 256],
     // indexed by the top 14 bits of the sample
     ulaw_enc: Vec<u8>,
     alaw_enc: Vec<u8>,
@@ -69,12 +72,16 @@ static TABLES: LazyLock<Tables> = LazyLock::new(|| {
     let mut t = Tables {
         ulaw_dec: [0; 256],
         alaw_dec: [0; 256],
+        ulaw_sq: [0; 256],
+        alaw_sq: [0; 256],
         ulaw_enc: vec![0; 1 << 14],
         alaw_enc: vec![0; 1 << 14],
     };
     for i in 0..256 {
         t.ulaw_dec[i] = ulaw_to_linear(i as u8);
         t.alaw_dec[i] = alaw_to_linear(i as u8);
+        t.ulaw_sq[i] = (i32::from(t.ulaw_dec[i]) * i32::from(t.ulaw_dec[i])) as u32;
+        t.alaw_sq[i] = (i32::from(t.alaw_dec[i]) * i32::from(t.alaw_dec[i])) as u32;
     }
     for i in 0..(1 << 14) {
         let s = ((i as i32 - (1 << 13)) << 2) as i16;
@@ -126,6 +133,37 @@ pub fn decode_alaw(data: &[u8], out: &mut [i16]) {
     }
 }
 
+/// Mean square of the decoded µ-law samples, without decoding them: a listener
+/// who is not talking needs only its energy, never its samples.
+pub fn mean_square_ulaw(data: &[u8]) -> u64 {
+    mean_square(&TABLES.ulaw_sq, data)
+}
+
+/// Mean square of the decoded A-law samples, without decoding them.
+pub fn mean_square_alaw(data: &[u8]) -> u64 {
+    mean_square(&TABLES.alaw_sq, data)
+}
+
+fn mean_square(sq: &[u32; 256], data: &[u8]) -> u64 {
+    if data.is_empty() {
+        return 0;
+    }
+    // four sums, so that the loads are not one chain of additions
+    let mut lanes = [0u64; 4];
+    let chunks = data.chunks_exact(4);
+    let tail: u64 = chunks
+        .remainder()
+        .iter()
+        .map(|&b| u64::from(sq[usize::from(b)]))
+        .sum();
+    for c in chunks {
+        for (lane, &b) in lanes.iter_mut().zip(c) {
+            *lane += u64::from(sq[usize::from(b)]);
+        }
+    }
+    (lanes.iter().sum::<u64>() + tail) / data.len() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +189,18 @@ mod tests {
             encode_alaw(&[alaw_to_linear(c)], &mut out);
             assert_eq!(out[0], c, "alaw {c:#x}");
         }
+    }
+
+    #[test]
+    fn mean_square_is_the_energy_of_the_decoded_samples() {
+        let data: Vec<u8> = (0..=255u8).chain([0x00, 0x80, 0xff, 0x13, 0x77]).collect();
+        let mut pcm = vec![0i16; data.len()];
+        decode_ulaw(&data, &mut pcm);
+        assert_eq!(mean_square_ulaw(&data), crate::media::vad::energy(&pcm));
+        decode_alaw(&data, &mut pcm);
+        assert_eq!(mean_square_alaw(&data), crate::media::vad::energy(&pcm));
+        assert_eq!(mean_square_ulaw(&[]), 0);
+        assert_eq!(mean_square_ulaw(&[0xff; 160]), 0);
     }
 
     #[test]

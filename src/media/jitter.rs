@@ -1,20 +1,25 @@
 //! Adaptive jitter buffer for one RTP stream: reorders by sequence number, drops
 //! duplicates and packets that come too late, reports gaps as losses for concealment,
 //! and holds a playout depth between 20 and 200 ms that follows the interarrival
-//! jitter (RFC 3550 §6.4.1 estimator). Fixed capacity, buffers reused: no allocation
-//! once a slot has grown to the stream's packet size.
+//! jitter (RFC 3550 §6.4.1 estimator). Fixed capacity, buffers reused: the payloads
+//! live in one block of `CAP` equal strides, which grows (the only allocation) when a
+//! packet longer than any before arrives; so a slot's payload is at an address known
+//! from the buffer alone, which the media loop prefetches a leg ahead.
+
+use super::prefetch;
 
 /// Slots; a power of two so that `seq % CAP` is a mask. 32 × 20 ms covers 640 ms.
 const CAP: usize = 32;
 const MIN_TARGET_MS: u32 = 20;
 const MAX_TARGET_MS: u32 = 200;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Slot {
     used: bool,
     seq: u16,
+    // payload length; the payload is `data[slot * stride..][..len]`
+    len: u16,
     ts: u32,
-    data: Vec<u8>,
 }
 
 /// What the playout side gets next.
@@ -43,6 +48,8 @@ pub struct JitterStats {
 #[derive(Debug)]
 pub struct JitterBuffer {
     slots: Vec<Slot>,
+    data: Vec<u8>,
+    stride: usize,
     next_seq: Option<u16>,
     playing: bool,
     played_any: bool,
@@ -68,6 +75,8 @@ impl JitterBuffer {
     pub fn new(clock_rate: u32) -> JitterBuffer {
         JitterBuffer {
             slots: vec![Slot::default(); CAP],
+            data: Vec::new(),
+            stride: 0,
             next_seq: None,
             playing: false,
             played_any: false,
@@ -159,10 +168,55 @@ impl JitterBuffer {
         slot.used = true;
         slot.seq = seq;
         slot.ts = ts;
-        slot.data.clear();
-        slot.data.extend_from_slice(payload);
+        // an RTP payload fits a UDP datagram, far below u16::MAX
+        let len = payload.len().min(usize::from(u16::MAX));
+        slot.len = len as u16;
+        if len > self.stride {
+            self.grow(len);
+        }
+        let at = usize::from(seq) % CAP * self.stride;
+        self.data[at..at + len].copy_from_slice(&payload[..len]);
         self.count += 1;
         self.learn_packet_time(seq, ts);
+    }
+
+    /// Widen every slot to hold `len` bytes, keeping what they hold (the last
+    /// pulled payload too).
+    fn grow(&mut self, len: usize) {
+        // whole cache lines, so that a payload starts a line where the block does
+        let stride = len.div_ceil(64) * 64;
+        let mut data = vec![0u8; CAP * stride];
+        if self.stride > 0 {
+            for (new, old) in data
+                .chunks_exact_mut(stride)
+                .zip(self.data.chunks_exact(self.stride))
+            {
+                new[..self.stride].copy_from_slice(old);
+            }
+        }
+        self.data = data;
+        self.stride = stride;
+    }
+
+    fn payload(&self, idx: usize) -> &[u8] {
+        let at = idx * self.stride;
+        &self.data[at..at + usize::from(self.slots[idx].len)]
+    }
+
+    /// Start loading what the next [`insert`](Self::insert) and
+    /// [`pull`](Self::pull) will touch (their slots and payloads), if the
+    /// stream goes on in order.
+    pub fn prefetch(&self) {
+        let Some(next) = self.next_seq else { return };
+        let pull = usize::from(next) % CAP;
+        let insert = (pull + self.count) % CAP;
+        for idx in [pull, insert] {
+            prefetch::lines(self.slots.as_ptr().wrapping_add(idx), 1);
+            prefetch::lines(
+                self.data.as_ptr().wrapping_add(idx * self.stride),
+                self.stride,
+            );
+        }
     }
 
     fn learn_packet_time(&mut self, seq: u16, ts: u32) {
@@ -183,13 +237,19 @@ impl JitterBuffer {
             return None;
         }
         let s = &self.slots[usize::from(next) % CAP];
-        (s.used && s.seq == next).then_some(s.data.len())
+        (s.used && s.seq == next).then_some(usize::from(s.len))
     }
 
     /// The payload of the packet last returned by [`pull`](Self::pull), still
     /// held (it is overwritten only when its slot is reused, `CAP` packets later).
     pub fn last_payload(&self) -> &[u8] {
-        &self.slots[self.last_pulled].data
+        self.payload(self.last_pulled)
+    }
+
+    /// Whether inserting `seq` would overwrite the payload
+    /// [`last_payload`](Self::last_payload) returns.
+    pub fn would_overwrite_last(&self, seq: u16) -> bool {
+        usize::from(seq) % CAP == self.last_pulled
     }
 
     /// Take the next thing to play.
@@ -210,8 +270,8 @@ impl JitterBuffer {
             self.count -= 1;
             self.next_seq = Some(next.wrapping_add(1));
             self.last_pulled = idx;
-            let s = &self.slots[idx];
-            return Pull::Packet(&s.data, s.ts);
+            let ts = self.slots[idx].ts;
+            return Pull::Packet(self.payload(idx), ts);
         }
         if self.count > 0 {
             self.stats.lost += 1;
@@ -279,6 +339,23 @@ mod tests {
             jb.insert(seq, u32::from(seq.wrapping_add(2)) * 160, &[seq as u8], 0);
         }
         assert_eq!(drain(&mut jb), vec![Some(254), Some(255), None, Some(1)]);
+    }
+
+    #[test]
+    fn a_longer_packet_widens_the_slots_and_keeps_what_they_hold() {
+        let mut jb = JitterBuffer::new(8000);
+        jb.insert(1, 160, &[1; 10], 0);
+        jb.insert(2, 320, &[2; 10], 20);
+        assert!(matches!(jb.pull(), Pull::Packet(p, 160) if p == [1; 10]));
+        // wider than a stride: every slot moves, the last pulled one too
+        jb.insert(3, 480, &[3; 200], 40);
+        assert_eq!(jb.last_payload(), [1; 10]);
+        assert!(matches!(jb.pull(), Pull::Packet(p, 320) if p == [2; 10]));
+        assert!(matches!(jb.pull(), Pull::Packet(p, 480) if p == [3; 200]));
+        // an empty payload is a packet too
+        jb.insert(4, 640, &[], 60);
+        jb.prefetch();
+        assert!(matches!(jb.pull(), Pull::Packet(p, 640) if p.is_empty()));
     }
 
     #[test]

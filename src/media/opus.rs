@@ -4,8 +4,9 @@
 //! libopus's quality and bit-exactness, and it builds with cargo alone: the bindings
 //! to the C library (audiopus_sys, opus-static-sys) need cmake or a system libopus,
 //! which a fresh machine with only Rust and a C compiler does not have. Its API is the
-//! C one (raw pointers), so this module is the only place in caucus allowed `unsafe`;
-//! each block states the invariant that makes it sound.
+//! C one (raw pointers), so this module is one of the two places in caucus allowed
+//! `unsafe` (the other is `media::prefetch`, a hint that cannot fault); each block
+//! states the invariant that makes it sound.
 #![allow(unsafe_code)]
 
 /// The codec refused to start or to work on a frame.
