@@ -89,6 +89,8 @@ struct Report {
     setup_failures: usize,
     setup_p99_ms: f64,
     bridge_cpu_us_per_participant_tick: f64,
+    // of it, in user mode (the rest is the kernel's: system calls, softirqs)
+    bridge_user_us_per_participant_tick: f64,
     bridge_cpu_percent: f64,
     machine_cpu_percent: f64,
     rtp_loss_percent: f64,
@@ -117,6 +119,7 @@ impl Report {
             setup_failures: runs.iter().map(|r| r.setup_failures).sum(),
             setup_p99_ms: med(&|r| r.setup_p99_ms),
             bridge_cpu_us_per_participant_tick: med(&|r| r.bridge_cpu_us_per_participant_tick),
+            bridge_user_us_per_participant_tick: med(&|r| r.bridge_user_us_per_participant_tick),
             bridge_cpu_percent: med(&|r| r.bridge_cpu_percent),
             machine_cpu_percent: med(&|r| r.machine_cpu_percent),
             rtp_loss_percent: worst(&|r| r.rtp_loss_percent),
@@ -140,7 +143,7 @@ impl Report {
 
     fn json(&self) -> String {
         format!(
-            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
+            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_user_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
             self.shape,
             self.codec,
             self.rooms,
@@ -149,6 +152,7 @@ impl Report {
             self.setup_failures,
             self.setup_p99_ms,
             self.bridge_cpu_us_per_participant_tick,
+            self.bridge_user_us_per_participant_tick,
             self.bridge_cpu_percent,
             self.machine_cpu_percent,
             self.rtp_loss_percent,
@@ -172,14 +176,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn proc_cpu_ticks(pid: u32) -> u64 {
+/// A process's CPU time so far in clock ticks: (user, user + system).
+fn proc_cpu_ticks(pid: u32) -> (u64, u64) {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // fields after the command name, which may hold spaces
     let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
     let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ut + st
+    (ut, ut + st)
 }
 
 fn machine_ticks() -> (u64, u64) {
@@ -556,7 +561,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let hold = Duration::from_secs(args.hold);
     let start = Instant::now();
     let mut measuring = false;
-    let (mut cpu0, mut m0, mut t_measure) = (0u64, (0u64, 0u64), start);
+    let (mut cpu0, mut m0, mut t_measure) = ((0u64, 0u64), (0u64, 0u64), start);
     let mut hold_from = 0.0;
     let mut headers = vec![[0u8; 12]; n];
     let dest: Vec<Option<SocketAddrAny>> = legs
@@ -698,10 +703,12 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     }
     let elapsed = t_measure.elapsed().as_secs_f64();
     let hold_to = utc_second_of_day();
-    let cpu_ticks = proc_cpu_ticks(pid) - cpu0;
+    let cpu1 = proc_cpu_ticks(pid);
+    let (user_ticks, cpu_ticks) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
     let m1 = machine_ticks();
     let hz = 100.0; // USER_HZ on Linux
     let bridge_cpu_s = cpu_ticks as f64 / hz;
+    let bridge_user_s = user_ticks as f64 / hz;
     let ticks_held = elapsed / 0.020;
     let (mtotal, midle) = (m1.0 - m0.0, m1.1 - m0.1);
 
@@ -817,6 +824,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         setup_failures: failures,
         setup_p99_ms: percentile(&mut setup_ms, 0.99),
         bridge_cpu_us_per_participant_tick: bridge_cpu_s * 1e6 / (n as f64 * ticks_held),
+        bridge_user_us_per_participant_tick: bridge_user_s * 1e6 / (n as f64 * ticks_held),
         bridge_cpu_percent: bridge_cpu_s * 100.0 / elapsed,
         machine_cpu_percent: if mtotal == 0 {
             0.0
@@ -871,13 +879,14 @@ fn main() {
         reports.extend(median);
     }
     println!(
-        "{:<10} {:>5} {:>6} {:>7} {:>8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8}",
+        "{:<10} {:>5} {:>6} {:>7} {:>8} {:>7} {:>6} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8}",
         "shape",
         "codec",
         "legs",
         "fail",
         "setup99",
         "us/p-t",
+        "user",
         "cpu%",
         "mach%",
         "loss%",
@@ -890,13 +899,14 @@ fn main() {
     );
     for r in &reports {
         println!(
-            "{:<10} {:>5} {:>6} {:>7} {:>7.1}m {:>7.2} {:>7.1} {:>8.1} {:>7.3} {:>7.2} {:>7}u {:>7}u {:>8}u {:>8.1} {:>8}",
+            "{:<10} {:>5} {:>6} {:>7} {:>7.1}m {:>7.2} {:>6.2} {:>7.1} {:>8.1} {:>7.3} {:>7.2} {:>7}u {:>7}u {:>8}u {:>8.1} {:>8}",
             r.shape,
             r.codec,
             r.participants,
             r.setup_failures,
             r.setup_p99_ms,
             r.bridge_cpu_us_per_participant_tick,
+            r.bridge_user_us_per_participant_tick,
             r.bridge_cpu_percent,
             r.machine_cpu_percent,
             r.rtp_loss_percent,
@@ -909,7 +919,7 @@ fn main() {
         );
     }
     println!(
-        "us/p-t: bridge CPU µs per participant per 20 ms tick; cpu%: bridge, of one core; \
+        "us/p-t: bridge CPU µs per participant per 20 ms tick (user: of it in user mode); cpu%: bridge, of one core; \
          mach%: whole machine; late: mixer tick lateness in µs; probe: a leg in room 0 \
          hears the talkers and not itself"
     );
