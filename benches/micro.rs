@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use caucus::core::LegId;
-use caucus::media::engine::{MediaParams, RoomMedia};
+use caucus::media::engine::{MediaParams, RoomMedia, Scratch};
 use caucus::media::{g711, mixer, opus, rtp};
 use caucus::sdp::{CodecKind, Direction};
 use caucus::sip::Message;
@@ -83,6 +83,7 @@ fn room_tick(c: &mut Criterion) {
         };
         let (tx, _rx) = mpsc::channel();
         let mut buf = vec![0u8; 2048];
+        let mut scratch = Scratch::default();
         let mut pkt = vec![0u8; 172];
         let mut seq = 0u16;
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
@@ -107,7 +108,7 @@ fn room_tick(c: &mut Criterion) {
                     }
                     seq = seq.wrapping_add(1);
                     let start = Instant::now();
-                    room.tick(start, &mut buf, &tx);
+                    room.tick(start, &mut scratch, &tx);
                     total += start.elapsed();
                     while sink.recv_from(&mut buf).is_ok() {}
                 }

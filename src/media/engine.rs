@@ -930,9 +930,44 @@ struct SharedMix {
     codec: CodecKind,
     encoder: Encoder,
     down: Downsampler,
-    payload: Vec<u8>,
+    // this tick's encoded payload is `Scratch::shared[index][..len]`
     len: usize,
     fresh: bool,
+}
+
+/// Buffers a room's tick uses and leaves nothing in: one set per worker, handed
+/// to every room's tick in turn, so that they stay in cache from room to room
+/// (a set per room meant some twenty-five cold cache lines per room per tick:
+/// in rooms of five, five per leg).
+pub struct Scratch {
+    // one datagram as read
+    buf: Vec<u8>,
+    acc: Vec<i32>,
+    mix: Vec<i16>,
+    native: Vec<i16>,
+    payload: Vec<u8>,
+    pkt: Vec<u8>,
+    // the lone talker's packet of this tick, forwarded to same-codec listeners
+    forward: Vec<u8>,
+    rec_frame: Frame,
+    // the room's shared encodes of this tick, by `RoomMedia::shared` index
+    shared: Vec<Vec<u8>>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            buf: vec![0; 2048],
+            acc: vec![0; MAX_FRAME],
+            mix: vec![0; MAX_FRAME],
+            native: vec![0; MAX_FRAME],
+            payload: vec![0; 1500],
+            pkt: vec![0; 1500],
+            forward: Vec::with_capacity(1500),
+            rec_frame: [0; record::FRAME],
+            shared: Vec::new(),
+        }
+    }
 }
 
 /// One room's media on one worker (the whole room, or its shard there): its legs
@@ -942,19 +977,11 @@ pub struct RoomMedia {
     legs: Vec<LegMedia>,
     ticks: u64,
     max_talkers: usize,
-    acc: Vec<i32>,
-    mix: Vec<i16>,
-    native: Vec<i16>,
-    payload: Vec<u8>,
-    pkt: Vec<u8>,
     shared: Vec<SharedMix>,
-    // the lone talker's packet of this tick, forwarded to same-codec listeners
-    forward: Vec<u8>,
     // recordings of this room's mix or of its legs' own audio
     records: Vec<RecordSink>,
     /// when silent legs are reported dead
     pub timeouts: RtpTimeouts,
-    rec_frame: Frame,
     // the legs mixed in the last tick (indices, loudest first) and how many
     mixed: ([usize; MAX_TALKERS], usize),
     // when the room spans workers: its bus and this worker's shard index, and
@@ -973,16 +1000,9 @@ impl RoomMedia {
             legs: Vec::new(),
             ticks: 0,
             max_talkers: max_talkers.clamp(1, MAX_TALKERS),
-            acc: vec![0; MAX_FRAME],
-            mix: vec![0; MAX_FRAME],
-            native: vec![0; MAX_FRAME],
-            payload: vec![0; 1500],
-            pkt: vec![0; 1500],
             shared: Vec::new(),
-            forward: Vec::with_capacity(1500),
             records: Vec::new(),
             timeouts: RtpTimeouts::default(),
-            rec_frame: [0; record::FRAME],
             mixed: ([0; MAX_TALKERS], 0),
             bus: None,
             remote: None,
@@ -1038,14 +1058,14 @@ impl RoomMedia {
 
     /// Hand this tick's audio to the recordings: the room mix (what a listener who
     /// is not talking hears) or a leg's own decoded input, at 8 kHz.
-    fn record(&mut self, n: usize) {
+    fn record(&mut self, n: usize, scratch: &mut Scratch) {
         let mut i = 0;
         while i < self.records.len() {
             let sink = &mut self.records[i];
             let src: &[i16] = match sink.leg {
                 None => {
-                    mixer::mix_minus(&self.acc[..n], None, &mut self.mix[..n]);
-                    &self.mix[..n]
+                    mixer::mix_minus(&scratch.acc[..n], None, &mut scratch.mix[..n]);
+                    &scratch.mix[..n]
                 }
                 Some(id) => match self.legs.iter_mut().find(|l| l.id == id) {
                     Some(l) if l.has_audio && !l.muted => {
@@ -1053,17 +1073,17 @@ impl RoomMedia {
                         &l.frame[..n]
                     }
                     _ => {
-                        self.mix[..n].fill(0);
-                        &self.mix[..n]
+                        scratch.mix[..n].fill(0);
+                        &scratch.mix[..n]
                     }
                 },
             };
             if n == record::FRAME {
-                self.rec_frame.copy_from_slice(src);
+                scratch.rec_frame.copy_from_slice(src);
             } else {
-                sink.down.process(src, &mut self.rec_frame);
+                sink.down.process(src, &mut scratch.rec_frame);
             }
-            if sink.push(&self.rec_frame) {
+            if sink.push(&scratch.rec_frame) {
                 i += 1;
             } else {
                 // the writer stopped on an error and has reported it
@@ -1077,11 +1097,10 @@ impl RoomMedia {
     }
 
     /// One 20 ms tick: receive, decode, detect talkers, mix, encode, send.
-    /// `buf` is scratch space for one datagram (2 KiB).
     pub fn tick(
         &mut self,
         now: Instant,
-        buf: &mut [u8],
+        scratch: &mut Scratch,
         events: &mpsc::Sender<(LegId, MediaEvent)>,
     ) {
         let rate = self.rate();
@@ -1106,7 +1125,7 @@ impl RoomMedia {
                 next.jb.prefetch();
             }
             let leg = &mut self.legs[i];
-            leg.poll(now, ticks.wrapping_add(i as u64), buf, events);
+            leg.poll(now, ticks.wrapping_add(i as u64), &mut scratch.buf, events);
             // any hold (sendonly, recvonly, inactive) gets the long timeout: a
             // holding phone may send nothing at all
             let limit = if leg.params.peer_direction == Direction::SendRecv {
@@ -1178,19 +1197,29 @@ impl RoomMedia {
                 );
             }
         }
-        self.acc[..n].fill(0);
+        scratch.acc[..n].fill(0);
         for &i in &sel[..talkers] {
             let frame = match (i.checked_sub(REMOTE), &self.remote) {
                 (None, _) => &self.legs[i].frame[..n],
                 (Some(r), Some(remote)) => &remote.frames[r][..n],
                 (Some(_), None) => continue,
             };
-            mixer::accumulate(&mut self.acc[..n], frame);
+            mixer::accumulate(&mut scratch.acc[..n], frame);
         }
         if !self.records.is_empty() {
-            self.record(n);
+            self.record(n, scratch);
         }
-        let acc = &self.acc[..n];
+        let Scratch {
+            acc,
+            mix,
+            native,
+            payload,
+            pkt,
+            forward,
+            shared: shared_payloads,
+            ..
+        } = scratch;
+        let acc = &acc[..n];
         for s in &mut self.shared {
             s.fresh = false;
         }
@@ -1198,8 +1227,8 @@ impl RoomMedia {
         // packet as it is, no decode-mix-encode (the mix would be that frame anyway).
         let forward_codec = if talkers == 1 && sel[0] < REMOTE && self.legs[sel[0]].raw_ok {
             let t = &self.legs[sel[0]];
-            self.forward.clear();
-            self.forward.extend_from_slice(t.jb.last_payload());
+            forward.clear();
+            forward.extend_from_slice(t.jb.last_payload());
             Some(t.params.codec)
         } else {
             None
@@ -1219,7 +1248,7 @@ impl RoomMedia {
             if talker || leg.isolated || leg.deaf || prompting {
                 // its own encode: a talker hears everyone else; an isolated or deaf
                 // leg hears nothing of the room; a prompt is heard by its leg only
-                let mix = &mut self.mix[..n];
+                let mix = &mut mix[..n];
                 match (leg.isolated || leg.deaf, talker) {
                     (true, _) => mix.fill(0),
                     (false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
@@ -1228,11 +1257,11 @@ impl RoomMedia {
                 if prompting && leg.mix_prompt(mix) {
                     let _ = events.send((leg.id, MediaEvent::PromptDone { leg: leg.id }));
                 }
-                let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut leg.down);
-                let len = leg.encoder.encode(pcm, &mut self.payload);
-                leg.send(&self.payload[..len], &mut self.pkt);
+                let pcm = to_native(mix, &mut native[..native_n], &mut leg.down);
+                let len = leg.encoder.encode(pcm, payload);
+                leg.send(&payload[..len], pkt);
             } else if forward_codec == Some(codec) {
-                leg.send(&self.forward, &mut self.pkt);
+                leg.send(forward, pkt);
             } else {
                 let idx = match self.shared.iter().position(|s| s.codec == codec) {
                     Some(i) => i,
@@ -1242,7 +1271,6 @@ impl RoomMedia {
                                 codec,
                                 encoder,
                                 down: Downsampler::default(),
-                                payload: vec![0; 1500],
                                 len: 0,
                                 fresh: false,
                             });
@@ -1251,15 +1279,20 @@ impl RoomMedia {
                         Err(_) => continue,
                     },
                 };
+                if shared_payloads.len() <= idx {
+                    // a worker's first room with this many codecs: grown once
+                    shared_payloads.resize_with(idx + 1, || vec![0; 1500]);
+                }
                 let s = &mut self.shared[idx];
+                let out = &mut shared_payloads[idx];
                 if !s.fresh {
                     // encoded once per codec per tick, however many listeners
-                    mixer::mix_minus(acc, None, &mut self.mix[..n]);
-                    let pcm = to_native(&self.mix[..n], &mut self.native[..native_n], &mut s.down);
-                    s.len = s.encoder.encode(pcm, &mut s.payload);
+                    mixer::mix_minus(acc, None, &mut mix[..n]);
+                    let pcm = to_native(&mix[..n], &mut native[..native_n], &mut s.down);
+                    s.len = s.encoder.encode(pcm, out);
                     s.fresh = true;
                 }
-                leg.send(&s.payload[..s.len], &mut self.pkt);
+                leg.send(&out[..s.len], pkt);
             }
             leg.maybe_rtcp(now);
         }
@@ -1384,7 +1417,7 @@ fn worker(
     let mut leg_room: HashMap<LegId, String> = HashMap::new();
     // rooms spanning workers, for shards created later on this one
     let mut buses: HashMap<String, Arc<RoomBus>> = HashMap::new();
-    let mut buf = vec![0u8; 2048];
+    let mut scratch = Scratch::default();
     let mut next_tick = aligned(Instant::now(), anchor);
     loop {
         // With no rooms, sleep until told otherwise.
@@ -1508,7 +1541,7 @@ fn worker(
         let now = Instant::now();
         if now >= next_tick && !rooms.is_empty() {
             for room in rooms.values_mut() {
-                room.tick(now, &mut buf, &events);
+                room.tick(now, &mut scratch, &events);
             }
             lateness.record(now - next_tick, now.elapsed());
             if lateness.ticks >= STATS_EVERY {
@@ -1826,6 +1859,7 @@ mod tests {
         fn run(&mut self, ticks: u32, payload: impl Fn(usize, u32) -> Vec<u8>) -> Vec<Vec<u8>> {
             let (tx, _rx) = mpsc::channel();
             let mut buf = vec![0u8; 2048];
+            let mut scratch = Scratch::default();
             let mut pkt = [0u8; 172];
             let mut last = vec![Vec::new(); self.peers.len()];
             for _ in 0..ticks {
@@ -1836,7 +1870,7 @@ mod tests {
                     self.peers[i].send_to(&pkt, target).unwrap();
                 }
                 std::thread::sleep(Duration::from_millis(2));
-                self.room.tick(self.start + TICK * t, &mut buf, &tx);
+                self.room.tick(self.start + TICK * t, &mut scratch, &tx);
                 for (i, p) in self.peers.iter().enumerate() {
                     let (n, _) = p.recv_from(&mut buf).unwrap();
                     last[i] = buf[12..n].to_vec();
