@@ -320,7 +320,7 @@ struct Leg {
     cycles: u32,
     max_seq: u16,
     received: u64,
-    transit: Option<i64>,
+    transit: Option<u32>,
     jitter: f64,
 }
 
@@ -668,9 +668,11 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
                     }
                     l.received += 1;
                     let arrival = (start.elapsed().as_secs_f64() * f64::from(clock)) as i64;
-                    let transit = arrival - i64::from(p.timestamp);
+                    // RTP clock arithmetic wraps (RFC 3550 A.8): a timestamp
+                    // crossing 2^32 is not a jump of 2^32 in transit time
+                    let transit = (arrival as u32).wrapping_sub(p.timestamp);
                     if let Some(prev) = l.transit {
-                        let d = (transit - prev).abs() as f64;
+                        let d = f64::from((transit.wrapping_sub(prev) as i32).unsigned_abs());
                         l.jitter += (d - l.jitter) / 16.0;
                     }
                     l.transit = Some(transit);
