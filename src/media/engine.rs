@@ -1115,7 +1115,7 @@ impl RoomMedia {
 
     /// One 20 ms tick: receive, decode, detect talkers, mix, encode, send.
     ///
-    /// A G.711 room of more than [`BLOCK`] legs goes in blocks, each read and then
+    /// A G.711 room of more than `BLOCK` (256) legs goes in blocks, each read and then
     /// sent before the next is read, so that a leg's socket is still in cache when
     /// its send follows its read (at 1,500 legs in one pass it was not, which cost
     /// ~0.4 µs per leg in the kernel). A block mixes the loudest talkers among the
