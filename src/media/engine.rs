@@ -1178,18 +1178,7 @@ impl RoomMedia {
                     );
                 }
             }
-            if let Some(remote) = &self.remote {
-                for r in 0..remote_count {
-                    count = rank(
-                        &mut bsel,
-                        &mut blevels,
-                        count,
-                        self.max_talkers,
-                        REMOTE + r,
-                        remote.levels[r],
-                    );
-                }
-            }
+            count = self.rank_remote(&mut bsel, &mut blevels, count, remote_count);
             self.send(lo..hi, now, n, scratch, events, &bsel[..count]);
             lo = hi;
         }
@@ -1211,24 +1200,35 @@ impl RoomMedia {
         }
         if !self.records.is_empty() {
             // the room as a listener hears it at the end of the tick
-            let mut all = sel;
-            let mut all_levels = levels;
-            let mut count = talkers;
-            if let Some(remote) = &self.remote {
-                for r in 0..remote_count {
-                    count = rank(
-                        &mut all,
-                        &mut all_levels,
-                        count,
-                        self.max_talkers,
-                        REMOTE + r,
-                        remote.levels[r],
-                    );
-                }
-            }
+            let (mut all, mut all_levels) = (sel, levels);
+            let count = self.rank_remote(&mut all, &mut all_levels, talkers, remote_count);
             self.accumulate(&all[..count], n, &mut scratch.acc);
             self.record(n, scratch);
         }
+    }
+
+    /// Rank the other shards' first `remote_count` talkers of this tick into
+    /// `sel`/`levels`, which hold `count`; returns how many they hold now.
+    fn rank_remote(
+        &self,
+        sel: &mut [usize; MAX_TALKERS],
+        levels: &mut [u64; MAX_TALKERS],
+        mut count: usize,
+        remote_count: usize,
+    ) -> usize {
+        if let Some(remote) = &self.remote {
+            for r in 0..remote_count {
+                count = rank(
+                    sel,
+                    levels,
+                    count,
+                    self.max_talkers,
+                    REMOTE + r,
+                    remote.levels[r],
+                );
+            }
+        }
+        count
     }
 
     /// Sum the frames of `talkers` (local indices, or `REMOTE + r`) into `acc`.
