@@ -609,7 +609,8 @@ impl LegMedia {
         false
     }
 
-    /// Read up to `max` packets from the RTP socket (it was reported readable).
+    /// Read up to `max` packets from the RTP socket, stopping when it is empty;
+    /// returns how many datagrams came (well-formed or not).
     fn receive_rtp(
         &mut self,
         now: Instant,
