@@ -200,6 +200,19 @@ impl Metrics {
         }
         gauge(
             &mut s,
+            "caucus_media_tick_offcpu_max_seconds",
+            "Longest time a media worker was kept off its CPU inside one tick over its last report (on a VM, the host's steal), per worker.",
+        );
+        for w in &workers {
+            let _ = writeln!(
+                s,
+                "caucus_media_tick_offcpu_max_seconds{{worker=\"{}\"}} {}",
+                w.worker,
+                f64::from(w.offcpu_max_us) / 1e6
+            );
+        }
+        gauge(
+            &mut s,
             "caucus_rtp_packets_received",
             "RTP packets received by the current legs, per worker.",
         );
@@ -283,5 +296,23 @@ mod tests {
         assert!(text.contains("caucus_sip_requests_received_total{method=\"other\"} 1"));
         assert!(text.contains("caucus_sip_responses_sent_total{code=\"200\"} 1"));
         assert!(text.contains("caucus_mixer_tick_lateness_seconds_bucket{le=\"+Inf\"} 0"));
+    }
+
+    #[test]
+    fn worker_reports_become_gauges() {
+        let mut m = Metrics::default();
+        m.tick_stats(&TickStats {
+            worker: 1,
+            ticks: 250,
+            legs: 7,
+            offcpu_max_us: 12_500,
+            ..TickStats::default()
+        });
+        let text = m.render("", None);
+        assert!(text.contains("caucus_media_legs{worker=\"1\"} 7"), "{text}");
+        assert!(
+            text.contains("caucus_media_tick_offcpu_max_seconds{worker=\"1\"} 0.0125"),
+            "{text}"
+        );
     }
 }

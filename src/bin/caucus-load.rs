@@ -93,11 +93,17 @@ struct Report {
     bridge_user_us_per_participant_tick: f64,
     bridge_cpu_percent: f64,
     machine_cpu_percent: f64,
+    // of the machine's time, what the hypervisor took from our virtual CPUs
+    machine_steal_percent: f64,
     rtp_loss_percent: f64,
     jitter_ms_mean: f64,
     tick_late_p50_us: u32,
     tick_late_p99_us: u32,
     tick_late_max_us: u32,
+    // the longest a worker was kept from running inside one tick (wall time
+    // minus its CPU time): on a VM, the host's steal; tick lateness near it is
+    // the host's, not the bridge's
+    tick_offcpu_max_us: u32,
     memory_kib_per_participant: f64,
     probe_hears_talkers_db: f64,
     probe_hears_self_db: f64,
@@ -127,6 +133,8 @@ impl Report {
             tick_late_p50_us: med(&|r| f64::from(r.tick_late_p50_us)) as u32,
             tick_late_p99_us: worst(&|r| f64::from(r.tick_late_p99_us)) as u32,
             tick_late_max_us: worst(&|r| f64::from(r.tick_late_max_us)) as u32,
+            tick_offcpu_max_us: worst(&|r| f64::from(r.tick_offcpu_max_us)) as u32,
+            machine_steal_percent: med(&|r| r.machine_steal_percent),
             memory_kib_per_participant: med(&|r| r.memory_kib_per_participant),
             probe_hears_talkers_db: -worst(&|r| -r.probe_hears_talkers_db),
             probe_hears_self_db: worst(&|r| r.probe_hears_self_db),
@@ -143,7 +151,7 @@ impl Report {
 
     fn json(&self) -> String {
         format!(
-            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_user_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
+            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_user_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"machine_steal_percent\":{:.2},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_max_us\":{},\"tick_offcpu_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
             self.shape,
             self.codec,
             self.rooms,
@@ -155,11 +163,13 @@ impl Report {
             self.bridge_user_us_per_participant_tick,
             self.bridge_cpu_percent,
             self.machine_cpu_percent,
+            self.machine_steal_percent,
             self.rtp_loss_percent,
             self.jitter_ms_mean,
             self.tick_late_p50_us,
             self.tick_late_p99_us,
             self.tick_late_max_us,
+            self.tick_offcpu_max_us,
             self.memory_kib_per_participant,
             self.probe_hears_talkers_db,
             self.probe_hears_self_db,
@@ -187,7 +197,9 @@ fn proc_cpu_ticks(pid: u32) -> (u64, u64) {
     (ut, ut + st)
 }
 
-fn machine_ticks() -> (u64, u64) {
+/// Whole-machine CPU ticks from `/proc/stat`: total, idle, and stolen by the
+/// hypervisor (time our virtual CPUs wanted to run and the host ran something else).
+fn machine_ticks() -> (u64, u64, u64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let line = s.lines().next().unwrap_or("");
     let v: Vec<u64> = line
@@ -196,7 +208,8 @@ fn machine_ticks() -> (u64, u64) {
         .filter_map(|x| x.parse().ok())
         .collect();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (v.iter().sum(), idle)
+    // user nice system idle iowait irq softirq steal (guest time is inside user)
+    (v.iter().take(8).sum(), idle, v.get(7).copied().unwrap_or(0))
 }
 
 /// Seconds a worker's tick statistics cover (the bridge's report interval).
@@ -561,7 +574,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let hold = Duration::from_secs(args.hold);
     let start = Instant::now();
     let mut measuring = false;
-    let (mut cpu0, mut m0, mut t_measure) = ((0u64, 0u64), (0u64, 0u64), start);
+    let (mut cpu0, mut m0, mut t_measure) = ((0u64, 0u64), (0u64, 0u64, 0u64), start);
     let mut hold_from = 0.0;
     let mut headers = vec![[0u8; 12]; n];
     let dest: Vec<Option<SocketAddrAny>> = legs
@@ -712,7 +725,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let bridge_cpu_s = cpu_ticks as f64 / hz;
     let bridge_user_s = user_ticks as f64 / hz;
     let ticks_held = elapsed / 0.020;
-    let (mtotal, midle) = (m1.0 - m0.0, m1.1 - m0.1);
+    let (mtotal, midle, msteal) = (m1.0 - m0.0, m1.1 - m0.1, m1.2 - m0.2);
 
     // loss and jitter across legs that were up
     let (mut expected, mut received, mut jit_sum, mut jit_n) = (0u64, 0u64, 0.0, 0u64);
@@ -749,7 +762,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     // state (the set-up burst makes the first ticks late: every leg latches and
     // connects its socket). With a hold too short for a whole interval, every
     // interval with the legs up counts.
-    let (mut p50s, mut p99, mut max) = (Vec::new(), 0u32, 0u32);
+    let (mut p50s, mut p99, mut max, mut offcpu) = (Vec::new(), 0u32, 0u32, 0u32);
     if let Ok(f) = std::fs::File::open(&bridge.log) {
         let all: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
         let within = |l: &String| {
@@ -786,6 +799,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
                 p99 = p99.max(b);
                 max = max.max(c);
             }
+            offcpu = offcpu.max(field(l, "offcpu_max_us").unwrap_or(0));
         }
     }
     let rate = if args.codec == Codec::Opus {
@@ -833,6 +847,11 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         } else {
             (mtotal - midle) as f64 * 100.0 / mtotal as f64
         },
+        machine_steal_percent: if mtotal == 0 {
+            0.0
+        } else {
+            msteal as f64 * 100.0 / mtotal as f64
+        },
         rtp_loss_percent: loss,
         jitter_ms_mean: if jit_n == 0 {
             0.0
@@ -842,6 +861,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         tick_late_p50_us: percentile(&mut p50s, 0.5) as u32,
         tick_late_p99_us: p99,
         tick_late_max_us: max,
+        tick_offcpu_max_us: offcpu,
         memory_kib_per_participant: rss_after.saturating_sub(rss_before) as f64 / n as f64,
         probe_hears_talkers_db: talkers_db,
         probe_hears_self_db: self_db,
@@ -881,7 +901,7 @@ fn main() {
         reports.extend(median);
     }
     println!(
-        "{:<10} {:>5} {:>6} {:>7} {:>8} {:>7} {:>6} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8}",
+        "{:<10} {:>5} {:>6} {:>5} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}",
         "shape",
         "codec",
         "legs",
@@ -891,17 +911,19 @@ fn main() {
         "user",
         "cpu%",
         "mach%",
+        "steal%",
         "loss%",
         "jit_ms",
         "late50",
         "late99",
         "lateMax",
+        "offMax",
         "KiB/leg",
         "probe"
     );
     for r in &reports {
         println!(
-            "{:<10} {:>5} {:>6} {:>7} {:>7.1}m {:>7.2} {:>6.2} {:>7.1} {:>8.1} {:>7.3} {:>7.2} {:>7}u {:>7}u {:>8}u {:>8.1} {:>8}",
+            "{:<10} {:>5} {:>6} {:>5} {:>7.1}m {:>7.2} {:>6.2} {:>6.1} {:>6.1} {:>6.2} {:>7.3} {:>7.2} {:>6}u {:>7}u {:>7}u {:>7}u {:>8.1} {:>6}",
             r.shape,
             r.codec,
             r.participants,
@@ -911,19 +933,22 @@ fn main() {
             r.bridge_user_us_per_participant_tick,
             r.bridge_cpu_percent,
             r.machine_cpu_percent,
+            r.machine_steal_percent,
             r.rtp_loss_percent,
             r.jitter_ms_mean,
             r.tick_late_p50_us,
             r.tick_late_p99_us,
             r.tick_late_max_us,
+            r.tick_offcpu_max_us,
             r.memory_kib_per_participant,
             if r.probe_ok() { "ok" } else { "FAIL" }
         );
     }
     println!(
         "us/p-t: bridge CPU µs per participant per 20 ms tick (user: of it in user mode); cpu%: bridge, of one core; \
-         mach%: whole machine; late: mixer tick lateness in µs; probe: a leg in room 0 \
-         hears the talkers and not itself"
+         mach%: whole machine; steal%: of the machine's time, taken by the hypervisor; \
+         late: mixer tick lateness in µs; offMax: the longest a worker was kept off its CPU \
+         inside one tick (steal); probe: a leg in room 0 hears the talkers and not itself"
     );
     if let Some(path) = &args.json {
         let body = format!(

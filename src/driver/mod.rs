@@ -431,6 +431,8 @@ fn media_event(
                 late_max_us = st.late_max_us,
                 busy_us = st.busy_us,
                 busy_max_us = st.busy_max_us,
+                offcpu_us = st.offcpu_us,
+                offcpu_max_us = st.offcpu_max_us,
                 "media tick stats"
             );
         }

@@ -246,6 +246,12 @@ pub struct TickStats {
     pub busy_us: u64,
     /// the longest tick's work, µs
     pub busy_max_us: u32,
+    /// of the ticks' wall time, what the worker did not run (wall time minus the
+    /// thread's CPU time), µs in total: on a virtual machine mostly the host's
+    /// steal, which no scheduling inside the guest can prevent
+    pub offcpu_us: u64,
+    /// the largest such gap in one tick, µs
+    pub offcpu_max_us: u32,
     /// ticks by lateness: ≤ 0.5, 1, 2, 5, 10, 20, 50 ms (each bucket on its own;
     /// the rest were later)
     pub late_buckets: [u32; 7],
@@ -302,6 +308,12 @@ struct Lateness {
     ticks: u32,
     busy_us: u64,
     busy_max_us: u32,
+    offcpu_us: u64,
+    offcpu_max_us: u32,
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 
 impl Lateness {
@@ -312,17 +324,22 @@ impl Lateness {
             ticks: 0,
             busy_us: 0,
             busy_max_us: 0,
+            offcpu_us: 0,
+            offcpu_max_us: 0,
         }
     }
-    fn record(&mut self, late: Duration, busy: Duration) {
-        let us = late.as_micros().min(u128::from(u32::MAX)) as u32;
+    /// One tick that started `late`, took `busy` of wall time and `cpu` of the
+    /// worker thread's CPU time.
+    fn record(&mut self, late: Duration, busy: Duration, cpu: Duration) {
+        let us = micros(late);
         self.buckets[(us / 100).min(1023) as usize] += 1;
         self.max_us = self.max_us.max(us);
         self.ticks += 1;
-        self.busy_us += busy.as_micros() as u64;
-        self.busy_max_us = self
-            .busy_max_us
-            .max(busy.as_micros().min(u128::from(u32::MAX)) as u32);
+        self.busy_us += u64::from(micros(busy));
+        self.busy_max_us = self.busy_max_us.max(micros(busy));
+        let off = micros(busy.saturating_sub(cpu));
+        self.offcpu_us += u64::from(off);
+        self.offcpu_max_us = self.offcpu_max_us.max(off);
     }
     fn percentile(&self, p: u32) -> u32 {
         let want = (u64::from(self.ticks) * u64::from(p)).div_ceil(100).max(1);
@@ -357,6 +374,8 @@ impl Lateness {
             late_max_us: self.max_us,
             busy_us: self.busy_us,
             busy_max_us: self.busy_max_us,
+            offcpu_us: self.offcpu_us,
+            offcpu_max_us: self.offcpu_max_us,
             late_buckets: self.coarse(),
             ..TickStats::default()
         };
@@ -1490,6 +1509,18 @@ fn leg_in<'a>(
     room.legs.iter_mut().find(|l| l.id == id)
 }
 
+/// CPU time of the calling thread. With steal-time accounting (a KVM guest) it
+/// leaves out the time the host ran something else on our virtual CPU, so that
+/// wall time minus this is the time the worker was kept from running: a system
+/// call per tick, not per packet.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// Put the calling media worker under SCHED_FIFO at `priority` (0: leave it).
 ///
 /// A tick is due every 20 ms whatever else the machine does. Under the ordinary
@@ -1662,10 +1693,15 @@ fn worker(
         }
         let now = Instant::now();
         if now >= next_tick && !rooms.is_empty() {
+            let cpu = thread_cpu();
             for room in rooms.values_mut() {
                 room.tick(now, &mut scratch, &events);
             }
-            lateness.record(now - next_tick, now.elapsed());
+            lateness.record(
+                now - next_tick,
+                now.elapsed(),
+                thread_cpu().saturating_sub(cpu),
+            );
             if lateness.ticks >= STATS_EVERY {
                 let legs = rooms.values().map(|r| r.legs.len()).sum();
                 let mut st = lateness.take(index, legs);
@@ -2256,5 +2292,43 @@ mod learning_tests {
         send(&peer, to, 1);
         leg.receive_rtp(late, &mut buf, &tx, 64);
         assert!(leg.latched, "the SDP address is learned even late");
+    }
+}
+
+#[cfg(test)]
+mod lateness_tests {
+    use super::*;
+
+    /// A tick's wall time beyond the worker's CPU time is reported as time off
+    /// the CPU (the host's steal on a VM); a tick whose CPU time reads above its
+    /// wall time (clocks of different granularity) counts none.
+    #[test]
+    fn off_cpu_time_is_wall_minus_cpu() {
+        let ms = Duration::from_millis;
+        let mut l = Lateness::new();
+        l.record(ms(0), ms(6), ms(6));
+        l.record(ms(2), ms(30), ms(7));
+        l.record(ms(0), ms(5), ms(6));
+        let st = l.take(0, 10);
+        assert_eq!(st.ticks, 3);
+        assert_eq!(st.offcpu_max_us, 23_000);
+        assert_eq!(st.offcpu_us, 23_000);
+        assert_eq!(st.busy_max_us, 30_000);
+        assert_eq!(st.late_max_us, 2_000);
+    }
+
+    /// The calling thread's CPU clock advances with work, not with sleep.
+    #[test]
+    fn thread_cpu_counts_work_not_sleep() {
+        let a = thread_cpu();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = thread_cpu();
+        assert!(b - a < Duration::from_millis(15), "{:?}", b - a);
+        let mut x = 0u64;
+        let until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(thread_cpu() > b, "{x}");
     }
 }
