@@ -99,7 +99,7 @@ impl Metrics {
         self.late_count += u64::from(st.ticks);
         // the sum is approximated by each tick at its bucket's median
         self.late_sum_us += u64::from(st.late_p50_us) * u64::from(st.ticks);
-        self.workers.insert(st.worker, *st);
+        self.workers.insert(st.worker, st.clone());
     }
 
     /// Render everything, with the core's gauges (`core`) and webhook counters.

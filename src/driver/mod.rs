@@ -433,9 +433,25 @@ fn media_event(
                 busy_max_us = st.busy_max_us,
                 offcpu_us = st.offcpu_us,
                 offcpu_max_us = st.offcpu_max_us,
+                late_hist = %LateHist(&st.late_hist),
                 "media tick stats"
             );
         }
+    }
+}
+
+/// A lateness histogram in a log line: `start_us:ticks` pairs, comma-separated.
+struct LateHist<'a>(&'a [(u32, u32)]);
+
+impl std::fmt::Display for LateHist<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, (start, n)) in self.0.iter().enumerate() {
+            if k > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{start}:{n}")?;
+        }
+        Ok(())
     }
 }
 

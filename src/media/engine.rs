@@ -228,7 +228,7 @@ pub enum MediaEvent {
 }
 
 /// Tick timing of one worker over one reporting interval (5 s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TickStats {
     /// worker index
     pub worker: usize,
@@ -255,6 +255,10 @@ pub struct TickStats {
     /// ticks by lateness: ≤ 0.5, 1, 2, 5, 10, 20, 50 ms (each bucket on its own;
     /// the rest were later)
     pub late_buckets: [u32; 7],
+    /// the lateness histogram itself: (start of a 100 µs bucket in µs, ticks in
+    /// it) for each bucket that holds any, so that a reader can pool intervals and
+    /// workers into one distribution (a percentile of percentiles is not one)
+    pub late_hist: Vec<(u32, u32)>,
     /// RTP packets received by the worker's legs (over their lives so far)
     pub rtp_received: u64,
     /// RTP packets lost by the worker's legs (RFC 3550 cumulative lost, summed)
@@ -377,6 +381,13 @@ impl Lateness {
             offcpu_us: self.offcpu_us,
             offcpu_max_us: self.offcpu_max_us,
             late_buckets: self.coarse(),
+            late_hist: self
+                .buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, &c)| (i as u32 * 100, c))
+                .collect(),
             ..TickStats::default()
         };
         *self = Lateness::new();
@@ -2315,6 +2326,7 @@ mod lateness_tests {
         assert_eq!(st.offcpu_us, 23_000);
         assert_eq!(st.busy_max_us, 30_000);
         assert_eq!(st.late_max_us, 2_000);
+        assert_eq!(st.late_hist, vec![(0, 2), (2_000, 1)]);
     }
 
     /// The calling thread's CPU clock advances with work, not with sleep.
