@@ -3,6 +3,7 @@
 //! level (ITU-T G.711 Appendix I in spirit, without pitch search); Opus uses its own
 //! PLC.
 
+use super::opus_packet::{self, Voice};
 use super::{g711, opus};
 use crate::sdp::CodecKind;
 
@@ -13,8 +14,17 @@ pub enum Decoder {
     /// A-law
     Pcma,
     /// Opus
-    Opus(Box<opus::Decoder>),
+    Opus {
+        /// the decoder
+        dec: Box<opus::Decoder>,
+        /// packets in a row taken as silence on the encoder's word, undecoded
+        unheard: u32,
+    },
 }
+
+/// An Opus packet flagged as no speech is still decoded once in this many in a
+/// row (320 ms), so that a sound the encoder's VAD never called speech is found.
+const VERIFY_EVERY: u32 = 16;
 
 /// Encoder for one outgoing stream.
 pub enum Encoder {
@@ -36,7 +46,10 @@ impl Decoder {
         Ok(match kind {
             CodecKind::Pcmu => Decoder::Pcmu,
             CodecKind::Pcma => Decoder::Pcma,
-            CodecKind::Opus => Decoder::Opus(Box::new(opus::Decoder::new()?)),
+            CodecKind::Opus => Decoder::Opus {
+                dec: Box::new(opus::Decoder::new()?),
+                unheard: 0,
+            },
         })
     }
 
@@ -54,25 +67,53 @@ impl Decoder {
                 g711::decode_alaw(&payload[..n], &mut out[..n]);
                 n
             }
-            Decoder::Opus(d) => d.decode(Some(payload), out).unwrap_or(0),
+            Decoder::Opus { dec, .. } => dec.decode(Some(payload), out).unwrap_or(0),
+        }
+    }
+
+    /// Samples at the codec rate `decode` will give for this payload, if it is
+    /// well-formed.
+    pub fn samples(&self, payload: &[u8]) -> Option<usize> {
+        match self {
+            Decoder::Pcmu | Decoder::Pcma => Some(payload.len()),
+            Decoder::Opus { .. } => opus_packet::samples_48k(payload),
         }
     }
 
     /// The mean square of what `decode` would give, if it can be had without
-    /// decoding (G.711: a table per code).
-    pub fn energy(&self, payload: &[u8]) -> Option<u64> {
+    /// decoding: G.711 by a table per code. Opus: 0 when the encoder flagged the
+    /// packet as no speech and the leg has not been `active` (talking or loud)
+    /// lately — the encoder's VAD calls a steady sound (a tone, music on hold
+    /// from a PBX) noise after a second or so, and such a leg must go on being
+    /// heard — except for one such packet in [`VERIFY_EVERY`], decoded anyway.
+    pub fn energy(&mut self, payload: &[u8], active: bool) -> Option<u64> {
         match self {
             Decoder::Pcmu => Some(g711::mean_square_ulaw(payload)),
             Decoder::Pcma => Some(g711::mean_square_alaw(payload)),
-            Decoder::Opus(_) => None,
+            Decoder::Opus { unheard, .. } => {
+                if active || opus_packet::voice(payload) != Voice::Silence {
+                    *unheard = 0;
+                    return None;
+                }
+                *unheard += 1;
+                (!unheard.is_multiple_of(VERIFY_EVERY)).then_some(0)
+            }
+        }
+    }
+
+    /// A payload of the stream was never decoded (its energy sufficed).
+    /// G.711 has no state; Opus starts afresh at the next packet.
+    pub fn skip(&mut self) {
+        if let Decoder::Opus { dec, .. } = self {
+            dec.skip();
         }
     }
 
     /// Conceal one lost packet of `out.len()` samples; `last` is the previous frame.
     pub fn conceal(&mut self, out: &mut [i16], last: &[i16], attenuation_shift: u32) {
         match self {
-            Decoder::Opus(d) => {
-                if d.decode(None, out).is_err() {
+            Decoder::Opus { dec, .. } => {
+                if dec.decode(None, out).is_err() {
                     out.fill(0);
                 }
             }
@@ -109,5 +150,34 @@ impl Encoder {
             }
             Encoder::Opus(e) => e.encode(pcm, out).unwrap_or(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // hybrid fullband 20 ms, one frame: the SILK VAD flag is the first bit after
+    // the TOC byte
+    const FLAGGED_SILENT: [u8; 3] = [15 << 3, 0x3f, 0x11];
+    const FLAGGED_SPEECH: [u8; 3] = [15 << 3, 0xbf, 0x11];
+
+    #[test]
+    fn opus_silence_is_taken_on_the_encoders_word_only_for_a_quiet_leg() {
+        let mut d = Decoder::new(CodecKind::Opus).unwrap();
+        assert_eq!(d.samples(&FLAGGED_SILENT), Some(960));
+        // speech is decoded; so is a "silent" packet of a leg heard lately
+        assert_eq!(d.energy(&FLAGGED_SPEECH, false), None);
+        assert_eq!(d.energy(&FLAGGED_SILENT, true), None);
+        // a quiet leg's silence costs nothing but one packet in VERIFY_EVERY
+        let decoded: Vec<bool> = (0..2 * VERIFY_EVERY)
+            .map(|_| d.energy(&FLAGGED_SILENT, false).is_none())
+            .collect();
+        assert_eq!(decoded.iter().filter(|x| **x).count(), 2);
+        assert!(decoded[VERIFY_EVERY as usize - 1]);
+        // G.711 always has its energy from the codes
+        let mut g = Decoder::new(CodecKind::Pcmu).unwrap();
+        assert_eq!(g.energy(&[0xff; 160], true), Some(0));
+        assert_eq!(g.samples(&[0xff; 160]), Some(160));
     }
 }

@@ -771,8 +771,11 @@ impl LegMedia {
     fn settle(&mut self) {
         if self.deferred.take().is_some() {
             let need = (self.params.codec.clock_rate() / 50) as usize;
-            self.decoder
+            let k = self
+                .decoder
                 .decode(self.jb.last_payload(), &mut self.frame[..need]);
+            // an unusable payload is silence, not the frame before
+            self.frame[k.min(need)..need].fill(0);
         }
     }
 
@@ -783,17 +786,28 @@ impl LegMedia {
         let same_rate = self.params.codec.clock_rate() == room_rate;
         if self.fifo_len == 0
             && same_rate
-            && self.params.codec != CodecKind::Opus
-            && self.jb.ready() == Some(need)
+            && self
+                .jb
+                .peek()
+                .is_some_and(|p| self.decoder.samples(p) == Some(need))
         {
             if self.inband.is_none() {
-                // The common case, a G.711 packet holding exactly this tick's
-                // frame, and no in-band DTMF to look for: not decoded at all
-                // unless the leg is mixed or recorded. Most legs are listeners,
-                // whose talker detection needs only the frame's energy, which
-                // comes from the codes; the samples stay in the jitter buffer.
+                // The common case, a packet holding exactly this tick's frame,
+                // and no in-band DTMF to look for: not decoded at all unless the
+                // leg is mixed or recorded, when its energy can be had without
+                // (G.711: from the codes; Opus: a packet the encoder flagged as
+                // no speech). Most legs are listeners, whose talker detection
+                // needs only that; the payload stays in the jitter buffer.
+                if self.deferred.take().is_some() {
+                    // the last frame was never needed: the decoder did not see it
+                    self.decoder.skip();
+                }
                 if let Pull::Packet(payload, _) = self.jb.pull() {
-                    self.deferred = self.decoder.energy(payload);
+                    self.deferred = self.decoder.energy(payload, self.vad.active());
+                    if self.deferred.is_none() {
+                        let k = self.decoder.decode(payload, &mut self.frame[..need]);
+                        self.frame[k.min(need)..need].fill(0);
+                    }
                 }
                 self.lost_run = 0;
                 self.has_audio = true;

@@ -240,6 +240,13 @@ impl JitterBuffer {
         (s.used && s.seq == next).then_some(usize::from(s.len))
     }
 
+    /// The payload [`pull`](Self::pull) would return now, if it would return one.
+    pub fn peek(&self) -> Option<&[u8]> {
+        self.ready()?;
+        self.next_seq
+            .map(|next| self.payload(usize::from(next) % CAP))
+    }
+
     /// The payload of the packet last returned by [`pull`](Self::pull), still
     /// held (it is overwritten only when its slot is reused, `CAP` packets later).
     pub fn last_payload(&self) -> &[u8] {

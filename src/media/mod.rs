@@ -10,6 +10,7 @@ pub mod goertzel;
 pub mod jitter;
 pub mod mixer;
 pub mod opus;
+pub mod opus_packet;
 pub mod prefetch;
 pub mod prompt;
 pub mod record;

@@ -81,6 +81,8 @@ impl Drop for Encoder {
 /// Opus decoder (48 kHz mono output).
 pub struct Decoder {
     st: *mut unsafe_libopus::OpusDecoder,
+    // packets of the stream went by undecoded (see `skip`)
+    behind: bool,
 }
 
 // SAFETY: as for Encoder.
@@ -95,12 +97,31 @@ impl Decoder {
         if st.is_null() || err != unsafe_libopus::OPUS_OK {
             return Err(OpusError(err));
         }
-        Ok(Decoder { st })
+        Ok(Decoder { st, behind: false })
+    }
+
+    /// A packet of the stream was not given to the decoder (a listener's silence
+    /// is not decoded): its state no longer follows the encoder's, so it starts
+    /// afresh at the next packet, as a decoder joining the stream would. SILK
+    /// codes the first frame of every packet without reference to the last
+    /// (RFC 6716 §4.2.7.4), so the cost is a frame or two of filter and
+    /// high-band energy settling at a talker's onset.
+    pub fn skip(&mut self) {
+        self.behind = true;
     }
 
     /// Decode a packet into `out`; `None` asks for packet loss concealment of
     /// `out.len()` samples. Returns the samples written.
     pub fn decode(&mut self, packet: Option<&[u8]>, out: &mut [i16]) -> Result<usize, OpusError> {
+        if self.behind {
+            self.behind = false;
+            // SAFETY: st is a live decoder; OPUS_RESET_STATE takes no argument.
+            unsafe {
+                // the macro names itself unqualified when it recurses
+                use unsafe_libopus::opus_decoder_ctl;
+                opus_decoder_ctl!(self.st, unsafe_libopus::OPUS_RESET_STATE);
+            }
+        }
         let (ptr, len) = match packet {
             Some(p) if !p.is_empty() => (p.as_ptr(), p.len() as i32),
             _ => (std::ptr::null(), 0),
@@ -154,5 +175,126 @@ mod tests {
         assert_eq!(dec.decode(None, &mut out).unwrap(), 960);
         // garbage must be an error or concealment, never a crash
         let _ = dec.decode(Some(&[0xff; 3]), &mut out);
+    }
+}
+
+#[cfg(test)]
+mod packet_tests {
+    use super::*;
+    use crate::media::opus_packet::{self, Voice};
+
+    /// libopus's own framing (`opus_packet_parse`): the frame sizes, or `None`
+    /// where it calls the packet invalid.
+    fn libopus_frames(p: &[u8]) -> Option<Vec<usize>> {
+        let mut toc = 0u8;
+        let mut frames = [std::ptr::null::<u8>(); 48];
+        let mut sizes = [0i16; 48];
+        let mut offset = 0i32;
+        // SAFETY: pointers to live locals sized as the API requires (48 frames);
+        // libopus reads at most p.len() bytes.
+        let n = unsafe {
+            unsafe_libopus::opus_packet_parse(
+                p.as_ptr(),
+                p.len() as i32,
+                &mut toc,
+                frames.as_mut_ptr(),
+                sizes.as_mut_ptr(),
+                &mut offset,
+            )
+        };
+        (n >= 0).then(|| sizes[..n as usize].iter().map(|&s| s as usize).collect())
+    }
+
+    proptest::proptest! {
+        /// Our framing agrees with libopus's on any bytes: the same packets are
+        /// well-formed, with the same duration.
+        #[test]
+        fn framing_agrees_with_libopus(
+            p in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1400)
+        ) {
+            let ours = opus_packet::samples_48k(&p);
+            match libopus_frames(&p) {
+                Some(sizes) => {
+                    // SAFETY: p is live, at least one byte (libopus parsed it)
+                    let per = unsafe {
+                        unsafe_libopus::opus_packet_get_samples_per_frame(p.as_ptr(), 48000)
+                    } as usize;
+                    proptest::prop_assert_eq!(ours, Some(per * sizes.len()));
+                }
+                None => proptest::prop_assert_eq!(ours, None),
+            }
+        }
+    }
+
+    /// What our encoder sends: a tone is speech, silence is not (after the
+    /// encoder's VAD hangover), as the packets' flags say.
+    #[test]
+    fn encoder_flags_speech_and_silence() {
+        let mut enc = Encoder::new(5).unwrap();
+        let mut pkt = [0u8; 1500];
+        let mut say = |amp: f64, f: usize| {
+            let pcm: Vec<i16> = (0..960)
+                .map(|i| {
+                    let t = (f * 960 + i) as f64 / 48000.0;
+                    (amp * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+                })
+                .collect();
+            let n = enc.encode(&pcm, &mut pkt).unwrap();
+            assert_eq!(opus_packet::samples_48k(&pkt[..n]), Some(960));
+            opus_packet::voice(&pkt[..n])
+        };
+        let tone: Vec<Voice> = (0..10).map(|f| say(8000.0, f)).collect();
+        assert!(tone[2..].iter().all(|v| *v == Voice::Speech), "{tone:?}");
+        let quiet: Vec<Voice> = (10..30).map(|f| say(0.0, f)).collect();
+        assert!(
+            quiet[10..].iter().all(|v| *v == Voice::Silence),
+            "{quiet:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod skip_tests {
+    use super::*;
+
+    fn rms(pcm: &[i16]) -> f64 {
+        (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt()
+    }
+
+    /// A decoder that missed the silence between two talk spurts (skipped, then
+    /// reset) plays the second spurt at its level from its second frame on.
+    #[test]
+    fn decoding_resumes_after_skipped_packets() {
+        let mut enc = Encoder::new(5).unwrap();
+        let mut dec = Decoder::new().unwrap();
+        let mut pkt = [0u8; 1500];
+        let mut out = [0i16; 960];
+        let mut frame = |f: usize, amp: f64| -> Vec<u8> {
+            let pcm: Vec<i16> = (0..960)
+                .map(|i| {
+                    let t = (f * 960 + i) as f64 / 48000.0;
+                    (amp * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+                })
+                .collect();
+            let n = enc.encode(&pcm, &mut pkt).unwrap();
+            pkt[..n].to_vec()
+        };
+        for f in 0..20 {
+            dec.decode(Some(&frame(f, 8000.0)), &mut out).unwrap();
+        }
+        let before = rms(&out);
+        for f in 20..40 {
+            let _ = frame(f, 0.0);
+            dec.skip();
+        }
+        let mut levels = Vec::new();
+        for f in 40..45 {
+            dec.decode(Some(&frame(f, 8000.0)), &mut out).unwrap();
+            levels.push(rms(&out));
+        }
+        assert!(before > 4000.0, "{before}");
+        for l in &levels[1..] {
+            assert!((l / before - 1.0).abs() < 0.25, "{before} then {levels:?}");
+        }
     }
 }

@@ -67,6 +67,12 @@ impl TalkDetector {
         self.talking
     }
 
+    /// Talking, or loud enough lately to be heard above the absolute floor: a
+    /// leg whose audio the mixer must go on measuring.
+    pub fn active(&self) -> bool {
+        self.talking || self.level > FLOOR
+    }
+
     /// Feed one frame's energy; returns Some(new state) when it changes.
     pub fn update(&mut self, e: u64) -> Option<bool> {
         self.level = (self.level * 3 + e) / 4;
