@@ -85,7 +85,7 @@ impl Decoder {
     /// packet as no speech and the leg has not been `active` (talking or loud)
     /// lately — the encoder's VAD calls a steady sound (a tone, music on hold
     /// from a PBX) noise after a second or so, and such a leg must go on being
-    /// heard — except for one such packet in [`VERIFY_EVERY`], decoded anyway.
+    /// heard — except for one such packet in sixteen, decoded anyway.
     pub fn energy(&mut self, payload: &[u8], active: bool) -> Option<u64> {
         match self {
             Decoder::Pcmu => Some(g711::mean_square_ulaw(payload)),

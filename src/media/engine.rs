@@ -9,7 +9,9 @@
 //! and costs nothing. Per tick and per leg it reads the leg's non-blocking socket
 //! (the kernel socket buffer is the arrival queue, so there is no task or wake-up
 //! per packet), feeds the jitter buffer, takes one frame (decoded only if it is
-//! mixed: a listener's talker detection needs only its energy), mixes (see
+//! mixed: a listener's talker detection needs only its energy, which the G.711
+//! codes give, or an Opus packet's VAD flags when they say no speech, see
+//! [`super::opus_packet`]), mixes (see
 //! [`super::mixer`]) and sends. Listeners who contributed no audio this tick all get
 //! the same full mix, encoded once per codec; only the mixed talkers get their own
 //! mix-minus-self encode. A large G.711 room is read and sent in blocks of legs so
