@@ -1080,7 +1080,7 @@ impl Config {
     }
 
     /// The prompts: `sounds_dir` when set, else the ones compiled in; plus the
-    /// rooms' own music, in the order of [`Config::music_files`].
+    /// rooms' own music, in the order of `Config::music_files`.
     pub fn prompts(&self) -> Result<Prompts, PromptError> {
         let mut p = match &self.sounds_dir {
             Some(dir) => Prompts::load(dir)?,

@@ -107,7 +107,7 @@ pub enum CtlCommand {
         /// room
         room: String,
     },
-    /// Play a WAV file from [api] play_dir to the room or one participant.
+    /// Play a WAV file from `[api] play_dir` to the room or one participant.
     Play {
         /// room
         room: String,

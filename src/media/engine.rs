@@ -21,7 +21,7 @@
 //! per-tick fields come first in its state and are prefetched ahead, and a worker's
 //! rooms share one set of tick buffers ([`Scratch`]).
 //!
-//! Signalling talks to workers by [`Command`] messages; workers report
+//! Signalling talks to workers by `Command` messages; workers report
 //! [`MediaEvent`]s back on a channel. All buffers are allocated when a leg is added
 //! (a jitter buffer's grow when a longer packet than any before arrives).
 

@@ -2,7 +2,7 @@
 //! messages by the empty line after the headers and the Content-Length that must be
 //! present. Handles several messages per segment, messages split over segments and
 //! CRLF keep-alives (RFC 5626 §3.5.1). Bounded: a frame larger than
-//! [`MAX_MESSAGE`](super::message::MAX_MESSAGE) is an error and the connection closes.
+//! [`super::message::MAX_MESSAGE`] is an error and the connection closes.
 
 use super::message::MAX_MESSAGE;
 
