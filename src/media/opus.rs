@@ -148,6 +148,21 @@ impl Drop for Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::opus_packet::{self, Voice};
+
+    /// Frame `f` (20 ms at 48 kHz) of a 440 Hz tone at amplitude `amp`.
+    fn tone(f: usize, amp: f64) -> Vec<i16> {
+        (0..960)
+            .map(|i| {
+                let t = (f * 960 + i) as f64 / 48000.0;
+                (amp * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+            })
+            .collect()
+    }
+
+    fn rms(pcm: &[i16]) -> f64 {
+        (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt()
+    }
 
     #[test]
     fn round_trip_keeps_a_tone() {
@@ -157,17 +172,11 @@ mod tests {
         let mut out = [0i16; 960];
         let mut energy = 0f64;
         for f in 0..20 {
-            let pcm: Vec<i16> = (0..960)
-                .map(|i| {
-                    let t = (f * 960 + i) as f32 / 48000.0;
-                    (8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16
-                })
-                .collect();
-            let n = enc.encode(&pcm, &mut pkt).unwrap();
+            let n = enc.encode(&tone(f, 8000.0), &mut pkt).unwrap();
             assert!(n > 0 && n < 400);
             assert_eq!(dec.decode(Some(&pkt[..n]), &mut out).unwrap(), 960);
             if f > 5 {
-                energy += out.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 960.0;
+                energy += rms(&out).powi(2);
             }
         }
         let rms = (energy / 14.0).sqrt();
@@ -176,12 +185,6 @@ mod tests {
         // garbage must be an error or concealment, never a crash
         let _ = dec.decode(Some(&[0xff; 3]), &mut out);
     }
-}
-
-#[cfg(test)]
-mod packet_tests {
-    use super::*;
-    use crate::media::opus_packet::{self, Voice};
 
     /// libopus's own framing (`opus_packet_parse`): the frame sizes, or `None`
     /// where it calls the packet invalid.
@@ -233,13 +236,7 @@ mod packet_tests {
         let mut enc = Encoder::new(5).unwrap();
         let mut pkt = [0u8; 1500];
         let mut say = |amp: f64, f: usize| {
-            let pcm: Vec<i16> = (0..960)
-                .map(|i| {
-                    let t = (f * 960 + i) as f64 / 48000.0;
-                    (amp * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
-                })
-                .collect();
-            let n = enc.encode(&pcm, &mut pkt).unwrap();
+            let n = enc.encode(&tone(f, amp), &mut pkt).unwrap();
             assert_eq!(opus_packet::samples_48k(&pkt[..n]), Some(960));
             opus_packet::voice(&pkt[..n])
         };
@@ -251,15 +248,6 @@ mod packet_tests {
             "{quiet:?}"
         );
     }
-}
-
-#[cfg(test)]
-mod skip_tests {
-    use super::*;
-
-    fn rms(pcm: &[i16]) -> f64 {
-        (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt()
-    }
 
     /// A decoder that missed the silence between two talk spurts (skipped, then
     /// reset) plays the second spurt at its level from its second frame on.
@@ -270,13 +258,7 @@ mod skip_tests {
         let mut pkt = [0u8; 1500];
         let mut out = [0i16; 960];
         let mut frame = |f: usize, amp: f64| -> Vec<u8> {
-            let pcm: Vec<i16> = (0..960)
-                .map(|i| {
-                    let t = (f * 960 + i) as f64 / 48000.0;
-                    (amp * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
-                })
-                .collect();
-            let n = enc.encode(&pcm, &mut pkt).unwrap();
+            let n = enc.encode(&tone(f, amp), &mut pkt).unwrap();
             pkt[..n].to_vec()
         };
         for f in 0..20 {
