@@ -93,7 +93,7 @@ impl Metrics {
 
     /// A media worker's periodic report.
     pub fn tick_stats(&mut self, st: &TickStats) {
-        for (acc, n) in self.late_buckets.iter_mut().zip(st.late_buckets) {
+        for (acc, n) in self.late_buckets.iter_mut().zip(st.late_buckets()) {
             *acc += u64::from(n);
         }
         self.late_count += u64::from(st.ticks);

@@ -254,10 +254,7 @@ pub struct TickStats {
     pub offcpu_us: u64,
     /// the largest such gap in one tick, µs
     pub offcpu_max_us: u32,
-    /// ticks by lateness: ≤ 0.5, 1, 2, 5, 10, 20, 50 ms (each bucket on its own;
-    /// the rest were later)
-    pub late_buckets: [u32; 7],
-    /// the lateness histogram itself: (start of a 100 µs bucket in µs, ticks in
+    /// the lateness histogram: (start of a 100 µs bucket in µs, ticks in
     /// it) for each bucket that holds any, so that a reader can pool intervals and
     /// workers into one distribution (a percentile of percentiles is not one)
     pub late_hist: Vec<(u32, u32)>,
@@ -271,6 +268,24 @@ pub struct TickStats {
     pub jitter_mean_us: u32,
     /// largest
     pub jitter_max_us: u32,
+}
+
+impl TickStats {
+    /// Ticks by lateness: ≤ 0.5, 1, 2, 5, 10, 20, 50 ms ([`LATE_BOUNDS_US`],
+    /// each bucket on its own; the rest were later), from `late_hist`.
+    pub fn late_buckets(&self) -> [u32; 7] {
+        let mut out = [0u32; 7];
+        for &(start, n) in &self.late_hist {
+            // a 100 µs bucket holds lateness in [start, start + 100) µs
+            if let Some(b) = LATE_BOUNDS_US
+                .iter()
+                .position(|&bound| start + 100 <= bound)
+            {
+                out[b] += n;
+            }
+        }
+        out
+    }
 }
 
 /// How long after an offer/answer a leg's RTP source may be learned.
@@ -358,18 +373,6 @@ impl Lateness {
         }
         self.max_us
     }
-    /// The 100 µs buckets gathered into [`LATE_BOUNDS_US`].
-    fn coarse(&self) -> [u32; 7] {
-        let mut out = [0u32; 7];
-        for (i, &c) in self.buckets.iter().enumerate() {
-            // bucket i holds lateness in [i*100, (i+1)*100) µs
-            let upper = (i as u32 + 1) * 100;
-            if let Some(b) = LATE_BOUNDS_US.iter().position(|&bound| upper <= bound) {
-                out[b] += c;
-            }
-        }
-        out
-    }
     fn take(&mut self, worker: usize, legs: usize) -> TickStats {
         let st = TickStats {
             worker,
@@ -382,7 +385,6 @@ impl Lateness {
             busy_max_us: self.busy_max_us,
             offcpu_us: self.offcpu_us,
             offcpu_max_us: self.offcpu_max_us,
-            late_buckets: self.coarse(),
             late_hist: self
                 .buckets
                 .iter()
@@ -2343,6 +2345,8 @@ mod lateness_tests {
         assert_eq!(st.busy_max_us, 30_000);
         assert_eq!(st.late_max_us, 2_000);
         assert_eq!(st.late_hist, vec![(0, 2), (2_000, 1)]);
+        // 2.0-2.1 ms is over the 2 ms bound: counted up to 5 ms
+        assert_eq!(st.late_buckets(), [2, 0, 0, 1, 0, 0, 0]);
     }
 
     /// The calling thread's CPU clock advances with work, not with sleep.

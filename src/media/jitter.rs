@@ -229,22 +229,15 @@ impl JitterBuffer {
         }
     }
 
-    /// The length of the packet [`pull`](Self::pull) would return now, if it would
-    /// return one.
-    pub fn ready(&self) -> Option<usize> {
+    /// The payload [`pull`](Self::pull) would return now, if it would return one.
+    pub fn peek(&self) -> Option<&[u8]> {
         let next = self.next_seq?;
         if !self.playing && (self.count as u32) * self.packet_ms < self.target_ms() {
             return None;
         }
-        let s = &self.slots[usize::from(next) % CAP];
-        (s.used && s.seq == next).then_some(usize::from(s.len))
-    }
-
-    /// The payload [`pull`](Self::pull) would return now, if it would return one.
-    pub fn peek(&self) -> Option<&[u8]> {
-        self.ready()?;
-        self.next_seq
-            .map(|next| self.payload(usize::from(next) % CAP))
+        let idx = usize::from(next) % CAP;
+        let s = &self.slots[idx];
+        (s.used && s.seq == next).then(|| self.payload(idx))
     }
 
     /// The payload of the packet last returned by [`pull`](Self::pull), still
