@@ -91,20 +91,32 @@ fn default_tcp_idle() -> u64 {
     600
 }
 
-/// `[security]`: flood control (Kamailio pike style).
+/// `[security]`: flood control that judges what a source starts and how often it
+/// fails, never the volume of calls it carries (see `core::flood`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
-    /// requests one source may send per window (0: off)
+    /// new out-of-dialog requests one source may send per window; the excess is
+    /// dropped, never banned (0: no ceiling)
     #[serde(default = "default_flood_requests")]
     pub flood_requests: u32,
-    /// the window
+    /// the window of that ceiling, seconds
     #[serde(default = "default_flood_window")]
     pub flood_window_s: u64,
-    /// how long a source over the limit is banned
+    /// failed attempts (no such room, not allowed, wrong PIN, malformed) a source
+    /// may make within fail_window_s, beyond its successful calls (0: no bans)
+    #[serde(default = "default_fail_limit")]
+    pub fail_limit: u32,
+    /// the failure window, seconds
+    #[serde(default = "default_fail_window")]
+    pub fail_window_s: u64,
+    /// how long a source over fail_limit is banned
     #[serde(default = "default_flood_ban")]
     pub flood_ban_s: u64,
-    /// networks never counted (trunks, the PBX): CIDRs
+    /// a ban ends the source's admitted calls too (default: they go on)
+    #[serde(default)]
+    pub ban_ends_calls: bool,
+    /// networks never counted or banned (trunks, the PBX, the SBC): CIDRs
     #[serde(default)]
     pub trusted_sources: Vec<String>,
     /// answer calls to unknown rooms like calls to PIN rooms (a PIN prompt no PIN
@@ -118,7 +130,10 @@ impl Default for Security {
         Security {
             flood_requests: default_flood_requests(),
             flood_window_s: default_flood_window(),
+            fail_limit: default_fail_limit(),
+            fail_window_s: default_fail_window(),
             flood_ban_s: default_flood_ban(),
+            ban_ends_calls: false,
             trusted_sources: Vec::new(),
             hide_rooms: true,
         }
@@ -126,13 +141,21 @@ impl Default for Security {
 }
 
 fn default_flood_requests() -> u32 {
-    16
+    crate::core::flood::FloodLimits::default().requests
 }
 fn default_flood_window() -> u64 {
-    2
+    crate::core::flood::FloodLimits::default().window.as_secs()
+}
+fn default_fail_limit() -> u32 {
+    crate::core::flood::FloodLimits::default().fail_limit
+}
+fn default_fail_window() -> u64 {
+    crate::core::flood::FloodLimits::default()
+        .fail_window
+        .as_secs()
 }
 fn default_flood_ban() -> u64 {
-    300
+    crate::core::flood::FloodLimits::default().ban.as_secs()
 }
 
 /// `[rtp]`
@@ -893,6 +916,16 @@ impl Config {
             &[Seg::Key("security"), Seg::Key("flood_ban_s")],
             "flood_ban_s must be 0..=86400",
         )?;
+        check(
+            (1..=3600).contains(&sec.fail_window_s),
+            &[Seg::Key("security"), Seg::Key("fail_window_s")],
+            "fail_window_s must be 1..=3600",
+        )?;
+        check(
+            sec.fail_limit <= 100_000,
+            &[Seg::Key("security"), Seg::Key("fail_limit")],
+            "fail_limit must be 0..=100000",
+        )?;
         for (k, c) in sec.trusted_sources.iter().enumerate() {
             check(
                 Cidr::parse(c).is_some(),
@@ -1104,11 +1137,13 @@ impl Config {
     }
 
     /// Flood-control limits.
-    pub fn flood_limits(&self) -> crate::flood::FloodLimits {
+    pub fn flood_limits(&self) -> crate::core::flood::FloodLimits {
         let s = &self.security;
-        crate::flood::FloodLimits {
+        crate::core::flood::FloodLimits {
             requests: s.flood_requests,
             window: Duration::from_secs(s.flood_window_s),
+            fail_limit: s.fail_limit,
+            fail_window: Duration::from_secs(s.fail_window_s),
             ban: Duration::from_secs(s.flood_ban_s),
             trusted: s
                 .trusted_sources
@@ -1189,6 +1224,8 @@ impl Config {
             },
             answer_webhook: self.routing.answer_url.is_some(),
             hide_rooms: self.security.hide_rooms,
+            flood: self.flood_limits(),
+            ban_ends_calls: self.security.ban_ends_calls,
         }
     }
 }

@@ -12,7 +12,6 @@ pub mod core;
 pub mod ctl;
 pub mod driver;
 pub mod events;
-pub mod flood;
 pub mod media;
 pub mod metrics;
 pub mod sdp;

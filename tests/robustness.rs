@@ -235,7 +235,12 @@ fn vm_rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn an_invite_flood_from_one_source_leaves_another_source_working() {
-    let bridge = Bridge::start(
+    // The flooder's calls are valid calls to a real room: the ceiling (100 new
+    // requests per 2 s) bounds how many it starts, and so how many RTP ports it
+    // can hold of a range sized for a real deployment.
+    let bridge = Bridge::start_full(
+        "t1_ms = 100\n",
+        "port_min = 18000\nport_max = 18999\n",
         "[security]\nflood_requests = 100\nflood_window_s = 2\nflood_ban_s = 300\n[[room]]\nname = \"demo\"\nmax_participants = 10000\n",
     );
     let dir = std::env::temp_dir().join(format!("caucus-flood-{}", std::process::id()));

@@ -127,6 +127,34 @@ fn stock_uac_200_calls_at_20_per_second() {
     assert_eq!(bridge.terminate(), Some(0));
 }
 
+/// SIPp's stock `uac` from one address against a config written from the README's
+/// key table, with no `[security]` section: flood control at its defaults must not
+/// refuse a PBX's call rate.
+#[test]
+fn stock_uac_at_20_and_50_calls_per_second_with_default_flood_control() {
+    if !have_sipp() {
+        return;
+    }
+    let bridge = Bridge::start_untrusted(
+        "port_min = 17000\nport_max = 17999\n",
+        "[[room]]\nname = \"demo\"\nmax_participants = 1000\n",
+    );
+    for (rate, calls, pause_ms) in [("20", "200", "0"), ("50", "300", "5000")] {
+        let (code, log) = sipp(
+            &bridge,
+            &["-sn", "uac"],
+            "demo",
+            &["-m", calls, "-r", rate, "-d", pause_ms],
+            &scenarios(),
+        );
+        assert_eq!(code, 0, "stock uac at {rate}/s failed:\n{log}");
+    }
+    let log = bridge.log_text();
+    assert!(!log.contains("banned"), "the PBX was banned");
+    assert!(!log.contains("over its request limit"));
+    assert_eq!(bridge.terminate(), Some(0));
+}
+
 #[test]
 fn stock_uac_pcap_calls_complete() {
     if !have_sipp() {

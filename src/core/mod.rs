@@ -8,10 +8,12 @@
 
 pub mod control;
 pub mod dialout;
+pub mod flood;
 pub mod pin;
 pub mod ports;
 pub mod routing;
 pub mod session_timer;
+pub mod tally;
 pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -376,6 +378,10 @@ pub struct CoreConfig {
     pub answer_webhook: bool,
     /// unknown rooms are answered like PIN rooms (no 404 to learn from)
     pub hide_rooms: bool,
+    /// flood control (`[security]`)
+    pub flood: flood::FloodLimits,
+    /// a ban ends the banned source's admitted calls too (by default they go on)
+    pub ban_ends_calls: bool,
 }
 
 /// Something the driver must do.
@@ -586,6 +592,14 @@ struct Leg {
 }
 
 impl Leg {
+    /// Admitted to a room: the call is established (ACKed) and in the mix or
+    /// waiting for the moderator, in a room that exists.
+    fn admitted(&self) -> bool {
+        self.state == LegState::Confirmed
+            && matches!(self.stage, Stage::Joined { .. } | Stage::Waiting)
+            && self.room != DECOY_ROOM
+    }
+
     /// In the mix and able to start the room: a moderator, or an NCCO caller with
     /// startOnEnter.
     fn starts_room(&self) -> bool {
@@ -663,6 +677,11 @@ pub struct Core {
     overloaded: bool,
     /// the webhook's decisions, taken by the INVITE when it is handled again
     decided: HashMap<TxnKey, routing::RouteDecision>,
+    /// flood control: what each source starts, its failures and bans
+    flood: flood::FloodGuard,
+    /// legs held per signalling source address (a banned source with calls is
+    /// still read, for its in-dialog requests)
+    legs_from: HashMap<IpAddr, u32>,
 }
 
 /// Status codes with their reason phrases (RFC 3261 §21).
@@ -697,7 +716,10 @@ impl Core {
     /// A core with this configuration and RNG seed.
     pub fn new(cfg: CoreConfig, seed: u64) -> Core {
         let ports = PortPool::new(cfg.rtp_ports.0, cfg.rtp_ports.1);
+        let flood = flood::FloodGuard::new(cfg.flood.clone());
         Core {
+            flood,
+            legs_from: HashMap::new(),
             cfg,
             rng: Rng::new(seed),
             ports,
@@ -1105,6 +1127,10 @@ impl Core {
         match verdict {
             pin::Verdict::Participant | pin::Verdict::Moderator => {
                 let moderator = verdict == pin::Verdict::Moderator;
+                if let Some(p) = &policy {
+                    self.guard.succeed(&room, src, now, p.lockout);
+                }
+                self.flood.succeed(src, now);
                 tracing::info!(leg = %id, %room, moderator, "PIN accepted");
                 self.admit(now, id, moderator);
             }
@@ -1123,6 +1149,10 @@ impl Core {
                     tracing::warn!(%room, source = %src, "PIN guessing: source locked out");
                 }
                 tracing::info!(leg = %id, %room, tries, "wrong PIN");
+                self.failure(now, src);
+                if !self.legs.contains_key(&id) {
+                    return; // the failure banned the source and ended this call
+                }
                 // the caller may have typed over the last prompt: answer at once
                 self.out
                     .push_back(Output::Media(MediaCommand::Interrupt { leg: id }));
@@ -1437,20 +1467,76 @@ impl Core {
         self.overloaded = on;
     }
 
-    /// A source was banned for flooding: the calls it already set up end now, so
-    /// that a flood's first (admitted) calls do not hold ports until they time out.
-    pub fn drop_source(&mut self, now: Instant, ip: IpAddr) {
+    /// Whether the driver should hand this message from `ip` to the core at all: a
+    /// banned source is dropped unread unless it still holds calls, whose
+    /// in-dialog requests (a BYE above all) are served.
+    ///
+    /// A source banned or over its request ceiling would see its new requests
+    /// dropped after parsing anyway: those found new by a glance at their bytes
+    /// are dropped before, so that a flood costs no parsing.
+    pub fn reads_from(&self, ip: IpAddr, now: Instant, data: &[u8]) -> bool {
+        let banned = self.flood.is_banned(ip, now);
+        if banned && self.legs_from.get(&ip).is_none_or(|n| *n == 0) {
+            return false;
+        }
+        if banned || self.flood.is_over_limit(ip, now) {
+            return !message::glance_is_new_request(data);
+        }
+        true
+    }
+
+    /// New flood limits (config reload); counters and bans stay.
+    pub fn set_flood_limits(&mut self, limits: flood::FloodLimits, ban_ends_calls: bool) {
+        self.flood.set_limits(limits);
+        self.cfg.ban_ends_calls = ban_ends_calls;
+    }
+
+    /// Flood-control figures: (bans issued, requests dropped, sources banned now).
+    pub fn flood_stats(&self, now: Instant) -> (u64, u64, usize) {
+        (self.flood.bans, self.flood.dropped, self.flood.banned(now))
+    }
+
+    fn insert_leg(&mut self, id: LegId, leg: Leg) {
+        *self.legs_from.entry(leg.peer.addr.ip()).or_default() += 1;
+        self.legs.insert(id, leg);
+    }
+
+    fn remove_leg(&mut self, id: LegId) -> Option<Leg> {
+        let leg = self.legs.remove(&id)?;
+        let ip = leg.peer.addr.ip();
+        if let Some(n) = self.legs_from.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.legs_from.remove(&ip);
+            }
+        }
+        Some(leg)
+    }
+
+    /// A failed attempt by `ip` (no such room, not allowed, wrong PIN, malformed):
+    /// counted by flood control, which may ban the source for it.
+    fn failure(&mut self, now: Instant, ip: IpAddr) {
+        if self.flood.fail(ip, now) {
+            self.ban(now, ip);
+        }
+    }
+
+    /// A source was just banned for its failures. Its calls not admitted to a room
+    /// (typing a PIN, unanswered or not ACKed yet, in a hidden unknown room) end
+    /// now, so a scanner holds no ports or media; its admitted calls go on (unless
+    /// `ban_ends_calls`), and its in-dialog requests are still served.
+    fn ban(&mut self, now: Instant, ip: IpAddr) {
+        let all = self.cfg.ban_ends_calls;
         let ids: Vec<LegId> = self
             .legs
             .iter()
             .filter(|(_, l)| l.peer.addr.ip() == ip && l.dial.is_none())
+            .filter(|(_, l)| all || !l.admitted())
             .map(|(id, _)| *id)
             .collect();
-        if !ids.is_empty() {
-            tracing::warn!(source = %ip, legs = ids.len(), "ending the calls of a banned source");
-        }
+        tracing::warn!(source = %ip, ending = ids.len(), "flood: source banned for its failed attempts");
         for id in ids {
-            self.end_leg(now, id, false, LeftReason::Refused);
+            self.end_leg(now, id, true, LeftReason::Refused);
         }
     }
 
@@ -1496,6 +1582,15 @@ impl Core {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
+                let ip = from.addr.ip();
+                // a keep-alive (RFC 5626 §3.5.1 CRLFs) or a response is no attempt
+                let attempt = !data.starts_with(b"SIP/") && !data.trim_ascii().is_empty();
+                if attempt {
+                    if self.flood.is_banned(ip, now) {
+                        return;
+                    }
+                    self.failure(now, ip);
+                }
                 self.reject_unparsable(from, data, e.status());
                 return;
             }
@@ -1664,10 +1759,15 @@ impl Core {
             .method()
             .cloned()
             .unwrap_or(Method::Other(String::new()));
+        let ip = from.addr.ip();
         let h = match RequestHeaders::check(&msg) {
             Ok(h) => h,
             Err(e) => {
                 if method != Method::Ack {
+                    if self.flood.is_banned(ip, now) {
+                        return;
+                    }
+                    self.failure(now, ip);
                     tracing::debug!(error = %e, "malformed request");
                     self.reply(
                         &msg,
@@ -1679,12 +1779,28 @@ impl Core {
                 return;
             }
         };
+        let key = TxnKey::of(&h, method.as_str());
+        if !self.knows(&key, &h, &method) {
+            // what this source starts counts against it; what continues a
+            // transaction or dialog never does
+            match self.flood.request(ip, now) {
+                flood::Verdict::Allow => {}
+                flood::Verdict::Banned => return,
+                flood::Verdict::OverLimit { first } => {
+                    if first {
+                        tracing::warn!(source = %ip, "flood: source over its request limit; excess requests dropped this window");
+                    }
+                    return;
+                }
+            }
+        }
         if let Method::Other(_) = method {
             self.reply(&msg, from, 501, &[("Allow", ALLOW.into())]);
             return;
         }
         if !headers::cseq_matches(&method, &h.cseq) {
             if method != Method::Ack {
+                self.failure(now, ip);
                 self.reply(
                     &msg,
                     from,
@@ -1694,7 +1810,6 @@ impl Core {
             }
             return;
         }
-        let key = TxnKey::of(&h, method.as_str());
         if method == Method::Ack {
             if let Some(tx) = self.server.get_mut(&key) {
                 if tx.state == ServerState::Completed {
@@ -1749,7 +1864,10 @@ impl Core {
             Err(UriError::UnsupportedScheme) => {
                 return self.reply_txn(now, &key, &msg, from, 416, &[]);
             }
-            Err(UriError::Malformed) => return self.reply_txn(now, &key, &msg, from, 400, &[]),
+            Err(UriError::Malformed) => {
+                self.failure(now, ip);
+                return self.reply_txn(now, &key, &msg, from, 400, &[]);
+            }
         };
         // Require (RFC 3261 §8.2.2.3): we support no extension that a peer can require
         let required = msg.list("Require");
@@ -1776,6 +1894,23 @@ impl Core {
             }
             _ => self.reply_txn(now, &key, &msg, from, 405, &[("Allow", ALLOW.into())]),
         }
+    }
+
+    /// Whether a request continues something the core holds: a server transaction
+    /// (retransmission, ACK of a final response), a dialog (ACK of a 2xx, BYE,
+    /// re-INVITE, INFO, UPDATE…), or the INVITE a CANCEL names.
+    fn knows(&self, key: &TxnKey, h: &RequestHeaders, method: &Method) -> bool {
+        if self.server.contains_key(key) {
+            return true;
+        }
+        if *method == Method::Cancel {
+            let invite = TxnKey {
+                method: "INVITE".into(),
+                ..key.clone()
+            };
+            return self.server.contains_key(&invite);
+        }
+        h.to.tag().is_some() && self.find_dialog(h).is_some()
     }
 
     fn on_invite(
@@ -1862,6 +1997,15 @@ impl Core {
             }
             None => None,
         };
+        if admitted.is_none() {
+            self.failure(now, from.addr.ip());
+            if self.flood.is_banned(from.addr.ip(), now) {
+                // this very attempt got the source banned: no answer, and the
+                // transaction goes (its retransmissions are dropped unread)
+                self.server.remove(&key);
+                return;
+            }
+        }
         let (room, policy) = match admitted {
             Some(p) => (room, p),
             // Nothing for a scanner to learn: an unknown room (or one this caller
@@ -1964,8 +2108,11 @@ impl Core {
         if let Some(tx) = self.server.get_mut(&key) {
             tx.leg = Some(id);
         }
+        if matches!(leg.stage, Stage::Joined { .. } | Stage::Waiting) {
+            self.flood.succeed(from.addr.ip(), now);
+        }
         self.dialogs.insert((h.call_id.clone(), local_tag), id);
-        self.legs.insert(id, leg);
+        self.insert_leg(id, leg);
         self.join_room_list(now, &room, id, &policy);
         tracing::info!(leg = %id, %room, call_id = %h.call_id, "INVITE accepted");
         if policy.answer_after.is_zero() {
@@ -2347,7 +2494,7 @@ impl Core {
                 reason: Some("ended before an answer".into()),
             }));
         }
-        let Some(leg) = self.legs.remove(&id) else {
+        let Some(leg) = self.remove_leg(id) else {
             return;
         };
         self.forget_dial(&leg);

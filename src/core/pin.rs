@@ -1,13 +1,15 @@
 //! PIN checking for rooms that have one: constant-time comparison, and the lockout
 //! of sources that keep guessing (per room and source address, a sliding window of
-//! failures). A locked-out source is told exactly what a wrong PIN is told, so a
+//! failures against successes). A locked-out source is told exactly what a wrong PIN is told, so a
 //! guesser learns nothing. PINs are never logged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
+
+use super::tally::{self, Tally};
 
 /// A room's PIN. Its `Debug` never shows the digits, so a PIN cannot reach a log
 /// or a panic message through a `{:?}` of the room or its policy.
@@ -93,14 +95,18 @@ pub fn judge(typed: &str, pin: Option<&str>, moderator_pin: Option<&str>) -> Ver
 
 #[derive(Debug, Default)]
 struct Record {
-    failures: VecDeque<Instant>,
+    tally: Tally,
     locked_until: Option<Instant>,
 }
 
-/// Failure history per (room, source).
+/// Failures and successes per (room, source): a source is locked out of a room
+/// when its wrong PINs there outnumber its right ones and exceed the rule's
+/// limit (see [`super::tally`]), so a PBX that carries a meeting's callers is not
+/// locked out because a few of them mistype.
 #[derive(Debug, Default)]
 pub struct Guard {
     records: HashMap<(String, IpAddr), Record>,
+    origin: Option<Instant>,
 }
 
 impl Guard {
@@ -112,42 +118,46 @@ impl Guard {
             .is_some_and(|t| now < t)
     }
 
-    /// Record a failure; returns true if the source just became locked out.
-    pub fn fail(&mut self, room: &str, src: IpAddr, now: Instant, rule: Lockout) -> bool {
-        if self.records.len() >= MAX_RECORDS {
+    fn record(&mut self, room: &str, src: IpAddr, now: Instant, window: Duration) -> &mut Record {
+        if self.records.len() >= MAX_RECORDS && !self.records.contains_key(&(room.to_string(), src))
+        {
             // many sources guessing: keep only what still matters, so memory stays
             // bounded under a distributed guessing attack
-            self.expire(now, rule.window);
+            self.expire(now, window);
         }
-        let r = self.records.entry((room.to_string(), src)).or_default();
-        while r
-            .failures
-            .front()
-            .is_some_and(|&t| now.duration_since(t) > rule.window)
-        {
-            r.failures.pop_front();
+        self.records.entry((room.to_string(), src)).or_default()
+    }
+
+    fn slot(&mut self, now: Instant, window: Duration) -> u64 {
+        tally::slot(*self.origin.get_or_insert(now), now, window)
+    }
+
+    /// Record a failure; returns true if the source just became locked out.
+    pub fn fail(&mut self, room: &str, src: IpAddr, now: Instant, rule: Lockout) -> bool {
+        let slot = self.slot(now, rule.window);
+        let r = self.record(room, src, now, rule.window);
+        if r.locked_until.is_some_and(|t| now < t) {
+            return false;
         }
-        r.failures.push_back(now);
-        // bounded: never keep more than the threshold needs
-        while r.failures.len() > rule.failures as usize + 1 {
-            r.failures.pop_front();
-        }
-        if r.failures.len() > rule.failures as usize && r.locked_until.is_none_or(|t| now >= t) {
+        if r.tally.fail(slot, rule.failures) {
             r.locked_until = Some(now + rule.time);
-            r.failures.clear();
+            r.tally.clear();
             return true;
         }
         false
     }
 
+    /// Record a right PIN from this source.
+    pub fn succeed(&mut self, room: &str, src: IpAddr, now: Instant, rule: Lockout) {
+        let slot = self.slot(now, rule.window);
+        self.record(room, src, now, rule.window).tally.succeed(slot);
+    }
+
     /// Forget records that no longer matter.
     fn expire(&mut self, now: Instant, rule_window: Duration) {
-        self.records.retain(|_, r| {
-            r.locked_until.is_some_and(|t| now < t)
-                || r.failures
-                    .back()
-                    .is_some_and(|&t| now.duration_since(t) <= rule_window)
-        });
+        let slot = self.slot(now, rule_window);
+        self.records
+            .retain(|_, r| r.locked_until.is_some_and(|t| now < t) || !r.tally.is_quiet(slot));
     }
 }
 

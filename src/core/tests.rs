@@ -72,6 +72,8 @@ fn config() -> CoreConfig {
         },
         answer_webhook: false,
         hide_rooms: false,
+        flood: flood::FloodLimits::default(),
+        ban_ends_calls: false,
     }
 }
 
@@ -1253,4 +1255,156 @@ fn api_controls_participants_in_a_moderated_room() {
         h.core.kick(h.now, "mod", p1),
         Err(control::ControlError::NoSuchParticipant(_))
     ));
+}
+
+/// A request from `peer` (Via and Contact name it) with its own Call-ID.
+fn request_from(peer: &str, method: &str, room: &str, call: &str, to_tag: Option<&str>) -> Vec<u8> {
+    let body = if method == "INVITE" { SDP } else { "" };
+    String::from_utf8(request(
+        method,
+        room,
+        &format!("z9hG4bK{call}{method}"),
+        1,
+        to_tag,
+        body,
+    ))
+    .unwrap()
+    .replace(PEER, peer)
+    .replace("call-1", call)
+    .into_bytes()
+}
+
+fn from(addr: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: addr.parse().unwrap(),
+    }
+}
+
+#[test]
+fn a_scanner_is_banned_its_unadmitted_calls_end_and_its_admitted_call_goes_on() {
+    let mut cfg = config();
+    cfg.hide_rooms = true;
+    let mut h = Harness {
+        core: Core::new(cfg, 7),
+        now: Instant::now(),
+        t0: Instant::now(),
+    };
+    let scanner = "192.0.2.9:5060";
+    let ip: IpAddr = "192.0.2.9".parse().unwrap();
+    // one real call, admitted (ACKed, in the mix)
+    h.core.handle_message(
+        h.now,
+        from(scanner),
+        &request_from(scanner, "INVITE", "demo", "real", None),
+    );
+    let ok = messages(&h.drain())
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .unwrap();
+    let tag = to_tag(&ok);
+    h.core.handle_message(
+        h.now,
+        from(scanner),
+        &request_from(scanner, "ACK", "demo", "real", Some(&tag)),
+    );
+    h.drain();
+    // then random rooms: each one is a failure; hidden, they are answered like
+    // PIN rooms until the 21st failure (the one success offsets nothing more)
+    let mut answered = 0;
+    let mut byes = 0;
+    for i in 0..30 {
+        h.core.handle_message(
+            h.now,
+            from(scanner),
+            &request_from(
+                scanner,
+                "INVITE",
+                &format!("room{i}"),
+                &format!("scan{i}"),
+                None,
+            ),
+        );
+        for m in messages(&h.drain()) {
+            if status(&m) == 200 {
+                answered += 1;
+            }
+            if m.method() == Some(&Method::Bye) {
+                byes += 1;
+            }
+        }
+    }
+    assert_eq!(answered, 20, "decoy answers before the ban");
+    assert_eq!(byes, 20, "every decoy call ends at the ban, with its BYE");
+    assert_eq!(h.core.flood_stats(h.now).0, 1);
+    assert_eq!(h.core.leg_count(), 1, "only the admitted call is left");
+    // new requests out of a dialog are dropped (unread, where a glance tells),
+    // but the source is still read: its admitted call hangs up normally
+    let options = request_from(scanner, "OPTIONS", "x", "opt", None);
+    assert!(!h.core.reads_from(ip, h.now, &options));
+    h.core.handle_message(h.now, from(scanner), &options);
+    assert!(messages(&h.drain()).is_empty());
+    let bye = String::from_utf8(request_from(scanner, "BYE", "demo", "real", Some(&tag)))
+        .unwrap()
+        .replace("CSeq: 1 BYE", "CSeq: 2 BYE");
+    assert!(h.core.reads_from(ip, h.now, bye.as_bytes()));
+    h.core.handle_message(h.now, from(scanner), bye.as_bytes());
+    let out = messages(&h.drain());
+    assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![200]);
+    assert!(!h.core.reads_from(ip, h.now, bye.as_bytes()));
+    // another source is untouched meanwhile
+    let other = "198.51.100.7:5060";
+    h.core.handle_message(
+        h.now,
+        from(other),
+        &request_from(other, "INVITE", "demo", "o", None),
+    );
+    assert!(messages(&h.drain()).iter().any(|m| status(m) == 200));
+}
+
+#[test]
+fn in_dialog_requests_and_retransmissions_never_count() {
+    let mut cfg = config();
+    cfg.flood.requests = 3;
+    let mut h = Harness {
+        core: Core::new(cfg, 7),
+        now: Instant::now(),
+        t0: Instant::now(),
+    };
+    let pbx = "192.0.2.1:5060";
+    let inv = request_from(pbx, "INVITE", "demo", "c1", None);
+    h.core.handle_message(h.now, from(pbx), &inv);
+    let ok = messages(&h.drain())
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .unwrap();
+    let tag = to_tag(&ok);
+    // retransmissions, the ACK, INFOs, a BYE: none of them is a new request
+    for _ in 0..5 {
+        h.core.handle_message(h.now, from(pbx), &inv);
+    }
+    h.core.handle_message(
+        h.now,
+        from(pbx),
+        &request_from(pbx, "ACK", "demo", "c1", Some(&tag)),
+    );
+    h.drain();
+    for n in 2..8 {
+        let info = String::from_utf8(request_from(pbx, "INFO", "demo", "c1", Some(&tag)))
+            .unwrap()
+            .replace("CSeq: 1 INFO", &format!("CSeq: {n} INFO"))
+            .replace("z9hG4bKc1INFO", &format!("z9hG4bKc1INFO{n}"));
+        h.core.handle_message(h.now, from(pbx), info.as_bytes());
+        assert_eq!(
+            messages(&h.drain()).iter().map(status).collect::<Vec<_>>(),
+            vec![200]
+        );
+    }
+    // two more new requests fit the ceiling of 3; the fourth is dropped, unbanned
+    for (i, want) in [(2, true), (3, true), (4, false)] {
+        let opt = request_from(pbx, "OPTIONS", "x", &format!("o{i}"), None);
+        h.core.handle_message(h.now, from(pbx), &opt);
+        assert_eq!(!messages(&h.drain()).is_empty(), want, "OPTIONS {i}");
+    }
+    assert_eq!(h.core.flood_stats(h.now), (0, 1, 0));
 }

@@ -22,7 +22,6 @@ use crate::api::ops::{self, ApiCall, Op, OpResult, Reply};
 use crate::config::Config;
 use crate::core::{Core, Event, Output, Peer, Transport};
 use crate::events::Webhooks;
-use crate::flood::{FloodGuard, Verdict};
 use crate::media::engine::{MediaCommand, MediaEngine, MediaEvent};
 use crate::metrics::Metrics;
 
@@ -214,7 +213,6 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let accept_tx = net_tx.clone();
     let acceptor = tokio::spawn(tcp::accept(tcp, cfg.tcp_limits(), accept_tx));
     let mut conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle)> = HashMap::new();
-    let mut flood = FloodGuard::new(cfg.flood_limits());
     let mut buf = vec![0u8; 65536];
     let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
@@ -240,7 +238,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             r = udp.recv_from(&mut buf) => {
                 if let Ok((n, src)) = r {
                     let now = Instant::now().into_std();
-                    if admit(&mut flood, &mut core, &buf[..n], src, now) {
+                    if admit(&core, &buf[..n], src, now) {
                         metrics.received(&buf[..n]);
                         core.handle_message(now, Peer { transport: Transport::Udp, addr: src }, &buf[..n]);
                     }
@@ -252,8 +250,8 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 }
                 Net::Frame(id, addr, data) => {
                     let now = Instant::now().into_std();
-                    if !admit(&mut flood, &mut core, &data, addr, now) {
-                        // a banned source loses its connection too
+                    if !admit(&core, &data, addr, now) {
+                        // a banned source with no calls loses its connection too
                         if let Some((_, abort)) = conns.remove(&id) {
                             abort.abort();
                         }
@@ -289,14 +287,14 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             }
             _ = sigterm.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
             _ = sigint.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
-            _ = sighup.recv() => reload(&mut core, &mut flood, config_path.as_ref()),
+            _ = sighup.recv() => reload(&mut core, config_path.as_ref()),
             _ = watch.tick() => {
                 // the file changed on disk (an editor, a deploy): same as SIGHUP
                 let stamp = modified(config_path.as_ref());
                 if stamp != config_stamp {
                     config_stamp = stamp;
                     tracing::info!("configuration file changed");
-                    reload(&mut core, &mut flood, config_path.as_ref());
+                    reload(&mut core, config_path.as_ref());
                 }
             },
         }
@@ -371,27 +369,11 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     Ok(())
 }
 
-/// Flood control ahead of the parser: requests count against their source
-/// (responses, to requests we sent, do not).
-fn admit(
-    flood: &mut FloodGuard,
-    core: &mut Core,
-    data: &[u8],
-    src: SocketAddr,
-    now: std::time::Instant,
-) -> bool {
-    if data.starts_with(b"SIP/2.0 ") {
-        return true;
-    }
-    match flood.check(src.ip(), now) {
-        Verdict::Allow => true,
-        Verdict::Drop => false,
-        Verdict::Banned => {
-            tracing::warn!(source = %src.ip(), "flood: source over its request limit, banned");
-            core.drop_source(now, src.ip());
-            false
-        }
-    }
+/// Whether to hand a message to the core: a banned source's datagrams are
+/// dropped unread unless it still holds calls (whose BYEs must be served);
+/// responses, to requests we sent, always pass. Counting is the core's.
+fn admit(core: &Core, data: &[u8], src: SocketAddr, now: std::time::Instant) -> bool {
+    data.starts_with(b"SIP/2.0 ") || core.reads_from(src.ip(), now, data)
 }
 
 /// What the media workers report, carried into the core (and metrics, logs).
@@ -488,7 +470,7 @@ fn modified(path: Option<&PathBuf>) -> Option<(std::time::SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-fn reload(core: &mut Core, flood: &mut FloodGuard, path: Option<&PathBuf>) {
+fn reload(core: &mut Core, path: Option<&PathBuf>) {
     let Some(path) = path else {
         tracing::info!("SIGHUP: running on the embedded config, nothing to reload");
         return;
@@ -496,7 +478,7 @@ fn reload(core: &mut Core, flood: &mut FloodGuard, path: Option<&PathBuf>) {
     match Config::load(path) {
         Ok(cfg) => {
             core.set_rooms(cfg.room_policies());
-            flood.set_limits(cfg.flood_limits());
+            core.set_flood_limits(cfg.flood_limits(), cfg.security.ban_ends_calls);
             tracing::info!(
                 rooms = cfg.rooms.len(),
                 "configuration reloaded; running calls keep going"

@@ -229,6 +229,29 @@ pub fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_char)
 }
 
+/// Whether a request, at a glance and without parsing it, starts something new:
+/// not an ACK or CANCEL, and a To header without a tag. Flood control drops such
+/// requests from a source over its limit before the parser spends time on them;
+/// anything that might continue a dialog is left to the full parse.
+pub fn glance_is_new_request(data: &[u8]) -> bool {
+    if data.starts_with(b"SIP/") || data.starts_with(b"ACK ") || data.starts_with(b"CANCEL ") {
+        return false;
+    }
+    let head = &data[..find_header_end(data).unwrap_or(data.len())];
+    let mut to = None;
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = line[..name_end].trim_ascii();
+        if name.eq_ignore_ascii_case(b"to") || name.eq_ignore_ascii_case(b"t") {
+            to = Some(&line[name_end..]);
+            break;
+        }
+    }
+    // no To at all: the parser will answer 400 (and count a failure)
+    let Some(to) = to else { return false };
+    !to.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag="))
+}
+
 fn find_header_end(data: &[u8]) -> Option<usize> {
     data.windows(4).position(|w| w == b"\r\n\r\n")
 }

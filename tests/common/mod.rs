@@ -54,6 +54,24 @@ impl Bridge {
     /// Start with these `[sip]` and `[rtp]` keys (besides the addresses and ports
     /// the harness chooses) and the rest of the config.
     pub fn start_full(sip_keys: &str, rtp_keys: &str, rooms: &str) -> Bridge {
+        // tests send far more than a stranger may (flood control): loopback is
+        // trusted unless the test sets its own [security]
+        let security = if rooms.contains("[security]") {
+            ""
+        } else {
+            "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = false\n"
+        };
+        Bridge::start_config(sip_keys, rtp_keys, &format!("{security}{rooms}"))
+    }
+
+    /// Start as a new user would configure it: no `[security]` section at all, so
+    /// every default of flood control applies to the test's traffic.
+    pub fn start_untrusted(rtp_keys: &str, rooms: &str) -> Bridge {
+        Bridge::start_config("t1_ms = 100\n", rtp_keys, rooms)
+    }
+
+    /// Start with these `[sip]` and `[rtp]` keys and the rest of the config as given.
+    fn start_config(sip_keys: &str, rtp_keys: &str, rest: &str) -> Bridge {
         let sip_port = free_port();
         // distinct RTP ranges per bridge so tests in parallel never collide
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
@@ -75,15 +93,8 @@ impl Bridge {
         } else {
             format!("port_min = {}\nport_max = {}\n", rtp.0, rtp.1)
         };
-        // tests send far more than a stranger may (flood control): loopback is
-        // trusted unless the test sets its own [security]
-        let security = if rooms.contains("[security]") {
-            ""
-        } else {
-            "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = false\n"
-        };
         let cfg = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{security}{rooms}"
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{rest}"
         );
         let path = std::env::temp_dir().join(format!(
             "caucus-test-{}-{sip_port}.toml",
@@ -184,6 +195,14 @@ pub struct Ua {
     pub rtp_tick: std::sync::atomic::AtomicU32,
 }
 
+/// The SDP connection line for an address.
+pub fn connection(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("c=IN IP4 {v4}"),
+        std::net::IpAddr::V6(v6) => format!("c=IN IP6 {v6}"),
+    }
+}
+
 pub fn sdp_offer(port: u16, codec: CodecKind, extra: &str) -> String {
     sdp_offer_with(port, codec, extra, true)
 }
@@ -209,20 +228,41 @@ pub fn sdp_offer_with(port: u16, codec: CodecKind, extra: &str, telephone_event:
 
 impl Ua {
     pub fn new(bridge: SocketAddr, room: &str, codec: CodecKind, tcp: bool, name: &str) -> Ua {
+        Ua::new_at("127.0.0.1".parse().unwrap(), bridge, room, codec, tcp, name)
+    }
+
+    /// A UA whose sockets are bound to `ip` (another loopback address: another
+    /// source to the bridge).
+    pub fn new_at(
+        ip: std::net::IpAddr,
+        bridge: SocketAddr,
+        room: &str,
+        codec: CodecKind,
+        tcp: bool,
+        name: &str,
+    ) -> Ua {
         let (sig, local) = if tcp {
-            let s = TcpStream::connect(bridge).unwrap();
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(bridge),
+                socket2::Type::STREAM,
+                None,
+            )
+            .unwrap();
+            s.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+            s.connect(&bridge.into()).unwrap();
+            let s: TcpStream = s.into();
             s.set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
             let l = s.local_addr().unwrap();
             (Signal::Tcp(s, Vec::new()), l)
         } else {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let s = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
             let l = s.local_addr().unwrap();
             (Signal::Udp(s), l)
         };
-        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
         Ua {
             sig,
             local,
@@ -331,8 +371,9 @@ impl Ua {
 
     /// INVITE, wait for 200, ACK; returns the status.
     pub fn call(&mut self, extra_sdp: &str) -> u16 {
-        let port = self.rtp.local_addr().unwrap().port();
-        let body = sdp_offer_with(port, self.codec, extra_sdp, self.telephone_event);
+        let rtp = self.rtp.local_addr().unwrap();
+        let body = sdp_offer_with(rtp.port(), self.codec, extra_sdp, self.telephone_event)
+            .replace("c=IN IP4 127.0.0.1", &connection(rtp.ip()));
         let inv = self.request(
             "INVITE",
             self.cseq,
