@@ -22,6 +22,8 @@ port_min = 20000
 port_max = 60000
 [security]
 trusted_sources = ["127.0.0.0/8"]
+[metrics]
+listen = ""
 [[room]]
 name = "demo"
 max_participants = 10000

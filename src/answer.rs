@@ -178,11 +178,11 @@ impl AnswerHook {
             let decision = match asked {
                 Ok(Ok(d)) => d,
                 Ok(Err(why)) => {
-                    tracing::warn!(call_id = %req.call_id, error = %why, "answer webhook failed: fallback");
+                    tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), error = %why, "answer webhook failed: fallback");
                     fallback_of(fallback)
                 }
                 Err(_) => {
-                    tracing::warn!(call_id = %req.call_id, "answer webhook timed out: fallback");
+                    tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), "answer webhook timed out: fallback");
                     fallback_of(fallback)
                 }
             };

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::transaction::TimerConfig;
 use crate::core::{Cidr, CoreConfig, MenuKeys, RoomPolicy};
@@ -32,7 +32,7 @@ pub struct ConfigError {
 }
 
 /// `[sip]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Sip {
     /// UDP and TCP listen address
@@ -93,7 +93,7 @@ fn default_tcp_idle() -> u64 {
 
 /// `[security]`: flood control that judges what a source starts and how often it
 /// fails, never the volume of calls it carries (see `core::flood`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
     /// new out-of-dialog requests one source may send per window; the excess is
@@ -159,7 +159,7 @@ fn default_flood_ban() -> u64 {
 }
 
 /// `[rtp]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Rtp {
     /// lowest RTP port
@@ -208,7 +208,7 @@ fn default_hold_timeout() -> u64 {
 }
 
 /// `[[room]]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Room {
     /// dialed as sip:NAME@host
@@ -299,14 +299,14 @@ pub struct Room {
 }
 
 /// `[api]`: the HTTP control API; it starts only when a token is configured.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
     /// listen address (default 127.0.0.1:8080)
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
     /// bearer token every request must carry (16+ characters)
-    #[serde(default)]
+    #[serde(default, serialize_with = "fingerprint_opt")]
     pub token: Option<String>,
     /// or a file holding it (first line), e.g. a systemd credential
     #[serde(default)]
@@ -319,15 +319,68 @@ pub struct Api {
     pub play_dir: Option<std::path::PathBuf>,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// one line of text per event (`key=value` fields)
+    #[default]
+    Text,
+    /// one JSON object per line, fields (`leg`, `room`, `call_id`…) as keys
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// text or json (the command line's `--log-format` wins)
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `[metrics]`: a listener for Prometheus and load balancers (`/metrics`,
+/// `/healthz`, `/readyz`), with or without the control API.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// listen address; the empty string turns the listener off
+    #[serde(default = "default_metrics_listen", deserialize_with = "addr_or_off")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+}
+
+/// An address, or `""` for none.
+fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("\"{s}\" is not ADDRESS:PORT (or \"\" for off)"))
+    })
+}
+
 /// `[events]`: the event webhook (Vonage's event_url).
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Events {
     /// where events are POSTed (http or https); unset: no events
     #[serde(default)]
     pub url: Option<String>,
     /// HMAC-SHA256 key; the signature goes in `X-Caucus-Signature`
-    #[serde(default)]
+    #[serde(default, serialize_with = "fingerprint_opt")]
     pub secret: Option<String>,
     /// how long one event is retried before it is dropped (default 600 s)
     #[serde(default = "default_retry_for")]
@@ -335,7 +388,7 @@ pub struct Events {
 }
 
 /// What to do with a call when the answer webhook fails.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerFallback {
     /// route by the Request-URI to the configured rooms
@@ -346,7 +399,7 @@ pub enum AnswerFallback {
 }
 
 /// `[routing]`: the answer webhook (Vonage's answer_url).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
     /// POSTed for each inbound INVITE; returns an NCCO
@@ -361,7 +414,7 @@ pub struct Routing {
 }
 
 /// `[recording]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Recording {
     /// directory for recordings (created 0700); unset: recording is off
@@ -370,7 +423,7 @@ pub struct Recording {
 }
 
 /// `[dialout]`: guards on calls the bridge places.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Dialout {
     /// target URI patterns (`*` matches anything); empty: no dial-out at all
@@ -395,7 +448,7 @@ impl Default for Dialout {
 }
 
 /// `[[trunk]]`: credentials for digest challenges from one host and realm.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Trunk {
     /// name (for logs)
@@ -407,7 +460,17 @@ pub struct Trunk {
     /// user name
     pub username: String,
     /// password (never logged)
+    #[serde(serialize_with = "fingerprint")]
     pub password: String,
+}
+
+use crate::util::fingerprint;
+
+fn fingerprint_opt<S: serde::Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(v) => fingerprint(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 // Secrets never reach a log or a panic message through Debug.
@@ -675,7 +738,7 @@ fn yes() -> bool {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// directory of replacement prompts (every file of `sounds/` must be there)
@@ -714,6 +777,12 @@ pub struct Config {
     /// flood control
     #[serde(default)]
     pub security: Security,
+    /// the metrics and health listener
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// logging
+    #[serde(default)]
+    pub log: Log,
 }
 
 fn default_listen() -> SocketAddr {
@@ -1027,6 +1096,16 @@ impl Config {
             &[Seg::Key("api"), Seg::Key("listen")],
             "listen needs a port",
         )?;
+        check(
+            cfg.metrics.listen.is_none_or(|m| m.port() != 0),
+            &[Seg::Key("metrics"), Seg::Key("listen")],
+            "listen needs a port",
+        )?;
+        check(
+            cfg.metrics.listen.is_none_or(|m| m != a.listen),
+            &[Seg::Key("metrics"), Seg::Key("listen")],
+            "the metrics listener needs an address of its own (not [api] listen)",
+        )?;
         let e = &cfg.events;
         check(
             e.url.as_deref().is_none_or(is_http_url),
@@ -1125,8 +1204,9 @@ impl Config {
         Ok(p)
     }
 
-    /// Distinct `music_on_hold` files, in room order.
-    fn music_files(&self) -> Vec<&std::path::Path> {
+    /// Distinct `music_on_hold` files, in room order (the order their prompts
+    /// are loaded in, `Prompt::Music(i)`).
+    pub fn music_files(&self) -> Vec<&std::path::Path> {
         let mut v: Vec<&std::path::Path> = Vec::new();
         for f in self.rooms.iter().filter_map(|r| r.music_on_hold.as_deref()) {
             if !v.contains(&f) {
@@ -1178,7 +1258,13 @@ impl Config {
 
     /// Room table for the core.
     pub fn room_policies(&self) -> HashMap<String, RoomPolicy> {
-        let music = self.music_files();
+        self.room_policies_using(&self.music_files())
+    }
+
+    /// Room table for the core, with the music files loaded at start (`music`,
+    /// in their load order): a room naming a file not among them gets the default
+    /// music (new files need a restart).
+    pub fn room_policies_using(&self, music: &[&std::path::Path]) -> HashMap<String, RoomPolicy> {
         self.rooms
             .iter()
             .map(|r| {
@@ -1194,11 +1280,17 @@ impl Config {
 
     /// Configuration of the signalling core.
     pub fn core(&self) -> CoreConfig {
+        self.core_using(&self.music_files())
+    }
+
+    /// [`Config::core`] with the music files loaded at start (see
+    /// [`Config::room_policies_using`]).
+    pub fn core_using(&self, music: &[&std::path::Path]) -> CoreConfig {
         CoreConfig {
             sip_addr: self.sip.listen,
             media_ip: self.media_ip(),
             rtp_ports: (self.rtp.port_min, self.rtp.port_max),
-            rooms: self.room_policies(),
+            rooms: self.room_policies_using(music),
             timers: TimerConfig {
                 t1: Duration::from_millis(self.sip.t1_ms),
                 t2: Duration::from_millis(self.sip.t2_ms),

@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod core;
 pub mod ctl;
@@ -16,3 +17,4 @@ pub mod media;
 pub mod metrics;
 pub mod sdp;
 pub mod sip;
+pub mod util;

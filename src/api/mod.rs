@@ -1,14 +1,19 @@
 //! The HTTP control API (axum): rooms, participants, lock, play, recordings,
 //! metrics and its own OpenAPI document. Every request but `GET /metrics` (unless
-//! `[api] metrics_auth`) carries `Authorization: Bearer TOKEN`, compared in constant
-//! time and never logged. Handlers only translate HTTP to an [`ops::Op`] and back;
-//! the driver's task carries the op out on the core.
+//! `[api] metrics_auth`), `/healthz` and `/readyz` carries `Authorization: Bearer
+//! TOKEN`, compared in constant time and never logged. Handlers only translate HTTP
+//! to an [`ops::Op`] and back; the driver's task carries the op out on the core.
+//!
+//! The metrics listener (`[metrics] listen`) is a second, smaller router on the
+//! same state: `/metrics`, `/healthz` (the process runs) and `/readyz` (new calls
+//! are accepted), for Prometheus and load balancers, with or without the API.
 
 pub mod ops;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
@@ -28,13 +33,71 @@ use ops::{ApiCall, Op, Reply};
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The bearer token, shared with the driver so that a reload can replace it
+/// (`None`: no token configured).
+#[derive(Clone, Default)]
+pub struct TokenCell(Arc<RwLock<Option<Arc<[u8]>>>>);
+
+impl TokenCell {
+    /// A cell holding `token`.
+    pub fn new(token: Option<String>) -> TokenCell {
+        let cell = TokenCell::default();
+        cell.set(token);
+        cell
+    }
+
+    /// Replace the token.
+    pub fn set(&self, token: Option<String>) {
+        let value = token.map(|t| Arc::<[u8]>::from(t.into_bytes()));
+        match self.0.write() {
+            Ok(mut g) => *g = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
+        }
+    }
+
+    fn get(&self) -> Option<Arc<[u8]>> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCell(<redacted>)")
+    }
+}
+
+/// Whether the bridge takes new calls now, published by the driver for
+/// `/readyz` (false while it drains or overload control refuses calls).
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Readiness {
+    /// Publish the current state.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+    /// The last state published.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// What the API needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     /// listen address
     pub listen: SocketAddr,
     /// bearer token
-    pub token: String,
+    pub token: TokenCell,
     /// `/metrics` needs the token too
     pub metrics_auth: bool,
     /// where `play` finds its files
@@ -45,8 +108,9 @@ pub struct ApiSettings {
 
 #[derive(Clone)]
 struct AppState {
-    token: Arc<[u8]>,
+    token: TokenCell,
     metrics_auth: bool,
+    ready: Readiness,
     play_dir: Option<Arc<PathBuf>>,
     recording_dir: Option<Arc<PathBuf>>,
     core: mpsc::Sender<ApiCall>,
@@ -152,9 +216,18 @@ fn reply_json(r: Reply) -> Response {
 
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     use subtle::ConstantTimeEq;
-    if req.uri().path() == "/metrics" && !st.metrics_auth {
+    let path = req.uri().path();
+    if (path == "/metrics" && !st.metrics_auth) || path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
+    let Some(token) = st.token.get() else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_token",
+            "no API token is configured ([api] token)",
+        )
+        .into_response();
+    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -164,7 +237,7 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         .unwrap_or(b"");
     // ct_eq is constant-time for equal lengths; unequal lengths fail at once, which
     // tells only the length
-    if bool::from(given.ct_eq(&st.token)) {
+    if bool::from(given.ct_eq(&token)) {
         next.run(req).await
     } else {
         let mut r = ApiError::new(
@@ -416,6 +489,23 @@ async fn metrics(State(st): State<AppState>) -> ApiResult {
     Ok(reply_json(call(&st, Op::Metrics).await?))
 }
 
+async fn healthz() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    if st.ready.get() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            "not accepting new calls (draining or overloaded)\n",
+        )
+            .into_response()
+    }
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
@@ -443,7 +533,20 @@ fn router(st: AppState) -> axum::Router {
         .route("/v1/rooms/{room}/recordings/{id}", delete(stop_recording))
         .route("/v1/recordings/{id}", get(download))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(st.clone(), auth))
+        .with_state(st)
+}
+
+/// The metrics listener's router: metrics and health only.
+fn metrics_router(st: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(st.clone(), auth))
         .with_state(st)
@@ -454,21 +557,39 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener
     tokio::net::TcpListener::bind(listen).await
 }
 
+fn state(settings: ApiSettings, ready: Readiness, core: mpsc::Sender<ApiCall>) -> AppState {
+    AppState {
+        token: settings.token,
+        metrics_auth: settings.metrics_auth,
+        ready,
+        play_dir: settings.play_dir.map(Arc::new),
+        recording_dir: settings.recording_dir.map(Arc::new),
+        core,
+    }
+}
+
 /// Serve the API on `listener`; operations go to `core`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     settings: ApiSettings,
+    ready: Readiness,
     core: mpsc::Sender<ApiCall>,
 ) {
-    let st = AppState {
-        token: settings.token.into_bytes().into(),
-        metrics_auth: settings.metrics_auth,
-        play_dir: settings.play_dir.map(Arc::new),
-        recording_dir: settings.recording_dir.map(Arc::new),
-        core,
-    };
-    if let Err(e) = axum::serve(listener, router(st)).await {
+    if let Err(e) = axum::serve(listener, router(state(settings, ready, core))).await {
         tracing::error!(error = %e, "API server stopped");
+    }
+}
+
+/// Serve `/metrics`, `/healthz` and `/readyz` on `listener`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    settings: ApiSettings,
+    ready: Readiness,
+    core: mpsc::Sender<ApiCall>,
+) {
+    let app = metrics_router(state(settings, ready, core));
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics listener stopped");
     }
 }
 
@@ -511,6 +632,8 @@ mod tests {
             "/v1/rooms/{room}/recordings/{id}",
             "/v1/recordings/{id}",
             "/metrics",
+            "/healthz",
+            "/readyz",
             "/openapi.json",
         ] {
             assert!(paths.contains_key(p), "{p} missing");

@@ -284,7 +284,7 @@ fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize) -> Bridge {
     let port_min = 10000u32;
     let port_max = (port_min + 2 * participants as u32 + 200).min(65534);
     let mut cfg = format!(
-        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n"
+        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n"
     );
     for r in 0..rooms {
         cfg.push_str(&format!(

@@ -20,6 +20,7 @@ use crate::sdp::{self, Direction, SessionDescription};
 use crate::sip::digest::{self, Challenge, Credentials};
 use crate::sip::headers::{self, NameAddr, SipUri};
 use crate::sip::{Message, Method, StartLine, message};
+use crate::util::LogSafe;
 
 /// `[dialout]` and `[[trunk]]` as the core needs them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -253,7 +254,7 @@ impl Core {
         self.join_room_list(now, room, id, &policy);
         self.send_invite(now, id, None);
         self.arm(now + req.ring_timeout, Timer::Ring(id));
-        tracing::info!(leg = %id, %room, to = %req.to, "dialling out");
+        tracing::info!(leg = %id, %room, to = %LogSafe(&req.to), "dialling out");
         Ok(id)
     }
 
@@ -525,7 +526,7 @@ impl Core {
             })
             .cloned()
         else {
-            tracing::info!(leg = %id, realm = %challenge.realm, "no trunk for this host and realm: not answering the challenge");
+            tracing::info!(leg = %id, realm = %LogSafe(&challenge.realm), "no trunk for this host and realm: not answering the challenge");
             return false;
         };
         let cnonce = self.rng.token();
@@ -543,7 +544,7 @@ impl Core {
         if let Some(d) = self.legs.get_mut(&id).and_then(|l| l.dial.as_mut()) {
             d.auth_tried = true;
         }
-        tracing::info!(leg = %id, realm = %challenge.realm, "answering the digest challenge");
+        tracing::info!(leg = %id, realm = %LogSafe(&challenge.realm), "answering the digest challenge");
         self.send_invite(now, id, Some((answer, value)));
         true
     }
@@ -560,6 +561,7 @@ impl Core {
             .unwrap_or_default();
         let contact = msg
             .header("Contact")
+            .filter(|c| !headers::has_control(c))
             .and_then(|c| NameAddr::parse(message::split_list(c)[0], "Contact").ok())
             .map(|n| n.uri);
         let mut route_set = msg.list("Record-Route");
@@ -664,7 +666,7 @@ impl Core {
                 .map(|d| d.target.clone())
                 .unwrap_or_default(),
         );
-        tracing::info!(leg = %id, %room, status = status.as_str(), %reason, "outbound call not connected");
+        tracing::info!(leg = %id, %room, status = status.as_str(), reason = %LogSafe(&reason), "outbound call not connected");
         self.out.push_back(Output::Event(Event::Dial {
             leg: id,
             room,

@@ -26,6 +26,7 @@ use crate::media::prompt::Prompt;
 use crate::sdp::{self, AudioParams, Direction, LocalSdp, SessionDescription};
 use crate::sip::headers::{self, NameAddr, RequestHeaders, SipUri, UriError, Via};
 use crate::sip::message::{self, Message, Method, StartLine};
+use crate::util::LogSafe;
 
 use ports::PortPool;
 use transaction::{ClientTxn, ServerState, ServerTxn, Timer, TimerConfig, TxnKey, TxnRef};
@@ -265,7 +266,7 @@ enum Stage {
 }
 
 /// Key sequences of the in-call DTMF menu (`[menu]` in the config file).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MenuKeys {
     /// toggle own mute
@@ -341,7 +342,7 @@ const MENU_GAP: Duration = Duration::from_secs(3);
 
 /// Where calls to unknown rooms go when rooms are hidden: a name no room can have
 /// (room names are checked), so no PIN ever matches there.
-pub const DECOY_ROOM: &str = "\u{0}decoy";
+pub const DECOY_ROOM: &str = "(unknown)";
 /// Tries a decoy caller gets: the default of a real room.
 const DECOY_RETRIES: u32 = 3;
 
@@ -746,8 +747,20 @@ impl Core {
         }
     }
 
+    /// A configuration reload: what of the core's configuration can change
+    /// under running calls (rooms, flood control, the menu, dial-out). New calls
+    /// see it; calls in progress keep going.
+    pub fn reconfigure(&mut self, new: CoreConfig) {
+        self.set_rooms(new.rooms);
+        self.flood.set_limits(new.flood);
+        self.cfg.ban_ends_calls = new.ban_ends_calls;
+        self.cfg.hide_rooms = new.hide_rooms;
+        self.cfg.menu = new.menu;
+        self.cfg.dialout = new.dialout;
+    }
+
     /// Replace the room table (new calls see it; existing legs keep going).
-    pub fn set_rooms(&mut self, mut rooms: HashMap<String, RoomPolicy>) {
+    fn set_rooms(&mut self, mut rooms: HashMap<String, RoomPolicy>) {
         // rooms created through the API outlive a reload unless the file now
         // defines the name itself
         self.dynamic.retain(|name, _| !rooms.contains_key(name));
@@ -1485,12 +1498,6 @@ impl Core {
         true
     }
 
-    /// New flood limits (config reload); counters and bans stay.
-    pub fn set_flood_limits(&mut self, limits: flood::FloodLimits, ban_ends_calls: bool) {
-        self.flood.set_limits(limits);
-        self.cfg.ban_ends_calls = ban_ends_calls;
-    }
-
     /// Flood-control figures: (bans issued, requests dropped, sources banned now).
     pub fn flood_stats(&self, now: Instant) -> (u64, u64, usize) {
         (self.flood.bans, self.flood.dropped, self.flood.banned(now))
@@ -1538,6 +1545,11 @@ impl Core {
         for id in ids {
             self.end_leg(now, id, true, LeftReason::Refused);
         }
+    }
+
+    /// Whether a new call would be taken now: not draining, not overloaded.
+    pub fn accepting_calls(&self) -> bool {
+        !self.draining && !self.overloaded
     }
 
     /// Begin graceful shutdown: refuse new calls and BYE every leg.
@@ -1881,6 +1893,13 @@ impl Core {
         }
         match method {
             Method::Invite => self.on_invite(now, from, key, &h, &ruri, msg),
+            // a proxy's probe (Kamailio's dispatcher): 503 while no call would be
+            // taken, so that it sends the INVITEs elsewhere
+            Method::Options if !self.accepting_calls() => {
+                let after = if self.draining { "30" } else { "10" };
+                let extra = [("Retry-After", after.to_string())];
+                self.reply_txn(now, &key, &msg, from, 503, &extra)
+            }
             Method::Options => {
                 let extra = [
                     ("Allow", ALLOW.to_string()),
@@ -2114,7 +2133,7 @@ impl Core {
         self.dialogs.insert((h.call_id.clone(), local_tag), id);
         self.insert_leg(id, leg);
         self.join_room_list(now, &room, id, &policy);
-        tracing::info!(leg = %id, %room, call_id = %h.call_id, "INVITE accepted");
+        tracing::info!(leg = %id, %room, call_id = %LogSafe(&h.call_id), "INVITE accepted");
         if policy.answer_after.is_zero() {
             self.answer(now, id);
         } else {
@@ -2532,7 +2551,7 @@ impl Core {
                 self.room_closed(now, &leg.room);
             }
         }
-        tracing::info!(leg = %id, room = %leg.room, call_id = %leg.call_id, reason = why.as_str(), "leg ended");
+        tracing::info!(leg = %id, room = %leg.room, call_id = %LogSafe(&leg.call_id), reason = why.as_str(), "leg ended");
         if matches!(leg.stage, Stage::Joined { .. })
             && self
                 .cfg

@@ -17,6 +17,13 @@ use super::tally::{self, Tally};
 #[serde(transparent)]
 pub struct Pin(String);
 
+// Compared across configuration reloads by a digest, never written out.
+impl serde::Serialize for Pin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::util::fingerprint(&self.0, s)
+    }
+}
+
 impl std::fmt::Debug for Pin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")

@@ -3,6 +3,7 @@
 //! core's outputs out: bytes to UDP/TCP peers, commands to the media engine, events
 //! to the log. One task owns the core, so signalling state needs no lock.
 
+mod reload;
 mod tcp;
 
 use tcp::Net;
@@ -24,6 +25,7 @@ use crate::core::{Core, Event, Output, Peer, Transport};
 use crate::events::Webhooks;
 use crate::media::engine::{MediaCommand, MediaEngine, MediaEvent};
 use crate::metrics::Metrics;
+use crate::util::LogSafe;
 
 /// How often the config file is looked at for changes.
 const CONFIG_POLL: Duration = Duration::from_secs(2);
@@ -53,6 +55,14 @@ pub enum DriverError {
         /// cause
         source: io::Error,
     },
+}
+
+impl DriverError {
+    /// Whether the configuration is at fault (exit status 78, EX_CONFIG: a restart
+    /// with the same file cannot help), rather than the machine (a port taken).
+    pub fn is_config(&self) -> bool {
+        matches!(self, DriverError::Prompts(_) | DriverError::Token { .. })
+    }
 }
 
 fn seed() -> u64 {
@@ -103,31 +113,56 @@ fn api_token(cfg: &Config) -> Result<Option<String>, DriverError> {
     Ok(Some(token))
 }
 
-/// Start the HTTP API when a token is configured; its calls come out of the
-/// returned channel.
-async fn start_api(cfg: &Config) -> Result<mpsc::Receiver<ApiCall>, DriverError> {
-    let (tx, rx) = mpsc::channel::<ApiCall>(256);
-    let Some(token) = api_token(cfg)? else {
-        tracing::info!("HTTP API off: no [api] token or token_file");
-        return Ok(rx);
-    };
-    let listen = cfg.api.listen;
-    let listener = crate::api::bind(listen)
+/// The HTTP side: the control API (started when a token is configured) and the
+/// metrics listener (unless `[metrics] listen = ""`). Their calls come out of one
+/// channel; the token and the readiness they serve are the driver's to change.
+struct Http {
+    calls: mpsc::Receiver<ApiCall>,
+    token: crate::api::TokenCell,
+    ready: crate::api::Readiness,
+    /// the API listener runs (a token added by a reload needs a restart otherwise)
+    api_on: bool,
+}
+
+async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener, DriverError> {
+    crate::api::bind(addr)
         .await
-        .map_err(|source| DriverError::Bind {
-            addr: listen,
-            source,
-        })?;
+        .map_err(|source| DriverError::Bind { addr, source })
+}
+
+async fn start_http(cfg: &Config) -> Result<Http, DriverError> {
+    let (tx, calls) = mpsc::channel::<ApiCall>(256);
+    let token = api_token(cfg)?;
+    let api_on = token.is_some();
     let settings = crate::api::ApiSettings {
-        listen,
-        token,
+        listen: cfg.api.listen,
+        token: crate::api::TokenCell::new(token),
         metrics_auth: cfg.api.metrics_auth,
         play_dir: cfg.api.play_dir.clone(),
         recording_dir: cfg.recording.dir.clone(),
     };
-    tokio::spawn(crate::api::serve(listener, settings, tx));
-    tracing::info!(%listen, "HTTP API listening");
-    Ok(rx)
+    let ready = crate::api::Readiness::default();
+    if api_on {
+        let listen = cfg.api.listen;
+        let listener = bind_http(listen).await?;
+        let serve = crate::api::serve(listener, settings.clone(), ready.clone(), tx.clone());
+        tokio::spawn(serve);
+        tracing::info!(%listen, "HTTP API listening");
+    } else {
+        tracing::info!("HTTP API off: no [api] token or token_file");
+    }
+    if let Some(listen) = cfg.metrics.listen {
+        let listener = bind_http(listen).await?;
+        let serve = crate::api::serve_metrics(listener, settings.clone(), ready.clone(), tx);
+        tokio::spawn(serve);
+        tracing::info!(%listen, "metrics and health listening (/metrics, /healthz, /readyz)");
+    }
+    Ok(Http {
+        calls,
+        token: settings.token,
+        ready,
+        api_on,
+    })
 }
 
 /// Run the bridge until SIGTERM/SIGINT; `config_path` is re-read on SIGHUP.
@@ -186,7 +221,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         })
         .expect("spawning a thread at start-up");
 
-    let mut api_rx = start_api(&cfg).await?;
+    let mut http = start_http(&cfg).await?;
     let mut webhooks = Webhooks::start(
         cfg.events.url.clone(),
         cfg.events.secret.clone(),
@@ -209,6 +244,9 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         None => (None, mpsc::unbounded_channel().1),
     };
     let mut core = Core::new(cfg.core(), seed());
+    // what is in effect: a reload applies part of a new file
+    let mut running = cfg.clone();
+    let music: Vec<PathBuf> = cfg.music_files().iter().map(|p| p.to_path_buf()).collect();
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let accept_tx = net_tx.clone();
     let acceptor = tokio::spawn(tcp::accept(tcp, cfg.tcp_limits(), accept_tx));
@@ -218,7 +256,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut sighup = signal(tokio::signal::unix::SignalKind::hangup());
     let mut drain_deadline: Option<Instant> = None;
-    let mut config_stamp = modified(config_path.as_ref());
+    let mut config_stamp = reload::modified(config_path.as_ref());
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let drain = (
@@ -268,7 +306,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             Some((token, decision)) = route_rx.recv() => {
                 core.route_decided(Instant::now().into_std(), token, decision);
             },
-            Some(call) = api_rx.recv() => {
+            Some(call) = http.calls.recv() => {
                 let now = Instant::now().into_std();
                 let ApiCall { op, reply } = call;
                 let result = match op {
@@ -287,14 +325,16 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             }
             _ = sigterm.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
             _ = sigint.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
-            _ = sighup.recv() => reload(&mut core, config_path.as_ref()),
+            _ = sighup.recv() => {
+                reload::reload(&mut core, &mut running, &music, config_path.as_ref(), &http);
+            }
             _ = watch.tick() => {
                 // the file changed on disk (an editor, a deploy): same as SIGHUP
-                let stamp = modified(config_path.as_ref());
+                let stamp = reload::modified(config_path.as_ref());
                 if stamp != config_stamp {
                     config_stamp = stamp;
                     tracing::info!("configuration file changed");
-                    reload(&mut core, config_path.as_ref());
+                    reload::reload(&mut core, &mut running, &music, config_path.as_ref(), &http);
                 }
             },
         }
@@ -359,6 +399,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             };
             let _ = reply.send(result);
         }
+        http.ready.set(core.accepting_calls());
         if drain_deadline.is_some_and(|d| core.is_idle() || Instant::now() >= d) {
             break;
         }
@@ -464,30 +505,6 @@ fn begin_drain(core: &mut Core, deadline: &mut Option<Instant>, drain: &(Duratio
     }
 }
 
-/// The config file's modification time (and size), to notice edits.
-fn modified(path: Option<&PathBuf>) -> Option<(std::time::SystemTime, u64)> {
-    let m = std::fs::metadata(path?).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
-fn reload(core: &mut Core, path: Option<&PathBuf>) {
-    let Some(path) = path else {
-        tracing::info!("SIGHUP: running on the embedded config, nothing to reload");
-        return;
-    };
-    match Config::load(path) {
-        Ok(cfg) => {
-            core.set_rooms(cfg.room_policies());
-            core.set_flood_limits(cfg.flood_limits(), cfg.security.ban_ends_calls);
-            tracing::info!(
-                rooms = cfg.rooms.len(),
-                "configuration reloaded; running calls keep going"
-            );
-        }
-        Err(e) => tracing::error!(error = %e, "reload rejected; keeping the running configuration"),
-    }
-}
-
 fn log_event(ev: &Event) {
     match ev {
         Event::RoomStarted { room } => tracing::info!(%room, "room started"),
@@ -496,13 +513,17 @@ fn log_event(ev: &Event) {
             room,
             call_id,
             from,
-        } => tracing::info!(%leg, %room, %call_id, %from, "joined"),
+        } => {
+            tracing::info!(%leg, %room, call_id = %LogSafe(call_id), from = %LogSafe(from), "joined")
+        }
         Event::Left {
             leg,
             room,
             call_id,
             reason,
-        } => tracing::info!(%leg, %room, %call_id, reason = reason.as_str(), "left"),
+        } => {
+            tracing::info!(%leg, %room, call_id = %LogSafe(call_id), reason = reason.as_str(), "left")
+        }
         Event::RoomClosed { room } => tracing::info!(%room, "room closed"),
         Event::Muted { leg, room, muted } => tracing::info!(%leg, %room, muted, "mute"),
         Event::Talking { leg, room, talking } => tracing::debug!(%leg, %room, talking, "talker"),
@@ -521,7 +542,7 @@ fn log_event(ev: &Event) {
             status,
             reason,
         } => {
-            tracing::info!(%leg, %room, %to, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "dial-out")
+            tracing::info!(%leg, %room, to = %LogSafe(to), status = status.as_str(), reason = %LogSafe(reason.as_deref().unwrap_or("")), "dial-out")
         }
     }
 }

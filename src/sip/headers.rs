@@ -358,7 +358,7 @@ impl RequestHeaders {
         let from = NameAddr::parse(exactly_one(m, "From")?, "From")?;
         let to = NameAddr::parse(exactly_one(m, "To")?, "To")?;
         let call_id = exactly_one(m, "Call-ID")?.to_string();
-        if call_id.is_empty() || call_id.contains([' ', '\t']) {
+        if call_id.is_empty() || call_id.contains([' ', '\t']) || has_control(&call_id) {
             return Err(HeaderError::Malformed("Call-ID"));
         }
         let cseq = CSeq::parse(exactly_one(m, "CSeq")?)?;
@@ -380,6 +380,11 @@ impl RequestHeaders {
             return Err(HeaderError::Malformed("Expires"));
         }
         for c in m.list("Contact") {
+            // a Contact becomes the target of our in-dialog requests: raw control
+            // bytes there would be copied into our BYE
+            if has_control(&c) {
+                return Err(HeaderError::Malformed("Contact"));
+            }
             if c != "*" {
                 NameAddr::parse(&c, "Contact")?;
             }
@@ -397,6 +402,13 @@ impl RequestHeaders {
     pub fn top_via(&self) -> &Via {
         &self.vias[0]
     }
+}
+
+/// Whether `s` holds a control character other than HT (RFC 3261's grammar allows
+/// them nowhere outside a quoted-pair).
+pub fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| (c.is_ascii_control() && c != '\t') || c == '\u{7f}')
 }
 
 /// True when a request's method and CSeq method agree (RFC 3261 §8.1.1.5).

@@ -34,6 +34,8 @@ pub fn free_port() -> u16 {
 pub struct Bridge {
     pub child: Child,
     pub sip: SocketAddr,
+    /// the metrics listener (unless the test configured its own `[metrics]`)
+    pub metrics: SocketAddr,
     pub rtp: (u16, u16),
     pub log: std::path::PathBuf,
     /// the generated config file
@@ -93,8 +95,15 @@ impl Bridge {
         } else {
             format!("port_min = {}\nport_max = {}\n", rtp.0, rtp.1)
         };
+        // every bridge has its own metrics listener (tests run in parallel)
+        let metrics_port = free_port();
+        let metrics = if rest.contains("[metrics]") {
+            String::new()
+        } else {
+            format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")
+        };
         let cfg = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{rest}"
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{metrics}{rest}"
         );
         let path = std::env::temp_dir().join(format!(
             "caucus-test-{}-{sip_port}.toml",
@@ -112,6 +121,7 @@ impl Bridge {
         let b = Bridge {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
             rtp,
             log,
             config: path,

@@ -1,0 +1,237 @@
+//! Operating the bridge: health for load balancers (OPTIONS, `/healthz`,
+//! `/readyz`) through a drain, the metrics listener without an API token, log
+//! formats and levels.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use caucus::sdp::CodecKind;
+use caucus::sip::{Message, StartLine};
+use common::http::request;
+use common::{Bridge, Ua};
+
+const DEMO: &str = "[[room]]\nname = \"demo\"\n";
+
+/// An OPTIONS probe as Kamailio's dispatcher sends it; returns the status and
+/// the Retry-After header.
+fn options(bridge: SocketAddr, n: u32) -> (u16, Option<String>) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let local = s.local_addr().unwrap();
+    let m = format!(
+        "OPTIONS sip:{bridge} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{n}\r\nMax-Forwards: 70\r\nFrom: <sip:dispatcher@127.0.0.1>;tag=p{n}\r\nTo: <sip:{bridge}>\r\nCall-ID: probe-{n}-{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        local.port()
+    );
+    s.send_to(m.as_bytes(), bridge).unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = s.recv_from(&mut buf).expect("an answer to OPTIONS");
+    let r = Message::parse(&buf[..len]).unwrap();
+    let StartLine::Response { code, .. } = r.start else {
+        panic!("not a response")
+    };
+    (code, r.header("Retry-After").map(str::to_string))
+}
+
+#[test]
+fn health_and_options_say_503_through_a_drain() {
+    let bridge = Bridge::start_with("t1_ms = 100\ndrain_timeout_s = 4\n", DEMO);
+    // no API token is configured: the metrics listener serves anyway
+    let m = request(bridge.metrics, "GET", "/metrics", None, None);
+    assert_eq!(m.status, 200);
+    common::http::valid_prometheus(&m.text()).unwrap();
+    assert_eq!(
+        request(bridge.metrics, "GET", "/healthz", None, None).status,
+        200
+    );
+    assert_eq!(
+        request(bridge.metrics, "GET", "/readyz", None, None).status,
+        200
+    );
+    assert_eq!(options(bridge.sip, 1).0, 200);
+    // a call keeps the drain going for its 4 s
+    let mut ua = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "drained");
+    assert_eq!(ua.call(""), 200);
+    let pid = bridge.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, after) = options(bridge.sip, 2);
+    assert_eq!(code, 503, "OPTIONS during the drain");
+    assert!(after.is_some(), "503 without Retry-After");
+    let ready = request(bridge.metrics, "GET", "/readyz", None, None);
+    assert_eq!(ready.status, 503, "/readyz during the drain");
+    assert!(ready.header("retry-after").is_some());
+    assert_eq!(
+        request(bridge.metrics, "GET", "/healthz", None, None).status,
+        200
+    );
+    assert!(
+        ua.wait_for_bye(8.0).is_some(),
+        "no BYE at the end of the drain"
+    );
+}
+
+fn spawn_with(
+    args: &[&str],
+    config: &std::path::Path,
+    rust_log: &str,
+) -> (std::process::Child, std::path::PathBuf) {
+    let log = std::env::temp_dir().join(format!(
+        "caucus-ops-{}-{}.log",
+        std::process::id(),
+        args.join("_").replace(['-', ' '], "")
+    ));
+    let child = Command::new(env!("CARGO_BIN_EXE_caucus"))
+        .args(args)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", rust_log)
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
+/// Wait until `log` holds `what`, or `secs` pass; returns its text.
+fn wait_log(log: &std::path::Path, what: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(what) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn json_log_lines_plain_text_files_and_the_level_flag_wins() {
+    // a text log to a file: no escape sequences, whatever RUST_LOG says
+    let bridge = Bridge::start(DEMO);
+    // a caller whose From URI carries a BEL: its value is logged ("joined")
+    let mut ua = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "bell");
+    let port = ua.rtp.local_addr().unwrap().port();
+    let body = common::sdp_offer(port, CodecKind::Pcmu, "");
+    let inv = ua
+        .request("INVITE", 1, &body, "z9hG4bKbell")
+        .replace("From: <sip:ua@", "From: <sip:u\u{7}a@");
+    ua.send_raw(inv.as_bytes());
+    let ok = ua.final_response(Duration::from_secs(5)).unwrap();
+    assert!(matches!(ok.start, StartLine::Response { code: 200, .. }));
+    let to = ok.header("To").unwrap();
+    ua.to_tag = to.split("tag=").nth(1).unwrap().to_string();
+    let ack = ua
+        .request("ACK", 1, "", "z9hG4bKbellack")
+        .replace("From: <sip:ua@", "From: <sip:u\u{7}a@");
+    ua.send_raw(ack.as_bytes());
+    ua.cseq = 2;
+    assert_eq!(ua.hangup(), 200);
+    let text = wait_log(&bridge.log, "leg ended", 5);
+    assert!(text.contains("joined"), "{text}");
+    assert!(!text.contains('\u{1b}'), "ANSI escapes in a log file");
+    assert!(
+        !text.contains('\u{7}'),
+        "a peer's control byte reached the log raw"
+    );
+    assert!(
+        text.contains("\\x07"),
+        "the peer's control byte is not shown escaped"
+    );
+    let config = bridge.config.clone();
+    drop(bridge);
+
+    // --log-format json: one JSON object per line, leg/room/call_id as keys
+    let (mut child, log) = spawn_with(&["--log-format", "json"], &config, "caucus=info");
+    let cfg = std::fs::read_to_string(&config).unwrap();
+    let port: u16 = cfg
+        .split("listen = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let sip = SocketAddr::from(([127, 0, 0, 1], port));
+    let ready = wait_log(&log, "caucus listening", 10);
+    assert!(ready.contains("caucus listening"), "{ready}");
+    let mut ua = Ua::new(sip, "demo", CodecKind::Pcmu, false, "json");
+    assert_eq!(ua.call(""), 200);
+    assert_eq!(ua.hangup(), 200);
+    let text = wait_log(&log, "leg ended", 5);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut joined = None;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        if v["message"] == "joined" {
+            joined = Some(v);
+        }
+    }
+    let joined = joined.expect("no joined line");
+    assert_eq!(joined["room"], "demo");
+    assert!(
+        joined["leg"].is_string() && joined["call_id"].is_string(),
+        "{joined}"
+    );
+
+    // --log-level wins over RUST_LOG
+    let (mut child, log) = spawn_with(&["--log-level", "info"], &config, "error");
+    let text = wait_log(&log, "caucus listening", 10);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains("caucus listening"),
+        "--log-level lost to RUST_LOG: {text}"
+    );
+}
+
+#[test]
+fn a_reload_applies_token_and_rooms_and_names_what_needs_a_restart() {
+    let token_a = "reload-token-aaaaaaaaaaaa";
+    let token_b = "reload-token-bbbbbbbbbbbb";
+    let api_port = common::free_port();
+    let api = SocketAddr::from(([127, 0, 0, 1], api_port));
+    let rest = format!("[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken = \"{token_a}\"\n{DEMO}");
+    let bridge = Bridge::start(&rest);
+    assert_eq!(
+        request(api, "GET", "/v1/rooms", Some(token_a), None).status,
+        200
+    );
+    let cfg = std::fs::read_to_string(&bridge.config).unwrap();
+    let changed = cfg
+        .replace(token_a, token_b)
+        .replace("t1_ms = 100", "t1_ms = 200")
+        .replace(
+            "[[room]]\nname = \"demo\"\n",
+            "[[room]]\nname = \"demo\"\n[[room]]\nname = \"added\"\n",
+        );
+    std::fs::write(&bridge.config, changed).unwrap();
+    let pid = bridge.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let log = wait_log(&bridge.log, "configuration reloaded", 5);
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("needs a restart"))
+        .collect();
+    assert!(
+        warned.iter().any(|l| l.contains("[sip] t1_ms")),
+        "the unapplied key is not named: {warned:?}"
+    );
+    assert!(
+        !warned
+            .iter()
+            .any(|l| l.contains("token") || l.contains("room")),
+        "{warned:?}"
+    );
+    assert_eq!(
+        request(api, "GET", "/v1/rooms", Some(token_a), None).status,
+        401
+    );
+    let rooms = request(api, "GET", "/v1/rooms", Some(token_b), None);
+    assert_eq!(rooms.status, 200);
+    assert!(rooms.text().contains("\"added\""), "{}", rooms.text());
+    let mut ua = Ua::new(bridge.sip, "added", CodecKind::Pcmu, false, "added");
+    assert_eq!(ua.call(""), 200);
+    assert_eq!(ua.hangup(), 200);
+}
