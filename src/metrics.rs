@@ -1,8 +1,11 @@
 //! Prometheus metrics kept by the driver: SIP traffic by method and status code,
 //! calls by how they ended, the mixer's tick lateness histogram and RTP receive
-//! figures (from the media workers' periodic reports), webhook deliveries. Counted
-//! where the bytes pass (the driver), so the sans-IO core stays free of counters;
-//! rendered as text format 0.0.4 on `GET /metrics`.
+//! figures (from the media workers' periodic reports), webhook deliveries, the
+//! build and the process (CPU, memory, descriptors, start time, read from
+//! `/proc` when scraped). Counted where the bytes pass (the driver), so the
+//! sans-IO core stays free of counters; rendered as text format 0.0.4 on
+//! `GET /metrics`, following the Prometheus naming guide: counters end in
+//! `_total` and never go down, one metric per quantity, base units.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -39,6 +42,8 @@ pub struct Metrics {
     late_buckets: [u64; 7],
     late_count: u64,
     late_sum_us: u64,
+    /// when the process started, seconds since the epoch
+    start_time: f64,
     workers: HashMap<usize, TickStats>,
 }
 
@@ -97,14 +102,32 @@ impl Metrics {
             *acc += u64::from(n);
         }
         self.late_count += u64::from(st.ticks);
-        // the sum is approximated by each tick at its bucket's median
-        self.late_sum_us += u64::from(st.late_p50_us) * u64::from(st.ticks);
+        self.late_sum_us += st.late_sum_us;
         self.workers.insert(st.worker, st.clone());
+    }
+
+    /// Metrics of a process that started now.
+    pub fn new() -> Metrics {
+        Metrics {
+            start_time: process_start_time().unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            }),
+            ..Metrics::default()
+        }
     }
 
     /// Render everything, with the core's gauges (`core`) and webhook counters.
     pub fn render(&self, core: &str, hooks: Option<&WebhookStats>) -> String {
         let mut s = String::from(core);
+        let _ = writeln!(
+            s,
+            "# HELP caucus_build_info The running build.\n# TYPE caucus_build_info gauge\ncaucus_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        process_metrics(&mut s, self.start_time);
         let counter = |s: &mut String, name: &str, help: &str| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
         };
@@ -211,53 +234,65 @@ impl Metrics {
                 f64::from(w.offcpu_max_us) / 1e6
             );
         }
-        gauge(
+        counter(
             &mut s,
-            "caucus_rtp_packets_received",
-            "RTP packets received by the current legs, per worker.",
+            "caucus_rtp_packets_received_total",
+            "RTP packets received, per media worker (legs that ended included).",
         );
         for w in &workers {
             let _ = writeln!(
                 s,
-                "caucus_rtp_packets_received{{worker=\"{}\"}} {}",
+                "caucus_rtp_packets_received_total{{worker=\"{}\"}} {}",
                 w.worker, w.rtp_received
             );
         }
-        gauge(
+        counter(
             &mut s,
-            "caucus_rtp_packets_lost",
-            "RTP packets lost by the current legs (RFC 3550), per worker.",
+            "caucus_rtp_packets_lost_total",
+            "RTP packets lost (RFC 3550 cumulative lost), per media worker (legs that ended included).",
         );
         for w in &workers {
             let _ = writeln!(
                 s,
-                "caucus_rtp_packets_lost{{worker=\"{}\"}} {}",
-                w.worker, w.rtp_lost
+                "caucus_rtp_packets_lost_total{{worker=\"{}\"}} {}",
+                w.worker,
+                w.rtp_lost.max(0)
             );
         }
-        gauge(
+        counter(
             &mut s,
-            "caucus_rtp_packets_stray",
-            "RTP packets dropped from unlearned sources (current legs), per worker.",
+            "caucus_rtp_packets_stray_total",
+            "RTP packets dropped from unlearned sources, per media worker (legs that ended included).",
         );
         for w in &workers {
             let _ = writeln!(
                 s,
-                "caucus_rtp_packets_stray{{worker=\"{}\"}} {}",
+                "caucus_rtp_packets_stray_total{{worker=\"{}\"}} {}",
                 w.worker, w.rtp_strays
             );
         }
         gauge(
             &mut s,
-            "caucus_rtp_jitter_seconds",
-            "Interarrival jitter over the current legs, per worker.",
+            "caucus_rtp_jitter_mean_seconds",
+            "Mean interarrival jitter (RFC 3550) over a media worker's current legs.",
         );
         for w in &workers {
             let _ = writeln!(
                 s,
-                "caucus_rtp_jitter_seconds{{worker=\"{}\",stat=\"mean\"}} {}\ncaucus_rtp_jitter_seconds{{worker=\"{}\",stat=\"max\"}} {}",
+                "caucus_rtp_jitter_mean_seconds{{worker=\"{}\"}} {}",
                 w.worker,
-                f64::from(w.jitter_mean_us) / 1e6,
+                f64::from(w.jitter_mean_us) / 1e6
+            );
+        }
+        gauge(
+            &mut s,
+            "caucus_rtp_jitter_max_seconds",
+            "Largest interarrival jitter (RFC 3550) among a media worker's current legs.",
+        );
+        for w in &workers {
+            let _ = writeln!(
+                s,
+                "caucus_rtp_jitter_max_seconds{{worker=\"{}\"}} {}",
                 w.worker,
                 f64::from(w.jitter_max_us) / 1e6
             );
@@ -279,6 +314,67 @@ impl Metrics {
         }
         s
     }
+}
+
+/// `process_*` metrics (the names Prometheus client libraries use), from `/proc`.
+fn process_metrics(s: &mut String, start_time: f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the command name, which may hold spaces and parentheses
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |x| x.1)
+        .split_whitespace()
+        .collect();
+    let tick = rustix::param::clock_ticks_per_second() as f64;
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are the 14th and 15th fields: 11 and 12 after the name
+    if let (Some(u), Some(k)) = (field(11), field(12)) {
+        let _ = writeln!(
+            s,
+            "# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+            (u + k) / tick
+        );
+    }
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    if let Some(pages) = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let _ = writeln!(
+            s,
+            "# HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
+            pages * rustix::param::page_size() as u64
+        );
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(
+            s,
+            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
+            dir.count()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start_time:.3}"
+    );
+}
+
+/// When this process started, seconds since the epoch: the boot time plus the
+/// process's start in clock ticks after it.
+fn process_start_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // starttime is the 22nd field: 19 after the name
+    let ticks: f64 = after.get(19)?.parse().ok()?;
+    let boot: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(boot + ticks / rustix::param::clock_ticks_per_second() as f64)
 }
 
 #[cfg(test)]

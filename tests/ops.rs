@@ -235,3 +235,78 @@ fn a_reload_applies_token_and_rooms_and_names_what_needs_a_restart() {
     assert_eq!(ua.call(""), 200);
     assert_eq!(ua.hangup(), 200);
 }
+
+/// Every `_total` series of a Prometheus text, by its full name with labels.
+fn totals(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| series.split('{').next().unwrap_or("").ends_with("_total"))
+        .filter_map(|(series, v)| Some((series.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+#[test]
+fn counters_never_fall_when_a_call_ends() {
+    let bridge = Bridge::start(DEMO);
+    let scrape = || request(bridge.metrics, "GET", "/metrics", None, None).text();
+    let a = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "mono-a");
+    let mut b = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "mono-b");
+    let mut a = a;
+    assert_eq!(a.call(""), 200);
+    assert_eq!(b.call(""), 200);
+    // stream until a worker report (every 5 s) counts the packets
+    let before = std::thread::scope(|s| {
+        s.spawn(|| common::Stream::new(CodecKind::Pcmu).run(&b, 700.0, Duration::from_secs(6)));
+        common::Stream::new(CodecKind::Pcmu).run(&a, 440.0, Duration::from_secs(6));
+        let deadline = Instant::now() + Duration::from_secs(6);
+        loop {
+            let t = scrape();
+            let received: f64 = totals(&t)
+                .iter()
+                .filter(|(k, _)| k.starts_with("caucus_rtp_packets_received_total"))
+                .map(|(_, v)| v)
+                .sum();
+            if received > 100.0 || Instant::now() > deadline {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    assert!(
+        before.contains("# TYPE caucus_rtp_packets_received_total counter"),
+        "{before}"
+    );
+    assert!(before.contains("caucus_build_info{version=\""), "{before}");
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(before.contains(&format!("\n{name} ")), "{name} missing");
+    }
+    assert!(
+        !before.contains("stat=\""),
+        "a metric mixes quantities under a label"
+    );
+    // one call ends; the other goes on until the next report
+    assert_eq!(b.hangup(), 200);
+    common::Stream::new(CodecKind::Pcmu).run(&a, 440.0, Duration::from_secs(6));
+    let after = scrape();
+    let (old, new) = (totals(&before), totals(&after));
+    let received: f64 = old
+        .iter()
+        .filter(|(k, _)| k.starts_with("caucus_rtp_packets_received_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(received > 100.0, "no RTP counted before the call ended");
+    for (series, v) in &old {
+        let now = new.get(series).copied().unwrap_or(0.0);
+        assert!(
+            now >= *v,
+            "{series} fell from {v} to {now} when a call ended"
+        );
+    }
+    assert_eq!(a.hangup(), 200);
+}

@@ -216,11 +216,11 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             Reply::Done
         }
         Op::Dial(room, req) => Reply::Dialing(core.dial(now, &room, req)?),
-        Op::Metrics => Reply::Metrics(core_metrics(core)),
+        Op::Metrics => Reply::Metrics(core_metrics(core, now)),
     })
 }
 
-fn core_metrics(core: &Core) -> String {
+fn core_metrics(core: &Core, now: Instant) -> String {
     let rooms = core.room_list();
     let running = rooms.iter().filter(|r| r.participants > 0).count();
     let legs: usize = rooms.iter().map(|r| r.participants).sum();
@@ -240,6 +240,16 @@ fn core_metrics(core: &Core) -> String {
         "caucus_rtp_ports_in_use {}\n",
         core.ports_in_use()
     ));
+    let (bans, dropped, banned) = core.flood_stats(now);
+    s.push_str("# HELP caucus_flood_bans_total Sources banned for their failed attempts.\n");
+    s.push_str("# TYPE caucus_flood_bans_total counter\n");
+    s.push_str(&format!("caucus_flood_bans_total {bans}\n"));
+    s.push_str("# HELP caucus_flood_dropped_total Requests dropped by flood control (banned sources, over the request ceiling).\n");
+    s.push_str("# TYPE caucus_flood_dropped_total counter\n");
+    s.push_str(&format!("caucus_flood_dropped_total {dropped}\n"));
+    s.push_str("# HELP caucus_flood_banned_sources Sources banned now.\n");
+    s.push_str("# TYPE caucus_flood_banned_sources gauge\n");
+    s.push_str(&format!("caucus_flood_banned_sources {banned}\n"));
     s
 }
 

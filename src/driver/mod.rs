@@ -228,7 +228,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         Duration::from_secs(cfg.events.retry_for_s),
         format!("http://{}/v1/recordings/", cfg.api.listen),
     );
-    let mut metrics = Metrics::default();
+    let mut metrics = Metrics::new();
     // each media worker's latest tick lateness p99, for overload control
     let mut late_p99: HashMap<usize, u32> = HashMap::new();
     let overload_us = cfg.sip.overload_late_ms.saturating_mul(1000);

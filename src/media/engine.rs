@@ -244,6 +244,8 @@ pub struct TickStats {
     pub late_p99_us: u32,
     /// maximum
     pub late_max_us: u32,
+    /// lateness of every tick start added up, µs (the histogram's exact sum)
+    pub late_sum_us: u64,
     /// time spent working in ticks, µs in total
     pub busy_us: u64,
     /// the longest tick's work, µs
@@ -258,9 +260,10 @@ pub struct TickStats {
     /// it) for each bucket that holds any, so that a reader can pool intervals and
     /// workers into one distribution (a percentile of percentiles is not one)
     pub late_hist: Vec<(u32, u32)>,
-    /// RTP packets received by the worker's legs (over their lives so far)
+    /// RTP packets received by the worker's legs since it started (closed legs
+    /// included: it only grows)
     pub rtp_received: u64,
-    /// RTP packets lost by the worker's legs (RFC 3550 cumulative lost, summed)
+    /// RTP packets lost by them (RFC 3550 cumulative lost, summed; only grows)
     pub rtp_lost: i64,
     /// RTP packets dropped because their source was not the learned one
     pub rtp_strays: u64,
@@ -285,6 +288,35 @@ impl TickStats {
             }
         }
         out
+    }
+}
+
+/// RTP packets counted by a worker: its live legs' counts plus those of the legs
+/// it has closed, so that what it reports only ever grows (Prometheus counters).
+#[derive(Debug, Clone, Copy, Default)]
+struct RtpTotals {
+    received: u64,
+    lost: i64,
+    strays: u64,
+}
+
+impl RtpTotals {
+    fn of(leg: &LegMedia) -> RtpTotals {
+        RtpTotals {
+            received: leg.stats.received,
+            lost: if leg.stats.received > 0 {
+                leg.stats.cumulative_lost().max(0)
+            } else {
+                0
+            },
+            strays: leg.strays,
+        }
+    }
+
+    fn add(&mut self, o: RtpTotals) {
+        self.received += o.received;
+        self.lost += o.lost;
+        self.strays += o.strays;
     }
 }
 
@@ -326,6 +358,7 @@ pub const LATE_BOUNDS_US: [u32; 7] = [500, 1_000, 2_000, 5_000, 10_000, 20_000, 
 struct Lateness {
     buckets: [u32; 1024],
     max_us: u32,
+    sum_us: u64,
     ticks: u32,
     busy_us: u64,
     busy_max_us: u32,
@@ -342,6 +375,7 @@ impl Lateness {
         Lateness {
             buckets: [0; 1024],
             max_us: 0,
+            sum_us: 0,
             ticks: 0,
             busy_us: 0,
             busy_max_us: 0,
@@ -355,6 +389,7 @@ impl Lateness {
         let us = micros(late);
         self.buckets[(us / 100).min(1023) as usize] += 1;
         self.max_us = self.max_us.max(us);
+        self.sum_us += u64::from(us);
         self.ticks += 1;
         self.busy_us += u64::from(micros(busy));
         self.busy_max_us = self.busy_max_us.max(micros(busy));
@@ -381,6 +416,7 @@ impl Lateness {
             late_p50_us: self.percentile(50).min(self.max_us.max(1)),
             late_p99_us: self.percentile(99).min(self.max_us.max(1)),
             late_max_us: self.max_us,
+            late_sum_us: self.sum_us,
             busy_us: self.busy_us,
             busy_max_us: self.busy_max_us,
             offcpu_us: self.offcpu_us,
@@ -1103,13 +1139,14 @@ impl RoomMedia {
     }
 
     /// Remove a leg; its sockets close when it drops.
-    fn remove(&mut self, id: LegId) {
-        if let Some(pos) = self.legs.iter().position(|l| l.id == id) {
-            let leg = self.legs.swap_remove(pos);
-            // the last tick's talkers are indices: another leg may hold one now
-            self.mixed.2 = 0;
-            self.opus_legs -= usize::from(leg.params.codec == CodecKind::Opus);
-        }
+    /// Take leg `id` out; returns its RTP counts, for the worker's totals.
+    fn remove(&mut self, id: LegId) -> Option<RtpTotals> {
+        let pos = self.legs.iter().position(|l| l.id == id)?;
+        let leg = self.legs.swap_remove(pos);
+        // the last tick's talkers are indices: another leg may hold one now
+        self.mixed.2 = 0;
+        self.opus_legs -= usize::from(leg.params.codec == CodecKind::Opus);
+        Some(RtpTotals::of(&leg))
     }
 
     /// New parameters (re-INVITE, UPDATE) for leg `id`, if the room holds it.
@@ -1600,6 +1637,10 @@ fn worker(
     // rooms spanning workers, for shards created later on this one
     let mut buses: HashMap<String, Arc<RoomBus>> = HashMap::new();
     let mut scratch = Scratch::default();
+    // closed legs' RTP counts, and the largest loss reported (a live leg's loss
+    // can fall when late packets arrive; the counter reported must not)
+    let mut ended = RtpTotals::default();
+    let mut lost_reported = 0i64;
     let mut next_tick = aligned(Instant::now(), anchor);
     loop {
         // With no rooms, sleep until told otherwise.
@@ -1709,7 +1750,9 @@ fn worker(
                 if let Some(name) = leg_room.remove(&id)
                     && let Some(r) = rooms.get_mut(&name)
                 {
-                    r.remove(id);
+                    if let Some(t) = r.remove(id) {
+                        ended.add(t);
+                    }
                     // a leg's own recording ends with the leg
                     r.records.retain(|s| s.leg != Some(id));
                     if r.legs.is_empty() && r.records.is_empty() {
@@ -1735,11 +1778,10 @@ fn worker(
                 let legs = rooms.values().map(|r| r.legs.len()).sum();
                 let mut st = lateness.take(index, legs);
                 let (mut jit_sum, mut n) = (0u64, 0u64);
+                let mut totals = ended;
                 for leg in rooms.values().flat_map(|r| r.legs.iter()) {
-                    st.rtp_received += leg.stats.received;
-                    st.rtp_strays += leg.strays;
+                    totals.add(RtpTotals::of(leg));
                     if leg.stats.received > 0 {
-                        st.rtp_lost += leg.stats.cumulative_lost().max(0);
                         let us = u64::from(leg.stats.jitter()) * 1_000_000
                             / u64::from(leg.params.codec.clock_rate());
                         jit_sum += us;
@@ -1748,6 +1790,10 @@ fn worker(
                     }
                 }
                 st.jitter_mean_us = jit_sum.checked_div(n).unwrap_or(0) as u32;
+                lost_reported = lost_reported.max(totals.lost);
+                st.rtp_received = totals.received;
+                st.rtp_lost = lost_reported;
+                st.rtp_strays = totals.strays;
                 let _ = events.send((LegId(0), MediaEvent::TickStats(st)));
             }
             next_tick += TICK;
