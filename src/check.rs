@@ -7,19 +7,19 @@ use std::process::ExitCode;
 
 use crate::config::Config;
 
-/// Check `file`: exit 0 (with any warnings on stderr), or 2 with
-/// `FILE:LINE:COL: reason`.
+/// Check `file`: exit 0 (with any warnings on stderr), or 78 (EX_CONFIG, as
+/// `run` does) with `FILE:LINE:COL: reason`.
 pub fn run(file: &Path) -> ExitCode {
     let cfg = match Config::load(file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(2);
+            return ExitCode::from(crate::config::EX_CONFIG);
         }
     };
     if let Err(e) = cfg.prompts() {
         eprintln!("{}: sounds_dir: {e}", file.display());
-        return ExitCode::from(2);
+        return ExitCode::from(crate::config::EX_CONFIG);
     }
     for w in warnings(&cfg) {
         eprintln!("{}: warning: {w}", file.display());

@@ -14,6 +14,10 @@ use crate::core::transaction::TimerConfig;
 use crate::core::{Cidr, CoreConfig, MenuKeys, RoomPolicy};
 use crate::media::prompt::{Prompt, PromptError, Prompts};
 
+/// Exit status for a configuration that cannot be used (sysexits.h EX_CONFIG), of
+/// both `caucus check` and `caucus run`; the systemd unit does not restart on it.
+pub const EX_CONFIG: u8 = 78;
+
 /// The default configuration, compiled in: `caucus run` without `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../conf/caucus.toml");
 

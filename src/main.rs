@@ -8,11 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use caucus::config::{Config, LogFormat};
-
-/// Exit status for a configuration that cannot be used (sysexits.h EX_CONFIG);
-/// the systemd unit does not restart on it.
-const EX_CONFIG: u8 = 78;
+use caucus::config::{Config, EX_CONFIG, LogFormat};
 
 /// caucus: a SIP audio conference bridge.
 #[derive(Parser)]

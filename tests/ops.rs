@@ -310,3 +310,135 @@ fn counters_never_fall_when_a_call_ends() {
     }
     assert_eq!(a.hangup(), 200);
 }
+
+/// The notify messages systemd would get, read from a socket the test binds.
+struct NotifySocket {
+    sock: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+    seen: Vec<String>,
+}
+
+impl NotifySocket {
+    fn bind() -> NotifySocket {
+        let path = std::env::temp_dir().join(format!("caucus-notify-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            sock,
+            path,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait up to `secs` for a message containing `what`; returns it.
+    fn wait(&mut self, what: &str, secs: u64) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(m.clone());
+                if m.contains(what) {
+                    return Some(m);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[test]
+fn systemd_hears_ready_reloading_watchdog_and_stopping() {
+    let mut ns = NotifySocket::bind();
+    let path = ns.path.display().to_string();
+    let bridge = Bridge::start_env(
+        "t1_ms = 100\ndrain_timeout_s = 30\n",
+        DEMO,
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "1000000")],
+    );
+    assert!(
+        ns.wait("READY=1", 10).is_some(),
+        "no READY=1: {:?}",
+        ns.seen
+    );
+    assert!(
+        ns.wait("WATCHDOG=1", 3).is_some(),
+        "no WATCHDOG=1: {:?}",
+        ns.seen
+    );
+    // media workers ticking (a call up) keep the pings coming
+    let mut ua = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "watched");
+    assert_eq!(ua.call(""), 200);
+    ns.seen.clear();
+    assert!(
+        ns.wait("WATCHDOG=1", 3).is_some(),
+        "no WATCHDOG=1 with a call up"
+    );
+    let pid = bridge.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let reloading = ns.wait("RELOADING=1", 5).expect("no RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert!(
+        ns.wait("READY=1", 5).is_some(),
+        "no READY=1 after the reload"
+    );
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let stopping = ns.wait("STOPPING=1", 5).expect("no STOPPING=1");
+    // the 30 s drain asks for more than TimeoutStopSec=30 gives
+    let usec: u64 = stopping
+        .lines()
+        .chain(
+            ns.wait("EXTEND_TIMEOUT_USEC=", 3)
+                .as_deref()
+                .unwrap_or("")
+                .lines(),
+        )
+        .find_map(|l| l.strip_prefix("EXTEND_TIMEOUT_USEC="))
+        .and_then(|v| v.parse().ok())
+        .expect("no EXTEND_TIMEOUT_USEC");
+    assert!(usec > 30_000_000, "the drain is not covered: {usec} µs");
+    let _ = std::fs::remove_file(&ns.path);
+}
+
+/// The shipped unit, with the binary's path made real, passes systemd's own check.
+#[test]
+fn the_systemd_unit_verifies() {
+    let which = Command::new("systemd-analyze").arg("--version").output();
+    assert!(
+        which.is_ok(),
+        "systemd-analyze not found: run the README's test command (it installs systemd)"
+    );
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/caucus.service"
+    ))
+    .unwrap();
+    for key in ["Type=notify", "WatchdogSec=", "RestartPreventExitStatus=78"] {
+        assert!(unit.contains(key), "the unit lacks {key}");
+    }
+    assert!(
+        !unit.contains("Environment=RUST_LOG"),
+        "the unit overrides the log level"
+    );
+    let dir = std::env::temp_dir().join(format!("caucus-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("caucus.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/caucus", env!("CARGO_BIN_EXE_caucus")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "systemd-analyze verify: {err}");
+    assert!(
+        !err.contains("caucus.service"),
+        "warnings about the unit: {err}"
+    );
+}

@@ -3,6 +3,7 @@
 //! core's outputs out: bytes to UDP/TCP peers, commands to the media engine, events
 //! to the log. One task owns the core, so signalling state needs no lock.
 
+mod notify;
 mod reload;
 mod tcp;
 
@@ -31,6 +32,8 @@ use crate::util::LogSafe;
 const CONFIG_POLL: Duration = Duration::from_secs(2);
 /// Longest a SIGTERM drain waits for BYE transactions before exiting.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// Asked of systemd beyond a drain's own end, for stopping the workers and exit.
+const STOP_MARGIN: Duration = Duration::from_secs(10);
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +267,14 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         cfg.sip.drain_announce,
     );
     let mut deferred: Option<(tokio::sync::oneshot::Sender<OpResult>, OpResult)> = None;
+    let notify = notify::Notifier::from_env();
+    let heart = media.heartbeats();
+    // the watchdog's pace, or a slow one that only extends a drain's stop timeout
+    let mut keepalive =
+        tokio::time::interval(notify.watchdog_every().unwrap_or(Duration::from_secs(5)));
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(%listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
+    notify.ready();
 
     loop {
         let timeout = core.poll_timeout().map(Instant::from_std);
@@ -323,10 +333,23 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             _ = sleep_until(wake) => {
                 core.handle_timeout(Instant::now().into_std());
             }
-            _ = sigterm.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
-            _ = sigint.recv() => begin_drain(&mut core, &mut drain_deadline, &drain),
+            _ = sigterm.recv() => begin_drain(&mut core, &mut drain_deadline, &drain, &notify),
+            _ = sigint.recv() => begin_drain(&mut core, &mut drain_deadline, &drain, &notify),
+            _ = keepalive.tick() => {
+                // a worker stuck inside a tick stops the pings, and systemd restarts us
+                if let Some(every) = notify.watchdog_every()
+                    && heart.alive(every)
+                {
+                    notify.watchdog();
+                }
+                if let Some(d) = drain_deadline {
+                    notify.extend(d.saturating_duration_since(Instant::now()) + STOP_MARGIN);
+                }
+            }
             _ = sighup.recv() => {
+                notify.reloading();
                 reload::reload(&mut core, &mut running, &music, config_path.as_ref(), &http);
+                notify.ready();
             }
             _ = watch.tick() => {
                 // the file changed on disk (an editor, a deploy): same as SIGHUP
@@ -334,7 +357,9 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 if stamp != config_stamp {
                     config_stamp = stamp;
                     tracing::info!("configuration file changed");
+                    notify.reloading();
                     reload::reload(&mut core, &mut running, &music, config_path.as_ref(), &http);
+                    notify.ready();
                 }
             },
         }
@@ -492,7 +517,12 @@ async fn sleep_until(t: Option<Instant>) {
 /// SIGTERM/SIGINT: new calls get 503; running ones hear "the conference has ended"
 /// (if configured) and get their BYE after the drain timeout; the process exits once
 /// the BYEs are answered, or [`DRAIN_LIMIT`] after that.
-fn begin_drain(core: &mut Core, deadline: &mut Option<Instant>, drain: &(Duration, bool)) {
+fn begin_drain(
+    core: &mut Core,
+    deadline: &mut Option<Instant>,
+    drain: &(Duration, bool),
+    notify: &notify::Notifier,
+) {
     if deadline.is_none() {
         let (grace, announce) = *drain;
         tracing::info!(
@@ -500,6 +530,7 @@ fn begin_drain(core: &mut Core, deadline: &mut Option<Instant>, drain: &(Duratio
             grace_s = grace.as_secs(),
             "shutting down: new calls refused, running calls end after the grace"
         );
+        notify.stopping(grace + DRAIN_LIMIT + STOP_MARGIN);
         core.drain(Instant::now().into_std(), grace, announce);
         *deadline = Some(Instant::now() + grace + DRAIN_LIMIT);
     }

@@ -1622,6 +1622,38 @@ fn realtime(index: usize, priority: u8) {
     }
 }
 
+/// A worker's heartbeat: milliseconds since the engine's epoch at its last loop,
+/// or [`IDLE`] while it has no rooms and waits for a command (it cannot be stuck
+/// in a tick then).
+pub struct Heartbeats {
+    epoch: Instant,
+    beats: Vec<std::sync::atomic::AtomicU64>,
+}
+
+/// A worker waiting for work.
+const IDLE: u64 = u64::MAX;
+
+impl Heartbeats {
+    fn beat(&self, worker: usize, value: u64) {
+        self.beats[worker].store(value, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether every worker is idle or has run its loop within `gap`.
+    pub fn alive(&self, gap: Duration) -> bool {
+        let now = self.now();
+        let gap = gap.as_millis() as u64;
+        self.beats.iter().all(|b| {
+            let t = b.load(std::sync::atomic::Ordering::Relaxed);
+            t == IDLE || now.saturating_sub(t) <= gap
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn worker(
     index: usize,
     max_talkers: usize,
@@ -1630,6 +1662,7 @@ fn worker(
     rx: mpsc::Receiver<Command>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     anchor: Instant,
+    heart: Arc<Heartbeats>,
 ) {
     let mut rooms: HashMap<String, RoomMedia> = HashMap::new();
     let mut lateness = Lateness::new();
@@ -1645,11 +1678,15 @@ fn worker(
     loop {
         // With no rooms, sleep until told otherwise.
         let cmd = if rooms.is_empty() {
-            match rx.recv() {
+            heart.beat(index, IDLE);
+            let c = rx.recv();
+            heart.beat(index, heart.now());
+            match c {
                 Ok(c) => Some(c),
                 Err(_) => return,
             }
         } else {
+            heart.beat(index, heart.now());
             let now = Instant::now();
             match rx.recv_timeout(next_tick.saturating_duration_since(now)) {
                 Ok(c) => Some(c),
@@ -1825,6 +1862,7 @@ pub struct MediaEngine {
     bind_ip: IpAddr,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     prompts: Arc<Prompts>,
+    heart: Arc<Heartbeats>,
 }
 
 impl MediaEngine {
@@ -1848,17 +1886,24 @@ impl MediaEngine {
         // each other's talkers well after they were published
         let epoch = Instant::now();
         let n = n.max(1);
+        let heart = Arc::new(Heartbeats {
+            epoch,
+            beats: (0..n)
+                .map(|_| std::sync::atomic::AtomicU64::new(IDLE))
+                .collect(),
+        });
         for i in 0..n {
             let anchor =
                 epoch + TICK * u32::try_from(i).unwrap_or(0) / u32::try_from(n).unwrap_or(1);
             let (tx, rx) = mpsc::channel();
             let ev = ev_tx.clone();
             let prompts = prompts.clone();
+            let heart = heart.clone();
             let t = std::thread::Builder::new()
                 .name(format!("media-{i}"))
                 .spawn(move || {
                     realtime(i, realtime_priority);
-                    worker(i, max_talkers, timeouts, prompts, rx, ev, anchor)
+                    worker(i, max_talkers, timeouts, prompts, rx, ev, anchor, heart)
                 })
                 .expect("spawning a media thread at start-up");
             workers.push(tx);
@@ -1876,6 +1921,7 @@ impl MediaEngine {
                 bind_ip,
                 events: ev_tx,
                 prompts,
+                heart,
             },
             ev_rx,
         )
@@ -2021,6 +2067,11 @@ impl MediaEngine {
             }
         }
         Ok(())
+    }
+
+    /// The workers' heartbeats (for the service watchdog).
+    pub fn heartbeats(&self) -> Arc<Heartbeats> {
+        self.heart.clone()
     }
 
     /// Stop every worker and wait for them.

@@ -63,17 +63,23 @@ impl Bridge {
         } else {
             "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = false\n"
         };
-        Bridge::start_config(sip_keys, rtp_keys, &format!("{security}{rooms}"))
+        Bridge::start_config(sip_keys, rtp_keys, &format!("{security}{rooms}"), &[])
+    }
+
+    /// [`Bridge::start_with`] with these environment variables for the process.
+    pub fn start_env(sip_keys: &str, rooms: &str, env: &[(&str, &str)]) -> Bridge {
+        let security = "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = false\n";
+        Bridge::start_config(sip_keys, "", &format!("{security}{rooms}"), env)
     }
 
     /// Start as a new user would configure it: no `[security]` section at all, so
     /// every default of flood control applies to the test's traffic.
     pub fn start_untrusted(rtp_keys: &str, rooms: &str) -> Bridge {
-        Bridge::start_config("t1_ms = 100\n", rtp_keys, rooms)
+        Bridge::start_config("t1_ms = 100\n", rtp_keys, rooms, &[])
     }
 
     /// Start with these `[sip]` and `[rtp]` keys and the rest of the config as given.
-    fn start_config(sip_keys: &str, rtp_keys: &str, rest: &str) -> Bridge {
+    fn start_config(sip_keys: &str, rtp_keys: &str, rest: &str, env: &[(&str, &str)]) -> Bridge {
         let sip_port = free_port();
         // distinct RTP ranges per bridge so tests in parallel never collide
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
@@ -115,6 +121,7 @@ impl Bridge {
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "caucus=debug")
+            .envs(env.iter().copied())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
