@@ -39,9 +39,14 @@ pub struct ConfigError {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Sip {
-    /// UDP and TCP listen address
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
+    /// UDP and TCP listen addresses: one, or a list (IPv4 and IPv6 together); a
+    /// wildcard (0.0.0.0, [::]) answers on the address each request arrived on
+    #[serde(default = "default_listen", deserialize_with = "one_or_more")]
+    pub listen: Vec<SocketAddr>,
+    /// `host[:port]` written in Via and Contact instead of the address a request
+    /// arrived on (a public address behind NAT); an IPv6 address in brackets
+    #[serde(default)]
+    pub advertise: Option<String>,
     /// T1 in ms (RFC 3261 default 500)
     #[serde(default = "default_t1")]
     pub t1_ms: u64,
@@ -172,9 +177,14 @@ pub struct Rtp {
     /// highest port (RTCP included)
     #[serde(default = "default_port_max")]
     pub port_max: u16,
-    /// address RTP binds to and advertises; default: the SIP listen address
+    /// address RTP binds to; default: the address each call's signalling arrived
+    /// on (the SIP listen address, or on a wildcard listener the one a request was
+    /// sent to)
     #[serde(default)]
     pub address: Option<IpAddr>,
+    /// address written in SDP instead (a public address behind NAT)
+    #[serde(default)]
+    pub advertise: Option<IpAddr>,
     /// media worker threads; 0 = one per core
     #[serde(default)]
     pub workers: usize,
@@ -789,8 +799,58 @@ pub struct Config {
     pub log: Log,
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 5060))
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 5060))]
+}
+
+/// `"ADDR:PORT"` or `["ADDR:PORT", …]`.
+fn one_or_more<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(SocketAddr),
+        More(Vec<SocketAddr>),
+    }
+    match OneOrMore::deserialize(d) {
+        Ok(OneOrMore::One(a)) => Ok(vec![a]),
+        Ok(OneOrMore::More(v)) => Ok(v),
+        Err(_) => Err(serde::de::Error::custom(
+            "listen: an address \"IP:PORT\" (IPv6 as \"[::1]:5060\") or a list of them",
+        )),
+    }
+}
+
+/// `[sip] advertise` split into host and port: an IP address (IPv6 in brackets)
+/// or a host name, with or without `:PORT`.
+pub fn parse_advertise(s: &str) -> Option<(String, Option<u16>)> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        let host = match a.ip() {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        return (a.port() != 0).then_some((host, Some(a.port())));
+    }
+    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|_| (s.to_string(), None));
+    }
+    if s.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some((s.to_string(), None));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p != 0)?)),
+        None => (s, None),
+    };
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        });
+    name_ok.then(|| (host.to_string(), port))
 }
 fn default_t1() -> u64 {
     500
@@ -834,6 +894,7 @@ fn default_max_participants() -> usize {
 fn default_sip() -> Sip {
     Sip {
         listen: default_listen(),
+        advertise: None,
         t1_ms: default_t1(),
         t2_ms: default_t2(),
         t4_ms: default_t4(),
@@ -852,6 +913,7 @@ fn default_rtp() -> Rtp {
         port_min: default_port_min(),
         port_max: default_port_max(),
         address: None,
+        advertise: None,
         workers: 0,
         max_talkers: default_max_talkers(),
         timeout_s: default_rtp_timeout(),
@@ -947,9 +1009,24 @@ impl Config {
             "t4_ms must be 1..=60000",
         )?;
         check(
-            s.listen.port() != 0,
+            !s.listen.is_empty() && s.listen.iter().all(|a| a.port() != 0),
             &[Seg::Key("sip"), Seg::Key("listen")],
-            "listen needs a port",
+            "listen needs at least one address, each with a port",
+        )?;
+        check(
+            s.listen
+                .iter()
+                .enumerate()
+                .all(|(i, a)| !s.listen[..i].contains(a)),
+            &[Seg::Key("sip"), Seg::Key("listen")],
+            "listen names an address twice",
+        )?;
+        check(
+            s.advertise
+                .as_deref()
+                .is_none_or(|a| parse_advertise(a).is_some()),
+            &[Seg::Key("sip"), Seg::Key("advertise")],
+            "advertise must be HOST or HOST:PORT (an IP address, IPv6 in brackets, or a DNS name)",
         )?;
         check(
             s.drain_timeout_s <= 3600,
@@ -1255,11 +1332,6 @@ impl Config {
         }
     }
 
-    /// Address RTP uses.
-    pub fn media_ip(&self) -> IpAddr {
-        self.rtp.address.unwrap_or(self.sip.listen.ip())
-    }
-
     /// Room table for the core.
     pub fn room_policies(&self) -> HashMap<String, RoomPolicy> {
         self.room_policies_using(&self.music_files())
@@ -1291,8 +1363,9 @@ impl Config {
     /// [`Config::room_policies_using`]).
     pub fn core_using(&self, music: &[&std::path::Path]) -> CoreConfig {
         CoreConfig {
-            sip_addr: self.sip.listen,
-            media_ip: self.media_ip(),
+            sip_advertise: self.sip.advertise.as_deref().and_then(parse_advertise),
+            rtp_address: self.rtp.address,
+            rtp_advertise: self.rtp.advertise,
             rtp_ports: (self.rtp.port_min, self.rtp.port_max),
             rooms: self.room_policies_using(music),
             timers: TimerConfig {
@@ -1333,7 +1406,7 @@ mod tests {
     #[test]
     fn default_is_valid() {
         let c = Config::default_config();
-        assert_eq!(c.sip.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(c.sip.listen, vec!["127.0.0.1:5060".parse().unwrap()]);
         assert_eq!((c.rtp.port_min, c.rtp.port_max), (20000, 20999));
         assert_eq!(c.rooms[0].name, "demo");
     }

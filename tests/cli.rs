@@ -99,3 +99,24 @@ fn cargo_run_picks_the_bridge() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
+
+#[test]
+fn check_warns_about_addresses_that_will_not_do() {
+    let path = std::env::temp_dir().join(format!("caucus-cli-{}-nat.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[sip]\nlisten = \"0.0.0.0:5060\"\nadvertise = \"203.0.113.7\"\n",
+    )
+    .unwrap();
+    let out = caucus(&["check", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: [sip] advertise is set but [rtp] advertise is not"),
+        "{err}"
+    );
+    std::fs::write(&path, "[sip]\nadvertise = \"[2001:db8::1\"\n").unwrap();
+    let out = caucus(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("advertise must be HOST"));
+}

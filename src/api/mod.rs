@@ -481,6 +481,8 @@ async fn dial(
         moderator,
         caller_id: b.caller_id,
         ring_timeout: std::time::Duration::from_secs(timeout),
+        // the driver's to choose
+        local: None,
     };
     Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
 }

@@ -240,6 +240,12 @@ fn core_metrics(core: &Core, now: Instant) -> String {
         "caucus_rtp_ports_in_use {}\n",
         core.ports_in_use()
     ));
+    s.push_str("# HELP caucus_rtp_ports_retired RTP/RTCP port pairs resting after another program held them.\n");
+    s.push_str("# TYPE caucus_rtp_ports_retired gauge\n");
+    s.push_str(&format!(
+        "caucus_rtp_ports_retired {}\n",
+        core.ports_retired(now)
+    ));
     let (bans, dropped, banned) = core.flood_stats(now);
     s.push_str("# HELP caucus_flood_bans_total Sources banned for their failed attempts.\n");
     s.push_str("# TYPE caucus_flood_bans_total counter\n");

@@ -70,6 +70,9 @@ pub struct DialRequest {
     pub caller_id: Option<String>,
     /// ring this long, then CANCEL
     pub ring_timeout: Duration,
+    /// our address towards the target (the driver's choice: the listen address of
+    /// its family, or on a wildcard listener the one the route to it leaves from)
+    pub local: Option<SocketAddr>,
 }
 
 /// How a dial attempt stands (the webhook's `status`).
@@ -117,6 +120,7 @@ pub(super) struct Dial {
     auth_tried: bool,
     cancelling: Option<DialStatus>,
     moderator: bool,
+    ring_timeout: Duration,
     /// ACK for the 2xx, re-sent when the 2xx is retransmitted
     ack: Option<Vec<u8>>,
 }
@@ -187,15 +191,21 @@ impl Core {
         if self.rooms.get(room).map_or(0, Vec::len) >= policy.max_participants {
             return Err(ControlError::RoomFull(room.to_string()));
         }
-        let port = self.ports.allocate().ok_or(ControlError::Unavailable)?;
+        let Some(local) = req.local else {
+            return Err(ControlError::BadDestination(
+                "no SIP listen address of the target's address family".into(),
+            ));
+        };
+        let port = self.ports.allocate(now).ok_or(ControlError::Unavailable)?;
         let peer = Peer {
             transport: Transport::Udp,
             addr: SocketAddr::new(ip, uri.port.unwrap_or(5060)),
+            local,
         };
         let id = LegId(self.next_leg);
         self.next_leg += 1;
         let local_tag = self.rng.token();
-        let call_id = format!("{}@{}", self.rng.token(), self.cfg.sip_addr.ip());
+        let call_id = format!("{}@{}", self.rng.token(), local.ip());
         let ssrc = self.rng.next_u64() as u32;
         let session_id = self.rng.next_u64() >> 1;
         let leg = Leg {
@@ -204,7 +214,7 @@ impl Core {
             local_tag,
             remote_tag: String::new(),
             remote_uri: format!("<{}>", req.to),
-            local_uri: format!("<sip:{caller}@{}>", self.cfg.sip_addr),
+            local_uri: format!("<sip:{caller}@{}>", self.cfg.sent_by(peer)),
             remote_target: req.to.clone(),
             route_set: Vec::new(),
             remote_cseq: 0,
@@ -215,6 +225,9 @@ impl Core {
             ok: None,
             offer_in_ok: false,
             port,
+            media_addr: self.media_addr(peer),
+            bound: false,
+            bind_failures: 0,
             sdp_version: 1,
             session_id,
             media: None,
@@ -244,18 +257,38 @@ impl Core {
                 auth_tried: false,
                 cancelling: None,
                 moderator: req.moderator,
+                ring_timeout: req.ring_timeout,
                 ack: None,
             })),
             options: None,
             session: None,
             session_gen: 0,
         };
-        self.legs.insert(id, leg);
+        self.insert_leg(id, leg);
         self.join_room_list(now, room, id, &policy);
-        self.send_invite(now, id, None);
-        self.arm(now + req.ring_timeout, Timer::Ring(id));
         tracing::info!(leg = %id, %room, to = %LogSafe(&req.to), "dialling out");
+        // the INVITE's offer announces the port: it goes out once the port is bound
+        self.bind_media(id);
         Ok(id)
+    }
+
+    /// An outbound leg's port is bound: send its INVITE and start ringing.
+    pub(super) fn start_dial(&mut self, now: Instant, id: LegId) {
+        let Some(ring) = self
+            .legs
+            .get(&id)
+            .and_then(|l| l.dial.as_ref())
+            .map(|d| d.ring_timeout)
+        else {
+            return;
+        };
+        self.send_invite(now, id, None);
+        self.arm(now + ring, Timer::Ring(id));
+    }
+
+    /// An outbound leg failed before its INVITE could go out.
+    pub(super) fn dial_failed(&mut self, now: Instant, id: LegId, why: &str) {
+        self.dial_over(now, id, DialStatus::Failed, why.to_string());
     }
 
     /// Send (or, with credentials, re-send) the INVITE of an outbound leg.
@@ -274,7 +307,7 @@ impl Core {
         };
         let target = d.target.clone();
         let mut m = uac_request(
-            self.cfg.sip_addr,
+            &self.cfg.sent_by(leg.peer),
             leg,
             Method::Invite,
             target,
@@ -371,7 +404,7 @@ impl Core {
         let attempt = d.attempt;
         let (branch, target, cseq) = (d.branch.clone(), d.target.clone(), d.cseq);
         let mut m = uac_request(
-            self.cfg.sip_addr,
+            &self.cfg.sent_by(leg.peer),
             leg,
             Method::Cancel,
             target,
@@ -474,7 +507,7 @@ impl Core {
         let Some(d) = leg.dial.as_ref() else { return };
         let to = resp.header("To").unwrap_or("");
         let m = uac_request(
-            self.cfg.sip_addr,
+            &self.cfg.sent_by(leg.peer),
             leg,
             Method::Ack,
             d.target.clone(),
@@ -585,7 +618,7 @@ impl Core {
         let branch = format!("z9hG4bK{}", self.rng.token());
         let uri = leg.remote_target.clone();
         let mut m = uac_request(
-            self.cfg.sip_addr,
+            &self.cfg.sent_by(leg.peer),
             leg,
             Method::Ack,
             uri,
@@ -702,7 +735,7 @@ impl Core {
 /// headers they all share (RFC 3261 §8.1.1): Via with `branch`, Max-Forwards, From
 /// with our tag, `to`, Call-ID, CSeq.
 fn uac_request(
-    sip_addr: SocketAddr,
+    sent_by: &str,
     leg: &Leg,
     method: Method,
     uri: String,
@@ -718,7 +751,7 @@ fn uac_request(
     };
     m.push(
         "Via",
-        format!("SIP/2.0/UDP {sip_addr};branch={branch};rport"),
+        format!("SIP/2.0/UDP {sent_by};branch={branch};rport"),
     );
     m.push("Max-Forwards", "70");
     m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));

@@ -53,13 +53,17 @@ pub enum Transport {
     Tcp(u64),
 }
 
-/// The other end of a flow: transport and source address.
+/// The other end of a flow: transport, its address, and ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
     /// transport
     pub transport: Transport,
-    /// address
+    /// the peer's address
     pub addr: SocketAddr,
+    /// our address on this flow: where the peer's message arrived (on a wildcard
+    /// listener, the destination address it carried), which Via, Contact and SDP
+    /// name unless an advertised address is configured
+    pub local: SocketAddr,
 }
 
 impl Peer {
@@ -334,6 +338,11 @@ impl MenuKeys {
     }
 }
 
+/// A port another program holds rests this long before it is tried again.
+const PORT_COOL_OFF: Duration = Duration::from_secs(60);
+/// Ports tried for one leg before its call is refused.
+const MAX_BIND_TRIES: u8 = 16;
+
 /// Longest a goodbye sequence of prompts may take before the call is ended anyway.
 const HANGUP_AFTER_PROMPT: Duration = Duration::from_secs(15);
 
@@ -357,10 +366,15 @@ fn decoy_policy() -> RoomPolicy {
 /// Core configuration.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
-    /// our SIP address (Via, Contact)
-    pub sip_addr: SocketAddr,
-    /// address we advertise in SDP
-    pub media_ip: IpAddr,
+    /// host (an IPv6 address in brackets) and port written in Via and Contact
+    /// instead of the flow's local address (`[sip] advertise`: a public address
+    /// behind NAT); no port: the flow's local port
+    pub sip_advertise: Option<(String, Option<u16>)>,
+    /// address RTP binds to (`[rtp] address`); None: the call's local address
+    pub rtp_address: Option<IpAddr>,
+    /// address written in SDP (`[rtp] advertise`); None: the bound address, or
+    /// the call's local address when RTP binds a wildcard
+    pub rtp_advertise: Option<IpAddr>,
     /// RTP range
     pub rtp_ports: (u16, u16),
     /// rooms by name
@@ -383,6 +397,17 @@ pub struct CoreConfig {
     pub flood: flood::FloodLimits,
     /// a ban ends the banned source's admitted calls too (by default they go on)
     pub ban_ends_calls: bool,
+}
+
+impl CoreConfig {
+    /// `host:port` naming us on a flow: the advertised address, else the flow's
+    /// local one.
+    fn sent_by(&self, flow: Peer) -> String {
+        match &self.sip_advertise {
+            Some((host, port)) => format!("{host}:{}", port.unwrap_or(flow.local.port())),
+            None => flow.local.to_string(),
+        }
+    }
 }
 
 /// Something the driver must do.
@@ -561,6 +586,12 @@ struct Leg {
     /// we sent the offer in a 2xx and wait for the answer in ACK
     offer_in_ok: bool,
     port: u16,
+    /// where the leg's RTP is bound, and the address SDP gives for it
+    media_addr: (IpAddr, IpAddr),
+    /// its RTP port is bound (the answer or offer may announce it)
+    bound: bool,
+    /// ports tried for it that could not be bound
+    bind_failures: u8,
     sdp_version: u64,
     session_id: u64,
     media: Option<MediaParams>,
@@ -793,6 +824,11 @@ impl Core {
     /// RTP port pairs in use.
     pub fn ports_in_use(&self) -> usize {
         self.ports.in_use()
+    }
+
+    /// RTP port pairs resting after another program held them.
+    pub fn ports_retired(&self, now: Instant) -> usize {
+        self.ports.retired(now)
     }
 
     /// True when no transaction or leg remains (drain finished).
@@ -1410,7 +1446,6 @@ impl Core {
         self.out.push_back(Output::Media(MediaCommand::Open {
             leg: id,
             room: leg.room.clone(),
-            port: leg.port,
             params,
             isolated,
         }));
@@ -1461,8 +1496,8 @@ impl Core {
         if let Some(l) = self.legs.get(&leg) {
             // Whoever holds that port (another program, an ephemeral socket) may keep
             // it: take it out of the rotation rather than hand it to the next call.
-            tracing::warn!(leg = %leg, port = l.port, "RTP port unusable: retired from the pool");
-            self.ports.retire(l.port);
+            tracing::warn!(leg = %leg, port = l.port, "RTP port unusable: rests for a cool-off");
+            self.ports.retire(l.port, now + PORT_COOL_OFF);
             self.end_leg(now, leg, true, LeftReason::Error);
         }
     }
@@ -2054,7 +2089,7 @@ impl Core {
                 &[("Warning", "399 caucus \"room full\"".into())],
             );
         }
-        let Some(port) = self.ports.allocate() else {
+        let Some(port) = self.ports.allocate(now) else {
             tracing::warn!(%room, "RTP port range exhausted");
             return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "5".into())]);
         };
@@ -2084,6 +2119,9 @@ impl Core {
             ok: None,
             offer_in_ok: false,
             port,
+            media_addr: self.media_addr(from),
+            bound: false,
+            bind_failures: 0,
             sdp_version: 1,
             session_id,
             media: None,
@@ -2134,21 +2172,86 @@ impl Core {
         self.insert_leg(id, leg);
         self.join_room_list(now, &room, id, &policy);
         tracing::info!(leg = %id, %room, call_id = %LogSafe(&h.call_id), "INVITE accepted");
-        if policy.answer_after.is_zero() {
-            self.answer(now, id);
-        } else {
-            let leg = &self.legs[&id];
-            let Some(p) = &leg.pending else { return };
-            let mut r = self.response(&p.req, from, 180, Some(&leg.local_tag));
-            r.push("Contact", self.contact(from));
-            let data = r.to_bytes();
-            if let Some(tx) = self.server.get_mut(&key) {
-                tx.last = Some(data.clone());
-            }
-            self.out.push_back(Output::Transmit { to: from, data });
-            let generation = self.legs[&id].answer_gen;
-            self.arm(now + policy.answer_after, Timer::Answer(id, generation));
+        // the answer announces the port: it goes out once the port is bound
+        self.bind_media(id);
+    }
+
+    /// Ask the driver to bind a leg's RTP (and RTCP) port; it answers with
+    /// [`Core::media_bound`] before anything else happens.
+    fn bind_media(&mut self, id: LegId) {
+        if let Some(leg) = self.legs.get(&id) {
+            let addr = SocketAddr::new(leg.media_addr.0, leg.port);
+            self.out
+                .push_back(Output::Media(MediaCommand::Bind { leg: id, addr }));
         }
+    }
+
+    /// The driver bound a leg's RTP port (`ok`), or could not: the port is held by
+    /// another program. The call goes on with the next free port, and the busy one
+    /// rests for a cool-off before it is tried again; when none can be bound the
+    /// call is refused (503) or, for a dial-out, fails.
+    pub fn media_bound(&mut self, now: Instant, id: LegId, ok: bool) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        if leg.bound {
+            return;
+        }
+        let outbound = leg.dial.is_some();
+        if ok {
+            leg.bound = true;
+            return if outbound {
+                self.start_dial(now, id)
+            } else {
+                self.proceed_invite(now, id)
+            };
+        }
+        let busy = leg.port;
+        leg.bind_failures += 1;
+        let tries = leg.bind_failures;
+        tracing::warn!(leg = %id, port = busy, "RTP port in use by another program: skipped, and retried after a cool-off");
+        self.ports.retire(busy, now + PORT_COOL_OFF);
+        let next = if tries < MAX_BIND_TRIES {
+            self.ports.allocate(now)
+        } else {
+            None
+        };
+        if let (Some(port), Some(leg)) = (next, self.legs.get_mut(&id)) {
+            leg.port = port;
+            return self.bind_media(id);
+        }
+        tracing::warn!(leg = %id, tries, "no RTP port could be bound");
+        if outbound {
+            self.dial_failed(now, id, "no RTP port could be bound");
+        } else {
+            self.end_leg(now, id, true, LeftReason::Error);
+        }
+    }
+
+    /// An inbound leg's port is bound: answer, or ring first.
+    fn proceed_invite(&mut self, now: Instant, id: LegId) {
+        let Some(leg) = self.legs.get(&id) else {
+            return;
+        };
+        let after = self
+            .cfg
+            .rooms
+            .get(&leg.room)
+            .map_or(Duration::ZERO, |p| p.answer_after);
+        if after.is_zero() {
+            return self.answer(now, id);
+        }
+        let Some(p) = &leg.pending else { return };
+        let from = leg.peer;
+        let mut r = self.response(&p.req, from, 180, Some(&leg.local_tag));
+        r.push("Contact", self.contact(from));
+        let data = r.to_bytes();
+        if let Some(tx) = leg.invite_txn.as_ref().and_then(|k| self.server.get_mut(k)) {
+            tx.last = Some(data.clone());
+        }
+        self.out.push_back(Output::Transmit { to: from, data });
+        let generation = leg.answer_gen;
+        self.arm(now + after, Timer::Answer(id, generation));
     }
 
     /// Handle a parked INVITE again, now that its route is decided.
@@ -2182,12 +2285,29 @@ impl Core {
 
     fn contact(&self, via: Peer) -> String {
         let t = if via.reliable() { ";transport=tcp" } else { "" };
-        format!("<sip:caucus@{}{t}>", self.cfg.sip_addr)
+        format!("<sip:caucus@{}{t}>", self.cfg.sent_by(via))
+    }
+
+    /// Where a leg whose signalling runs on `flow` binds its RTP, and what its SDP
+    /// says: `[rtp] address` (when of the flow's family), else the flow's local
+    /// address; `[rtp] advertise`, else the bound address unless it is a wildcard.
+    fn media_addr(&self, flow: Peer) -> (IpAddr, IpAddr) {
+        let local = flow.local.ip().to_canonical();
+        let bind = self
+            .cfg
+            .rtp_address
+            .filter(|a| a.is_ipv4() == local.is_ipv4())
+            .unwrap_or(local);
+        let shown =
+            self.cfg
+                .rtp_advertise
+                .unwrap_or(if bind.is_unspecified() { local } else { bind });
+        (bind, shown)
     }
 
     fn local_sdp(&self, leg: &Leg) -> LocalSdp {
         LocalSdp {
-            addr: self.cfg.media_ip,
+            addr: leg.media_addr.1,
             port: leg.port,
             session_id: leg.session_id,
             version: leg.sdp_version,
@@ -2637,7 +2757,7 @@ impl Core {
             "Via",
             format!(
                 "SIP/2.0/{proto} {};branch={branch};rport",
-                self.cfg.sip_addr
+                self.cfg.sent_by(leg.peer)
             ),
         );
         m.push("Max-Forwards", "70");

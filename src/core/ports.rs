@@ -1,9 +1,12 @@
-//! RTP port allocation (numbers only; the media driver binds them). RTP takes the
-//! even port and RTCP the odd one above it (RFC 3550 §11). Allocation rotates through
-//! the range so that a port just released is the last to be handed out again: the
-//! media worker closes a socket up to one tick after signalling frees its number.
+//! RTP port allocation (numbers only; the media driver binds them, before any
+//! answer or offer announces them). RTP takes the even port and RTCP the odd one
+//! above it (RFC 3550 §11). Allocation rotates through the range so that a port just
+//! released is the last to be handed out again: the media worker closes a socket up
+//! to one tick after signalling frees its number. A port that could not be bound
+//! (another program holds it) is retired until a cool-off ends, then tried again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 /// The configured range.
 #[derive(Debug)]
@@ -12,7 +15,8 @@ pub struct PortPool {
     max: u16,
     next: u16,
     used: BTreeSet<u16>,
-    retired: BTreeSet<u16>,
+    /// ports resting after a failed bind, until when
+    retired: BTreeMap<u16, Instant>,
 }
 
 impl PortPool {
@@ -24,7 +28,7 @@ impl PortPool {
             max,
             next: min,
             used: BTreeSet::new(),
-            retired: BTreeSet::new(),
+            retired: BTreeMap::new(),
         }
     }
 
@@ -36,13 +40,19 @@ impl PortPool {
         usize::from(self.max - self.min).div_ceil(2)
     }
 
-    /// Pairs in use.
+    /// Pairs held by legs.
     pub fn in_use(&self) -> usize {
         self.used.len()
     }
 
+    /// Pairs resting after a failed bind.
+    pub fn retired(&self, now: Instant) -> usize {
+        self.retired.values().filter(|&&t| t > now).count()
+    }
+
     /// Take a free RTP port.
-    pub fn allocate(&mut self) -> Option<u16> {
+    pub fn allocate(&mut self, now: Instant) -> Option<u16> {
+        self.retired.retain(|_, until| *until > now);
         for _ in 0..self.capacity() {
             let p = self.next;
             self.next = if u32::from(p) + 2 >= u32::from(self.max) {
@@ -50,7 +60,7 @@ impl PortPool {
             } else {
                 p + 2
             };
-            if self.used.insert(p) {
+            if !self.retired.contains_key(&p) && self.used.insert(p) {
                 return Some(p);
             }
         }
@@ -59,15 +69,14 @@ impl PortPool {
 
     /// Return a port.
     pub fn release(&mut self, port: u16) {
-        if !self.retired.contains(&port) {
-            self.used.remove(&port);
-        }
+        self.used.remove(&port);
     }
 
-    /// Never hand this port out again (it could not be bound).
-    pub fn retire(&mut self, port: u16) {
-        self.retired.insert(port);
-        self.used.insert(port);
+    /// A port that could not be bound: out of use, and not handed out again
+    /// before `until`.
+    pub fn retire(&mut self, port: u16, until: Instant) {
+        self.used.remove(&port);
+        self.retired.insert(port, until);
     }
 }
 
@@ -77,19 +86,25 @@ mod tests {
 
     #[test]
     fn rotates_and_exhausts() {
+        let t0 = Instant::now();
         let mut p = PortPool::new(20001, 20009);
         assert_eq!(p.capacity(), 4);
-        let got: Vec<u16> = (0..4).map(|_| p.allocate().unwrap()).collect();
+        let got: Vec<u16> = (0..4).map(|_| p.allocate(t0).unwrap()).collect();
         assert_eq!(got, vec![20002, 20004, 20006, 20008]);
-        assert_eq!(p.allocate(), None);
+        assert_eq!(p.allocate(t0), None);
         p.release(20004);
-        assert_eq!(p.allocate(), Some(20004));
+        assert_eq!(p.allocate(t0), Some(20004));
         assert_eq!(p.in_use(), 4);
-        // a retired port stays out of rotation after its leg ends
-        p.retire(20006);
+        // a retired port is out of use (not counted) and out of rotation during
+        // its cool-off, then back
+        let cool = t0 + std::time::Duration::from_secs(60);
+        p.retire(20006, cool);
+        assert_eq!((p.in_use(), p.retired(t0)), (3, 1));
         p.release(20006);
         p.release(20002);
-        assert_eq!(p.allocate(), Some(20002));
-        assert_eq!(p.allocate(), None);
+        assert_eq!(p.allocate(t0), Some(20002));
+        assert_eq!(p.allocate(t0), None);
+        assert_eq!(p.allocate(cool), Some(20006));
+        assert_eq!(p.retired(cool), 0);
     }
 }

@@ -56,8 +56,9 @@ fn config() -> CoreConfig {
     bob_only.allowed_callers = vec!["sip:bob@*".into()];
     rooms.insert("bob".to_string(), bob_only);
     CoreConfig {
-        sip_addr: "127.0.0.1:5060".parse().unwrap(),
-        media_ip: "127.0.0.1".parse().unwrap(),
+        sip_advertise: None,
+        rtp_address: None,
+        rtp_advertise: None,
         rtp_ports: (30000, 30099),
         rooms,
         timers: TimerConfig::default(),
@@ -77,10 +78,14 @@ fn config() -> CoreConfig {
     }
 }
 
+/// The bridge's own address in these tests.
+const US: &str = "127.0.0.1:5060";
+
 fn udp() -> Peer {
     Peer {
         transport: Transport::Udp,
         addr: PEER.parse().unwrap(),
+        local: US.parse().unwrap(),
     }
 }
 
@@ -119,24 +124,36 @@ struct Harness {
     core: Core,
     now: Instant,
     t0: Instant,
+    /// RTP ports another program holds: the driver's bind of them fails
+    busy: std::collections::HashSet<u16>,
 }
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with(config())
+    }
+    fn with(cfg: CoreConfig) -> Harness {
         let now = Instant::now();
         Harness {
-            core: Core::new(config(), 42),
+            core: Core::new(cfg, 42),
             now,
             t0: now,
+            busy: Default::default(),
         }
     }
     fn send(&mut self, data: &[u8]) -> Vec<Output> {
         self.core.handle_message(self.now, udp(), data);
         self.drain()
     }
+    /// Everything the core has to do, with the driver's part of it played: each
+    /// RTP port it asks for is bound (unless the test made it busy).
     fn drain(&mut self) -> Vec<Output> {
         let mut v = Vec::new();
         while let Some(o) = self.core.poll_output() {
+            if let Output::Media(MediaCommand::Bind { leg, addr }) = &o {
+                let ok = !self.busy.contains(&addr.port());
+                self.core.media_bound(self.now, *leg, ok);
+            }
             v.push(o);
         }
         v
@@ -420,7 +437,19 @@ fn late_offer_takes_answer_from_ack() {
     let out = h.send(&request("INVITE", "demo", "z9hG4bKa", 1, None, ""));
     let ok = messages(&out)[1].clone();
     assert!(String::from_utf8_lossy(&ok.body).contains("m=audio"));
-    assert!(!out.iter().any(|o| matches!(o, Output::Media(_))));
+    // our offer's port is bound before the 200 announces it; media opens only
+    // with the answer
+    let bind = out
+        .iter()
+        .position(|o| matches!(o, Output::Media(MediaCommand::Bind { .. })));
+    let answer = out.iter().position(
+        |o| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"SIP/2.0 200")),
+    );
+    assert!(bind.is_some() && bind < answer, "{out:?}");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Media(m) if !matches!(m, MediaCommand::Bind { .. })))
+    );
     let tag = to_tag(&ok);
     let answer = SDP
         .replace("RTP/AVP 0 101", "RTP/AVP 8")
@@ -892,6 +921,7 @@ fn dial_req(to: &str) -> dialout::DialRequest {
         moderator: false,
         caller_id: None,
         ring_timeout: Duration::from_secs(10),
+        local: Some(US.parse().unwrap()),
     }
 }
 
@@ -1278,6 +1308,7 @@ fn from(addr: &str) -> Peer {
     Peer {
         transport: Transport::Udp,
         addr: addr.parse().unwrap(),
+        local: US.parse().unwrap(),
     }
 }
 
@@ -1285,11 +1316,7 @@ fn from(addr: &str) -> Peer {
 fn a_scanner_is_banned_its_unadmitted_calls_end_and_its_admitted_call_goes_on() {
     let mut cfg = config();
     cfg.hide_rooms = true;
-    let mut h = Harness {
-        core: Core::new(cfg, 7),
-        now: Instant::now(),
-        t0: Instant::now(),
-    };
+    let mut h = Harness::with(cfg);
     let scanner = "192.0.2.9:5060";
     let ip: IpAddr = "192.0.2.9".parse().unwrap();
     // one real call, admitted (ACKed, in the mix)
@@ -1366,11 +1393,7 @@ fn a_scanner_is_banned_its_unadmitted_calls_end_and_its_admitted_call_goes_on() 
 fn in_dialog_requests_and_retransmissions_never_count() {
     let mut cfg = config();
     cfg.flood.requests = 3;
-    let mut h = Harness {
-        core: Core::new(cfg, 7),
-        now: Instant::now(),
-        t0: Instant::now(),
-    };
+    let mut h = Harness::with(cfg);
     let pbx = "192.0.2.1:5060";
     let inv = request_from(pbx, "INVITE", "demo", "c1", None);
     h.core.handle_message(h.now, from(pbx), &inv);
@@ -1407,4 +1430,43 @@ fn in_dialog_requests_and_retransmissions_never_count() {
         assert_eq!(!messages(&h.drain()).is_empty(), want, "OPTIONS {i}");
     }
     assert_eq!(h.core.flood_stats(h.now), (0, 1, 0));
+}
+
+#[test]
+fn a_busy_rtp_port_is_never_announced_and_rests_before_it_is_tried_again() {
+    let mut h = Harness::new();
+    // another program holds the first two ports of the range
+    h.busy.extend([30000, 30002]);
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKbusy", 1, None, SDP));
+    let binds: Vec<u16> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Media(MediaCommand::Bind { addr, .. }) => Some(addr.port()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(binds, vec![30000, 30002, 30004]);
+    let ok = messages(&out)
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ok.body).contains("m=audio 30004 "));
+    assert_eq!((h.core.ports_in_use(), h.core.ports_retired(h.now)), (1, 2));
+    // after the cool-off the ports are tried again (and bind, now)
+    h.busy.clear();
+    h.now += Duration::from_secs(61);
+    assert_eq!(h.core.ports_retired(h.now), 0);
+    let inv = String::from_utf8(request("INVITE", "demo", "z9hG4bKbusy2", 1, None, SDP))
+        .unwrap()
+        .replace("call-1", "call-2");
+    let out = h.send(inv.as_bytes());
+    assert!(messages(&out).iter().any(|m| status(m) == 200));
+    // every port of the range held by others: 503, and no port left in use
+    let mut cfg = config();
+    cfg.rtp_ports = (31000, 31007);
+    let mut h = Harness::with(cfg);
+    h.busy.extend([31000, 31002, 31004, 31006]);
+    let out = messages(&h.send(&request("INVITE", "demo", "z9hG4bKfull", 1, None, SDP)));
+    assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![100, 503]);
+    assert_eq!(h.core.ports_in_use(), 0);
 }

@@ -6,6 +6,7 @@
 mod notify;
 mod reload;
 mod tcp;
+mod udp;
 
 use tcp::Net;
 pub use tcp::TcpLimits;
@@ -16,7 +17,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -181,31 +181,21 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             tracing::warn!(dir = %dir.display(), error = %e, "cannot create the recording directory");
         }
     }
-    let listen = cfg.sip.listen;
+    let listen = cfg.sip.listen.clone();
     let prompts = cfg.prompts()?;
-    let udp = UdpSocket::bind(listen)
-        .await
-        .map_err(|source| DriverError::Bind {
-            addr: listen,
-            source,
-        })?;
-    // A burst of requests must not overflow the kernel queue before we read it
-    // (the kernel caps this at net.core.rmem_max).
-    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&udp, 4 << 20);
-    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&udp, 4 << 20);
-    let tcp = TcpListener::bind(listen)
-        .await
-        .map_err(|source| DriverError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let mut udp = udp::Listeners(Vec::new());
+    let mut tcp = Vec::new();
+    for &addr in &listen {
+        let bind_err = |source| DriverError::Bind { addr, source };
+        udp.0.push(udp::SipUdp::bind(addr).map_err(bind_err)?);
+        tcp.push(tcp::listen(addr).map_err(bind_err)?);
+    }
     let workers = match cfg.rtp.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let (mut media, media_events) = MediaEngine::start(
         workers,
-        cfg.media_ip(),
         cfg.rtp.max_talkers,
         cfg.rtp_timeouts(),
         cfg.rtp.realtime_priority,
@@ -253,7 +243,9 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let accept_tx = net_tx.clone();
     let acceptor = tokio::spawn(tcp::accept(tcp, cfg.tcp_limits(), accept_tx));
-    let mut conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle)> = HashMap::new();
+    // per TCP connection: its writer, how to close it, and our address on it
+    let mut conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle, SocketAddr)> =
+        HashMap::new();
     let mut buf = vec![0u8; 65536];
     let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate());
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt());
@@ -273,7 +265,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let mut keepalive =
         tokio::time::interval(notify.watchdog_every().unwrap_or(Duration::from_secs(5)));
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(%listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
+    tracing::info!(listen = ?listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
     notify.ready();
 
     loop {
@@ -283,29 +275,31 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             (a, b) => a.or(b),
         };
         tokio::select! {
-            r = udp.recv_from(&mut buf) => {
-                if let Ok((n, src)) = r {
+            r = udp.recv(&mut buf) => {
+                if let Ok((n, src, local)) = r {
                     let now = Instant::now().into_std();
                     if admit(&core, &buf[..n], src, now) {
                         metrics.received(&buf[..n]);
-                        core.handle_message(now, Peer { transport: Transport::Udp, addr: src }, &buf[..n]);
+                        let peer = Peer { transport: Transport::Udp, addr: src, local };
+                        core.handle_message(now, peer, &buf[..n]);
                     }
                 }
             }
             Some(ev) = net_rx.recv() => match ev {
-                Net::Opened(id, tx, abort) => {
-                    conns.insert(id, (tx, abort));
+                Net::Opened(id, tx, abort, local) => {
+                    conns.insert(id, (tx, abort, local));
                 }
                 Net::Frame(id, addr, data) => {
                     let now = Instant::now().into_std();
                     if !admit(&core, &data, addr, now) {
                         // a banned source with no calls loses its connection too
-                        if let Some((_, abort)) = conns.remove(&id) {
+                        if let Some((_, abort, _)) = conns.remove(&id) {
                             abort.abort();
                         }
-                    } else if conns.contains_key(&id) {
+                    } else if let Some(&(_, _, local)) = conns.get(&id) {
                         metrics.received(&data);
-                        core.handle_message(now, Peer { transport: Transport::Tcp(id), addr }, &data);
+                        let peer = Peer { transport: Transport::Tcp(id), addr, local };
+                        core.handle_message(now, peer, &data);
                     }
                 }
                 Net::Closed(id) => { conns.remove(&id); }
@@ -318,7 +312,10 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             },
             Some(call) = http.calls.recv() => {
                 let now = Instant::now().into_std();
-                let ApiCall { op, reply } = call;
+                let ApiCall { mut op, reply } = call;
+                if let Op::Dial(_, req) = &mut op {
+                    req.local = dial_target(&req.to).and_then(|t| udp.local_towards(t));
+                }
                 let result = match op {
                     Op::Metrics => ops::execute(&mut core, now, Op::Metrics).map(|r| match r {
                         Reply::Metrics(text) => Reply::Metrics(metrics.render(&text, Some(&webhooks.stats))),
@@ -369,14 +366,26 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                     metrics.sent(&data);
                     match to.transport {
                         Transport::Udp => {
-                            let _ = udp.send_to(&data, to.addr).await;
+                            if let Some(sock) = udp.for_local(to.local) {
+                                let _ = sock.send(&data, to.addr, to.local).await;
+                            }
                         }
                         Transport::Tcp(id) => {
-                            if let Some((c, _)) = conns.get(&id) {
+                            if let Some((c, _, _)) = conns.get(&id) {
                                 let _ = c.try_send(data);
                             }
                         }
                     }
+                }
+                Output::Media(MediaCommand::Bind { leg, addr }) => {
+                    let ok = match media.apply(MediaCommand::Bind { leg, addr }) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::debug!(%leg, %addr, error = %e, "RTP port cannot be bound");
+                            false
+                        }
+                    };
+                    core.media_bound(Instant::now().into_std(), leg, ok);
                 }
                 Output::Media(cmd) => {
                     let leg = match &cmd {
@@ -440,6 +449,19 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
 /// responses, to requests we sent, always pass. Counting is the core's.
 fn admit(core: &Core, data: &[u8], src: SocketAddr, now: std::time::Instant) -> bool {
     data.starts_with(b"SIP/2.0 ") || core.reads_from(src.ip(), now, data)
+}
+
+/// The IP address and port of a dial-out target URI (the core refuses other
+/// targets with its own reason).
+fn dial_target(to: &str) -> Option<SocketAddr> {
+    let uri = crate::sip::headers::SipUri::parse(to).ok()?;
+    let ip: std::net::IpAddr = uri
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
 }
 
 /// What the media workers report, carried into the core (and metrics, logs).

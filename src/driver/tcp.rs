@@ -18,8 +18,14 @@ use crate::sip::framing::StreamFramer;
 
 /// What connection tasks tell the driver.
 pub enum Net {
-    /// a connection is up: its id, where to queue bytes for it, and how to close it
-    Opened(u64, mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle),
+    /// a connection is up: its id, where to queue bytes for it, how to close it,
+    /// and our address on it
+    Opened(
+        u64,
+        mpsc::Sender<Vec<u8>>,
+        tokio::task::AbortHandle,
+        SocketAddr,
+    ),
     /// a whole SIP message arrived
     Frame(u64, SocketAddr, Vec<u8>),
     /// the connection is gone
@@ -79,10 +85,46 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, limits: &TcpLimits) -> Opt
     })
 }
 
-/// Accept connections for ever, each in its own task.
-pub async fn accept(listener: TcpListener, limits: TcpLimits, net: mpsc::Sender<Net>) {
+/// A listener on `addr` (IPv6 only for an IPv6 address, so that 0.0.0.0 and [::]
+/// can both be bound on one port).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(std::net::TcpListener::from(s))
+}
+
+/// Accept connections on every listener for ever, each in its own task; the limits
+/// hold across all of them.
+pub async fn accept(listeners: Vec<TcpListener>, limits: TcpLimits, net: mpsc::Sender<Net>) {
     let counts = Arc::new(Mutex::new(Counts::default()));
-    let mut next_id = 1u64;
+    let ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let mut all = tokio::task::JoinSet::new();
+    for l in listeners {
+        all.spawn(accept_on(
+            l,
+            limits,
+            net.clone(),
+            counts.clone(),
+            ids.clone(),
+        ));
+    }
+    while all.join_next().await.is_some() {}
+}
+
+async fn accept_on(
+    listener: TcpListener,
+    limits: TcpLimits,
+    net: mpsc::Sender<Net>,
+    counts: Arc<Mutex<Counts>>,
+    ids: Arc<std::sync::atomic::AtomicU64>,
+) {
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
             // EMFILE and the like: do not spin
@@ -95,8 +137,10 @@ pub async fn accept(listener: TcpListener, limits: TcpLimits, net: mpsc::Sender<
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let id = next_id;
-        next_id += 1;
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
         let (go, ready) = tokio::sync::oneshot::channel::<()>();
         let conn_net = net.clone();
@@ -108,7 +152,7 @@ pub async fn accept(listener: TcpListener, limits: TcpLimits, net: mpsc::Sender<
             drop(slot);
         });
         if net
-            .send(Net::Opened(id, tx, task.abort_handle()))
+            .send(Net::Opened(id, tx, task.abort_handle(), local))
             .await
             .is_err()
         {

@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use rustix::net::{RecvFlags, SendFlags};
@@ -98,14 +98,20 @@ pub struct MediaParams {
 /// What signalling asks of the media side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
-    /// bind the leg's ports and put it in the room
+    /// bind the leg's RTP socket at `addr` and RTCP at the port above, before
+    /// any SDP announces them; the driver answers with `Core::media_bound`
+    Bind {
+        /// leg
+        leg: LegId,
+        /// RTP address (RTCP on port + 1)
+        addr: SocketAddr,
+    },
+    /// put the leg, its sockets bound, in the room
     Open {
         /// leg
         leg: LegId,
         /// room name
         room: String,
-        /// local RTP port (RTCP on port + 1)
-        port: u16,
         /// negotiated parameters
         params: MediaParams,
         /// kept out of the mix (hears only its prompts) until [`MediaCommand::Join`]
@@ -1859,18 +1865,17 @@ pub struct MediaEngine {
     places: HashMap<String, Place>,
     worker_legs: Vec<usize>,
     shard_at: usize,
-    bind_ip: IpAddr,
+    // sockets bound for legs not opened yet
+    bound: HashMap<LegId, (UdpSocket, UdpSocket)>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     prompts: Arc<Prompts>,
     heart: Arc<Heartbeats>,
 }
 
 impl MediaEngine {
-    /// Start `n` workers; RTP sockets bind on `bind_ip`; each room mixes at most
-    /// `max_talkers` loudest talkers.
+    /// Start `n` workers; each room mixes at most `max_talkers` loudest talkers.
     pub fn start(
         n: usize,
-        bind_ip: IpAddr,
         max_talkers: usize,
         timeouts: RtpTimeouts,
         realtime_priority: u8,
@@ -1918,7 +1923,7 @@ impl MediaEngine {
                 places: HashMap::new(),
                 worker_legs: vec![0; n],
                 shard_at: shard_at.max(1),
-                bind_ip,
+                bound: HashMap::new(),
                 events: ev_tx,
                 prompts,
                 heart,
@@ -1997,17 +2002,23 @@ impl MediaEngine {
     /// Carry out a command from signalling.
     pub fn apply(&mut self, cmd: MediaCommand) -> io::Result<()> {
         match cmd {
+            MediaCommand::Bind { leg, addr } => {
+                let rtp = UdpSocket::bind(addr)?;
+                let rtcp =
+                    UdpSocket::bind(SocketAddr::new(addr.ip(), addr.port().wrapping_add(1)))?;
+                rtp.set_nonblocking(true)?;
+                rtcp.set_nonblocking(true)?;
+                self.bound.insert(leg, (rtp, rtcp));
+            }
             MediaCommand::Open {
                 leg,
                 room,
-                port,
                 params,
                 isolated,
             } => {
-                let rtp = UdpSocket::bind((self.bind_ip, port))?;
-                let rtcp = UdpSocket::bind((self.bind_ip, port.wrapping_add(1)))?;
-                rtp.set_nonblocking(true)?;
-                rtcp.set_nonblocking(true)?;
+                let (rtp, rtcp) = self.bound.remove(&leg).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "the leg's RTP port is not bound")
+                })?;
                 let mut media = LegMedia::new(leg, rtp, rtcp, params, Instant::now())?;
                 media.isolated = isolated;
                 let w = self.place(leg, &room);
@@ -2060,6 +2071,7 @@ impl MediaEngine {
                 }
             }
             MediaCommand::Close { leg } => {
+                self.bound.remove(&leg);
                 if let Some(w) = self.leg_worker.remove(&leg) {
                     let _ = self.workers[w].send(Command::Remove(leg));
                     self.unplace(leg, w);

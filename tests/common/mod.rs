@@ -108,8 +108,15 @@ impl Bridge {
         } else {
             format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")
         };
+        // a test may name its own listen addresses, with PORT for the harness's
+        let sip_keys = sip_keys.replace("PORT", &sip_port.to_string());
+        let listen = if sip_keys.contains("listen") {
+            String::new()
+        } else {
+            format!("listen = \"127.0.0.1:{sip_port}\"\n")
+        };
         let cfg = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{metrics}{rest}"
+            "[sip]\n{listen}{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{metrics}{rest}"
         );
         let path = std::env::temp_dir().join(format!(
             "caucus-test-{}-{sip_port}.toml",
