@@ -132,6 +132,8 @@ pub enum CtlCommand {
         /// recording id
         id: String,
     },
+    /// List recordings (room, participant, start, duration, size, state).
+    Recordings,
     /// Download a recording.
     Download {
         /// recording id
@@ -306,6 +308,7 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
         C::StopRecording { room, id } => {
             call(M::DELETE, format!("/v1/rooms/{room}/recordings/{id}"), None)
         }
+        C::Recordings => call(M::GET, "/v1/recordings".into(), None),
         C::Download { id, .. } => call(M::GET, format!("/v1/recordings/{id}"), None),
         C::Dial {
             room,
@@ -348,6 +351,7 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
     Ok(match &args.command {
         C::Rooms => rooms_table(&v),
         C::Participants { .. } => participants_table(&v),
+        C::Recordings => recordings_table(&v),
         _ => serde_json::to_string_pretty(&v).unwrap_or_default(),
     })
 }
@@ -398,6 +402,22 @@ fn rooms_table(v: &Value) -> String {
     table(
         &rows,
         &["name", "participants", "locked", "recording", "started_at"],
+    )
+}
+
+fn recordings_table(v: &Value) -> String {
+    let rows = v.as_array().cloned().unwrap_or_default();
+    table(
+        &rows,
+        &[
+            "id",
+            "room",
+            "participant",
+            "started_at",
+            "duration_ms",
+            "size",
+            "state",
+        ],
     )
 }
 

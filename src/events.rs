@@ -19,9 +19,9 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::api::ops::rfc3339;
 use crate::core::Event;
 use crate::core::dialout::DialStatus;
+use crate::util::rfc3339;
 
 /// Events waiting for delivery at most (all rooms); more are dropped and counted.
 const QUEUE: usize = 100_000;
@@ -182,8 +182,16 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
             "uuid": leg.0.to_string(), "conversation_uuid": room,
         }),
         Event::Recording(r) => json!({
-            "type": if r.error.is_none() { "recording:completed" } else { "recording:failed" },
-            "status": if r.error.is_none() { "completed" } else { "failed" },
+            "type": match (r.recovered, r.error.is_none()) {
+                (true, _) => "recording:recovered",
+                (false, true) => "recording:completed",
+                (false, false) => "recording:failed",
+            },
+            "status": match (r.recovered, r.error.is_none()) {
+                (true, _) => "recovered",
+                (false, true) => "completed",
+                (false, false) => "failed",
+            },
             "recording_uuid": r.id, "conversation_uuid": r.room,
             "uuid": r.leg.map(|l| l.0.to_string()),
             "recording_url": format!("{recording_base}{}", r.id),

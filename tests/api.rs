@@ -787,3 +787,52 @@ fn a_full_disk_stops_the_recording_with_an_event_and_the_call_goes_on() {
     assert_eq!(b.hangup(), 200);
     drop(bridge);
 }
+
+#[test]
+fn a_recording_cut_by_kill_9_is_reported_and_listed_at_the_next_start() {
+    let hooks = Receiver::start(0);
+    let mut r = rig(
+        "crash",
+        &hooks.url(),
+        "[[room]]\nname = \"rec\"\nrecord = true\n",
+    );
+    let mut ua = Ua::new(r.bridge.sip, "rec", CodecKind::Pcmu, false, "crashed");
+    assert_eq!(ua.call(""), 200);
+    Stream::new(CodecKind::Pcmu).run(&ua, 440.0, Duration::from_secs(3));
+    let live = r.get("/v1/recordings").json();
+    assert_eq!(live[0]["state"], "recording", "{live}");
+    // kill -9: the writer never closes the file
+    r.bridge.child.kill().unwrap();
+    r.bridge.child.wait().unwrap();
+    let config = r.bridge.config.clone();
+    let log = std::fs::File::create(r.dir.join("second.log")).unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_caucus"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let recovered = hooks.wait_for(Duration::from_secs(20), |evs| {
+        evs.iter().any(|e| e["type"] == "recording:recovered")
+    });
+    let listed = r.get("/v1/recordings").json();
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(
+        recovered,
+        "no recording:recovered event: {:?}",
+        hooks.events()
+    );
+    let rec = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["room"] == "rec")
+        .unwrap_or_else(|| panic!("not listed: {listed}"));
+    assert_eq!(rec["state"], "recovered", "{rec}");
+    assert!(rec["duration_ms"].as_u64().unwrap() >= 2000, "{rec}");
+    let id = rec["id"].as_str().unwrap();
+    let wav = std::fs::read(r.dir.join("rec").join(format!("{id}.wav"))).unwrap();
+    let samples = caucus::media::prompt::parse_wav(&wav, "rec.wav").expect("a valid WAV");
+    assert!(samples.len() >= 16000);
+}

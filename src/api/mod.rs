@@ -421,6 +421,29 @@ fn recording_id(id: &str) -> bool {
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
+async fn list_recordings(State(st): State<AppState>) -> ApiResult {
+    let Some(dir) = st.recording_dir.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "recording_off",
+            "recording is not configured ([recording] dir)",
+        ));
+    };
+    let all = tokio::task::spawn_blocking(move || crate::media::record::list(&dir))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let v: Vec<serde_json::Value> = all
+        .into_iter()
+        .map(|m| {
+            let url = format!("/v1/recordings/{}", m.id);
+            let mut j = serde_json::to_value(m).unwrap_or_default();
+            j["url"] = serde_json::Value::String(url);
+            j
+        })
+        .collect();
+    Ok(Json(v).into_response())
+}
+
 async fn download(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let missing = || {
         ApiError::new(
@@ -533,6 +556,7 @@ fn router(st: AppState) -> axum::Router {
         .route("/v1/rooms/{room}/dial", post(dial))
         .route("/v1/rooms/{room}/recordings", post(record))
         .route("/v1/rooms/{room}/recordings/{id}", delete(stop_recording))
+        .route("/v1/recordings", get(list_recordings))
         .route("/v1/recordings/{id}", get(download))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -632,6 +656,7 @@ mod tests {
             "/v1/rooms/{room}/dial",
             "/v1/rooms/{room}/recordings",
             "/v1/rooms/{room}/recordings/{id}",
+            "/v1/recordings",
             "/v1/recordings/{id}",
             "/metrics",
             "/healthz",

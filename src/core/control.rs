@@ -491,6 +491,7 @@ impl Core {
                 duration_ms,
                 bytes,
                 error,
+                recovered: false,
             })));
     }
 

@@ -514,6 +514,8 @@ pub struct RecordingReport {
     pub bytes: u64,
     /// why it stopped early, if it did
     pub error: Option<String>,
+    /// cut by a crash of the bridge and closed at its next start
+    pub recovered: bool,
 }
 
 /// Why a leg left its room (the webhook's `reason`).

@@ -237,6 +237,23 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         None => (None, mpsc::unbounded_channel().1),
     };
     let mut core = Core::new(cfg.core(), seed());
+    if let Some(dir) = &cfg.recording.dir {
+        // recordings a crash cut short: closed, and reported as any that ends
+        for m in crate::media::record::recover(dir) {
+            tracing::warn!(recording = %m.id, room = %m.room, duration_ms = m.duration_ms, "recording cut short by a crash: closed and reported");
+            let ev = Event::Recording(crate::core::RecordingReport {
+                id: m.id,
+                leg: m.participant.map(crate::core::LegId),
+                duration_ms: m.duration_ms,
+                bytes: m.size,
+                error: m.error,
+                recovered: true,
+                room: m.room,
+            });
+            let url = core.event_url(crate::events::room_of(&ev));
+            webhooks.send(&ev, url);
+        }
+    }
     // what is in effect: a reload applies part of a new file
     let mut running = cfg.clone();
     let music: Vec<PathBuf> = cfg.music_files().iter().map(|p| p.to_path_buf()).collect();

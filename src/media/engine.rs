@@ -2055,7 +2055,7 @@ impl MediaEngine {
                 leg,
                 path,
             } => {
-                let sink = record::start(id, leg, &path, self.events.clone())?;
+                let sink = record::start(id, &room, leg, &path, self.events.clone())?;
                 // a leg's own audio is on its worker; the room's mix is whole on
                 // the room's home worker (other shards' talkers come by the bus)
                 let w = match leg.and_then(|l| self.leg_worker.get(&l)) {

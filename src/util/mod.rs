@@ -2,8 +2,10 @@
 //! driver: every module that uses them sits above this one.
 
 pub mod logsafe;
+mod time;
 
 pub use logsafe::LogSafe;
+pub use time::rfc3339;
 
 /// A secret serialized (to compare configurations on reload) as a digest of it,
 /// never itself.
