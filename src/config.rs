@@ -81,6 +81,15 @@ pub struct Sip {
     /// above this (0: never)
     #[serde(default = "default_overload_late")]
     pub overload_late_ms: u64,
+    /// new calls get 503 while a media worker's tick work (legs just placed
+    /// counted at what its legs cost) is above this share of the 20 ms period,
+    /// so that calls already up keep their quality (0: never)
+    #[serde(default = "default_overload_load")]
+    pub overload_load_percent: u32,
+}
+
+fn default_overload_load() -> u32 {
+    70
 }
 
 fn default_overload_late() -> u64 {
@@ -906,6 +915,7 @@ fn default_sip() -> Sip {
         tcp_first_message_s: default_tcp_first(),
         tcp_idle_timeout_s: default_tcp_idle(),
         overload_late_ms: default_overload_late(),
+        overload_load_percent: default_overload_load(),
     }
 }
 fn default_rtp() -> Rtp {
@@ -1027,6 +1037,11 @@ impl Config {
                 .is_none_or(|a| parse_advertise(a).is_some()),
             &[Seg::Key("sip"), Seg::Key("advertise")],
             "advertise must be HOST or HOST:PORT (an IP address, IPv6 in brackets, or a DNS name)",
+        )?;
+        check(
+            s.overload_load_percent <= 100,
+            &[Seg::Key("sip"), Seg::Key("overload_load_percent")],
+            "overload_load_percent must be 0..=100 (0: never)",
         )?;
         check(
             s.drain_timeout_s <= 3600,

@@ -42,3 +42,38 @@ fn load_tool_quick_mode_works() {
         );
     }
 }
+
+/// The ramp mode sets calls up while the others stream (overload control on);
+/// at this size nothing is refused and the probe hears the room.
+#[test]
+fn load_tool_ramp_mode_works() {
+    let json = std::env::temp_dir().join(format!("caucus-load-ramp-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_caucus-load"))
+        .args([
+            "--participants",
+            "50",
+            "--shape",
+            "fifty",
+            "--hold",
+            "2",
+            "--ramp",
+            "50",
+            "--json",
+        ])
+        .arg(&json)
+        .args(["--bridge", env!("CARGO_BIN_EXE_caucus")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        report.contains("\"setup_failures\":0,\"refused\":0,"),
+        "{report}"
+    );
+    assert!(report.contains("\"probe_ok\":true"), "{report}");
+}

@@ -71,6 +71,12 @@ struct Args {
     /// (machines here are noisy: report medians)
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// set calls up at this many per second while the others already stream,
+    /// with the bridge's overload control on (default: all calls first, then
+    /// media, with overload control off): offered more than the machine
+    /// carries, the extra calls are refused (503) and the legs up are measured
+    #[arg(long)]
+    ramp: Option<f64>,
     /// write the results as JSON here
     #[arg(long)]
     json: Option<PathBuf>,
@@ -87,6 +93,8 @@ struct Report {
     per_room: usize,
     participants: usize,
     setup_failures: usize,
+    // calls refused with 503 (overload control, with --ramp)
+    refused: usize,
     setup_p99_ms: f64,
     bridge_cpu_us_per_participant_tick: f64,
     // of it, in user mode (the rest is the kernel's: system calls, softirqs)
@@ -127,6 +135,7 @@ impl Report {
         Report {
             shape: format!("{} med", first.shape),
             setup_failures: runs.iter().map(|r| r.setup_failures).sum(),
+            refused: med(&|r| r.refused as f64) as usize,
             setup_p99_ms: med(&|r| r.setup_p99_ms),
             bridge_cpu_us_per_participant_tick: med(&|r| r.bridge_cpu_us_per_participant_tick),
             bridge_user_us_per_participant_tick: med(&|r| r.bridge_user_us_per_participant_tick),
@@ -158,13 +167,14 @@ impl Report {
 
     fn json(&self) -> String {
         format!(
-            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_user_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"machine_steal_percent\":{:.2},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_p99_worst_interval_us\":{},\"tick_late_max_us\":{},\"tick_offcpu_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
+            "{{\"shape\":\"{}\",\"codec\":\"{}\",\"rooms\":{},\"per_room\":{},\"participants\":{},\"setup_failures\":{},\"refused\":{},\"setup_p99_ms\":{:.2},\"bridge_cpu_us_per_participant_tick\":{:.3},\"bridge_user_us_per_participant_tick\":{:.3},\"bridge_cpu_percent\":{:.1},\"machine_cpu_percent\":{:.1},\"machine_steal_percent\":{:.2},\"rtp_loss_percent\":{:.4},\"jitter_ms_mean\":{:.3},\"tick_late_p50_us\":{},\"tick_late_p99_us\":{},\"tick_late_p99_worst_interval_us\":{},\"tick_late_max_us\":{},\"tick_offcpu_max_us\":{},\"memory_kib_per_participant\":{:.1},\"probe_hears_talkers_db\":{:.1},\"probe_hears_self_db\":{:.1},\"probe_ok\":{}}}",
             self.shape,
             self.codec,
             self.rooms,
             self.per_room,
             self.participants,
             self.setup_failures,
+            self.refused,
             self.setup_p99_ms,
             self.bridge_cpu_us_per_participant_tick,
             self.bridge_user_us_per_participant_tick,
@@ -278,13 +288,20 @@ impl Drop for Bridge {
     }
 }
 
-fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize) -> Bridge {
+fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize, overload: bool) -> Bridge {
     let sip_port = free_port();
     // below the ephemeral range (32768+), where the generator's own sockets live
     let port_min = 10000u32;
     let port_max = (port_min + 2 * participants as u32 + 200).min(65534);
+    // overload control judges the machine this benchmark loads on purpose: off,
+    // unless the ramp is there to see it work
+    let overload = if overload {
+        ""
+    } else {
+        "overload_load_percent = 0\n"
+    };
     let mut cfg = format!(
-        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n"
+        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{overload}[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n"
     );
     for r in 0..rooms {
         cfg.push_str(&format!(
@@ -390,6 +407,130 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// What [`Setup::step`] needs to signal: the socket, the bridge, how to write an
+/// INVITE and an ACK/BYE for a leg, and legs by Call-ID.
+type Sip<'a> = (
+    &'a UdpSocket,
+    SocketAddr,
+    &'a dyn Fn(usize, &Leg) -> String,
+    &'a dyn Fn(&str, u32, usize, &Leg) -> String,
+    &'a HashMap<String, usize>,
+);
+
+/// Call set-up in progress: INVITEs out (at most 100 unanswered), Timer A
+/// retransmissions, answers taken.
+struct Setup {
+    sent_at: Vec<Option<Instant>>,
+    answered: Vec<bool>,
+    setup_ms: Vec<f64>,
+    failures: usize,
+    refused: usize,
+    next: usize,
+    done: usize,
+    last_retx: Instant,
+}
+
+impl Setup {
+    fn new(n: usize) -> Setup {
+        Setup {
+            sent_at: vec![None; n],
+            answered: vec![false; n],
+            setup_ms: Vec::with_capacity(n),
+            failures: 0,
+            refused: 0,
+            next: 0,
+            done: 0,
+            last_retx: Instant::now(),
+        }
+    }
+
+    /// Send the INVITEs of legs below `allowed`, retransmit, take what has come
+    /// back; returns the legs answered now.
+    fn step(
+        &mut self,
+        legs: &mut [Leg],
+        allowed: usize,
+        sip: Sip<'_>,
+        buf: &mut [u8],
+    ) -> Vec<usize> {
+        let (sig, bridge, invite, ack_or_bye, by_call) = sip;
+        while self.next < allowed && self.next - self.done < 100 {
+            sig.send_to(invite(self.next, &legs[self.next]).as_bytes(), bridge)
+                .unwrap();
+            self.sent_at[self.next] = Some(Instant::now());
+            self.next += 1;
+        }
+        // Timer A: retransmit INVITEs still unanswered after 500 ms
+        if self.last_retx.elapsed() > Duration::from_millis(500) {
+            self.last_retx = Instant::now();
+            for i in 0..self.next {
+                if !self.answered[i]
+                    && self.sent_at[i].is_some_and(|t| t.elapsed() > Duration::from_millis(500))
+                {
+                    let _ = sig.send_to(invite(i, &legs[i]).as_bytes(), bridge);
+                }
+            }
+        }
+        let mut up = Vec::new();
+        while let Ok((len, _)) = sig.recv_from(buf) {
+            let Ok(m) = Message::parse(&buf[..len]) else {
+                continue;
+            };
+            let caucus::sip::StartLine::Response { code, .. } = m.start else {
+                continue;
+            };
+            let Some(&i) = m.header("Call-ID").and_then(|c| by_call.get(c)) else {
+                continue;
+            };
+            if code < 200 {
+                continue;
+            }
+            if code >= 300 {
+                if !self.answered[i] {
+                    self.answered[i] = true;
+                    if code == 503 {
+                        self.refused += 1;
+                    } else {
+                        self.failures += 1;
+                    }
+                    self.done += 1;
+                }
+                continue;
+            }
+            self.answered[i] = true;
+            if legs[i].to_tag.is_empty() {
+                let to = m.header("To").unwrap_or("");
+                legs[i].to_tag = to
+                    .rsplit_once("tag=")
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default();
+                let sd = caucus::sdp::SessionDescription::parse(&m.body).ok();
+                let p = sd
+                    .and_then(|sd| caucus::sdp::select_audio(&sd).ok())
+                    .map(|x| x.1);
+                legs[i].bridge_rtp =
+                    p.map(|p| SocketAddr::new(p.remote_ip.unwrap_or(bridge.ip()), p.remote_port));
+                if let Some(t) = self.sent_at[i] {
+                    self.setup_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                self.done += 1;
+                up.push(i);
+            }
+            sig.send_to(ack_or_bye("ACK", 1, i, &legs[i]).as_bytes(), bridge)
+                .unwrap();
+        }
+        up
+    }
+
+    /// Calls never answered are failures.
+    fn give_up(&mut self) {
+        let unanswered = self.answered.iter().filter(|a| !**a).count();
+        self.failures += unanswered;
+        self.done += unanswered;
+        self.answered.iter_mut().for_each(|a| *a = true);
+    }
+}
+
 fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let per_room = match shape {
         Shape::One => n,
@@ -398,7 +539,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         Shape::All => unreachable!(),
     };
     let rooms = n.div_ceil(per_room);
-    let bridge = start_bridge(bin, rooms, n);
+    let bridge = start_bridge(bin, rooms, n, args.ramp.is_some());
     let pid = bridge.child.id();
     let rss_before = rss_kib(pid);
     let codec_name = if args.codec == Codec::Opus {
@@ -483,86 +624,24 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         )
     };
     let setup_start = Instant::now();
-    let mut sent_at = vec![None::<Instant>; n];
-    let mut setup_ms = Vec::with_capacity(n);
-    let mut failures = 0usize;
-    let mut next = 0usize;
-    let mut done = 0usize;
+    let mut setup = Setup::new(n);
     let mut buf = vec![0u8; 65536];
-    let deadline = Instant::now() + Duration::from_secs(60 + n as u64 / 50);
-    let mut answered = vec![false; n];
-    let mut last_retx = Instant::now();
-    while done < n && Instant::now() < deadline {
-        while next < n && next - done < 100 {
-            sig.send_to(invite(next, &legs[next]).as_bytes(), bridge.sip)
-                .unwrap();
-            sent_at[next] = Some(Instant::now());
-            next += 1;
-        }
-        // Timer A: retransmit INVITEs still unanswered after 500 ms
-        if last_retx.elapsed() > Duration::from_millis(500) {
-            last_retx = Instant::now();
-            for i in 0..next {
-                if !answered[i]
-                    && sent_at[i].is_some_and(|t| t.elapsed() > Duration::from_millis(500))
-                {
-                    let _ = sig.send_to(invite(i, &legs[i]).as_bytes(), bridge.sip);
-                }
+    let ramp = args.ramp.filter(|r| *r > 0.0);
+    if ramp.is_none() {
+        let deadline = Instant::now() + Duration::from_secs(60 + n as u64 / 50);
+        while setup.done < n && Instant::now() < deadline {
+            let sip: Sip<'_> = (&sig, bridge.sip, &invite, &ack_or_bye, &by_call);
+            if setup.step(&mut legs, n, sip, &mut buf).is_empty() {
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
-        let mut got = false;
-        while let Ok((len, _)) = sig.recv_from(&mut buf) {
-            got = true;
-            let Ok(m) = Message::parse(&buf[..len]) else {
-                continue;
-            };
-            let caucus::sip::StartLine::Response { code, .. } = m.start else {
-                continue;
-            };
-            let Some(&i) = m.header("Call-ID").and_then(|c| by_call.get(c)) else {
-                continue;
-            };
-            if code < 200 {
-                continue;
-            }
-            if code >= 300 {
-                if !answered[i] {
-                    answered[i] = true;
-                    failures += 1;
-                    done += 1;
-                }
-                continue;
-            }
-            answered[i] = true;
-            let first = legs[i].to_tag.is_empty();
-            if first {
-                let to = m.header("To").unwrap_or("");
-                legs[i].to_tag = to
-                    .rsplit_once("tag=")
-                    .map(|x| x.1.to_string())
-                    .unwrap_or_default();
-                let sd = caucus::sdp::SessionDescription::parse(&m.body).ok();
-                let p = sd
-                    .and_then(|sd| caucus::sdp::select_audio(&sd).ok())
-                    .map(|x| x.1);
-                legs[i].bridge_rtp = p.map(|p| {
-                    SocketAddr::new(p.remote_ip.unwrap_or(bridge.sip.ip()), p.remote_port)
-                });
-                if let Some(t) = sent_at[i] {
-                    setup_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                }
-                done += 1;
-            }
-            sig.send_to(ack_or_bye("ACK", 1, i, &legs[i]).as_bytes(), bridge.sip)
-                .unwrap();
-        }
-        if !got {
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        setup.give_up();
+        eprintln!(
+            "  {n} calls set up in {:.1} s, {} failed",
+            setup_start.elapsed().as_secs_f64(),
+            setup.failures
+        );
     }
-    failures += answered.iter().filter(|a| !**a).count();
-    let setup_secs = setup_start.elapsed().as_secs_f64();
-    eprintln!("  {n} calls set up in {setup_secs:.1} s, {failures} failed");
 
     // --- media: one packet per leg per 20 ms
     let tones: Vec<Vec<Vec<u8>>> = TONES
@@ -571,7 +650,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         .collect();
     let probe_tone = tone_payloads(args.codec, PROBE_TONE);
     let silence = tone_payloads(args.codec, 0.0);
-    let port_index: HashMap<u16, usize> = legs
+    let mut port_index: HashMap<u16, usize> = legs
         .iter()
         .enumerate()
         .filter_map(|(i, l)| l.bridge_rtp.map(|a| (a.port(), i)))
@@ -585,13 +664,38 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let (mut cpu0, mut m0, mut t_measure) = ((0u64, 0u64), (0u64, 0u64, 0u64), start);
     let mut hold_from = 0.0;
     let mut headers = vec![[0u8; 12]; n];
-    let dest: Vec<Option<SocketAddrAny>> = legs
+    let mut dest: Vec<Option<SocketAddrAny>> = legs
         .iter()
         .map(|l| l.bridge_rtp.map(SocketAddrAny::from))
         .collect();
     let mut tick = 0u64;
     let mut rss_after = 0;
-    while start.elapsed() < warmup + hold {
+    // with a ramp, calls are set up while the others stream: the hold starts
+    // once every INVITE has its answer
+    let mut hold_end = (ramp.is_none()).then(|| start + warmup + hold);
+    let ramp_deadline = start + Duration::from_secs(60 + n as u64 / 20);
+    while hold_end.is_none_or(|t| Instant::now() < t) {
+        if let Some(rate) = ramp {
+            let allowed = ((start.elapsed().as_secs_f64() * rate) as usize + 1).min(n);
+            let sip: Sip<'_> = (&sig, bridge.sip, &invite, &ack_or_bye, &by_call);
+            for i in setup.step(&mut legs, allowed, sip, &mut buf) {
+                if let Some(a) = legs[i].bridge_rtp {
+                    dest[i] = Some(SocketAddrAny::from(a));
+                    port_index.insert(a.port(), i);
+                }
+            }
+            if hold_end.is_none() && (setup.done >= n || Instant::now() > ramp_deadline) {
+                setup.give_up();
+                eprintln!(
+                    "  {n} calls offered at {rate}/s in {:.1} s: {} up, {} refused (503), {} failed",
+                    start.elapsed().as_secs_f64(),
+                    n - setup.failures - setup.refused,
+                    setup.refused,
+                    setup.failures
+                );
+                hold_end = Some(Instant::now() + hold);
+            }
+        }
         if !measuring && start.elapsed() >= warmup {
             measuring = true;
             cpu0 = proc_cpu_ticks(pid);
@@ -734,6 +838,12 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
     let bridge_user_s = user_ticks as f64 / hz;
     let ticks_held = elapsed / 0.020;
     let (mtotal, midle, msteal) = (m1.0 - m0.0, m1.1 - m0.1, m1.2 - m0.2);
+    // the legs that were up (all of them, unless a ramp was refused some)
+    let up = legs
+        .iter()
+        .filter(|l| l.bridge_rtp.is_some())
+        .count()
+        .max(1);
 
     // loss and jitter across legs that were up
     let (mut expected, mut received, mut jit_sum, mut jit_n) = (0u64, 0u64, 0.0, 0u64);
@@ -866,10 +976,10 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         rooms,
         per_room,
         participants: n,
-        setup_failures: failures,
-        setup_p99_ms: percentile(&mut setup_ms, 0.99),
-        bridge_cpu_us_per_participant_tick: bridge_cpu_s * 1e6 / (n as f64 * ticks_held),
-        bridge_user_us_per_participant_tick: bridge_user_s * 1e6 / (n as f64 * ticks_held),
+        setup_failures: setup.failures,
+        setup_p99_ms: percentile(&mut setup.setup_ms, 0.99),
+        bridge_cpu_us_per_participant_tick: bridge_cpu_s * 1e6 / (up as f64 * ticks_held),
+        bridge_user_us_per_participant_tick: bridge_user_s * 1e6 / (up as f64 * ticks_held),
         bridge_cpu_percent: bridge_cpu_s * 100.0 / elapsed,
         machine_cpu_percent: if mtotal == 0 {
             0.0
@@ -881,6 +991,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         } else {
             msteal as f64 * 100.0 / mtotal as f64
         },
+        refused: setup.refused,
         rtp_loss_percent: loss,
         jitter_ms_mean: if jit_n == 0 {
             0.0
@@ -892,7 +1003,7 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         tick_late_p99_worst_interval_us: p99_worst,
         tick_late_max_us: max,
         tick_offcpu_max_us: offcpu,
-        memory_kib_per_participant: rss_after.saturating_sub(rss_before) as f64 / n as f64,
+        memory_kib_per_participant: rss_after.saturating_sub(rss_before) as f64 / up as f64,
         probe_hears_talkers_db: talkers_db,
         probe_hears_self_db: self_db,
     }
@@ -931,11 +1042,12 @@ fn main() {
         reports.extend(median);
     }
     println!(
-        "{:<10} {:>5} {:>6} {:>5} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "{:<10} {:>5} {:>6} {:>5} {:>5} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}",
         "shape",
         "codec",
         "legs",
         "fail",
+        "503",
         "setup99",
         "us/p-t",
         "user",
@@ -953,11 +1065,12 @@ fn main() {
     );
     for r in &reports {
         println!(
-            "{:<10} {:>5} {:>6} {:>5} {:>7.1}m {:>7.2} {:>6.2} {:>6.1} {:>6.1} {:>6.2} {:>7.3} {:>7.2} {:>6}u {:>7}u {:>7}u {:>7}u {:>8.1} {:>6}",
+            "{:<10} {:>5} {:>6} {:>5} {:>5} {:>7.1}m {:>7.2} {:>6.2} {:>6.1} {:>6.1} {:>6.2} {:>7.3} {:>7.2} {:>6}u {:>7}u {:>7}u {:>7}u {:>8.1} {:>6}",
             r.shape,
             r.codec,
             r.participants,
             r.setup_failures,
+            r.refused,
             r.setup_p99_ms,
             r.bridge_cpu_us_per_participant_tick,
             r.bridge_user_us_per_participant_tick,
@@ -975,7 +1088,7 @@ fn main() {
         );
     }
     println!(
-        "us/p-t: bridge CPU µs per participant per 20 ms tick (user: of it in user mode); cpu%: bridge, of one core; \
+        "legs: offered; 503: refused by overload control (--ramp); us/p-t: bridge CPU µs per participant (up) per 20 ms tick (user: of it in user mode); cpu%: bridge, of one core; \
          mach%: whole machine; steal%: of the machine's time, taken by the hypervisor; \
          late: mixer tick lateness in µs; offMax: the longest a worker was kept off its CPU \
          inside one tick (steal); probe: a leg in room 0 hears the talkers and not itself"

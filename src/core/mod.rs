@@ -340,8 +340,6 @@ impl MenuKeys {
 
 /// A port another program holds rests this long before it is tried again.
 const PORT_COOL_OFF: Duration = Duration::from_secs(60);
-/// Ports tried for one leg before its call is refused.
-const MAX_BIND_TRIES: u8 = 16;
 
 /// Longest a goodbye sequence of prompts may take before the call is ended anyway.
 const HANGUP_AFTER_PROMPT: Duration = Duration::from_secs(15);
@@ -593,7 +591,7 @@ struct Leg {
     /// its RTP port is bound (the answer or offer may announce it)
     bound: bool,
     /// ports tried for it that could not be bound
-    bind_failures: u8,
+    bind_failures: u16,
     sdp_version: u64,
     session_id: u64,
     media: Option<MediaParams>,
@@ -2190,8 +2188,8 @@ impl Core {
 
     /// The driver bound a leg's RTP port (`ok`), or could not: the port is held by
     /// another program. The call goes on with the next free port, and the busy one
-    /// rests for a cool-off before it is tried again; when none can be bound the
-    /// call is refused (503) or, for a dial-out, fails.
+    /// rests for a cool-off before it is tried again; when no port of the range
+    /// can be bound the call is refused (503) or, for a dial-out, fails.
     pub fn media_bound(&mut self, now: Instant, id: LegId, ok: bool) {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
@@ -2209,16 +2207,12 @@ impl Core {
             };
         }
         let busy = leg.port;
-        leg.bind_failures += 1;
+        leg.bind_failures = leg.bind_failures.saturating_add(1);
         let tries = leg.bind_failures;
         tracing::warn!(leg = %id, port = busy, "RTP port in use by another program: skipped, and retried after a cool-off");
+        // each try retires a port, so this ends once the range has none left
         self.ports.retire(busy, now + PORT_COOL_OFF);
-        let next = if tries < MAX_BIND_TRIES {
-            self.ports.allocate(now)
-        } else {
-            None
-        };
-        if let (Some(port), Some(leg)) = (next, self.legs.get_mut(&id)) {
+        if let (Some(port), Some(leg)) = (self.ports.allocate(now), self.legs.get_mut(&id)) {
             leg.port = port;
             return self.bind_media(id);
         }

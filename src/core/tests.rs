@@ -1470,3 +1470,21 @@ fn a_busy_rtp_port_is_never_announced_and_rests_before_it_is_tried_again() {
     assert_eq!(out.iter().map(status).collect::<Vec<_>>(), vec![100, 503]);
     assert_eq!(h.core.ports_in_use(), 0);
 }
+
+#[test]
+fn options_say_503_while_no_new_call_would_be_taken() {
+    let mut h = Harness::new();
+    let probe = |h: &mut Harness, b: &str| {
+        let m = messages(&h.send(&request("OPTIONS", "x", b, 1, None, "")));
+        (
+            status(&m[0]),
+            m[0].header("Retry-After").map(str::to_string),
+        )
+    };
+    assert_eq!(probe(&mut h, "z9hG4bKp1"), (200, None));
+    h.core.set_overloaded(true);
+    assert_eq!(probe(&mut h, "z9hG4bKp2"), (503, Some("10".into())));
+    h.core.set_overloaded(false);
+    h.core.drain(h.now, Duration::from_secs(30), false);
+    assert_eq!(probe(&mut h, "z9hG4bKp3"), (503, Some("30".into())));
+}

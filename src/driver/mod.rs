@@ -4,6 +4,7 @@
 //! to the log. One task owns the core, so signalling state needs no lock.
 
 mod notify;
+mod overload;
 mod reload;
 mod tcp;
 mod udp;
@@ -222,9 +223,8 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
         format!("http://{}/v1/recordings/", cfg.api.listen),
     );
     let mut metrics = Metrics::new();
-    // each media worker's latest tick lateness p99, for overload control
-    let mut late_p99: HashMap<usize, u32> = HashMap::new();
-    let overload_us = cfg.sip.overload_late_ms.saturating_mul(1000);
+    let mut overload =
+        overload::Overload::new(cfg.sip.overload_load_percent, cfg.sip.overload_late_ms);
     let (answer_hook, mut route_rx) = match &cfg.routing.answer_url {
         Some(url) => {
             let (h, rx) = crate::answer::AnswerHook::new(
@@ -277,7 +277,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     );
     let mut deferred: Option<(tokio::sync::oneshot::Sender<OpResult>, OpResult)> = None;
     let notify = notify::Notifier::from_env();
-    let heart = media.heartbeats();
+    let heart = media.gauges();
     // the watchdog's pace, or a slow one that only extends a drain's stop timeout
     let mut keepalive =
         tokio::time::interval(notify.watchdog_every().unwrap_or(Duration::from_secs(5)));
@@ -286,6 +286,10 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     notify.ready();
 
     loop {
+        // judged afresh before each event: a burst of INVITEs sees the load of
+        // the legs placed by the ones before it
+        overload.load(media.load());
+        core.set_overloaded(overload.refusing());
         let timeout = core.poll_timeout().map(Instant::from_std);
         let wake = match (timeout, drain_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -322,7 +326,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 Net::Closed(id) => { conns.remove(&id); }
             },
             Some(ev) = mev_rx.recv() => {
-                media_event(&mut core, &mut metrics, &mut late_p99, overload_us, ev);
+                media_event(&mut core, &mut metrics, &mut overload, ev);
             }
             Some((token, decision)) = route_rx.recv() => {
                 core.route_decided(Instant::now().into_std(), token, decision);
@@ -485,8 +489,7 @@ fn dial_target(to: &str) -> Option<SocketAddr> {
 fn media_event(
     core: &mut Core,
     metrics: &mut Metrics,
-    late_p99: &mut HashMap<usize, u32>,
-    overload_us: u64,
+    overload: &mut overload::Overload,
     ev: MediaEvent,
 ) {
     let now = Instant::now().into_std();
@@ -504,10 +507,7 @@ fn media_event(
         }
         MediaEvent::TickStats(st) => {
             metrics.tick_stats(&st);
-            late_p99.insert(st.worker, st.late_p99_us);
-            core.set_overloaded(
-                overload_us > 0 && late_p99.values().any(|&l| u64::from(l) > overload_us),
-            );
+            overload.late(st.worker, st.late_p99_us);
             tracing::info!(
                 target: "caucus::media::stats",
                 worker = st.worker,

@@ -1628,24 +1628,62 @@ fn realtime(index: usize, priority: u8) {
     }
 }
 
-/// A worker's heartbeat: milliseconds since the engine's epoch at its last loop,
-/// or [`IDLE`] while it has no rooms and waits for a command (it cannot be stuck
-/// in a tick then).
-pub struct Heartbeats {
+/// What each worker publishes for the driver, lock-free: its heartbeat
+/// (milliseconds since the engine's epoch at its last loop, or [`IDLE`] while it
+/// has no rooms and waits for a command: it cannot be stuck in a tick then), its
+/// load (work time per tick against the 20 ms period, parts per million, smoothed
+/// over about 16 ticks) and the legs that load was measured with.
+pub struct WorkerGauges {
     epoch: Instant,
     beats: Vec<std::sync::atomic::AtomicU64>,
+    load_ppm: Vec<std::sync::atomic::AtomicU32>,
+    legs: Vec<std::sync::atomic::AtomicU32>,
 }
 
 /// A worker waiting for work.
 const IDLE: u64 = u64::MAX;
 
-impl Heartbeats {
+/// The load a leg is taken to add before a worker has measured any (a talking
+/// Opus leg's cost on this machine: about 30 µs of a 20 ms tick).
+const PRIOR_LOAD_PER_LEG: f64 = 0.0015;
+/// Legs a worker must hold before its load is scaled per leg.
+const SCALE_FROM: usize = 32;
+
+impl WorkerGauges {
+    fn new(n: usize, epoch: Instant) -> WorkerGauges {
+        use std::sync::atomic::{AtomicU32, AtomicU64};
+        WorkerGauges {
+            epoch,
+            beats: (0..n).map(|_| AtomicU64::new(IDLE)).collect(),
+            load_ppm: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            legs: (0..n).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
     fn beat(&self, worker: usize, value: u64) {
         self.beats[worker].store(value, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A tick took `busy` with `legs` legs: fold it into the smoothed load.
+    fn tick(&self, worker: usize, busy: Duration, legs: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sample = (busy.as_micros() * 1_000_000 / TICK.as_micros()).min(10_000_000) as i64;
+        let old = i64::from(self.load_ppm[worker].load(Relaxed));
+        let new = old + (sample - old) / 16;
+        self.load_ppm[worker].store(new.clamp(0, i64::from(u32::MAX)) as u32, Relaxed);
+        self.legs[worker].store(u32::try_from(legs).unwrap_or(u32::MAX), Relaxed);
+    }
+
+    /// An idle worker does no work.
+    fn idle(&self, worker: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.beat(worker, IDLE);
+        self.load_ppm[worker].store(0, Relaxed);
+        self.legs[worker].store(0, Relaxed);
     }
 
     /// Whether every worker is idle or has run its loop within `gap`.
@@ -1656,6 +1694,23 @@ impl Heartbeats {
             let t = b.load(std::sync::atomic::Ordering::Relaxed);
             t == IDLE || now.saturating_sub(t) <= gap
         })
+    }
+
+    /// Worker `w`'s load (1.0: a tick's work fills the period) with `placed`
+    /// legs: what it measured, scaled to the legs placed on it since (a burst of
+    /// calls is counted before its audio reaches the tick).
+    fn predicted(&self, w: usize, placed: usize) -> f64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let load = f64::from(self.load_ppm[w].load(Relaxed)) / 1e6;
+        let measured = self.legs[w].load(Relaxed) as usize;
+        if placed <= measured {
+            load
+        } else if measured < SCALE_FROM {
+            // a few legs' load is mostly the tick's fixed cost: do not scale it
+            load + (placed - measured) as f64 * PRIOR_LOAD_PER_LEG
+        } else {
+            load * placed as f64 / measured as f64
+        }
     }
 }
 
@@ -1668,7 +1723,7 @@ fn worker(
     rx: mpsc::Receiver<Command>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     anchor: Instant,
-    heart: Arc<Heartbeats>,
+    heart: Arc<WorkerGauges>,
 ) {
     let mut rooms: HashMap<String, RoomMedia> = HashMap::new();
     let mut lateness = Lateness::new();
@@ -1684,7 +1739,7 @@ fn worker(
     loop {
         // With no rooms, sleep until told otherwise.
         let cmd = if rooms.is_empty() {
-            heart.beat(index, IDLE);
+            heart.idle(index);
             let c = rx.recv();
             heart.beat(index, heart.now());
             match c {
@@ -1812,11 +1867,9 @@ fn worker(
             for room in rooms.values_mut() {
                 room.tick(now, &mut scratch, &events);
             }
-            lateness.record(
-                now - next_tick,
-                now.elapsed(),
-                thread_cpu().saturating_sub(cpu),
-            );
+            let busy = now.elapsed();
+            lateness.record(now - next_tick, busy, thread_cpu().saturating_sub(cpu));
+            heart.tick(index, busy, leg_room.len());
             if lateness.ticks >= STATS_EVERY {
                 let legs = rooms.values().map(|r| r.legs.len()).sum();
                 let mut st = lateness.take(index, legs);
@@ -1869,7 +1922,7 @@ pub struct MediaEngine {
     bound: HashMap<LegId, (UdpSocket, UdpSocket)>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     prompts: Arc<Prompts>,
-    heart: Arc<Heartbeats>,
+    heart: Arc<WorkerGauges>,
 }
 
 impl MediaEngine {
@@ -1891,12 +1944,7 @@ impl MediaEngine {
         // each other's talkers well after they were published
         let epoch = Instant::now();
         let n = n.max(1);
-        let heart = Arc::new(Heartbeats {
-            epoch,
-            beats: (0..n)
-                .map(|_| std::sync::atomic::AtomicU64::new(IDLE))
-                .collect(),
-        });
+        let heart = Arc::new(WorkerGauges::new(n, epoch));
         for i in 0..n {
             let anchor =
                 epoch + TICK * u32::try_from(i).unwrap_or(0) / u32::try_from(n).unwrap_or(1);
@@ -2081,9 +2129,17 @@ impl MediaEngine {
         Ok(())
     }
 
-    /// The workers' heartbeats (for the service watchdog).
-    pub fn heartbeats(&self) -> Arc<Heartbeats> {
+    /// The workers' gauges (for the service watchdog).
+    pub fn gauges(&self) -> Arc<WorkerGauges> {
         self.heart.clone()
+    }
+
+    /// The most loaded worker's load, with the legs placed on it counted at
+    /// what its legs cost (1.0: its ticks' work fills the 20 ms period).
+    pub fn load(&self) -> f64 {
+        (0..self.workers.len())
+            .map(|w| self.heart.predicted(w, self.worker_legs[w]))
+            .fold(0.0, f64::max)
     }
 
     /// Stop every worker and wait for them.
@@ -2440,6 +2496,32 @@ mod lateness_tests {
     /// A tick's wall time beyond the worker's CPU time is reported as time off
     /// the CPU (the host's steal on a VM); a tick whose CPU time reads above its
     /// wall time (clocks of different granularity) counts none.
+    #[test]
+    fn predicted_load_counts_legs_placed_since_the_last_tick() {
+        let g = WorkerGauges::new(2, Instant::now());
+        // nothing (or little) measured yet: the prior cost per leg
+        assert!((g.predicted(0, 100) - 100.0 * PRIOR_LOAD_PER_LEG).abs() < 1e-9);
+        g.tick(0, TICK / 10, 2);
+        let few = g.predicted(0, 12);
+        assert!(few < 0.1, "a tick's fixed cost scaled per leg: {few}");
+        // 0.4 of the period with 200 legs; 100 more placed scale it
+        for _ in 0..200 {
+            g.tick(1, TICK * 2 / 5, 200);
+        }
+        assert!(
+            (g.predicted(1, 200) - 0.4).abs() < 0.01,
+            "{}",
+            g.predicted(1, 200)
+        );
+        assert!((g.predicted(1, 300) - 0.6).abs() < 0.01);
+        // an idle worker has no load and is alive
+        g.idle(1);
+        assert_eq!(g.predicted(1, 0), 0.0);
+        assert!(g.alive(Duration::from_millis(10)));
+        g.beat(0, g.now());
+        assert!(g.alive(Duration::from_secs(1)));
+    }
+
     #[test]
     fn off_cpu_time_is_wall_minus_cpu() {
         let ms = Duration::from_millis;

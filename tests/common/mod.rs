@@ -91,11 +91,19 @@ impl Bridge {
         // overload control (503 while media ticks run late) would judge the test
         // machine, busy with tests in parallel, rather than the bridge: off unless a
         // test sets it
-        let overload = if sip_keys.contains("overload_late_ms") {
-            ""
-        } else {
-            "overload_late_ms = 0\n"
-        };
+        let overload = format!(
+            "{}{}",
+            if sip_keys.contains("overload_late_ms") {
+                ""
+            } else {
+                "overload_late_ms = 0\n"
+            },
+            if sip_keys.contains("overload_load_percent") {
+                ""
+            } else {
+                "overload_load_percent = 0\n"
+            }
+        );
         let ports = if rtp_keys.contains("port_min") {
             String::new()
         } else {
