@@ -463,11 +463,11 @@ impl Setup {
         // Timer A: retransmit INVITEs still unanswered after 500 ms
         if self.last_retx.elapsed() > Duration::from_millis(500) {
             self.last_retx = Instant::now();
-            for i in 0..self.next {
-                if !self.answered[i]
-                    && self.sent_at[i].is_some_and(|t| t.elapsed() > Duration::from_millis(500))
-                {
-                    let _ = sig.send_to(invite(i, &legs[i]).as_bytes(), bridge);
+            for (i, leg) in legs.iter().enumerate().take(self.next) {
+                let late =
+                    self.sent_at[i].is_some_and(|t| t.elapsed() > Duration::from_millis(500));
+                if !self.answered[i] && late {
+                    let _ = sig.send_to(invite(i, leg).as_bytes(), bridge);
                 }
             }
         }
