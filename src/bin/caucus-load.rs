@@ -77,6 +77,10 @@ struct Args {
     /// carries, the extra calls are refused (503) and the legs up are measured
     #[arg(long)]
     ramp: Option<f64>,
+    /// the bridge's `[sip] overload_load_percent` (default: 0, off, without
+    /// `--ramp`; the bridge's own default with it)
+    #[arg(long)]
+    overload_percent: Option<u32>,
     /// write the results as JSON here
     #[arg(long)]
     json: Option<PathBuf>,
@@ -288,17 +292,16 @@ impl Drop for Bridge {
     }
 }
 
-fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize, overload: bool) -> Bridge {
+fn start_bridge(bin: &PathBuf, rooms: usize, participants: usize, overload: Option<u32>) -> Bridge {
     let sip_port = free_port();
     // below the ephemeral range (32768+), where the generator's own sockets live
     let port_min = 10000u32;
     let port_max = (port_min + 2 * participants as u32 + 200).min(65534);
     // overload control judges the machine this benchmark loads on purpose: off,
     // unless the ramp is there to see it work
-    let overload = if overload {
-        ""
-    } else {
-        "overload_load_percent = 0\n"
+    let overload = match overload {
+        Some(p) => format!("overload_load_percent = {p}\n"),
+        None => String::new(),
     };
     let mut cfg = format!(
         "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{overload}[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n"
@@ -539,7 +542,12 @@ fn run_shape(args: &Args, bin: &PathBuf, shape: Shape, n: usize) -> Report {
         Shape::All => unreachable!(),
     };
     let rooms = n.div_ceil(per_room);
-    let bridge = start_bridge(bin, rooms, n, args.ramp.is_some());
+    let overload = match (args.overload_percent, args.ramp) {
+        (Some(p), _) => Some(p),
+        (None, Some(_)) => None,
+        (None, None) => Some(0),
+    };
+    let bridge = start_bridge(bin, rooms, n, overload);
     let pid = bridge.child.id();
     let rss_before = rss_kib(pid);
     let codec_name = if args.codec == Codec::Opus {
