@@ -208,94 +208,58 @@ impl Metrics {
             self.late_sum_us as f64 / 1e6,
             self.late_count
         );
-        let gauge = |s: &mut String, name: &str, help: &str| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
-        };
-        let mut workers: Vec<_> = self.workers.values().collect();
+        let mut workers: Vec<&TickStats> = self.workers.values().collect();
         workers.sort_by_key(|w| w.worker);
-        gauge(
-            &mut s,
-            "caucus_media_legs",
-            "Legs held by each media worker.",
-        );
-        for w in &workers {
-            let _ = writeln!(s, "caucus_media_legs{{worker=\"{}\"}} {}", w.worker, w.legs);
-        }
-        gauge(
-            &mut s,
-            "caucus_media_tick_offcpu_max_seconds",
-            "Longest time a media worker was kept off its CPU inside one tick over its last report (on a VM, the host's steal), per worker.",
-        );
-        for w in &workers {
-            let _ = writeln!(
-                s,
-                "caucus_media_tick_offcpu_max_seconds{{worker=\"{}\"}} {}",
-                w.worker,
-                f64::from(w.offcpu_max_us) / 1e6
-            );
-        }
-        counter(
-            &mut s,
-            "caucus_rtp_packets_received_total",
-            "RTP packets received, per media worker (legs that ended included).",
-        );
-        for w in &workers {
-            let _ = writeln!(
-                s,
-                "caucus_rtp_packets_received_total{{worker=\"{}\"}} {}",
-                w.worker, w.rtp_received
-            );
-        }
-        counter(
-            &mut s,
-            "caucus_rtp_packets_lost_total",
-            "RTP packets lost (RFC 3550 cumulative lost), per media worker (legs that ended included).",
-        );
-        for w in &workers {
-            let _ = writeln!(
-                s,
-                "caucus_rtp_packets_lost_total{{worker=\"{}\"}} {}",
-                w.worker,
-                w.rtp_lost.max(0)
-            );
-        }
-        counter(
-            &mut s,
-            "caucus_rtp_packets_stray_total",
-            "RTP packets dropped from unlearned sources, per media worker (legs that ended included).",
-        );
-        for w in &workers {
-            let _ = writeln!(
-                s,
-                "caucus_rtp_packets_stray_total{{worker=\"{}\"}} {}",
-                w.worker, w.rtp_strays
-            );
-        }
-        gauge(
-            &mut s,
-            "caucus_rtp_jitter_mean_seconds",
-            "Mean interarrival jitter (RFC 3550) over a media worker's current legs.",
-        );
-        for w in &workers {
-            let _ = writeln!(
-                s,
-                "caucus_rtp_jitter_mean_seconds{{worker=\"{}\"}} {}",
-                w.worker,
-                f64::from(w.jitter_mean_us) / 1e6
-            );
-        }
-        gauge(
-            &mut s,
-            "caucus_rtp_jitter_max_seconds",
-            "Largest interarrival jitter (RFC 3550) among a media worker's current legs.",
-        );
-        for w in &workers {
-            let _ = writeln!(
-                s,
-                "caucus_rtp_jitter_max_seconds{{worker=\"{}\"}} {}",
-                w.worker,
-                f64::from(w.jitter_max_us) / 1e6
-            );
+        type Value = fn(&TickStats) -> f64;
+        let per_worker: [(&str, &str, &str, Value); 7] = [
+            (
+                "gauge",
+                "caucus_media_legs",
+                "Legs held by each media worker.",
+                |w| w.legs as f64,
+            ),
+            (
+                "gauge",
+                "caucus_media_tick_offcpu_max_seconds",
+                "Longest time a media worker was kept off its CPU inside one tick over its last report (on a VM, the host's steal), per worker.",
+                |w| f64::from(w.offcpu_max_us) / 1e6,
+            ),
+            (
+                "counter",
+                "caucus_rtp_packets_received_total",
+                "RTP packets received, per media worker (legs that ended included).",
+                |w| w.rtp_received as f64,
+            ),
+            (
+                "counter",
+                "caucus_rtp_packets_lost_total",
+                "RTP packets lost (RFC 3550 cumulative lost), per media worker (legs that ended included).",
+                |w| w.rtp_lost.max(0) as f64,
+            ),
+            (
+                "counter",
+                "caucus_rtp_packets_stray_total",
+                "RTP packets dropped from unlearned sources, per media worker (legs that ended included).",
+                |w| w.rtp_strays as f64,
+            ),
+            (
+                "gauge",
+                "caucus_rtp_jitter_mean_seconds",
+                "Mean interarrival jitter (RFC 3550) over a media worker's current legs.",
+                |w| f64::from(w.jitter_mean_us) / 1e6,
+            ),
+            (
+                "gauge",
+                "caucus_rtp_jitter_max_seconds",
+                "Largest interarrival jitter (RFC 3550) among a media worker's current legs.",
+                |w| f64::from(w.jitter_max_us) / 1e6,
+            ),
+        ];
+        for (kind, name, help, value) in per_worker {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for w in &workers {
+                let _ = writeln!(s, "{name}{{worker=\"{}\"}} {}", w.worker, value(w));
+            }
         }
         if let Some(h) = hooks {
             counter(

@@ -31,6 +31,34 @@ fn one_call(bridge: &Bridge, ip: IpAddr, name: &str, freq: f64, dur: Duration) -
     (others, ua.hangup())
 }
 
+/// `n` calls from `ip`, one every `every`, each sending its tone for `hold`:
+/// what [`one_call`] says of each.
+fn paced_calls(
+    bridge: &Bridge,
+    ip: IpAddr,
+    name: &str,
+    n: u64,
+    every: Duration,
+    hold: Duration,
+) -> Vec<(f64, u16)> {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..n)
+            .map(|i| {
+                let at = start + every * i as u32;
+                if let Some(d) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+                s.spawn(move || {
+                    let freq = TONES[i as usize % TONES.len()];
+                    one_call(bridge, ip, &format!("{name}{i}"), freq, hold)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn a_busy_pbx_places_300_calls_in_10_s_with_the_default_config() {
     let bridge = Bridge::start_untrusted(
@@ -39,28 +67,14 @@ fn a_busy_pbx_places_300_calls_in_10_s_with_the_default_config() {
     );
     let pbx: IpAddr = "127.0.0.7".parse().unwrap();
     let start = Instant::now();
-    let results: Vec<(f64, u16)> = std::thread::scope(|s| {
-        let calls: Vec<_> = (0..300)
-            .map(|i| {
-                let at = start + Duration::from_millis(i * 1000 / 30);
-                if let Some(d) = at.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(d);
-                }
-                let bridge = &bridge;
-                s.spawn(move || {
-                    let freq = TONES[i as usize % TONES.len()];
-                    one_call(
-                        bridge,
-                        pbx,
-                        &format!("pbx{i}"),
-                        freq,
-                        Duration::from_millis(1500),
-                    )
-                })
-            })
-            .collect();
-        calls.into_iter().map(|c| c.join().unwrap()).collect()
-    });
+    let results = paced_calls(
+        &bridge,
+        pbx,
+        "pbx",
+        300,
+        Duration::from_millis(1000 / 30),
+        Duration::from_millis(1500),
+    );
     let took = start.elapsed();
     let deaf: Vec<usize> = (0..results.len())
         .filter(|&i| results[i].0 < 40.0)
@@ -137,26 +151,14 @@ fn a_scanner_is_banned_within_2_s_while_other_callers_and_its_own_call_go_on() {
             st.heard
         });
         // a third address calls at 5 calls/s throughout
-        let calls: Vec<_> = (0..20u64)
-            .map(|i| {
-                let at = start + Duration::from_millis(i * 200);
-                if let Some(d) = at.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(d);
-                }
-                let bridge = &bridge;
-                s.spawn(move || {
-                    let freq = TONES[i as usize % TONES.len()];
-                    one_call(
-                        bridge,
-                        callers_ip,
-                        &format!("c{i}"),
-                        freq,
-                        Duration::from_secs(1),
-                    )
-                })
-            })
-            .collect();
-        let callers: Vec<(f64, u16)> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+        let callers = paced_calls(
+            &bridge,
+            callers_ip,
+            "c",
+            20,
+            Duration::from_millis(200),
+            Duration::from_secs(1),
+        );
         let (last, sent) = scan.join().unwrap();
         (last, sent, own_call.join().unwrap(), callers)
     });

@@ -4,20 +4,13 @@
 
 use std::process::Command;
 
-#[test]
-fn load_tool_quick_mode_works() {
-    let json = std::env::temp_dir().join(format!("caucus-load-{}.json", std::process::id()));
+/// Run `caucus-load` with `args` against the test build of the bridge; returns its
+/// JSON report, after checking that it exited 0.
+fn load(name: &str, args: &[&str]) -> String {
+    let json = std::env::temp_dir().join(format!("caucus-load-{name}-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_caucus-load"))
-        .args([
-            "--quick",
-            "--participants",
-            "60",
-            "--hold",
-            "3",
-            "--shape",
-            "all",
-            "--json",
-        ])
+        .args(args)
+        .arg("--json")
         .arg(&json)
         .args(["--bridge", env!("CARGO_BIN_EXE_caucus")])
         .output()
@@ -28,7 +21,23 @@ fn load_tool_quick_mode_works() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report = std::fs::read_to_string(&json).unwrap();
+    std::fs::read_to_string(&json).unwrap()
+}
+
+#[test]
+fn load_tool_quick_mode_works() {
+    let report = load(
+        "quick",
+        &[
+            "--quick",
+            "--participants",
+            "60",
+            "--hold",
+            "3",
+            "--shape",
+            "all",
+        ],
+    );
     assert_eq!(
         report.matches("\"setup_failures\":0,").count(),
         3,
@@ -47,9 +56,9 @@ fn load_tool_quick_mode_works() {
 /// at this size nothing is refused and the probe hears the room.
 #[test]
 fn load_tool_ramp_mode_works() {
-    let json = std::env::temp_dir().join(format!("caucus-load-ramp-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_caucus-load"))
-        .args([
+    let report = load(
+        "ramp",
+        &[
             "--participants",
             "50",
             "--shape",
@@ -58,19 +67,8 @@ fn load_tool_ramp_mode_works() {
             "2",
             "--ramp",
             "50",
-            "--json",
-        ])
-        .arg(&json)
-        .args(["--bridge", env!("CARGO_BIN_EXE_caucus")])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let report = std::fs::read_to_string(&json).unwrap();
     assert!(
         report.contains("\"setup_failures\":0,\"refused\":0,"),
         "{report}"

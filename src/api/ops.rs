@@ -202,37 +202,62 @@ fn core_metrics(core: &Core, now: Instant) -> String {
     let rooms = core.room_list();
     let running = rooms.iter().filter(|r| r.participants > 0).count();
     let legs: usize = rooms.iter().map(|r| r.participants).sum();
-    let mut s = String::new();
-    s.push_str("# HELP caucus_rooms Rooms defined (configured and created through the API).\n");
-    s.push_str("# TYPE caucus_rooms gauge\n");
-    s.push_str(&format!("caucus_rooms {}\n", rooms.len()));
-    s.push_str("# HELP caucus_rooms_active Rooms with at least one call.\n");
-    s.push_str("# TYPE caucus_rooms_active gauge\n");
-    s.push_str(&format!("caucus_rooms_active {running}\n"));
-    s.push_str("# HELP caucus_participants Legs in rooms, whatever their stage.\n");
-    s.push_str("# TYPE caucus_participants gauge\n");
-    s.push_str(&format!("caucus_participants {legs}\n"));
-    s.push_str("# HELP caucus_rtp_ports_in_use RTP/RTCP port pairs held by legs.\n");
-    s.push_str("# TYPE caucus_rtp_ports_in_use gauge\n");
-    s.push_str(&format!(
-        "caucus_rtp_ports_in_use {}\n",
-        core.ports_in_use()
-    ));
-    s.push_str("# HELP caucus_rtp_ports_retired RTP/RTCP port pairs resting after another program held them.\n");
-    s.push_str("# TYPE caucus_rtp_ports_retired gauge\n");
-    s.push_str(&format!(
-        "caucus_rtp_ports_retired {}\n",
-        core.ports_retired(now)
-    ));
     let (bans, dropped, banned) = core.flood_stats(now);
-    s.push_str("# HELP caucus_flood_bans_total Sources banned for their failed attempts.\n");
-    s.push_str("# TYPE caucus_flood_bans_total counter\n");
-    s.push_str(&format!("caucus_flood_bans_total {bans}\n"));
-    s.push_str("# HELP caucus_flood_dropped_total Requests dropped by flood control (banned sources, over the request ceiling).\n");
-    s.push_str("# TYPE caucus_flood_dropped_total counter\n");
-    s.push_str(&format!("caucus_flood_dropped_total {dropped}\n"));
-    s.push_str("# HELP caucus_flood_banned_sources Sources banned now.\n");
-    s.push_str("# TYPE caucus_flood_banned_sources gauge\n");
-    s.push_str(&format!("caucus_flood_banned_sources {banned}\n"));
+    let series: [(&str, &str, &str, u64); 8] = [
+        (
+            "gauge",
+            "caucus_rooms",
+            "Rooms defined (configured and created through the API).",
+            rooms.len() as u64,
+        ),
+        (
+            "gauge",
+            "caucus_rooms_active",
+            "Rooms with at least one call.",
+            running as u64,
+        ),
+        (
+            "gauge",
+            "caucus_participants",
+            "Legs in rooms, whatever their stage.",
+            legs as u64,
+        ),
+        (
+            "gauge",
+            "caucus_rtp_ports_in_use",
+            "RTP/RTCP port pairs held by legs.",
+            core.ports_in_use() as u64,
+        ),
+        (
+            "gauge",
+            "caucus_rtp_ports_retired",
+            "RTP/RTCP port pairs resting after another program held them.",
+            core.ports_retired(now) as u64,
+        ),
+        (
+            "counter",
+            "caucus_flood_bans_total",
+            "Sources banned for their failed attempts.",
+            bans,
+        ),
+        (
+            "counter",
+            "caucus_flood_dropped_total",
+            "Requests dropped by flood control (banned sources, over the request ceiling).",
+            dropped,
+        ),
+        (
+            "gauge",
+            "caucus_flood_banned_sources",
+            "Sources banned now.",
+            banned as u64,
+        ),
+    ];
+    let mut s = String::new();
+    for (kind, name, help, value) in series {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
     s
 }
