@@ -1522,15 +1522,19 @@ impl Core {
     /// A source banned or over its request ceiling would see its new requests
     /// dropped after parsing anyway: those found new by a glance at their bytes
     /// are dropped before, so that a flood costs no parsing.
-    pub fn reads_from(&self, ip: IpAddr, now: Instant, data: &[u8]) -> bool {
+    pub fn reads_from(&mut self, ip: IpAddr, now: Instant, data: &[u8]) -> bool {
         let banned = self.flood.is_banned(ip, now);
-        if banned && self.legs_from.get(&ip).is_none_or(|n| *n == 0) {
-            return false;
+        let read = if banned && self.legs_from.get(&ip).is_none_or(|n| *n == 0) {
+            false
+        } else if banned || self.flood.is_over_limit(ip, now) {
+            !message::glance_is_new_request(data)
+        } else {
+            true
+        };
+        if !read {
+            self.flood.dropped += 1;
         }
-        if banned || self.flood.is_over_limit(ip, now) {
-            return !message::glance_is_new_request(data);
-        }
-        true
+        read
     }
 
     /// Flood-control figures: (bans issued, requests dropped, sources banned now).

@@ -299,7 +299,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
             r = udp.recv(&mut buf) => {
                 if let Ok((n, src, local)) = r {
                     let now = Instant::now().into_std();
-                    if admit(&core, &buf[..n], src, now) {
+                    if admit(&mut core, &buf[..n], src, now) {
                         metrics.received(&buf[..n]);
                         let peer = Peer { transport: Transport::Udp, addr: src, local };
                         core.handle_message(now, peer, &buf[..n]);
@@ -312,7 +312,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                 }
                 Net::Frame(id, addr, data) => {
                     let now = Instant::now().into_std();
-                    if !admit(&core, &data, addr, now) {
+                    if !admit(&mut core, &data, addr, now) {
                         // a banned source with no calls loses its connection too
                         if let Some((_, abort, _)) = conns.remove(&id) {
                             abort.abort();
@@ -468,7 +468,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
 /// Whether to hand a message to the core: a banned source's datagrams are
 /// dropped unread unless it still holds calls (whose BYEs must be served);
 /// responses, to requests we sent, always pass. Counting is the core's.
-fn admit(core: &Core, data: &[u8], src: SocketAddr, now: std::time::Instant) -> bool {
+fn admit(core: &mut Core, data: &[u8], src: SocketAddr, now: std::time::Instant) -> bool {
     data.starts_with(b"SIP/2.0 ") || core.reads_from(src.ip(), now, data)
 }
 
