@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use caucus::core::LegId;
-use caucus::media::engine::{MediaParams, RoomMedia, Scratch};
+use caucus::media::contract::MediaParams;
+use caucus::media::room::{RoomMedia, Scratch};
+use caucus::media::transport::{Bound, RtpUdp, Transport};
 use caucus::media::{g711, mixer, opus, rtp};
 use caucus::sdp::{CodecKind, Direction};
 use caucus::sip::Message;
@@ -62,19 +64,15 @@ fn room_tick(c: &mut Criterion) {
                 codec: CodecKind::Pcmu,
                 pt: 0,
                 dtmf_pt: Some(101), // phones offer telephone-event: no in-band detection
-                remote: Some(sink.local_addr().unwrap()),
                 peer_direction: Direction::SendRecv,
                 ssrc: i as u32,
                 ptime_ms: 20,
             };
-            room.add_leg(
-                LegId(i as u64 + 1),
-                rtp_sock,
-                rtcp_sock,
-                params,
-                Instant::now(),
-            )
-            .unwrap();
+            let bound = Bound::new(rtp_sock, rtcp_sock).unwrap();
+            let now = Instant::now();
+            let rtp = RtpUdp::new(bound, Some(sink.local_addr().unwrap()), now);
+            room.add_leg(LegId(i as u64 + 1), Transport::Rtp(rtp), params, now)
+                .unwrap();
         }
         let talk: Vec<u8> = {
             let mut out = vec![0u8; 160];

@@ -13,9 +13,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::config::{AnswerFallback, is_http_url, is_room_name};
+use crate::config::AnswerFallback;
 use crate::core::routing::{CallOptions, RouteDecision, RouteRequest};
+use crate::ids::is_room_name;
 use crate::media::prompt::{Sound, parse_wav, sound};
+use crate::util::is_http_url;
 
 /// Music files fetched and kept, at most.
 const MUSIC_CACHE: usize = 64;

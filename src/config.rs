@@ -578,22 +578,9 @@ fn good_secret(t: &str) -> bool {
     (16..=256).contains(&t.len()) && t.bytes().all(|c| c.is_ascii_graphic())
 }
 
-/// An absolute http(s) URL (the webhook targets).
-pub fn is_http_url(u: &str) -> bool {
-    let rest = u
-        .strip_prefix("http://")
-        .or_else(|| u.strip_prefix("https://"));
-    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
-}
+pub use crate::util::is_http_url;
 
-/// A valid room name.
-pub fn is_room_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
-}
+pub use crate::ids::is_room_name;
 
 impl Room {
     /// The checks one room must pass, in the file or created through the API.
@@ -1329,19 +1316,9 @@ impl Config {
         }
     }
 
-    /// SIP-over-TCP limits.
-    pub fn tcp_limits(&self) -> crate::driver::TcpLimits {
-        crate::driver::TcpLimits {
-            max_connections: self.sip.tcp_max_connections,
-            max_per_source: self.sip.tcp_max_per_source,
-            first_message: Duration::from_secs(self.sip.tcp_first_message_s),
-            idle: Duration::from_secs(self.sip.tcp_idle_timeout_s),
-        }
-    }
-
     /// RTP timeouts for the media engine.
-    pub fn rtp_timeouts(&self) -> crate::media::engine::RtpTimeouts {
-        crate::media::engine::RtpTimeouts {
+    pub fn rtp_timeouts(&self) -> crate::media::contract::RtpTimeouts {
+        crate::media::contract::RtpTimeouts {
             active: Duration::from_secs(self.rtp.timeout_s),
             hold: Duration::from_secs(self.rtp.hold_timeout_s),
         }

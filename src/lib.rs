@@ -13,6 +13,7 @@ pub mod core;
 pub mod ctl;
 pub mod driver;
 pub mod events;
+pub mod ids;
 pub mod media;
 pub mod metrics;
 pub mod sdp;

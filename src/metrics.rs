@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use crate::core::Event;
 use crate::events::WebhookStats;
-use crate::media::engine::{LATE_BOUNDS_US, TickStats};
+use crate::media::contract::{LATE_BOUNDS_US, TickStats};
 
 const METHODS: [&str; 11] = [
     "INVITE",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use caucus::config::Config;
 use caucus::core::{Core, LegId, Output, Peer, Transport};
-use caucus::media::engine::MediaCommand;
+use caucus::media::contract::MediaCommand;
 use libfuzzer_sys::fuzz_target;
 
 /// Carry out the core's outputs as a driver would: answer each bind of an RTP port

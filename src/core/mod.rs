@@ -17,11 +17,10 @@ pub mod tally;
 pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::media::engine::{MediaCommand, MediaParams};
+use crate::media::contract::{MediaCommand, MediaParams, TransportSpec};
 use crate::media::prompt::Prompt;
 use crate::sdp::{self, AudioParams, Direction, LocalSdp, SessionDescription};
 use crate::sip::headers::{self, NameAddr, RequestHeaders, SipUri, UriError, Via};
@@ -34,15 +33,7 @@ use transaction::{ClientTxn, ServerState, ServerTxn, Timer, TimerConfig, TxnKey,
 /// Methods the bridge serves (Allow header).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
 
-/// A leg: one caller's dialog and media session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LegId(pub u64);
-
-impl fmt::Display for LegId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "L{}", self.0)
-    }
-}
+pub use crate::ids::LegId;
 
 /// How a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,70 +119,7 @@ pub struct RoomPolicy {
     pub empty_timeout: Duration,
 }
 
-/// An IP network, `ADDR/PREFIX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    /// network address
-    pub addr: IpAddr,
-    /// prefix length
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// Parse `192.0.2.0/24`, `::1/128`, or a bare address (a host).
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a.trim().parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() {
-            max
-        } else {
-            p.trim().parse().ok()?
-        };
-        (prefix <= max).then_some(Cidr { addr, prefix })
-    }
-
-    /// Whether `ip` is inside (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let p = u32::from(self.prefix);
-        match (ip, self.addr) {
-            (IpAddr::V4(a), IpAddr::V4(n)) => {
-                let m = u32::MAX.checked_shl(32 - p).unwrap_or(0);
-                u32::from(a) & m == u32::from(n) & m
-            }
-            (IpAddr::V6(a), IpAddr::V6(n)) => {
-                let m = u128::MAX.checked_shl(128 - p).unwrap_or(0);
-                u128::from(a) & m == u128::from(n) & m
-            }
-            _ => false,
-        }
-    }
-}
-
-/// `*`-glob match (case-insensitive), for caller-ID patterns.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
-    let parts: Vec<&str> = p.split('*').collect();
-    if parts.len() == 1 {
-        return p == t;
-    }
-    let mut rest = t.as_str();
-    let Some(first) = rest.strip_prefix(parts[0]) else {
-        return false;
-    };
-    rest = first;
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    rest.ends_with(parts[parts.len() - 1])
-}
+pub use crate::util::cidr::{Cidr, glob_match};
 
 impl RoomPolicy {
     /// An open room (no PIN) with these limits.
@@ -594,7 +522,8 @@ struct Leg {
     bind_failures: u16,
     sdp_version: u64,
     session_id: u64,
-    media: Option<MediaParams>,
+    /// negotiated media and where it goes
+    media: Option<(MediaParams, TransportSpec)>,
     ssrc: u32,
     media_open: bool,
     answer_gen: u64,
@@ -653,27 +582,7 @@ struct PendingInvite {
     offer: Option<Offer>,
 }
 
-/// SplitMix64: small, seedable, good enough for tags, branches and SSRCs.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded generator.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn token(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
-    }
-}
+pub use crate::util::rng::Rng;
 
 /// The core.
 pub struct Core {
@@ -1434,10 +1343,15 @@ impl Core {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
-        let Some(params) = leg.media else { return };
+        let Some((params, transport)) = leg.media.clone() else {
+            return;
+        };
         if leg.media_open {
-            self.out
-                .push_back(Output::Media(MediaCommand::Update { leg: id, params }));
+            self.out.push_back(Output::Media(MediaCommand::Update {
+                leg: id,
+                params,
+                transport,
+            }));
             return;
         }
         leg.media_open = true;
@@ -1447,6 +1361,7 @@ impl Core {
             leg: id,
             room: leg.room.clone(),
             params,
+            transport,
             isolated,
         }));
         if leg.stage == Stage::Refused {
@@ -2830,19 +2745,21 @@ impl Core {
     }
 }
 
-/// Media parameters from an offer/answer. The remote address is the c= IP literal;
-/// a hostname is never resolved: symmetric RTP starts at the signalling source IP.
-fn media_params(p: &AudioParams, signalling_ip: IpAddr, ssrc: u32) -> MediaParams {
+/// Media parameters and the RTP transport from an offer/answer. The remote
+/// address is the c= IP literal; a hostname is never resolved: symmetric RTP
+/// starts at the signalling source IP.
+fn media_params(p: &AudioParams, signalling_ip: IpAddr, ssrc: u32) -> (MediaParams, TransportSpec) {
     let ip = p.remote_ip.unwrap_or(signalling_ip);
-    MediaParams {
+    let params = MediaParams {
         codec: p.codec,
         pt: p.pt,
         dtmf_pt: p.dtmf_pt,
-        remote: Some(SocketAddr::new(ip, p.remote_port)),
         peer_direction: p.peer_direction,
         ssrc,
         ptime_ms: p.ptime_ms,
-    }
+    };
+    let remote = Some(SocketAddr::new(ip, p.remote_port));
+    (params, TransportSpec::Rtp { remote })
 }
 
 /// RFC 3261 §18.2.2: record where the request really came from in the top Via, and

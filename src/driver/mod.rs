@@ -25,7 +25,8 @@ use crate::api::ops::{self, ApiCall, Op, OpResult, Reply};
 use crate::config::Config;
 use crate::core::{Core, Event, Output, Peer, Transport};
 use crate::events::Webhooks;
-use crate::media::engine::{MediaCommand, MediaEngine, MediaEvent};
+use crate::media::contract::{MediaCommand, MediaEvent};
+use crate::media::engine::MediaEngine;
 use crate::metrics::Metrics;
 use crate::util::LogSafe;
 
@@ -259,7 +260,7 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     let music: Vec<PathBuf> = cfg.music_files().iter().map(|p| p.to_path_buf()).collect();
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(1024);
     let accept_tx = net_tx.clone();
-    let acceptor = tokio::spawn(tcp::accept(tcp, cfg.tcp_limits(), accept_tx));
+    let acceptor = tokio::spawn(tcp::accept(tcp, TcpLimits::from(&cfg.sip), accept_tx));
     // per TCP connection: its writer, how to close it, and our address on it
     let mut conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle, SocketAddr)> =
         HashMap::new();

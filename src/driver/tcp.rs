@@ -45,6 +45,17 @@ pub struct TcpLimits {
     pub idle: Duration,
 }
 
+impl From<&crate::config::Sip> for TcpLimits {
+    fn from(s: &crate::config::Sip) -> TcpLimits {
+        TcpLimits {
+            max_connections: s.tcp_max_connections,
+            max_per_source: s.tcp_max_per_source,
+            first_message: Duration::from_secs(s.tcp_first_message_s),
+            idle: Duration::from_secs(s.tcp_idle_timeout_s),
+        }
+    }
+}
+
 /// Open connections, in total and per source; a slot is freed when its guard drops.
 #[derive(Default)]
 struct Counts {

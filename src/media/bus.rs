@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::engine::{MAX_FRAME, MAX_TALKERS};
+use super::frame::{MAX_FRAME, MAX_TALKERS};
 
 /// Frames older than this are from a shard that stopped ticking (its last leg
 /// left): not mixed.

@@ -3,11 +3,14 @@
 
 pub mod bus;
 pub mod codec;
+pub mod contract;
 pub mod dtmf;
 pub mod engine;
+pub mod frame;
 pub mod g711;
 pub mod goertzel;
 pub mod jitter;
+pub mod leg;
 pub mod mixer;
 pub mod opus;
 pub mod opus_packet;
@@ -15,5 +18,8 @@ pub mod prefetch;
 pub mod prompt;
 pub mod record;
 pub mod resample;
+pub mod room;
 pub mod rtp;
+pub mod transport;
 pub mod vad;
+pub mod worker;

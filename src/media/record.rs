@@ -22,10 +22,10 @@ use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::LegId;
+use crate::ids::LegId;
 use crate::util::rfc3339;
 
-use super::engine::MediaEvent;
+use super::contract::{MediaEvent, RecordingEnd};
 use super::resample::Downsampler;
 
 /// Samples per frame: 20 ms at 8 kHz.
@@ -37,23 +37,6 @@ const SYNC_EVERY: u32 = 50;
 
 /// One 20 ms frame of a recording.
 pub type Frame = [i16; FRAME];
-
-/// How a recording ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingEnd {
-    /// recording id
-    pub id: String,
-    /// the file
-    pub path: PathBuf,
-    /// audio written
-    pub duration_ms: u64,
-    /// file size
-    pub bytes: u64,
-    /// frames the disk could not keep up with
-    pub dropped_frames: u64,
-    /// why it stopped early (disk full, …); None when stopped as asked
-    pub error: Option<String>,
-}
 
 /// The tick's end of a recording.
 pub struct RecordSink {

@@ -1,7 +1,9 @@
 //! Small pieces shared by several layers, with no knowledge of SIP, media or the
 //! driver: every module that uses them sits above this one.
 
+pub mod cidr;
 pub mod logsafe;
+pub mod rng;
 mod time;
 
 pub use logsafe::LogSafe;
@@ -18,4 +20,12 @@ pub fn fingerprint<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S:
             .map(|b| format!("{b:02x}"))
             .collect::<String>(),
     )
+}
+
+/// An absolute http(s) URL (the webhook targets).
+pub fn is_http_url(u: &str) -> bool {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
 }

@@ -1,0 +1,291 @@
+//! What signalling and the media engine say to each other: the commands that
+//! open, change and close a leg's media and the room's recordings, the events
+//! the workers report back, and their periodic tick statistics. The media
+//! contract names no socket: a leg's transport is described by a
+//! [`TransportSpec`], which only `media::transport` acts on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::prompt::{Prompt, Sound};
+use super::transport::MemPort;
+use crate::ids::LegId;
+use crate::sdp::{CodecKind, Direction};
+
+/// How a leg's media travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportSpec {
+    /// RTP over UDP on the sockets bound for the leg by [`MediaCommand::Bind`]:
+    /// sent to `remote` (the SDP's address) until symmetric RTP learns where the
+    /// peer really sends from
+    Rtp {
+        /// the address the SDP gave
+        remote: Option<SocketAddr>,
+    },
+    /// RTP datagrams through memory (tests and benchmarks: a room ticked with no
+    /// socket)
+    Mem(MemPort),
+}
+
+/// Negotiated media of a leg, as signalling tells the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaParams {
+    /// codec
+    pub codec: CodecKind,
+    /// its payload type
+    pub pt: u8,
+    /// telephone-event payload type
+    pub dtmf_pt: Option<u8>,
+    /// the peer's direction attribute
+    pub peer_direction: Direction,
+    /// our SSRC towards the peer
+    pub ssrc: u32,
+    /// packet time the peer sends (10..=60 ms)
+    pub ptime_ms: u32,
+}
+
+/// What signalling asks of the media side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// bind the leg's RTP socket at `addr` and RTCP at the port above, before
+    /// any SDP announces them; the driver answers with `Core::media_bound` (an
+    /// RTP transport's sockets; see [`TransportSpec::Rtp`])
+    Bind {
+        /// leg
+        leg: LegId,
+        /// RTP address (RTCP on port + 1)
+        addr: SocketAddr,
+    },
+    /// put the leg in the room, its media travelling as `transport` says
+    Open {
+        /// leg
+        leg: LegId,
+        /// room name
+        room: String,
+        /// negotiated parameters
+        params: MediaParams,
+        /// how its media travels
+        transport: TransportSpec,
+        /// kept out of the mix (hears only its prompts) until [`MediaCommand::Join`]
+        isolated: bool,
+    },
+    /// put an isolated leg into the mix (stops its music on hold and prompts)
+    Join {
+        /// leg
+        leg: LegId,
+    },
+    /// loop music on hold to an isolated leg (waiting for the moderator)
+    Hold {
+        /// leg
+        leg: LegId,
+        /// what to loop
+        music: Prompt,
+    },
+    /// loop a sound (an NCCO's musicOnHoldUrl) to an isolated leg
+    HoldSound {
+        /// leg
+        leg: LegId,
+        /// what to loop
+        sound: Sound,
+    },
+    /// stop (or resume) mixing what this leg says; it still hears the room
+    Mute {
+        /// leg
+        leg: LegId,
+        /// muted or not
+        muted: bool,
+    },
+    /// stop (or resume) sending the room to this leg; it is still heard
+    Deaf {
+        /// leg
+        leg: LegId,
+        /// deaf or not
+        deaf: bool,
+    },
+    /// stop the leg's current prompt and drop its queue (barge-in); music on hold
+    /// carries on
+    Interrupt {
+        /// leg
+        leg: LegId,
+    },
+    /// play prompts to this leg only, in order, after any already queued
+    Play {
+        /// leg
+        leg: LegId,
+        /// what to say
+        prompts: Vec<Prompt>,
+    },
+    /// play a sound (a WAV file loaded by the control plane) to this leg only
+    PlaySound {
+        /// leg
+        leg: LegId,
+        /// samples
+        sound: Sound,
+    },
+    /// start recording the room's mix (`leg` None) or one leg's own audio
+    Record {
+        /// recording id
+        id: String,
+        /// room
+        room: String,
+        /// whose audio
+        leg: Option<LegId>,
+        /// file to create (must not exist)
+        path: PathBuf,
+    },
+    /// stop a recording (the writer finishes the file and reports it)
+    StopRecording {
+        /// recording id
+        id: String,
+        /// room
+        room: String,
+    },
+    /// renegotiated (re-INVITE/UPDATE: hold, codec or address change)
+    Update {
+        /// leg
+        leg: LegId,
+        /// new parameters
+        params: MediaParams,
+        /// where its media goes now
+        transport: TransportSpec,
+    },
+    /// take the leg out and close its sockets
+    Close {
+        /// leg
+        leg: LegId,
+    },
+}
+
+/// What the media side reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// talker detection changed state for a leg
+    Talking {
+        /// leg
+        leg: LegId,
+        /// true when it started talking
+        talking: bool,
+    },
+    /// a worker's tick timing over the last reporting interval
+    TickStats(TickStats),
+    /// the leg's prompt queue has played out
+    PromptDone {
+        /// leg
+        leg: LegId,
+    },
+    /// a recording's file is complete (stopped, or ended by an error)
+    RecordingDone(Box<RecordingEnd>),
+    /// no RTP from the leg's peer for the RTP timeout (or the hold timeout)
+    RtpTimeout {
+        /// leg
+        leg: LegId,
+    },
+    /// a DTMF digit (RFC 4733 event, or detected in-band), reported once per key
+    Dtmf {
+        /// leg
+        leg: LegId,
+        /// '0'-'9', '*', '#', 'A'-'D'
+        digit: char,
+    },
+}
+
+/// Tick timing of one worker over one reporting interval (5 s).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TickStats {
+    /// worker index
+    pub worker: usize,
+    /// ticks run
+    pub ticks: u32,
+    /// legs held at the end of the interval
+    pub legs: usize,
+    /// lateness of the tick start against its schedule, µs: median
+    pub late_p50_us: u32,
+    /// 99th percentile
+    pub late_p99_us: u32,
+    /// maximum
+    pub late_max_us: u32,
+    /// lateness of every tick start added up, µs (the histogram's exact sum)
+    pub late_sum_us: u64,
+    /// time spent working in ticks, µs in total
+    pub busy_us: u64,
+    /// the longest tick's work, µs
+    pub busy_max_us: u32,
+    /// of the ticks' wall time, what the worker did not run (wall time minus the
+    /// thread's CPU time), µs in total: on a virtual machine mostly the host's
+    /// steal, which no scheduling inside the guest can prevent
+    pub offcpu_us: u64,
+    /// the largest such gap in one tick, µs
+    pub offcpu_max_us: u32,
+    /// the lateness histogram: (start of a 100 µs bucket in µs, ticks in
+    /// it) for each bucket that holds any, so that a reader can pool intervals and
+    /// workers into one distribution (a percentile of percentiles is not one)
+    pub late_hist: Vec<(u32, u32)>,
+    /// RTP packets received by the worker's legs since it started (closed legs
+    /// included: it only grows)
+    pub rtp_received: u64,
+    /// RTP packets lost by them (RFC 3550 cumulative lost, summed; only grows)
+    pub rtp_lost: i64,
+    /// RTP packets dropped because their source was not the learned one
+    pub rtp_strays: u64,
+    /// interarrival jitter over the worker's legs, µs: mean and largest
+    pub jitter_mean_us: u32,
+    /// largest
+    pub jitter_max_us: u32,
+}
+
+impl TickStats {
+    /// Ticks by lateness: ≤ 0.5, 1, 2, 5, 10, 20, 50 ms ([`LATE_BOUNDS_US`],
+    /// each bucket on its own; the rest were later), from `late_hist`.
+    pub fn late_buckets(&self) -> [u32; 7] {
+        let mut out = [0u32; 7];
+        for &(start, n) in &self.late_hist {
+            // a 100 µs bucket holds lateness in [start, start + 100) µs
+            if let Some(b) = LATE_BOUNDS_US
+                .iter()
+                .position(|&bound| start + 100 <= bound)
+            {
+                out[b] += n;
+            }
+        }
+        out
+    }
+}
+
+/// How long a leg may send no RTP before it is reported dead (zero: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpTimeouts {
+    /// while the call is sendrecv
+    pub active: Duration,
+    /// while it is on hold (sendonly, recvonly, inactive)
+    pub hold: Duration,
+}
+
+impl Default for RtpTimeouts {
+    fn default() -> Self {
+        RtpTimeouts {
+            active: Duration::from_secs(60),
+            hold: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Upper bounds of [`TickStats::late_buckets`], in µs.
+pub const LATE_BOUNDS_US: [u32; 7] = [500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000];
+
+/// How a recording ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingEnd {
+    /// recording id
+    pub id: String,
+    /// the file
+    pub path: PathBuf,
+    /// audio written
+    pub duration_ms: u64,
+    /// file size
+    pub bytes: u64,
+    /// frames the disk could not keep up with
+    pub dropped_frames: u64,
+    /// why it stopped early (disk full, …); None when stopped as asked
+    pub error: Option<String>,
+}

@@ -1,0 +1,762 @@
+//! One room's media on one worker (the whole room, or its shard there): the tick
+//! that reads every leg, detects talkers, mixes the loudest, encodes and sends.
+//! It reaches a leg only through the leg's own calls (`poll`, `play_out`,
+//! `send`); how the leg's media travels is `media::transport`'s business.
+//!
+//! Listeners who contributed no audio this tick all get the same full mix,
+//! encoded once per codec; only the mixed talkers get their own mix-minus-self
+//! encode, and a lone talker's packet is forwarded untouched to same-codec
+//! listeners. A large G.711 room is read and sent in blocks of legs, so that a
+//! leg's socket is still cached for its send (see [`RoomMedia::tick`]). A worker's
+//! rooms share one set of tick buffers ([`Scratch`]).
+
+use std::io;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use super::bus::{Remote, RoomBus};
+use super::codec::Encoder;
+use super::contract::{MediaEvent, MediaParams, RtpTimeouts, TransportSpec};
+use super::frame::{MAX_FRAME, MAX_TALKERS};
+use super::leg::{HOT_BYTES, LegMedia, RtpTotals};
+use super::mixer;
+use super::prefetch;
+use super::record::{self, Frame, RecordSink};
+use super::resample::Downsampler;
+use super::transport::Transport;
+use super::vad;
+use crate::ids::LegId;
+use crate::sdp::{CodecKind, Direction};
+
+/// Index base of talkers from other shards in a tick's ranking.
+const REMOTE: usize = usize::MAX / 2;
+/// Legs of a G.711 room read and sent together (see `RoomMedia::tick`): with
+/// their sockets, about what a core's L2 cache holds.
+const BLOCK: usize = 256;
+
+/// The full-mix stream that every non-talker with one codec shares: one encoder,
+/// one resampler, one payload per tick.
+struct SharedMix {
+    codec: CodecKind,
+    encoder: Encoder,
+    down: Downsampler,
+    // this tick's encoded payload is `Scratch::shared[index][..len]`
+    len: usize,
+    fresh: bool,
+}
+
+/// Buffers a room's tick uses and leaves nothing in: one set per worker, handed
+/// to every room's tick in turn, so that they stay in cache from room to room
+/// (a set per room meant some twenty-five cold cache lines per room per tick:
+/// in rooms of five, five per leg).
+pub struct Scratch {
+    // one datagram as read
+    buf: Vec<u8>,
+    acc: Vec<i32>,
+    mix: Vec<i16>,
+    native: Vec<i16>,
+    payload: Vec<u8>,
+    pkt: Vec<u8>,
+    // the lone talker's packet of this tick, forwarded to same-codec listeners
+    forward: Vec<u8>,
+    rec_frame: Frame,
+    // the room's shared encodes of this tick, by `RoomMedia::shared` index
+    shared: Vec<Vec<u8>>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            buf: vec![0; 2048],
+            acc: vec![0; MAX_FRAME],
+            mix: vec![0; MAX_FRAME],
+            native: vec![0; MAX_FRAME],
+            payload: vec![0; 1500],
+            pkt: vec![0; 1500],
+            forward: Vec::with_capacity(1500),
+            rec_frame: [0; record::FRAME],
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// One room's media on one worker (the whole room, or its shard there): its legs
+/// and the mixer state. Owned by that worker thread; public so benchmarks can drive
+/// a tick.
+pub struct RoomMedia {
+    pub(super) legs: Vec<LegMedia>,
+    ticks: u64,
+    max_talkers: usize,
+    shared: Vec<SharedMix>,
+    // recordings of this room's mix or of its legs' own audio
+    pub(super) records: Vec<RecordSink>,
+    /// when silent legs are reported dead
+    pub timeouts: RtpTimeouts,
+    // the local talkers mixed in the last tick (indices, loudest first), their
+    // levels, and how many
+    mixed: ([usize; MAX_TALKERS], [u64; MAX_TALKERS], usize),
+    // legs read and sent together (see `tick`)
+    block: usize,
+    // when the room spans workers: its bus and this worker's shard index, and
+    // the other shards' talkers of this tick
+    pub(super) bus: Option<(Arc<RoomBus>, usize)>,
+    pub(super) remote: Option<Box<Remote>>,
+    // legs on Opus: any makes the room mix at 48 kHz (counted, so that a tick
+    // need not visit every leg to learn its rate)
+    opus_legs: usize,
+}
+
+impl RoomMedia {
+    /// An empty room mixing at most `max_talkers` talkers.
+    pub fn new(max_talkers: usize) -> RoomMedia {
+        RoomMedia {
+            legs: Vec::new(),
+            ticks: 0,
+            max_talkers: max_talkers.clamp(1, MAX_TALKERS),
+            shared: Vec::new(),
+            records: Vec::new(),
+            timeouts: RtpTimeouts::default(),
+            mixed: ([0; MAX_TALKERS], [0; MAX_TALKERS], 0),
+            block: BLOCK,
+            bus: None,
+            remote: None,
+            opus_legs: 0,
+        }
+    }
+
+    /// Add a leg whose media travels on `transport`.
+    pub fn add_leg(
+        &mut self,
+        id: LegId,
+        transport: Transport,
+        params: MediaParams,
+        now: Instant,
+    ) -> io::Result<()> {
+        self.add(LegMedia::new(id, transport, params, now)?);
+        Ok(())
+    }
+
+    /// Legs held.
+    pub fn len(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// True when the room has no legs.
+    pub fn is_empty(&self) -> bool {
+        self.legs.is_empty()
+    }
+
+    pub(super) fn add(&mut self, leg: LegMedia) {
+        self.opus_legs += usize::from(leg.params.codec == CodecKind::Opus);
+        self.legs.push(leg);
+    }
+
+    /// Take leg `id` out (its transport closes as it drops); returns its RTP
+    /// counts, for the worker's totals.
+    pub(super) fn remove(&mut self, id: LegId) -> Option<RtpTotals> {
+        let pos = self.legs.iter().position(|l| l.id == id)?;
+        let leg = self.legs.swap_remove(pos);
+        // the last tick's talkers are indices: another leg may hold one now
+        self.mixed.2 = 0;
+        self.opus_legs -= usize::from(leg.params.codec == CodecKind::Opus);
+        Some(RtpTotals::of(&leg))
+    }
+
+    /// New parameters (re-INVITE, UPDATE) for leg `id`, if the room holds it.
+    pub(super) fn update(
+        &mut self,
+        id: LegId,
+        params: MediaParams,
+        spec: &TransportSpec,
+        now: Instant,
+    ) -> Option<io::Result<()>> {
+        let leg = self.legs.iter_mut().find(|l| l.id == id)?;
+        let was_opus = leg.params.codec == CodecKind::Opus;
+        let result = leg.update(params, spec, now);
+        let is_opus = leg.params.codec == CodecKind::Opus;
+        self.opus_legs = self.opus_legs + usize::from(is_opus) - usize::from(was_opus);
+        Some(result)
+    }
+
+    /// Hand this tick's audio to the recordings: the room mix (what a listener who
+    /// is not talking hears) or a leg's own decoded input, at 8 kHz.
+    fn record(&mut self, n: usize, scratch: &mut Scratch) {
+        let mut i = 0;
+        while i < self.records.len() {
+            let sink = &mut self.records[i];
+            let src: &[i16] = match sink.leg {
+                None => {
+                    mixer::mix_minus(&scratch.acc[..n], None, &mut scratch.mix[..n]);
+                    &scratch.mix[..n]
+                }
+                Some(id) => match self.legs.iter_mut().find(|l| l.id == id) {
+                    Some(l) if l.has_audio && !l.muted => {
+                        l.settle();
+                        &l.frame[..n]
+                    }
+                    _ => {
+                        scratch.mix[..n].fill(0);
+                        &scratch.mix[..n]
+                    }
+                },
+            };
+            if n == record::FRAME {
+                scratch.rec_frame.copy_from_slice(src);
+            } else {
+                sink.down.process(src, &mut scratch.rec_frame);
+            }
+            if sink.push(&scratch.rec_frame) {
+                i += 1;
+            } else {
+                // the writer stopped on an error and has reported it
+                self.records.swap_remove(i);
+            }
+        }
+    }
+
+    fn rate(&self) -> u32 {
+        if self.opus_legs > 0 { 48000 } else { 8000 }
+    }
+
+    /// One 20 ms tick: receive, decode, detect talkers, mix, encode, send.
+    ///
+    /// A G.711 room of more than `BLOCK` (256) legs goes in blocks, each read and then
+    /// sent before the next is read, so that a leg's socket is still in cache when
+    /// its send follows its read (at 1,500 legs in one pass it was not, which cost
+    /// ~0.4 µs per leg in the kernel). A block mixes the loudest talkers among the
+    /// legs read so far this tick, the previous tick's talkers in blocks not read
+    /// yet (their last frame, so they reach listeners of earlier blocks 20 ms late,
+    /// as audio from another shard does), and the other shards'. An Opus room goes
+    /// in one block: its shared encoders and resamplers carry state from one frame
+    /// to the next and must run once per tick.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        scratch: &mut Scratch,
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+    ) {
+        let rate = self.rate();
+        let n = (rate / 50) as usize;
+        let ticks = self.ticks;
+        self.ticks += 1;
+        let block = if rate == 8000 {
+            self.block.max(1)
+        } else {
+            usize::MAX
+        };
+        let remote_count = match (&self.bus, &mut self.remote) {
+            (Some((bus, shard)), remote) => {
+                let remote = remote.get_or_insert_with(Box::default);
+                bus.collect(*shard, now, rate, remote);
+                remote.count
+            }
+            (None, _) => 0,
+        };
+        let (prev, prev_levels, prev_count) = self.mixed;
+        // the loudest local talkers among the legs read so far, loudest first
+        let mut sel = [0usize; MAX_TALKERS];
+        let mut levels = [0u64; MAX_TALKERS];
+        let mut talkers = 0;
+        let len = self.legs.len();
+        let mut lo = 0;
+        while lo < len {
+            let hi = lo.saturating_add(block).min(len);
+            talkers = self.read(
+                lo..hi,
+                now,
+                ticks,
+                rate,
+                scratch,
+                events,
+                (&mut sel, &mut levels, talkers),
+            );
+            let (mut bsel, mut blevels, mut count) = (sel, levels, talkers);
+            for k in 0..prev_count {
+                if (hi..len).contains(&prev[k]) {
+                    count = rank(
+                        &mut bsel,
+                        &mut blevels,
+                        count,
+                        self.max_talkers,
+                        prev[k],
+                        prev_levels[k],
+                    );
+                }
+            }
+            count = self.rank_remote(&mut bsel, &mut blevels, count, remote_count);
+            self.send(lo..hi, now, n, scratch, events, &bsel[..count]);
+            lo = hi;
+        }
+        for &i in &sel[..talkers] {
+            self.legs[i].settle();
+        }
+        self.mixed = (sel, levels, talkers);
+        if let Some((bus, shard)) = &self.bus {
+            let legs = &self.legs;
+            bus.publish(
+                *shard,
+                now,
+                rate,
+                sel[..talkers]
+                    .iter()
+                    .zip(levels)
+                    .map(|(&i, level)| (level, &legs[i].frame[..n])),
+            );
+        }
+        if !self.records.is_empty() {
+            // the room as a listener hears it at the end of the tick
+            let (mut all, mut all_levels) = (sel, levels);
+            let count = self.rank_remote(&mut all, &mut all_levels, talkers, remote_count);
+            self.accumulate(&all[..count], n, &mut scratch.acc);
+            self.record(n, scratch);
+        }
+    }
+
+    /// Rank the other shards' first `remote_count` talkers of this tick into
+    /// `sel`/`levels`, which hold `count`; returns how many they hold now.
+    fn rank_remote(
+        &self,
+        sel: &mut [usize; MAX_TALKERS],
+        levels: &mut [u64; MAX_TALKERS],
+        mut count: usize,
+        remote_count: usize,
+    ) -> usize {
+        if let Some(remote) = &self.remote {
+            for r in 0..remote_count {
+                count = rank(
+                    sel,
+                    levels,
+                    count,
+                    self.max_talkers,
+                    REMOTE + r,
+                    remote.levels[r],
+                );
+            }
+        }
+        count
+    }
+
+    /// Sum the frames of `talkers` (local indices, or `REMOTE + r`) into `acc`.
+    fn accumulate(&self, talkers: &[usize], n: usize, acc: &mut [i32]) {
+        acc[..n].fill(0);
+        for &i in talkers {
+            let frame = match (i.checked_sub(REMOTE), &self.remote) {
+                (None, _) => &self.legs[i].frame[..n],
+                (Some(r), Some(remote)) => &remote.frames[r][..n],
+                (Some(_), None) => continue,
+            };
+            mixer::accumulate(&mut acc[..n], frame);
+        }
+    }
+
+    /// Read the legs `range`, one pass per leg while it is hot in cache: read,
+    /// play out, detect talking, rank among the loudest talkers `ranking` holds
+    /// (returns how many it holds now).
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &mut self,
+        range: std::ops::Range<usize>,
+        now: Instant,
+        ticks: u64,
+        rate: u32,
+        scratch: &mut Scratch,
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+        ranking: (&mut [usize; MAX_TALKERS], &mut [u64; MAX_TALKERS], usize),
+    ) -> usize {
+        let (sel, levels, mut talkers) = ranking;
+        let n = (rate / 50) as usize;
+        for leg in self.legs[range.clone()].iter().take(2) {
+            prefetch::lines(leg, HOT_BYTES);
+        }
+        for i in range.clone() {
+            // a leg's lines are asked for two legs ahead, and what its jitter buffer
+            // will touch one leg ahead (found from those lines, which came by then)
+            if let Some(after) = self.legs[..range.end].get(i + 2) {
+                prefetch::lines(after, HOT_BYTES);
+            }
+            if let Some(next) = self.legs[..range.end].get(i + 1) {
+                next.jb.prefetch();
+            }
+            let leg = &mut self.legs[i];
+            leg.poll(now, ticks.wrapping_add(i as u64), &mut scratch.buf, events);
+            // any hold (sendonly, recvonly, inactive) gets the long timeout: a
+            // holding phone may send nothing at all
+            let limit = if leg.params.peer_direction == Direction::SendRecv {
+                self.timeouts.active
+            } else {
+                self.timeouts.hold
+            };
+            if !leg.timed_out
+                && !limit.is_zero()
+                && now.saturating_duration_since(leg.last_rtp) > limit
+            {
+                leg.timed_out = true;
+                let _ = events.send((leg.id, MediaEvent::RtpTimeout { leg: leg.id }));
+            }
+            if let Some(digit) = leg.play_out(rate) {
+                let _ = events.send((leg.id, MediaEvent::Dtmf { leg: leg.id, digit }));
+            }
+            let e = if leg.has_audio && leg.contributes() {
+                leg.deferred.unwrap_or_else(|| vad::energy(&leg.frame[..n]))
+            } else {
+                0
+            };
+            if let Some(talking) = leg.vad.update(e) {
+                let _ = events.send((
+                    leg.id,
+                    MediaEvent::Talking {
+                        leg: leg.id,
+                        talking,
+                    },
+                ));
+            }
+            if leg.has_audio && leg.contributes() && leg.vad.talking() {
+                talkers = rank(sel, levels, talkers, self.max_talkers, i, leg.vad.level);
+            }
+        }
+        talkers
+    }
+
+    /// Mix `talkers` (loudest first: local indices, or `REMOTE + r`), encode and
+    /// send to the legs `range`.
+    fn send(
+        &mut self,
+        range: std::ops::Range<usize>,
+        now: Instant,
+        n: usize,
+        scratch: &mut Scratch,
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+        talkers: &[usize],
+    ) {
+        for &i in talkers {
+            if let Some(leg) = self.legs.get_mut(i) {
+                leg.settle();
+            }
+        }
+        self.accumulate(talkers, n, &mut scratch.acc);
+        let Scratch {
+            acc,
+            mix,
+            native,
+            payload,
+            pkt,
+            forward,
+            shared: shared_payloads,
+            ..
+        } = scratch;
+        let acc = &acc[..n];
+        for s in &mut self.shared {
+            s.fresh = false;
+        }
+        // One talker whose packet arrived whole this tick: listeners on its codec
+        // get that packet as it is, no decode-mix-encode (the mix would be that
+        // frame anyway).
+        let forward_codec = match talkers {
+            [t] if *t < range.end && self.legs[*t].raw_ok => {
+                let t = &self.legs[*t];
+                forward.clear();
+                forward.extend_from_slice(t.jb.last_payload());
+                Some(t.params.codec)
+            }
+            _ => None,
+        };
+        for leg in self.legs[range.clone()].iter().take(2) {
+            prefetch::lines(leg, HOT_BYTES);
+        }
+        for i in range.clone() {
+            if let Some(after) = self.legs[..range.end].get(i + 2) {
+                prefetch::lines(after, HOT_BYTES);
+            }
+            let leg = &mut self.legs[i];
+            let codec = leg.params.codec;
+            let native_n = (codec.clock_rate() / 50) as usize;
+            let talker = talkers.contains(&i);
+            let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh.is_some();
+            if talker || leg.isolated || leg.deaf || prompting {
+                // its own encode: a talker hears everyone else; an isolated or deaf
+                // leg hears nothing of the room; a prompt is heard by its leg only
+                let mix = &mut mix[..n];
+                match (leg.isolated || leg.deaf, talker) {
+                    (true, _) => mix.fill(0),
+                    (false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
+                    (false, false) => mixer::mix_minus(acc, None, mix),
+                }
+                if prompting && leg.mix_prompt(mix) {
+                    let _ = events.send((leg.id, MediaEvent::PromptDone { leg: leg.id }));
+                }
+                let pcm = to_native(mix, &mut native[..native_n], &mut leg.down);
+                let len = leg.encoder.encode(pcm, payload);
+                leg.send(&payload[..len], pkt);
+            } else if forward_codec == Some(codec) {
+                leg.send(forward, pkt);
+            } else {
+                let idx = match self.shared.iter().position(|s| s.codec == codec) {
+                    Some(i) => i,
+                    None => match Encoder::new(codec) {
+                        Ok(encoder) => {
+                            self.shared.push(SharedMix {
+                                codec,
+                                encoder,
+                                down: Downsampler::default(),
+                                len: 0,
+                                fresh: false,
+                            });
+                            self.shared.len() - 1
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                if shared_payloads.len() <= idx {
+                    // a worker's first room with this many codecs: grown once
+                    shared_payloads.resize_with(idx + 1, || vec![0; 1500]);
+                }
+                let s = &mut self.shared[idx];
+                let out = &mut shared_payloads[idx];
+                if !s.fresh {
+                    // encoded once per codec per tick, however many listeners
+                    mixer::mix_minus(acc, None, &mut mix[..n]);
+                    let pcm = to_native(&mix[..n], &mut native[..native_n], &mut s.down);
+                    s.len = s.encoder.encode(pcm, out);
+                    s.fresh = true;
+                }
+                leg.send(&out[..s.len], pkt);
+            }
+            leg.maybe_rtcp(now);
+        }
+    }
+}
+/// Insert leg `idx` talking at `level` into the loudest-first `sel`/`levels`
+/// holding `count` of at most `max`; returns the new count.
+fn rank(
+    sel: &mut [usize; MAX_TALKERS],
+    levels: &mut [u64; MAX_TALKERS],
+    count: usize,
+    max: usize,
+    idx: usize,
+    level: u64,
+) -> usize {
+    let mut pos = count;
+    while pos > 0 && levels[pos - 1] < level {
+        pos -= 1;
+    }
+    if pos >= max {
+        return count;
+    }
+    let end = count.min(max - 1);
+    sel.copy_within(pos..end, pos + 1);
+    levels.copy_within(pos..end, pos + 1);
+    sel[pos] = idx;
+    levels[pos] = level;
+    (count + 1).min(max)
+}
+
+fn to_native<'a>(mix: &'a [i16], native: &'a mut [i16], down: &mut Downsampler) -> &'a [i16] {
+    if mix.len() == native.len() {
+        mix
+    } else {
+        down.process(mix, native);
+        native
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::TICK;
+    use crate::media::g711;
+    use crate::media::rtp;
+    use crate::media::transport::MemPort;
+
+    /// A room of in-memory legs: the test plays every phone, on virtual time.
+    struct Rig {
+        room: RoomMedia,
+        ports: Vec<MemPort>,
+        tick: u32,
+        start: Instant,
+    }
+
+    impl Rig {
+        fn new(legs: usize, max_talkers: usize) -> Rig {
+            let mut room = RoomMedia::new(max_talkers);
+            let start = Instant::now();
+            let ports: Vec<MemPort> = (0..legs).map(|_| MemPort::new()).collect();
+            for (i, port) in ports.iter().enumerate() {
+                let params = MediaParams {
+                    codec: CodecKind::Pcmu,
+                    pt: 0,
+                    dtmf_pt: None,
+                    peer_direction: Direction::SendRecv,
+                    ssrc: 100 + i as u32,
+                    ptime_ms: 20,
+                };
+                room.add_leg(LegId(i as u64), Transport::Mem(port.clone()), params, start)
+                    .unwrap();
+            }
+            Rig {
+                room,
+                ports,
+                tick: 0,
+                start,
+            }
+        }
+
+        /// Run `ticks` ticks; before each, phone i sends `payload(i, t)`. Returns the
+        /// last payload each phone received.
+        fn run(&mut self, ticks: u32, payload: impl Fn(usize, u32) -> Vec<u8>) -> Vec<Vec<u8>> {
+            let (tx, _rx) = mpsc::channel();
+            let mut scratch = Scratch::default();
+            let mut pkt = [0u8; 172];
+            let mut last = vec![Vec::new(); self.ports.len()];
+            for _ in 0..ticks {
+                let t = self.tick;
+                for (i, port) in self.ports.iter().enumerate() {
+                    rtp::write_header(&mut pkt, 0, false, t as u16, t * 160, 7 + i as u32);
+                    pkt[12..].copy_from_slice(&payload(i, t));
+                    port.push(&pkt);
+                }
+                self.room.tick(self.start + TICK * t, &mut scratch, &tx);
+                for (i, port) in self.ports.iter().enumerate() {
+                    let sent = port.take_sent();
+                    assert_eq!(
+                        sent.len(),
+                        1,
+                        "phone {i} got {} packets in a tick",
+                        sent.len()
+                    );
+                    last[i] = sent[0][12..].to_vec();
+                }
+                self.tick += 1;
+            }
+            last
+        }
+    }
+
+    /// 20 ms of a µ-law tone; use multiples of 50 Hz so a frame holds whole cycles.
+    fn tone(freq: f64, amp: f64, t: u32) -> Vec<u8> {
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * freq * (t * 160 + i) as f64 / 8000.0).sin())
+                    as i16
+            })
+            .collect();
+        let mut out = vec![0u8; 160];
+        g711::encode_ulaw(&pcm, &mut out);
+        out
+    }
+
+    /// Amplitude of `f` in a µ-law frame.
+    fn level(payload: &[u8], f: f64) -> f64 {
+        let mut x = vec![0i16; payload.len()];
+        g711::decode_ulaw(payload, &mut x);
+        let (mut re, mut im) = (0.0, 0.0);
+        for (k, &v) in x.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * f * k as f64 / 8000.0;
+            re += f64::from(v) * ph.cos();
+            im += f64::from(v) * ph.sin();
+        }
+        (re * re + im * im).sqrt() / x.len() as f64
+    }
+
+    /// Six legs, three talking at different levels, `max_talkers = 2`: the two
+    /// loudest are mixed and each hears only the other; the four others (the quietest
+    /// talker and three silent legs) all get the same payload, encoded once.
+    #[test]
+    fn top_talkers_mixed_and_listeners_share_one_encode() {
+        let mut rig = Rig::new(6, 2);
+        top_talkers_mixed(&mut rig);
+    }
+
+    /// The same, the room read and sent two legs at a time.
+    #[test]
+    fn top_talkers_mixed_in_blocks() {
+        let mut rig = Rig::new(6, 2);
+        rig.room.block = 2;
+        top_talkers_mixed(&mut rig);
+    }
+
+    /// Two talkers in different blocks of a room read and sent two legs at a
+    /// time: everyone hears both, except each itself, the listeners of the first
+    /// block hearing the later talker's previous frame.
+    #[test]
+    fn talkers_in_other_blocks_are_heard() {
+        for block in [1, 2, 4] {
+            let mut rig = Rig::new(6, 4);
+            rig.room.block = block;
+            let last = rig.run(40, |i, t| match i {
+                1 => tone(450.0, 8000.0, t),
+                4 => tone(700.0, 8000.0, t),
+                _ => vec![0xff; 160],
+            });
+            for (i, got) in last.iter().enumerate() {
+                let (a, b) = (level(got, 450.0), level(got, 700.0));
+                match i {
+                    1 => assert!(a < 100.0 && b > 1000.0, "block {block}: talker 1 {a} {b}"),
+                    4 => assert!(a > 1000.0 && b < 100.0, "block {block}: talker 4 {a} {b}"),
+                    _ => assert!(
+                        a > 1000.0 && b > 1000.0,
+                        "block {block}: listener {i} {a} {b}"
+                    ),
+                }
+            }
+        }
+    }
+
+    fn top_talkers_mixed(rig: &mut Rig) {
+        let voices = [(450.0, 8000.0), (700.0, 6000.0), (1100.0, 1500.0)];
+        let last = rig.run(40, |i, t| match voices.get(i) {
+            Some(&(f, a)) => tone(f, a, t),
+            None => vec![0xff; 160],
+        });
+        let (sel, _, n) = rig.room.mixed;
+        let mut ids: Vec<u64> = sel[..n].iter().map(|&i| rig.room.legs[i].id.0).collect();
+        ids.sort();
+        assert_eq!(ids, vec![0, 1]);
+        for i in 3..6 {
+            assert_eq!(last[i], last[2], "listener {i} got a different encode");
+        }
+        assert_ne!(last[0], last[1]);
+        assert_ne!(last[0], last[2]);
+        assert!(
+            level(&last[0], 700.0) > 1000.0,
+            "talker 0 does not hear talker 1"
+        );
+        assert!(level(&last[0], 450.0) < 100.0, "talker 0 hears itself");
+        assert!(
+            level(&last[0], 1100.0) < 100.0,
+            "the third talker was mixed"
+        );
+        assert!(level(&last[4], 450.0) > 1000.0 && level(&last[4], 700.0) > 1000.0);
+    }
+
+    /// With one talker whose packets arrive whole, same-codec listeners get those
+    /// packets byte for byte (no transcoding); the talker hears silence.
+    #[test]
+    fn lone_talker_is_forwarded_untouched() {
+        for block in [BLOCK, 1] {
+            let mut rig = Rig::new(3, 4);
+            rig.room.block = block;
+            lone_talker_forwarded(&mut rig);
+        }
+    }
+
+    fn lone_talker_forwarded(rig: &mut Rig) {
+        // 0x7f (µ-law "-0") does not survive decode and re-encode (it comes back as
+        // 0xff), so it shows whether a packet was forwarded
+        let talk = |t| {
+            let mut p = tone(450.0, 8000.0, t);
+            p[0] = 0x7f;
+            p
+        };
+        let last = rig.run(30, |i, t| if i == 0 { talk(t) } else { vec![0xff; 160] });
+        assert!(
+            (0..30).any(|t| talk(t) == last[1]),
+            "listener 1 did not get a forwarded packet"
+        );
+        assert_eq!(last[1][0], 0x7f);
+        assert_eq!(last[1], last[2]);
+        assert!(
+            last[0].iter().all(|&b| b == 0xff || b == 0x7f),
+            "the talker hears something"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! How a leg's media travels: the only media code that touches a socket. The
+//! room tick reaches a leg's transport through a few calls per tick (how many
+//! reads are due, the next datagram, a send), so the mixer knows nothing of UDP,
+//! source learning or (later) ICE and SRTP. A transport carries RTP datagrams: the
+//! leg above it parses and writes RTP, because the payload formats (the codecs),
+//! the jitter buffer and RFC 4733 events are the same whatever carries them.
+//!
+//! [`Transport`] is an enum, not a trait object: the tick calls it thousands of
+//! times, and the RTP variant stays inline in the leg with its hot fields first
+//! (see `media::leg`). Variants: [`rtp::RtpUdp`], RTP over a UDP socket pair per
+//! leg (a phone); [`mem::MemPort`], datagrams through memory for tests and
+//! benchmarks. A browser leg (WebRTC: str0m in RTP mode on one shared socket) or a
+//! link between rooms is a new variant here, and nothing above changes.
+
+pub mod mem;
+pub mod rtp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub use mem::MemPort;
+pub use rtp::{Bound, RtpUdp};
+
+use super::contract::TransportSpec;
+
+/// What a read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recv {
+    /// an RTP datagram from the leg's peer, this long, in the buffer
+    Packet(usize),
+    /// a datagram that is not the peer's (a stray, while learning, or junk)
+    Dropped,
+    /// nothing more now
+    Empty,
+}
+
+/// A leg's media transport.
+pub enum Transport {
+    /// RTP over UDP
+    Rtp(RtpUdp),
+    /// RTP datagrams through memory
+    Mem(MemPort),
+}
+
+impl Transport {
+    /// The transport `spec` describes; an RTP one takes the sockets bound for it.
+    pub fn open(spec: TransportSpec, bound: Option<Bound>, now: Instant) -> io::Result<Transport> {
+        match spec {
+            TransportSpec::Rtp { remote } => {
+                let bound = bound.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "the leg's RTP port is not bound")
+                })?;
+                Ok(Transport::Rtp(RtpUdp::new(bound, remote, now)))
+            }
+            TransportSpec::Mem(port) => Ok(Transport::Mem(port)),
+        }
+    }
+
+    /// A new offer/answer: it may name a new peer address, and opens a new window
+    /// for learning where the peer sends from.
+    pub fn renegotiated(&mut self, spec: &TransportSpec, now: Instant) {
+        match (self, spec) {
+            (Transport::Rtp(t), TransportSpec::Rtp { remote }) => t.renegotiated(*remote, now),
+            (Transport::Mem(_), _) | (Transport::Rtp(_), TransportSpec::Mem(_)) => {}
+        }
+    }
+
+    /// How many RTP reads tick `phase` should make (0: skip this tick), for a peer
+    /// sending every `ptime_ms`.
+    #[inline]
+    pub fn reads_due(&self, phase: u64, ptime_ms: u32) -> usize {
+        match self {
+            Transport::Rtp(t) => t.reads_due(phase, ptime_ms),
+            Transport::Mem(_) => 64,
+        }
+    }
+
+    /// Read one RTP datagram into `buf`.
+    #[inline]
+    pub fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Recv {
+        match self {
+            Transport::Rtp(t) => t.recv(now, buf),
+            Transport::Mem(m) => m.recv(buf),
+        }
+    }
+
+    /// The reads of a tick found `got` datagrams.
+    #[inline]
+    pub fn polled(&mut self, got: usize) {
+        if let Transport::Rtp(t) = self {
+            t.polled(got);
+        }
+    }
+
+    /// Whether RTCP is due to be read in tick `phase`.
+    #[inline]
+    pub fn rtcp_due(&self, phase: u64) -> bool {
+        match self {
+            Transport::Rtp(_) => phase.is_multiple_of(rtp::RTCP_EVERY),
+            Transport::Mem(_) => false,
+        }
+    }
+
+    /// Read one RTCP datagram into `buf`; its length.
+    pub fn recv_rtcp(&mut self, buf: &mut [u8]) -> Option<usize> {
+        match self {
+            Transport::Rtp(t) => t.recv_rtcp(buf),
+            Transport::Mem(_) => None,
+        }
+    }
+
+    /// Whether there is somewhere to send yet.
+    #[inline]
+    pub fn can_send(&self) -> bool {
+        match self {
+            Transport::Rtp(t) => t.remote().is_some(),
+            Transport::Mem(_) => true,
+        }
+    }
+
+    /// Send one RTP datagram.
+    #[inline]
+    pub fn send(&mut self, pkt: &[u8]) {
+        match self {
+            Transport::Rtp(t) => t.send(pkt),
+            Transport::Mem(m) => m.send(pkt),
+        }
+    }
+
+    /// Send one RTCP datagram.
+    pub fn send_rtcp(&mut self, pkt: &[u8]) {
+        match self {
+            Transport::Rtp(t) => t.send_rtcp(pkt),
+            Transport::Mem(m) => m.send_rtcp(pkt),
+        }
+    }
+
+    /// Datagrams dropped because they were not the peer's.
+    pub fn strays(&self) -> u64 {
+        match self {
+            Transport::Rtp(t) => t.strays(),
+            Transport::Mem(_) => 0,
+        }
+    }
+
+    /// Where media goes (the learned peer, else the SDP's address).
+    pub fn remote(&self) -> Option<SocketAddr> {
+        match self {
+            Transport::Rtp(t) => t.remote(),
+            Transport::Mem(_) => None,
+        }
+    }
+}
