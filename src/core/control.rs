@@ -6,8 +6,9 @@
 
 use std::time::Instant;
 
+use super::timers::{CoreTimer, RoomTimer};
 use super::{
-    Core, Event, LeftReason, LegId, MediaCommand, Output, RecordingReport, RoomPolicy, Stage, Timer,
+    Core, Event, LeftReason, LegId, MediaCommand, Output, RecordingReport, RoomPolicy, Stage,
 };
 use crate::media::prompt::Sound;
 
@@ -182,7 +183,8 @@ impl Core {
         self.cfg.rooms.insert(name.to_string(), policy.clone());
         self.dynamic.insert(name.to_string(), policy);
         self.empty_since.insert(name.to_string(), now);
-        self.arm(now + wait, Timer::EmptyRoom(name.to_string()));
+        let key = CoreTimer::Room(name.to_string(), RoomTimer::Empty);
+        self.timers.set(key, now + wait);
         tracing::info!(room = %name, "room created through the API");
         Ok(self.room_info(name))
     }
@@ -217,7 +219,8 @@ impl Core {
         if let Some(p) = self.dynamic.get(room) {
             let wait = p.empty_timeout;
             self.empty_since.insert(room.to_string(), now);
-            self.arm(now + wait, Timer::EmptyRoom(room.to_string()));
+            let key = CoreTimer::Room(room.to_string(), RoomTimer::Empty);
+            self.timers.set(key, now + wait);
         }
     }
 

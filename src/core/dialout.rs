@@ -12,9 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::control::ControlError;
+use super::timers::{CoreTimer, LegTimer};
 use super::{
-    Core, Event, Leg, LegId, LegState, Output, Peer, Stage, Timer, Transport, glob_match,
-    media_params,
+    Core, Event, Leg, LegId, LegState, Output, Peer, Stage, Transport, glob_match, media_params,
 };
 use crate::sdp::{self, Direction, SessionDescription};
 use crate::sip::digest::{self, Challenge, Credentials};
@@ -111,8 +111,6 @@ pub(super) struct Dial {
     /// the INVITE as sent (Timer A retransmits it)
     invite: Vec<u8>,
     cseq: u32,
-    /// bumped by each new INVITE (auth retry), so stale timers do nothing
-    attempt: u32,
     interval: Duration,
     provisional: bool,
     ringing_reported: bool,
@@ -233,7 +231,6 @@ impl Core {
             media: None,
             ssrc,
             media_open: false,
-            answer_gen: 0,
             pending: None,
             stage: Stage::Dialing {
                 moderator: req.moderator,
@@ -249,7 +246,6 @@ impl Core {
                 branch: String::new(),
                 invite: Vec::new(),
                 cseq: 1,
-                attempt: 0,
                 interval: self.cfg.timers.t1,
                 provisional: false,
                 ringing_reported: false,
@@ -262,7 +258,7 @@ impl Core {
             })),
             options: None,
             session: None,
-            session_gen: 0,
+            refresh_every: 0,
         };
         self.insert_leg(id, leg);
         self.join_room_list(now, room, id, &policy);
@@ -283,7 +279,8 @@ impl Core {
             return;
         };
         self.send_invite(now, id, None);
-        self.arm(now + ring, Timer::Ring(id));
+        self.timers
+            .set(CoreTimer::Leg(id, LegTimer::Ring), now + ring);
     }
 
     /// An outbound leg failed before its INVITE could go out.
@@ -332,40 +329,40 @@ impl Core {
         d.branch = branch.clone();
         d.invite = data.clone();
         d.cseq = cseq;
-        d.attempt += 1;
         d.interval = t1;
         d.provisional = false;
         leg.local_cseq = cseq;
-        let attempt = d.attempt;
         self.dial_branches.insert(branch, id);
         self.out.push_back(Output::Transmit { to: peer, data });
-        self.arm(now + t1, Timer::A(id, attempt));
-        self.arm(now + self.cfg.timers.timeout(), Timer::B(id, attempt));
+        // a new attempt (the auth retry) replaces the last one's timers
+        self.timers.set(CoreTimer::Leg(id, LegTimer::A), now + t1);
+        let b = now + self.cfg.timers.timeout();
+        self.timers.set(CoreTimer::Leg(id, LegTimer::B), b);
     }
 
     /// Timer A: retransmit an INVITE nobody has answered yet (doubling, no cap).
-    pub(super) fn timer_a(&mut self, now: Instant, id: LegId, attempt: u32) {
+    pub(super) fn timer_a(&mut self, now: Instant, id: LegId) {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
         let peer = leg.peer;
         let Some(d) = leg.dial.as_mut() else { return };
-        if d.attempt != attempt || d.provisional || d.answered {
+        if d.provisional || d.answered {
             return;
         }
         d.interval *= 2;
         let (data, next) = (d.invite.clone(), d.interval);
         self.out.push_back(Output::Transmit { to: peer, data });
-        self.arm(now + next, Timer::A(id, attempt));
+        self.timers.set(CoreTimer::Leg(id, LegTimer::A), now + next);
     }
 
     /// Timer B: no final response in 64*T1 (before any provisional, or after our
     /// CANCEL): the attempt has failed.
-    pub(super) fn timer_b(&mut self, now: Instant, id: LegId, attempt: u32) {
+    pub(super) fn timer_b(&mut self, now: Instant, id: LegId) {
         let Some(d) = self.legs.get(&id).and_then(|l| l.dial.as_ref()) else {
             return;
         };
-        if d.attempt != attempt || d.answered || (d.provisional && d.cancelling.is_none()) {
+        if d.answered || (d.provisional && d.cancelling.is_none()) {
             return;
         }
         let status = match (d.provisional, d.cancelling) {
@@ -401,7 +398,6 @@ impl Core {
         if !d.provisional {
             return;
         }
-        let attempt = d.attempt;
         let (branch, target, cseq) = (d.branch.clone(), d.target.clone(), d.cseq);
         let mut m = uac_request(
             &self.cfg.sent_by(leg.peer),
@@ -416,7 +412,8 @@ impl Core {
         let data = m.to_bytes();
         self.start_client_txn(now, branch, peer, data);
         // the 487 should follow; if it never does, Timer B ends the attempt
-        self.arm(now + self.cfg.timers.timeout(), Timer::B(id, attempt));
+        let b = now + self.cfg.timers.timeout();
+        self.timers.set(CoreTimer::Leg(id, LegTimer::B), b);
     }
 
     /// A response to one of our INVITEs (matched by its branch, from the address
@@ -683,7 +680,8 @@ impl Core {
             self.release_waiting(now, &room, members);
         }
         let max = self.cfg.dialout.max_duration;
-        self.arm(now + max, Timer::MaxDuration(id));
+        self.timers
+            .set(CoreTimer::Leg(id, LegTimer::MaxDuration), now + max);
         tracing::info!(leg = %id, %room, "outbound call answered");
     }
 

@@ -14,6 +14,7 @@ pub mod ports;
 pub mod routing;
 pub mod session_timer;
 pub mod tally;
+pub mod timers;
 pub mod transaction;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -28,7 +29,8 @@ use crate::sip::message::{self, Message, Method, StartLine};
 use crate::util::LogSafe;
 
 use ports::PortPool;
-use transaction::{ClientTxn, ServerState, ServerTxn, Timer, TimerConfig, TxnKey, TxnRef};
+use timers::{ClientTimer, CoreTimer, LegTimer, RoomTimer, TimerTable, TxnTimer};
+use transaction::{ClientTxn, ServerState, ServerTxn, TimerConfig, TxnKey};
 
 /// Methods the bridge serves (Allow header).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
@@ -178,8 +180,6 @@ enum Stage {
         entered: String,
         /// wrong tries so far
         tries: u32,
-        /// stops stale PIN timers
-        generation: u64,
     },
     /// in a moderated room before any moderator: music on hold, not mixed
     Waiting,
@@ -509,8 +509,8 @@ struct Leg {
     state: LegState,
     /// server transaction of the INVITE being answered (initial or re-INVITE)
     invite_txn: Option<TxnKey>,
-    /// 2xx awaiting ACK: (bytes, CSeq, interval, generation)
-    ok: Option<(Vec<u8>, u32, Duration, u64)>,
+    /// 2xx awaiting ACK: (bytes, CSeq, retransmit interval)
+    ok: Option<(Vec<u8>, u32, Duration)>,
     /// we sent the offer in a 2xx and wait for the answer in ACK
     offer_in_ok: bool,
     port: u16,
@@ -526,7 +526,6 @@ struct Leg {
     media: Option<(MediaParams, TransportSpec)>,
     ssrc: u32,
     media_open: bool,
-    answer_gen: u64,
     /// the INVITE being answered and its offer, kept until the 2xx is built
     pending: Option<Box<PendingInvite>>,
     stage: Stage,
@@ -546,8 +545,8 @@ struct Leg {
     options: Option<routing::CallOptions>,
     /// session timer the INVITE/UPDATE being answered asked for (RFC 4028)
     session: Option<session_timer::SessionTimer>,
-    /// bumped by every refresh: stale session timers do nothing
-    session_gen: u64,
+    /// our refreshes go at this interval, s (we are the refresher)
+    refresh_every: u32,
     /// menu keys typed so far, and when the last came
     menu: (String, Option<Instant>),
 }
@@ -594,8 +593,7 @@ pub struct Core {
     legs: HashMap<LegId, Leg>,
     dialogs: HashMap<(String, String), LegId>,
     rooms: BTreeMap<String, Vec<LegId>>,
-    timers: BTreeMap<(Instant, u64), Timer>,
-    timer_seq: u64,
+    timers: TimerTable<CoreTimer>,
     next_leg: u64,
     out: VecDeque<Output>,
     draining: bool,
@@ -669,8 +667,7 @@ impl Core {
             legs: HashMap::new(),
             dialogs: HashMap::new(),
             rooms: BTreeMap::new(),
-            timers: BTreeMap::new(),
-            timer_seq: 0,
+            timers: TimerTable::default(),
             next_leg: 1,
             out: VecDeque::new(),
             draining: false,
@@ -717,7 +714,7 @@ impl Core {
 
     /// When [`Core::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(t, _)| *t)
+        self.timers.next()
     }
 
     /// Legs currently held.
@@ -745,11 +742,6 @@ impl Core {
         self.legs.is_empty() && self.client.values().all(|c| c.completed)
     }
 
-    fn arm(&mut self, at: Instant, t: Timer) {
-        self.timer_seq += 1;
-        self.timers.insert((at, self.timer_seq), t);
-    }
-
     fn send(&mut self, to: Peer, msg: &Message) {
         self.out.push_back(Output::Transmit {
             to,
@@ -759,47 +751,35 @@ impl Core {
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let t = entry.remove();
+        while let Some(t) = self.timers.pop_due(now) {
             self.fire(now, t);
         }
     }
 
-    fn fire(&mut self, now: Instant, t: Timer) {
+    fn fire(&mut self, now: Instant, t: CoreTimer) {
         let tc = self.cfg.timers;
         match t {
-            Timer::G(TxnRef::Leg(id, generation)) => {
+            CoreTimer::Leg(id, LegTimer::G) => {
                 let Some(leg) = self.legs.get_mut(&id) else {
                     return;
                 };
-                let Some((bytes, _, interval, g)) = &mut leg.ok else {
+                let Some((bytes, _, interval)) = &mut leg.ok else {
                     return;
                 };
-                if *g != generation {
-                    return;
-                }
                 *interval = tc.backoff(*interval);
                 let next = *interval;
                 let data = bytes.clone();
                 let peer = leg.peer;
                 self.out.push_back(Output::Transmit { to: peer, data });
-                self.arm(now + next, Timer::G(TxnRef::Leg(id, generation)));
+                self.timers.set(CoreTimer::Leg(id, LegTimer::G), now + next);
             }
-            Timer::H(TxnRef::Leg(id, generation)) => {
-                let still_waiting = self
-                    .legs
-                    .get(&id)
-                    .and_then(|l| l.ok.as_ref())
-                    .is_some_and(|o| o.3 == generation);
-                if still_waiting {
+            CoreTimer::Leg(id, LegTimer::H) => {
+                if self.legs.get(&id).is_some_and(|l| l.ok.is_some()) {
                     tracing::warn!(leg = %id, "no ACK for 2xx within 64*T1: ending the call");
                     self.end_leg(now, id, true, LeftReason::Timeout);
                 }
             }
-            Timer::G(TxnRef::Txn(key)) => {
+            CoreTimer::Txn(key, TxnTimer::G) => {
                 let Some(tx) = self.server.get_mut(&key) else {
                     return;
                 };
@@ -812,9 +792,10 @@ impl Core {
                     let to = tx.peer;
                     self.out.push_back(Output::Transmit { to, data });
                 }
-                self.arm(now + next, Timer::G(TxnRef::Txn(key)));
+                self.timers
+                    .set(CoreTimer::Txn(key, TxnTimer::G), now + next);
             }
-            Timer::H(TxnRef::Txn(key)) => {
+            CoreTimer::Txn(key, TxnTimer::H) => {
                 if self
                     .server
                     .get(&key)
@@ -823,10 +804,10 @@ impl Core {
                     self.server.remove(&key);
                 }
             }
-            Timer::I(key) | Timer::J(key) | Timer::L(key) => {
+            CoreTimer::Txn(key, TxnTimer::I | TxnTimer::J | TxnTimer::L) => {
                 self.server.remove(&key);
             }
-            Timer::E(branch) => {
+            CoreTimer::Client(branch, ClientTimer::E) => {
                 let Some(c) = self.client.get_mut(&branch) else {
                     return;
                 };
@@ -837,35 +818,37 @@ impl Core {
                 let next = c.interval;
                 let (to, data) = (c.peer, c.request.clone());
                 self.out.push_back(Output::Transmit { to, data });
-                self.arm(now + next, Timer::E(branch));
+                self.timers
+                    .set(CoreTimer::Client(branch, ClientTimer::E), now + next);
             }
-            Timer::F(branch) => {
+            CoreTimer::Client(branch, ClientTimer::F) => {
                 if self.client.get(&branch).is_some_and(|c| !c.completed) {
                     tracing::info!(%branch, "BYE got no response within 64*T1");
                     self.client.remove(&branch);
                 }
             }
-            Timer::K(branch) => {
+            CoreTimer::Client(branch, ClientTimer::K) => {
                 self.client.remove(&branch);
             }
-            Timer::Answer(id, generation) => {
+            CoreTimer::Leg(id, LegTimer::Answer) => {
                 if self
                     .legs
                     .get(&id)
-                    .is_some_and(|l| l.answer_gen == generation && l.state == LegState::Ringing)
+                    .is_some_and(|l| l.state == LegState::Ringing)
                 {
                     self.answer(now, id);
                 }
             }
-            Timer::PinTimeout(id, generation) => {
-                let current = self.legs.get(&id).is_some_and(
-                    |l| matches!(l.stage, Stage::Pin { generation: g, .. } if g == generation),
-                );
-                if current {
+            CoreTimer::Room(_, RoomTimer::Pin(id)) => {
+                if self
+                    .legs
+                    .get(&id)
+                    .is_some_and(|l| matches!(l.stage, Stage::Pin { .. }))
+                {
                     self.judge_pin(now, id);
                 }
             }
-            Timer::WaitTimeout(id) => {
+            CoreTimer::Room(_, RoomTimer::Wait(id)) => {
                 if let Some(leg) = self.legs.get_mut(&id)
                     && leg.stage == Stage::Waiting
                 {
@@ -878,23 +861,21 @@ impl Core {
                     );
                 }
             }
-            Timer::EndRoom(room) => {
+            CoreTimer::Room(room, RoomTimer::End) => {
                 if !self.has_moderator(&room) {
                     self.end_room(now, &room, "moderator left");
                 }
             }
             // the media side never reported the end of the prompts: hang up anyway
-            Timer::Hangup(id) => self.prompt_done(now, id),
-            Timer::EmptyRoom(room) => self.empty_room_expired(now, &room),
-            Timer::A(id, attempt) => self.timer_a(now, id, attempt),
-            Timer::B(id, attempt) => self.timer_b(now, id, attempt),
-            Timer::Ring(id) => self.ring_timeout(now, id),
-            Timer::MaxDuration(id) => self.max_duration(now, id),
-            Timer::Drain => self.end_all(now),
-            Timer::SessionExpiry(id, generation) => self.session_expired(now, id, generation),
-            Timer::SessionRefresh(id, generation, interval) => {
-                self.session_refresh(now, id, generation, interval)
-            }
+            CoreTimer::Room(_, RoomTimer::Hangup(id)) => self.prompt_done(now, id),
+            CoreTimer::Room(room, RoomTimer::Empty) => self.empty_room_expired(now, &room),
+            CoreTimer::Leg(id, LegTimer::A) => self.timer_a(now, id),
+            CoreTimer::Leg(id, LegTimer::B) => self.timer_b(now, id),
+            CoreTimer::Leg(id, LegTimer::Ring) => self.ring_timeout(now, id),
+            CoreTimer::Leg(id, LegTimer::MaxDuration) => self.max_duration(now, id),
+            CoreTimer::Drain => self.end_all(now),
+            CoreTimer::Leg(id, LegTimer::SessionExpiry) => self.session_expired(now, id),
+            CoreTimer::Leg(id, LegTimer::SessionRefresh) => self.session_refresh(now, id),
         }
     }
 
@@ -903,12 +884,7 @@ impl Core {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
-        let Stage::Pin {
-            entered,
-            generation,
-            ..
-        } = &mut leg.stage
-        else {
+        let Stage::Pin { entered, .. } = &mut leg.stage else {
             if let Stage::Joined { moderator } = leg.stage {
                 self.menu_key(now, id, digit, moderator);
             }
@@ -924,14 +900,13 @@ impl Core {
         if entered.len() < pin::MAX_PIN {
             entered.push(digit);
         }
-        *generation += 1;
-        let g = *generation;
         let timeout = self
             .cfg
             .rooms
             .get(&leg.room)
             .map_or(Duration::from_secs(10), |p| p.pin_timeout);
-        self.arm(now + timeout, Timer::PinTimeout(id, g));
+        let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Pin(id));
+        self.timers.set(key, now + timeout);
     }
 
     /// A key from a leg in the room: menu sequences start with the first key of a
@@ -1063,16 +1038,12 @@ impl Core {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
-        let Stage::Pin {
-            entered,
-            generation,
-            ..
-        } = &mut leg.stage
-        else {
+        let Stage::Pin { entered, .. } = &mut leg.stage else {
             return;
         };
         let typed = std::mem::take(entered);
-        *generation += 1;
+        self.timers
+            .cancel(&CoreTimer::Room(leg.room.clone(), RoomTimer::Pin(id)));
         let policy = self.cfg.rooms.get(&leg.room).cloned();
         let src = leg.peer.addr.ip();
         let room = leg.room.clone();
@@ -1234,8 +1205,9 @@ impl Core {
             return;
         };
         leg.hangup_after_prompt = Some(why);
+        let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Hangup(id));
         self.play(id, prompts);
-        self.arm(now + HANGUP_AFTER_PROMPT, Timer::Hangup(id));
+        self.timers.set(key, now + HANGUP_AFTER_PROMPT);
     }
 
     /// A leg is in the mix with its media up: apply its role and announce it.
@@ -1309,13 +1281,14 @@ impl Core {
             .rooms
             .get(&leg.room)
             .map_or(Duration::ZERO, |p| p.wait_timeout);
+        let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Wait(id));
         self.play(id, vec![Prompt::WaitModerator]);
         let hold = self
             .own_music(id)
             .unwrap_or(MediaCommand::Hold { leg: id, music });
         self.out.push_back(Output::Media(hold));
         if !wait.is_zero() {
-            self.arm(now + wait, Timer::WaitTimeout(id));
+            self.timers.set(key, now + wait);
         }
     }
 
@@ -1385,14 +1358,9 @@ impl Core {
                 .rooms
                 .get(&leg.room)
                 .map_or(Duration::from_secs(10), |p| p.pin_timeout);
-            let Stage::Pin { generation, .. } = leg.stage else {
-                return;
-            };
             // the prompt itself takes about 5 s
-            self.arm(
-                now + timeout + Duration::from_secs(5),
-                Timer::PinTimeout(id, generation),
-            );
+            let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Pin(id));
+            self.timers.set(key, now + timeout + Duration::from_secs(5));
         }
     }
 
@@ -1533,7 +1501,7 @@ impl Core {
                 self.play(id, vec![Prompt::Ended]);
             }
         }
-        self.arm(now + grace, Timer::Drain);
+        self.timers.set(CoreTimer::Drain, now + grace);
     }
 
     fn end_all(&mut self, now: Instant) {
@@ -1707,16 +1675,19 @@ impl Core {
         }
         if invite {
             if !from.reliable() {
-                self.arm(now + tc.t1, Timer::G(TxnRef::Txn(key.clone())));
+                self.timers
+                    .set(CoreTimer::Txn(key.clone(), TxnTimer::G), now + tc.t1);
             }
-            self.arm(now + tc.timeout(), Timer::H(TxnRef::Txn(key.clone())));
+            self.timers
+                .set(CoreTimer::Txn(key.clone(), TxnTimer::H), now + tc.timeout());
         } else {
             let j = if from.reliable() {
                 Duration::ZERO
             } else {
                 tc.timeout()
             };
-            self.arm(now + j, Timer::J(key.clone()));
+            self.timers
+                .set(CoreTimer::Txn(key.clone(), TxnTimer::J), now + j);
         }
     }
 
@@ -1785,7 +1756,7 @@ impl Core {
                     } else {
                         self.cfg.timers.t4
                     };
-                    self.arm(now + i, Timer::I(key));
+                    self.timers.set(CoreTimer::Txn(key, TxnTimer::I), now + i);
                     return;
                 }
                 if tx.state != ServerState::Accepted {
@@ -2046,7 +2017,6 @@ impl Core {
             media: None,
             ssrc: 0,
             media_open: false,
-            answer_gen: 0,
             pending: None,
             stage: if full {
                 Stage::Refused
@@ -2054,7 +2024,6 @@ impl Core {
                 Stage::Pin {
                     entered: String::new(),
                     tries: 0,
-                    generation: 0,
                 }
             } else if let Some(o) = &options {
                 self.routed_stage(&room, o)
@@ -2072,7 +2041,7 @@ impl Core {
             dial: None,
             options,
             session,
-            session_gen: 0,
+            refresh_every: 0,
         };
         let ssrc = self.rng.next_u64() as u32;
         match &offer {
@@ -2165,8 +2134,8 @@ impl Core {
             tx.last = Some(data.clone());
         }
         self.out.push_back(Output::Transmit { to: from, data });
-        let generation = leg.answer_gen;
-        self.arm(now + after, Timer::Answer(id, generation));
+        self.timers
+            .set(CoreTimer::Leg(id, LegTimer::Answer), now + after);
     }
 
     /// Handle a parked INVITE again, now that its route is decided.
@@ -2291,9 +2260,8 @@ impl Core {
         leg.offer_in_ok = offer.is_none();
         let first = leg.state == LegState::Ringing;
         leg.state = LegState::WaitAck;
-        leg.answer_gen += 1;
-        let generation = leg.answer_gen;
-        leg.ok = Some((data.clone(), cseq, self.cfg.timers.t1, generation));
+        self.timers.cancel(&CoreTimer::Leg(id, LegTimer::Answer));
+        leg.ok = Some((data.clone(), cseq, self.cfg.timers.t1));
         let key = leg.invite_txn.take();
         let (room, call_id) = (leg.room.clone(), leg.call_id.clone());
         let from = NameAddr::parse(&leg.remote_uri, "From")
@@ -2309,21 +2277,20 @@ impl Core {
                 tx.state = ServerState::Accepted;
                 tx.last = Some(data);
             }
-            self.arm(now + self.cfg.timers.timeout(), Timer::L(key));
+            let l = CoreTimer::Txn(key, TxnTimer::L);
+            self.timers.set(l, now + self.cfg.timers.timeout());
         }
         let tc = self.cfg.timers;
         if !peer.reliable() {
-            self.arm(now + tc.t1, Timer::G(TxnRef::Leg(id, generation)));
+            self.timers
+                .set(CoreTimer::Leg(id, LegTimer::G), now + tc.t1);
         }
-        self.arm(now + tc.timeout(), Timer::H(TxnRef::Leg(id, generation)));
+        self.timers
+            .set(CoreTimer::Leg(id, LegTimer::H), now + tc.timeout());
         match session {
             Some(t) => self.start_session_timer(now, id, t),
             // a refresh without Session-Expires turns the timer off (RFC 4028 §9)
-            None => {
-                if let Some(l) = self.legs.get_mut(&id) {
-                    l.session_gen += 1;
-                }
-            }
+            None => self.stop_session_timer(id),
         }
         if first {
             self.out.push_back(Output::Event(Event::Joined {
@@ -2354,6 +2321,8 @@ impl Core {
         }
         leg.ok = None;
         leg.state = LegState::Confirmed;
+        self.timers.cancel(&CoreTimer::Leg(id, LegTimer::G));
+        self.timers.cancel(&CoreTimer::Leg(id, LegTimer::H));
         if !leg.offer_in_ok {
             return;
         }
@@ -2619,7 +2588,8 @@ impl Core {
             if p.end_grace.is_zero() {
                 self.end_room(now, room, "moderator left");
             } else {
-                self.arm(now + p.end_grace, Timer::EndRoom(room.to_string()));
+                let key = CoreTimer::Room(room.to_string(), RoomTimer::End);
+                self.timers.set(key, now + p.end_grace);
             }
         }
     }
@@ -2709,9 +2679,13 @@ impl Core {
             },
         );
         if !peer.reliable() {
-            self.arm(now + tc.t1, Timer::E(branch.clone()));
+            let e = CoreTimer::Client(branch.clone(), ClientTimer::E);
+            self.timers.set(e, now + tc.t1);
         }
-        self.arm(now + tc.timeout(), Timer::F(branch));
+        self.timers.set(
+            CoreTimer::Client(branch, ClientTimer::F),
+            now + tc.timeout(),
+        );
     }
 
     fn on_response(&mut self, now: Instant, from: Peer, code: u16, msg: &Message) {
@@ -2741,7 +2715,8 @@ impl Core {
         } else {
             self.cfg.timers.t4
         };
-        self.arm(now + k, Timer::K(branch));
+        self.timers
+            .set(CoreTimer::Client(branch, ClientTimer::K), now + k);
     }
 }
 

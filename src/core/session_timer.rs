@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Core, LeftReason, LegId, Timer};
+use super::timers::{CoreTimer, LegTimer};
+use super::{Core, LeftReason, LegId};
 use crate::sip::{Message, Method};
 
 /// Our Min-SE: the RFC 4028 floor.
@@ -111,60 +112,50 @@ impl Core {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
-        leg.session_gen += 1;
-        let generation = leg.session_gen;
+        leg.refresh_every = timer.interval;
+        self.stop_session_timer(id);
         let interval = Duration::from_secs(u64::from(timer.interval));
         match timer.refresher {
             Refresher::Uac => {
                 // §10: BYE at SE - min(32, SE/3) without a refresh
                 let margin = Duration::from_secs(32).min(interval / 3);
-                self.arm(
-                    now + interval - margin,
-                    Timer::SessionExpiry(id, generation),
-                );
+                let key = CoreTimer::Leg(id, LegTimer::SessionExpiry);
+                self.timers.set(key, now + interval - margin);
             }
             Refresher::Uas => {
-                self.arm(
-                    now + interval / 2,
-                    Timer::SessionRefresh(id, generation, timer.interval),
-                );
+                let key = CoreTimer::Leg(id, LegTimer::SessionRefresh);
+                self.timers.set(key, now + interval / 2);
             }
         }
     }
 
+    /// The leg's session timer is off (a refresh without Session-Expires, RFC
+    /// 4028 §9), or about to be replaced.
+    pub(super) fn stop_session_timer(&mut self, id: LegId) {
+        self.timers
+            .cancel(&CoreTimer::Leg(id, LegTimer::SessionExpiry));
+        self.timers
+            .cancel(&CoreTimer::Leg(id, LegTimer::SessionRefresh));
+    }
+
     /// Timer: no refresh came in time.
-    pub(super) fn session_expired(&mut self, now: Instant, id: LegId, generation: u64) {
-        if self
-            .legs
-            .get(&id)
-            .is_some_and(|l| l.session_gen == generation)
-        {
+    pub(super) fn session_expired(&mut self, now: Instant, id: LegId) {
+        if self.legs.contains_key(&id) {
             tracing::info!(leg = %id, "session timer expired without a refresh: BYE");
             self.end_leg(now, id, true, LeftReason::Timeout);
         }
     }
 
     /// Timer: our turn to refresh (UPDATE without a body).
-    pub(super) fn session_refresh(
-        &mut self,
-        now: Instant,
-        id: LegId,
-        generation: u64,
-        interval: u32,
-    ) {
-        if self
-            .legs
-            .get(&id)
-            .is_none_or(|l| l.session_gen != generation)
-        {
+    pub(super) fn session_refresh(&mut self, now: Instant, id: LegId) {
+        let Some(interval) = self.legs.get(&id).map(|l| l.refresh_every) else {
             return;
-        }
+        };
         let extra = [("Session-Expires", format!("{interval};refresher=uas"))];
         self.send_in_dialog(now, id, Method::Update, &extra);
-        self.arm(
-            now + Duration::from_secs(u64::from(interval / 2)),
-            Timer::SessionRefresh(id, generation, interval),
-        );
+        let key = CoreTimer::Leg(id, LegTimer::SessionRefresh);
+        self.timers
+            .set(key, now + Duration::from_secs(u64::from(interval / 2)));
     }
 }
 

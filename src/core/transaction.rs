@@ -1,8 +1,8 @@
 //! Transaction layer state (RFC 3261 §17) with RFC 6026's Accepted state: matching
 //! keys (§17.2.3, with the RFC 2543 fallback), server transactions that absorb
 //! retransmitted requests by repeating the last response, and the timers with their
-//! RFC names. The state transitions live in [`super::Core`], which owns the timer
-//! queue; this module holds the data and the timer arithmetic.
+//! RFC names (`super::timers`). The state transitions live in [`super::Core`],
+//! which owns the timers; this module holds the data and the timer arithmetic.
 
 use std::time::Duration;
 
@@ -40,63 +40,6 @@ impl TimerConfig {
     pub fn backoff(&self, current: Duration) -> Duration {
         (current * 2).min(self.t2)
     }
-}
-
-/// The timers the core runs, named as in RFC 3261.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Timer {
-    /// INVITE server: retransmit the final response (§17.2.1). For a 2xx this is the
-    /// TU's retransmission (§13.3.1.4), keyed by the leg.
-    G(TxnRef),
-    /// INVITE server: give up waiting for the ACK (§17.2.1, §13.3.1.4).
-    H(TxnRef),
-    /// INVITE server: linger in Confirmed to absorb ACK retransmissions.
-    I(TxnKey),
-    /// non-INVITE server: linger in Completed to absorb request retransmissions.
-    J(TxnKey),
-    /// non-INVITE client: retransmit the request (§17.1.2.2).
-    E(String),
-    /// non-INVITE client: give up.
-    F(String),
-    /// non-INVITE client: linger in Completed.
-    K(String),
-    /// RFC 6026 §7.1: Accepted state ends; INVITE retransmissions no longer absorbed.
-    L(TxnKey),
-    /// the room's answer delay has passed: send the 200
-    Answer(LegId, u64),
-    /// no key pressed for the room's PIN timeout: judge what was typed
-    PinTimeout(LegId, u64),
-    /// the goodbye prompt should have ended by now: hang up regardless
-    Hangup(LegId),
-    /// the grace after the last moderator left is over: end the room
-    EndRoom(String),
-    /// a participant has waited for the moderator long enough
-    WaitTimeout(LegId),
-    /// a room created through the API may have been empty for its empty_timeout
-    EmptyRoom(String),
-    /// retransmit an outbound INVITE (RFC 3261 §17.1.1.2), per attempt
-    A(LegId, u32),
-    /// an outbound INVITE got no final response in 64*T1
-    B(LegId, u32),
-    /// an outbound call has rung for its timeout: CANCEL
-    Ring(LegId),
-    /// an answered outbound call reached `[dialout] max_duration_s`
-    MaxDuration(LegId),
-    /// the shutdown grace is over: BYE to every leg
-    Drain,
-    /// a session timer ran out without a refresh (RFC 4028 §10), per generation
-    SessionExpiry(LegId, u64),
-    /// our turn to refresh the session: generation, interval in seconds
-    SessionRefresh(LegId, u64, u32),
-}
-
-/// What a G/H timer refers to: a 2xx held by a leg, or a non-2xx held by a txn.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TxnRef {
-    /// 2xx to an INVITE (generation stops stale timers)
-    Leg(LegId, u64),
-    /// non-2xx final response to an INVITE
-    Txn(TxnKey),
 }
 
 /// Server transaction key (§17.2.3).

@@ -579,4 +579,3 @@ mod prompt_tests {
         );
     }
 }
-
