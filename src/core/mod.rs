@@ -32,8 +32,8 @@ use ports::PortPool;
 use timers::{ClientTimer, CoreTimer, LegTimer, RoomTimer, TimerTable, TxnTimer};
 use transaction::{ClientTxn, ServerState, ServerTxn, TimerConfig, TxnKey};
 
-/// Methods the bridge serves (Allow header).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+pub use crate::sip::status::ALLOW;
+use crate::sip::status::{Reject, reason};
 
 pub use crate::ids::LegId;
 
@@ -621,34 +621,6 @@ pub struct Core {
     /// legs held per signalling source address (a banned source with calls is
     /// still read, for its in-dialog requests)
     legs_from: HashMap<IpAddr, u32>,
-}
-
-/// Status codes with their reason phrases (RFC 3261 §21).
-fn reason(code: u16) -> &'static str {
-    match code {
-        100 => "Trying",
-        180 => "Ringing",
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        415 => "Unsupported Media Type",
-        416 => "Unsupported URI Scheme",
-        420 => "Bad Extension",
-        481 => "Call/Transaction Does Not Exist",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        491 => "Request Pending",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "Version Not Supported",
-        513 => "Message Too Large",
-        _ => "",
-    }
 }
 
 impl Core {
@@ -1654,6 +1626,11 @@ impl Core {
         self.reply_txn_body(now, key, req, from, code, extra, Vec::new());
     }
 
+    /// Refuse a request through its server transaction.
+    fn reject(&mut self, now: Instant, key: &TxnKey, req: &Message, from: Peer, r: Reject) {
+        self.reply_txn(now, key, req, from, r.code(), &r.headers());
+    }
+
     /// [`Core::reply_txn`] with a body.
     #[allow(clippy::too_many_arguments)]
     fn reply_txn_body(
@@ -1706,12 +1683,8 @@ impl Core {
                     }
                     self.failure(now, ip);
                     tracing::debug!(error = %e, "malformed request");
-                    self.reply(
-                        &msg,
-                        from,
-                        400,
-                        &[("Warning", format!("399 caucus \"{e}\""))],
-                    );
+                    let r = Reject::BadRequest(e.to_string());
+                    self.reply(&msg, from, r.code(), &r.headers());
                 }
                 return;
             }
@@ -1732,18 +1705,15 @@ impl Core {
             }
         }
         if let Method::Other(_) = method {
-            self.reply(&msg, from, 501, &[("Allow", ALLOW.into())]);
+            let r = Reject::NotImplemented;
+            self.reply(&msg, from, r.code(), &r.headers());
             return;
         }
         if !headers::cseq_matches(&method, &h.cseq) {
             if method != Method::Ack {
                 self.failure(now, ip);
-                self.reply(
-                    &msg,
-                    from,
-                    400,
-                    &[("Warning", "399 caucus \"CSeq method mismatch\"".into())],
-                );
+                let r = Reject::BadRequest("CSeq method mismatch".into());
+                self.reply(&msg, from, r.code(), &r.headers());
             }
             return;
         }
@@ -1799,18 +1769,24 @@ impl Core {
         let ruri = match SipUri::parse(uri) {
             Ok(u) => u,
             Err(UriError::UnsupportedScheme) => {
-                return self.reply_txn(now, &key, &msg, from, 416, &[]);
+                return self.reject(now, &key, &msg, from, Reject::UnsupportedUriScheme);
             }
             Err(UriError::Malformed) => {
                 self.failure(now, ip);
-                return self.reply_txn(now, &key, &msg, from, 400, &[]);
+                return self.reject(
+                    now,
+                    &key,
+                    &msg,
+                    from,
+                    Reject::BadRequest("malformed Request-URI".into()),
+                );
             }
         };
         // Require (RFC 3261 §8.2.2.3): we support no extension that a peer can require
         let required = msg.list("Require");
         if !required.is_empty() {
-            let unsupported = required.join(", ");
-            return self.reply_txn(now, &key, &msg, from, 420, &[("Unsupported", unsupported)]);
+            let r = Reject::BadExtension(required.join(", "));
+            return self.reject(now, &key, &msg, from, r);
         }
         if h.to.tag().is_some() {
             self.in_dialog(now, from, &key, &h, msg, method);
@@ -1821,9 +1797,8 @@ impl Core {
             // a proxy's probe (Kamailio's dispatcher): 503 while no call would be
             // taken, so that it sends the INVITEs elsewhere
             Method::Options if !self.accepting_calls() => {
-                let after = if self.draining { "30" } else { "10" };
-                let extra = [("Retry-After", after.to_string())];
-                self.reply_txn(now, &key, &msg, from, 503, &extra)
+                let after = if self.draining { 30 } else { 10 };
+                self.reject(now, &key, &msg, from, Reject::Unavailable(Some(after)))
             }
             Method::Options => {
                 let extra = [
@@ -1834,9 +1809,9 @@ impl Core {
                 self.reply_txn(now, &key, &msg, from, 200, &extra)
             }
             Method::Bye | Method::Update | Method::Info => {
-                self.reply_txn(now, &key, &msg, from, 481, &[])
+                self.reject(now, &key, &msg, from, Reject::NoSuchCall)
             }
-            _ => self.reply_txn(now, &key, &msg, from, 405, &[("Allow", ALLOW.into())]),
+            _ => self.reject(now, &key, &msg, from, Reject::MethodNotAllowed),
         }
     }
 
@@ -1867,39 +1842,25 @@ impl Core {
         msg: Message,
     ) {
         if self.draining {
-            return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "30".into())]);
+            return self.reject(now, &key, &msg, from, Reject::Unavailable(Some(30)));
         }
         if self.overloaded {
-            // the media workers run late: more calls would degrade every room
-            return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "10".into())]);
+            // more calls would degrade every room
+            return self.reject(now, &key, &msg, from, Reject::Unavailable(Some(10)));
         }
         if !accepts_sdp(&msg) {
             // the answer must carry SDP, which the peer says it cannot take (§21.4.7)
-            return self.reply_txn(
-                now,
-                &key,
-                &msg,
-                from,
-                406,
-                &[("Accept", "application/sdp".into())],
-            );
+            return self.reject(now, &key, &msg, from, Reject::NotAcceptable);
         }
-        let offer = match self.read_offer(&msg) {
+        let offer = match read_offer(&msg) {
             Ok(o) => o,
-            Err((code, warning)) => {
-                let extra = [
-                    ("Warning", warning),
-                    ("Accept", "application/sdp".to_string()),
-                ];
-                let n = if code == 415 { 2 } else { 1 };
-                return self.reply_txn(now, &key, &msg, from, code, &extra[..n]);
-            }
+            Err(r) => return self.reject(now, &key, &msg, from, r),
         };
         let session = match session_timer::negotiate(&msg) {
             Ok(t) => t,
             Err(e) => {
-                let min = [("Min-SE", e.min_se.to_string())];
-                return self.reply_txn(now, &key, &msg, from, 422, &min);
+                let r = Reject::IntervalTooSmall(e.min_se);
+                return self.reject(now, &key, &msg, from, r);
             }
         };
         let decision = if self.cfg.answer_webhook {
@@ -1910,23 +1871,14 @@ impl Core {
                     self.park(from, key, msg);
                     return;
                 }
-                None => {
-                    return self.reply_txn(
-                        now,
-                        &key,
-                        &msg,
-                        from,
-                        503,
-                        &[("Retry-After", "5".into())],
-                    );
-                }
+                None => return self.reject(now, &key, &msg, from, Reject::Unavailable(Some(5))),
             }
         } else {
             None
         };
         let (room, options) = match decision {
             Some(routing::RouteDecision::Reject) => {
-                return self.reply_txn(now, &key, &msg, from, 503, &[]);
+                return self.reject(now, &key, &msg, from, Reject::Unavailable(None));
             }
             Some(routing::RouteDecision::Room(name, opts)) => (name, Some(*opts)),
             Some(routing::RouteDecision::Fallback) | None => {
@@ -1955,33 +1907,19 @@ impl Core {
             // Nothing for a scanner to learn: an unknown room (or one this caller
             // may not call) is answered like a room with a PIN, and no PIN opens it.
             None if self.cfg.hide_rooms => (DECOY_ROOM.to_string(), decoy_policy()),
-            None => return self.reply_txn(now, &key, &msg, from, 404, &[]),
+            None => return self.reject(now, &key, &msg, from, Reject::NotFound),
         };
         if self.locked.contains(&room) && !policy.has_pin() {
             // nobody could prove to be a moderator: refuse outright
-            return self.reply_txn(
-                now,
-                &key,
-                &msg,
-                from,
-                403,
-                &[("Warning", "399 caucus \"room locked\"".into())],
-            );
+            return self.reject(now, &key, &msg, from, Reject::Forbidden("room locked"));
         }
         let full = self.rooms.get(&room).map_or(0, Vec::len) >= policy.max_participants;
         if full && !policy.full_announce {
-            return self.reply_txn(
-                now,
-                &key,
-                &msg,
-                from,
-                486,
-                &[("Warning", "399 caucus \"room full\"".into())],
-            );
+            return self.reject(now, &key, &msg, from, Reject::BusyHere("room full"));
         }
         let Some(port) = self.ports.allocate(now) else {
             tracing::warn!(%room, "RTP port range exhausted");
-            return self.reply_txn(now, &key, &msg, from, 503, &[("Retry-After", "5".into())]);
+            return self.reject(now, &key, &msg, from, Reject::Unavailable(Some(5)));
         };
         let id = LegId(self.next_leg);
         self.next_leg += 1;
@@ -2198,24 +2136,6 @@ impl Core {
         }
     }
 
-    /// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
-    /// offer); Err((status, Warning)) when it is unacceptable.
-    fn read_offer(&self, msg: &Message) -> Result<Option<Offer>, (u16, String)> {
-        if msg.body.is_empty() {
-            return Ok(None);
-        }
-        let ct = msg.header("Content-Type").unwrap_or("");
-        let ct = ct.split(';').next().unwrap_or("").trim();
-        if !ct.eq_ignore_ascii_case("application/sdp") {
-            return Err((415, "399 caucus \"only application/sdp\"".into()));
-        }
-        let sd = SessionDescription::parse(&msg.body)
-            .map_err(|e| (400, format!("399 caucus \"{e}\"")))?;
-        let (idx, params) = sdp::select_audio(&sd)
-            .map_err(|_| (488, "304 caucus \"Media type not available\"".to_string()))?;
-        Ok(Some((sd, idx, params)))
-    }
-
     /// Send the 2xx for a leg's pending INVITE (initial or re-INVITE).
     fn answer(&mut self, now: Instant, id: LegId) {
         let Some(leg) = self.legs.get_mut(&id) else {
@@ -2355,10 +2275,10 @@ impl Core {
         };
         if let Some(invite) = self.unpark(&invite_key) {
             self.reply_txn(now, key, msg, from, 200, &[]);
-            return self.reply_txn(now, &invite_key, &invite, from, 487, &[]);
+            return self.reject(now, &invite_key, &invite, from, Reject::RequestTerminated);
         }
         let Some(inv) = self.server.get(&invite_key).cloned() else {
-            return self.reply_txn(now, key, msg, from, 481, &[]);
+            return self.reject(now, key, msg, from, Reject::NoSuchCall);
         };
         self.reply_txn(now, key, msg, from, 200, &[]);
         if inv.state != ServerState::Proceeding {
@@ -2373,7 +2293,7 @@ impl Core {
         };
         let req = p.req.clone();
         let peer = leg.peer;
-        self.reply_txn(now, &invite_key, &req, peer, 487, &[]);
+        self.reject(now, &invite_key, &req, peer, Reject::RequestTerminated);
         self.end_leg(now, id, false, LeftReason::Hangup);
     }
 
@@ -2387,12 +2307,12 @@ impl Core {
         method: Method,
     ) {
         let Some(id) = self.find_dialog(h) else {
-            return self.reply_txn(now, key, &msg, from, 481, &[]);
+            return self.reject(now, key, &msg, from, Reject::NoSuchCall);
         };
         let leg = self.legs.get_mut(&id).expect("dialog maps to a live leg");
         if h.cseq.seq <= leg.remote_cseq && method != Method::Cancel {
             // RFC 3261 §12.2.2: lower CSeq is out of order
-            return self.reply_txn(now, key, &msg, from, 500, &[]);
+            return self.reject(now, key, &msg, from, Reject::ServerError(None));
         }
         leg.remote_cseq = h.cseq.seq;
         match method {
@@ -2402,17 +2322,15 @@ impl Core {
             }
             Method::Invite => self.reinvite(now, from, key, id, msg),
             Method::Update => {
-                let offer = match self.read_offer(&msg) {
+                let offer = match read_offer(&msg) {
                     Ok(o) => o,
-                    Err((code, w)) => {
-                        return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]);
-                    }
+                    Err(r) => return self.reject(now, key, &msg, from, r),
                 };
                 let session = match session_timer::negotiate(&msg) {
                     Ok(t) => t,
                     Err(e) => {
-                        let min = [("Min-SE", e.min_se.to_string())];
-                        return self.reply_txn(now, key, &msg, from, 422, &min);
+                        let r = Reject::IntervalTooSmall(e.min_se);
+                        return self.reject(now, key, &msg, from, r);
                     }
                 };
                 let mut extra = vec![("Contact", self.contact(from))];
@@ -2436,7 +2354,7 @@ impl Core {
             Method::Options => {
                 self.reply_txn(now, key, &msg, from, 200, &[("Allow", ALLOW.into())])
             }
-            _ => self.reply_txn(now, key, &msg, from, 405, &[("Allow", ALLOW.into())]),
+            _ => self.reject(now, key, &msg, from, Reject::MethodNotAllowed),
         }
     }
 
@@ -2461,17 +2379,17 @@ impl Core {
         let leg = &self.legs[&id];
         if leg.ok.is_some() || leg.pending.is_some() {
             // the previous INVITE is not finished (RFC 3261 §14.2)
-            return self.reply_txn(now, key, &msg, from, 500, &[("Retry-After", "1".into())]);
+            return self.reject(now, key, &msg, from, Reject::ServerError(Some(1)));
         }
-        let offer = match self.read_offer(&msg) {
+        let offer = match read_offer(&msg) {
             Ok(o) => o,
-            Err((code, w)) => return self.reply_txn(now, key, &msg, from, code, &[("Warning", w)]),
+            Err(r) => return self.reject(now, key, &msg, from, r),
         };
         let session = match session_timer::negotiate(&msg) {
             Ok(t) => t,
             Err(e) => {
-                let min = [("Min-SE", e.min_se.to_string())];
-                return self.reply_txn(now, key, &msg, from, 422, &min);
+                let r = Reject::IntervalTooSmall(e.min_se);
+                return self.reject(now, key, &msg, from, r);
             }
         };
         if let Some(tx) = self.server.get_mut(key) {
@@ -2535,7 +2453,7 @@ impl Core {
             if let (Some(p), Some(key)) = (&leg.pending, &leg.invite_txn) {
                 let req = p.req.clone();
                 let key = key.clone();
-                self.reply_txn(now, &key, &req, leg.peer, 503, &[]);
+                self.reject(now, &key, &req, leg.peer, Reject::Unavailable(None));
             }
         }
         // reported before anything it sets off (the room closing, others ended)
@@ -2760,6 +2678,22 @@ fn received_via(via: &str, src: SocketAddr) -> String {
         out.push_str(&format!(";received={}", src.ip()));
     }
     out
+}
+
+/// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
+/// offer); the rejection when it is unacceptable.
+fn read_offer(msg: &Message) -> Result<Option<Offer>, Reject> {
+    if msg.body.is_empty() {
+        return Ok(None);
+    }
+    let ct = msg.header("Content-Type").unwrap_or("");
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    if !ct.eq_ignore_ascii_case("application/sdp") {
+        return Err(Reject::UnsupportedMediaType);
+    }
+    let sd = SessionDescription::parse(&msg.body).map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let (idx, params) = sdp::select_audio(&sd).map_err(|_| Reject::NotAcceptableHere)?;
+    Ok(Some((sd, idx, params)))
 }
 
 /// Whether the request's Accept (if any) lets us answer with SDP (RFC 3261 §20.1).

@@ -5,5 +5,6 @@ pub mod digest;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod status;
 
 pub use message::{Message, Method, ParseError, StartLine};
