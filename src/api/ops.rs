@@ -187,10 +187,10 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             Reply::Done
         }
         Op::Lock(room, locked) => Reply::Room(room_json(core.set_locked(&room, locked)?, now)),
-        Op::Play(room, leg, sound) => Reply::Played(core.play_sound(&room, leg, &sound)?),
-        Op::Record(room, leg) => Reply::Recording(core.start_recording(&room, leg)?),
+        Op::Play(room, leg, sound) => Reply::Played(core.play_sound(now, &room, leg, &sound)?),
+        Op::Record(room, leg) => Reply::Recording(core.start_recording(now, &room, leg)?),
         Op::StopRecording(room, id) => {
-            core.stop_recording(&room, &id)?;
+            core.stop_recording(now, &room, &id)?;
             Reply::Done
         }
         Op::Dial(room, req) => Reply::Dialing(core.dial(now, &room, req)?),

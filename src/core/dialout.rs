@@ -12,10 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::control::ControlError;
+use super::room::{Identity, Participant, Room, Stage};
 use super::timers::{CoreTimer, LegTimer};
-use super::{
-    Core, Event, Leg, LegId, LegState, Output, Peer, Stage, Transport, glob_match, media_params,
-};
+use super::{Core, Event, Leg, LegId, LegState, Output, Peer, Transport, glob_match, media_params};
 use crate::sdp::{self, Direction, SessionDescription};
 use crate::sip::digest::{self, Challenge, Credentials};
 use crate::sip::headers::{self, NameAddr, SipUri};
@@ -117,7 +116,6 @@ pub(super) struct Dial {
     answered: bool,
     auth_tried: bool,
     cancelling: Option<DialStatus>,
-    moderator: bool,
     ring_timeout: Duration,
     /// ACK for the 2xx, re-sent when the 2xx is retransmitted
     ack: Option<Vec<u8>>,
@@ -141,11 +139,11 @@ impl Core {
         if self.draining {
             return Err(ControlError::Draining);
         }
-        let policy = self
-            .cfg
+        let full = self
             .rooms
             .get(room)
-            .cloned()
+            .filter(|r| r.is_defined() && !r.is_decoy())
+            .map(|r| r.members().len() >= r.policy().max_participants)
             .ok_or_else(|| ControlError::NoSuchRoom(room.to_string()))?;
         let dp = &self.cfg.dialout;
         if dp.allowed.is_empty() {
@@ -186,7 +184,7 @@ impl Core {
                 "caller_id: 1-64 of A-Z a-z 0-9 + - _ .".into(),
             ));
         }
-        if self.rooms.get(room).map_or(0, Vec::len) >= policy.max_participants {
+        if full {
             return Err(ControlError::RoomFull(room.to_string()));
         }
         let Some(local) = req.local else {
@@ -232,15 +230,6 @@ impl Core {
             ssrc,
             media_open: false,
             pending: None,
-            stage: Stage::Dialing {
-                moderator: req.moderator,
-            },
-            hangup_after_prompt: None,
-            muted: false,
-            deaf: false,
-            talking: false,
-            joined_at: None,
-            menu: (String::new(), None),
             dial: Some(Box::new(Dial {
                 target: req.to.clone(),
                 branch: String::new(),
@@ -252,16 +241,23 @@ impl Core {
                 answered: false,
                 auth_tried: false,
                 cancelling: None,
-                moderator: req.moderator,
                 ring_timeout: req.ring_timeout,
                 ack: None,
             })),
-            options: None,
             session: None,
             refresh_every: 0,
         };
         self.insert_leg(id, leg);
-        self.join_room_list(now, room, id, &policy);
+        let identity = Identity {
+            name: req.to.clone(),
+            call_id: self.legs[&id].call_id.clone(),
+            source: ip,
+        };
+        let stage = Stage::Dialing {
+            moderator: req.moderator,
+        };
+        let part = Participant::new(stage, identity, None);
+        self.with_room(now, room, |r, ctx| r.join(ctx, id, part));
         tracing::info!(leg = %id, %room, to = %LogSafe(&req.to), "dialling out");
         // the INVITE's offer announces the port: it goes out once the port is bound
         self.bind_media(id);
@@ -609,7 +605,6 @@ impl Core {
         leg.state = LegState::Confirmed;
         let d = leg.dial.as_mut().expect("outbound leg");
         d.answered = true;
-        let moderator = d.moderator;
         let target = d.target.clone();
         let cseq = d.cseq;
         let branch = format!("z9hG4bK{}", self.rng.token());
@@ -653,14 +648,7 @@ impl Core {
         };
         let leg = self.legs.get_mut(&id).expect("leg checked above");
         leg.media = Some(media_params(&params, peer.addr.ip(), leg.ssrc));
-        let moderated = self.cfg.rooms.get(&room).is_some_and(|p| p.moderated);
-        let wait = moderated && !moderator && !self.has_moderator(&room);
-        let leg = self.legs.get_mut(&id).expect("leg checked above");
-        leg.stage = if wait {
-            Stage::Waiting
-        } else {
-            Stage::Joined { moderator }
-        };
+        let moderator = self.rooms.get_mut(&room).is_some_and(|r| r.answered(id));
         self.out.push_back(Output::Event(Event::Dial {
             leg: id,
             room: room.clone(),
@@ -676,8 +664,7 @@ impl Core {
         }));
         self.sync_media(now, id);
         if moderator {
-            let members = self.rooms.get(&room).cloned().unwrap_or_default();
-            self.release_waiting(now, &room, members);
+            self.with_room(now, &room, Room::release_waiting);
         }
         let max = self.cfg.dialout.max_duration;
         self.timers

@@ -11,6 +11,7 @@ pub mod dialout;
 pub mod flood;
 pub mod pin;
 pub mod ports;
+pub mod room;
 pub mod routing;
 pub mod session_timer;
 pub mod tally;
@@ -22,7 +23,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::media::contract::{MediaCommand, MediaParams, TransportSpec};
-use crate::media::prompt::Prompt;
 use crate::sdp::{self, AudioParams, Direction, LocalSdp, SessionDescription};
 use crate::sip::headers::{self, NameAddr, RequestHeaders, SipUri, UriError, Via};
 use crate::sip::message::{self, Message, Method, StartLine};
@@ -65,229 +65,12 @@ impl Peer {
     }
 }
 
-/// What a room needs to be known to signalling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomPolicy {
-    /// callers at most
-    pub max_participants: usize,
-    /// ring this long (180) before answering
-    pub answer_after: Duration,
-    /// participant PIN (digits); callers must type it, or the moderator PIN, and '#'
-    pub pin: Option<pin::Pin>,
-    /// moderator PIN
-    pub moderator_pin: Option<pin::Pin>,
-    /// tries before the call is ended
-    pub pin_retries: u32,
-    /// silence after which what was typed is judged as if '#' followed
-    pub pin_timeout: Duration,
-    /// guessing lockout per source address
-    pub lockout: pin::Lockout,
-    /// participants wait (music on hold, not mixed) until a moderator is in
-    pub moderated: bool,
-    /// what waiting participants hear
-    pub music: Prompt,
-    /// a caller beyond max_participants is answered, told the room is full and
-    /// hung up, instead of getting 486
-    pub full_announce: bool,
-    /// the room ends when its last moderator leaves
-    pub end_on_moderator_exit: bool,
-    /// say "the conference has ended" before the BYE when a room ends
-    pub announce_end: bool,
-    /// ... this long after
-    pub end_grace: Duration,
-    /// participants join muted (they can unmute with the menu)
-    pub start_muted: bool,
-    /// participants may speak (false: listen-only, the menu cannot unmute)
-    pub participant_can_speak: bool,
-    /// participants hear the room (false: they are heard but hear nothing)
-    pub participant_can_hear: bool,
-    /// tell the first caller they are first
-    pub announce_first: bool,
-    /// tell each caller how many are in the room when they join
-    pub announce_count: bool,
-    /// a tone to the room when someone joins or leaves
-    pub announce_join_leave: bool,
-    /// participants waiting for a moderator longer than this are hung up (0: never)
-    pub wait_timeout: Duration,
-    /// source networks allowed to call (empty: any)
-    pub allowed_sources: Vec<Cidr>,
-    /// caller-ID (From URI) patterns allowed to call, `*` matching anything (empty: any)
-    pub allowed_callers: Vec<String>,
-    /// record the room's mix while it runs
-    pub record: bool,
-    /// the room's own event webhook
-    pub event_url: Option<String>,
-    /// a room created at run time is removed this long after it was last empty
-    pub empty_timeout: Duration,
-}
-
 pub use crate::util::cidr::{Cidr, glob_match};
-
-impl RoomPolicy {
-    /// An open room (no PIN) with these limits.
-    pub fn open(max_participants: usize, answer_after: Duration) -> RoomPolicy {
-        RoomPolicy {
-            max_participants,
-            answer_after,
-            pin: None,
-            moderator_pin: None,
-            pin_retries: 3,
-            pin_timeout: Duration::from_secs(10),
-            lockout: pin::Lockout {
-                failures: 10,
-                window: Duration::from_secs(600),
-                time: Duration::from_secs(900),
-            },
-            moderated: false,
-            music: Prompt::MusicOnHold,
-            full_announce: false,
-            end_on_moderator_exit: false,
-            announce_end: false,
-            end_grace: Duration::ZERO,
-            start_muted: false,
-            participant_can_speak: true,
-            participant_can_hear: true,
-            announce_first: false,
-            announce_count: false,
-            announce_join_leave: false,
-            wait_timeout: Duration::ZERO,
-            allowed_sources: Vec::new(),
-            allowed_callers: Vec::new(),
-            record: false,
-            event_url: None,
-            empty_timeout: Duration::from_secs(60),
-        }
-    }
-
-    /// Whether this source and caller may call the room.
-    fn admits(&self, src: IpAddr, caller: &str) -> bool {
-        (self.allowed_sources.is_empty() || self.allowed_sources.iter().any(|c| c.contains(src)))
-            && (self.allowed_callers.is_empty()
-                || self.allowed_callers.iter().any(|p| glob_match(p, caller)))
-    }
-
-    fn has_pin(&self) -> bool {
-        self.pin.is_some() || self.moderator_pin.is_some()
-    }
-}
-
-/// Where a leg is in joining its room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Stage {
-    /// typing a PIN; kept out of the mix
-    Pin {
-        /// digits so far (never logged)
-        entered: String,
-        /// wrong tries so far
-        tries: u32,
-    },
-    /// in a moderated room before any moderator: music on hold, not mixed
-    Waiting,
-    /// answered only to be told the room is full, then hung up
-    Refused,
-    /// in the mix
-    Joined {
-        /// joined with the moderator PIN
-        moderator: bool,
-    },
-    /// an outbound call not answered yet
-    Dialing {
-        /// joins as moderator once answered
-        moderator: bool,
-    },
-}
-
-/// Key sequences of the in-call DTMF menu (`[menu]` in the config file).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MenuKeys {
-    /// toggle own mute
-    pub toggle_mute: String,
-    /// hear the menu
-    pub help: String,
-    /// moderator: mute every participant (lecture mode)
-    pub mute_all: String,
-    /// moderator: unmute every participant
-    pub unmute_all: String,
-    /// moderator: lock or unlock the room
-    pub lock: String,
-    /// moderator: end the conference
-    pub end: String,
-    /// hear how many are in the room
-    pub count: String,
-}
-
-impl Default for MenuKeys {
-    fn default() -> Self {
-        MenuKeys {
-            toggle_mute: "*6".into(),
-            help: "*0".into(),
-            mute_all: "*1".into(),
-            unmute_all: "*2".into(),
-            lock: "*5".into(),
-            end: "*9".into(),
-            count: "*#".into(),
-        }
-    }
-}
-
-/// What a menu key sequence does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MenuAction {
-    ToggleMute,
-    Help,
-    MuteAll,
-    UnmuteAll,
-    Lock,
-    End,
-    Count,
-}
-
-impl MenuKeys {
-    /// Each binding's config key and key sequence.
-    pub fn named(&self) -> [(&'static str, &String); 7] {
-        [
-            ("toggle_mute", &self.toggle_mute),
-            ("help", &self.help),
-            ("mute_all", &self.mute_all),
-            ("unmute_all", &self.unmute_all),
-            ("lock", &self.lock),
-            ("end", &self.end),
-            ("count", &self.count),
-        ]
-    }
-
-    fn bindings(&self) -> [(&str, MenuAction); 7] {
-        use MenuAction::*;
-        // in the order of `named`
-        let actions = [ToggleMute, Help, MuteAll, UnmuteAll, Lock, End, Count];
-        let named = self.named();
-        std::array::from_fn(|i| (named[i].1.as_str(), actions[i]))
-    }
-}
+use room::{Ctx, Identity, Participant, Room, Stage};
+pub use room::{DECOY_ROOM, MenuKeys, RoomPolicy};
 
 /// A port another program holds rests this long before it is tried again.
 const PORT_COOL_OFF: Duration = Duration::from_secs(60);
-
-/// Longest a goodbye sequence of prompts may take before the call is ended anyway.
-const HANGUP_AFTER_PROMPT: Duration = Duration::from_secs(15);
-
-/// Keys of a menu sequence must follow each other within this time.
-const MENU_GAP: Duration = Duration::from_secs(3);
-
-/// Where calls to unknown rooms go when rooms are hidden: a name no room can have
-/// (room names are checked), so no PIN ever matches there.
-pub const DECOY_ROOM: &str = "(unknown)";
-/// Tries a decoy caller gets: the default of a real room.
-const DECOY_RETRIES: u32 = 3;
-
-/// The decoy room's policy: asks for a PIN like any PIN room.
-fn decoy_policy() -> RoomPolicy {
-    let mut p = RoomPolicy::open(usize::MAX, Duration::ZERO);
-    // never compared: the decoy room is not in the room table
-    p.pin = Some("".into());
-    p
-}
 
 /// Core configuration.
 #[derive(Debug, Clone)]
@@ -528,48 +311,12 @@ struct Leg {
     media_open: bool,
     /// the INVITE being answered and its offer, kept until the 2xx is built
     pending: Option<Box<PendingInvite>>,
-    stage: Stage,
-    /// end the call when the queued prompts have played (failed PIN), and why
-    hangup_after_prompt: Option<LeftReason>,
-    /// not mixed (self-mute or a moderator's mute-all)
-    muted: bool,
-    /// hears nothing of the room
-    deaf: bool,
-    /// talker detection says it is talking
-    talking: bool,
-    /// when it went into the mix
-    joined_at: Option<Instant>,
     /// the INVITE client transaction of an outbound leg
     dial: Option<Box<dialout::Dial>>,
-    /// options its answer webhook (NCCO) gave
-    options: Option<routing::CallOptions>,
     /// session timer the INVITE/UPDATE being answered asked for (RFC 4028)
     session: Option<session_timer::SessionTimer>,
     /// our refreshes go at this interval, s (we are the refresher)
     refresh_every: u32,
-    /// menu keys typed so far, and when the last came
-    menu: (String, Option<Instant>),
-}
-
-impl Leg {
-    /// Admitted to a room: the call is established (ACKed) and in the mix or
-    /// waiting for the moderator, in a room that exists.
-    fn admitted(&self) -> bool {
-        self.state == LegState::Confirmed
-            && matches!(self.stage, Stage::Joined { .. } | Stage::Waiting)
-            && self.room != DECOY_ROOM
-    }
-
-    /// In the mix and able to start the room: a moderator, or an NCCO caller with
-    /// startOnEnter.
-    fn starts_room(&self) -> bool {
-        match self.stage {
-            Stage::Joined { moderator } => {
-                moderator || self.options.as_ref().is_some_and(|o| o.start_on_enter)
-            }
-            _ => false,
-        }
-    }
 }
 
 /// An offer: the description, the index of the audio m-line we take, its parameters.
@@ -592,22 +339,12 @@ pub struct Core {
     client: HashMap<String, ClientTxn>,
     legs: HashMap<LegId, Leg>,
     dialogs: HashMap<(String, String), LegId>,
-    rooms: BTreeMap<String, Vec<LegId>>,
+    /// every room defined (configuration, API) or still running, by name
+    rooms: BTreeMap<String, Room>,
     timers: TimerTable<CoreTimer>,
     next_leg: u64,
     out: VecDeque<Output>,
     draining: bool,
-    guard: pin::Guard,
-    /// rooms locked by a moderator (while they last)
-    locked: std::collections::HashSet<String>,
-    /// when each running room got its first call
-    started: HashMap<String, Instant>,
-    /// rooms created through the API (their policies are in `cfg.rooms` too)
-    dynamic: HashMap<String, RoomPolicy>,
-    /// API rooms with nobody in, since when
-    empty_since: HashMap<String, Instant>,
-    /// recordings running
-    recordings: HashMap<String, control::Recording>,
     /// branch of each outbound INVITE
     dial_branches: HashMap<String, LegId>,
     /// INVITEs waiting for the answer webhook, by token
@@ -625,7 +362,11 @@ pub struct Core {
 
 impl Core {
     /// A core with this configuration and RNG seed.
-    pub fn new(cfg: CoreConfig, seed: u64) -> Core {
+    pub fn new(mut cfg: CoreConfig, seed: u64) -> Core {
+        let rooms = std::mem::take(&mut cfg.rooms)
+            .into_iter()
+            .map(|(name, policy)| (name.clone(), Room::new(&name, policy, false)))
+            .collect();
         let ports = PortPool::new(cfg.rtp_ports.0, cfg.rtp_ports.1);
         let flood = flood::FloodGuard::new(cfg.flood.clone());
         Core {
@@ -638,17 +379,11 @@ impl Core {
             client: HashMap::new(),
             legs: HashMap::new(),
             dialogs: HashMap::new(),
-            rooms: BTreeMap::new(),
+            rooms,
             timers: TimerTable::default(),
             next_leg: 1,
             out: VecDeque::new(),
             draining: false,
-            guard: pin::Guard::default(),
-            locked: std::collections::HashSet::new(),
-            started: HashMap::new(),
-            dynamic: HashMap::new(),
-            empty_since: HashMap::new(),
-            recordings: HashMap::new(),
             dial_branches: HashMap::new(),
             parked: HashMap::new(),
             overloaded: false,
@@ -668,17 +403,73 @@ impl Core {
         self.cfg.dialout = new.dialout;
     }
 
-    /// Replace the room table (new calls see it; existing legs keep going).
+    /// Replace the room table: new calls see it; calls in progress keep going,
+    /// in a room the file no longer names until it empties. A room created
+    /// through the API outlives a reload unless the file now defines its name.
     fn set_rooms(&mut self, mut rooms: HashMap<String, RoomPolicy>) {
-        // rooms created through the API outlive a reload unless the file now
-        // defines the name itself
-        self.dynamic.retain(|name, _| !rooms.contains_key(name));
-        for (name, p) in &self.dynamic {
-            rooms.insert(name.clone(), p.clone());
+        for (name, room) in &mut self.rooms {
+            match rooms.remove(name) {
+                Some(policy) => room.set_policy(policy),
+                None if room.is_dynamic() => {}
+                None => room.undefine(),
+            }
         }
-        self.cfg.rooms = rooms;
+        self.rooms.retain(|_, r| !r.is_disposable());
+        for (name, policy) in rooms {
+            let room = Room::new(&name, policy, false);
+            self.rooms.insert(name, room);
+        }
     }
 
+    /// Run `f` on a room with the core's context, then carry out what it left
+    /// for the core: PIN attempts counted by flood control, calls to end; a room
+    /// nothing keeps any more goes. None: no such room.
+    fn with_room<R>(
+        &mut self,
+        now: Instant,
+        name: &str,
+        f: impl FnOnce(&mut Room, &mut Ctx) -> R,
+    ) -> Option<R> {
+        let room = self.rooms.get_mut(name)?;
+        let mut hangups = Vec::new();
+        let mut attempts = Vec::new();
+        let mut ctx = Ctx {
+            now,
+            out: &mut self.out,
+            timers: &mut self.timers,
+            menu: &self.cfg.menu,
+            recording_dir: self.cfg.recording_dir.as_deref(),
+            rng: &mut self.rng,
+            hangups: &mut hangups,
+            attempts: &mut attempts,
+        };
+        let r = f(room, &mut ctx);
+        for (src, right) in attempts {
+            if right {
+                self.flood.succeed(src, now);
+            } else {
+                self.failure(now, src);
+            }
+        }
+        for (leg, why) in hangups {
+            self.end_leg(now, leg, true, why);
+        }
+        if self.rooms.get(name).is_some_and(Room::is_disposable) {
+            self.rooms.remove(name);
+        }
+        Some(r)
+    }
+
+    /// [`Core::with_room`] on the room a leg is in.
+    fn with_leg_room<R>(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        f: impl FnOnce(&mut Room, &mut Ctx) -> R,
+    ) -> Option<R> {
+        let name = self.legs.get(&id)?.room.clone();
+        self.with_room(now, &name, f)
+    }
     /// Next thing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -696,7 +487,11 @@ impl Core {
 
     /// Rooms with at least one leg.
     pub fn active_rooms(&self) -> Vec<String> {
-        self.rooms.keys().cloned().collect()
+        self.rooms
+            .values()
+            .filter(|r| !r.is_empty())
+            .map(|r| r.name().to_string())
+            .collect()
     }
 
     /// RTP port pairs in use.
@@ -811,36 +606,15 @@ impl Core {
                     self.answer(now, id);
                 }
             }
-            CoreTimer::Room(_, RoomTimer::Pin(id)) => {
-                if self
-                    .legs
-                    .get(&id)
-                    .is_some_and(|l| matches!(l.stage, Stage::Pin { .. }))
-                {
-                    self.judge_pin(now, id);
+            CoreTimer::Room(room, RoomTimer::Empty) => {
+                if self.rooms.get(&room).is_some_and(|r| r.expired(now)) {
+                    tracing::info!(%room, "room created through the API removed: empty for its empty_timeout");
+                    self.rooms.remove(&room);
                 }
             }
-            CoreTimer::Room(_, RoomTimer::Wait(id)) => {
-                if let Some(leg) = self.legs.get_mut(&id)
-                    && leg.stage == Stage::Waiting
-                {
-                    tracing::info!(leg = %id, room = %leg.room, "waited too long for the moderator");
-                    self.play_then_hang_up(
-                        now,
-                        id,
-                        vec![Prompt::NoModerator, Prompt::Goodbye],
-                        LeftReason::Timeout,
-                    );
-                }
+            CoreTimer::Room(room, t) => {
+                self.with_room(now, &room, |r, ctx| r.on_timer(ctx, t));
             }
-            CoreTimer::Room(room, RoomTimer::End) => {
-                if !self.has_moderator(&room) {
-                    self.end_room(now, &room, "moderator left");
-                }
-            }
-            // the media side never reported the end of the prompts: hang up anyway
-            CoreTimer::Room(_, RoomTimer::Hangup(id)) => self.prompt_done(now, id),
-            CoreTimer::Room(room, RoomTimer::Empty) => self.empty_room_expired(now, &room),
             CoreTimer::Leg(id, LegTimer::A) => self.timer_a(now, id),
             CoreTimer::Leg(id, LegTimer::B) => self.timer_b(now, id),
             CoreTimer::Leg(id, LegTimer::Ring) => self.ring_timeout(now, id),
@@ -853,437 +627,14 @@ impl Core {
 
     /// A DTMF digit from a leg (RFC 4733, SIP INFO or in-band).
     pub fn dtmf(&mut self, now: Instant, id: LegId, digit: char) {
-        let Some(leg) = self.legs.get_mut(&id) else {
-            return;
-        };
-        let Stage::Pin { entered, .. } = &mut leg.stage else {
-            if let Stage::Joined { moderator } = leg.stage {
-                self.menu_key(now, id, digit, moderator);
-            }
-            return;
-        };
-        if leg.hangup_after_prompt.is_some() {
-            return;
-        }
-        if digit == '#' {
-            self.judge_pin(now, id);
-            return;
-        }
-        if entered.len() < pin::MAX_PIN {
-            entered.push(digit);
-        }
-        let timeout = self
-            .cfg
-            .rooms
-            .get(&leg.room)
-            .map_or(Duration::from_secs(10), |p| p.pin_timeout);
-        let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Pin(id));
-        self.timers.set(key, now + timeout);
+        self.with_leg_room(now, id, |r, ctx| r.dtmf(ctx, id, digit));
     }
-
-    /// A key from a leg in the room: menu sequences start with the first key of a
-    /// binding; anything else is ignored.
-    fn menu_key(&mut self, now: Instant, id: LegId, digit: char, moderator: bool) {
-        let Some(leg) = self.legs.get_mut(&id) else {
-            return;
-        };
-        let (buf, at) = &mut leg.menu;
-        if at.is_some_and(|t| now.duration_since(t) > MENU_GAP) {
-            buf.clear();
-        }
-        buf.push(digit);
-        *at = Some(now);
-        let bindings = self.cfg.menu.bindings();
-        let hit = bindings
-            .iter()
-            .find(|(keys, _)| *keys == buf.as_str())
-            .map(|b| b.1);
-        if hit.is_some()
-            || !bindings
-                .iter()
-                .any(|(keys, _)| keys.starts_with(buf.as_str()))
-        {
-            buf.clear();
-        }
-        let Some(action) = hit else { return };
-        let room = leg.room.clone();
-        tracing::info!(leg = %id, %room, ?action, "menu");
-        match action {
-            MenuAction::ToggleMute => {
-                let listen_only = !moderator
-                    && self
-                        .cfg
-                        .rooms
-                        .get(&room)
-                        .is_some_and(|p| !p.participant_can_speak);
-                let muted = !leg.muted || listen_only;
-                self.set_muted(id, muted);
-                self.play(
-                    id,
-                    vec![if muted {
-                        Prompt::Muted
-                    } else {
-                        Prompt::Unmuted
-                    }],
-                );
-            }
-            MenuAction::Help => self.play(id, vec![Prompt::Menu]),
-            MenuAction::Count => {
-                let n = self.joined_in(&room).len();
-                self.play(id, Prompt::count(n));
-            }
-            MenuAction::MuteAll | MenuAction::UnmuteAll if moderator => {
-                let muted = action == MenuAction::MuteAll;
-                // listen-only participants stay muted
-                let listen_only = self
-                    .cfg
-                    .rooms
-                    .get(&room)
-                    .is_some_and(|p| !p.participant_can_speak);
-                for l in self.rooms.get(&room).cloned().unwrap_or_default() {
-                    if self
-                        .legs
-                        .get(&l)
-                        .is_some_and(|l| l.stage == Stage::Joined { moderator: false })
-                    {
-                        self.set_muted(l, muted || listen_only);
-                    }
-                }
-                self.play(
-                    id,
-                    vec![if muted {
-                        Prompt::AllMuted
-                    } else {
-                        Prompt::AllUnmuted
-                    }],
-                );
-            }
-            MenuAction::Lock if moderator => {
-                let locked = !self.locked.remove(&room);
-                if locked {
-                    self.locked.insert(room.clone());
-                }
-                tracing::info!(%room, locked, "room lock");
-                self.play(
-                    id,
-                    vec![if locked {
-                        Prompt::Locked
-                    } else {
-                        Prompt::Unlocked
-                    }],
-                );
-            }
-            MenuAction::End if moderator => self.end_room(now, &room, "ended by moderator"),
-            _ => {} // a moderator's key pressed by a participant
-        }
-    }
-
-    fn set_muted(&mut self, id: LegId, muted: bool) {
-        let Some(leg) = self.legs.get_mut(&id) else {
-            return;
-        };
-        let changed = leg.muted != muted;
-        leg.muted = muted;
-        if leg.media_open {
-            self.out
-                .push_back(Output::Media(MediaCommand::Mute { leg: id, muted }));
-        }
-        if changed {
-            let room = leg.room.clone();
-            self.out.push_back(Output::Event(Event::Muted {
-                leg: id,
-                room,
-                muted,
-            }));
-        }
-    }
-
     /// The media side finished a leg's queued prompts.
     pub fn prompt_done(&mut self, now: Instant, id: LegId) {
-        if let Some(why) = self.legs.get(&id).and_then(|l| l.hangup_after_prompt) {
-            self.end_leg(now, id, true, why);
-        }
+        self.with_leg_room(now, id, |r, ctx| r.prompt_done(ctx, id));
     }
-
-    /// Judge what a leg typed: join, try again, or hang up after the last try.
-    fn judge_pin(&mut self, now: Instant, id: LegId) {
-        let Some(leg) = self.legs.get_mut(&id) else {
-            return;
-        };
-        let Stage::Pin { entered, .. } = &mut leg.stage else {
-            return;
-        };
-        let typed = std::mem::take(entered);
-        self.timers
-            .cancel(&CoreTimer::Room(leg.room.clone(), RoomTimer::Pin(id)));
-        let policy = self.cfg.rooms.get(&leg.room).cloned();
-        let src = leg.peer.addr.ip();
-        let room = leg.room.clone();
-        let locked = self.guard.locked(&room, src, now);
-        let verdict = match (&policy, locked) {
-            (Some(p), false) => pin::judge(&typed, p.pin.as_deref(), p.moderator_pin.as_deref()),
-            _ => pin::Verdict::Wrong,
-        };
-        let leg = self.legs.get_mut(&id).expect("leg checked above");
-        match verdict {
-            pin::Verdict::Participant | pin::Verdict::Moderator => {
-                let moderator = verdict == pin::Verdict::Moderator;
-                if let Some(p) = &policy {
-                    self.guard.succeed(&room, src, now, p.lockout);
-                }
-                self.flood.succeed(src, now);
-                tracing::info!(leg = %id, %room, moderator, "PIN accepted");
-                self.admit(now, id, moderator);
-            }
-            pin::Verdict::Wrong => {
-                let Stage::Pin { tries, .. } = &mut leg.stage else {
-                    return;
-                };
-                *tries += 1;
-                let tries = *tries;
-                let (retries, rule) = policy
-                    .as_ref()
-                    .map_or((DECOY_RETRIES, None), |p| (p.pin_retries, Some(p.lockout)));
-                if let Some(rule) = rule
-                    && self.guard.fail(&room, src, now, rule)
-                {
-                    tracing::warn!(%room, source = %src, "PIN guessing: source locked out");
-                }
-                tracing::info!(leg = %id, %room, tries, "wrong PIN");
-                self.failure(now, src);
-                if !self.legs.contains_key(&id) {
-                    return; // the failure banned the source and ended this call
-                }
-                // the caller may have typed over the last prompt: answer at once
-                self.out
-                    .push_back(Output::Media(MediaCommand::Interrupt { leg: id }));
-                if tries >= retries {
-                    self.play_then_hang_up(
-                        now,
-                        id,
-                        vec![Prompt::InvalidPin, Prompt::Goodbye],
-                        LeftReason::PinFailed,
-                    );
-                } else {
-                    self.play(id, vec![Prompt::InvalidPin, Prompt::EnterPin]);
-                }
-            }
-        }
-    }
-
-    /// Whether a moderator is in the room now.
-    /// (A caller whose NCCO says startOnEnter counts as one: Vonage's "this caller
-    /// starts the conversation".)
-    fn has_moderator(&self, room: &str) -> bool {
-        self.rooms.get(room).is_some_and(|members| {
-            members
-                .iter()
-                .any(|l| self.legs.get(l).is_some_and(Leg::starts_room))
-        })
-    }
-
-    /// A leg passed its PIN (or needed none): into the mix, or to wait for the
-    /// moderator; a moderator brings everyone waiting in.
-    fn admit(&mut self, now: Instant, id: LegId, moderator: bool) {
-        let Some(room) = self.legs.get(&id).map(|l| l.room.clone()) else {
-            return;
-        };
-        if !moderator && self.locked.contains(&room) {
-            // a locked room admits moderators only
-            self.play_then_hang_up(
-                now,
-                id,
-                vec![Prompt::Locked, Prompt::Goodbye],
-                LeftReason::Refused,
-            );
-            return;
-        }
-        let moderated = self.cfg.rooms.get(&room).is_some_and(|p| p.moderated);
-        let wait = moderated && !moderator && !self.has_moderator(&room);
-        let members = self.rooms.get(&room).cloned().unwrap_or_default();
-        let leg = self.legs.get_mut(&id).expect("leg checked above");
-        if wait {
-            leg.stage = Stage::Waiting;
-            if leg.media_open {
-                self.start_waiting(now, id);
-            }
-            return;
-        }
-        leg.stage = Stage::Joined { moderator };
-        self.bring_in(now, vec![id]);
-        if moderator {
-            self.release_waiting(now, &room, members);
-        }
-    }
-
-    /// A moderator is in: everyone waiting for one joins the mix.
-    fn release_waiting(&mut self, now: Instant, room: &str, members: Vec<LegId>) {
-        let mut joining = Vec::new();
-        for m in members {
-            if let Some(l) = self.legs.get_mut(&m)
-                && l.stage == Stage::Waiting
-            {
-                l.stage = Stage::Joined { moderator: false };
-                joining.push(m);
-            }
-        }
-        tracing::info!(%room, waiting = joining.len(), "moderator in: the conference starts");
-        self.bring_in(now, joining);
-    }
-
-    /// Legs whose stage is now Joined go into the mix (those with media up).
-    fn bring_in(&mut self, now: Instant, legs: Vec<LegId>) {
-        for l in legs {
-            if self.legs.get(&l).is_some_and(|l| l.media_open) {
-                self.out
-                    .push_back(Output::Media(MediaCommand::Join { leg: l }));
-                self.on_joined(now, l);
-            }
-        }
-    }
-
-    /// Legs of a room that are in the mix.
-    fn joined_in(&self, room: &str) -> Vec<LegId> {
-        self.rooms
-            .get(room)
-            .map(|m| {
-                m.iter()
-                    .copied()
-                    .filter(|l| {
-                        self.legs
-                            .get(l)
-                            .is_some_and(|l| matches!(l.stage, Stage::Joined { .. }))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn play(&mut self, leg: LegId, prompts: Vec<Prompt>) {
-        self.out
-            .push_back(Output::Media(MediaCommand::Play { leg, prompts }));
-    }
-
-    /// Play `prompts` to a leg, then end its call (BYE) when the media side reports
-    /// them played, or after [`HANGUP_AFTER_PROMPT`] if it never does.
-    fn play_then_hang_up(
-        &mut self,
-        now: Instant,
-        id: LegId,
-        prompts: Vec<Prompt>,
-        why: LeftReason,
-    ) {
-        let Some(leg) = self.legs.get_mut(&id) else {
-            return;
-        };
-        leg.hangup_after_prompt = Some(why);
-        let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Hangup(id));
-        self.play(id, prompts);
-        self.timers.set(key, now + HANGUP_AFTER_PROMPT);
-    }
-
-    /// A leg is in the mix with its media up: apply its role and announce it.
-    fn on_joined(&mut self, now: Instant, id: LegId) {
-        let Some(leg) = self.legs.get(&id) else {
-            return;
-        };
-        let (Stage::Joined { moderator }, true) = (&leg.stage, leg.media_open) else {
-            return;
-        };
-        let (moderator, room) = (*moderator, leg.room.clone());
-        let Some(p) = self.cfg.rooms.get(&room).cloned() else {
-            return;
-        };
-        if let Some(l) = self.legs.get_mut(&id)
-            && l.joined_at.is_none()
-        {
-            l.joined_at = Some(now);
-        }
-        if !moderator {
-            if p.start_muted || !p.participant_can_speak {
-                self.set_muted(id, true);
-            }
-            if !p.participant_can_hear {
-                self.set_deaf(id, true);
-            }
-        }
-        let others: Vec<LegId> = self
-            .joined_in(&room)
-            .into_iter()
-            .filter(|l| *l != id)
-            .collect();
-        if p.announce_first && others.is_empty() {
-            self.play(id, vec![Prompt::First]);
-        } else if p.announce_count {
-            self.play(id, Prompt::count(others.len() + 1));
-        }
-        if p.announce_join_leave {
-            for o in others {
-                self.play(o, vec![Prompt::JoinTone]);
-            }
-        }
-        self.apply_call_options(id);
-        let starts = self
-            .legs
-            .get(&id)
-            .is_some_and(|l| l.options.is_some() && l.starts_room());
-        if starts {
-            let members = self.rooms.get(&room).cloned().unwrap_or_default();
-            let waiting = members
-                .iter()
-                .any(|m| self.legs.get(m).is_some_and(|l| l.stage == Stage::Waiting));
-            if waiting {
-                self.release_waiting(now, &room, members);
-            }
-        }
-    }
-
-    /// A participant starts waiting for the moderator: told so, then music.
-    fn start_waiting(&mut self, now: Instant, id: LegId) {
-        let Some(leg) = self.legs.get(&id) else {
-            return;
-        };
-        let music = self
-            .cfg
-            .rooms
-            .get(&leg.room)
-            .map_or(Prompt::MusicOnHold, |p| p.music);
-        let wait = self
-            .cfg
-            .rooms
-            .get(&leg.room)
-            .map_or(Duration::ZERO, |p| p.wait_timeout);
-        let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Wait(id));
-        self.play(id, vec![Prompt::WaitModerator]);
-        let hold = self
-            .own_music(id)
-            .unwrap_or(MediaCommand::Hold { leg: id, music });
-        self.out.push_back(Output::Media(hold));
-        if !wait.is_zero() {
-            self.timers.set(key, now + wait);
-        }
-    }
-
-    /// End every call in a room (BYE), e.g. when its last moderator has left.
-    fn end_room(&mut self, now: Instant, room: &str, why: &'static str) {
-        let members = self.rooms.get(room).cloned().unwrap_or_default();
-        tracing::info!(%room, legs = members.len(), reason = why, "ending the conference");
-        let announce = self.cfg.rooms.get(room).is_some_and(|p| p.announce_end);
-        for l in members {
-            let speak = announce
-                && self.legs.get(&l).is_some_and(|l| {
-                    l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting)
-                });
-            if speak {
-                self.play_then_hang_up(now, l, vec![Prompt::Ended], LeftReason::Ended);
-            } else {
-                self.end_leg(now, l, true, LeftReason::Ended);
-            }
-        }
-    }
-
-    /// Bring a leg's media in line with what was negotiated: open it (isolated, with
-    /// the PIN prompt, while a PIN is awaited) or update it.
+    /// Bring a leg's media in line with what was negotiated: open it (out of the
+    /// mix while its room says so) and tell the room, or update it.
     fn sync_media(&mut self, now: Instant, id: LegId) {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
@@ -1300,42 +651,17 @@ impl Core {
             return;
         }
         leg.media_open = true;
-        let isolated = !matches!(leg.stage, Stage::Joined { .. });
-        let waiting = leg.stage == Stage::Waiting;
+        let room = leg.room.clone();
+        let isolated = self.rooms.get(&room).is_none_or(|r| r.isolated(id));
         self.out.push_back(Output::Media(MediaCommand::Open {
             leg: id,
-            room: leg.room.clone(),
+            room: room.clone(),
             params,
             transport,
             isolated,
         }));
-        if leg.stage == Stage::Refused {
-            self.play_then_hang_up(
-                now,
-                id,
-                vec![Prompt::Full, Prompt::Goodbye],
-                LeftReason::Refused,
-            );
-        } else if waiting {
-            self.start_waiting(now, id);
-        } else if !isolated {
-            self.on_joined(now, id);
-        } else {
-            self.out.push_back(Output::Media(MediaCommand::Play {
-                leg: id,
-                prompts: vec![Prompt::EnterPin],
-            }));
-            let timeout = self
-                .cfg
-                .rooms
-                .get(&leg.room)
-                .map_or(Duration::from_secs(10), |p| p.pin_timeout);
-            // the prompt itself takes about 5 s
-            let key = CoreTimer::Room(leg.room.clone(), RoomTimer::Pin(id));
-            self.timers.set(key, now + timeout + Duration::from_secs(5));
-        }
+        self.with_room(now, &room, |r, ctx| r.media_up(ctx, id));
     }
-
     /// The media side heard no RTP from a leg for its timeout: the peer is gone
     /// (crashed, unplugged) without a BYE.
     pub fn rtp_timeout(&mut self, now: Instant, leg: LegId) {
@@ -1432,7 +758,10 @@ impl Core {
             .legs
             .iter()
             .filter(|(_, l)| l.peer.addr.ip() == ip && l.dial.is_none())
-            .filter(|(_, l)| all || !l.admitted())
+            .filter(|(id, l)| {
+                all || l.state != LegState::Confirmed
+                    || !self.rooms.get(&l.room).is_some_and(|r| r.admitted(**id))
+            })
             .map(|(id, _)| *id)
             .collect();
         tracing::warn!(source = %ip, ending = ids.len(), "flood: source banned for its failed attempts");
@@ -1459,18 +788,9 @@ impl Core {
             return self.end_all(now);
         }
         if announce {
-            let ids: Vec<LegId> = self
-                .legs
-                .iter()
-                .filter(|(_, l)| {
-                    l.media_open && matches!(l.stage, Stage::Joined { .. } | Stage::Waiting)
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                self.out
-                    .push_back(Output::Media(MediaCommand::Interrupt { leg: id }));
-                self.play(id, vec![Prompt::Ended]);
+            let names: Vec<String> = self.rooms.keys().cloned().collect();
+            for name in names {
+                self.with_room(now, &name, Room::announce_shutdown);
             }
         }
         self.timers.set(CoreTimer::Drain, now + grace);
@@ -1885,38 +1205,40 @@ impl Core {
                 (ruri.user.clone().unwrap_or_default(), None)
             }
         };
-        let admitted = match self.cfg.rooms.get(&room) {
-            Some(p) if p.admits(from.addr.ip(), &h.from.uri) => Some(p.clone()),
+        let src = from.addr.ip();
+        let caller = h.from.uri.clone();
+        let allowed = match self.rooms.get(&room).filter(|r| r.is_defined()) {
+            Some(r) if r.policy().admits(src, &caller) => true,
             Some(_) => {
-                tracing::info!(%room, source = %from.addr.ip(), "caller not allowed");
-                None
+                tracing::info!(%room, source = %src, "caller not allowed");
+                false
             }
-            None => None,
+            None => false,
         };
-        if admitted.is_none() {
-            self.failure(now, from.addr.ip());
-            if self.flood.is_banned(from.addr.ip(), now) {
+        if !allowed {
+            self.failure(now, src);
+            if self.flood.is_banned(src, now) {
                 // this very attempt got the source banned: no answer, and the
                 // transaction goes (its retransmissions are dropped unread)
                 self.server.remove(&key);
                 return;
             }
         }
-        let (room, policy) = match admitted {
-            Some(p) => (room, p),
+        let room = match allowed {
+            true => room,
             // Nothing for a scanner to learn: an unknown room (or one this caller
             // may not call) is answered like a room with a PIN, and no PIN opens it.
-            None if self.cfg.hide_rooms => (DECOY_ROOM.to_string(), decoy_policy()),
-            None => return self.reject(now, &key, &msg, from, Reject::NotFound),
+            false if self.cfg.hide_rooms => DECOY_ROOM.to_string(),
+            false => return self.reject(now, &key, &msg, from, Reject::NotFound),
         };
-        if self.locked.contains(&room) && !policy.has_pin() {
-            // nobody could prove to be a moderator: refuse outright
-            return self.reject(now, &key, &msg, from, Reject::Forbidden("room locked"));
-        }
-        let full = self.rooms.get(&room).map_or(0, Vec::len) >= policy.max_participants;
-        if full && !policy.full_announce {
-            return self.reject(now, &key, &msg, from, Reject::BusyHere("room full"));
-        }
+        let arrival = match self.rooms.get(&room) {
+            Some(r) => r.arrival(options.as_ref()),
+            None => Room::decoy().arrival(options.as_ref()),
+        };
+        let stage = match arrival {
+            Ok(stage) => stage,
+            Err(r) => return self.reject(now, &key, &msg, from, r),
+        };
         let Some(port) = self.ports.allocate(now) else {
             tracing::warn!(%room, "RTP port range exhausted");
             return self.reject(now, &key, &msg, from, Reject::Unavailable(Some(5)));
@@ -1956,28 +1278,7 @@ impl Core {
             ssrc: 0,
             media_open: false,
             pending: None,
-            stage: if full {
-                Stage::Refused
-            } else if policy.has_pin() {
-                Stage::Pin {
-                    entered: String::new(),
-                    tries: 0,
-                }
-            } else if let Some(o) = &options {
-                self.routed_stage(&room, o)
-            } else if policy.moderated && !self.has_moderator(&room) {
-                Stage::Waiting
-            } else {
-                Stage::Joined { moderator: false }
-            },
-            hangup_after_prompt: None,
-            muted: false,
-            deaf: false,
-            talking: false,
-            joined_at: None,
-            menu: (String::new(), None),
             dial: None,
-            options,
             session,
             refresh_every: 0,
         };
@@ -1991,12 +1292,19 @@ impl Core {
         if let Some(tx) = self.server.get_mut(&key) {
             tx.leg = Some(id);
         }
-        if matches!(leg.stage, Stage::Joined { .. } | Stage::Waiting) {
-            self.flood.succeed(from.addr.ip(), now);
+        if matches!(stage, Stage::Joined { .. } | Stage::Waiting) {
+            self.flood.succeed(src, now);
         }
         self.dialogs.insert((h.call_id.clone(), local_tag), id);
         self.insert_leg(id, leg);
-        self.join_room_list(now, &room, id, &policy);
+        let identity = Identity {
+            name: caller,
+            call_id: h.call_id.clone(),
+            source: src,
+        };
+        let part = Participant::new(stage, identity, options);
+        self.rooms.entry(room.clone()).or_insert_with(Room::decoy);
+        self.with_room(now, &room, |r, ctx| r.join(ctx, id, part));
         tracing::info!(leg = %id, %room, call_id = %LogSafe(&h.call_id), "INVITE accepted");
         // the answer announces the port: it goes out once the port is bound
         self.bind_media(id);
@@ -2056,10 +1364,9 @@ impl Core {
             return;
         };
         let after = self
-            .cfg
             .rooms
             .get(&leg.room)
-            .map_or(Duration::ZERO, |p| p.answer_after);
+            .map_or(Duration::ZERO, |r| r.policy().answer_after);
         if after.is_zero() {
             return self.answer(now, id);
         }
@@ -2087,22 +1394,6 @@ impl Core {
         let Ok(ruri) = SipUri::parse(uri) else { return };
         let msg = p.msg.clone();
         self.on_invite(now, p.from, p.key, &h, &ruri, msg);
-    }
-
-    /// A new leg counts in its room; the first one starts the room.
-    fn join_room_list(&mut self, now: Instant, room: &str, id: LegId, policy: &RoomPolicy) {
-        let members = self.rooms.entry(room.to_string()).or_default();
-        members.push(id);
-        if members.len() == 1 {
-            self.started.insert(room.to_string(), now);
-            self.empty_since.remove(room);
-            self.out.push_back(Output::Event(Event::RoomStarted {
-                room: room.to_string(),
-            }));
-            if policy.record {
-                self.record_room_from_start(room);
-            }
-        }
     }
 
     fn contact(&self, via: Peer) -> String {
@@ -2465,51 +1756,8 @@ impl Core {
                 reason: why,
             }));
         }
-        if let Some(members) = self.rooms.get_mut(&leg.room) {
-            members.retain(|l| *l != id);
-            if members.is_empty() {
-                self.rooms.remove(&leg.room);
-                self.locked.remove(&leg.room);
-                self.room_closed(now, &leg.room);
-            }
-        }
         tracing::info!(leg = %id, room = %leg.room, call_id = %LogSafe(&leg.call_id), reason = why.as_str(), "leg ended");
-        if matches!(leg.stage, Stage::Joined { .. })
-            && self
-                .cfg
-                .rooms
-                .get(&leg.room)
-                .is_some_and(|p| p.announce_join_leave)
-        {
-            for o in self.joined_in(&leg.room) {
-                self.play(o, vec![Prompt::LeaveTone]);
-            }
-        }
-        if leg.stage == (Stage::Joined { moderator: true }) {
-            self.moderator_gone(now, &leg.room);
-        }
-        if matches!(leg.stage, Stage::Joined { .. })
-            && leg.options.as_ref().is_some_and(|o| o.end_on_exit)
-            && self.rooms.contains_key(&leg.room)
-        {
-            self.end_room(now, &leg.room, "endOnExit caller left");
-        }
-    }
-
-    /// A moderator left (or lost the role): end the room, after its grace, when
-    /// that was the last one and the room says so.
-    fn moderator_gone(&mut self, now: Instant, room: &str) {
-        if !self.has_moderator(room)
-            && let Some(p) = self.cfg.rooms.get(room)
-            && p.end_on_moderator_exit
-        {
-            if p.end_grace.is_zero() {
-                self.end_room(now, room, "moderator left");
-            } else {
-                let key = CoreTimer::Room(room.to_string(), RoomTimer::End);
-                self.timers.set(key, now + p.end_grace);
-            }
-        }
+        self.with_room(now, &leg.room, |r, ctx| r.left(ctx, id));
     }
 
     fn send_bye(&mut self, now: Instant, leg: &Leg) {

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use super::{Core, LegId, MediaCommand, Output, Peer, RoomPolicy, Stage};
+use super::{Core, Output, Peer, RoomPolicy};
 use crate::core::transaction::TxnKey;
 use crate::media::prompt::Sound;
 use crate::sip::Message;
@@ -108,7 +108,7 @@ impl Core {
             return; // cancelled meanwhile
         };
         if let RouteDecision::Room(name, opts) = &decision
-            && !self.cfg.rooms.contains_key(name)
+            && !self.rooms.contains_key(name)
         {
             // a conversation name the bridge has not seen: created, as Vonage does
             let mut policy = RoomPolicy::open(100, std::time::Duration::ZERO);
@@ -129,51 +129,5 @@ impl Core {
             .find(|(_, p)| p.key == *key)
             .map(|(t, _)| *t)?;
         self.parked.remove(&token).map(|p| p.msg)
-    }
-
-    /// Apply a leg's NCCO options once it is in the mix.
-    pub(super) fn apply_call_options(&mut self, id: LegId) {
-        let Some(leg) = self.legs.get(&id) else {
-            return;
-        };
-        let Some(o) = leg.options.clone() else {
-            return;
-        };
-        let room = leg.room.clone();
-        if o.mute || !o.can_speak {
-            self.set_muted(id, true);
-        }
-        if !o.can_hear {
-            self.set_deaf(id, true);
-        }
-        if o.record {
-            let recording = self
-                .recordings
-                .values()
-                .any(|r| r.room == room && r.leg.is_none());
-            if !recording {
-                self.record_room_from_start(&room);
-            }
-        }
-    }
-
-    /// Music for a leg waiting for the room to start: its own, if its NCCO gave one.
-    pub(super) fn own_music(&self, id: LegId) -> Option<MediaCommand> {
-        let sound = self.legs.get(&id)?.options.as_ref()?.music.clone()?;
-        Some(MediaCommand::HoldSound { leg: id, sound })
-    }
-
-    /// Whether a new leg with these options must wait for the room to start.
-    pub(super) fn must_wait(&self, room: &str, opts: &CallOptions) -> bool {
-        !opts.start_on_enter && !self.has_moderator(room)
-    }
-
-    /// The stage of a new NCCO-routed leg.
-    pub(super) fn routed_stage(&self, room: &str, opts: &CallOptions) -> Stage {
-        if self.must_wait(room, opts) {
-            Stage::Waiting
-        } else {
-            Stage::Joined { moderator: false }
-        }
     }
 }

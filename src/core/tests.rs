@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::media::prompt::Prompt;
 
 const PEER: &str = "127.0.0.1:5070";
 

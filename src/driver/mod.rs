@@ -424,7 +424,13 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
                             core.media_failed(Instant::now().into_std(), leg);
                         }
                         if let Some(id) = recording {
-                            core.recording_done(&id, 0, 0, Some(e.to_string()));
+                            core.recording_done(
+                                Instant::now().into_std(),
+                                &id,
+                                0,
+                                0,
+                                Some(e.to_string()),
+                            );
                         }
                     }
                 }
@@ -498,13 +504,13 @@ fn media_event(
         // digits may be a PIN: never logged
         MediaEvent::Dtmf { leg, digit } => core.dtmf(now, leg, digit),
         MediaEvent::PromptDone { leg } => core.prompt_done(now, leg),
-        MediaEvent::Talking { leg, talking } => core.talking(leg, talking),
+        MediaEvent::Talking { leg, talking } => core.talking(now, leg, talking),
         MediaEvent::RtpTimeout { leg } => core.rtp_timeout(now, leg),
         MediaEvent::RecordingDone(end) => {
             if let Some(e) = &end.error {
                 tracing::error!(recording = %end.id, error = %e, "recording stopped by an error; the call goes on");
             }
-            core.recording_done(&end.id, end.duration_ms, end.bytes, end.error.clone());
+            core.recording_done(now, &end.id, end.duration_ms, end.bytes, end.error.clone());
         }
         MediaEvent::TickStats(st) => {
             metrics.tick_stats(&st);

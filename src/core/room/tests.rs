@@ -1,0 +1,216 @@
+//! A room on its own: participants come, type, leave and are ended with no SIP,
+//! SDP or socket in sight, on virtual time. What any kind of leg gets from its
+//! room is what these show.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::media::prompt::Prompt;
+
+/// What a room's context borrows, owned by the test.
+struct Bench {
+    now: Instant,
+    out: VecDeque<Output>,
+    timers: TimerTable<CoreTimer>,
+    menu: MenuKeys,
+    rng: Rng,
+    hangups: Vec<(LegId, LeftReason)>,
+    attempts: Vec<(IpAddr, bool)>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        Bench {
+            now: Instant::now(),
+            out: VecDeque::new(),
+            timers: TimerTable::default(),
+            menu: MenuKeys::default(),
+            rng: Rng::new(7),
+            hangups: Vec::new(),
+            attempts: Vec::new(),
+            dir: None,
+        }
+    }
+
+    fn on<R>(&mut self, room: &mut Room, f: impl FnOnce(&mut Room, &mut Ctx) -> R) -> R {
+        let mut ctx = Ctx {
+            now: self.now,
+            out: &mut self.out,
+            timers: &mut self.timers,
+            menu: &self.menu,
+            recording_dir: self.dir.as_deref(),
+            rng: &mut self.rng,
+            hangups: &mut self.hangups,
+            attempts: &mut self.attempts,
+        };
+        f(room, &mut ctx)
+    }
+
+    /// A participant arrives as the room says and its media comes up.
+    fn arrive(&mut self, room: &mut Room, leg: u64) -> LegId {
+        let id = LegId(leg);
+        let stage = room.arrival(None).expect("admitted");
+        let who = Identity {
+            name: format!("sip:p{leg}@example.test"),
+            call_id: format!("c{leg}"),
+            source: IpAddr::V4(Ipv4Addr::new(192, 0, 2, leg as u8)),
+        };
+        self.on(room, |r, c| {
+            r.join(c, id, Participant::new(stage, who, None));
+            r.media_up(c, id);
+        });
+        id
+    }
+
+    fn keys(&mut self, room: &mut Room, leg: LegId, keys: &str) {
+        for k in keys.chars() {
+            self.on(room, |r, c| r.dtmf(c, leg, k));
+        }
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        self.out.drain(..).collect()
+    }
+}
+
+fn joins(out: &[Output]) -> Vec<LegId> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Media(MediaCommand::Join { leg }) => Some(*leg),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pin_room() -> Room {
+    let mut p = RoomPolicy::open(10, Duration::ZERO);
+    p.pin = Some("1234".into());
+    p.moderator_pin = Some("9999".into());
+    p.moderated = true;
+    p.end_on_moderator_exit = true;
+    Room::new("board", p, false)
+}
+
+#[test]
+fn participants_wait_for_the_moderator_who_brings_them_in() {
+    let (mut b, mut room) = (Bench::new(), pin_room());
+    let p = b.arrive(&mut room, 1);
+    b.keys(&mut room, p, "1234#");
+    assert_eq!(room.participant(p).map(|i| i.state), Some("waiting"));
+    assert!(room.isolated(p));
+    b.drain();
+    let m = b.arrive(&mut room, 2);
+    b.keys(&mut room, m, "9999#");
+    let out = b.drain();
+    assert_eq!(joins(&out), vec![m, p], "moderator first, then who waited");
+    assert_eq!(room.participant(m).map(|i| i.role), Some(Role::Moderator));
+    assert_eq!(b.attempts.len(), 2);
+    assert!(b.attempts.iter().all(|(_, right)| *right));
+}
+
+#[test]
+fn the_last_wrong_pin_hangs_up_after_goodbye() {
+    let (mut b, mut room) = (Bench::new(), pin_room());
+    let p = b.arrive(&mut room, 1);
+    for _ in 0..3 {
+        b.keys(&mut room, p, "0000#");
+    }
+    assert!(b.hangups.is_empty(), "not before the goodbye has played");
+    assert_eq!(room.participant(p).map(|i| i.state), Some("leaving"));
+    b.on(&mut room, |r, c| r.prompt_done(c, p));
+    assert_eq!(b.hangups, vec![(p, LeftReason::PinFailed)]);
+    assert_eq!(b.attempts.iter().filter(|(_, right)| !*right).count(), 3);
+}
+
+#[test]
+fn the_moderator_leaving_ends_the_room() {
+    let (mut b, mut room) = (Bench::new(), pin_room());
+    let m = b.arrive(&mut room, 1);
+    b.keys(&mut room, m, "9999#");
+    let p = b.arrive(&mut room, 2);
+    b.keys(&mut room, p, "1234#");
+    b.on(&mut room, |r, c| r.left(c, m));
+    assert_eq!(b.hangups, vec![(p, LeftReason::Ended)]);
+    b.on(&mut room, |r, c| r.left(c, p));
+    assert!(room.is_empty());
+    let out = b.drain();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(Event::RoomClosed { room }) if room == "board"))
+    );
+}
+
+#[test]
+fn the_menu_locks_the_room_to_moderators() {
+    let (mut b, mut room) = (Bench::new(), pin_room());
+    let m = b.arrive(&mut room, 1);
+    b.keys(&mut room, m, "9999#");
+    b.keys(&mut room, m, "*5");
+    assert!(room.is_locked());
+    let p = b.arrive(&mut room, 2);
+    b.keys(&mut room, p, "1234#");
+    assert_eq!(room.participant(p).map(|i| i.state), Some("leaving"));
+    let late = b.arrive(&mut room, 3);
+    b.keys(&mut room, late, "9999#");
+    assert_eq!(room.participant(late).map(|i| i.state), Some("joined"));
+}
+
+#[test]
+fn a_full_room_refuses_or_announces() {
+    let mut p = RoomPolicy::open(1, Duration::ZERO);
+    let mut room = Room::new("small", p.clone(), false);
+    let mut b = Bench::new();
+    b.arrive(&mut room, 1);
+    assert_eq!(
+        room.arrival(None),
+        Err(crate::sip::status::Reject::BusyHere("room full"))
+    );
+    p.full_announce = true;
+    room.set_policy(p);
+    let late = b.arrive(&mut room, 2);
+    let told = b.drain().into_iter().any(|o| {
+        o == Output::Media(MediaCommand::Play {
+            leg: late,
+            prompts: vec![Prompt::Full, Prompt::Goodbye],
+        })
+    });
+    assert!(told, "told the room is full");
+    b.on(&mut room, |r, c| r.prompt_done(c, late));
+    assert_eq!(b.hangups, vec![(late, LeftReason::Refused)]);
+}
+
+#[test]
+fn an_api_room_expires_once_empty_for_its_timeout() {
+    let mut p = RoomPolicy::open(5, Duration::ZERO);
+    p.empty_timeout = Duration::from_secs(30);
+    let mut room = Room::new("pop-up", p, true);
+    let mut b = Bench::new();
+    b.on(&mut room, Room::created);
+    let leg = b.arrive(&mut room, 1);
+    b.now += Duration::from_secs(40);
+    assert!(!room.expired(b.now), "someone is in");
+    b.on(&mut room, |r, c| r.left(c, leg));
+    b.now += Duration::from_secs(29);
+    assert!(!room.expired(b.now));
+    b.now += Duration::from_secs(1);
+    assert!(room.expired(b.now));
+}
+
+#[test]
+fn an_undefined_room_is_kept_until_its_recording_is_reported() {
+    let mut p = RoomPolicy::open(5, Duration::ZERO);
+    p.record = true;
+    let mut room = Room::new("rec", p, false);
+    let mut b = Bench::new();
+    b.dir = Some(std::env::temp_dir());
+    let leg = b.arrive(&mut room, 1);
+    let id = room.mix_recordings().pop().expect("record = true records");
+    room.undefine();
+    b.on(&mut room, |r, c| r.left(c, leg));
+    assert!(!room.is_disposable(), "its report is still to come");
+    b.on(&mut room, |r, c| r.recording_done(c, &id, 1000, 8044, None));
+    assert!(room.is_disposable());
+}
