@@ -25,8 +25,25 @@ impl RoomId {
         is_room_name(name).then(|| RoomId(name.to_string()))
     }
 
+    /// A name no caller can give (it fails [`RoomId::parse`]), for a room of the
+    /// bridge's own (the decoy for unknown rooms).
+    pub fn reserved(name: &'static str) -> RoomId {
+        debug_assert!(
+            !is_room_name(name),
+            "a reserved name must not be a room name"
+        );
+        RoomId(name.to_string())
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Rooms are found by name: a map keyed by `RoomId` is looked up with a `&str`.
+impl std::borrow::Borrow<str> for RoomId {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }

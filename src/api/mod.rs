@@ -148,6 +148,7 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         let (status, error) = match &e {
             ControlError::NoSuchRoom(_) => (StatusCode::NOT_FOUND, "no_such_room"),
+            ControlError::InvalidRoomName(_) => (StatusCode::BAD_REQUEST, "invalid_room"),
             ControlError::NoSuchParticipant(_) => (StatusCode::NOT_FOUND, "no_such_participant"),
             ControlError::NoSuchRecording(_) => (StatusCode::NOT_FOUND, "no_such_recording"),
             ControlError::RoomExists(_) => (StatusCode::CONFLICT, "room_exists"),

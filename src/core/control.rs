@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::room::{Ctx, Room};
 use super::{Core, LegId, RoomPolicy};
+use crate::ids::RoomId;
 use crate::media::prompt::Sound;
 
 /// What the control plane may get wrong.
@@ -20,6 +21,9 @@ pub enum ControlError {
     /// no such participant in the room
     #[error("no participant {0} in this room")]
     NoSuchParticipant(LegId),
+    /// not a room name (1-64 of A-Z a-z 0-9 - _ .)
+    #[error("\"{0}\" is not a room name")]
+    InvalidRoomName(String),
     /// a room of that name exists
     #[error("room \"{0}\" exists")]
     RoomExists(String),
@@ -94,8 +98,8 @@ impl Core {
         if self.rooms.contains_key(name) {
             return Err(ControlError::RoomExists(name.to_string()));
         }
-        self.rooms
-            .insert(name.to_string(), Room::new(name, policy, true));
+        let id = RoomId::parse(name).ok_or_else(|| ControlError::InvalidRoomName(name.into()))?;
+        self.rooms.insert(id.clone(), Room::new(id, policy, true));
         self.with_room(now, name, Room::created);
         tracing::info!(room = %name, "room created through the API");
         self.room(name)
@@ -214,11 +218,11 @@ impl Core {
             .rooms
             .values()
             .find(|r| r.records(id))
-            .map(|r| r.name().to_string())
+            .map(|r| r.id().clone())
         else {
             return;
         };
-        self.with_room(now, &name, |r, ctx| {
+        self.with_room(now, name.as_str(), |r, ctx| {
             r.recording_done(ctx, id, duration_ms, bytes, error)
         });
     }

@@ -648,7 +648,10 @@ impl Core {
         };
         let leg = self.legs.get_mut(&id).expect("leg checked above");
         leg.media = Some(media_params(&params, peer.addr.ip(), leg.ssrc));
-        let moderator = self.rooms.get_mut(&room).is_some_and(|r| r.answered(id));
+        let moderator = self
+            .rooms
+            .get_mut(room.as_str())
+            .is_some_and(|r| r.answered(id));
         self.out.push_back(Output::Event(Event::Dial {
             leg: id,
             room: room.clone(),

@@ -35,7 +35,7 @@ use transaction::{ClientTxn, ServerState, ServerTxn, TimerConfig, TxnKey};
 pub use crate::sip::status::ALLOW;
 use crate::sip::status::{Reject, reason};
 
-pub use crate::ids::LegId;
+pub use crate::ids::{LegId, RoomId};
 
 /// How a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -319,6 +319,22 @@ struct Leg {
     refresh_every: u32,
 }
 
+/// The configured rooms by id. The configuration's checks have refused any
+/// name that is not a room name; one that got through anyway is left out.
+fn configured_rooms(
+    rooms: HashMap<String, RoomPolicy>,
+) -> impl Iterator<Item = (RoomId, RoomPolicy)> {
+    rooms
+        .into_iter()
+        .filter_map(|(name, policy)| match RoomId::parse(&name) {
+            Some(id) => Some((id, policy)),
+            None => {
+                tracing::error!(room = %LogSafe(&name), "not a room name: room left out");
+                None
+            }
+        })
+}
+
 /// An offer: the description, the index of the audio m-line we take, its parameters.
 type Offer = (SessionDescription, usize, AudioParams);
 
@@ -340,7 +356,7 @@ pub struct Core {
     legs: HashMap<LegId, Leg>,
     dialogs: HashMap<(String, String), LegId>,
     /// every room defined (configuration, API) or still running, by name
-    rooms: BTreeMap<String, Room>,
+    rooms: BTreeMap<RoomId, Room>,
     timers: TimerTable<CoreTimer>,
     next_leg: u64,
     out: VecDeque<Output>,
@@ -363,9 +379,8 @@ pub struct Core {
 impl Core {
     /// A core with this configuration and RNG seed.
     pub fn new(mut cfg: CoreConfig, seed: u64) -> Core {
-        let rooms = std::mem::take(&mut cfg.rooms)
-            .into_iter()
-            .map(|(name, policy)| (name.clone(), Room::new(&name, policy, false)))
+        let rooms = configured_rooms(std::mem::take(&mut cfg.rooms))
+            .map(|(id, policy)| (id.clone(), Room::new(id, policy, false)))
             .collect();
         let ports = PortPool::new(cfg.rtp_ports.0, cfg.rtp_ports.1);
         let flood = flood::FloodGuard::new(cfg.flood.clone());
@@ -408,16 +423,15 @@ impl Core {
     /// through the API outlives a reload unless the file now defines its name.
     fn set_rooms(&mut self, mut rooms: HashMap<String, RoomPolicy>) {
         for (name, room) in &mut self.rooms {
-            match rooms.remove(name) {
+            match rooms.remove(name.as_str()) {
                 Some(policy) => room.set_policy(policy),
                 None if room.is_dynamic() => {}
                 None => room.undefine(),
             }
         }
         self.rooms.retain(|_, r| !r.is_disposable());
-        for (name, policy) in rooms {
-            let room = Room::new(&name, policy, false);
-            self.rooms.insert(name, room);
+        for (id, policy) in configured_rooms(rooms) {
+            self.rooms.insert(id.clone(), Room::new(id, policy, false));
         }
     }
 
@@ -613,7 +627,7 @@ impl Core {
                 }
             }
             CoreTimer::Room(room, t) => {
-                self.with_room(now, &room, |r, ctx| r.on_timer(ctx, t));
+                self.with_room(now, room.as_str(), |r, ctx| r.on_timer(ctx, t));
             }
             CoreTimer::Leg(id, LegTimer::A) => self.timer_a(now, id),
             CoreTimer::Leg(id, LegTimer::B) => self.timer_b(now, id),
@@ -652,7 +666,7 @@ impl Core {
         }
         leg.media_open = true;
         let room = leg.room.clone();
-        let isolated = self.rooms.get(&room).is_none_or(|r| r.isolated(id));
+        let isolated = self.rooms.get(room.as_str()).is_none_or(|r| r.isolated(id));
         self.out.push_back(Output::Media(MediaCommand::Open {
             leg: id,
             room: room.clone(),
@@ -760,7 +774,10 @@ impl Core {
             .filter(|(_, l)| l.peer.addr.ip() == ip && l.dial.is_none())
             .filter(|(id, l)| {
                 all || l.state != LegState::Confirmed
-                    || !self.rooms.get(&l.room).is_some_and(|r| r.admitted(**id))
+                    || !self
+                        .rooms
+                        .get(l.room.as_str())
+                        .is_some_and(|r| r.admitted(**id))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -788,9 +805,9 @@ impl Core {
             return self.end_all(now);
         }
         if announce {
-            let names: Vec<String> = self.rooms.keys().cloned().collect();
+            let names: Vec<RoomId> = self.rooms.keys().cloned().collect();
             for name in names {
-                self.with_room(now, &name, Room::announce_shutdown);
+                self.with_room(now, name.as_str(), Room::announce_shutdown);
             }
         }
         self.timers.set(CoreTimer::Drain, now + grace);
@@ -1207,7 +1224,7 @@ impl Core {
         };
         let src = from.addr.ip();
         let caller = h.from.uri.clone();
-        let allowed = match self.rooms.get(&room).filter(|r| r.is_defined()) {
+        let allowed = match self.rooms.get(room.as_str()).filter(|r| r.is_defined()) {
             Some(r) if r.policy().admits(src, &caller) => true,
             Some(_) => {
                 tracing::info!(%room, source = %src, "caller not allowed");
@@ -1231,7 +1248,7 @@ impl Core {
             false if self.cfg.hide_rooms => DECOY_ROOM.to_string(),
             false => return self.reject(now, &key, &msg, from, Reject::NotFound),
         };
-        let arrival = match self.rooms.get(&room) {
+        let arrival = match self.rooms.get(room.as_str()) {
             Some(r) => r.arrival(options.as_ref()),
             None => Room::decoy().arrival(options.as_ref()),
         };
@@ -1303,7 +1320,11 @@ impl Core {
             source: src,
         };
         let part = Participant::new(stage, identity, options);
-        self.rooms.entry(room.clone()).or_insert_with(Room::decoy);
+        if room == DECOY_ROOM {
+            self.rooms
+                .entry(RoomId::reserved(DECOY_ROOM))
+                .or_insert_with(Room::decoy);
+        }
         self.with_room(now, &room, |r, ctx| r.join(ctx, id, part));
         tracing::info!(leg = %id, %room, call_id = %LogSafe(&h.call_id), "INVITE accepted");
         // the answer announces the port: it goes out once the port is bound
@@ -1365,7 +1386,7 @@ impl Core {
         };
         let after = self
             .rooms
-            .get(&leg.room)
+            .get(leg.room.as_str())
             .map_or(Duration::ZERO, |r| r.policy().answer_after);
         if after.is_zero() {
             return self.answer(now, id);

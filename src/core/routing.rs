@@ -108,7 +108,7 @@ impl Core {
             return; // cancelled meanwhile
         };
         if let RouteDecision::Room(name, opts) = &decision
-            && !self.rooms.contains_key(name)
+            && !self.rooms.contains_key(name.as_str())
         {
             // a conversation name the bridge has not seen: created, as Vonage does
             let mut policy = RoomPolicy::open(100, std::time::Duration::ZERO);

@@ -9,7 +9,7 @@ use std::hash::Hash;
 use std::time::Instant;
 
 use super::transaction::TxnKey;
-use crate::ids::LegId;
+use crate::ids::{LegId, RoomId};
 
 /// A server transaction's timers (§17.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,7 +85,7 @@ pub enum CoreTimer {
     /// a leg's
     Leg(LegId, LegTimer),
     /// a room's, by name
-    Room(String, RoomTimer),
+    Room(RoomId, RoomTimer),
     /// the shutdown grace is over: BYE to every leg
     Drain,
 }

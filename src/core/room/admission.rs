@@ -49,7 +49,7 @@ impl Room {
         let src = p.identity.source;
         ctx.timers.cancel(&self.timer(super::RoomTimer::Pin(leg)));
         let policy = &self.policy;
-        let verdict = if self.decoy || self.guard.locked(&self.name, src, ctx.now) {
+        let verdict = if self.decoy || self.guard.locked(self.name.as_str(), src, ctx.now) {
             pin::Verdict::Wrong
         } else {
             pin::judge(
@@ -60,7 +60,8 @@ impl Room {
         };
         if verdict != pin::Verdict::Wrong {
             let moderator = verdict == pin::Verdict::Moderator;
-            self.guard.succeed(&self.name, src, ctx.now, policy.lockout);
+            self.guard
+                .succeed(self.name.as_str(), src, ctx.now, policy.lockout);
             ctx.attempts.push((src, true));
             tracing::info!(%leg, room = %self.name, moderator, "PIN accepted");
             return self.admit(ctx, leg, moderator);
@@ -76,7 +77,7 @@ impl Room {
         *tries += 1;
         let tries = *tries;
         if let Some(rule) = rule
-            && self.guard.fail(&self.name, src, ctx.now, rule)
+            && self.guard.fail(self.name.as_str(), src, ctx.now, rule)
         {
             tracing::warn!(room = %self.name, source = %src, "PIN guessing: source locked out");
         }

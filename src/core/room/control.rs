@@ -76,7 +76,7 @@ impl Room {
     /// The room as the API shows it.
     pub fn info(&self) -> RoomInfo {
         RoomInfo {
-            name: self.name.clone(),
+            name: self.name().to_string(),
             participants: self.members.len(),
             locked: self.locked,
             recording: self.mix_recordings(),
@@ -231,7 +231,7 @@ impl Room {
         self.recordings.insert(id.clone(), leg);
         ctx.media(MediaCommand::Record {
             id: id.clone(),
-            room: self.name.clone(),
+            room: self.name().to_string(),
             leg,
             path: dir.join(format!("{id}.wav")),
         });
@@ -259,7 +259,7 @@ impl Room {
         if self.recordings.contains_key(id) {
             ctx.media(MediaCommand::StopRecording {
                 id: id.to_string(),
-                room: self.name.clone(),
+                room: self.name().to_string(),
             });
         }
     }
@@ -292,7 +292,7 @@ impl Room {
         };
         ctx.event(Event::Recording(RecordingReport {
             id: id.to_string(),
-            room: self.name.clone(),
+            room: self.name().to_string(),
             leg,
             duration_ms,
             bytes,

@@ -30,7 +30,7 @@ use super::pin;
 use super::routing::CallOptions;
 use super::timers::{CoreTimer, RoomTimer, TimerTable};
 use super::{Event, LeftReason, Output};
-use crate::ids::LegId;
+use crate::ids::{LegId, RoomId};
 use crate::media::contract::MediaCommand;
 use crate::media::prompt::Prompt;
 use crate::util::rng::Rng;
@@ -165,7 +165,7 @@ impl Participant {
 /// One conference.
 #[derive(Debug)]
 pub struct Room {
-    name: String,
+    name: RoomId,
     policy: RoomPolicy,
     /// in the configuration or created through the API (false: still running
     /// after a reload removed it, or the decoy; dropped once empty)
@@ -188,9 +188,9 @@ pub struct Room {
 
 impl Room {
     /// A room defined by the configuration (or, `dynamic`, through the API).
-    pub fn new(name: &str, policy: RoomPolicy, dynamic: bool) -> Room {
+    pub fn new(name: RoomId, policy: RoomPolicy, dynamic: bool) -> Room {
         Room {
-            name: name.to_string(),
+            name,
             policy,
             defined: true,
             dynamic,
@@ -207,7 +207,7 @@ impl Room {
 
     /// The decoy that calls to unknown rooms are answered from.
     pub fn decoy() -> Room {
-        let mut r = Room::new(DECOY_ROOM, policy::decoy_policy(), false);
+        let mut r = Room::new(RoomId::reserved(DECOY_ROOM), policy::decoy_policy(), false);
         r.defined = false;
         r.decoy = true;
         r
@@ -215,6 +215,11 @@ impl Room {
 
     /// Its name.
     pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &RoomId {
         &self.name
     }
 
@@ -360,7 +365,7 @@ impl Room {
             self.empty_since = None;
             ctx.timers.cancel(&self.timer(RoomTimer::Empty));
             ctx.event(Event::RoomStarted {
-                room: self.name.clone(),
+                room: self.name().to_string(),
             });
             if self.policy.record {
                 self.record_from_start(ctx);
@@ -433,7 +438,7 @@ impl Room {
             self.stop_recording_id(ctx, &id);
         }
         ctx.event(Event::RoomClosed {
-            room: self.name.clone(),
+            room: self.name().to_string(),
         });
         if self.dynamic {
             self.start_empty_clock(ctx);
@@ -504,7 +509,7 @@ impl Room {
         p.talking = talking;
         ctx.event(Event::Talking {
             leg,
-            room: self.name.clone(),
+            room: self.name().to_string(),
             talking,
         });
     }
@@ -603,7 +608,7 @@ impl Room {
         if changed {
             ctx.event(Event::Muted {
                 leg,
-                room: self.name.clone(),
+                room: self.name().to_string(),
                 muted,
             });
         }

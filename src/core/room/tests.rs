@@ -91,7 +91,7 @@ fn pin_room() -> Room {
     p.moderator_pin = Some("9999".into());
     p.moderated = true;
     p.end_on_moderator_exit = true;
-    Room::new("board", p, false)
+    Room::new(id("board"), p, false)
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn the_menu_locks_the_room_to_moderators() {
 #[test]
 fn a_full_room_refuses_or_announces() {
     let mut p = RoomPolicy::open(1, Duration::ZERO);
-    let mut room = Room::new("small", p.clone(), false);
+    let mut room = Room::new(id("small"), p.clone(), false);
     let mut b = Bench::new();
     b.arrive(&mut room, 1);
     assert_eq!(
@@ -186,7 +186,7 @@ fn a_full_room_refuses_or_announces() {
 fn an_api_room_expires_once_empty_for_its_timeout() {
     let mut p = RoomPolicy::open(5, Duration::ZERO);
     p.empty_timeout = Duration::from_secs(30);
-    let mut room = Room::new("pop-up", p, true);
+    let mut room = Room::new(id("pop-up"), p, true);
     let mut b = Bench::new();
     b.on(&mut room, Room::created);
     let leg = b.arrive(&mut room, 1);
@@ -203,7 +203,7 @@ fn an_api_room_expires_once_empty_for_its_timeout() {
 fn an_undefined_room_is_kept_until_its_recording_is_reported() {
     let mut p = RoomPolicy::open(5, Duration::ZERO);
     p.record = true;
-    let mut room = Room::new("rec", p, false);
+    let mut room = Room::new(id("rec"), p, false);
     let mut b = Bench::new();
     b.dir = Some(std::env::temp_dir());
     let leg = b.arrive(&mut room, 1);
@@ -213,4 +213,8 @@ fn an_undefined_room_is_kept_until_its_recording_is_reported() {
     assert!(!room.is_disposable(), "its report is still to come");
     b.on(&mut room, |r, c| r.recording_done(c, &id, 1000, 8044, None));
     assert!(room.is_disposable());
+}
+
+fn id(name: &str) -> RoomId {
+    RoomId::parse(name).expect("a room name")
 }
