@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::media::contract::MediaCommand;
 use crate::media::prompt::Prompt;
+use crate::sdp::Direction;
+use crate::sip::headers::{NameAddr, Via};
+use crate::sip::message::{Method, StartLine};
 
 const PEER: &str = "127.0.0.1:5070";
 

@@ -1,0 +1,149 @@
+//! What the core asks of its driver ([`Output`]) and what it reports
+//! ([`Event`]): transmissions, media commands, route requests, and the events
+//! that become logs, metrics and webhooks.
+
+use super::{LegId, Peer, dialout, routing};
+
+use crate::media::contract::MediaCommand;
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// send bytes on a flow
+    Transmit {
+        /// destination
+        to: Peer,
+        /// a whole SIP message
+        data: Vec<u8>,
+    },
+    /// a media change
+    Media(MediaCommand),
+    /// something worth logging or reporting
+    Event(Event),
+    /// ask the answer webhook where this INVITE goes; answer with
+    /// [`Core::route_decided`]
+    Route(routing::RouteRequest),
+}
+
+/// State changes for logs, metrics and webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// a room's first call arrived
+    RoomStarted {
+        /// room
+        room: String,
+    },
+    /// a leg is answered and in the room (possibly still typing its PIN)
+    Joined {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// Call-ID
+        call_id: String,
+        /// the caller's From URI
+        from: String,
+    },
+    /// a leg left
+    Left {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// Call-ID
+        call_id: String,
+        /// why
+        reason: LeftReason,
+    },
+    /// the room's last leg left and its state was dropped
+    RoomClosed {
+        /// room
+        room: String,
+    },
+    /// a leg was muted or unmuted (menu, moderator, API)
+    Muted {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// muted now
+        muted: bool,
+    },
+    /// talker detection on a leg changed
+    Talking {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// talking now
+        talking: bool,
+    },
+    /// a recording's file is complete (or ended by an error)
+    Recording(RecordingReport),
+    /// an outbound call progressed
+    Dial {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// target URI
+        to: String,
+        /// ringing, answered, failed, unanswered, cancelled
+        status: dialout::DialStatus,
+        /// status line or why, when it did not connect
+        reason: Option<String>,
+    },
+}
+
+/// A finished recording, as reported to the event webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingReport {
+    /// recording id (its URL is /v1/recordings/ID)
+    pub id: String,
+    /// room
+    pub room: String,
+    /// whose audio: the room mix (None) or one leg's
+    pub leg: Option<LegId>,
+    /// audio length
+    pub duration_ms: u64,
+    /// file size
+    pub bytes: u64,
+    /// why it stopped early, if it did
+    pub error: Option<String>,
+    /// cut by a crash of the bridge and closed at its next start
+    pub recovered: bool,
+}
+
+/// Why a leg left its room (the webhook's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftReason {
+    /// the caller hung up (BYE) or cancelled
+    Hangup,
+    /// kicked through the API
+    Kicked,
+    /// the room ended (moderator left or ended it, API, shutdown)
+    Ended,
+    /// no ACK, waited too long for the moderator
+    Timeout,
+    /// wrong PIN too often
+    PinFailed,
+    /// the room was full or locked
+    Refused,
+    /// media could not be set up, or a bad SDP answer
+    Error,
+}
+
+impl LeftReason {
+    /// The name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftReason::Hangup => "hangup",
+            LeftReason::Kicked => "kicked",
+            LeftReason::Ended => "ended",
+            LeftReason::Timeout => "timeout",
+            LeftReason::PinFailed => "pin_failed",
+            LeftReason::Refused => "refused",
+            LeftReason::Error => "error",
+        }
+    }
+}
