@@ -24,9 +24,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Room;
 use crate::core::LegId;
 use crate::core::control::{ControlError, ParticipantUpdate, Role};
+use crate::core::room::spec::RoomSpec;
 use crate::media::prompt::{Prompt, parse_wav, sound};
 use ops::{ApiCall, Op, Reply};
 
@@ -264,7 +264,7 @@ async fn room(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult
 }
 
 async fn create_room(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult {
-    let r: Room = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let r: RoomSpec = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
     r.check().map_err(|f| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -16,6 +16,7 @@ mod admission;
 mod control;
 mod menu;
 pub mod policy;
+pub mod spec;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
