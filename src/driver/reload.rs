@@ -85,7 +85,7 @@ pub(super) fn reload(
     running: &mut Config,
     music: &[PathBuf],
     path: Option<&PathBuf>,
-    http: &super::Http,
+    http: &super::http::Http,
 ) {
     let Some(path) = path else {
         tracing::info!("reload: running on the embedded config, nothing to reload");
@@ -108,7 +108,7 @@ pub(super) fn reload(
     let mut token_changed = false;
     if changed.iter().any(|k| k.starts_with("api.token")) {
         if api_on {
-            match super::api_token(&new) {
+            match super::http::api_token(&new) {
                 Ok(t) => {
                     http.token.set(t);
                     token_changed = true;

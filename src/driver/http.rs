@@ -1,0 +1,83 @@
+//! The HTTP side: the control API (started when a token is configured) and the
+//! metrics and health listener. Their calls come out of one channel into the
+//! driver's loop.
+
+use std::net::SocketAddr;
+
+use tokio::sync::mpsc;
+
+use super::DriverError;
+use crate::api::ops::ApiCall;
+use crate::config::Config;
+
+/// The API token: `[api] token`, or the first line of `token_file`.
+pub(super) fn api_token(cfg: &Config) -> Result<Option<String>, DriverError> {
+    if let Some(t) = &cfg.api.token {
+        return Ok(Some(t.clone()));
+    }
+    let Some(file) = &cfg.api.token_file else {
+        return Ok(None);
+    };
+    let bad = |reason: String| DriverError::Token {
+        file: file.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 || !token.bytes().all(|c| c.is_ascii_graphic()) {
+        return Err(bad("the token must be 16+ printable characters".into()));
+    }
+    Ok(Some(token))
+}
+
+/// The HTTP side: the control API (started when a token is configured) and the
+/// metrics listener (unless `[metrics] listen = ""`). Their calls come out of one
+/// channel; the token and the readiness they serve are the driver's to change.
+pub(super) struct Http {
+    pub(super) calls: mpsc::Receiver<ApiCall>,
+    pub(super) token: crate::api::TokenCell,
+    pub(super) ready: crate::api::Readiness,
+    /// the API listener runs (a token added by a reload needs a restart otherwise)
+    pub(super) api_on: bool,
+}
+
+async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener, DriverError> {
+    crate::api::bind(addr)
+        .await
+        .map_err(|source| DriverError::Bind { addr, source })
+}
+
+pub(super) async fn start_http(cfg: &Config) -> Result<Http, DriverError> {
+    let (tx, calls) = mpsc::channel::<ApiCall>(256);
+    let token = api_token(cfg)?;
+    let api_on = token.is_some();
+    let settings = crate::api::ApiSettings {
+        listen: cfg.api.listen,
+        token: crate::api::TokenCell::new(token),
+        metrics_auth: cfg.api.metrics_auth,
+        play_dir: cfg.api.play_dir.clone(),
+        recording_dir: cfg.recording.dir.clone(),
+    };
+    let ready = crate::api::Readiness::default();
+    if api_on {
+        let listen = cfg.api.listen;
+        let listener = bind_http(listen).await?;
+        let serve = crate::api::serve(listener, settings.clone(), ready.clone(), tx.clone());
+        tokio::spawn(serve);
+        tracing::info!(%listen, "HTTP API listening");
+    } else {
+        tracing::info!("HTTP API off: no [api] token or token_file");
+    }
+    if let Some(listen) = cfg.metrics.listen {
+        let listener = bind_http(listen).await?;
+        let serve = crate::api::serve_metrics(listener, settings.clone(), ready.clone(), tx);
+        tokio::spawn(serve);
+        tracing::info!(%listen, "metrics and health listening (/metrics, /healthz, /readyz)");
+    }
+    Ok(Http {
+        calls,
+        token: settings.token,
+        ready,
+        api_on,
+    })
+}
