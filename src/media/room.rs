@@ -573,6 +573,8 @@ mod tests {
         ports: Vec<MemPort>,
         tick: u32,
         start: Instant,
+        tx: mpsc::Sender<(LegId, MediaEvent)>,
+        events: mpsc::Receiver<(LegId, MediaEvent)>,
     }
 
     impl Rig {
@@ -592,18 +594,28 @@ mod tests {
                 room.add_leg(LegId(i as u64), Transport::Mem(port.clone()), params, start)
                     .unwrap();
             }
+            let (tx, events) = mpsc::channel();
             Rig {
                 room,
                 ports,
                 tick: 0,
                 start,
+                tx,
+                events,
             }
+        }
+
+        fn leg(&mut self, i: u64) -> &mut LegMedia {
+            self.room
+                .legs
+                .iter_mut()
+                .find(|l| l.id == LegId(i))
+                .expect("a leg of the rig")
         }
 
         /// Run `ticks` ticks; before each, phone i sends `payload(i, t)`. Returns the
         /// last payload each phone received.
         fn run(&mut self, ticks: u32, payload: impl Fn(usize, u32) -> Vec<u8>) -> Vec<Vec<u8>> {
-            let (tx, _rx) = mpsc::channel();
             let mut scratch = Scratch::default();
             let mut pkt = [0u8; 172];
             let mut last = vec![Vec::new(); self.ports.len()];
@@ -614,7 +626,8 @@ mod tests {
                     pkt[12..].copy_from_slice(&payload(i, t));
                     port.push(&pkt);
                 }
-                self.room.tick(self.start + TICK * t, &mut scratch, &tx);
+                self.room
+                    .tick(self.start + TICK * t, &mut scratch, &self.tx);
                 for (i, port) in self.ports.iter().enumerate() {
                     let sent = port.take_sent();
                     assert_eq!(
@@ -758,5 +771,76 @@ mod tests {
             last[0].iter().all(|&b| b == 0xff || b == 0x7f),
             "the talker hears something"
         );
+    }
+
+    /// A muted leg is heard by nobody and still hears the room; a deaf leg hears
+    /// nothing of the room and is still heard.
+    #[test]
+    fn muted_is_not_heard_and_deaf_hears_nothing() {
+        let mut rig = Rig::new(4, 4);
+        rig.leg(0).muted = true;
+        rig.leg(1).deaf = true;
+        let last = rig.run(40, |i, t| match i {
+            0 => tone(450.0, 8000.0, t),
+            1 => tone(700.0, 8000.0, t),
+            _ => vec![0xff; 160],
+        });
+        for (i, got) in last.iter().enumerate() {
+            let (a, b) = (level(got, 450.0), level(got, 700.0));
+            match i {
+                0 => assert!(a < 100.0 && b > 1000.0, "the muted leg: {a} {b}"),
+                1 => assert!(a < 100.0 && b < 100.0, "the deaf leg: {a} {b}"),
+                _ => assert!(a < 100.0 && b > 1000.0, "listener {i}: {a} {b}"),
+            }
+        }
+    }
+
+    /// A prompt queued for one leg is heard by that leg alone, over the room,
+    /// and its end is reported once.
+    #[test]
+    fn a_prompt_is_heard_by_its_leg_only_and_its_end_reported() {
+        let mut rig = Rig::new(3, 4);
+        // 0.2 s of 1100 Hz
+        let pcm: Vec<i16> = (0..1600)
+            .map(|k| {
+                (6000.0 * (2.0 * std::f64::consts::PI * 1100.0 * k as f64 / 8000.0).sin()) as i16
+            })
+            .collect();
+        rig.leg(2)
+            .prompts
+            .push_back(crate::media::prompt::sound(pcm));
+        let talk = |i, t| {
+            if i == 0 {
+                tone(450.0, 8000.0, t)
+            } else {
+                vec![0xff; 160]
+            }
+        };
+        let during = rig.run(5, talk);
+        assert!(
+            level(&during[2], 1100.0) > 1000.0,
+            "the prompt is not heard"
+        );
+        assert!(
+            level(&during[2], 450.0) > 1000.0,
+            "the room is not heard under it"
+        );
+        for i in [0, 1] {
+            assert!(
+                level(&during[i], 1100.0) < 100.0,
+                "leg {i} hears another's prompt"
+            );
+        }
+        let after = rig.run(20, talk);
+        assert!(level(&after[2], 1100.0) < 100.0, "the prompt did not end");
+        let done: Vec<LegId> = rig
+            .events
+            .try_iter()
+            .filter_map(|(_, ev)| match ev {
+                MediaEvent::PromptDone { leg } => Some(leg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done, vec![LegId(2)]);
     }
 }
