@@ -4,10 +4,10 @@
 use std::time::Instant;
 
 use super::leg::{Leg, LegState, PendingInvite};
-use super::offer::{media_params, read_offer};
+use super::offer::{media_params, read_offer_and_session};
 use super::timers::{CoreTimer, LegTimer};
 use super::transaction::{ServerState, TxnKey};
-use super::{Core, LeftReason, LegId, Peer, session_timer};
+use super::{Core, LeftReason, LegId, Peer};
 
 use crate::sdp;
 use crate::sdp::SessionDescription;
@@ -139,16 +139,9 @@ impl Core {
             }
             Method::Invite => self.reinvite(now, from, key, id, msg),
             Method::Update => {
-                let offer = match read_offer(&msg) {
-                    Ok(o) => o,
+                let (offer, session) = match read_offer_and_session(&msg) {
+                    Ok(x) => x,
                     Err(r) => return self.reject(now, key, &msg, from, r),
-                };
-                let session = match session_timer::negotiate(&msg) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        let r = Reject::IntervalTooSmall(e.min_se);
-                        return self.reject(now, key, &msg, from, r);
-                    }
                 };
                 let mut extra = vec![("Contact", self.contact(from))];
                 if let Some(t) = &session {
@@ -188,16 +181,9 @@ impl Core {
             // the previous INVITE is not finished (RFC 3261 §14.2)
             return self.reject(now, key, &msg, from, Reject::ServerError(Some(1)));
         }
-        let offer = match read_offer(&msg) {
-            Ok(o) => o,
+        let (offer, session) = match read_offer_and_session(&msg) {
+            Ok(x) => x,
             Err(r) => return self.reject(now, key, &msg, from, r),
-        };
-        let session = match session_timer::negotiate(&msg) {
-            Ok(t) => t,
-            Err(e) => {
-                let r = Reject::IntervalTooSmall(e.min_se);
-                return self.reject(now, key, &msg, from, r);
-            }
         };
         if let Some(tx) = self.server.get_mut(key) {
             tx.leg = Some(id);

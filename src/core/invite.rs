@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use super::leg::{Leg, LegState, PendingInvite};
-use super::offer::{accepts_sdp, media_params, read_offer};
+use super::offer::{accepts_sdp, media_params, read_offer_and_session};
 use super::room::{DECOY_ROOM, Identity, Participant, Room, Stage};
 use super::timers::{CoreTimer, LegTimer, TxnTimer};
 use super::transaction::{ServerState, TxnKey};
-use super::{Core, Event, LegId, Output, Peer, RoomId, routing, session_timer};
+use super::{Core, Event, LegId, Output, Peer, RoomId, routing};
 
 use crate::sdp;
 use crate::sdp::Direction;
@@ -39,16 +39,9 @@ impl Core {
             // the answer must carry SDP, which the peer says it cannot take (§21.4.7)
             return self.reject(now, &key, &msg, from, Reject::NotAcceptable);
         }
-        let offer = match read_offer(&msg) {
-            Ok(o) => o,
+        let (offer, session) = match read_offer_and_session(&msg) {
+            Ok(x) => x,
             Err(r) => return self.reject(now, &key, &msg, from, r),
-        };
-        let session = match session_timer::negotiate(&msg) {
-            Ok(t) => t,
-            Err(e) => {
-                let r = Reject::IntervalTooSmall(e.min_se);
-                return self.reject(now, &key, &msg, from, r);
-            }
         };
         let decision = if self.cfg.answer_webhook {
             match self.decided.remove(&key) {

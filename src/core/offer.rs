@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::leg::{Leg, Offer};
+use super::session_timer::{self, SessionTimer};
 use super::{Core, LeftReason, LegId, Output, PORT_COOL_OFF, Peer};
 
 use crate::media::contract::{MediaCommand, MediaParams, TransportSpec};
@@ -37,6 +38,16 @@ pub(super) fn media_params(
 
 /// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
 /// offer); the rejection when it is unacceptable.
+/// What an INVITE or UPDATE asks for: its offer, if it has one, and the session
+/// timer it asks for (RFC 4028), or how to refuse it.
+pub(super) fn read_offer_and_session(
+    msg: &Message,
+) -> Result<(Option<Offer>, Option<SessionTimer>), Reject> {
+    let offer = read_offer(msg)?;
+    let session = session_timer::negotiate(msg).map_err(|e| Reject::IntervalTooSmall(e.min_se))?;
+    Ok((offer, session))
+}
+
 pub(super) fn read_offer(msg: &Message) -> Result<Option<Offer>, Reject> {
     if msg.body.is_empty() {
         return Ok(None);
