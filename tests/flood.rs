@@ -23,10 +23,14 @@ fn one_call(bridge: &Bridge, ip: IpAddr, name: &str, freq: f64, dur: Duration) -
     assert_eq!(code, 200, "{name}: INVITE answered {code}");
     let mut st = Stream::new(CodecKind::Pcmu);
     st.run(&ua, freq, dur);
-    let tail = &st.heard[st.heard.len().saturating_sub(8000)..];
-    let others = TONES
-        .iter()
-        .map(|&f| db(goertzel(tail, 8000.0, f)))
+    // the loudest 100 ms block after the first 300 ms: with dozens of callers
+    // joining and leaving, each on one of four tones at its own phase, the mix of
+    // one tone changes phase whenever someone comes or goes, so a long block sees
+    // less of it than any short one does
+    let heard = &st.heard[st.heard.len().min(2400)..];
+    let others = heard
+        .chunks_exact(800)
+        .flat_map(|b| TONES.iter().map(move |&f| db(goertzel(b, 8000.0, f))))
         .fold(f64::MIN, f64::max);
     (others, ua.hangup())
 }
@@ -59,8 +63,14 @@ fn paced_calls(
     })
 }
 
+/// The two tests each judge one bridge's defaults against one kind of traffic; run
+/// side by side on two cores, the scanner's bridge would take the CPU the PBX's
+/// calls are judged on.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_busy_pbx_places_300_calls_in_10_s_with_the_default_config() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bridge = Bridge::start_untrusted(
         "port_min = 13000\nport_max = 13999\n",
         "[[room]]\nname = \"demo\"\nmax_participants = 1000\n",
@@ -76,8 +86,9 @@ fn a_busy_pbx_places_300_calls_in_10_s_with_the_default_config() {
         Duration::from_millis(1500),
     );
     let took = start.elapsed();
-    let deaf: Vec<usize> = (0..results.len())
+    let deaf: Vec<(usize, f64)> = (0..results.len())
         .filter(|&i| results[i].0 < 40.0)
+        .map(|i| (i, results[i].0))
         .collect();
     assert!(deaf.is_empty(), "callers who heard nobody: {deaf:?}");
     assert!(
@@ -87,7 +98,11 @@ fn a_busy_pbx_places_300_calls_in_10_s_with_the_default_config() {
     let log = bridge.log_text();
     assert!(!log.contains("banned"), "a busy PBX was banned");
     assert!(!log.contains("over its request limit"));
-    eprintln!("300 calls from one address in {took:?}, every caller heard the others");
+    let quietest = results.iter().map(|r| r.0).fold(f64::MAX, f64::min);
+    eprintln!(
+        "300 calls from one address in {took:?}, every caller heard the others \
+         (the quietest at {quietest:.1} dB)"
+    );
 }
 
 /// An INVITE for a random room from the scanner's socket.
@@ -101,6 +116,7 @@ fn scan_invite(local: SocketAddr, bridge: SocketAddr, i: u32) -> String {
 
 #[test]
 fn a_scanner_is_banned_within_2_s_while_other_callers_and_its_own_call_go_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bridge = Bridge::start_untrusted(
         "port_min = 16000\nport_max = 16999\n",
         "[[room]]\nname = \"demo\"\n",
