@@ -9,6 +9,7 @@
 //! are accepted), for Prometheus and load balancers, with or without the API.
 
 pub mod ops;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,11 @@ impl TokenCell {
             Ok(mut g) => *g = value,
             Err(poisoned) => *poisoned.into_inner() = value,
         }
+    }
+
+    /// Whether a token is configured.
+    pub fn is_set(&self) -> bool {
+        self.get().is_some()
     }
 
     fn get(&self) -> Option<Arc<[u8]>> {
@@ -104,6 +110,8 @@ pub struct ApiSettings {
     pub play_dir: Option<PathBuf>,
     /// where recordings are
     pub recording_dir: Option<PathBuf>,
+    /// browser participants (None: no WebRTC socket)
+    pub web: Option<Arc<web::WebState>>,
 }
 
 #[derive(Clone)]
@@ -114,6 +122,18 @@ struct AppState {
     play_dir: Option<Arc<PathBuf>>,
     recording_dir: Option<Arc<PathBuf>>,
     core: mpsc::Sender<ApiCall>,
+    web: Option<Arc<web::WebState>>,
+}
+
+impl AppState {
+    /// Whether `given` is the API token (in constant time for equal lengths;
+    /// unequal lengths fail at once, which tells only the length).
+    fn is_api_token(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.token
+            .get()
+            .is_some_and(|t| bool::from(given.as_bytes().ct_eq(&t)))
+    }
 }
 
 /// An API error: a status and `{error, detail}`.
@@ -162,6 +182,8 @@ impl From<ControlError> for ApiError {
             ControlError::TooManyCalls(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_calls"),
             ControlError::BadDestination(_) => (StatusCode::BAD_REQUEST, "bad_destination"),
             ControlError::RoomFull(_) => (StatusCode::CONFLICT, "room_full"),
+            ControlError::RoomLocked(_) => (StatusCode::FORBIDDEN, "room_locked"),
+            ControlError::WrongPin => (StatusCode::FORBIDDEN, "wrong_pin"),
             ControlError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         ApiError::new(status, error, e.to_string())
@@ -204,6 +226,8 @@ fn reply_json(r: Reply) -> Response {
             Json(serde_json::json!({"id": id, "url": format!("/v1/recordings/{id}")})),
         )
             .into_response(),
+        Reply::Flag(b) => Json(serde_json::json!({"value": b})).into_response(),
+        Reply::Leg(id) => Json(serde_json::json!({"id": id.0})).into_response(),
         Reply::Metrics(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -216,29 +240,25 @@ fn reply_json(r: Reply) -> Response {
 }
 
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    use subtle::ConstantTimeEq;
     let path = req.uri().path();
     if (path == "/metrics" && !st.metrics_auth) || path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
-    let Some(token) = st.token.get() else {
+    if st.token.get().is_none() {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "no_token",
             "no API token is configured ([api] token)",
         )
         .into_response();
-    };
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::as_bytes)
-        .unwrap_or(b"");
-    // ct_eq is constant-time for equal lengths; unequal lengths fail at once, which
-    // tells only the length
-    if bool::from(given.ct_eq(&token)) {
+        .unwrap_or("");
+    if st.is_api_token(given) {
         next.run(req).await
     } else {
         let mut r = ApiError::new(
@@ -563,8 +583,9 @@ fn router(st: AppState) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
-        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(st.clone(), auth))
+        .merge(web::routes())
+        .fallback(not_found)
         .with_state(st)
 }
 
@@ -592,6 +613,7 @@ fn state(settings: ApiSettings, ready: Readiness, core: mpsc::Sender<ApiCall>) -
         play_dir: settings.play_dir.map(Arc::new),
         recording_dir: settings.recording_dir.map(Arc::new),
         core,
+        web: settings.web,
     }
 }
 
@@ -602,7 +624,9 @@ pub async fn serve(
     ready: Readiness,
     core: mpsc::Sender<ApiCall>,
 ) {
-    if let Err(e) = axum::serve(listener, router(state(settings, ready, core))).await {
+    let app = router(state(settings, ready, core));
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "API server stopped");
     }
 }

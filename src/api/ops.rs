@@ -40,6 +40,18 @@ pub enum Op {
     Dial(String, crate::core::dialout::DialRequest),
     /// GET /metrics: the core's and the driver's figures
     Metrics,
+    /// POST /v1/rooms/{room}/join: the role a typed PIN grants
+    WebPin(String, String, std::net::IpAddr),
+    /// GET /v1/rooms/{room}/join: whether the room asks for a PIN
+    WebAsksPin(String),
+    /// POST /v1/rooms/{room}/whip: a browser joins on its answered connection
+    /// (carried out by the driver, which stages the connection for the media)
+    WebJoin(
+        crate::core::web::WebJoin,
+        Box<crate::media::transport::WebRtc>,
+    ),
+    /// DELETE /v1/whip/{id}
+    WebLeave(LegId),
 }
 
 /// What an operation comes to.
@@ -82,6 +94,8 @@ pub struct ParticipantJson {
     pub from: String,
     /// "moderator" or "participant"
     pub role: &'static str,
+    /// "sip" or "webrtc"
+    pub kind: &'static str,
     /// "pin", "waiting", "joined", "leaving"
     pub state: &'static str,
     /// muted
@@ -115,6 +129,10 @@ pub enum Reply {
     Dialing(LegId),
     /// Prometheus text of the core's gauges
     Metrics(String),
+    /// a PIN's role (moderator or not), or whether a room asks for a PIN
+    Flag(bool),
+    /// a browser leg joined
+    Leg(LegId),
 }
 
 /// Wall-clock time of a core instant, as RFC 3339 UTC.
@@ -147,6 +165,7 @@ fn participant_json(p: ParticipantInfo, now: Instant) -> ParticipantJson {
             Role::Moderator => "moderator",
             Role::Participant => "participant",
         },
+        kind: p.kind.as_str(),
         state: p.state,
         muted: p.muted,
         deaf: p.deaf,
@@ -195,6 +214,13 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
         }
         Op::Dial(room, req) => Reply::Dialing(core.dial(now, &room, req)?),
         Op::Metrics => Reply::Metrics(core_metrics(core, now)),
+        Op::WebPin(room, pin, source) => Reply::Flag(core.web_pin(now, &room, &pin, source)?),
+        Op::WebAsksPin(room) => Reply::Flag(core.web_room_asks_pin(&room)?),
+        Op::WebJoin(req, _) => Reply::Leg(core.web_join(now, req)?),
+        Op::WebLeave(leg) => {
+            core.web_leave(now, leg)?;
+            Reply::Done
+        }
     })
 }
 

@@ -288,6 +288,27 @@ fn api_and_metrics(c: &Checker, cfg: &Config) -> Result<(), ConfigError> {
         &[Seg::Key("metrics"), Seg::Key("listen")],
         "the metrics listener needs an address of its own (not [api] listen)",
     )?;
+    let w = &cfg.webrtc;
+    c.check(
+        w.listen.port() != 0,
+        &[Seg::Key("webrtc"), Seg::Key("listen")],
+        "listen needs a port",
+    )?;
+    c.check(
+        w.token_secret.as_ref().is_none_or(|t| good_secret(t)),
+        &[Seg::Key("webrtc"), Seg::Key("token_secret")],
+        "token_secret must be 16-256 printable characters",
+    )?;
+    c.check(
+        (60..=30 * 86_400).contains(&w.join_ttl_s),
+        &[Seg::Key("webrtc"), Seg::Key("join_ttl_s")],
+        "join_ttl_s must be 60 to 2592000 (30 days)",
+    )?;
+    c.check(
+        w.requests_per_s >= 1,
+        &[Seg::Key("webrtc"), Seg::Key("requests_per_s")],
+        "requests_per_s must be at least 1",
+    )?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use crate::core::MenuKeys;
 pub use crate::core::room::spec::{RoomFault, RoomSpec};
 pub use schema::{
     AnswerFallback, Api, Dialout, Events, Log, LogFormat, Metrics, Recording, Routing, Rtp,
-    Security, Sip, Trunk,
+    Security, Sip, Trunk, WebRtc,
 };
 use schema::{default_rtp, default_sip};
 
@@ -87,6 +87,9 @@ pub struct Config {
     /// logging
     #[serde(default)]
     pub log: Log,
+    /// browser participants
+    #[serde(default)]
+    pub webrtc: WebRtc,
 }
 
 /// `[sip] advertise` split into host and port: an IP address (IPv6 in brackets)

@@ -455,6 +455,56 @@ impl Default for Routing {
     }
 }
 
+/// `[webrtc]`: browser participants (WHIP on the HTTP listener, media on one
+/// UDP port for every browser).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtc {
+    /// the UDP port every browser's media uses (default 127.0.0.1:20443)
+    #[serde(default = "default_webrtc_listen")]
+    pub listen: SocketAddr,
+    /// the address written in the host candidate instead of the bound one (a
+    /// public address behind NAT, or the machine's address with a wildcard bind)
+    #[serde(default)]
+    pub public_address: Option<IpAddr>,
+    /// join tokens are signed with a key made from this (16+ characters), so
+    /// they survive a restart; without it a key is made at start-up
+    #[serde(default, serialize_with = "fingerprint_opt")]
+    pub token_secret: Option<String>,
+    /// a token `POST /v1/rooms/{room}/join` gives is good this long
+    #[serde(default = "default_join_ttl")]
+    pub join_ttl_s: u64,
+    /// WHIP and join requests one source may make per second, sustained (with
+    /// ten times as many at once): sized for a reverse proxy, through which a
+    /// whole meeting's browsers come from one address
+    #[serde(default = "default_join_rate")]
+    pub requests_per_s: u32,
+}
+
+impl Default for WebRtc {
+    fn default() -> Self {
+        WebRtc {
+            listen: default_webrtc_listen(),
+            public_address: None,
+            token_secret: None,
+            join_ttl_s: default_join_ttl(),
+            requests_per_s: default_join_rate(),
+        }
+    }
+}
+
+pub(super) fn default_webrtc_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 20443))
+}
+
+pub(super) fn default_join_ttl() -> u64 {
+    3600
+}
+
+pub(super) fn default_join_rate() -> u32 {
+    20
+}
+
 pub(super) fn default_api_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }

@@ -54,6 +54,12 @@ pub enum ControlError {
     /// no RTP ports left
     #[error("no media ports left")]
     Unavailable,
+    /// a PIN that opens nothing (or a room that is hidden)
+    #[error("wrong PIN")]
+    WrongPin,
+    /// a locked room admits moderators only
+    #[error("room \"{0}\" is locked")]
+    RoomLocked(String),
     /// a change that does not apply to this leg now (still typing its PIN)
     #[error("participant {0} is not in the mix yet")]
     NotJoined(LegId),

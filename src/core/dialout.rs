@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::control::ControlError;
-use super::room::{Identity, Participant, Room, Stage};
+use super::room::{Identity, LegKind, Participant, Room, Stage};
 use super::timers::{CoreTimer, LegTimer};
 use super::{Core, Event, Leg, LegId, LegState, Output, Peer, Transport, glob_match, media_params};
 use crate::sdp::{self, Direction, SessionDescription};
@@ -205,6 +205,7 @@ impl Core {
         let ssrc = self.rng.next_u64() as u32;
         let session_id = self.rng.next_u64() >> 1;
         let leg = Leg {
+            kind: LegKind::Sip,
             room: room.to_string(),
             call_id,
             local_tag,
@@ -252,6 +253,7 @@ impl Core {
             name: req.to.clone(),
             call_id: self.legs[&id].call_id.clone(),
             source: ip,
+            kind: LegKind::Sip,
         };
         let stage = Stage::Dialing {
             moderator: req.moderator,

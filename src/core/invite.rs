@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::leg::{Leg, LegState, PendingInvite};
 use super::offer::{accepts_sdp, media_params, read_offer_and_session};
-use super::room::{DECOY_ROOM, Identity, Participant, Room, Stage};
+use super::room::{DECOY_ROOM, Identity, LegKind, Participant, Room, Stage};
 use super::timers::{CoreTimer, LegTimer, TxnTimer};
 use super::transaction::{ServerState, TxnKey};
 use super::{Core, Event, LegId, Output, Peer, RoomId, routing};
@@ -113,6 +113,7 @@ impl Core {
         let local_tag = self.rng.token();
         let session_id = self.rng.next_u64() >> 1;
         let mut leg = Leg {
+            kind: LegKind::Sip,
             room: room.clone(),
             call_id: h.call_id.clone(),
             local_tag: local_tag.clone(),
@@ -161,6 +162,7 @@ impl Core {
             name: caller,
             call_id: h.call_id.clone(),
             source: src,
+            kind: LegKind::Sip,
         };
         let part = Participant::new(stage, identity, options);
         if room == DECOY_ROOM {

@@ -29,6 +29,8 @@ pub(super) enum LegState {
 
 #[derive(Debug, Clone)]
 pub(super) struct Leg {
+    /// a SIP call, or a browser (no dialog: nothing to send it but media)
+    pub(super) kind: super::LegKind,
     pub(super) room: String,
     pub(super) call_id: String,
     pub(super) local_tag: String,
@@ -127,6 +129,7 @@ impl Core {
                 .push_back(Output::Media(MediaCommand::Close { leg: id }));
         }
         self.ports.release(leg.port);
+        let send_bye = send_bye && leg.kind == super::LegKind::Sip;
         if send_bye && !matches!(leg.state, LegState::Ringing | LegState::Calling) {
             self.send_bye(now, &leg);
         } else if send_bye && leg.state == LegState::Ringing {

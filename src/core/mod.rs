@@ -25,6 +25,7 @@ pub mod session_timer;
 pub mod tally;
 pub mod timers;
 pub mod transaction;
+pub mod web;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -74,7 +75,7 @@ impl Peer {
 
 pub use crate::util::cidr::{Cidr, glob_match};
 use room::{Ctx, Room};
-pub use room::{DECOY_ROOM, MenuKeys, RoomPolicy};
+pub use room::{DECOY_ROOM, LegKind, MenuKeys, RoomPolicy};
 
 /// A port another program holds rests this long before it is tried again.
 const PORT_COOL_OFF: Duration = Duration::from_secs(60);

@@ -1,6 +1,7 @@
-//! The HTTP side: the control API (started when a token is configured) and the
-//! metrics and health listener. Their calls come out of one channel into the
-//! driver's loop.
+//! The HTTP side: the control API with the browser pages and WHIP (always on;
+//! the admin routes answer 403 until a token is configured), the shared WebRTC
+//! socket the browsers' media uses, and the metrics and health listener. Their
+//! calls come out of one channel into the driver's loop.
 
 use std::net::SocketAddr;
 
@@ -37,8 +38,6 @@ pub(super) struct Http {
     pub(super) calls: mpsc::Receiver<ApiCall>,
     pub(super) token: crate::api::TokenCell,
     pub(super) ready: crate::api::Readiness,
-    /// the API listener runs (a token added by a reload needs a restart otherwise)
-    pub(super) api_on: bool,
 }
 
 async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener, DriverError> {
@@ -50,23 +49,34 @@ async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener, DriverEr
 pub(super) async fn start_http(cfg: &Config) -> Result<Http, DriverError> {
     let (tx, calls) = mpsc::channel::<ApiCall>(256);
     let token = api_token(cfg)?;
-    let api_on = token.is_some();
+    let w = &cfg.webrtc;
+    let hub = crate::media::transport::webrtc::WebRtcHub::start(w.listen, w.public_address)
+        .map_err(|source| DriverError::Bind {
+            addr: w.listen,
+            source,
+        })?;
+    tracing::info!(listen = %hub.local_addr(), "WebRTC media listening (browser participants)");
+    let key = crate::util::secret::TokenKey::new(w.token_secret.as_deref());
+    let web = crate::api::web::WebState::new(hub, key, w.join_ttl_s, w.requests_per_s);
     let settings = crate::api::ApiSettings {
         listen: cfg.api.listen,
         token: crate::api::TokenCell::new(token),
         metrics_auth: cfg.api.metrics_auth,
         play_dir: cfg.api.play_dir.clone(),
         recording_dir: cfg.recording.dir.clone(),
+        web: Some(std::sync::Arc::new(web)),
     };
     let ready = crate::api::Readiness::default();
-    if api_on {
+    {
         let listen = cfg.api.listen;
         let listener = bind_http(listen).await?;
         let serve = crate::api::serve(listener, settings.clone(), ready.clone(), tx.clone());
         tokio::spawn(serve);
-        tracing::info!(%listen, "HTTP API listening");
-    } else {
-        tracing::info!("HTTP API off: no [api] token or token_file");
+        if settings.token.is_set() {
+            tracing::info!(%listen, "HTTP API and browser pages listening");
+        } else {
+            tracing::info!(%listen, "browser pages listening; admin API off until [api] token is set");
+        }
     }
     if let Some(listen) = cfg.metrics.listen {
         let listener = bind_http(listen).await?;
@@ -78,6 +88,5 @@ pub(super) async fn start_http(cfg: &Config) -> Result<Http, DriverError> {
         calls,
         token: settings.token,
         ready,
-        api_on,
     })
 }

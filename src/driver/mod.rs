@@ -456,6 +456,13 @@ impl Driver {
                 }
                 other => other,
             }),
+            Op::WebJoin(req, connection) => match self.core.web_join(now, req) {
+                Ok(leg) => {
+                    self.media.stage_webrtc(leg, *connection);
+                    Ok(Reply::Leg(leg))
+                }
+                Err(e) => Err(e),
+            },
             op => ops::execute(&mut self.core, now, op),
         };
         self.deferred = Some((reply, result));

@@ -98,7 +98,6 @@ pub(super) fn reload(
             return;
         }
     };
-    let api_on = http.api_on;
     let changed = changed_keys(running, &new);
     let mut kept = Vec::new();
     for key in changed.iter().filter(|k| !applies(k)) {
@@ -107,21 +106,14 @@ pub(super) fn reload(
     }
     let mut token_changed = false;
     if changed.iter().any(|k| k.starts_with("api.token")) {
-        if api_on {
-            match super::http::api_token(&new) {
-                Ok(t) => {
-                    http.token.set(t);
-                    token_changed = true;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reload: the new API token cannot be used; the old one stays")
-                }
+        match super::http::api_token(&new) {
+            Ok(t) => {
+                http.token.set(t);
+                token_changed = true;
             }
-        } else {
-            tracing::warn!(
-                key = "[api] token",
-                "reload: the API was off at start (no token); it needs a restart to start"
-            );
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the new API token cannot be used; the old one stays")
+            }
         }
     }
     let music: Vec<&Path> = music.iter().map(PathBuf::as_path).collect();

@@ -23,6 +23,9 @@ pub enum TransportSpec {
         /// the address the SDP gave
         remote: Option<SocketAddr>,
     },
+    /// WebRTC: the connection made when the browser's offer was answered, handed
+    /// to the engine before this command
+    WebRtc,
     /// RTP datagrams through memory (tests and benchmarks: a room ticked with no
     /// socket)
     Mem(MemPort),

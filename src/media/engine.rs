@@ -54,6 +54,8 @@ pub struct MediaEngine {
     shard_at: usize,
     // RTP sockets bound for legs not opened yet
     bound: HashMap<LegId, Bound>,
+    // browser connections answered for legs not opened yet
+    web: HashMap<LegId, transport::WebRtc>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     prompts: Arc<Prompts>,
     heart: Arc<WorkerGauges>,
@@ -106,6 +108,7 @@ impl MediaEngine {
                 worker_legs: vec![0; n],
                 shard_at: shard_at.max(1),
                 bound: HashMap::new(),
+                web: HashMap::new(),
                 events: ev_tx,
                 prompts,
                 heart,
@@ -181,6 +184,12 @@ impl MediaEngine {
         }
     }
 
+    /// A browser leg's connection, made when its offer was answered: its
+    /// [`MediaCommand::Open`] takes it.
+    pub fn stage_webrtc(&mut self, leg: LegId, connection: transport::WebRtc) {
+        self.web.insert(leg, connection);
+    }
+
     /// Carry out a command from signalling.
     pub fn apply(&mut self, cmd: MediaCommand) -> io::Result<()> {
         match cmd {
@@ -195,7 +204,12 @@ impl MediaEngine {
                 isolated,
             } => {
                 let now = Instant::now();
-                let transport = Transport::open(transport, self.bound.remove(&leg), now)?;
+                let transport = Transport::open(
+                    transport,
+                    self.bound.remove(&leg),
+                    self.web.remove(&leg),
+                    now,
+                )?;
                 let mut media = LegMedia::new(leg, transport, params, now)?;
                 media.isolated = isolated;
                 let w = self.place(leg, &room);
@@ -253,6 +267,7 @@ impl MediaEngine {
             }
             MediaCommand::Close { leg } => {
                 self.bound.remove(&leg);
+                self.web.remove(&leg);
                 if let Some(w) = self.leg_worker.remove(&leg) {
                     let _ = self.workers[w].send(Command::Remove(leg));
                     self.unplace(leg, w);

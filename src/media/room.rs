@@ -387,8 +387,8 @@ impl RoomMedia {
                 self.timeouts.hold
             };
             if !leg.timed_out
-                && !limit.is_zero()
-                && now.saturating_duration_since(leg.last_rtp) > limit
+                && (leg.transport.gone()
+                    || (!limit.is_zero() && now.saturating_duration_since(leg.last_rtp) > limit))
             {
                 leg.timed_out = true;
                 let _ = events.send((leg.id, MediaEvent::RtpTimeout { leg: leg.id }));

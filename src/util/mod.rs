@@ -4,6 +4,7 @@
 pub mod cidr;
 pub mod logsafe;
 pub mod rng;
+pub mod secret;
 mod time;
 
 pub use logsafe::LogSafe;

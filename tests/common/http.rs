@@ -93,6 +93,18 @@ pub fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Response {
+    request_typed(addr, method, path, token, "application/json", body)
+}
+
+/// [`request`] with a body of this content type.
+pub fn request_typed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Option<&str>,
+) -> Response {
     let mut s = TcpStream::connect(addr).expect("connect to the API");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -101,7 +113,7 @@ pub fn request(
     }
     let body = body.unwrap_or("");
     if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
+        req.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).unwrap();

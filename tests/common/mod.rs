@@ -16,6 +16,8 @@ use caucus::sip::{Message, StartLine};
 pub mod http;
 
 pub mod relay;
+pub mod webdriver;
+pub mod whip;
 
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 
@@ -36,6 +38,11 @@ pub struct Bridge {
     pub sip: SocketAddr,
     /// the metrics listener (unless the test configured its own `[metrics]`)
     pub metrics: SocketAddr,
+    /// the HTTP listener (pages, WHIP, API) unless the test configured its own
+    /// `[api]`
+    pub api: SocketAddr,
+    /// the WebRTC port, unless the test configured its own `[webrtc]`
+    pub webrtc: SocketAddr,
     pub rtp: (u16, u16),
     pub log: std::path::PathBuf,
     /// the generated config file
@@ -116,6 +123,18 @@ impl Bridge {
         } else {
             format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")
         };
+        // and its own HTTP listener and WebRTC port
+        let (api_port, webrtc_port) = (free_port(), free_port());
+        let api = if rest.contains("[api]") {
+            String::new()
+        } else {
+            format!("[api]\nlisten = \"127.0.0.1:{api_port}\"\n")
+        };
+        let webrtc = if rest.contains("[webrtc]") {
+            String::new()
+        } else {
+            format!("[webrtc]\nlisten = \"127.0.0.1:{webrtc_port}\"\n")
+        };
         // a test may name its own listen addresses, with PORT for the harness's
         let sip_keys = sip_keys.replace("PORT", &sip_port.to_string());
         let listen = if sip_keys.contains("listen") {
@@ -124,7 +143,7 @@ impl Bridge {
             format!("listen = \"127.0.0.1:{sip_port}\"\n")
         };
         let cfg = format!(
-            "[sip]\n{listen}{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{metrics}{rest}"
+            "[sip]\n{listen}{sip_keys}{overload}[rtp]\n{ports}workers = 2\n{rtp_keys}{metrics}{api}{webrtc}{rest}"
         );
         let path = std::env::temp_dir().join(format!(
             "caucus-test-{}-{sip_port}.toml",
@@ -144,6 +163,8 @@ impl Bridge {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            api: SocketAddr::from(([127, 0, 0, 1], api_port)),
+            webrtc: SocketAddr::from(([127, 0, 0, 1], webrtc_port)),
             rtp,
             log,
             config: path,
@@ -169,6 +190,12 @@ impl Bridge {
             }
         }
         panic!("bridge did not answer OPTIONS");
+    }
+
+    /// The HTTP listener is at this port (the test configured its own `[api]`).
+    pub fn with_api(mut self, port: u16) -> Bridge {
+        self.api = SocketAddr::from(([127, 0, 0, 1], port));
+        self
     }
 
     /// What the bridge has logged so far.

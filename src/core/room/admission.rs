@@ -97,6 +97,40 @@ impl Room {
         }
     }
 
+    /// A PIN typed into the join page (to be exchanged for a join token): judged
+    /// as a PIN typed by DTMF is, in the same per-source lockout.
+    pub fn judge_typed_pin(
+        &mut self,
+        typed: &str,
+        src: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> pin::Verdict {
+        let policy = &self.policy;
+        let verdict = if self.decoy || self.guard.locked(self.name.as_str(), src, now) {
+            pin::Verdict::Wrong
+        } else {
+            pin::judge(
+                typed,
+                policy.pin.as_deref(),
+                policy.moderator_pin.as_deref(),
+            )
+        };
+        if verdict == pin::Verdict::Wrong {
+            if !self.decoy
+                && self
+                    .guard
+                    .fail(self.name.as_str(), src, now, policy.lockout)
+            {
+                tracing::warn!(room = %self.name, source = %src, "PIN guessing: source locked out");
+            }
+            tracing::info!(room = %self.name, source = %src, "wrong PIN on the join page");
+        } else {
+            self.guard
+                .succeed(self.name.as_str(), src, now, policy.lockout);
+        }
+        verdict
+    }
+
     /// A participant passed its PIN (or needed none): into the mix, or to wait
     /// for the moderator; a moderator brings everyone waiting in.
     fn admit(&mut self, ctx: &mut Ctx, leg: LegId, moderator: bool) {

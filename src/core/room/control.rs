@@ -32,6 +32,8 @@ pub struct ParticipantInfo {
     pub from: String,
     /// role
     pub role: Role,
+    /// a SIP call or a browser
+    pub kind: super::LegKind,
     /// "calling", "pin", "waiting", "joined" or "leaving"
     pub state: &'static str,
     /// not heard by the room
@@ -107,6 +109,7 @@ impl Room {
             call_id: p.identity.call_id.clone(),
             from: p.identity.name.clone(),
             role,
+            kind: p.identity.kind,
             state,
             muted: p.muted,
             deaf: p.deaf,

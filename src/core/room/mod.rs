@@ -96,15 +96,37 @@ pub enum Stage {
     },
 }
 
+/// What kind of leg a participant is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LegKind {
+    /// a SIP call (phone, softphone, PBX, trunk)
+    #[default]
+    Sip,
+    /// a browser (WebRTC, signalled by WHIP)
+    WebRtc,
+}
+
+impl LegKind {
+    /// The name the API and events use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegKind::Sip => "sip",
+            LegKind::WebRtc => "webrtc",
+        }
+    }
+}
+
 /// Who a participant is, as its signalling tells the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// the caller (a SIP From URI, or the target dialled)
+    /// the caller (a SIP From URI, the target dialled, or a browser's name)
     pub name: String,
     /// its call's id (the SIP Call-ID), for listings
     pub call_id: String,
     /// the address it called from (PIN lockout per source)
     pub source: IpAddr,
+    /// the kind of leg
+    pub kind: LegKind,
 }
 
 /// One participant of a room.
@@ -562,7 +584,7 @@ impl Room {
 
     /// Whether a moderator is in now. (A caller whose NCCO says startOnEnter
     /// counts as one: Vonage's "this caller starts the conversation".)
-    fn has_moderator(&self) -> bool {
+    pub(crate) fn has_moderator(&self) -> bool {
         self.parts.values().any(Participant::starts_room)
     }
 

@@ -57,6 +57,7 @@ impl Bench {
             name: format!("sip:p{leg}@example.test"),
             call_id: format!("c{leg}"),
             source: IpAddr::V4(Ipv4Addr::new(192, 0, 2, leg as u8)),
+            kind: LegKind::Sip,
         };
         self.on(room, |r, c| {
             r.join(c, id, Participant::new(stage, who, None));

@@ -8,12 +8,14 @@
 //! [`Transport`] is an enum, not a trait object: the tick calls it thousands of
 //! times, and the RTP variant stays inline in the leg with its hot fields first
 //! (see `media::leg`). Variants: [`rtp::RtpUdp`], RTP over a UDP socket pair per
-//! leg (a phone); [`mem::MemPort`], datagrams through memory for tests and
-//! benchmarks. A browser leg (WebRTC: str0m in RTP mode on one shared socket) or a
-//! link between rooms is a new variant here, and nothing above changes.
+//! leg (a phone); [`webrtc::WebRtc`], a browser (str0m in RTP mode, every browser
+//! on one shared socket); [`mem::MemPort`], datagrams through memory for tests and
+//! benchmarks. A link between rooms would be one more variant here, and nothing
+//! above changes.
 
 pub mod mem;
 pub mod rtp;
+pub mod webrtc;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +23,7 @@ use std::time::Instant;
 
 pub use mem::MemPort;
 pub use rtp::{Bound, RtpUdp};
+pub use webrtc::WebRtc;
 
 use super::contract::TransportSpec;
 
@@ -39,13 +42,21 @@ pub enum Recv {
 pub enum Transport {
     /// RTP over UDP
     Rtp(RtpUdp),
+    /// WebRTC (a browser), boxed: its state is large and its leg rare next to phones
+    Web(Box<WebRtc>),
     /// RTP datagrams through memory
     Mem(MemPort),
 }
 
 impl Transport {
-    /// The transport `spec` describes; an RTP one takes the sockets bound for it.
-    pub fn open(spec: TransportSpec, bound: Option<Bound>, now: Instant) -> io::Result<Transport> {
+    /// The transport `spec` describes; an RTP one takes the sockets bound for it,
+    /// a WebRTC one the connection its offer made.
+    pub fn open(
+        spec: TransportSpec,
+        bound: Option<Bound>,
+        web: Option<WebRtc>,
+        now: Instant,
+    ) -> io::Result<Transport> {
         match spec {
             TransportSpec::Rtp { remote } => {
                 let bound = bound.ok_or_else(|| {
@@ -53,6 +64,12 @@ impl Transport {
                 })?;
                 Ok(Transport::Rtp(RtpUdp::new(bound, remote, now)))
             }
+            TransportSpec::WebRtc => web.map(|w| Transport::Web(Box::new(w))).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the leg's WebRTC connection is gone",
+                )
+            }),
             TransportSpec::Mem(port) => Ok(Transport::Mem(port)),
         }
     }
@@ -60,9 +77,8 @@ impl Transport {
     /// A new offer/answer: it may name a new peer address, and opens a new window
     /// for learning where the peer sends from.
     pub fn renegotiated(&mut self, spec: &TransportSpec, now: Instant) {
-        match (self, spec) {
-            (Transport::Rtp(t), TransportSpec::Rtp { remote }) => t.renegotiated(*remote, now),
-            (Transport::Mem(_), _) | (Transport::Rtp(_), TransportSpec::Mem(_)) => {}
+        if let (Transport::Rtp(t), TransportSpec::Rtp { remote }) = (self, spec) {
+            t.renegotiated(*remote, now);
         }
     }
 
@@ -72,7 +88,7 @@ impl Transport {
     pub fn reads_due(&self, phase: u64, ptime_ms: u32) -> usize {
         match self {
             Transport::Rtp(t) => t.reads_due(phase, ptime_ms),
-            Transport::Mem(_) => 64,
+            Transport::Web(_) | Transport::Mem(_) => 64,
         }
     }
 
@@ -81,6 +97,7 @@ impl Transport {
     pub fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Recv {
         match self {
             Transport::Rtp(t) => t.recv(now, buf),
+            Transport::Web(t) => t.recv(now, buf),
             Transport::Mem(m) => m.recv(buf),
         }
     }
@@ -98,7 +115,8 @@ impl Transport {
     pub fn rtcp_due(&self, phase: u64) -> bool {
         match self {
             Transport::Rtp(_) => phase.is_multiple_of(rtp::RTCP_EVERY),
-            Transport::Mem(_) => false,
+            // str0m reads and writes RTCP itself
+            Transport::Web(_) | Transport::Mem(_) => false,
         }
     }
 
@@ -106,7 +124,7 @@ impl Transport {
     pub fn recv_rtcp(&mut self, buf: &mut [u8]) -> Option<usize> {
         match self {
             Transport::Rtp(t) => t.recv_rtcp(buf),
-            Transport::Mem(_) => None,
+            Transport::Web(_) | Transport::Mem(_) => None,
         }
     }
 
@@ -115,6 +133,7 @@ impl Transport {
     pub fn can_send(&self) -> bool {
         match self {
             Transport::Rtp(t) => t.remote().is_some(),
+            Transport::Web(t) => t.connected(),
             Transport::Mem(_) => true,
         }
     }
@@ -124,6 +143,7 @@ impl Transport {
     pub fn send(&mut self, pkt: &[u8]) {
         match self {
             Transport::Rtp(t) => t.send(pkt),
+            Transport::Web(t) => t.send(pkt),
             Transport::Mem(m) => m.send(pkt),
         }
     }
@@ -132,6 +152,8 @@ impl Transport {
     pub fn send_rtcp(&mut self, pkt: &[u8]) {
         match self {
             Transport::Rtp(t) => t.send_rtcp(pkt),
+            // str0m sends its own sender and receiver reports
+            Transport::Web(_) => {}
             Transport::Mem(m) => m.send_rtcp(pkt),
         }
     }
@@ -140,7 +162,7 @@ impl Transport {
     pub fn strays(&self) -> u64 {
         match self {
             Transport::Rtp(t) => t.strays(),
-            Transport::Mem(_) => 0,
+            Transport::Web(_) | Transport::Mem(_) => 0,
         }
     }
 
@@ -148,7 +170,17 @@ impl Transport {
     pub fn remote(&self) -> Option<SocketAddr> {
         match self {
             Transport::Rtp(t) => t.remote(),
-            Transport::Mem(_) => None,
+            Transport::Web(_) | Transport::Mem(_) => None,
+        }
+    }
+
+    /// Whether the peer is known to be gone (a browser that closed or vanished),
+    /// without waiting for the RTP timeout.
+    #[inline]
+    pub fn gone(&self) -> bool {
+        match self {
+            Transport::Web(t) => t.gone(),
+            Transport::Rtp(_) | Transport::Mem(_) => false,
         }
     }
 }

@@ -1,0 +1,200 @@
+//! Browser participants as signalling holds them. A browser is signalled by
+//! WHIP (RFC 9725) on the HTTP side, not by SIP: its offer is answered there, and
+//! what reaches the core is a participant that has already proved its room and
+//! role with a join token (the PIN was judged when the token was issued). So a
+//! browser leg has no dialog, no transaction and no RTP port of ours; it is a
+//! [`Leg`] of kind [`LegKind::WebRtc`] in the room like any other, and it ends
+//! by its WHIP resource being deleted, by the room (kick, end), or by its media
+//! transport reporting the browser gone.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use super::control::ControlError;
+use super::leg::{Leg, LegState};
+use super::room::{Identity, LegKind, Participant, Room, Stage};
+use super::{Core, Event, LeftReason, LegId, Output, Peer, Transport, pin};
+use crate::media::contract::{MediaParams, TransportSpec};
+use crate::sdp::{CodecKind, Direction};
+
+/// A browser asking to join, its token checked and its offer answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebJoin {
+    /// the room its token names
+    pub room: String,
+    /// its token's role
+    pub moderator: bool,
+    /// the name it gave
+    pub name: String,
+    /// where its HTTP request came from
+    pub source: IpAddr,
+    /// the codec its answer took
+    pub codec: CodecKind,
+    /// that codec's payload type
+    pub pt: u8,
+}
+
+impl Room {
+    /// The stage a browser with a valid token for this room arrives in: it
+    /// needs no PIN, but a locked room admits moderators only, a full room
+    /// nobody, and a moderated room holds participants until a moderator is in.
+    pub fn web_arrival(&self, moderator: bool) -> Result<Stage, ControlError> {
+        if self.is_locked() && !moderator {
+            return Err(ControlError::RoomLocked(self.name().to_string()));
+        }
+        if self.members().len() >= self.policy().max_participants {
+            return Err(ControlError::RoomFull(self.name().to_string()));
+        }
+        Ok(if moderator {
+            Stage::Joined { moderator: true }
+        } else if self.policy().moderated && !self.has_moderator() {
+            Stage::Waiting
+        } else {
+            Stage::Joined { moderator: false }
+        })
+    }
+}
+
+impl Core {
+    /// A browser joins: a leg in its room, its media opened on the connection
+    /// the driver staged for the returned id.
+    pub fn web_join(&mut self, now: Instant, req: WebJoin) -> Result<LegId, ControlError> {
+        if self.draining {
+            return Err(ControlError::Draining);
+        }
+        let room = self
+            .rooms
+            .get(req.room.as_str())
+            .filter(|r| r.is_defined())
+            .ok_or_else(|| ControlError::NoSuchRoom(req.room.clone()))?;
+        let stage = room.web_arrival(req.moderator)?;
+        let id = LegId(self.next_leg);
+        self.next_leg += 1;
+        let call_id = format!("webrtc-{}", self.rng.token());
+        let ssrc = self.rng.next_u64() as u32;
+        let addr = SocketAddr::new(req.source, 0);
+        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let params = MediaParams {
+            codec: req.codec,
+            pt: req.pt,
+            dtmf_pt: None,
+            peer_direction: Direction::SendRecv,
+            ssrc,
+            ptime_ms: 20,
+        };
+        let leg = Leg {
+            kind: LegKind::WebRtc,
+            room: req.room.clone(),
+            call_id: call_id.clone(),
+            local_tag: String::new(),
+            remote_tag: String::new(),
+            remote_uri: req.name.clone(),
+            local_uri: String::new(),
+            remote_target: String::new(),
+            route_set: Vec::new(),
+            remote_cseq: 0,
+            local_cseq: 0,
+            peer: Peer {
+                transport: Transport::Udp,
+                addr,
+                local: addr,
+            },
+            state: LegState::Confirmed,
+            invite_txn: None,
+            ok: None,
+            offer_in_ok: false,
+            port: 0,
+            media_addr: (unspecified, unspecified),
+            bound: true,
+            bind_failures: 0,
+            sdp_version: 1,
+            session_id: 0,
+            media: Some((params, TransportSpec::WebRtc)),
+            ssrc,
+            media_open: false,
+            pending: None,
+            dial: None,
+            session: None,
+            refresh_every: 0,
+        };
+        self.insert_leg(id, leg);
+        let identity = Identity {
+            name: req.name.clone(),
+            call_id: call_id.clone(),
+            source: req.source,
+            kind: LegKind::WebRtc,
+        };
+        let part = Participant::new(stage, identity, None);
+        let room = req.room;
+        self.with_room(now, &room, |r, ctx| r.join(ctx, id, part));
+        self.out.push_back(Output::Event(Event::Joined {
+            leg: id,
+            room: room.clone(),
+            call_id,
+            from: req.name,
+        }));
+        tracing::info!(leg = %id, %room, moderator = req.moderator, "browser joined");
+        self.sync_media(now, id);
+        if req.moderator {
+            self.with_room(now, &room, Room::release_waiting);
+        }
+        Ok(id)
+    }
+
+    /// A PIN (or none) typed into the join page for `room`: the role a join
+    /// token may grant, judged as DTMF PINs are. An unknown room is answered
+    /// like a wrong PIN when `hide_rooms` is on.
+    pub fn web_pin(
+        &mut self,
+        now: Instant,
+        room: &str,
+        typed: &str,
+        source: IpAddr,
+    ) -> Result<bool, ControlError> {
+        let hide = self.cfg.hide_rooms;
+        let r = match self.rooms.get_mut(room).filter(|r| r.is_defined()) {
+            Some(r) => r,
+            None if hide => return Err(ControlError::WrongPin),
+            None => return Err(ControlError::NoSuchRoom(room.to_string())),
+        };
+        match r.judge_typed_pin(typed, source, now) {
+            pin::Verdict::Moderator => Ok(true),
+            pin::Verdict::Participant => Ok(false),
+            pin::Verdict::Wrong => {
+                self.failure(now, source);
+                Err(ControlError::WrongPin)
+            }
+        }
+    }
+
+    /// Whether the room asks for a PIN (the join page's question); an unknown
+    /// room asks for one when `hide_rooms` is on.
+    pub fn web_room_asks_pin(&self, room: &str) -> Result<bool, ControlError> {
+        match self.rooms.get(room).filter(|r| r.is_defined()) {
+            Some(r) => Ok(r.policy().pin.is_some()),
+            None if self.cfg.hide_rooms => Ok(true),
+            None => Err(ControlError::NoSuchRoom(room.to_string())),
+        }
+    }
+
+    /// A browser leaves (its WHIP resource deleted).
+    pub fn web_leave(&mut self, now: Instant, leg: LegId) -> Result<(), ControlError> {
+        if self
+            .legs
+            .get(&leg)
+            .is_none_or(|l| l.kind != LegKind::WebRtc)
+        {
+            return Err(ControlError::NoSuchParticipant(leg));
+        }
+        self.end_leg(now, leg, false, LeftReason::Hangup);
+        Ok(())
+    }
+
+    /// Whether `leg` is a browser leg still in its room.
+    pub fn web_leg_room(&self, leg: LegId) -> Option<&str> {
+        self.legs
+            .get(&leg)
+            .filter(|l| l.kind == LegKind::WebRtc)
+            .map(|l| l.room.as_str())
+    }
+}
