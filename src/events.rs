@@ -3,6 +3,9 @@
 //! `[events] retry_for_s`. Delivery runs in its own task: a slow or dead receiver
 //! holds back only later events of the same room, never signalling or media.
 //!
+//! The same events, numbered alike, are published live to the API's
+//! Server-Sent Events streams ([`LiveEvent`]), whether or not a webhook is set.
+//!
 //! Signature: `X-Caucus-Signature: sha256=HEX` of HMAC-SHA256(secret,
 //! `TIMESTAMP.BODY`), with the Unix time in `X-Caucus-Timestamp`, so a receiver can
 //! refuse replays. Payload names follow Vonage's where one exists (`uuid`,
@@ -46,6 +49,24 @@ pub struct WebhookStats {
     pub overflow: AtomicU64,
 }
 
+/// One event as the live streams carry it: its room and its JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveEvent {
+    /// the room it belongs to
+    pub room: String,
+    /// the webhook's JSON body
+    pub json: String,
+}
+
+/// The live streams' channel: events a slow reader falls behind on are skipped
+/// for it (it is told how many), never held for the others.
+pub type LiveEvents = tokio::sync::broadcast::Sender<Arc<LiveEvent>>;
+
+/// A channel for [`LiveEvent`]s.
+pub fn live_channel() -> LiveEvents {
+    tokio::sync::broadcast::channel(1024).0
+}
+
 struct Outgoing {
     key: String,
     url: String,
@@ -62,6 +83,7 @@ pub struct Webhooks {
     /// counters shared with the delivery task
     pub stats: Arc<WebhookStats>,
     recording_base: String,
+    live: LiveEvents,
 }
 
 impl Webhooks {
@@ -72,6 +94,7 @@ impl Webhooks {
         secret: Option<String>,
         retry_for: Duration,
         recording_base: String,
+        live: LiveEvents,
     ) -> Webhooks {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WebhookStats::default());
@@ -93,14 +116,18 @@ impl Webhooks {
             seq: HashMap::new(),
             stats,
             recording_base,
+            live,
         }
     }
 
-    /// Queue an event for the room's URL (its own `event_url`, else `[events] url`).
+    /// Queue an event for the room's URL (its own `event_url`, else `[events] url`),
+    /// and publish it to the live streams.
     pub fn send(&mut self, ev: &Event, room_url: Option<String>) {
-        let Some(url) = room_url.or_else(|| self.default_url.clone()) else {
+        let url = room_url.or_else(|| self.default_url.clone());
+        let watched = self.live.receiver_count() > 0;
+        if url.is_none() && !watched {
             return;
-        };
+        }
         if room_of(ev) == crate::core::DECOY_ROOM {
             return; // a caller to a room that does not exist
         }
@@ -113,6 +140,15 @@ impl Webhooks {
         *seq += 1;
         let now = SystemTime::now();
         let body = payload(ev, *seq, now, &self.recording_base);
+        if watched {
+            let _ = self.live.send(Arc::new(LiveEvent {
+                room: room.clone(),
+                json: body.to_string(),
+            }));
+        }
+        let Some(url) = url else {
+            return;
+        };
         let out = Outgoing {
             key: room,
             url,

@@ -72,7 +72,13 @@ impl Drop for Phone {
 }
 
 fn participants(b: &Bridge, room: &str) -> Vec<serde_json::Value> {
-    let r = request(b.api, "GET", &format!("/v1/rooms/{room}/participants"), Some(TOKEN), None);
+    let r = request(
+        b.api,
+        "GET",
+        &format!("/v1/rooms/{room}/participants"),
+        Some(TOKEN),
+        None,
+    );
     r.json().as_array().cloned().unwrap_or_default()
 }
 
@@ -87,8 +93,7 @@ fn wait_participants(b: &Bridge, room: &str, n: usize, limit: Duration) -> bool 
     false
 }
 
-const CONNECTED: &str =
-    "return !!(window.caucusPage && caucusPage.session && caucusPage.session.pc.connectionState === 'connected');";
+const CONNECTED: &str = "return !!(window.caucusPage && caucusPage.session && caucusPage.session.pc.connectionState === 'connected');";
 
 #[test]
 fn a_browser_joins_from_the_page_is_heard_and_hears_and_the_admin_page_mutes_it() {
@@ -114,16 +119,32 @@ fn a_browser_joins_from_the_page_is_heard_and_hears_and_the_admin_page_mutes_it(
     browser.type_into("#room", "demo");
     browser.type_into("#name", "Ada");
     browser.click("#join");
-    assert!(browser.wait_for(CONNECTED, Duration::from_secs(15)), "the page did not connect");
+    assert!(
+        browser.wait_for(CONNECTED, Duration::from_secs(15)),
+        "the page did not connect"
+    );
     let joined = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    let levels = browser.eval(&format!("return caucusPage.levels([{PHONE_HZ}, {BROWSER_HZ}]);"));
+    let levels = browser.eval(&format!(
+        "return caucusPage.levels([{PHONE_HZ}, {BROWSER_HZ}]);"
+    ));
     let (hears_phone, hears_self) = (levels[0].as_f64().unwrap(), levels[1].as_f64().unwrap());
     let phone_hears = phone.heard_browser_since(joined);
-    eprintln!("browser hears the phone at {hears_phone:.1} dBFS, itself at {hears_self:.1}; the phone hears the browser at {phone_hears:.1} dB");
-    assert!(hears_phone > -60.0, "the browser does not hear the phone: {hears_phone:.1} dBFS");
-    assert!(hears_self < hears_phone - 20.0, "the browser hears itself: {hears_self:.1} dBFS");
-    assert!(phone_hears > 50.0, "the phone does not hear the browser: {phone_hears:.1} dB");
+    eprintln!(
+        "browser hears the phone at {hears_phone:.1} dBFS, itself at {hears_self:.1}; the phone hears the browser at {phone_hears:.1} dB"
+    );
+    assert!(
+        hears_phone > -60.0,
+        "the browser does not hear the phone: {hears_phone:.1} dBFS"
+    );
+    assert!(
+        hears_self < hears_phone - 20.0,
+        "the browser hears itself: {hears_self:.1} dBFS"
+    );
+    assert!(
+        phone_hears > 50.0,
+        "the phone does not hear the browser: {phone_hears:.1} dB"
+    );
     let list = participants(&b, "demo");
     assert_eq!(list.len(), 2);
     assert_eq!(list[1]["kind"], "webrtc");
@@ -155,7 +176,10 @@ fn a_browser_joins_from_the_page_is_heard_and_hears_and_the_admin_page_mutes_it(
     std::thread::sleep(Duration::from_millis(1500));
     let after_mute = phone.heard_browser_since(muted + Duration::from_millis(500));
     eprintln!("after the admin's mute the phone hears the browser at {after_mute:.1} dB");
-    assert!(after_mute < 30.0, "the muted browser is still heard: {after_mute:.1} dB");
+    assert!(
+        after_mute < 30.0,
+        "the muted browser is still heard: {after_mute:.1} dB"
+    );
 
     // closing the join page removes the participant within 2 s
     browser.switch_to(&join_window);
@@ -174,19 +198,28 @@ fn a_browser_joins_from_the_page_is_heard_and_hears_and_the_admin_page_mutes_it(
     browser.type_into("#name", "Ada");
     browser.click("#join");
     assert!(
-        browser.wait_for("return !document.getElementById('pin-row').classList.contains('hidden');", Duration::from_secs(5)),
+        browser.wait_for(
+            "return !document.getElementById('pin-row').classList.contains('hidden');",
+            Duration::from_secs(5)
+        ),
         "the page does not ask for the PIN"
     );
     browser.type_into("#pin", "1357");
     browser.click("#join");
     assert!(
-        browser.wait_for("return document.getElementById('error').textContent === 'Wrong PIN.';", Duration::from_secs(5)),
+        browser.wait_for(
+            "return document.getElementById('error').textContent === 'Wrong PIN.';",
+            Duration::from_secs(5)
+        ),
         "a wrong PIN is not refused"
     );
     assert!(participants(&b, "board").is_empty());
     browser.type_into("#pin", "2468");
     browser.click("#join");
-    assert!(browser.wait_for(CONNECTED, Duration::from_secs(15)), "the right PIN does not join");
+    assert!(
+        browser.wait_for(CONNECTED, Duration::from_secs(15)),
+        "the right PIN does not join"
+    );
     assert!(wait_participants(&b, "board", 1, Duration::from_secs(2)));
     drop(browser);
     drop(phone);

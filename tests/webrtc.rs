@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use caucus::sdp::CodecKind;
-use common::http::request;
+use common::http::{request, sse};
 use common::whip::WhipClient;
 use common::{Bridge, Stream, Ua, db, goertzel};
 
@@ -66,7 +66,30 @@ fn a_browser_and_a_phone_hear_each_other_and_not_themselves() {
     let t = join_token(&b, "demo", None).expect("a join token");
     assert_eq!(t["role"], "participant");
     let token = t["token"].as_str().unwrap();
+    // the live streams: every event for the API token, the room's for its token
+    let all = sse(b.api, "/v1/events", TOKEN);
+    let mine = sse(b.api, "/v1/rooms/demo/events", token);
+    std::thread::sleep(Duration::from_millis(200));
     let mut web = WhipClient::join(b.api, "demo", token).expect("201 from WHIP");
+    let joined = |rx: &std::sync::mpsc::Receiver<(String, String)>| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok((ev, data)) =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if ev == "participant:joined" {
+                return Some(serde_json::from_str::<serde_json::Value>(&data).unwrap());
+            }
+        }
+        None
+    };
+    let j = joined(&all).expect("/v1/events streams participant:joined");
+    assert_eq!(j["conversation_uuid"], "demo");
+    assert!(j["call_id"].as_str().unwrap().starts_with("webrtc-"));
+    let j = joined(&mine).expect("the room's stream shows participant:joined");
+    assert!(
+        j.get("call_id").is_none(),
+        "a participant's stream shows no call ids"
+    );
     assert!(
         web.connect(Duration::from_secs(5)),
         "ICE and DTLS did not complete"

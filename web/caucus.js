@@ -56,6 +56,39 @@ const caucusApi = {
     session.stream.getTracks().forEach((t) => t.stop());
   },
 
+  // Follow a Server-Sent Events stream with a bearer token (EventSource cannot
+  // send one): `onEvent(type, data)` for each event, until the stream ends.
+  async follow(path, token, onEvent) {
+    const r = await fetch(path, { headers: { "Authorization": "Bearer " + token, "Accept": "text/event-stream" } });
+    if (!r.ok || !r.body) return;
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let type = "message", data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) type = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        if (data) onEvent(type, data);
+      }
+    }
+  },
+
+  // `f`, at most once per `ms` however often this is called (a burst of
+  // events refreshes a list once)
+  debounce(f, ms) {
+    let pending = null;
+    return () => { if (!pending) pending = setTimeout(() => { pending = null; f(); }, ms); };
+  },
+
   // The room a join token names (its first field, hex-encoded).
   tokenRoom(token) {
     const hex = (token || "").split(".")[0] || "";

@@ -9,6 +9,7 @@
 //! are accepted), for Prometheus and load balancers, with or without the API.
 
 pub mod ops;
+mod stream;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -112,6 +113,8 @@ pub struct ApiSettings {
     pub recording_dir: Option<PathBuf>,
     /// browser participants (None: no WebRTC socket)
     pub web: Option<Arc<web::WebState>>,
+    /// the events, live, for `/v1/events`
+    pub live: crate::events::LiveEvents,
 }
 
 #[derive(Clone)]
@@ -123,6 +126,7 @@ struct AppState {
     recording_dir: Option<Arc<PathBuf>>,
     core: mpsc::Sender<ApiCall>,
     web: Option<Arc<web::WebState>>,
+    live: crate::events::LiveEvents,
 }
 
 impl AppState {
@@ -583,6 +587,7 @@ fn router(st: AppState) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .route("/v1/events", get(stream::all))
         .layer(axum::middleware::from_fn_with_state(st.clone(), auth))
         .merge(web::routes())
         .fallback(not_found)
@@ -614,6 +619,7 @@ fn state(settings: ApiSettings, ready: Readiness, core: mpsc::Sender<ApiCall>) -
         recording_dir: settings.recording_dir.map(Arc::new),
         core,
         web: settings.web,
+        live: settings.live,
     }
 }
 

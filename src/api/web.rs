@@ -125,6 +125,21 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The browser side's state, or 503 when there is none.
+pub(super) fn web_state(st: &AppState) -> Result<&Arc<WebState>, ApiError> {
+    web(st)
+}
+
+/// That the request's token is the API token or a join token of `room`.
+pub(super) fn check_caller(
+    st: &AppState,
+    w: &WebState,
+    headers: &HeaderMap,
+    room: &str,
+) -> Result<(), ApiError> {
+    caller(st, w, headers, room).map(|_| ())
+}
+
 fn web(st: &AppState) -> Result<&Arc<WebState>, ApiError> {
     st.web.as_ref().ok_or_else(|| {
         ApiError::new(
@@ -498,6 +513,7 @@ pub(super) fn routes() -> axum::Router<AppState> {
         .route("/v1/rooms/{room}/tokens", post(make_token))
         .route("/v1/rooms/{room}/whip", post(whip))
         .route("/v1/rooms/{room}/roster", get(roster))
+        .route("/v1/rooms/{room}/events", get(super::stream::room))
         .route("/v1/whip/{id}", delete(whip_delete).patch(whip_patch))
 }
 

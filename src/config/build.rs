@@ -97,6 +97,7 @@ impl Config {
             rtp_address: self.rtp.address,
             rtp_advertise: self.rtp.advertise,
             rtp_ports: (self.rtp.port_min, self.rtp.port_max),
+            rtp_reserved: vec![self.webrtc.listen.port()],
             rooms: self.room_policies_using(music),
             timers: TimerConfig {
                 t1: Duration::from_millis(self.sip.t1_ms),

@@ -94,6 +94,8 @@ pub struct CoreConfig {
     pub rtp_advertise: Option<IpAddr>,
     /// RTP range
     pub rtp_ports: (u16, u16),
+    /// ports of that range other listeners hold (the WebRTC port)
+    pub rtp_reserved: Vec<u16>,
     /// rooms by name
     pub rooms: HashMap<String, RoomPolicy>,
     /// T1/T2/T4
@@ -181,7 +183,10 @@ impl Core {
         let rooms = configured_rooms(std::mem::take(&mut cfg.rooms))
             .map(|(id, policy)| (id.clone(), Room::new(id, policy, false)))
             .collect();
-        let ports = PortPool::new(cfg.rtp_ports.0, cfg.rtp_ports.1);
+        let mut ports = PortPool::new(cfg.rtp_ports.0, cfg.rtp_ports.1);
+        for &p in &cfg.rtp_reserved {
+            ports.reserve(p);
+        }
         let flood = flood::FloodGuard::new(cfg.flood.clone());
         Core {
             flood,

@@ -15,6 +15,8 @@ pub struct PortPool {
     max: u16,
     next: u16,
     used: BTreeSet<u16>,
+    /// ports of the range another listener of ours holds (the WebRTC port)
+    reserved: BTreeSet<u16>,
     /// ports resting after a failed bind, until when
     retired: BTreeMap<u16, Instant>,
 }
@@ -28,8 +30,14 @@ impl PortPool {
             max,
             next: min,
             used: BTreeSet::new(),
+            reserved: BTreeSet::new(),
             retired: BTreeMap::new(),
         }
+    }
+
+    /// Never hand out the pair holding `port` (another listener binds it).
+    pub fn reserve(&mut self, port: u16) {
+        self.reserved.insert(port - port % 2);
     }
 
     /// How many pairs the range holds.
@@ -60,7 +68,8 @@ impl PortPool {
             } else {
                 p + 2
             };
-            if !self.retired.contains_key(&p) && self.used.insert(p) {
+            if !self.retired.contains_key(&p) && !self.reserved.contains(&p) && self.used.insert(p)
+            {
                 return Some(p);
             }
         }
@@ -83,6 +92,15 @@ impl PortPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reserved_port_is_never_handed_out() {
+        let mut p = PortPool::new(20000, 20009);
+        p.reserve(20005);
+        let now = Instant::now();
+        let got: Vec<u16> = std::iter::from_fn(|| p.allocate(now)).collect();
+        assert_eq!(got, [20000, 20002, 20006, 20008]);
+    }
 
     #[test]
     fn rotates_and_exhausts() {

@@ -65,6 +65,7 @@ fn config() -> CoreConfig {
         rtp_address: None,
         rtp_advertise: None,
         rtp_ports: (30000, 30099),
+        rtp_reserved: Vec::new(),
         rooms,
         timers: TimerConfig::default(),
         user_agent: "caucus".into(),

@@ -46,7 +46,10 @@ async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener, DriverEr
         .map_err(|source| DriverError::Bind { addr, source })
 }
 
-pub(super) async fn start_http(cfg: &Config) -> Result<Http, DriverError> {
+pub(super) async fn start_http(
+    cfg: &Config,
+    live: crate::events::LiveEvents,
+) -> Result<Http, DriverError> {
     let (tx, calls) = mpsc::channel::<ApiCall>(256);
     let token = api_token(cfg)?;
     let w = &cfg.webrtc;
@@ -65,6 +68,7 @@ pub(super) async fn start_http(cfg: &Config) -> Result<Http, DriverError> {
         play_dir: cfg.api.play_dir.clone(),
         recording_dir: cfg.recording.dir.clone(),
         web: Some(std::sync::Arc::new(web)),
+        live,
     };
     let ready = crate::api::Readiness::default();
     {

@@ -258,12 +258,14 @@ impl Driver {
             })
             .expect("spawning a thread at start-up");
 
-        let http = http::start_http(&cfg).await?;
+        let live = crate::events::live_channel();
+        let http = http::start_http(&cfg, live.clone()).await?;
         let mut webhooks = Webhooks::start(
             cfg.events.url.clone(),
             cfg.events.secret.clone(),
             Duration::from_secs(cfg.events.retry_for_s),
             format!("http://{}/v1/recordings/", cfg.api.listen),
+            live,
         );
         let (answer_hook, route_rx) = match &cfg.routing.answer_url {
             Some(url) => {

@@ -273,3 +273,40 @@ pub fn valid_prometheus(text: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Follow a Server-Sent Events stream: each `(event, data)` as it comes, from
+/// a thread that reads until the stream or the receiver is gone.
+pub fn sse(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+) -> std::sync::mpsc::Receiver<(String, String)> {
+    let mut s = TcpStream::connect(addr).expect("connect to the API");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(s);
+        let mut event = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let l = line.trim_end();
+            if let Some(e) = l.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = l.strip_prefix("data: ")
+                && tx
+                    .send((std::mem::take(&mut event), d.to_string()))
+                    .is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -58,7 +58,10 @@ impl Browser {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "chromedriver did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = std::env::temp_dir().join(format!("caucus-chromium-{port}"));
@@ -84,7 +87,9 @@ impl Browser {
             session: String::new(),
             profile,
         };
-        let v = b.send("POST", "/session", Some(caps)).expect("a WebDriver session");
+        let v = b
+            .send("POST", "/session", Some(caps))
+            .expect("a WebDriver session");
         b.session = v["sessionId"].as_str().expect("a session id").to_string();
         b
     }
@@ -97,18 +102,29 @@ impl Browser {
             format!("/session/{}{path}", self.session)
         };
         let body = body.map(|b| b.to_string());
-        let r = request_typed(self.addr, method, &path, None, "application/json", body.as_deref());
+        let r = request_typed(
+            self.addr,
+            method,
+            &path,
+            None,
+            "application/json",
+            body.as_deref(),
+        );
         let v: Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
         if r.status == 200 {
             Ok(v.get("value").cloned().unwrap_or(Value::Null))
         } else {
-            Err(v["value"]["message"].as_str().unwrap_or("error").to_string())
+            Err(v["value"]["message"]
+                .as_str()
+                .unwrap_or("error")
+                .to_string())
         }
     }
 
     /// Open `url` in the current window.
     pub fn open(&self, url: &str) {
-        self.send("POST", "/url", Some(json!({"url": url}))).expect("navigate");
+        self.send("POST", "/url", Some(json!({"url": url})))
+            .expect("navigate");
     }
 
     /// A new window (tab), made current; returns its handle.
@@ -123,7 +139,11 @@ impl Browser {
 
     /// The current window's handle.
     pub fn window(&self) -> String {
-        self.send("GET", "/window", None).unwrap().as_str().unwrap().to_string()
+        self.send("GET", "/window", None)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Every window's handle.
@@ -144,7 +164,8 @@ impl Browser {
 
     /// Close the current window (its page is unloaded).
     pub fn close_window(&self) {
-        self.send("DELETE", "/window", None).expect("close the window");
+        self.send("DELETE", "/window", None)
+            .expect("close the window");
     }
 
     /// The element `css` selects, waiting up to 10 s for it.
@@ -161,7 +182,10 @@ impl Browser {
                 }
                 panic!("find {css}: {v}");
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "no element {css}");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no element {css}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -178,8 +202,12 @@ impl Browser {
         let e = self.find(css);
         self.send("POST", &format!("/element/{e}/clear"), Some(json!({})))
             .unwrap();
-        self.send("POST", &format!("/element/{e}/value"), Some(json!({"text": text})))
-            .unwrap();
+        self.send(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        )
+        .unwrap();
     }
 
     /// Run `script` (a function body) in the page; what it returns.
