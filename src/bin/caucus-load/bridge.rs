@@ -90,8 +90,13 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
 pub(crate) struct Bridge {
     pub(crate) child: Child,
     pub(crate) sip: SocketAddr,
+    /// the HTTP listener (WHIP, with [`API_TOKEN`])
+    pub(crate) api: SocketAddr,
     pub(crate) log: PathBuf,
 }
+
+/// The API token of the bridge under test (WHIP legs join with it).
+pub(crate) const API_TOKEN: &str = "caucus-load-token-0123456789";
 
 impl Drop for Bridge {
     fn drop(&mut self) {
@@ -107,8 +112,19 @@ pub(crate) fn start_bridge(
     rooms: usize,
     participants: usize,
     overload: Option<u32>,
+    webrtc: bool,
 ) -> Bridge {
     let sip_port = free_port();
+    let api_port = free_port();
+    // a bridge built before browser legs knows no [webrtc]: named only when used
+    let web = if webrtc {
+        format!(
+            "token = \"{API_TOKEN}\"\n[webrtc]\nlisten = \"127.0.0.1:{}\"\nrequests_per_s = 100000\n",
+            free_port()
+        )
+    } else {
+        String::new()
+    };
     // below the ephemeral range (32768+), where the generator's own sockets live
     let port_min = 10000u32;
     let port_max = (port_min + 2 * participants as u32 + 200).min(65534);
@@ -119,7 +135,7 @@ pub(crate) fn start_bridge(
         None => String::new(),
     };
     let mut cfg = format!(
-        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{overload}[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n"
+        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{overload}[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n{web}"
     );
     for r in 0..rooms {
         cfg.push_str(&format!(
@@ -139,6 +155,7 @@ pub(crate) fn start_bridge(
         .spawn()
         .expect("starting the bridge (build it with cargo build --release)");
     let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
+    let api = SocketAddr::from(([127, 0, 0, 1], api_port));
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -151,12 +168,18 @@ pub(crate) fn start_bridge(
         probe.send_to(m.as_bytes(), sip).unwrap();
         let mut b = [0u8; 2048];
         if probe.recv_from(&mut b).is_ok() {
-            return Bridge { child, sip, log };
+            return Bridge {
+                child,
+                sip,
+                api,
+                log,
+            };
         }
     }
     let _ = Bridge {
         child,
         sip,
+        api,
         log: log.clone(),
     };
     panic!("bridge did not start; see {}", log.display());

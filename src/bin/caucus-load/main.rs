@@ -8,12 +8,16 @@
 //! participant and call setup failures. A probe leg in the first room checks that the
 //! talkers are heard and its own tone is not.
 //!
+//! With `--webrtc` the legs are browsers instead (see [`webrtc`]), and each run
+//! is followed by the same shape with Opus SIP legs, for the ratio of the two.
+//!
 //! Run: `cargo run --release --bin caucus-load -- --quick` (see docs/PERFORMANCE.md).
 
 mod bridge;
 mod legs;
 mod report;
 mod run;
+mod webrtc;
 
 use std::path::PathBuf;
 
@@ -40,7 +44,7 @@ enum Shape {
 }
 
 /// Load benchmark for caucus.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 struct Args {
     /// participants in total
     #[arg(long, default_value_t = 3000)]
@@ -82,6 +86,10 @@ struct Args {
     /// write the results as JSON here
     #[arg(long)]
     json: Option<PathBuf>,
+    /// browser legs (WebRTC by WHIP: ICE, DTLS, SRTP, Opus), each run followed
+    /// by the same shape with Opus SIP legs; the shape defaults to rooms of 50
+    #[arg(long)]
+    webrtc: bool,
     /// the bridge binary (default: `caucus` next to this program)
     #[arg(long)]
     bridge: Option<PathBuf>,
@@ -101,12 +109,55 @@ fn main() {
             .unwrap()
             .join("caucus")
     });
-    let shapes = match args.shape {
-        Shape::All => vec![Shape::One, Shape::Five, Shape::Fifty],
-        s => vec![s],
+    let shapes = match (args.shape, args.webrtc) {
+        (Shape::All, true) => vec![Shape::Fifty],
+        (Shape::All, false) => vec![Shape::One, Shape::Five, Shape::Fifty],
+        (s, _) => vec![s],
     };
     let mut reports = Vec::new();
-    for s in shapes {
+    if args.webrtc {
+        for &s in &shapes {
+            let per_room = match s {
+                Shape::One => args.participants,
+                Shape::Five => 5,
+                _ => 50,
+            };
+            let (mut web, mut sip) = (Vec::new(), Vec::new());
+            let opus = Args {
+                codec: Codec::Opus,
+                ..args.clone()
+            };
+            for run in 1..=args.runs.max(1) {
+                eprintln!(
+                    "shape {s:?}, run {run}: {} browser participants, then as many Opus SIP legs, {} talkers per room, {} s hold",
+                    args.participants, args.talkers, args.hold
+                );
+                web.push(webrtc::run_webrtc(&args, &bin, per_room, args.participants));
+                sip.push(run::run_shape(&opus, &bin, s, args.participants));
+            }
+            let ratios: Vec<f64> = web
+                .iter()
+                .zip(&sip)
+                .map(|(w, s)| {
+                    w.bridge_cpu_us_per_participant_tick
+                        / s.bridge_cpu_us_per_participant_tick.max(1e-9)
+                })
+                .collect();
+            eprintln!("bridge CPU, browser legs / Opus SIP legs, per run: {ratios:.2?}");
+            for runs in [web, sip] {
+                let median = (runs.len() > 1).then(|| Report::median(&runs));
+                reports.extend(runs);
+                reports.extend(median);
+            }
+            let mut r = ratios.clone();
+            println!(
+                "browser legs cost {:.2}x the bridge CPU of Opus SIP legs (median of {} runs; target at most 1.5x)",
+                report::percentile(&mut r, 0.5),
+                ratios.len()
+            );
+        }
+    }
+    for s in shapes.into_iter().filter(|_| !args.webrtc) {
         let mut runs = Vec::new();
         for run in 1..=args.runs.max(1) {
             eprintln!(

@@ -34,7 +34,7 @@ pub(crate) fn run_shape(args: &Args, bin: &Path, shape: Shape, n: usize) -> Repo
         (None, Some(_)) => None,
         (None, None) => Some(0),
     };
-    let bridge = start_bridge(bin, rooms, n, overload);
+    let bridge = start_bridge(bin, rooms, n, overload, false);
     let pid = bridge.child.id();
     let rss_before = rss_kib(pid);
     let (pt, rtpmap, clock) = match args.codec {
@@ -219,12 +219,25 @@ struct Stream {
 }
 
 /// When the measured hold began, and the counters read then.
-struct Held {
-    t_measure: Instant,
-    hold_from: f64,
-    cpu0: (u64, u64),
-    m0: (u64, u64, u64),
-    rss_after: u64,
+pub(crate) struct Held {
+    pub(crate) t_measure: Instant,
+    pub(crate) hold_from: f64,
+    pub(crate) cpu0: (u64, u64),
+    pub(crate) m0: (u64, u64, u64),
+    pub(crate) rss_after: u64,
+}
+
+impl Held {
+    /// The counters of the bridge `pid` and of the machine, now.
+    pub(crate) fn now(pid: u32) -> Held {
+        Held {
+            cpu0: proc_cpu_ticks(pid),
+            m0: machine_ticks(),
+            t_measure: Instant::now(),
+            hold_from: utc_second_of_day(),
+            rss_after: rss_kib(pid),
+        }
+    }
 }
 
 impl Stream {
@@ -294,13 +307,7 @@ impl Stream {
                 }
             }
             if held.is_none() && start.elapsed() >= warmup {
-                held = Some(Held {
-                    cpu0: proc_cpu_ticks(pid),
-                    m0: machine_ticks(),
-                    t_measure: Instant::now(),
-                    hold_from: utc_second_of_day(),
-                    rss_after: rss_kib(pid),
-                });
+                held = Some(Held::now(pid));
                 for l in legs.iter_mut() {
                     l.first_seq = None;
                     l.received = 0;
@@ -316,13 +323,7 @@ impl Stream {
             self.receive_until(media, legs, buf, start, due, held.is_some());
             tick += 1;
         }
-        held.unwrap_or_else(|| Held {
-            cpu0: proc_cpu_ticks(pid),
-            m0: machine_ticks(),
-            t_measure: Instant::now(),
-            hold_from: utc_second_of_day(),
-            rss_after: rss_kib(pid),
-        })
+        held.unwrap_or_else(|| Held::now(pid))
     }
 
     /// One RTP packet per leg that is up: a header each, payloads shared, all
@@ -484,11 +485,11 @@ fn rtp_quality(legs: &[Leg], elapsed: f64, clock: u32) -> (f64, f64) {
 /// Tick lateness from the bridge's stats lines: every tick of every worker in
 /// the intervals that count, pooled (bucket start µs → ticks), and the worst
 /// figures of any one interval.
-struct Lateness {
+pub(crate) struct Lateness {
     hist: BTreeMap<u32, u64>,
-    p99_worst: u32,
-    max: u32,
-    offcpu: u32,
+    pub(crate) p99_worst: u32,
+    pub(crate) max: u32,
+    pub(crate) offcpu: u32,
 }
 
 impl Lateness {
@@ -496,7 +497,7 @@ impl Lateness {
     /// wholly inside the hold are the steady state (the set-up burst makes the
     /// first ticks late: every leg latches and connects its socket). With a hold
     /// too short for a whole interval, every interval with the legs up counts.
-    fn from_log(log: &Path, hold_from: f64, hold_to: f64, n: usize) -> Lateness {
+    pub(crate) fn from_log(log: &Path, hold_from: f64, hold_to: f64, n: usize) -> Lateness {
         let mut late = Lateness {
             hist: BTreeMap::new(),
             p99_worst: 0,
@@ -553,7 +554,7 @@ impl Lateness {
     }
 
     /// A percentile of the pooled ticks, as the upper edge of its 100 µs bucket.
-    fn pooled(&self, p: f64) -> u32 {
+    pub(crate) fn pooled(&self, p: f64) -> u32 {
         let total: u64 = self.hist.values().sum();
         let want = ((total as f64 * p).ceil() as u64).max(1);
         let mut seen = 0;
@@ -572,7 +573,7 @@ impl Lateness {
 /// level (a window where the generator, starved on the shared cores, sent late
 /// and the bridge concealed does not sink it); the probe's own tone by its
 /// loudest.
-fn probe_levels(pcm: &[i16], rate: f64, talkers: usize) -> (f64, f64) {
+pub(crate) fn probe_levels(pcm: &[i16], rate: f64, talkers: usize) -> (f64, f64) {
     let tail = &pcm[pcm.len().saturating_sub(rate as usize * 2)..];
     if tail.is_empty() {
         return (0.0, 0.0);

@@ -9,10 +9,12 @@
 //! DTLS, SRTP and RTCP; its crypto is aws-lc-rs (builds with cargo and a C
 //! compiler, no system OpenSSL).
 //!
-//! One socket for all browsers ([`WebRtcHub`]): a demultiplexing thread reads
-//! it and hands each datagram to its leg's inbox, a lock-free single-producer
-//! ring ([`rtrb`]) of fixed-size slots, so no lock is taken and nothing is
-//! allocated on our side per packet. A leg is found by the local ICE username
+//! One socket for all browsers ([`WebRtcHub`]): a demultiplexing thread drains
+//! it every millisecond (one wake-up per millisecond, not one per packet) and
+//! hands each datagram to its leg's inbox, a lock-free single-producer ring
+//! ([`rtrb`]) of boxed slots that the leg hands back through a second ring once
+//! read, so no lock is taken, nothing is allocated on our side per packet, and
+//! a datagram is copied once (its bytes, into its leg's slot). A leg is found by the local ICE username
 //! fragment in a STUN request's USERNAME (RFC 8445 §7.2.2; ours are unique per
 //! leg), and after that by the source address the STUN came from. The leg's
 //! `Rtc` lives in its [`WebRtc`] transport on its room's media worker: the tick
@@ -26,7 +28,7 @@
 //! completes within [`CONNECT_TIMEOUT`], the transport is [`WebRtc::gone`] and the
 //! room reports the leg dead.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, mpsc};
@@ -36,7 +38,7 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{Extension, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use super::Recv;
@@ -45,10 +47,16 @@ use crate::sdp::CodecKind;
 
 /// The largest datagram a slot holds (browsers keep under about 1,200 bytes).
 const SLOT: usize = 1500;
-/// Datagrams an inbox holds (a second of audio, with DTLS and STUN besides).
-const INBOX: usize = 128;
+/// Datagrams an inbox holds (a third of a second of audio, or a DTLS flight).
+const INBOX: usize = 16;
 /// Decoded RTP packets a transport keeps between two reads.
-const DECODED: usize = 32;
+const DECODED: usize = 8;
+/// How often the demultiplexer drains the shared socket.
+const DEMUX_EVERY: Duration = Duration::from_millis(1);
+/// The shared socket's kernel buffers: every browser's packets queue in one
+/// socket (300 browsers send 15,000 a second), and the reader may be kept off
+/// its core for some milliseconds on a busy machine.
+const SOCKET_BUFFER: usize = 8 << 20;
 /// How long ICE may stay disconnected before the leg is given up.
 pub const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
 /// How long ICE and DTLS may take to complete after the answer.
@@ -78,15 +86,27 @@ struct Datagram {
     data: [u8; SLOT],
 }
 
+impl Datagram {
+    fn boxed() -> Box<Datagram> {
+        Box::new(Datagram {
+            from: SocketAddr::from(([0, 0, 0, 0], 0)),
+            len: 0,
+            data: [0; SLOT],
+        })
+    }
+}
+
+/// The demultiplexer's end of a leg's inbox: slots full of datagrams go out on
+/// one ring, and come back empty on the other.
+struct Inbox {
+    full: rtrb::Producer<Box<Datagram>>,
+    empty: rtrb::Consumer<Box<Datagram>>,
+}
+
 /// What the demultiplexer is told.
 enum Control {
-    Add {
-        ufrag: String,
-        inbox: rtrb::Producer<Datagram>,
-    },
-    Remove {
-        ufrag: String,
-    },
+    Add { ufrag: String, inbox: Inbox },
+    Remove { ufrag: String },
 }
 
 /// What a new browser leg is, once its offer is answered.
@@ -124,8 +144,9 @@ impl WebRtcHub {
     pub fn start(listen: SocketAddr, public: Option<IpAddr>) -> io::Result<Arc<WebRtcHub>> {
         // once per process; a second call (tests start several hubs) is harmless
         str0m::crypto::from_feature_flags().install_process_default();
-        let socket = Arc::new(UdpSocket::bind(listen)?);
-        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let socket = UdpSocket::bind(listen)?;
+        enlarge_buffers(&socket);
+        let socket = Arc::new(socket);
         let local = socket.local_addr()?;
         let candidate = SocketAddr::new(public.unwrap_or(local.ip()), local.port());
         let (control, rx) = mpsc::channel();
@@ -165,6 +186,12 @@ impl WebRtcHub {
             .enable_pcmu(true, false)
             .set_local_ice_credentials(creds)
             .set_stats_interval(None)
+            // audio is never resent: a short send buffer; and of the header
+            // extensions only the mid (RFC 8843), so that no transport-wide
+            // congestion feedback is asked for or computed for a 32 kbit/s stream
+            .set_send_buffer_audio(4)
+            .clear_extension_map()
+            .set_extension(4, Extension::RtpMid)
             .build(now);
         let cand = Candidate::host(self.candidate, "udp")
             .map_err(|e| WebRtcError::Candidate(e.to_string()))?;
@@ -194,20 +221,25 @@ impl WebRtcHub {
             .or_else(|| audio_mid(offer_text).map(Mid::from))
             .ok_or(WebRtcError::NoAudio)?;
         let (codec, pt) = audio_codec(&rtc, mid).ok_or(WebRtcError::NoAudio)?;
-        let (producer, inbox) = rtrb::RingBuffer::new(INBOX);
+        let (full, inbox) = rtrb::RingBuffer::new(INBOX);
+        let (mut recycle, empty) = rtrb::RingBuffer::new(INBOX);
+        for _ in 0..INBOX {
+            let _ = recycle.push(Datagram::boxed());
+        }
         let _ = self.control.send(Control::Add {
             ufrag: ufrag.clone(),
-            inbox: producer,
+            inbox: Inbox { full, empty },
         });
         let transport = WebRtc {
             rtc,
             inbox,
+            recycle,
             socket: self.socket.clone(),
             local: self.local,
             ufrag,
             control: self.control.clone(),
             mid,
-            decoded: VecDeque::with_capacity(DECODED),
+            decoded: Decoded::new(),
             next_timeout,
             now,
             created: now,
@@ -239,6 +271,24 @@ fn audio_mid(sdp: &str) -> Option<&str> {
     None
 }
 
+/// Enlarge the shared socket's kernel buffers to [`SOCKET_BUFFER`]: past
+/// `net.core.rmem_max` with CAP_NET_ADMIN (the FORCE options), else as far as
+/// the limit allows.
+fn enlarge_buffers(socket: &UdpSocket) {
+    use rustix::net::sockopt as so;
+    let rx = so::set_socket_recv_buffer_size_force(socket, SOCKET_BUFFER)
+        .or_else(|_| so::set_socket_recv_buffer_size(socket, SOCKET_BUFFER));
+    let tx = so::set_socket_send_buffer_size_force(socket, SOCKET_BUFFER)
+        .or_else(|_| so::set_socket_send_buffer_size(socket, SOCKET_BUFFER));
+    let got = so::socket_recv_buffer_size(socket).unwrap_or(0);
+    if rx.is_err() || tx.is_err() || got < SOCKET_BUFFER {
+        tracing::warn!(
+            receive_buffer = got,
+            "WebRTC socket: kernel buffer smaller than asked (raise net.core.rmem_max); packets may be dropped under load"
+        );
+    }
+}
+
 /// The codec the answer took for `mid`: Opus if offered, else PCMU.
 fn audio_codec(rtc: &Rtc, mid: Mid) -> Option<(CodecKind, u8)> {
     let media = rtc.media(mid)?;
@@ -258,10 +308,14 @@ fn audio_codec(rtc: &Rtc, mid: Mid) -> Option<(CodecKind, u8)> {
 
 /// The demultiplexer: every datagram on the shared socket to its leg's inbox.
 fn demux(socket: &UdpSocket, control: &mpsc::Receiver<Control>) {
-    let mut inboxes: HashMap<String, rtrb::Producer<Datagram>> = HashMap::new();
+    let mut inboxes: HashMap<String, Inbox> = HashMap::new();
     // the ICE username fragment each source address last proved
     let mut by_addr: HashMap<SocketAddr, String> = HashMap::new();
     let mut slot = [0u8; SLOT];
+    if socket.set_nonblocking(true).is_err() {
+        tracing::error!("WebRTC socket: cannot be made non-blocking; browser media is off");
+        return;
+    }
     loop {
         loop {
             match control.try_recv() {
@@ -276,34 +330,30 @@ fn demux(socket: &UdpSocket, control: &mpsc::Receiver<Control>) {
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
         }
-        let (n, from) = match socket.recv_from(&mut slot) {
-            Ok(r) => r,
-            Err(_) => continue,
-        };
-        let data = &slot[..n];
-        let ufrag = match stun_local_ufrag(data) {
-            Some(u) if inboxes.contains_key(u) => {
-                if by_addr.get(&from).is_none_or(|known| known != u) {
-                    by_addr.insert(from, u.to_string());
+        while let Ok((n, from)) = socket.recv_from(&mut slot) {
+            let data = &slot[..n];
+            let ufrag = match stun_local_ufrag(data) {
+                Some(u) if inboxes.contains_key(u) => {
+                    if by_addr.get(&from).is_none_or(|known| known != u) {
+                        by_addr.insert(from, u.to_string());
+                    }
+                    by_addr.get(&from)
                 }
-                by_addr.get(&from)
-            }
-            _ => by_addr.get(&from),
-        };
-        let Some(inbox) = ufrag.and_then(|u| inboxes.get_mut(u)) else {
-            continue;
-        };
-        if inbox.slots() == 0 {
-            // the leg's worker is behind; drop rather than wait
-            continue;
+                _ => by_addr.get(&from),
+            };
+            let Some(inbox) = ufrag.and_then(|u| inboxes.get_mut(u)) else {
+                continue;
+            };
+            // no empty slot: the leg's worker is behind; drop rather than wait
+            let Ok(mut d) = inbox.empty.pop() else {
+                continue;
+            };
+            d.from = from;
+            d.len = n as u16;
+            d.data[..n].copy_from_slice(data);
+            let _ = inbox.full.push(d);
         }
-        let mut d = Datagram {
-            from,
-            len: n as u16,
-            data: [0; SLOT],
-        };
-        d.data[..n].copy_from_slice(data);
-        let _ = inbox.push(d);
+        std::thread::sleep(DEMUX_EVERY);
     }
 }
 
@@ -328,16 +378,75 @@ fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
     None
 }
 
+/// RTP packets str0m has decrypted, waiting for the leg's reads: a fixed ring
+/// of slots, each written once in place as a plain RTP datagram.
+struct Decoded {
+    slots: Box<[[u8; SLOT]; DECODED]>,
+    lens: [u16; DECODED],
+    head: usize,
+    count: usize,
+}
+
+impl Decoded {
+    fn new() -> Decoded {
+        Decoded {
+            slots: Box::new([[0; SLOT]; DECODED]),
+            lens: [0; DECODED],
+            head: 0,
+            count: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Keep `p` as an RTP datagram (header without extensions); dropped when
+    /// the ring is full.
+    fn push(&mut self, p: &str0m::rtp::RtpPacket) {
+        let len = 12 + p.payload.len();
+        if self.count == DECODED || len > SLOT {
+            return;
+        }
+        let at = (self.head + self.count) % DECODED;
+        let slot = &mut self.slots[at];
+        write_header(
+            slot,
+            *p.header.payload_type,
+            p.header.marker,
+            p.header.sequence_number,
+            p.header.timestamp,
+            *p.header.ssrc,
+        );
+        slot[12..len].copy_from_slice(&p.payload);
+        self.lens[at] = len as u16;
+        self.count += 1;
+    }
+
+    /// The oldest into `buf`: its length.
+    fn pop(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.count == 0 {
+            return None;
+        }
+        let n = usize::from(self.lens[self.head]).min(buf.len());
+        buf[..n].copy_from_slice(&self.slots[self.head][..n]);
+        self.head = (self.head + 1) % DECODED;
+        self.count -= 1;
+        Some(n)
+    }
+}
+
 /// A browser leg's transport: its `Rtc`, its inbox, the shared socket.
 pub struct WebRtc {
     rtc: Rtc,
-    inbox: rtrb::Consumer<Datagram>,
+    inbox: rtrb::Consumer<Box<Datagram>>,
+    recycle: rtrb::Producer<Box<Datagram>>,
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     ufrag: String,
     control: mpsc::Sender<Control>,
     mid: Mid,
-    decoded: VecDeque<Datagram>,
+    decoded: Decoded,
     next_timeout: Instant,
     now: Instant,
     created: Instant,
@@ -370,18 +479,17 @@ impl WebRtc {
     pub fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Recv {
         self.now = now;
         loop {
-            if let Some(d) = self.decoded.pop_front() {
-                let n = usize::from(d.len).min(buf.len());
-                buf[..n].copy_from_slice(&d.data[..n]);
+            if let Some(n) = self.decoded.pop(buf) {
                 return Recv::Packet(n);
             }
             match self.inbox.pop() {
                 Ok(d) => {
                     let data = &d.data[..usize::from(d.len)];
-                    let Ok(r) = Receive::new(Protocol::Udp, d.from, self.local, data) else {
-                        return Recv::Dropped;
-                    };
-                    if self.rtc.handle_input(Input::Receive(now, r)).is_err() {
+                    let fed = Receive::new(Protocol::Udp, d.from, self.local, data)
+                        .ok()
+                        .is_some_and(|r| self.rtc.handle_input(Input::Receive(now, r)).is_ok());
+                    let _ = self.recycle.push(d);
+                    if !fed {
                         return Recv::Dropped;
                     }
                     self.drain(now);
@@ -453,7 +561,14 @@ impl WebRtc {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination);
+                    // rustix's own system call: libc's sendto is a thread
+                    // cancellation point, two atomic operations per packet
+                    let _ = rustix::net::sendto(
+                        &*self.socket,
+                        &t.contents,
+                        rustix::net::SendFlags::empty(),
+                        &t.destination,
+                    );
                 }
                 Ok(Output::Event(e)) => self.on_event(now, e),
                 Err(_) => {
@@ -471,27 +586,7 @@ impl WebRtc {
                 self.disconnected_since.get_or_insert(now);
             }
             Event::IceConnectionStateChange(_) => self.disconnected_since = None,
-            Event::RtpPacket(p) => {
-                let len = 12 + p.payload.len();
-                if self.decoded.len() >= DECODED || len > SLOT {
-                    return;
-                }
-                let mut d = Datagram {
-                    from: self.local,
-                    len: len as u16,
-                    data: [0; SLOT],
-                };
-                write_header(
-                    &mut d.data,
-                    *p.header.payload_type,
-                    p.header.marker,
-                    p.header.sequence_number,
-                    p.header.timestamp,
-                    *p.header.ssrc,
-                );
-                d.data[12..len].copy_from_slice(&p.payload);
-                self.decoded.push_back(d);
-            }
+            Event::RtpPacket(p) => self.decoded.push(&p),
             _ => {}
         }
     }
