@@ -693,6 +693,13 @@ mod tests {
             "/healthz",
             "/readyz",
             "/openapi.json",
+            "/v1/events",
+            "/v1/rooms/{room}/join",
+            "/v1/rooms/{room}/tokens",
+            "/v1/rooms/{room}/whip",
+            "/v1/whip/{id}",
+            "/v1/rooms/{room}/roster",
+            "/v1/rooms/{room}/events",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
