@@ -140,6 +140,12 @@ fn a_browser_and_a_phone_hear_each_other_and_not_themselves() {
         .map(|p| p["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["sip", "webrtc"]);
+    let metrics = request(b.api, "GET", "/metrics", Some(TOKEN), None).text();
+    assert!(
+        metrics.contains("caucus_legs{kind=\"webrtc\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("caucus_legs{kind=\"sip\"} 1"));
     // leaving by DELETE of the resource: gone from the room at once
     let start = Instant::now();
     assert_eq!(web.leave(), 200);

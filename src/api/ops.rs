@@ -285,5 +285,9 @@ fn core_metrics(core: &Core, now: Instant) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    let (sip, web) = core.legs_by_kind();
+    s.push_str(&format!(
+        "# HELP caucus_legs Legs by kind: SIP calls and browsers (WebRTC).\n# TYPE caucus_legs gauge\ncaucus_legs{{kind=\"sip\"}} {sip}\ncaucus_legs{{kind=\"webrtc\"}} {web}\n"
+    ));
     s
 }

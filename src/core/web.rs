@@ -190,11 +190,13 @@ impl Core {
         Ok(())
     }
 
-    /// Whether `leg` is a browser leg still in its room.
-    pub fn web_leg_room(&self, leg: LegId) -> Option<&str> {
-        self.legs
-            .get(&leg)
+    /// How many legs are SIP calls and how many browsers.
+    pub fn legs_by_kind(&self) -> (usize, usize) {
+        let web = self
+            .legs
+            .values()
             .filter(|l| l.kind == LegKind::WebRtc)
-            .map(|l| l.room.as_str())
+            .count();
+        (self.legs.len() - web, web)
     }
 }
