@@ -113,17 +113,19 @@ pub(crate) fn start_bridge(
     participants: usize,
     overload: Option<u32>,
     webrtc: bool,
+    baseline: bool,
 ) -> Bridge {
     let sip_port = free_port();
     let api_port = free_port();
-    // a bridge built before browser legs knows no [webrtc]: named only when used
-    let web = if webrtc {
-        format!(
+    // every bridge its own WebRTC port (runs side by side); a build from before
+    // browser legs (`--baseline`, for A/B runs) knows no [webrtc]
+    let web = match (webrtc, baseline) {
+        (_, true) => String::new(),
+        (true, false) => format!(
             "token = \"{API_TOKEN}\"\n[webrtc]\nlisten = \"127.0.0.1:{}\"\nrequests_per_s = 100000\n",
             free_port()
-        )
-    } else {
-        String::new()
+        ),
+        (false, false) => format!("[webrtc]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
     };
     // below the ephemeral range (32768+), where the generator's own sockets live
     let port_min = 10000u32;

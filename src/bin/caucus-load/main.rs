@@ -90,6 +90,10 @@ struct Args {
     /// by the same shape with Opus SIP legs; the shape defaults to rooms of 50
     #[arg(long)]
     webrtc: bool,
+    /// the bridge is a build from before browser legs (an A/B baseline): its
+    /// configuration names no `[webrtc]` section
+    #[arg(long)]
+    baseline: bool,
     /// the bridge binary (default: `caucus` next to this program)
     #[arg(long)]
     bridge: Option<PathBuf>,
