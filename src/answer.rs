@@ -3,8 +3,12 @@
 //! the core a [`RouteDecision`]. The NCCO's `conversation` action picks the room
 //! and the caller's options exactly as Vonage documents them (`name`,
 //! `startOnEnter`, `endOnExit`, `musicOnHoldUrl`, `record`, `canSpeak`, `canHear`,
-//! `mute`, `eventUrl`); other actions are logged and skipped. A timeout, an error
-//! status or an NCCO without a usable conversation falls back as configured.
+//! `mute`, `eventUrl`). The actions before it that play to the caller (`talk`,
+//! spoken by the local TTS engine; `stream`, a WAV or MP3 by URL or path;
+//! `wait`) are made into sounds here, off the media path, and play to the caller
+//! before it enters; an action that cannot be carried out is reported as an
+//! `error` event and the next one runs. A timeout, an error status or an NCCO
+//! without a usable conversation falls back as configured.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,13 +20,16 @@ use tokio::sync::mpsc;
 use crate::config::AnswerFallback;
 use crate::core::routing::{CallOptions, RouteDecision, RouteRequest};
 use crate::ids::is_room_name;
-use crate::media::prompt::{Sound, parse_wav, sound};
+use crate::media::prompt::{Sound, sound};
+use crate::tts::Tts;
 use crate::util::is_http_url;
 
 /// Music files fetched and kept, at most.
 const MUSIC_CACHE: usize = 64;
 /// A music file is at most this large (10 minutes at 16 kHz).
 const MUSIC_MAX_BYTES: usize = 20 << 20;
+/// And at most this long.
+const MUSIC_MAX_SECONDS: u32 = 600;
 
 /// Why an NCCO cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +49,7 @@ pub enum NccoError {
 }
 
 /// What a `conversation` action asks for; `music` is still a URL or path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
     /// room
     pub name: String,
@@ -50,6 +57,71 @@ pub struct Conversation {
     pub options: CallOptions,
     /// musicOnHoldUrl
     pub music: Option<String>,
+    /// the actions before it that play to the caller, in order
+    pub intro: Vec<Intro>,
+}
+
+/// An action before the conversation that plays to the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intro {
+    /// `talk`: speech
+    Talk {
+        /// plain text or SSML
+        text: String,
+        /// Vonage language code
+        language: String,
+        /// times played
+        loops: u32,
+        /// −1..1
+        level: f64,
+    },
+    /// `stream`: a sound file by URL or absolute path
+    Stream {
+        /// streamUrl
+        url: String,
+        /// times played
+        loops: u32,
+        /// −1..1
+        level: f64,
+    },
+    /// `wait`: silence
+    Wait {
+        /// seconds
+        secs: f64,
+    },
+}
+
+/// `loop`: how many times (0, "until interrupted", plays once before a
+/// conversation, which is what comes next).
+fn loops(a: &Value) -> Result<u32, NccoError> {
+    match a.get("loop") {
+        None | Some(Value::Null) => Ok(1),
+        Some(v) => v
+            .as_u64()
+            .map(|n| n.clamp(1, 100) as u32)
+            .ok_or(NccoError::BadField("loop")),
+    }
+}
+
+/// `level`: −1..1 (0: as recorded).
+fn level(a: &Value) -> Result<f64, NccoError> {
+    match a.get("level") {
+        None | Some(Value::Null) => Ok(0.0),
+        Some(v) => v
+            .as_f64()
+            .filter(|l| (-1.0..=1.0).contains(l))
+            .ok_or(NccoError::BadField("level")),
+    }
+}
+
+/// A string or the first of a list of strings (Vonage writes URLs both ways).
+fn url_field(a: &Value, key: &'static str) -> Result<Option<String>, NccoError> {
+    match a.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Array(v)) => Ok(v.first().and_then(Value::as_str).map(str::to_string)),
+        Some(_) => Err(NccoError::BadField(key)),
+    }
 }
 
 fn flag(a: &Value, key: &'static str, default: bool) -> Result<bool, NccoError> {
@@ -79,10 +151,13 @@ fn leg_list(a: &Value, key: &'static str) -> Result<bool, NccoError> {
     }
 }
 
-/// Read the NCCO's `conversation` action.
+/// Read the NCCO: its `conversation` action, the actions before it that play to
+/// the caller, and what cannot be carried out (in `options.errors`).
 pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
     let actions = v.as_array().ok_or(NccoError::NotArray)?;
-    for a in actions {
+    let mut intro = Vec::new();
+    let mut errors = Vec::new();
+    for (i, a) in actions.iter().enumerate() {
         match a.get("action").and_then(Value::as_str) {
             Some("conversation") => {
                 let name = a
@@ -91,19 +166,14 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
                     .filter(|n| is_room_name(n))
                     .ok_or(NccoError::BadName)?
                     .to_string();
-                let music = match a.get("musicOnHoldUrl") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(Value::Array(v)) => v.first().and_then(Value::as_str).map(str::to_string),
-                    Some(_) => return Err(NccoError::BadField("musicOnHoldUrl")),
-                };
-                let event_url = match a.get("eventUrl") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::Array(v)) => v.first().and_then(Value::as_str).map(str::to_string),
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(_) => return Err(NccoError::BadField("eventUrl")),
+                let music = url_field(a, "musicOnHoldUrl")?;
+                let event_url = url_field(a, "eventUrl")?.filter(|u| is_http_url(u));
+                for later in &actions[i + 1..] {
+                    let what = later.get("action").and_then(Value::as_str).unwrap_or("?");
+                    errors.push(format!(
+                        "NCCO action {what} after the conversation is not run (the call ends with the conversation)"
+                    ));
                 }
-                .filter(|u| is_http_url(u));
                 let options = CallOptions {
                     start_on_enter: flag(a, "startOnEnter", true)?,
                     end_on_exit: flag(a, "endOnExit", false)?,
@@ -113,15 +183,55 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
                     can_hear: leg_list(a, "canHear")?,
                     mute: flag(a, "mute", false)?,
                     event_url,
+                    intro: Vec::new(),
+                    errors,
                 };
                 return Ok(Conversation {
                     name,
                     options,
                     music,
+                    intro,
                 });
             }
+            Some("talk") => {
+                let text = a
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .ok_or(NccoError::BadField("text"))?
+                    .to_string();
+                let language = a
+                    .get("language")
+                    .and_then(Value::as_str)
+                    .unwrap_or("en-US")
+                    .to_string();
+                intro.push(Intro::Talk {
+                    text,
+                    language,
+                    loops: loops(a)?,
+                    level: level(a)?,
+                });
+            }
+            Some("stream") => {
+                let url = url_field(a, "streamUrl")?.ok_or(NccoError::BadField("streamUrl"))?;
+                intro.push(Intro::Stream {
+                    url,
+                    loops: loops(a)?,
+                    level: level(a)?,
+                });
+            }
+            Some("wait") => {
+                let secs = match a.get("timeout") {
+                    None | Some(Value::Null) => 10.0,
+                    Some(t) => t
+                        .as_f64()
+                        .filter(|t| (0.1..=7200.0).contains(t))
+                        .ok_or(NccoError::BadField("timeout"))?,
+                };
+                intro.push(Intro::Wait { secs });
+            }
             Some(other) => {
-                tracing::info!(action = other, "NCCO action not supported: skipped");
+                tracing::warn!(action = other, "NCCO action not supported: skipped");
+                errors.push(format!("NCCO action {other} is not supported; skipped"));
             }
             None => return Err(NccoError::BadField("action")),
         }
@@ -136,6 +246,7 @@ pub struct AnswerHook {
     timeout: Duration,
     fallback: AnswerFallback,
     music: Arc<Mutex<HashMap<String, Sound>>>,
+    tts: Arc<Tts>,
     tx: mpsc::UnboundedSender<(u64, RouteDecision)>,
 }
 
@@ -145,6 +256,7 @@ impl AnswerHook {
         url: String,
         timeout: Duration,
         fallback: AnswerFallback,
+        tts: Tts,
     ) -> (AnswerHook, mpsc::UnboundedReceiver<(u64, RouteDecision)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let client = reqwest::Client::builder()
@@ -159,6 +271,7 @@ impl AnswerHook {
                 timeout,
                 fallback,
                 music: Arc::new(Mutex::new(HashMap::new())),
+                tts: Arc::new(tts),
                 tx,
             },
             rx,
@@ -167,16 +280,19 @@ impl AnswerHook {
 
     /// Ask about one parked INVITE; the decision arrives on the channel.
     pub fn ask(&self, req: RouteRequest) {
-        let (client, url, timeout, fallback, music, tx) = (
+        let (client, url, timeout, fallback, tx) = (
             self.client.clone(),
             self.url.clone(),
             self.timeout,
             self.fallback,
-            self.music.clone(),
             self.tx.clone(),
         );
+        let sounds = Sounds {
+            cache: self.music.clone(),
+            tts: self.tts.clone(),
+        };
         tokio::spawn(async move {
-            let asked = tokio::time::timeout(timeout, decide(&client, &url, &req, &music)).await;
+            let asked = tokio::time::timeout(timeout, decide(&client, &url, &req, &sounds)).await;
             let decision = match asked {
                 Ok(Ok(d)) => d,
                 Ok(Err(why)) => {
@@ -200,12 +316,19 @@ fn fallback_of(f: AnswerFallback) -> RouteDecision {
     }
 }
 
+/// Where an NCCO's sounds come from: files and speech already made, the engine.
+struct Sounds {
+    cache: Arc<Mutex<HashMap<String, Sound>>>,
+    tts: Arc<Tts>,
+}
+
 async fn decide(
     client: &reqwest::Client,
     url: &str,
     req: &RouteRequest,
-    cache: &Mutex<HashMap<String, Sound>>,
+    sounds: &Sounds,
 ) -> Result<RouteDecision, String> {
+    let cache = &*sounds.cache;
     let body = json!({
         "from": req.from, "to": req.to, "uuid": req.call_id,
         "conversation_uuid": req.call_id, "call_id": req.call_id,
@@ -223,6 +346,15 @@ async fn decide(
     let ncco: Value = resp.json().await.map_err(|e| e.to_string())?;
     let conv = parse_ncco(&ncco).map_err(|e| e.to_string())?;
     let mut options = conv.options;
+    for action in &conv.intro {
+        match intro_sound(client, action, sounds).await {
+            Ok(s) => options.intro.push(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "NCCO action could not be carried out: the next one runs");
+                options.errors.push(e);
+            }
+        }
+    }
     if let Some(m) = &conv.music {
         match music(client, m, cache).await {
             Ok(s) => options.music = Some(s),
@@ -234,8 +366,76 @@ async fn decide(
     Ok(RouteDecision::Room(conv.name, Box::new(options)))
 }
 
-/// A music file by URL (http/https) or local path (absolute, or file://), fetched
-/// once and kept.
+/// The sound of one intro action: speech, a file, silence; at its level, looped.
+async fn intro_sound(
+    client: &reqwest::Client,
+    action: &Intro,
+    sounds: &Sounds,
+) -> Result<Sound, String> {
+    let (samples, loops, level) = match action {
+        Intro::Talk {
+            text,
+            language,
+            loops,
+            level,
+        } => {
+            let key = format!("tts\u{0}{language}\u{0}{text}");
+            let cached = sounds
+                .cache
+                .lock()
+                .map_err(|e| e.to_string())?
+                .get(&key)
+                .cloned();
+            let spoken = match cached {
+                Some(s) => s,
+                None => {
+                    let (tts, t, l) = (sounds.tts.clone(), text.clone(), language.clone());
+                    let samples = tokio::task::spawn_blocking(move || tts.speak(&t, &l))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("talk: {e}"))?;
+                    let s = sound(samples);
+                    remember(&sounds.cache, key, s.clone())?;
+                    s
+                }
+            };
+            (spoken.narrow.to_vec(), *loops, *level)
+        }
+        Intro::Stream { url, loops, level } => (
+            music(client, url, &sounds.cache)
+                .await
+                .map_err(|e| format!("stream {url}: {e}"))?
+                .narrow
+                .to_vec(),
+            *loops,
+            *level,
+        ),
+        Intro::Wait { secs } => (vec![0i16; (secs * 8000.0) as usize], 1, 0.0),
+    };
+    // Vonage's level: −1 silent … 0 as made … 1 twice as loud (clipped)
+    let gain = 1.0 + level;
+    let mut out = Vec::with_capacity(samples.len() * loops as usize);
+    for _ in 0..loops.max(1) {
+        out.extend(
+            samples
+                .iter()
+                .map(|&v| (f64::from(v) * gain).clamp(-32768.0, 32767.0) as i16),
+        );
+    }
+    Ok(sound(out))
+}
+
+fn remember(cache: &Mutex<HashMap<String, Sound>>, key: String, s: Sound) -> Result<(), String> {
+    let mut c = cache.lock().map_err(|e| e.to_string())?;
+    if c.len() >= MUSIC_CACHE {
+        c.clear();
+    }
+    c.insert(key, s);
+    Ok(())
+}
+
+/// A sound file (WAV, MP3, …) by URL (http/https) or local path (absolute, or
+/// file://), fetched once and kept.
 async fn music(
     client: &reqwest::Client,
     url: &str,
@@ -263,12 +463,14 @@ async fn music(
     if bytes.len() > MUSIC_MAX_BYTES {
         return Err("larger than 20 MiB".into());
     }
-    let s = sound(parse_wav(&bytes, url).map_err(|e| e.to_string())?);
-    let mut c = cache.lock().map_err(|e| e.to_string())?;
-    if c.len() >= MUSIC_CACHE {
-        c.clear();
-    }
-    c.insert(url.to_string(), s.clone());
+    let samples = tokio::task::spawn_blocking(move || {
+        crate::media::decode::to_8k_mono(bytes, MUSIC_MAX_SECONDS)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let s = sound(samples);
+    remember(cache, url.to_string(), s.clone())?;
     Ok(s)
 }
 
@@ -296,11 +498,54 @@ mod tests {
     }
 
     #[test]
+    fn actions_before_the_conversation_play_and_the_rest_are_reported() {
+        let v = json!([
+            {"action": "talk", "text": "Welcome to a conference call", "language": "en-GB", "loop": 2},
+            {"action": "stream", "streamUrl": ["https://example.com/a.mp3"], "level": -0.5},
+            {"action": "input", "type": ["dtmf"]},
+            {"action": "wait", "timeout": 0.5},
+            {"action": "conversation", "name": "board"},
+            {"action": "talk", "text": "after"}
+        ]);
+        let c = parse_ncco(&v).unwrap();
+        assert_eq!(
+            c.intro,
+            [
+                Intro::Talk {
+                    text: "Welcome to a conference call".into(),
+                    language: "en-GB".into(),
+                    loops: 2,
+                    level: 0.0
+                },
+                Intro::Stream {
+                    url: "https://example.com/a.mp3".into(),
+                    loops: 1,
+                    level: -0.5
+                },
+                Intro::Wait { secs: 0.5 },
+            ]
+        );
+        assert_eq!(c.options.errors.len(), 2, "{:?}", c.options.errors);
+        assert!(c.options.errors[0].contains("input"));
+        assert!(c.options.errors[1].contains("after the conversation"));
+        assert_eq!(
+            parse_ncco(
+                &json!([{"action": "stream", "streamUrl": "x", "level": 3}, {"action": "conversation", "name": "a"}])
+            ),
+            Err(NccoError::BadField("level"))
+        );
+    }
+
+    #[test]
     fn unusable_nccos_are_refused() {
         assert_eq!(parse_ncco(&json!({})), Err(NccoError::NotArray));
         assert_eq!(
-            parse_ncco(&json!([{"action": "talk"}])),
+            parse_ncco(&json!([{"action": "talk", "text": "hi"}])),
             Err(NccoError::NoConversation)
+        );
+        assert_eq!(
+            parse_ncco(&json!([{"action": "talk"}, {"action": "conversation", "name": "a"}])),
+            Err(NccoError::BadField("text"))
         );
         assert_eq!(
             parse_ncco(&json!([{"action": "conversation", "name": "../x"}])),

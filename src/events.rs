@@ -174,7 +174,8 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::RoomClosed { room }
         | Event::Muted { room, .. }
         | Event::Talking { room, .. }
-        | Event::Dial { room, .. } => room,
+        | Event::Dial { room, .. }
+        | Event::Error { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
 }
@@ -250,6 +251,10 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
             "status": status.as_str(),
             "uuid": leg.0.to_string(), "conversation_uuid": room, "to": to,
             "direction": "outbound", "reason": reason,
+        }),
+        Event::Error { leg, room, detail } => json!({
+            "type": "error", "status": "error", "uuid": leg.0.to_string(),
+            "conversation_uuid": room, "reason": detail,
         }),
     };
     v["timestamp"] = Value::String(timestamp);

@@ -18,4 +18,5 @@ pub mod media;
 pub mod metrics;
 pub mod sdp;
 pub mod sip;
+pub mod tts;
 pub mod util;

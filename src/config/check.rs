@@ -305,6 +305,11 @@ fn api_and_metrics(c: &Checker, cfg: &Config) -> Result<(), ConfigError> {
         "join_ttl_s must be 60 to 2592000 (30 days)",
     )?;
     c.check(
+        !cfg.tts.command.is_empty() && !cfg.tts.command[0].is_empty(),
+        &[Seg::Key("tts"), Seg::Key("command")],
+        "command needs a program",
+    )?;
+    c.check(
         w.requests_per_s >= 1,
         &[Seg::Key("webrtc"), Seg::Key("requests_per_s")],
         "requests_per_s must be at least 1",

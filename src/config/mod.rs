@@ -16,7 +16,7 @@ use crate::core::MenuKeys;
 pub use crate::core::room::spec::{RoomFault, RoomSpec};
 pub use schema::{
     AnswerFallback, Api, Dialout, Events, Log, LogFormat, Metrics, Recording, Routing, Rtp,
-    Security, Sip, Trunk, WebRtc,
+    Security, Sip, Trunk, Tts, WebRtc,
 };
 use schema::{default_rtp, default_sip};
 
@@ -90,6 +90,9 @@ pub struct Config {
     /// browser participants
     #[serde(default)]
     pub webrtc: WebRtc,
+    /// speech for NCCO talk actions
+    #[serde(default)]
+    pub tts: Tts,
 }
 
 /// `[sip] advertise` split into host and port: an IP address (IPv6 in brackets)

@@ -493,6 +493,31 @@ impl Default for WebRtc {
     }
 }
 
+/// `[tts]`: the text-to-speech engine NCCO `talk` actions are spoken with.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Tts {
+    /// program and arguments; the text comes on standard input, a WAV must go
+    /// to standard output; `{voice}` is replaced by the voice name
+    #[serde(default = "default_tts_command")]
+    pub command: Vec<String>,
+}
+
+impl Default for Tts {
+    fn default() -> Self {
+        Tts {
+            command: default_tts_command(),
+        }
+    }
+}
+
+pub(super) fn default_tts_command() -> Vec<String> {
+    ["espeak-ng", "--stdout", "--stdin", "-v", "{voice}"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
 pub(super) fn default_webrtc_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 20443))
 }

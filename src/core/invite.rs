@@ -293,10 +293,23 @@ impl Core {
         if first {
             self.out.push_back(Output::Event(Event::Joined {
                 leg: id,
-                room,
+                room: room.clone(),
                 call_id,
                 from,
             }));
+            // what its NCCO asked for and could not have, after it is known
+            let errors = self
+                .rooms
+                .get(room.as_str())
+                .map(|r| r.call_errors(id))
+                .unwrap_or_default();
+            for detail in errors {
+                self.out.push_back(Output::Event(Event::Error {
+                    leg: id,
+                    room: room.clone(),
+                    detail,
+                }));
+            }
         }
     }
 }

@@ -93,6 +93,16 @@ pub enum Event {
         /// status line or why, when it did not connect
         reason: Option<String>,
     },
+    /// something a call's NCCO asked for could not be carried out (the call
+    /// went on with the next action)
+    Error {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// what and why
+        detail: String,
+    },
 }
 
 /// A finished recording, as reported to the event webhook.

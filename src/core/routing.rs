@@ -34,6 +34,11 @@ pub struct CallOptions {
     pub mute: bool,
     /// event webhook for a room this call creates
     pub event_url: Option<String>,
+    /// what the NCCO's actions before its `conversation` play to the caller,
+    /// in order, before it enters (`talk` speech, `stream` files, `wait` silence)
+    pub intro: Vec<Sound>,
+    /// actions that could not be carried out (reported as `error` events)
+    pub errors: Vec<String>,
 }
 
 impl Default for CallOptions {
@@ -47,6 +52,8 @@ impl Default for CallOptions {
             can_hear: true,
             mute: false,
             event_url: None,
+            intro: Vec::new(),
+            errors: Vec::new(),
         }
     }
 }

@@ -273,6 +273,7 @@ impl Driver {
                     url.clone(),
                     Duration::from_millis(cfg.routing.answer_timeout_ms),
                     cfg.routing.answer_fallback,
+                    crate::tts::Tts::new(cfg.tts.command.clone()),
                 );
                 (Some(h), rx)
             }

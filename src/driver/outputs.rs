@@ -198,5 +198,8 @@ fn log_event(ev: &Event) {
         } => {
             tracing::info!(%leg, %room, to = %LogSafe(to), status = status.as_str(), reason = %LogSafe(reason.as_deref().unwrap_or("")), "dial-out")
         }
+        Event::Error { leg, room, detail } => {
+            tracing::warn!(%leg, %room, detail = %LogSafe(detail), "NCCO action not carried out")
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod codec;
 pub mod contract;
+pub mod decode;
 pub mod dtmf;
 pub mod engine;
 pub mod frame;

@@ -37,6 +37,45 @@ fn windowed_sinc(taps: usize, fc: f64) -> Vec<f32> {
     h.into_iter().map(|v| v as f32).collect()
 }
 
+/// Any rate → 8 kHz for sound files and speech loaded off the media path (an
+/// MP3 at 44.1 kHz, speech at 22.05 kHz): a Blackman-windowed sinc at 3.7 kHz,
+/// evaluated at each output instant (no rational ratio needed).
+pub fn to_8k(input: &[i16], rate: u32) -> Vec<i16> {
+    if rate == 8000 || input.is_empty() {
+        return input.to_vec();
+    }
+    let ratio = f64::from(rate) / 8000.0;
+    // the cutoff is at the lower of the two Nyquist rates; 16 zero crossings a side
+    let fc = 3700.0 / f64::from(rate.max(8000));
+    let half = (16.0 / (2.0 * fc)).ceil() as i64;
+    let m = (2 * half) as f64;
+    let n_out = (input.len() as f64 / ratio) as usize;
+    (0..n_out)
+        .map(|j| {
+            let t = j as f64 * ratio;
+            let c = t.floor() as i64;
+            let (mut acc, mut norm) = (0.0f64, 0.0f64);
+            for k in (c - half + 1)..=(c + half) {
+                let x = t - k as f64;
+                let sinc = if x.abs() < 1e-9 {
+                    2.0 * fc
+                } else {
+                    (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x)
+                };
+                let n = x + m / 2.0;
+                let w = 0.42 - 0.5 * (2.0 * std::f64::consts::PI * n / m).cos()
+                    + 0.08 * (4.0 * std::f64::consts::PI * n / m).cos();
+                let h = sinc * w;
+                norm += h;
+                if let Some(&v) = usize::try_from(k).ok().and_then(|k| input.get(k)) {
+                    acc += h * f64::from(v);
+                }
+            }
+            (acc / norm.max(1e-9)).round().clamp(-32768.0, 32767.0) as i16
+        })
+        .collect()
+}
+
 /// 16 kHz → 8 kHz for sound files loaded at start-up (not on the media path):
 /// low-pass at 3.7 kHz, keep every other sample.
 pub fn decimate_16k(input: &[i16]) -> Vec<i16> {
@@ -139,6 +178,36 @@ impl Downsampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_rate_comes_to_8k_keeping_the_band_and_dropping_what_is_above() {
+        for rate in [22_050u32, 44_100, 48_000] {
+            let tone = |f: f64| -> Vec<i16> {
+                (0..rate as usize)
+                    .map(|i| {
+                        (8000.0
+                            * (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate)).sin())
+                            as i16
+                    })
+                    .collect()
+            };
+            let out = to_8k(&tone(1000.0), rate);
+            assert!(
+                (out.len() as i64 - 8000).abs() <= 1,
+                "{rate}: {}",
+                out.len()
+            );
+            let kept = crate::media::goertzel::power_db(&out[400..7600], 8000.0, 1000.0);
+            assert!(
+                (kept - 10.0 * (8000.0f64.powi(2) / 4.0).log10()).abs() < 1.0,
+                "{rate}: {kept}"
+            );
+            // 5 kHz would alias to 3 kHz: it must be gone
+            let out = to_8k(&tone(5000.0), rate);
+            let alias = crate::media::goertzel::power_db(&out[400..7600], 8000.0, 3000.0);
+            assert!(alias < kept - 50.0, "{rate}: alias {alias}");
+        }
+    }
 
     fn tone(rate: f32, f: f32, n: usize) -> Vec<i16> {
         (0..n)

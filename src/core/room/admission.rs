@@ -199,7 +199,12 @@ impl Room {
     /// up).
     pub(super) fn bring_in(&mut self, ctx: &mut Ctx, legs: Vec<LegId>) {
         for leg in legs {
-            if self.parts.get(&leg).is_some_and(|p| p.media_up) {
+            // one still hearing its NCCO's intro goes in when that has played
+            if self
+                .parts
+                .get(&leg)
+                .is_some_and(|p| p.media_up && !p.intro_pending)
+            {
                 ctx.media(MediaCommand::Join { leg });
                 self.on_joined(ctx, leg);
             }

@@ -150,6 +150,9 @@ pub struct Participant {
     menu: (String, Option<Instant>),
     /// what its answer webhook (NCCO) said
     options: Option<CallOptions>,
+    /// its NCCO's intro (speech, files) is to play, or playing, before it
+    /// goes on to its stage
+    intro_pending: bool,
 }
 
 impl Participant {
@@ -165,6 +168,7 @@ impl Participant {
             talking: false,
             joined_at: None,
             menu: (String::new(), None),
+            intro_pending: options.as_ref().is_some_and(|o| !o.intro.is_empty()),
             options,
         }
     }
@@ -333,10 +337,21 @@ impl Room {
                 .is_some_and(|p| matches!(p.stage, Stage::Joined { .. } | Stage::Waiting))
     }
 
+    /// What `leg`'s NCCO asked for and could not have.
+    pub fn call_errors(&self, leg: LegId) -> Vec<String> {
+        self.parts
+            .get(&leg)
+            .and_then(|p| p.options.as_ref())
+            .map(|o| o.errors.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether a new participant's media starts out of the mix (typing a PIN,
     /// waiting, refused).
     pub fn isolated(&self, leg: LegId) -> bool {
-        self.parts.get(&leg).is_none_or(|p| !p.joined())
+        self.parts
+            .get(&leg)
+            .is_none_or(|p| !p.joined() || p.intro_pending)
     }
 
     fn timer(&self, t: RoomTimer) -> CoreTimer {
@@ -403,6 +418,27 @@ impl Room {
             return;
         };
         p.media_up = true;
+        if p.intro_pending {
+            // the NCCO's talk/stream/wait first, heard alone; then the stage
+            let intro = p
+                .options
+                .as_ref()
+                .map(|o| o.intro.clone())
+                .unwrap_or_default();
+            for sound in intro {
+                ctx.media(MediaCommand::PlaySound { leg, sound });
+            }
+            return;
+        }
+        self.proceed(ctx, leg);
+    }
+
+    /// A participant whose media is up (and whose intro has played) goes on by
+    /// its stage.
+    fn proceed(&mut self, ctx: &mut Ctx, leg: LegId) {
+        let Some(p) = self.parts.get(&leg) else {
+            return;
+        };
         match p.stage {
             Stage::Refused => self.play_then_hang_up(
                 ctx,
@@ -411,7 +447,13 @@ impl Room {
                 LeftReason::Refused,
             ),
             Stage::Waiting => self.start_waiting(ctx, leg),
-            Stage::Joined { .. } => self.on_joined(ctx, leg),
+            Stage::Joined { .. } => {
+                if p.options.as_ref().is_some_and(|o| !o.intro.is_empty()) {
+                    // opened out of the mix for its intro: in now
+                    ctx.media(MediaCommand::Join { leg });
+                }
+                self.on_joined(ctx, leg);
+            }
             Stage::Pin { .. } => {
                 self.play(ctx, leg, vec![Prompt::EnterPin]);
                 // the prompt itself takes about 5 s
@@ -521,6 +563,14 @@ impl Room {
     pub fn prompt_done(&mut self, ctx: &mut Ctx, leg: LegId) {
         if let Some(why) = self.parts.get(&leg).and_then(|p| p.hangup_after_prompt) {
             ctx.hangups.push((leg, why));
+            return;
+        }
+        if let Some(p) = self.parts.get_mut(&leg)
+            && p.intro_pending
+            && p.media_up
+        {
+            p.intro_pending = false;
+            self.proceed(ctx, leg);
         }
     }
 
