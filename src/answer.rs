@@ -1,6 +1,9 @@
 //! The answer webhook client (Vonage's answer_url): for each inbound INVITE the
-//! core parks, POST the call's from/to/ids, read the NCCO that comes back, and hand
-//! the core a [`RouteDecision`]. The NCCO's `conversation` action picks the room
+//! core parks, send the call's fields as Vonage does (`to`, `from`, `uuid`,
+//! `conversation_uuid`, `endpoint_type`, and each `X-` SIP header as
+//! `SipHeader_X-…`; in the query string by GET, Vonage's default, or as a JSON
+//! body by POST), read the NCCO that comes back (from `fallback_answer_url` when
+//! the first URL fails), and hand the core a [`RouteDecision`]. The NCCO's `conversation` action picks the room
 //! and the caller's options exactly as Vonage documents them (`name`,
 //! `startOnEnter`, `endOnExit`, `musicOnHoldUrl`, `record`, `canSpeak`, `canHear`,
 //! `mute`, `eventUrl`). The actions before it that play to the caller (`talk`,
@@ -14,10 +17,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::AnswerFallback;
+use crate::config::{AnswerFallback, AnswerMethod};
 use crate::core::routing::{CallOptions, RouteDecision, RouteRequest};
 use crate::ids::is_room_name;
 use crate::media::prompt::{Sound, sound};
@@ -242,7 +245,8 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
 /// The webhook client, owned by the driver.
 pub struct AnswerHook {
     client: reqwest::Client,
-    url: String,
+    urls: Arc<[String]>,
+    method: AnswerMethod,
     timeout: Duration,
     fallback: AnswerFallback,
     music: Arc<Mutex<HashMap<String, Sound>>>,
@@ -251,13 +255,19 @@ pub struct AnswerHook {
 }
 
 impl AnswerHook {
-    /// A client for `url`; decisions come out of the returned channel.
+    /// A client for `[routing]` (its `answer_url` set); decisions come out of
+    /// the returned channel.
     pub fn new(
-        url: String,
-        timeout: Duration,
-        fallback: AnswerFallback,
+        cfg: &crate::config::Routing,
         tts: Tts,
     ) -> (AnswerHook, mpsc::UnboundedReceiver<(u64, RouteDecision)>) {
+        let timeout = Duration::from_millis(cfg.answer_timeout_ms);
+        let urls: Arc<[String]> = cfg
+            .answer_url
+            .iter()
+            .chain(&cfg.fallback_answer_url)
+            .cloned()
+            .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -267,9 +277,10 @@ impl AnswerHook {
         (
             AnswerHook {
                 client,
-                url,
+                urls,
+                method: cfg.answer_method,
                 timeout,
-                fallback,
+                fallback: cfg.answer_fallback,
                 music: Arc::new(Mutex::new(HashMap::new())),
                 tts: Arc::new(tts),
                 tx,
@@ -280,9 +291,10 @@ impl AnswerHook {
 
     /// Ask about one parked INVITE; the decision arrives on the channel.
     pub fn ask(&self, req: RouteRequest) {
-        let (client, url, timeout, fallback, tx) = (
+        let (client, urls, method, timeout, fallback, tx) = (
             self.client.clone(),
-            self.url.clone(),
+            self.urls.clone(),
+            self.method,
             self.timeout,
             self.fallback,
             self.tx.clone(),
@@ -292,18 +304,23 @@ impl AnswerHook {
             tts: self.tts.clone(),
         };
         tokio::spawn(async move {
-            let asked = tokio::time::timeout(timeout, decide(&client, &url, &req, &sounds)).await;
-            let decision = match asked {
-                Ok(Ok(d)) => d,
-                Ok(Err(why)) => {
-                    tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), error = %why, "answer webhook failed: fallback");
-                    fallback_of(fallback)
+            let mut decision = None;
+            for url in urls.iter() {
+                let ask = decide(&client, url, method, &req, &sounds);
+                match tokio::time::timeout(timeout, ask).await {
+                    Ok(Ok(d)) => {
+                        decision = Some(d);
+                        break;
+                    }
+                    Ok(Err(why)) => {
+                        tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), %url, error = %why, "answer webhook failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), %url, "answer webhook timed out")
+                    }
                 }
-                Err(_) => {
-                    tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), "answer webhook timed out: fallback");
-                    fallback_of(fallback)
-                }
-            };
+            }
+            let decision = decision.unwrap_or_else(|| fallback_of(fallback));
             let _ = tx.send((req.token, decision));
         });
     }
@@ -322,24 +339,46 @@ struct Sounds {
     tts: Arc<Tts>,
 }
 
+/// The fields of the answer request, in order: Vonage's, then the `X-` headers.
+pub fn answer_fields(req: &RouteRequest) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = [
+        ("to", req.to.as_str()),
+        ("from", req.from.as_str()),
+        ("uuid", &req.token.to_string()),
+        ("conversation_uuid", req.call_id.as_str()),
+        ("call_id", req.call_id.as_str()),
+        ("direction", "inbound"),
+        ("endpoint_type", "sip"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (name, value) in &req.x_headers {
+        f.push((format!("SipHeader_{name}"), value.clone()));
+    }
+    f
+}
+
 async fn decide(
     client: &reqwest::Client,
     url: &str,
+    method: AnswerMethod,
     req: &RouteRequest,
     sounds: &Sounds,
 ) -> Result<RouteDecision, String> {
     let cache = &*sounds.cache;
-    let body = json!({
-        "from": req.from, "to": req.to, "uuid": req.call_id,
-        "conversation_uuid": req.call_id, "call_id": req.call_id,
-        "direction": "inbound",
-    });
-    let resp = client
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let fields = answer_fields(req);
+    let ask = match method {
+        AnswerMethod::Get => client.get(url).query(&fields),
+        AnswerMethod::Post => {
+            let body: serde_json::Map<String, Value> = fields
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            client.post(url).json(&body)
+        }
+    };
+    let resp = ask.send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
@@ -477,6 +516,24 @@ async fn music(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answer_fields_are_vonage_names_and_x_headers() {
+        let req = RouteRequest {
+            token: 12,
+            from: "sip:alice@pbx".into(),
+            to: "sip:board@bridge".into(),
+            call_id: "abc".into(),
+            x_headers: vec![("X-Account".into(), "42".into())],
+        };
+        let f = answer_fields(&req);
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("uuid"), Some("12"));
+        assert_eq!(get("to"), Some("sip:board@bridge"));
+        assert_eq!(get("endpoint_type"), Some("sip"));
+        assert_eq!(get("SipHeader_X-Account"), Some("42"));
+    }
 
     #[test]
     fn conversation_action_with_vonage_names() {

@@ -555,7 +555,7 @@ fn answer_webhook_ncco_waits_with_music_and_ends_on_exit() {
     let app = Receiver::start_with(
         0,
         Arc::new(|hook: &http::Hook| {
-            let v = hook.json();
+            let v = hook.params();
             let to = v["to"].as_str().unwrap_or("");
             if to.starts_with("sip:wait@") {
                 (

@@ -5,7 +5,9 @@
 //! welcome speech first (espeak-ng, which the test command installs), the
 //! attendee then the MP3 until the moderator arrives, then the room; the
 //! moderator leaving ends the call for the attendee; the recording holds both
-//! callers' tones.
+//! callers' tones. The answer server is asked by GET, as Vonage asks, and the
+//! event server receives Vonage's status events, signed with a JWT as Vonage
+//! signs them.
 
 mod common;
 
@@ -19,6 +21,37 @@ use common::http::{self, Receiver, request};
 use common::{Bridge, Stream, Ua, db, free_port, goertzel};
 
 const TOKEN: &str = "ncco-test-token-0123456789";
+const SIGNING: &str = "ncco-signature-secret-0123";
+
+/// An HS256 JWT in `Authorization: Bearer` whose `payload_hash` is the body's
+/// SHA-256 and whose signature is ours.
+fn jwt_signed(hook: &http::Hook) -> bool {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Some(token) = hook
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return false;
+    }
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SIGNING.as_bytes()).unwrap();
+    mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+    let Ok(sig) = b64.decode(parts[2]) else {
+        return false;
+    };
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    let hash: String = sha2::Sha256::digest(&hook.body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    mac.verify_slice(&sig).is_ok() && claims["payload_hash"] == hash.as_str()
+}
 const MOD_HZ: f64 = 440.0;
 const ATT_HZ: f64 = 1100.0;
 const MUSIC_HZ: f64 = 600.0;
@@ -32,7 +65,7 @@ fn answer_server(music: String, espeak: bool) -> Receiver {
     Receiver::start_with(
         0,
         Arc::new(move |hook: &http::Hook| {
-            let v = hook.json();
+            let v = hook.params();
             let to = v["to"].as_str().unwrap_or("");
             let talk = if espeak {
                 r#"{"action":"talk","text":"Welcome to a conference call"},"#.to_string()
@@ -106,7 +139,8 @@ fn the_vonage_guides_moderated_conference_runs_unchanged() {
     let _ = std::fs::remove_dir_all(&rec);
     let b = Bridge::start(&format!(
         "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n\
-         [events]\nurl = \"{}\"\n[recording]\ndir = \"{}\"\n\
+         [events]\nurl = \"{}\"\nformat = \"vonage\"\nsigning = \"jwt\"\nsecret = \"{SIGNING}\"\n\
+         [recording]\ndir = \"{}\"\n\
          [routing]\nanswer_url = \"http://{}/answer\"\nanswer_timeout_ms = 5000\n\
          [[room]]\nname = \"demo\"\n",
         hooks.url(),
@@ -186,18 +220,28 @@ fn the_vonage_guides_moderated_conference_runs_unchanged() {
         "no BYE after the moderator left"
     );
 
-    // the recording (record: true) holds both callers' tones
+    // the recording (record: true) holds both callers' tones; Vonage's record event
     assert!(
         hooks.wait_for(Duration::from_secs(10), |evs| evs
             .iter()
-            .any(|e| e["type"] == "recording:completed")),
-        "no recording event"
+            .any(|e| e.get("recording_url").is_some())),
+        "no record event: {:?}",
+        hooks.events()
     );
     let ev = hooks
         .events()
         .into_iter()
-        .find(|e| e["type"] == "recording:completed")
+        .find(|e| e.get("recording_url").is_some())
         .unwrap();
+    for k in [
+        "recording_uuid",
+        "start_time",
+        "end_time",
+        "size",
+        "conversation_uuid",
+    ] {
+        assert!(ev.get(k).is_some(), "record event without {k}: {ev}");
+    }
     let url = ev["recording_url"].as_str().unwrap();
     let path = url
         .split_once("/v1/")
@@ -218,10 +262,41 @@ fn the_vonage_guides_moderated_conference_runs_unchanged() {
         "the recording lacks a caller: {r_mod:.1} / {r_att:.1} dB"
     );
     // nothing was skipped in silence: no error events
+    let events = hooks.events();
+    assert!(!events.iter().any(|e| e["type"] == "error"), "{events:?}");
+
+    // Vonage's call status events, per leg, under the uuid the answer request
+    // named; every delivery signed
+    let asked: Vec<_> = app.hooks.lock().unwrap().clone();
+    assert!(asked.iter().all(|h| h.method == "GET"), "answer_url by GET");
+    for h in &asked {
+        let uuid = h.params()["uuid"].as_str().unwrap().to_string();
+        let to = h.params()["to"].as_str().unwrap().to_string();
+        let statuses: Vec<&str> = events
+            .iter()
+            .filter(|e| e["uuid"] == uuid.as_str())
+            .filter_map(|e| e["status"].as_str())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["started", "ringing", "answered", "completed"],
+            "leg {uuid} ({to}): {events:?}"
+        );
+        let done = events
+            .iter()
+            .find(|e| e["uuid"] == uuid.as_str() && e["status"] == "completed")
+            .unwrap();
+        assert_eq!(done["direction"], "inbound");
+        assert_eq!(done["to"], to.as_str());
+        assert!(
+            done["duration"]
+                .as_str()
+                .is_some_and(|d| d.parse::<u64>().is_ok())
+        );
+    }
     assert!(
-        !hooks.events().iter().any(|e| e["type"] == "error"),
-        "{:?}",
-        hooks.events()
+        hooks.hooks.lock().unwrap().iter().all(jwt_signed),
+        "an event without a valid JWT"
     );
     let _ = std::fs::remove_dir_all(&rec);
 }
@@ -271,4 +346,49 @@ fn an_action_that_cannot_run_is_reported_and_the_next_one_runs() {
         "the unsupported input and the missing file are not reported: {:?}",
         hooks.events()
     );
+}
+
+#[test]
+fn the_fallback_answer_url_is_asked_when_the_first_fails_with_the_x_headers() {
+    // the first answer server is down; the fallback one routes by a SIP header
+    let dead = free_port();
+    let app = Receiver::start_with(
+        0,
+        Arc::new(|hook: &http::Hook| {
+            let room = hook.params()["SipHeader_X-Meeting"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (
+                200,
+                format!(r#"[{{"action":"conversation","name":"{room}"}}]"#),
+            )
+        }),
+    );
+    let b = Bridge::start(&format!(
+        "[routing]\nanswer_url = \"http://127.0.0.1:{dead}/answer\"\n\
+         fallback_answer_url = \"http://{}/fallback\"\nanswer_fallback = \"reject\"\n\
+         answer_timeout_ms = 1000\n[[room]]\nname = \"demo\"\n",
+        app.addr
+    ));
+    let mut a = Ua::new(b.sip, "anything", CodecKind::Pcmu, false, "xa");
+    let mut c = Ua::new(b.sip, "else", CodecKind::Pcmu, false, "xc");
+    for ua in [&mut a, &mut c] {
+        ua.extra_headers = "X-Meeting: weekly-7\r\n".into();
+        assert_eq!(ua.call(""), 200);
+    }
+    let (mut sa, mut sc) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    std::thread::scope(|s| {
+        let t = s.spawn(|| sc.run(&c, ATT_HZ, Duration::from_secs(2)));
+        sa.run(&a, MOD_HZ, Duration::from_secs(2));
+        t.join().unwrap();
+    });
+    let tail = &sa.heard[sa.heard.len() - 4000..];
+    assert!(
+        db(goertzel(tail, 8000.0, ATT_HZ)) > 50.0,
+        "the two callers with the same X-Meeting are not in one room"
+    );
+    let asked = app.hooks.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2);
+    assert!(asked.iter().all(|h| h.target.starts_with("/fallback?")));
 }

@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 
 use super::{
-    Config, ConfigError, Dialout, Events, Routing, Rtp, Security, Sip, Trunk, parse_advertise,
+    Config, ConfigError, Dialout, Events, Routing, Rtp, Security, Signing, Sip, Trunk,
+    parse_advertise,
 };
 use crate::core::MenuKeys;
 use crate::core::room::spec::RoomSpec;
@@ -334,6 +335,11 @@ fn events(c: &Checker, e: &Events) -> Result<(), ConfigError> {
         &[Seg::Key("events"), Seg::Key("retry_for_s")],
         "retry_for_s must be 10..=86400",
     )?;
+    c.check(
+        e.signing != Signing::Jwt || e.secret.is_some(),
+        &[Seg::Key("events"), Seg::Key("signing")],
+        "signing = \"jwt\" needs [events] secret, the key the tokens are signed with",
+    )?;
     Ok(())
 }
 
@@ -343,6 +349,11 @@ fn routing(c: &Checker, r: &Routing) -> Result<(), ConfigError> {
         r.answer_url.as_deref().is_none_or(is_http_url),
         &[Seg::Key("routing"), Seg::Key("answer_url")],
         "answer_url must be an http:// or https:// URL",
+    )?;
+    c.check(
+        r.fallback_answer_url.as_deref().is_none_or(is_http_url),
+        &[Seg::Key("routing"), Seg::Key("fallback_answer_url")],
+        "fallback_answer_url must be an http:// or https:// URL",
     )?;
     c.check(
         (100..=30_000).contains(&r.answer_timeout_ms),

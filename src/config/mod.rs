@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::core::MenuKeys;
 pub use crate::core::room::spec::{RoomFault, RoomSpec};
 pub use schema::{
-    AnswerFallback, Api, Dialout, Events, Log, LogFormat, Metrics, Recording, Routing, Rtp,
-    Security, Sip, Trunk, Tts, WebRtc,
+    AnswerFallback, AnswerMethod, Api, Dialout, EventFormat, Events, Log, LogFormat, Metrics,
+    Recording, Routing, Rtp, Security, Signing, Sip, Trunk, Tts, WebRtc,
 };
 use schema::{default_rtp, default_sip};
 

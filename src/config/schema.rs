@@ -299,6 +299,48 @@ pub struct Events {
     /// how long one event is retried before it is dropped (default 600 s)
     #[serde(default = "default_retry_for")]
     pub retry_for_s: u64,
+    /// the bodies' shape: caucus's own types, or Vonage's call status events
+    #[serde(default)]
+    pub format: EventFormat,
+    /// how `secret` signs a delivery: HMAC headers, or an HS256 JWT bearer token
+    #[serde(default)]
+    pub signing: Signing,
+}
+
+/// `[events] format`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFormat {
+    /// `participant:joined`, `room:ended`, … (what the live streams carry)
+    #[default]
+    Caucus,
+    /// Vonage Voice API call events: `started`, `ringing`, `answered`,
+    /// `completed`, …, `record`
+    Vonage,
+}
+
+/// `[events] signing`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Signing {
+    /// `X-Caucus-Signature: sha256=…` over `TIMESTAMP.BODY`
+    #[default]
+    Hmac,
+    /// `Authorization: Bearer JWT`, HS256, with the body's SHA-256 in
+    /// `payload_hash` (Vonage's signed webhooks)
+    Jwt,
+}
+
+/// The HTTP method of the answer webhook.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum AnswerMethod {
+    /// the call's fields in the query string (Vonage's default)
+    #[default]
+    #[serde(rename = "GET")]
+    Get,
+    /// the call's fields as a JSON body
+    #[serde(rename = "POST")]
+    Post,
 }
 
 /// What to do with a call when the answer webhook fails.
@@ -316,9 +358,15 @@ pub enum AnswerFallback {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Routing {
-    /// POSTed for each inbound INVITE; returns an NCCO
+    /// asked for each inbound INVITE; returns an NCCO
     #[serde(default)]
     pub answer_url: Option<String>,
+    /// GET (the call's fields in the query) or POST (a JSON body)
+    #[serde(default)]
+    pub answer_method: AnswerMethod,
+    /// asked when `answer_url` fails or times out, before `answer_fallback`
+    #[serde(default)]
+    pub fallback_answer_url: Option<String>,
     /// when it fails or times out
     #[serde(default)]
     pub answer_fallback: AnswerFallback,
@@ -407,6 +455,8 @@ impl std::fmt::Debug for Events {
             .field("url", &self.url)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("retry_for_s", &self.retry_for_s)
+            .field("format", &self.format)
+            .field("signing", &self.signing)
             .finish()
     }
 }
@@ -441,6 +491,8 @@ impl Default for Events {
             url: None,
             secret: None,
             retry_for_s: default_retry_for(),
+            format: EventFormat::Caucus,
+            signing: Signing::Hmac,
         }
     }
 }
@@ -449,6 +501,8 @@ impl Default for Routing {
     fn default() -> Self {
         Routing {
             answer_url: None,
+            answer_method: AnswerMethod::Get,
+            fallback_answer_url: None,
             answer_fallback: AnswerFallback::Rooms,
             answer_timeout_ms: default_answer_timeout(),
         }

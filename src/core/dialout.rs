@@ -636,6 +636,9 @@ impl Core {
             .insert((leg.call_id.clone(), leg.local_tag.clone()), id);
         let room = leg.room.clone();
         let call_id = leg.call_id.clone();
+        let local = NameAddr::parse(&leg.local_uri, "From")
+            .map(|n| n.uri)
+            .unwrap_or_default();
         let Some((_, params)) = answer else {
             tracing::info!(leg = %id, "2xx without a usable SDP answer: BYE");
             self.out.push_back(Output::Event(Event::Dial {
@@ -665,7 +668,9 @@ impl Core {
             leg: id,
             room: room.clone(),
             call_id,
-            from: target,
+            from: local,
+            to: target,
+            outbound: true,
         }));
         self.sync_media(now, id);
         if moderator {

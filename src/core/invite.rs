@@ -43,9 +43,14 @@ impl Core {
             Ok(x) => x,
             Err(r) => return self.reject(now, &key, &msg, from, r),
         };
+        // a call the webhook was asked about keeps the uuid it was asked with
+        let mut asked_as = None;
         let decision = if self.cfg.answer_webhook {
             match self.decided.remove(&key) {
-                Some(d) => Some(d),
+                Some((token, d)) => {
+                    asked_as = Some(LegId(token));
+                    Some(d)
+                }
                 None if self.parked.len() < routing::MAX_PARKED => {
                     // asked of the answer webhook; back in route_decided
                     self.park(from, key, msg);
@@ -103,8 +108,10 @@ impl Core {
             tracing::warn!(%room, "RTP port range exhausted");
             return self.reject(now, &key, &msg, from, Reject::Unavailable(Some(5)));
         };
-        let id = LegId(self.next_leg);
-        self.next_leg += 1;
+        let id = asked_as.unwrap_or_else(|| {
+            self.next_leg += 1;
+            LegId(self.next_leg - 1)
+        });
         let remote_target = msg
             .header("Contact")
             .and_then(|c| NameAddr::parse(message::split_list(c)[0], "Contact").ok())
@@ -265,6 +272,9 @@ impl Core {
         let from = NameAddr::parse(&leg.remote_uri, "From")
             .map(|n| n.uri)
             .unwrap_or_default();
+        let to = NameAddr::parse(&leg.local_uri, "To")
+            .map(|n| n.uri)
+            .unwrap_or_default();
         self.sync_media(now, id);
         self.out.push_back(Output::Transmit {
             to: peer,
@@ -296,6 +306,8 @@ impl Core {
                 room: room.clone(),
                 call_id,
                 from,
+                to,
+                outbound: false,
             }));
             // what its NCCO asked for and could not have, after it is known
             let errors = self

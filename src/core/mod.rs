@@ -168,8 +168,9 @@ pub struct Core {
     parked: HashMap<u64, routing::Parked>,
     /// the media side is late: new calls get 503
     overloaded: bool,
-    /// the webhook's decisions, taken by the INVITE when it is handled again
-    decided: HashMap<TxnKey, routing::RouteDecision>,
+    /// the webhook's decisions, taken by the INVITE when it is handled again,
+    /// with the token it was asked under (the leg's id to be)
+    decided: HashMap<TxnKey, (u64, routing::RouteDecision)>,
     /// flood control: what each source starts, its failures and bans
     flood: flood::FloodGuard,
     /// legs held per signalling source address (a banned source with calls is

@@ -41,8 +41,12 @@ pub enum Event {
         room: String,
         /// Call-ID
         call_id: String,
-        /// the caller's From URI
+        /// the calling side's URI (the bridge's own for a call it placed)
         from: String,
+        /// the called side's URI (the dialled target for a call it placed)
+        to: String,
+        /// the bridge placed the call
+        outbound: bool,
     },
     /// a leg left
     Left {

@@ -80,7 +80,8 @@ pub(super) struct Parked {
 /// What the driver must ask the answer webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRequest {
-    /// hand back with the decision
+    /// hand back with the decision; the leg's id (the call's `uuid`) once
+    /// it is admitted
     pub token: u64,
     /// From URI
     pub from: String,
@@ -88,6 +89,8 @@ pub struct RouteRequest {
     pub to: String,
     /// Call-ID
     pub call_id: String,
+    /// the INVITE's `X-` headers, name and value, in order
+    pub x_headers: Vec<(String, String)>,
 }
 
 impl Core {
@@ -100,12 +103,19 @@ impl Core {
             Ok(h) => (h.from.uri.clone(), h.to.uri.clone(), h.call_id.clone()),
             Err(_) => return,
         };
+        let x_headers = msg
+            .headers
+            .iter()
+            .filter(|(n, _)| n.len() > 2 && n.as_bytes()[..2].eq_ignore_ascii_case(b"x-"))
+            .cloned()
+            .collect();
         self.parked.insert(token, Parked { from, key, msg });
         self.out.push_back(Output::Route(RouteRequest {
             token,
             from: from_uri,
             to: to_uri,
             call_id,
+            x_headers,
         }));
     }
 
@@ -124,7 +134,7 @@ impl Core {
                 tracing::warn!(room = %name, error = %e, "cannot create the NCCO's room");
             }
         }
-        self.decided.insert(p.key.clone(), decision);
+        self.decided.insert(p.key.clone(), (token, decision));
         self.handle_parked(now, p);
     }
 

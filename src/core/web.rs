@@ -132,6 +132,8 @@ impl Core {
             room: room.clone(),
             call_id,
             from: req.name,
+            to: room.clone(),
+            outbound: false,
         }));
         tracing::info!(leg = %id, %room, moderator = req.moderator, "browser joined");
         self.sync_media(now, id);

@@ -261,20 +261,14 @@ impl Driver {
         let live = crate::events::live_channel();
         let http = http::start_http(&cfg, live.clone()).await?;
         let mut webhooks = Webhooks::start(
-            cfg.events.url.clone(),
-            cfg.events.secret.clone(),
-            Duration::from_secs(cfg.events.retry_for_s),
+            &cfg.events,
             format!("http://{}/v1/recordings/", cfg.api.listen),
             live,
         );
         let (answer_hook, route_rx) = match &cfg.routing.answer_url {
-            Some(url) => {
-                let (h, rx) = AnswerHook::new(
-                    url.clone(),
-                    Duration::from_millis(cfg.routing.answer_timeout_ms),
-                    cfg.routing.answer_fallback,
-                    crate::tts::Tts::new(cfg.tts.command.clone()),
-                );
+            Some(_) => {
+                let (h, rx) =
+                    AnswerHook::new(&cfg.routing, crate::tts::Tts::new(cfg.tts.command.clone()));
                 (Some(h), rx)
             }
             None => (None, mpsc::unbounded_channel().1),

@@ -167,8 +167,10 @@ fn log_event(ev: &Event) {
             room,
             call_id,
             from,
+            to,
+            outbound,
         } => {
-            tracing::info!(%leg, %room, call_id = %LogSafe(call_id), from = %LogSafe(from), "joined")
+            tracing::info!(%leg, %room, call_id = %LogSafe(call_id), from = %LogSafe(from), to = %LogSafe(to), outbound, "joined")
         }
         Event::Left {
             leg,

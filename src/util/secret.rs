@@ -17,7 +17,8 @@ pub fn hex(n: usize) -> String {
     to_hex(&b)
 }
 
-fn to_hex(b: &[u8]) -> String {
+/// Bytes as lower-case hex.
+pub fn to_hex(b: &[u8]) -> String {
     use std::fmt::Write;
     b.iter()
         .fold(String::with_capacity(b.len() * 2), |mut s, x| {

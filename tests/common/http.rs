@@ -77,7 +77,8 @@ fn read_message(r: &mut BufReader<TcpStream>) -> Option<Raw> {
                     }
                     body.extend_from_slice(&chunk[..n]);
                 }
-            } else if !first.starts_with("POST") && !first.starts_with("PATCH") {
+            } else if first.starts_with("HTTP/") {
+                // a response without a length ends with its connection
                 r.read_to_end(&mut body).ok()?;
             }
         }
@@ -134,6 +135,9 @@ pub fn request_typed(
 /// A received webhook: headers and body.
 #[derive(Debug, Clone)]
 pub struct Hook {
+    pub method: String,
+    /// path and query
+    pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -148,6 +152,47 @@ impl Hook {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
     }
+    /// The fields of a request, from its query string (GET) or JSON body.
+    pub fn params(&self) -> serde_json::Value {
+        if self.method != "GET" {
+            return self.json();
+        }
+        let query = self.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let mut m = serde_json::Map::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            m.insert(
+                percent_decode(k),
+                serde_json::Value::String(percent_decode(v)),
+            );
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match h.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a [`Receiver`] answers with.
@@ -184,8 +229,16 @@ impl Receiver {
                 s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut r = BufReader::new(s);
                 // a client may send several requests on one connection
-                while let Some((_, headers, body)) = read_message(&mut r) {
-                    let hook = Hook { headers, body };
+                while let Some((first, headers, body)) = read_message(&mut r) {
+                    let mut words = first.split_whitespace();
+                    let method = words.next().unwrap_or("").to_string();
+                    let target = words.next().unwrap_or("").to_string();
+                    let hook = Hook {
+                        method,
+                        target,
+                        headers,
+                        body,
+                    };
                     let (code, reply) = answer(&hook);
                     h.lock().unwrap().push(hook);
                     let resp = format!(
@@ -205,13 +258,13 @@ impl Receiver {
         format!("http://{}/events", self.addr)
     }
 
-    /// Events so far (JSON bodies).
+    /// Requests so far: their JSON bodies, or for a GET its query's fields.
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.hooks
             .lock()
             .unwrap()
             .iter()
-            .map(|h| h.json())
+            .map(|h| h.params())
             .collect()
     }
 

@@ -252,6 +252,8 @@ pub struct Ua {
     pub telephone_event: bool,
     /// RTP ticks sent so far (sequence and timestamp continue across helpers)
     pub rtp_tick: std::sync::atomic::AtomicU32,
+    /// header lines (each ending CRLF) added to every request
+    pub extra_headers: String,
 }
 
 /// The SDP connection line for an address.
@@ -337,6 +339,7 @@ impl Ua {
             room: room.to_string(),
             telephone_event: true,
             rtp_tick: std::sync::atomic::AtomicU32::new(0),
+            extra_headers: String::new(),
         }
     }
 
@@ -402,11 +405,12 @@ impl Ua {
             "Content-Type: application/sdp\r\n"
         };
         format!(
-            "{method} sip:{}@{} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:ua@127.0.0.1>;tag={}\r\nTo: <sip:{}@127.0.0.1>{to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:ua@{}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            "{method} sip:{}@{} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\n{}From: <sip:ua@127.0.0.1>;tag={}\r\nTo: <sip:{}@127.0.0.1>{to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:ua@{}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
             self.room,
             self.bridge,
             self.transport(),
             self.local,
+            self.extra_headers,
             self.from_tag,
             self.room,
             self.call_id,

@@ -6,10 +6,18 @@
 //! The same events, numbered alike, are published live to the API's
 //! Server-Sent Events streams ([`LiveEvent`]), whether or not a webhook is set.
 //!
-//! Signature: `X-Caucus-Signature: sha256=HEX` of HMAC-SHA256(secret,
-//! `TIMESTAMP.BODY`), with the Unix time in `X-Caucus-Timestamp`, so a receiver can
-//! refuse replays. Payload names follow Vonage's where one exists (`uuid`,
-//! `conversation_uuid`, `status`, `timestamp`, `recording_url`, `direction`).
+//! Signature (`[events] signing = "hmac"`): `X-Caucus-Signature: sha256=HEX` of
+//! HMAC-SHA256(secret, `TIMESTAMP.BODY`), with the Unix time in
+//! `X-Caucus-Timestamp`, so a receiver can refuse replays; or (`"jwt"`) an HS256
+//! JWT (RFC 7519) in `Authorization: Bearer`, with `iat`, `jti` and the body's
+//! SHA-256 in `payload_hash`, as Vonage signs its webhooks.
+//!
+//! Bodies: caucus's own types by default, names following Vonage's where one
+//! exists (`uuid`, `conversation_uuid`, `status`, `timestamp`, `recording_url`,
+//! `direction`); Vonage's call status events with `[events] format = "vonage"`
+//! ([`vonage`]). The live streams always carry caucus's types.
+
+pub mod vonage;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,9 +30,11 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::config::{EventFormat, Signing};
 use crate::core::Event;
 use crate::core::dialout::DialStatus;
 use crate::util::rfc3339;
+use crate::util::secret::{hex, to_hex};
 
 /// Events waiting for delivery at most (all rooms); more are dropped and counted.
 const QUEUE: usize = 100_000;
@@ -84,18 +94,26 @@ pub struct Webhooks {
     pub stats: Arc<WebhookStats>,
     recording_base: String,
     live: LiveEvents,
+    format: EventFormat,
+    calls: vonage::Calls,
+}
+
+/// How deliveries are signed.
+#[derive(Clone)]
+struct Signer {
+    key: Arc<[u8]>,
+    how: Signing,
 }
 
 impl Webhooks {
     /// Start the delivery task. `recording_base` prefixes recording URLs
     /// (`http://API/v1/recordings/`).
     pub fn start(
-        default_url: Option<String>,
-        secret: Option<String>,
-        retry_for: Duration,
+        cfg: &crate::config::Events,
         recording_base: String,
         live: LiveEvents,
     ) -> Webhooks {
+        let retry_for = Duration::from_secs(cfg.retry_for_s);
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WebhookStats::default());
         let client = reqwest::Client::builder()
@@ -106,17 +124,22 @@ impl Webhooks {
         tokio::spawn(dispatch(
             rx,
             client,
-            secret.map(|s| Arc::<[u8]>::from(s.into_bytes())),
+            cfg.secret.as_ref().map(|s| Signer {
+                key: Arc::<[u8]>::from(s.as_bytes()),
+                how: cfg.signing,
+            }),
             retry_for,
             stats.clone(),
         ));
         Webhooks {
             tx,
-            default_url,
+            default_url: cfg.url.clone(),
             seq: HashMap::new(),
             stats,
             recording_base,
             live,
+            format: cfg.format,
+            calls: vonage::Calls::default(),
         }
     }
 
@@ -149,18 +172,25 @@ impl Webhooks {
         let Some(url) = url else {
             return;
         };
-        let out = Outgoing {
-            key: room,
-            url,
-            body: serde_json::to_vec(&body).unwrap_or_default().into(),
-            timestamp: now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
+        let bodies = match self.format {
+            EventFormat::Caucus => vec![body],
+            EventFormat::Vonage => self.calls.payloads(ev, now, &self.recording_base),
         };
-        if self.tx.try_send(out).is_err() {
-            self.stats.overflow.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(room = %room_of(ev), "event queue full: event dropped");
+        let timestamp = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        for body in bodies {
+            let out = Outgoing {
+                key: room.clone(),
+                url: url.clone(),
+                body: serde_json::to_vec(&body).unwrap_or_default().into(),
+                timestamp,
+            };
+            if self.tx.try_send(out).is_err() {
+                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(room = %room_of(ev), "event queue full: event dropped");
+            }
         }
     }
 }
@@ -195,9 +225,14 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
             room,
             call_id,
             from,
+            to,
+            outbound,
         } => json!({
             "type": "participant:joined", "status": "joined", "uuid": leg.0.to_string(),
-            "conversation_uuid": room, "call_id": call_id, "from": from, "direction": "inbound",
+            "conversation_uuid": room, "call_id": call_id,
+            // the other party, whichever side placed the call
+            "from": if *outbound { to } else { from }, "to": to,
+            "direction": if *outbound { "outbound" } else { "inbound" },
         }),
         Event::Left {
             leg,
@@ -277,12 +312,32 @@ pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     s
 }
 
+/// An HS256 JWT (RFC 7519) for one delivery: issued at `iat`, unique by `jti`,
+/// bound to the body by its SHA-256 in `payload_hash`.
+pub fn jwt(key: &[u8], iat: u64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = json!({
+        "iat": iat, "jti": hex(16), "iss": "caucus",
+        "payload_hash": to_hex(&Sha256::digest(body)),
+    });
+    let claims = b64.encode(claims.to_string());
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(header.as_bytes());
+    mac.update(b".");
+    mac.update(claims.as_bytes());
+    let sig = b64.encode(mac.finalize().into_bytes());
+    format!("{header}.{claims}.{sig}")
+}
+
 /// One queue per room; one delivery in flight per room, so a room's events
 /// arrive in order while other rooms go on.
 async fn dispatch(
     mut rx: mpsc::Receiver<Outgoing>,
     client: reqwest::Client,
-    secret: Option<Arc<[u8]>>,
+    secret: Option<Signer>,
     retry_for: Duration,
     stats: Arc<WebhookStats>,
 ) {
@@ -291,7 +346,7 @@ async fn dispatch(
     let start = |inflight: &mut JoinSet<String>, o: Arc<Outgoing>| {
         let (client, secret, stats) = (client.clone(), secret.clone(), stats.clone());
         inflight.spawn(async move {
-            deliver(&client, secret.as_deref(), &o, retry_for, &stats).await;
+            deliver(&client, secret.as_ref(), &o, retry_for, &stats).await;
             o.key.clone()
         });
     };
@@ -322,7 +377,7 @@ async fn dispatch(
 
 async fn deliver(
     client: &reqwest::Client,
-    secret: Option<&[u8]>,
+    secret: Option<&Signer>,
     o: &Outgoing,
     retry_for: Duration,
     stats: &WebhookStats,
@@ -335,8 +390,20 @@ async fn deliver(
             .header("Content-Type", "application/json")
             .header("X-Caucus-Timestamp", o.timestamp.to_string())
             .body(o.body.to_vec());
-        if let Some(k) = secret {
-            req = req.header("X-Caucus-Signature", sign(k, o.timestamp, &o.body));
+        match secret {
+            Some(Signer {
+                key,
+                how: Signing::Hmac,
+            }) => {
+                req = req.header("X-Caucus-Signature", sign(key, o.timestamp, &o.body));
+            }
+            Some(Signer {
+                key,
+                how: Signing::Jwt,
+            }) => {
+                req = req.bearer_auth(jwt(key, o.timestamp, &o.body));
+            }
+            None => {}
         }
         let failure = match req.send().await {
             Ok(r) if r.status().is_success() => {
