@@ -13,8 +13,7 @@
 //! `error` event and the next one runs. A timeout, an error status or an NCCO
 //! without a usable conversation falls back as configured.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,16 +22,9 @@ use tokio::sync::mpsc;
 use crate::config::{AnswerFallback, AnswerMethod};
 use crate::core::routing::{CallOptions, RouteDecision, RouteRequest};
 use crate::ids::is_room_name;
-use crate::media::prompt::{Sound, sound};
-use crate::tts::Tts;
+use crate::media::prompt::Sound;
+use crate::sounds::{SoundError, Sounds, shaped};
 use crate::util::is_http_url;
-
-/// Music files fetched and kept, at most.
-const MUSIC_CACHE: usize = 64;
-/// A music file is at most this large (10 minutes at 16 kHz).
-const MUSIC_MAX_BYTES: usize = 20 << 20;
-/// And at most this long.
-const MUSIC_MAX_SECONDS: u32 = 600;
 
 /// Why an NCCO cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,8 +241,7 @@ pub struct AnswerHook {
     method: AnswerMethod,
     timeout: Duration,
     fallback: AnswerFallback,
-    music: Arc<Mutex<HashMap<String, Sound>>>,
-    tts: Arc<Tts>,
+    sounds: Sounds,
     tx: mpsc::UnboundedSender<(u64, RouteDecision)>,
 }
 
@@ -259,7 +250,7 @@ impl AnswerHook {
     /// the returned channel.
     pub fn new(
         cfg: &crate::config::Routing,
-        tts: Tts,
+        sounds: Sounds,
     ) -> (AnswerHook, mpsc::UnboundedReceiver<(u64, RouteDecision)>) {
         let timeout = Duration::from_millis(cfg.answer_timeout_ms);
         let urls: Arc<[String]> = cfg
@@ -281,8 +272,7 @@ impl AnswerHook {
                 method: cfg.answer_method,
                 timeout,
                 fallback: cfg.answer_fallback,
-                music: Arc::new(Mutex::new(HashMap::new())),
-                tts: Arc::new(tts),
+                sounds,
                 tx,
             },
             rx,
@@ -299,10 +289,7 @@ impl AnswerHook {
             self.fallback,
             self.tx.clone(),
         );
-        let sounds = Sounds {
-            cache: self.music.clone(),
-            tts: self.tts.clone(),
-        };
+        let sounds = self.sounds.clone();
         tokio::spawn(async move {
             let mut decision = None;
             for url in urls.iter() {
@@ -333,10 +320,18 @@ fn fallback_of(f: AnswerFallback) -> RouteDecision {
     }
 }
 
-/// Where an NCCO's sounds come from: files and speech already made, the engine.
-struct Sounds {
-    cache: Arc<Mutex<HashMap<String, Sound>>>,
-    tts: Arc<Tts>,
+/// Why the answer webhook gave nothing usable.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// no answer
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// an error status
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// an NCCO the bridge cannot run
+    #[error("NCCO: {0}")]
+    Ncco(#[from] NccoError),
 }
 
 /// The fields of the answer request, in order: Vonage's, then the `X-` headers.
@@ -365,8 +360,7 @@ async fn decide(
     method: AnswerMethod,
     req: &RouteRequest,
     sounds: &Sounds,
-) -> Result<RouteDecision, String> {
-    let cache = &*sounds.cache;
+) -> Result<RouteDecision, AnswerError> {
     let fields = answer_fields(req);
     let ask = match method {
         AnswerMethod::Get => client.get(url).query(&fields),
@@ -378,27 +372,27 @@ async fn decide(
             client.post(url).json(&body)
         }
     };
-    let resp = ask.send().await.map_err(|e| e.to_string())?;
+    let resp = ask.send().await?;
     if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status().as_u16()));
+        return Err(AnswerError::Status(resp.status().as_u16()));
     }
-    let ncco: Value = resp.json().await.map_err(|e| e.to_string())?;
-    let conv = parse_ncco(&ncco).map_err(|e| e.to_string())?;
+    let ncco: Value = resp.json().await?;
+    let conv = parse_ncco(&ncco)?;
     let mut options = conv.options;
     for action in &conv.intro {
-        match intro_sound(client, action, sounds).await {
+        match intro_sound(action, sounds).await {
             Ok(s) => options.intro.push(s),
             Err(e) => {
                 tracing::warn!(error = %e, "NCCO action could not be carried out: the next one runs");
-                options.errors.push(e);
+                options.errors.push(e.to_string());
             }
         }
     }
     if let Some(m) = &conv.music {
-        match music(client, m, cache).await {
+        match sounds.file(m).await {
             Ok(s) => options.music = Some(s),
             Err(e) => {
-                tracing::warn!(url = %m, error = %e, "musicOnHoldUrl unusable: the room's music plays")
+                tracing::warn!(error = %e, "musicOnHoldUrl unusable: the room's music plays")
             }
         }
     }
@@ -406,111 +400,22 @@ async fn decide(
 }
 
 /// The sound of one intro action: speech, a file, silence; at its level, looped.
-async fn intro_sound(
-    client: &reqwest::Client,
-    action: &Intro,
-    sounds: &Sounds,
-) -> Result<Sound, String> {
-    let (samples, loops, level) = match action {
+async fn intro_sound(action: &Intro, sounds: &Sounds) -> Result<Sound, SoundError> {
+    Ok(match action {
         Intro::Talk {
             text,
             language,
             loops,
             level,
         } => {
-            let key = format!("tts\u{0}{language}\u{0}{text}");
-            let cached = sounds
-                .cache
-                .lock()
-                .map_err(|e| e.to_string())?
-                .get(&key)
-                .cloned();
-            let spoken = match cached {
-                Some(s) => s,
-                None => {
-                    let (tts, t, l) = (sounds.tts.clone(), text.clone(), language.clone());
-                    let samples = tokio::task::spawn_blocking(move || tts.speak(&t, &l))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| format!("talk: {e}"))?;
-                    let s = sound(samples);
-                    remember(&sounds.cache, key, s.clone())?;
-                    s
-                }
-            };
-            (spoken.narrow.to_vec(), *loops, *level)
+            let spoken = sounds.speech(text, language).await?;
+            shaped(&spoken.narrow, *loops, *level)
         }
-        Intro::Stream { url, loops, level } => (
-            music(client, url, &sounds.cache)
-                .await
-                .map_err(|e| format!("stream {url}: {e}"))?
-                .narrow
-                .to_vec(),
-            *loops,
-            *level,
-        ),
-        Intro::Wait { secs } => (vec![0i16; (secs * 8000.0) as usize], 1, 0.0),
-    };
-    // Vonage's level: −1 silent … 0 as made … 1 twice as loud (clipped)
-    let gain = 1.0 + level;
-    let mut out = Vec::with_capacity(samples.len() * loops as usize);
-    for _ in 0..loops.max(1) {
-        out.extend(
-            samples
-                .iter()
-                .map(|&v| (f64::from(v) * gain).clamp(-32768.0, 32767.0) as i16),
-        );
-    }
-    Ok(sound(out))
-}
-
-fn remember(cache: &Mutex<HashMap<String, Sound>>, key: String, s: Sound) -> Result<(), String> {
-    let mut c = cache.lock().map_err(|e| e.to_string())?;
-    if c.len() >= MUSIC_CACHE {
-        c.clear();
-    }
-    c.insert(key, s);
-    Ok(())
-}
-
-/// A sound file (WAV, MP3, …) by URL (http/https) or local path (absolute, or
-/// file://), fetched once and kept.
-async fn music(
-    client: &reqwest::Client,
-    url: &str,
-    cache: &Mutex<HashMap<String, Sound>>,
-) -> Result<Sound, String> {
-    if let Some(s) = cache.lock().map_err(|e| e.to_string())?.get(url) {
-        return Ok(s.clone());
-    }
-    let bytes = if is_http_url(url) {
-        let r = client.get(url).send().await.map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("HTTP {}", r.status().as_u16()));
+        Intro::Stream { url, loops, level } => {
+            shaped(&sounds.file(url).await?.narrow, *loops, *level)
         }
-        r.bytes().await.map_err(|e| e.to_string())?.to_vec()
-    } else {
-        let path = url.strip_prefix("file://").unwrap_or(url).to_string();
-        if !path.starts_with('/') {
-            return Err("a local music file needs an absolute path".into());
-        }
-        tokio::task::spawn_blocking(move || std::fs::read(path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
-    };
-    if bytes.len() > MUSIC_MAX_BYTES {
-        return Err("larger than 20 MiB".into());
-    }
-    let samples = tokio::task::spawn_blocking(move || {
-        crate::media::decode::to_8k_mono(bytes, MUSIC_MAX_SECONDS)
+        Intro::Wait { secs } => shaped(&vec![0i16; (secs * 8000.0) as usize], 1, 0.0),
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    let s = sound(samples);
-    remember(cache, url.to_string(), s.clone())?;
-    Ok(s)
 }
 
 #[cfg(test)]

@@ -18,5 +18,6 @@ pub mod media;
 pub mod metrics;
 pub mod sdp;
 pub mod sip;
+pub mod sounds;
 pub mod tts;
 pub mod util;

@@ -416,3 +416,100 @@ module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule s
     assert!(best > 45.0, "baresip does not hear the room ({best:.1} dB)");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn vonage_post_calls_dials_into_the_conversation_of_its_ncco() {
+    let r = rig("");
+    // the NCCO's conversation does not exist yet: created, as Vonage does
+    let mut member = Ua::new(r.bridge.sip, "weekly", CodecKind::Pcmu, false, "vm");
+    let uas = Uas::new();
+    let body = format!(
+        r#"{{"to":[{{"type":"sip","uri":"{}"}}],"from":{{"type":"phone","number":"4930123"}},
+            "ncco":[{{"action":"conversation","name":"weekly"}}],"ringing_timer":10}}"#,
+        uas.uri()
+    );
+    let resp = request(r.api, "POST", "/v1/calls", Some(TOKEN), Some(&body));
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let created = resp.json();
+    assert_eq!(created["status"], "started");
+    assert_eq!(created["direction"], "outbound");
+    assert_eq!(created["conversation_uuid"], "weekly");
+    let uuid = created["uuid"].as_str().unwrap().to_string();
+    let (invite, from) = uas.recv_method(Method::Invite, 3);
+    assert!(
+        invite.header("From").unwrap().contains("4930123"),
+        "the from number is the caller id"
+    );
+    let mut media = Ua::new(r.bridge.sip, "x", CodecKind::Pcmu, false, "vmedia");
+    let offer = SessionDescription::parse(&invite.body).unwrap();
+    let (_, p) = sdp::select_audio(&offer).unwrap();
+    media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
+    media.pt = 0;
+    let port = media.rtp.local_addr().unwrap().port();
+    let answer = common::sdp_offer_with(port, CodecKind::Pcmu, "", false);
+    uas.respond(
+        &invite,
+        from,
+        200,
+        &format!(
+            "Contact: <sip:uas@{}>\r\nContent-Type: application/sdp\r\n",
+            uas.sock.local_addr().unwrap()
+        ),
+        &answer,
+    );
+    uas.recv_method(Method::Ack, 3);
+    r.wait_dial("answered", 3);
+    assert_eq!(member.call(""), 200);
+    let (heard_uas, heard_member) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            let mut st = Stream::new(CodecKind::Pcmu);
+            st.run(&media, 1000.0, Duration::from_secs(3));
+            st.heard
+        });
+        let mut st = Stream::new(CodecKind::Pcmu);
+        st.run(&member, 440.0, Duration::from_secs(3));
+        (a.join().unwrap(), st.heard)
+    });
+    assert!(
+        tone_level(&heard_uas, 440.0) > 50.0,
+        "the called party does not hear the conversation"
+    );
+    assert!(
+        tone_level(&heard_member, 1000.0) > 50.0,
+        "the conversation does not hear the called party"
+    );
+    let call = request(
+        r.api,
+        "GET",
+        &format!("/v1/calls/{uuid}"),
+        Some(TOKEN),
+        None,
+    )
+    .json();
+    assert_eq!(call["direction"], "outbound");
+    assert_eq!(call["conversation_uuid"], "weekly");
+    assert_eq!(call["to"]["uri"], uas.uri().as_str());
+    // not supported: Vonage's error shape
+    let bad = request(
+        r.api,
+        "POST",
+        "/v1/calls",
+        Some(TOKEN),
+        Some(
+            r#"{"to":[{"type":"phone","number":"447700900000"}],"ncco":[{"action":"conversation","name":"weekly"}]}"#,
+        ),
+    );
+    assert_eq!(bad.status, 501);
+    assert!(bad.json()["detail"].as_str().unwrap().contains("phone"));
+    let hang = request(
+        r.api,
+        "PUT",
+        &format!("/v1/calls/{uuid}"),
+        Some(TOKEN),
+        Some(r#"{"action":"hangup"}"#),
+    );
+    assert_eq!(hang.status, 204);
+    let (bye, from) = uas.recv_method(Method::Bye, 3);
+    uas.respond(&bye, from, 200, "", "");
+    let _ = member.hangup();
+}

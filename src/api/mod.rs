@@ -8,6 +8,7 @@
 //! same state: `/metrics`, `/healthz` (the process runs) and `/readyz` (new calls
 //! are accepted), for Prometheus and load balancers, with or without the API.
 
+mod calls;
 pub mod ops;
 mod stream;
 pub mod web;
@@ -22,7 +23,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -115,6 +116,8 @@ pub struct ApiSettings {
     pub web: Option<Arc<web::WebState>>,
     /// the events, live, for `/v1/events`
     pub live: crate::events::LiveEvents,
+    /// speech and sound files for `/v1/calls/{uuid}/talk` and `/stream`
+    pub sounds: crate::sounds::Sounds,
 }
 
 #[derive(Clone)]
@@ -127,6 +130,7 @@ struct AppState {
     core: mpsc::Sender<ApiCall>,
     web: Option<Arc<web::WebState>>,
     live: crate::events::LiveEvents,
+    sounds: crate::sounds::Sounds,
 }
 
 impl AppState {
@@ -189,6 +193,8 @@ impl From<ControlError> for ApiError {
             ControlError::RoomLocked(_) => (StatusCode::FORBIDDEN, "room_locked"),
             ControlError::WrongPin => (StatusCode::FORBIDDEN, "wrong_pin"),
             ControlError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ControlError::BadDigits => (StatusCode::BAD_REQUEST, "bad_digits"),
+            ControlError::NotForThisLeg(_) => (StatusCode::CONFLICT, "not_for_this_leg"),
         };
         ApiError::new(status, error, e.to_string())
     }
@@ -232,6 +238,16 @@ fn reply_json(r: Reply) -> Response {
             .into_response(),
         Reply::Flag(b) => Json(serde_json::json!({"value": b})).into_response(),
         Reply::Leg(id) => Json(serde_json::json!({"id": id.0})).into_response(),
+        Reply::Calls(v) => {
+            let now = std::time::Instant::now();
+            Json(
+                v.iter()
+                    .map(|c| calls::call_json(c, now))
+                    .collect::<Vec<_>>(),
+            )
+            .into_response()
+        }
+        Reply::Call(c) => Json(calls::call_json(&c, std::time::Instant::now())).into_response(),
         Reply::Metrics(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -581,6 +597,17 @@ fn router(st: AppState) -> axum::Router {
         .route("/v1/rooms/{room}/dial", post(dial))
         .route("/v1/rooms/{room}/recordings", post(record))
         .route("/v1/rooms/{room}/recordings/{id}", delete(stop_recording))
+        .route("/v1/calls", get(calls::list).post(calls::create))
+        .route("/v1/calls/{uuid}", get(calls::one).put(calls::modify))
+        .route(
+            "/v1/calls/{uuid}/talk",
+            put(calls::talk).delete(calls::stop_talk),
+        )
+        .route(
+            "/v1/calls/{uuid}/stream",
+            put(calls::stream).delete(calls::stop_stream),
+        )
+        .route("/v1/calls/{uuid}/dtmf", put(calls::dtmf))
         .route("/v1/recordings", get(list_recordings))
         .route("/v1/recordings/{id}", get(download))
         .route("/metrics", get(metrics))
@@ -620,6 +647,7 @@ fn state(settings: ApiSettings, ready: Readiness, core: mpsc::Sender<ApiCall>) -
         core,
         web: settings.web,
         live: settings.live,
+        sounds: settings.sounds,
     }
 }
 

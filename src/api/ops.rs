@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::core::calls::{CallAction, CallInfo};
 use crate::core::control::{ControlError, ParticipantInfo, ParticipantUpdate, Role, RoomInfo};
 use crate::core::{Core, LegId, RoomPolicy};
 use crate::media::prompt::Sound;
@@ -52,6 +53,21 @@ pub enum Op {
     ),
     /// DELETE /v1/whip/{id}
     WebLeave(LegId),
+    /// GET /v1/calls
+    Calls,
+    /// GET /v1/calls/{uuid}
+    Call(LegId),
+    /// PUT /v1/calls/{uuid}: hangup, mute, earmuff
+    CallAction(LegId, CallAction),
+    /// PUT /v1/calls/{uuid}/talk | stream
+    CallPlay(LegId, Sound),
+    /// DELETE /v1/calls/{uuid}/talk | stream
+    CallStop(LegId),
+    /// PUT /v1/calls/{uuid}/dtmf
+    CallDtmf(LegId, String),
+    /// POST /v1/calls: dial into an NCCO's conversation (created when new),
+    /// with the event URL of a room it creates
+    DialConversation(String, Option<String>, crate::core::dialout::DialRequest),
 }
 
 /// What an operation comes to.
@@ -133,6 +149,10 @@ pub enum Reply {
     Flag(bool),
     /// a browser leg joined
     Leg(LegId),
+    /// calls (Vonage's view of legs)
+    Calls(Vec<CallInfo>),
+    /// one call
+    Call(Box<CallInfo>),
 }
 
 /// Wall-clock time of a core instant, as RFC 3339 UTC.
@@ -220,6 +240,28 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
         Op::WebLeave(leg) => {
             core.web_leave(now, leg)?;
             Reply::Done
+        }
+        Op::Calls => Reply::Calls(core.calls()),
+        Op::Call(leg) => Reply::Call(Box::new(core.call(leg)?)),
+        Op::CallAction(leg, action) => {
+            core.call_action(now, leg, action)?;
+            Reply::Done
+        }
+        Op::CallPlay(leg, sound) => {
+            core.call_play(now, leg, &sound)?;
+            Reply::Done
+        }
+        Op::CallStop(leg) => {
+            core.call_stop_sound(now, leg)?;
+            Reply::Done
+        }
+        Op::CallDtmf(leg, digits) => {
+            core.call_dtmf(now, leg, &digits)?;
+            Reply::Done
+        }
+        Op::DialConversation(room, event_url, req) => {
+            core.conversation(now, &room, event_url)?;
+            Reply::Dialing(core.dial(now, &room, req)?)
         }
     })
 }

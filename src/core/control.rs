@@ -63,6 +63,12 @@ pub enum ControlError {
     /// a change that does not apply to this leg now (still typing its PIN)
     #[error("participant {0} is not in the mix yet")]
     NotJoined(LegId),
+    /// DTMF digits outside 0-9 * # A-D, none, or too many
+    #[error("digits: 1-64 of 0-9 * # A-D")]
+    BadDigits,
+    /// something this kind of leg cannot do
+    #[error("{0}")]
+    NotForThisLeg(&'static str),
 }
 
 pub use super::room::{ParticipantInfo, ParticipantUpdate, Role, RoomInfo};
@@ -125,7 +131,7 @@ impl Core {
     }
 
     /// A change a room makes through its context, for a room the API may see.
-    fn in_room<R>(
+    pub(super) fn in_room<R>(
         &mut self,
         now: Instant,
         name: &str,

@@ -236,6 +236,37 @@ impl Core {
         cseq: u32,
         extra: &[(&str, String)],
     ) -> (String, Vec<u8>) {
+        let (branch, m) = self.in_dialog_message(leg, method, cseq, extra);
+        (branch, m.to_bytes())
+    }
+
+    /// Send a request with a body within a leg's dialog, with the next CSeq.
+    pub(super) fn send_in_dialog_with_body(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        method: Method,
+        content_type: &str,
+        body: Vec<u8>,
+    ) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        leg.local_cseq = leg.local_cseq.wrapping_add(1);
+        let leg = leg.clone();
+        let (branch, mut m) = self.in_dialog_message(&leg, method, leg.local_cseq, &[]);
+        m.push("Content-Type", content_type);
+        m.body = body;
+        self.start_client_txn(now, branch, leg.peer, m.to_bytes());
+    }
+
+    fn in_dialog_message(
+        &mut self,
+        leg: &Leg,
+        method: Method,
+        cseq: u32,
+        extra: &[(&str, String)],
+    ) -> (String, Message) {
         let branch = format!("z9hG4bK{}", self.rng.token());
         let proto = if leg.peer.reliable() { "TCP" } else { "UDP" };
         let name = method.as_str().to_string();
@@ -267,7 +298,7 @@ impl Core {
         for (n, v) in extra {
             m.push(n, v.clone());
         }
-        (branch, m.to_bytes())
+        (branch, m)
     }
 
     pub(super) fn contact(&self, via: Peer) -> String {

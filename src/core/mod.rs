@@ -6,6 +6,7 @@
 //! queued as [`Output`] for a driver to carry out. That is what lets the tests fire
 //! Timer H at 32 s without waiting 32 s.
 
+pub mod calls;
 pub mod control;
 mod dialog;
 pub mod dialout;

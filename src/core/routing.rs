@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use super::control::ControlError;
 use super::{Core, Output, Peer, RoomPolicy};
 use crate::core::transaction::TxnKey;
 use crate::media::prompt::Sound;
@@ -125,17 +126,28 @@ impl Core {
             return; // cancelled meanwhile
         };
         if let RouteDecision::Room(name, opts) = &decision
-            && !self.rooms.contains_key(name.as_str())
+            && let Err(e) = self.conversation(now, name, opts.event_url.clone())
         {
-            // a conversation name the bridge has not seen: created, as Vonage does
-            let mut policy = RoomPolicy::open(100, std::time::Duration::ZERO);
-            policy.event_url = opts.event_url.clone();
-            if let Err(e) = self.create_room(now, name, policy) {
-                tracing::warn!(room = %name, error = %e, "cannot create the NCCO's room");
-            }
+            tracing::warn!(room = %name, error = %e, "cannot create the NCCO's room");
         }
         self.decided.insert(p.key.clone(), (token, decision));
         self.handle_parked(now, p);
+    }
+
+    /// An NCCO's conversation: the room of that name, created (open, as Vonage
+    /// creates conversations) when the bridge has not seen it.
+    pub fn conversation(
+        &mut self,
+        now: Instant,
+        name: &str,
+        event_url: Option<String>,
+    ) -> Result<(), ControlError> {
+        if self.rooms.contains_key(name) {
+            return Ok(());
+        }
+        let mut policy = RoomPolicy::open(100, std::time::Duration::ZERO);
+        policy.event_url = event_url;
+        self.create_room(now, name, policy).map(drop)
     }
 
     /// A CANCEL for an INVITE that is still parked: drop it and hand it back.

@@ -49,6 +49,7 @@ async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener, DriverEr
 pub(super) async fn start_http(
     cfg: &Config,
     live: crate::events::LiveEvents,
+    sounds: crate::sounds::Sounds,
 ) -> Result<Http, DriverError> {
     let (tx, calls) = mpsc::channel::<ApiCall>(256);
     let token = api_token(cfg)?;
@@ -69,6 +70,7 @@ pub(super) async fn start_http(
         recording_dir: cfg.recording.dir.clone(),
         web: Some(std::sync::Arc::new(web)),
         live,
+        sounds,
     };
     let ready = crate::api::Readiness::default();
     {

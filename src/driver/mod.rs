@@ -259,7 +259,8 @@ impl Driver {
             .expect("spawning a thread at start-up");
 
         let live = crate::events::live_channel();
-        let http = http::start_http(&cfg, live.clone()).await?;
+        let sounds = crate::sounds::Sounds::new(crate::tts::Tts::new(cfg.tts.command.clone()));
+        let http = http::start_http(&cfg, live.clone(), sounds.clone()).await?;
         let mut webhooks = Webhooks::start(
             &cfg.events,
             format!("http://{}/v1/recordings/", cfg.api.listen),
@@ -267,8 +268,7 @@ impl Driver {
         );
         let (answer_hook, route_rx) = match &cfg.routing.answer_url {
             Some(_) => {
-                let (h, rx) =
-                    AnswerHook::new(&cfg.routing, crate::tts::Tts::new(cfg.tts.command.clone()));
+                let (h, rx) = AnswerHook::new(&cfg.routing, sounds.clone());
                 (Some(h), rx)
             }
             None => (None, mpsc::unbounded_channel().1),
@@ -443,7 +443,7 @@ impl Driver {
     fn api_call(&mut self, call: ApiCall) {
         let now = now();
         let ApiCall { mut op, reply } = call;
-        if let Op::Dial(_, req) = &mut op {
+        if let Op::Dial(_, req) | Op::DialConversation(_, _, req) = &mut op {
             req.local = dial_target(&req.to).and_then(|t| self.udp.local_towards(t));
         }
         let result = match op {

@@ -112,6 +112,14 @@ pub enum MediaCommand {
         /// leg
         leg: LegId,
     },
+    /// send key presses to this leg's peer as RFC 4733 events (it negotiated
+    /// telephone-event), in place of its audio while they last
+    SendDtmf {
+        /// leg
+        leg: LegId,
+        /// event codes (0-9, 10 = *, 11 = #, 12-15 = A-D)
+        events: Vec<u8>,
+    },
     /// play prompts to this leg only, in order, after any already queued
     Play {
         /// leg

@@ -238,6 +238,9 @@ impl MediaEngine {
                 self.tell(leg, Command::Deaf(leg, deaf));
             }
             MediaCommand::Interrupt { leg } => self.tell(leg, Command::Interrupt(leg)),
+            MediaCommand::SendDtmf { leg, events } => {
+                self.tell(leg, Command::SendDtmf(leg, events));
+            }
             MediaCommand::Play { leg, prompts } => {
                 self.tell(leg, Command::Play(leg, prompts));
             }

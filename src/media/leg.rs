@@ -97,6 +97,8 @@ pub struct LegMedia {
     pub(super) up: Upsampler,
     pub(super) down: Downsampler,
     pub(super) dtmf_events: EventTracker,
+    // key presses being sent to the peer (RFC 4733), while there are any
+    pub(super) dtmf_out: Option<Box<rtp::DtmfSender>>,
 }
 
 impl LegMedia {
@@ -140,6 +142,7 @@ impl LegMedia {
             sent_octets: 0,
             stats: ReceiverStats::default(),
             dtmf_events: EventTracker::default(),
+            dtmf_out: None,
             next_rtcp: now + RTCP_INTERVAL,
             started: now,
             last_rtp: now,
@@ -456,6 +459,10 @@ impl LegMedia {
         if !self.transport.can_send() || !self.params.peer_direction.peer_receives() {
             return;
         }
+        let per_tick = self.params.codec.clock_rate() / 50;
+        if self.dtmf_out.is_some() && self.send_dtmf(pkt, per_tick) {
+            return;
+        }
         let first = self.sent_packets == 0;
         rtp::write_header(
             pkt,
@@ -468,9 +475,35 @@ impl LegMedia {
         pkt[12..12 + payload.len()].copy_from_slice(payload);
         self.transport.send(&pkt[..12 + payload.len()]);
         self.seq = self.seq.wrapping_add(1);
-        self.ts = self.ts.wrapping_add(self.params.codec.clock_rate() / 50);
+        self.ts = self.ts.wrapping_add(per_tick);
         self.sent_packets = self.sent_packets.wrapping_add(1);
         self.sent_octets = self.sent_octets.wrapping_add(payload.len() as u32);
+    }
+
+    /// This tick's key-press packet(s) in place of audio, if a digit is being
+    /// sent (true: sent, no audio this tick).
+    fn send_dtmf(&mut self, pkt: &mut [u8], per_tick: u32) -> bool {
+        let (Some(d), Some(pt)) = (self.dtmf_out.as_deref_mut(), self.params.dtmf_pt) else {
+            self.dtmf_out = None;
+            return false;
+        };
+        let next = d.tick(self.ts, per_tick);
+        if d.idle() && next.is_none() {
+            self.dtmf_out = None;
+        }
+        let Some((p, copies)) = next else {
+            return false;
+        };
+        for _ in 0..copies {
+            rtp::write_header(pkt, pt, p.marker, self.seq, p.ts, self.params.ssrc);
+            p.event.write(&mut pkt[12..16]);
+            self.transport.send(&pkt[..16]);
+            self.seq = self.seq.wrapping_add(1);
+            self.sent_packets = self.sent_packets.wrapping_add(1);
+            self.sent_octets = self.sent_octets.wrapping_add(4);
+        }
+        self.ts = self.ts.wrapping_add(per_tick);
+        true
     }
 
     /// An RTCP report (SR/RR) every [`RTCP_INTERVAL`].

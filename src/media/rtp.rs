@@ -114,6 +114,103 @@ impl TelephoneEvent {
     }
 }
 
+impl TelephoneEvent {
+    /// The event code of a DTMF digit (0-9, *, #, A-D).
+    pub fn code(digit: char) -> Option<u8> {
+        Some(match digit.to_ascii_uppercase() {
+            d @ '0'..='9' => d as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            d @ 'A'..='D' => d as u8 - b'A' + 12,
+            _ => return None,
+        })
+    }
+
+    /// The 4-byte payload.
+    pub fn write(&self, out: &mut [u8]) {
+        out[0] = self.event;
+        out[1] = (u8::from(self.end) << 7) | (self.volume & 0x3f);
+        out[2..4].copy_from_slice(&self.duration.to_be_bytes());
+    }
+}
+
+/// Key presses sent as RFC 4733 events (§2.5), one packet per 20 ms tick in
+/// place of audio: each digit lasts [`DtmfSender::TONE_TICKS`] ticks, its last
+/// packet (the end bit set) sent three times, then [`DtmfSender::GAP_TICKS`]
+/// ticks of audio before the next digit.
+#[derive(Debug, Clone, Default)]
+pub struct DtmfSender {
+    queue: std::collections::VecDeque<u8>,
+    /// the digit being sent: event, its start timestamp, ticks sent
+    current: Option<(u8, u32, u16)>,
+    /// ticks of audio still owed after the last digit
+    gap: u16,
+}
+
+/// What a tick sends instead of audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPacket {
+    /// the payload
+    pub event: TelephoneEvent,
+    /// RTP timestamp (the event's start)
+    pub ts: u32,
+    /// the first packet of the event
+    pub marker: bool,
+}
+
+impl DtmfSender {
+    /// Ticks a digit is held.
+    pub const TONE_TICKS: u16 = 5;
+    /// Ticks between two digits.
+    pub const GAP_TICKS: u16 = 3;
+    /// Digits queued at most.
+    pub const MAX_QUEUED: usize = 64;
+
+    /// Queue event codes; beyond [`Self::MAX_QUEUED`] they are dropped.
+    pub fn push(&mut self, codes: &[u8]) {
+        let room = Self::MAX_QUEUED.saturating_sub(self.queue.len());
+        self.queue.extend(codes.iter().take(room));
+    }
+
+    /// Nothing queued or playing.
+    pub fn idle(&self) -> bool {
+        self.current.is_none() && self.queue.is_empty()
+    }
+
+    /// This tick's event packet(s), or None for audio. `ts` is the stream's
+    /// timestamp now, `per_tick` its increment per 20 ms. The end of a digit
+    /// comes as three packets at once.
+    pub fn tick(&mut self, ts: u32, per_tick: u32) -> Option<(EventPacket, u8)> {
+        if self.current.is_none() {
+            if self.gap > 0 {
+                self.gap -= 1;
+                return None;
+            }
+            let ev = self.queue.pop_front()?;
+            self.current = Some((ev, ts, 0));
+        }
+        let (event, start, sent) = self.current.as_mut()?;
+        *sent += 1;
+        let end = *sent >= Self::TONE_TICKS;
+        let duration = (u32::from(*sent) * per_tick).min(u32::from(u16::MAX)) as u16;
+        let p = EventPacket {
+            event: TelephoneEvent {
+                event: *event,
+                end,
+                volume: 10,
+                duration,
+            },
+            ts: *start,
+            marker: *sent == 1,
+        };
+        if end {
+            self.current = None;
+            self.gap = Self::GAP_TICKS;
+        }
+        Some((p, if end { 3 } else { 1 }))
+    }
+}
+
 /// Turns the packets of RFC 4733 events into key presses, each reported once: the
 /// packets of one event share its RTP timestamp and repeat (the end packet three
 /// times). A packet starts a new press when its timestamp or event differs, or when it
@@ -323,6 +420,43 @@ mod tests {
         pad[0] |= 0x20;
         pad[15] = 200;
         assert_eq!(RtpPacket::parse(&pad), Err(RtpError::Truncated));
+    }
+
+    #[test]
+    fn dtmf_sender_holds_each_digit_then_ends_it_three_times() {
+        let mut d = DtmfSender::default();
+        d.push(&[
+            TelephoneEvent::code('1').unwrap(),
+            TelephoneEvent::code('#').unwrap(),
+        ]);
+        let mut ts = 1000u32;
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            match d.tick(ts, 160) {
+                Some((p, n)) => {
+                    let mut b = [0u8; 4];
+                    p.event.write(&mut b);
+                    assert_eq!(TelephoneEvent::parse(&b), Some(p.event));
+                    seen.push((
+                        p.event.event,
+                        p.ts,
+                        p.marker,
+                        p.event.end,
+                        p.event.duration,
+                        n,
+                    ));
+                }
+                None => seen.push((255, ts, false, false, 0, 0)),
+            }
+            ts += 160;
+        }
+        assert_eq!(seen[0], (1, 1000, true, false, 160, 1));
+        assert_eq!(seen[4], (1, 1000, false, true, 800, 3));
+        assert_eq!(seen[5].0, 255, "a gap of audio");
+        assert_eq!(seen[8], (11, 1000 + 8 * 160, true, false, 160, 1));
+        assert!(seen[12].3);
+        assert!(d.idle());
+        assert_eq!(TelephoneEvent::code('x'), None);
     }
 
     #[test]

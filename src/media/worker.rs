@@ -115,6 +115,7 @@ pub(super) enum Command {
     Record(String, RecordSink),
     StopRecording(String, String),
     Interrupt(LegId),
+    SendDtmf(LegId, Vec<u8>),
     Update(LegId, MediaParams, TransportSpec),
     Remove(LegId),
     // the room now spans workers (None: no longer)
@@ -380,6 +381,11 @@ pub(super) fn worker(
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.prompts.clear();
                     l.playing = None;
+                }
+            }
+            Some(Command::SendDtmf(id, events)) => {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
+                    l.dtmf_out.get_or_insert_default().push(&events);
                 }
             }
             Some(Command::Play(id, list)) => {

@@ -520,6 +520,8 @@ pub struct Stream {
     enc: Option<opus::Encoder>,
     dec: Option<opus::Decoder>,
     pub heard: Vec<i16>,
+    /// telephone-event packets received (payload type 101): (timestamp, event)
+    pub events: Vec<(u32, caucus::media::rtp::TelephoneEvent)>,
     seq: u16,
     ts: u32,
     phase: f64,
@@ -532,6 +534,7 @@ impl Stream {
             enc: opus.then(|| opus::Encoder::new(5).unwrap()),
             dec: opus.then(|| opus::Decoder::new().unwrap()),
             heard: Vec::new(),
+            events: Vec::new(),
             seq: 1000,
             ts: 0,
             phase: 0.0,
@@ -587,6 +590,11 @@ impl Stream {
                 let Ok(p) = RtpPacket::parse(&buf[..m]) else {
                     continue;
                 };
+                if p.pt == 101
+                    && let Some(ev) = caucus::media::rtp::TelephoneEvent::parse(p.payload)
+                {
+                    self.events.push((p.timestamp, ev));
+                }
                 if p.pt != ua.pt {
                     continue;
                 }

@@ -217,6 +217,15 @@ impl Room {
         Ok(targets.len())
     }
 
+    /// Stop what plays to one participant and what is queued after it.
+    pub fn stop_sound(&mut self, ctx: &mut Ctx, leg: LegId) -> Result<(), ControlError> {
+        if !self.parts.contains_key(&leg) {
+            return Err(ControlError::NoSuchParticipant(leg));
+        }
+        ctx.media(MediaCommand::Interrupt { leg });
+        Ok(())
+    }
+
     /// Start recording the room's mix, or one participant's own audio; returns
     /// its id (128 random bits: also its file name and URL).
     pub fn start_recording(
