@@ -728,6 +728,11 @@ mod tests {
             "/v1/whip/{id}",
             "/v1/rooms/{room}/roster",
             "/v1/rooms/{room}/events",
+            "/v1/calls",
+            "/v1/calls/{uuid}",
+            "/v1/calls/{uuid}/talk",
+            "/v1/calls/{uuid}/stream",
+            "/v1/calls/{uuid}/dtmf",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
