@@ -86,14 +86,25 @@ pub enum Intro {
     },
 }
 
+impl Intro {
+    /// The action's name in the NCCO.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Intro::Talk { .. } => "talk",
+            Intro::Stream { .. } => "stream",
+            Intro::Wait { .. } => "wait",
+        }
+    }
+}
+
 /// `loop`: how many times (0, "until interrupted", plays once before a
 /// conversation, which is what comes next).
 fn loops(a: &Value) -> Result<u32, NccoError> {
     match a.get("loop") {
         None | Some(Value::Null) => Ok(1),
-        Some(v) => v
-            .as_u64()
-            .map(|n| n.clamp(1, 100) as u32)
+        Some(v) => number(v)
+            .filter(|n| *n >= 0.0 && n.fract() == 0.0)
+            .map(|n| n.clamp(1.0, 100.0) as u32)
             .ok_or(NccoError::BadField("loop")),
     }
 }
@@ -102,8 +113,7 @@ fn loops(a: &Value) -> Result<u32, NccoError> {
 fn level(a: &Value) -> Result<f64, NccoError> {
     match a.get("level") {
         None | Some(Value::Null) => Ok(0.0),
-        Some(v) => v
-            .as_f64()
+        Some(v) => number(v)
             .filter(|l| (-1.0..=1.0).contains(l))
             .ok_or(NccoError::BadField("level")),
     }
@@ -119,12 +129,43 @@ fn url_field(a: &Value, key: &'static str) -> Result<Option<String>, NccoError> 
     }
 }
 
+/// A boolean; Vonage's own guides write them as strings (`"startOnEnter":
+/// "false"`), which its platform takes, so they are taken here too.
 fn flag(a: &Value, key: &'static str, default: bool) -> Result<bool, NccoError> {
     match a.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
         Some(_) => Err(NccoError::BadField(key)),
     }
+}
+
+/// A number, or a string holding one (as the guides write them).
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        v => v.as_f64(),
+    }
+}
+
+/// The legacy `voiceName` of a talk action as the language it speaks.
+fn voice_language(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "amy" | "emma" | "brian" | "russell" | "nicole" | "geraint" => "en-GB",
+        "kimberly" | "salli" | "joey" | "justin" | "ivy" | "joanna" | "kendra" | "matthew" => {
+            "en-US"
+        }
+        "raveena" | "aditi" => "en-IN",
+        "hans" | "marlene" | "vicki" => "de-DE",
+        "celine" | "mathieu" | "lea" => "fr-FR",
+        "conchita" | "enrique" | "lucia" => "es-ES",
+        "carla" | "giorgio" | "bianca" => "it-IT",
+        "ricardo" | "vitoria" | "camila" => "pt-BR",
+        "mizuki" | "takumi" => "ja-JP",
+        "tatyana" | "maxim" => "ru-RU",
+        _ => return None,
+    })
 }
 
 /// canSpeak / canHear: a list of leg UUIDs in Vonage. An empty list means
@@ -197,6 +238,11 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
                 let language = a
                     .get("language")
                     .and_then(Value::as_str)
+                    .or_else(|| {
+                        a.get("voiceName")
+                            .and_then(Value::as_str)
+                            .and_then(voice_language)
+                    })
                     .unwrap_or("en-US")
                     .to_string();
                 intro.push(Intro::Talk {
@@ -217,8 +263,7 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
             Some("wait") => {
                 let secs = match a.get("timeout") {
                     None | Some(Value::Null) => 10.0,
-                    Some(t) => t
-                        .as_f64()
+                    Some(t) => number(t)
                         .filter(|t| (0.1..=7200.0).contains(t))
                         .ok_or(NccoError::BadField("timeout"))?,
                 };
@@ -383,8 +428,9 @@ async fn decide(
         match intro_sound(action, sounds).await {
             Ok(s) => options.intro.push(s),
             Err(e) => {
-                tracing::warn!(error = %e, "NCCO action could not be carried out: the next one runs");
-                options.errors.push(e.to_string());
+                let what = action.name();
+                tracing::warn!(action = what, error = %e, "NCCO action could not be carried out: the next one runs");
+                options.errors.push(format!("{what}: {e}"));
             }
         }
     }
@@ -495,6 +541,35 @@ mod tests {
                 &json!([{"action": "stream", "streamUrl": "x", "level": 3}, {"action": "conversation", "name": "a"}])
             ),
             Err(NccoError::BadField("level"))
+        );
+    }
+
+    #[test]
+    fn the_guides_string_booleans_and_voice_names_are_taken() {
+        let v = json!([
+            {"action": "talk", "text": "Welcome to a Nexmo moderated conference", "voiceName": "Amy"},
+            {"action": "conversation", "name": "nexmo-conference-moderated", "startOnEnter": "false",
+             "endOnExit": "true", "record": "true", "musicOnHoldUrl": ["https://example.com/a.mp3"]}
+        ]);
+        let c = parse_ncco(&v).unwrap();
+        assert!(!c.options.start_on_enter && c.options.end_on_exit && c.options.record);
+        assert!(matches!(&c.intro[0], Intro::Talk { language, .. } if language == "en-GB"));
+        assert_eq!(
+            parse_ncco(&json!([{"action": "conversation", "name": "a", "record": "yes"}])),
+            Err(NccoError::BadField("record"))
+        );
+        let c = parse_ncco(
+            &json!([{"action": "stream", "streamUrl": "x", "loop": "2", "level": "0.5"},
+                                    {"action": "conversation", "name": "a"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.intro[0],
+            Intro::Stream {
+                url: "x".into(),
+                loops: 2,
+                level: 0.5
+            }
         );
     }
 

@@ -67,23 +67,28 @@ fn answer_server(music: String, espeak: bool) -> Receiver {
         Arc::new(move |hook: &http::Hook| {
             let v = hook.params();
             let to = v["to"].as_str().unwrap_or("");
-            let talk = if espeak {
-                r#"{"action":"talk","text":"Welcome to a conference call"},"#.to_string()
+            // the guide's NCCOs as it writes them: booleans as strings, a voiceName
+            let (talk_m, talk_a) = if espeak {
+                (
+                    r#"{"action":"talk","text":"Welcome to a conference call"},"#.to_string(),
+                    r#"{"action":"talk","text":"Welcome to a Nexmo moderated conference","voiceName":"Amy"},"#
+                        .to_string(),
+                )
             } else {
-                String::new()
+                (String::new(), String::new())
             };
             if to.starts_with("sip:moderator@") {
                 (
                     200,
                     format!(
-                        r#"[{talk}{{"action":"conversation","name":"nexmo-conference-moderated","startOnEnter":true,"endOnExit":true,"record":true}}]"#
+                        r#"[{talk_m}{{"action":"conversation","name":"nexmo-conference-moderated","startOnEnter":"true","endOnExit":"true","record":"true"}}]"#
                     ),
                 )
             } else if to.starts_with("sip:attendee@") {
                 (
                     200,
                     format!(
-                        r#"[{talk}{{"action":"conversation","name":"nexmo-conference-moderated","startOnEnter":false,"musicOnHoldUrl":["{music}"]}}]"#
+                        r#"[{talk_a}{{"action":"conversation","name":"nexmo-conference-moderated","startOnEnter":"false","musicOnHoldUrl":["{music}"]}}]"#
                     ),
                 )
             } else {
@@ -391,4 +396,99 @@ fn the_fallback_answer_url_is_asked_when_the_first_fails_with_the_x_headers() {
     let asked = app.hooks.lock().unwrap().clone();
     assert_eq!(asked.len(), 2);
     assert!(asked.iter().all(|h| h.target.starts_with("/fallback?")));
+}
+
+#[test]
+fn the_shipped_example_server_runs_the_guides_conference() {
+    // docs/vonage-example/answer_server.py, the migration path the README gives
+    let Ok(probe) = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("python3 is not installed (.ci/test installs it): example left out");
+        return;
+    };
+    assert!(probe.status.success());
+    let port = free_port();
+    let events = std::env::temp_dir().join(format!("caucus-example-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&events);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/vonage-example/answer_server.py"
+    );
+    let mut server = std::process::Command::new("python3")
+        .args([script, "--port", &port.to_string(), "--music", &mp3()])
+        .arg("--events")
+        .arg(&events)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "the example server did not start");
+    let rec = std::env::temp_dir().join(format!("caucus-example-rec-{}", std::process::id()));
+    let b = Bridge::start(&format!(
+        "[routing]\nanswer_url = \"http://127.0.0.1:{port}/webhooks/answer\"\n\
+         [events]\nurl = \"http://127.0.0.1:{port}/webhooks/events\"\nformat = \"vonage\"\n\
+         [recording]\ndir = \"{}\"\n[[room]]\nname = \"demo\"\n",
+        rec.display()
+    ));
+    let mut att = Ua::new(b.sip, "attendee", CodecKind::Pcmu, false, "xatt");
+    assert_eq!(att.call(""), 200);
+    let mut ast = Stream::new(CodecKind::Pcmu);
+    ast.run(&att, ATT_HZ, Duration::from_secs(5));
+    let tail = &ast.heard[ast.heard.len() - 8000..];
+    assert!(
+        db(goertzel(tail, 8000.0, MUSIC_HZ)) > 50.0,
+        "the attendee waits without the music"
+    );
+    let mut moderator = Ua::new(b.sip, "moderator", CodecKind::Pcmu, false, "xmod");
+    assert_eq!(moderator.call(""), 200);
+    let mut mst = Stream::new(CodecKind::Pcmu);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| ast.run(&att, ATT_HZ, Duration::from_secs(5)));
+        mst.run(&moderator, MOD_HZ, Duration::from_secs(5));
+        a.join().unwrap();
+    });
+    let m_tail = &mst.heard[mst.heard.len() - 8000..];
+    assert!(
+        db(goertzel(m_tail, 8000.0, ATT_HZ)) > 50.0,
+        "the moderator does not hear the attendee"
+    );
+    assert_eq!(moderator.hangup(), 200);
+    assert!(
+        bye_within(&mut att, &mut ast, ATT_HZ, 3),
+        "no BYE after the moderator left"
+    );
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && !(read().iter().filter(|e| e["status"] == "completed").count() == 2
+            && read().iter().any(|e| e.get("recording_url").is_some()))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = read();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_file(&events);
+    let _ = std::fs::remove_dir_all(&rec);
+    assert_eq!(
+        got.iter().filter(|e| e["status"] == "answered").count(),
+        2,
+        "{got:?}"
+    );
+    assert_eq!(got.iter().filter(|e| e["status"] == "completed").count(), 2);
+    assert!(
+        got.iter().any(|e| e.get("recording_url").is_some()),
+        "no record event"
+    );
 }
