@@ -23,7 +23,7 @@ use crate::config::{AnswerFallback, AnswerMethod};
 use crate::core::routing::{CallOptions, RouteDecision, RouteRequest};
 use crate::ids::is_room_name;
 use crate::media::prompt::Sound;
-use crate::sounds::{SoundError, Sounds, shaped};
+use crate::sounds::{SoundError, Sounds, levelled, plays};
 use crate::util::is_http_url;
 
 /// Why an NCCO cannot be used.
@@ -422,11 +422,17 @@ async fn decide(
         return Err(AnswerError::Status(resp.status().as_u16()));
     }
     let ncco: Value = resp.json().await?;
-    let conv = parse_ncco(&ncco)?;
+    let (room, options) = prepare(parse_ncco(&ncco)?, sounds).await;
+    Ok(RouteDecision::Room(room, Box::new(options)))
+}
+
+/// A conversation made ready to enter: its intro's sounds and its music made
+/// (what cannot be made is in `errors`); the room's name and the options.
+pub async fn prepare(conv: Conversation, sounds: &Sounds) -> (String, CallOptions) {
     let mut options = conv.options;
     for action in &conv.intro {
         match intro_sound(action, sounds).await {
-            Ok(s) => options.intro.push(s),
+            Ok((s, n)) => options.intro.extend(std::iter::repeat_n(s, n as usize)),
             Err(e) => {
                 let what = action.name();
                 tracing::warn!(action = what, error = %e, "NCCO action could not be carried out: the next one runs");
@@ -442,25 +448,31 @@ async fn decide(
             }
         }
     }
-    Ok(RouteDecision::Room(conv.name, Box::new(options)))
+    (conv.name, options)
 }
 
-/// The sound of one intro action: speech, a file, silence; at its level, looped.
-async fn intro_sound(action: &Intro, sounds: &Sounds) -> Result<Sound, SoundError> {
+/// The sound of one intro action (speech, a file, silence) at its level, and
+/// how many times it plays.
+async fn intro_sound(action: &Intro, sounds: &Sounds) -> Result<(Sound, u32), SoundError> {
     Ok(match action {
         Intro::Talk {
             text,
             language,
             loops,
             level,
-        } => {
-            let spoken = sounds.speech(text, language).await?;
-            shaped(&spoken.narrow, *loops, *level)
-        }
-        Intro::Stream { url, loops, level } => {
-            shaped(&sounds.file(url).await?.narrow, *loops, *level)
-        }
-        Intro::Wait { secs } => shaped(&vec![0i16; (secs * 8000.0) as usize], 1, 0.0),
+        } => (
+            levelled(sounds.speech(text, language).await?, *level).await?,
+            plays(*loops),
+        ),
+        Intro::Stream { url, loops, level } => (
+            levelled(sounds.file(url).await?, *level).await?,
+            plays(*loops),
+        ),
+        // a tenth of a second of silence, shared, as many times as asked
+        Intro::Wait { secs } => (
+            crate::media::prompt::sound(vec![0i16; 800]),
+            (secs * 10.0).round().max(1.0) as u32,
+        ),
     })
 }
 

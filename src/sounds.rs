@@ -1,8 +1,9 @@
 //! Sounds made off the media path for NCCO actions and call control: speech from
 //! the local TTS engine, sound files (WAV, MP3) fetched by URL or read from an
 //! absolute path and decoded to 8 kHz, each kept in a small cache by text and
-//! voice or by address; then looped and levelled as Vonage's `loop` and `level`
-//! ask. The media workers only ever receive finished samples.
+//! voice or by address; then levelled as Vonage's `level` asks (`loop` is the
+//! same shared sound queued again). The media workers only ever receive
+//! finished samples.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -105,8 +106,7 @@ impl Sounds {
             return Ok(s);
         }
         let (tts, t, l) = (self.tts.clone(), text.to_string(), language.to_string());
-        let samples = tokio::task::spawn_blocking(move || tts.speak(&t, &l)).await??;
-        let s = sound(samples);
+        let s = tokio::task::spawn_blocking(move || tts.speak(&t, &l).map(sound)).await??;
         self.remember(key, s.clone());
         Ok(s)
     }
@@ -138,30 +138,42 @@ impl Sounds {
         if bytes.len() > MAX_BYTES {
             return Err(SoundError::TooLarge(url.to_string()));
         }
-        let samples = tokio::task::spawn_blocking(move || {
-            crate::media::decode::to_8k_mono(bytes, MAX_SECONDS)
+        let s = tokio::task::spawn_blocking(move || {
+            crate::media::decode::to_8k_mono(bytes, MAX_SECONDS).map(sound)
         })
         .await?
         .map_err(|e| SoundError::Decode(url.to_string(), e))?;
-        let s = sound(samples);
         self.remember(url.to_string(), s.clone());
         Ok(s)
     }
 }
 
-/// `s` played `loops` times (at least once) at Vonage's `level`: −1 silent, 0 as
-/// made, 1 twice as loud (clipped).
-pub fn shaped(s: &[i16], loops: u32, level: f64) -> Sound {
-    let gain = 1.0 + level.clamp(-1.0, 1.0);
-    let loops = loops.clamp(1, MAX_LOOPS) as usize;
-    let mut out = Vec::with_capacity(s.len() * loops);
-    for _ in 0..loops {
-        out.extend(
-            s.iter()
-                .map(|&v| (f64::from(v) * gain).clamp(-32768.0, 32767.0) as i16),
-        );
+/// `s` at Vonage's `level`: −1 silent, 0 as made, 1 twice as loud (clipped).
+/// Looping is the player's: the same sound queued again, shared, not copied.
+pub async fn levelled(s: Sound, level: f64) -> Result<Sound, SoundError> {
+    if level == 0.0 {
+        return Ok(s);
     }
-    sound(out)
+    Ok(tokio::task::spawn_blocking(move || at_level(&s.narrow, level)).await?)
+}
+
+fn at_level(s: &[i16], level: f64) -> Sound {
+    let gain = 1.0 + level.clamp(-1.0, 1.0);
+    sound(
+        s.iter()
+            .map(|&v| (f64::from(v) * gain).clamp(-32768.0, 32767.0) as i16)
+            .collect(),
+    )
+}
+
+/// Vonage's `loop` as a count of plays: 0 ("until stopped") is [`MAX_LOOPS`].
+/// (An NCCO's `loop: 0` before a conversation plays once: what comes next
+/// interrupts it.)
+pub fn plays(loops: u32) -> u32 {
+    match loops {
+        0 => MAX_LOOPS,
+        n => n.min(MAX_LOOPS),
+    }
 }
 
 #[cfg(test)]
@@ -169,11 +181,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shaped_loops_and_levels() {
-        let s = shaped(&[1000, -1000], 3, -0.5);
-        assert_eq!(&s.narrow[..], &[500, -500, 500, -500, 500, -500]);
-        let s = shaped(&[30000], 0, 1.0);
-        assert_eq!(&s.narrow[..], &[32767], "loop 0 plays once, clipped");
+    fn levels_and_plays() {
+        let s = at_level(&[1000, -1000], -0.5);
+        assert_eq!(&s.narrow[..], &[500, -500]);
+        assert_eq!(&at_level(&[30000], 1.0).narrow[..], &[32767], "clipped");
+        assert_eq!((plays(0), plays(3), plays(1000)), (MAX_LOOPS, 3, MAX_LOOPS));
     }
 
     #[tokio::test]

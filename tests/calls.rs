@@ -3,8 +3,9 @@
 //! API knows them by; `PUT /v1/calls/{uuid}` mute and earmuff change who hears
 //! whom, hangup sends a BYE; `/talk` and `/stream` play speech and an MP3 to one
 //! caller only until deleted; `/dtmf` reaches the phone as RFC 4733 events, or as
-//! SIP INFO when it negotiated none; what is not supported comes back in
-//! Vonage's error shape.
+//! SIP INFO when it negotiated none; `transfer` to an NCCO and the room API's
+//! `move` take calls to another room, where they hear each other and not the
+//! first; what is not supported comes back in Vonage's error shape.
 
 mod common;
 
@@ -261,10 +262,58 @@ fn call_control_changes_what_the_callers_hear_and_receive() {
     assert_eq!(info.header("Content-Type"), Some("application/dtmf-relay"));
     assert!(String::from_utf8_lossy(&info.body).contains("Signal=7"));
 
+    // transfer A into another NCCO's conversation (created): C no longer hears A
+    let r = put(
+        &format!("/v1/calls/{ua}"),
+        r#"{"action":"transfer","destination":{"type":"ncco","ncco":[{"action":"conversation","name":"side"}]}}"#,
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let (ha, hc) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 2);
+    assert!(
+        level(&hc, A_HZ) < 30.0,
+        "the transferred call is still heard in demo"
+    );
+    assert!(
+        level(&ha, B_HZ) < 30.0,
+        "the transferred call still hears demo"
+    );
+    let one = request(api, "GET", &format!("/v1/calls/{ua}"), Some(TOKEN), None).json();
+    assert_eq!(one["conversation_uuid"], "side");
+    // and C follows by the room API's move: they hear each other again, in side
+    let r = request(
+        api,
+        "POST",
+        &format!("/v1/rooms/demo/participants/{uc}/move"),
+        Some(TOKEN),
+        Some(r#"{"room":"side"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["state"], "joined");
+    let (ha, hc) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 2);
+    eprintln!(
+        "in side: A hears C at {:.1} dB, C hears A at {:.1} dB",
+        level(&ha, B_HZ),
+        level(&hc, A_HZ)
+    );
+    assert!(
+        level(&ha, B_HZ) > 50.0 && level(&hc, A_HZ) > 50.0,
+        "moved calls do not hear each other"
+    );
+    let side = request(api, "GET", "/v1/rooms/side/participants", Some(TOKEN), None).json();
+    assert_eq!(side.as_array().unwrap().len(), 2, "{side}");
+    let r = request(
+        api,
+        "POST",
+        &format!("/v1/rooms/side/participants/{uc}/move"),
+        Some(TOKEN),
+        Some(r#"{"room":"nowhere"}"#),
+    );
+    assert_eq!(r.status, 404);
+
     // what is not supported: Vonage's error shape
     let r = put(
         &format!("/v1/calls/{ua}"),
-        r#"{"action":"transfer","destination":{"type":"ncco","ncco":[]}}"#,
+        r#"{"action":"transfer","destination":{"type":"app","user":"x"}}"#,
     );
     assert_eq!(r.status, 501);
     let e = r.json();

@@ -6,9 +6,10 @@
 //! `instance`). A call's `uuid` is its participant id in the room API, its
 //! `conversation_uuid` the room.
 //!
-//! What Vonage has and the bridge does not (`transfer`, outbound `answer_url`,
-//! endpoints other than `sip`) is refused with that error shape, never
-//! ignored.
+//! `transfer` moves the call into another NCCO's conversation (its talk and
+//! stream actions played first). What Vonage has and the bridge does not (an
+//! outbound `answer_url`, endpoints other than `sip`) is refused with that
+//! error shape, never ignored.
 
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use super::ops::{Op, Reply, wall};
 use super::{ApiError, AppState, call};
 use crate::core::LegId;
 use crate::core::calls::{CallAction, CallInfo};
-use crate::sounds::{MAX_LOOPS, shaped};
+use crate::sounds::{levelled, plays};
 
 /// An error in Vonage's shape.
 #[derive(Debug)]
@@ -165,12 +166,7 @@ pub(super) async fn modify(
         "unmute" => CallAction::Mute(false),
         "earmuff" => CallAction::Earmuff(true),
         "unearmuff" => CallAction::Earmuff(false),
-        "transfer" => {
-            let _ = m.destination;
-            return Err(VonageError::unsupported(
-                "transfer: moving a call to another NCCO is not supported by this bridge",
-            ));
-        }
+        "transfer" => return transfer(&st, leg, m.destination).await,
         other => {
             return Err(VonageError::bad(format!(
                 "action \"{other}\": one of hangup, mute, unmute, earmuff, unearmuff, transfer"
@@ -181,17 +177,73 @@ pub(super) async fn modify(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Vonage's `loop` (0: until stopped) and `level` of talk and stream.
+/// `transfer` to `{"type": "ncco", "ncco": [...]}` or `{"type": "ncco", "url":
+/// [URL]}` (the NCCO fetched by GET): the call moves into that NCCO's
+/// conversation, its talk/stream/wait played first.
+async fn transfer(st: &AppState, leg: LegId, destination: Option<Value>) -> CallResult {
+    let d = destination.ok_or_else(|| VonageError::bad("transfer: destination required"))?;
+    if d.get("type").and_then(Value::as_str) != Some("ncco") {
+        return Err(VonageError::unsupported(
+            "transfer: only to an ncco destination",
+        ));
+    }
+    let ncco = match (d.get("ncco"), d.get("url")) {
+        (Some(n), _) => n.clone(),
+        (None, Some(u)) => {
+            let url = match u {
+                Value::Array(v) => v.first().and_then(Value::as_str),
+                Value::String(s) => Some(s.as_str()),
+                _ => None,
+            }
+            .filter(|u| crate::util::is_http_url(u))
+            .ok_or_else(|| VonageError::bad("destination.url: an http(s) URL"))?;
+            fetch_ncco(url).await?
+        }
+        (None, None) => return Err(VonageError::bad("destination: ncco or url")),
+    };
+    let conv = crate::answer::parse_ncco(&ncco).map_err(|e| VonageError::bad(e.to_string()))?;
+    let (room, options) = crate::answer::prepare(conv, &st.sounds).await;
+    call(st, Op::Transfer(leg, room, Box::new(options))).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An NCCO by GET, within the answer webhook's bounds.
+async fn fetch_ncco(url: &str) -> Result<Value, VonageError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        VonageError::new(
+            StatusCode::BAD_GATEWAY,
+            "Bad Gateway",
+            format!("{url}: {e}"),
+        )
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .user_agent("caucus")
+        .build()
+        .map_err(|e| failed(&e))?;
+    let r = client.get(url).send().await.map_err(|e| failed(&e))?;
+    if !r.status().is_success() {
+        return Err(failed(&format!("HTTP {}", r.status().as_u16())));
+    }
+    r.json().await.map_err(|e| failed(&e))
+}
+
+/// Vonage's `loop` (0: until stopped) as plays, and `level` of talk and stream.
 fn loop_level(l: Option<u32>, level: Option<f64>) -> Result<(u32, f64), VonageError> {
     let level = level.unwrap_or(0.0);
     if !(-1.0..=1.0).contains(&level) {
         return Err(VonageError::bad("level must be -1..1"));
     }
-    let loops = match l.unwrap_or(1) {
-        0 => MAX_LOOPS,
-        n => n.min(MAX_LOOPS),
-    };
-    Ok((loops, level))
+    Ok((plays(l.unwrap_or(1)), level))
+}
+
+fn unmade(leg: LegId, what: &'static str, e: crate::sounds::SoundError) -> VonageError {
+    tracing::warn!(call = %leg, error = %e, "{what} into a call failed");
+    VonageError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Sound Failed",
+        e.to_string(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -215,16 +267,15 @@ pub(super) async fn talk(
     let t: Talk = parse(&body)?;
     let (loops, level) = loop_level(t.loops, t.level)?;
     let language = t.language.as_deref().unwrap_or("en-US");
-    let spoken = st.sounds.speech(&t.text, language).await.map_err(|e| {
-        tracing::warn!(call = %leg, error = %e, "talk into a call failed");
-        VonageError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Talk Failed",
-            e.to_string(),
-        )
-    })?;
-    let s = shaped(&spoken.narrow, loops, level);
-    call(&st, Op::CallPlay(leg, s)).await?;
+    let spoken = st
+        .sounds
+        .speech(&t.text, language)
+        .await
+        .map_err(|e| unmade(leg, "talk", e))?;
+    let s = levelled(spoken, level)
+        .await
+        .map_err(|e| unmade(leg, "talk", e))?;
+    call(&st, Op::CallPlay(leg, s, loops)).await?;
     Ok(Json(json!({"message": "Talk started", "uuid": id})).into_response())
 }
 
@@ -255,15 +306,15 @@ pub(super) async fn stream(
         _ => return Err(VonageError::bad("stream_url: a URL or a list of one")),
     };
     let (loops, level) = loop_level(s.loops, s.level)?;
-    let file = st.sounds.file(&url).await.map_err(|e| {
-        tracing::warn!(call = %leg, error = %e, "stream into a call failed");
-        VonageError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Stream Failed",
-            e.to_string(),
-        )
-    })?;
-    call(&st, Op::CallPlay(leg, shaped(&file.narrow, loops, level))).await?;
+    let file = st
+        .sounds
+        .file(&url)
+        .await
+        .map_err(|e| unmade(leg, "stream", e))?;
+    let s = levelled(file, level)
+        .await
+        .map_err(|e| unmade(leg, "stream", e))?;
+    call(&st, Op::CallPlay(leg, s, loops)).await?;
     Ok(Json(json!({"message": "Stream started", "uuid": id})).into_response())
 }
 
@@ -397,7 +448,10 @@ mod tests {
 
     #[test]
     fn loop_zero_plays_until_stopped_and_level_is_bounded() {
-        assert_eq!(loop_level(Some(0), None).unwrap(), (MAX_LOOPS, 0.0));
+        assert_eq!(
+            loop_level(Some(0), None).unwrap(),
+            (crate::sounds::MAX_LOOPS, 0.0)
+        );
         assert_eq!(loop_level(None, Some(-0.5)).unwrap(), (1, -0.5));
         assert!(loop_level(None, Some(2.0)).is_err());
         assert!(uuid("abc").is_err());

@@ -366,6 +366,34 @@ async fn update(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    room: String,
+    role: Option<String>,
+}
+
+async fn move_to(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, u64)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let m: MoveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let moderator = match m.role.as_deref() {
+        None => None,
+        Some("moderator") => Some(true),
+        Some("participant") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "role \"{other}\": must be moderator or participant"
+            )));
+        }
+    };
+    Ok(reply_json(
+        call(&st, Op::Move(room, LegId(id), m.room, moderator)).await?,
+    ))
+}
+
 async fn kick(State(st): State<AppState>, Path((room, id)): Path<(String, u64)>) -> ApiResult {
     Ok(reply_json(call(&st, Op::Kick(room, LegId(id))).await?))
 }
@@ -591,6 +619,7 @@ fn router(st: AppState) -> axum::Router {
             "/v1/rooms/{room}/participants/{id}",
             patch(update).delete(kick),
         )
+        .route("/v1/rooms/{room}/participants/{id}/move", post(move_to))
         .route("/v1/rooms/{room}/lock", post(lock))
         .route("/v1/rooms/{room}/unlock", post(unlock))
         .route("/v1/rooms/{room}/play", post(play))
@@ -709,6 +738,7 @@ mod tests {
             "/v1/rooms/{room}",
             "/v1/rooms/{room}/participants",
             "/v1/rooms/{room}/participants/{id}",
+            "/v1/rooms/{room}/participants/{id}/move",
             "/v1/rooms/{room}/lock",
             "/v1/rooms/{room}/unlock",
             "/v1/rooms/{room}/play",

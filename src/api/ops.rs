@@ -29,6 +29,12 @@ pub enum Op {
     Update(String, LegId, ParticipantUpdate),
     /// DELETE /v1/rooms/{room}/participants/{id}
     Kick(String, LegId),
+    /// POST /v1/rooms/{room}/participants/{id}/move: to a room, as moderator
+    /// (Some(true)) or by its rules
+    Move(String, LegId, String, Option<bool>),
+    /// PUT /v1/calls/{uuid} transfer: into an NCCO's conversation (created
+    /// when new) with its options
+    Transfer(LegId, String, Box<crate::core::routing::CallOptions>),
     /// POST /v1/rooms/{room}/lock | unlock
     Lock(String, bool),
     /// POST /v1/rooms/{room}/play
@@ -59,8 +65,8 @@ pub enum Op {
     Call(LegId),
     /// PUT /v1/calls/{uuid}: hangup, mute, earmuff
     CallAction(LegId, CallAction),
-    /// PUT /v1/calls/{uuid}/talk | stream
-    CallPlay(LegId, Sound),
+    /// PUT /v1/calls/{uuid}/talk | stream: a sound, played this many times
+    CallPlay(LegId, Sound, u32),
     /// DELETE /v1/calls/{uuid}/talk | stream
     CallStop(LegId),
     /// PUT /v1/calls/{uuid}/dtmf
@@ -225,6 +231,17 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             core.kick(now, &room, id)?;
             Reply::Done
         }
+        Op::Move(room, id, to, moderator) => {
+            // the participant must be in the room the path names
+            core.participant(&room, id)?;
+            core.move_leg(now, id, &to, moderator, None)?;
+            Reply::Participant(participant_json(core.participant(&to, id)?, now))
+        }
+        Op::Transfer(id, to, options) => {
+            core.conversation(now, &to, options.event_url.clone())?;
+            core.move_leg(now, id, &to, None, Some(*options))?;
+            Reply::Done
+        }
         Op::Lock(room, locked) => Reply::Room(room_json(core.set_locked(&room, locked)?, now)),
         Op::Play(room, leg, sound) => Reply::Played(core.play_sound(now, &room, leg, &sound)?),
         Op::Record(room, leg) => Reply::Recording(core.start_recording(now, &room, leg)?),
@@ -247,8 +264,8 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             core.call_action(now, leg, action)?;
             Reply::Done
         }
-        Op::CallPlay(leg, sound) => {
-            core.call_play(now, leg, &sound)?;
+        Op::CallPlay(leg, sound, times) => {
+            core.call_play(now, leg, &sound, times)?;
             Reply::Done
         }
         Op::CallStop(leg) => {

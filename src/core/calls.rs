@@ -35,7 +35,7 @@ pub enum CallAction {
 
 impl Core {
     /// The room a leg is in.
-    fn room_of_leg(&self, id: LegId) -> Result<String, ControlError> {
+    pub(super) fn room_of_leg(&self, id: LegId) -> Result<String, ControlError> {
         self.legs
             .get(&id)
             .map(|l| l.room.clone())
@@ -103,15 +103,19 @@ impl Core {
         }
     }
 
-    /// Play a sound to one call.
+    /// Play a sound to one call, `times` times over.
     pub fn call_play(
         &mut self,
         now: Instant,
         id: LegId,
         sound: &crate::media::prompt::Sound,
+        times: u32,
     ) -> Result<(), ControlError> {
         let room = self.room_of_leg(id)?;
-        self.play_sound(now, &room, Some(id), sound).map(drop)
+        for _ in 0..times.max(1) {
+            self.play_sound(now, &room, Some(id), sound)?;
+        }
+        Ok(())
     }
 
     /// Send key presses to a SIP call: RFC 4733 events when it negotiated

@@ -26,6 +26,7 @@ pub mod session_timer;
 pub mod tally;
 pub mod timers;
 pub mod transaction;
+mod transfer;
 pub mod web;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -97,6 +97,15 @@ pub enum Event {
         /// status line or why, when it did not connect
         reason: Option<String>,
     },
+    /// a participant went to another room (a move or a transfer)
+    Moved {
+        /// leg
+        leg: LegId,
+        /// the room it left
+        from: String,
+        /// the room it is in now
+        room: String,
+    },
     /// something a call's NCCO asked for could not be carried out (the call
     /// went on with the next action)
     Error {

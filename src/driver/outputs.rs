@@ -200,6 +200,7 @@ fn log_event(ev: &Event) {
         } => {
             tracing::info!(%leg, %room, to = %LogSafe(to), status = status.as_str(), reason = %LogSafe(reason.as_deref().unwrap_or("")), "dial-out")
         }
+        Event::Moved { leg, from, room } => tracing::info!(%leg, %room, from = %from, "moved"),
         Event::Error { leg, room, detail } => {
             tracing::warn!(%leg, %room, detail = %LogSafe(detail), "NCCO action not carried out")
         }

@@ -205,6 +205,7 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Muted { room, .. }
         | Event::Talking { room, .. }
         | Event::Dial { room, .. }
+        | Event::Moved { room, .. }
         | Event::Error { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
@@ -290,6 +291,10 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
         Event::Error { leg, room, detail } => json!({
             "type": "error", "status": "error", "uuid": leg.0.to_string(),
             "conversation_uuid": room, "reason": detail,
+        }),
+        Event::Moved { leg, from, room } => json!({
+            "type": "participant:moved", "status": "moved", "uuid": leg.0.to_string(),
+            "conversation_uuid": room, "conversation_uuid_from": from,
         }),
     };
     v["timestamp"] = Value::String(timestamp);

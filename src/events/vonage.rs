@@ -3,7 +3,8 @@
 //! per call (leg) the status events `started`, `ringing`, `answered`,
 //! `completed` (with `start_time`, `end_time`, `duration`, `direction`), the ways
 //! an outbound call fails (`busy`, `rejected`, `failed`, `timeout`,
-//! `cancelled`), and `record` when a recording is complete. Field names and
+//! `cancelled`), `record` when a recording is complete, and `transfer` when a
+//! call moves to another conversation. Field names and
 //! value types follow Vonage's webhook reference (durations are strings of whole
 //! seconds, times RFC 3339 in UTC).
 //!
@@ -181,6 +182,12 @@ impl Calls {
             Event::Muted { leg, room, muted } => vec![json!({
                 "type": if *muted { "member:muted" } else { "member:unmuted" },
                 "uuid": leg.0.to_string(), "conversation_uuid": room, "timestamp": ts,
+            })],
+            // Vonage's transfer event: a leg went from one conversation to another
+            Event::Moved { leg, from, room } => vec![json!({
+                "type": "transfer", "uuid": leg.0.to_string(),
+                "conversation_uuid_from": from, "conversation_uuid_to": room,
+                "timestamp": ts,
             })],
             // a receiver written for Vonage has no use for a talker stream
             Event::Talking { .. } => Vec::new(),

@@ -112,6 +112,17 @@ pub enum MediaCommand {
         /// leg
         leg: LegId,
     },
+    /// the leg goes to another room with its transport and codec state (a
+    /// move or an NCCO transfer): out of the old room's mix, into the new one
+    /// (or `isolated` from it), its prompts, music and mute state dropped
+    Move {
+        /// leg
+        leg: LegId,
+        /// the room it goes to
+        room: String,
+        /// hears and is heard by nobody in it yet (PIN, waiting, intro)
+        isolated: bool,
+    },
     /// send key presses to this leg's peer as RFC 4733 events (it negotiated
     /// telephone-event), in place of its audio while they last
     SendDtmf {

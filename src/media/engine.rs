@@ -130,11 +130,8 @@ impl MediaEngine {
     fn place(&mut self, leg: LegId, room: &str) -> usize {
         let home = self.worker_for(room);
         let n = self.workers.len();
-        let place = self.places.entry(room.to_owned()).or_insert_with(|| Place {
-            legs: vec![0; n],
-            bus: None,
-        });
-        let w = if place.legs[home] < self.shard_at {
+        let at_home = self.places.get(room).map_or(0, |p| p.legs[home]);
+        let w = if at_home < self.shard_at {
             home
         } else {
             // least loaded overall, the home worker on a tie
@@ -142,6 +139,19 @@ impl MediaEngine {
                 .min_by_key(|&w| (self.worker_legs[w], w != home))
                 .unwrap_or(home)
         };
+        self.place_on(leg, room, w);
+        w
+    }
+
+    /// Count leg `leg` of `room` on worker `w`; the room gets a bus when `w`
+    /// is not its home.
+    fn place_on(&mut self, leg: LegId, room: &str, w: usize) {
+        let home = self.worker_for(room);
+        let n = self.workers.len();
+        let place = self.places.entry(room.to_owned()).or_insert_with(|| Place {
+            legs: vec![0; n],
+            bus: None,
+        });
         if w != home && place.bus.is_none() {
             let bus = RoomBus::new(n);
             for tx in &self.workers {
@@ -154,7 +164,6 @@ impl MediaEngine {
         self.worker_legs[w] += 1;
         self.leg_worker.insert(leg, w);
         self.leg_room.insert(leg, room.to_owned());
-        w
     }
 
     /// Forget a closed leg's place; a room left with no legs loses its bus.
@@ -238,6 +247,19 @@ impl MediaEngine {
                 self.tell(leg, Command::Deaf(leg, deaf));
             }
             MediaCommand::Interrupt { leg } => self.tell(leg, Command::Interrupt(leg)),
+            MediaCommand::Move {
+                leg,
+                room,
+                isolated,
+            } => {
+                // the leg stays on its worker (its transport and state do not
+                // cross threads); the room spans that worker if it must
+                if let Some(&w) = self.leg_worker.get(&leg) {
+                    self.unplace(leg, w);
+                    self.place_on(leg, &room, w);
+                    let _ = self.workers[w].send(Command::Move(leg, room, isolated));
+                }
+            }
             MediaCommand::SendDtmf { leg, events } => {
                 self.tell(leg, Command::SendDtmf(leg, events));
             }

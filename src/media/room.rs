@@ -154,12 +154,17 @@ impl RoomMedia {
     /// Take leg `id` out (its transport closes as it drops); returns its RTP
     /// counts, for the worker's totals.
     pub(super) fn remove(&mut self, id: LegId) -> Option<RtpTotals> {
+        self.take(id).map(|leg| RtpTotals::of(&leg))
+    }
+
+    /// Take leg `id` out, whole (to another room).
+    pub(super) fn take(&mut self, id: LegId) -> Option<LegMedia> {
         let pos = self.legs.iter().position(|l| l.id == id)?;
         let leg = self.legs.swap_remove(pos);
         // the last tick's talkers are indices: another leg may hold one now
         self.mixed.2 = 0;
         self.opus_legs -= usize::from(leg.params.codec == CodecKind::Opus);
-        Some(RtpTotals::of(&leg))
+        Some(leg)
     }
 
     /// New parameters (re-INVITE, UPDATE) for leg `id`, if the room holds it.

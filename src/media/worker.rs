@@ -116,6 +116,7 @@ pub(super) enum Command {
     StopRecording(String, String),
     Interrupt(LegId),
     SendDtmf(LegId, Vec<u8>),
+    Move(LegId, String, bool),
     Update(LegId, MediaParams, TransportSpec),
     Remove(LegId),
     // the room now spans workers (None: no longer)
@@ -381,6 +382,30 @@ pub(super) fn worker(
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.prompts.clear();
                     l.playing = None;
+                }
+            }
+            Some(Command::Move(id, to, isolated)) => {
+                let taken = leg_room.get(&id).cloned().and_then(|from| {
+                    let r = rooms.get_mut(&from)?;
+                    let leg = r.take(id)?;
+                    // its own recordings go with it
+                    let stems: Vec<_> = r.records.extract_if(.., |s| s.leg == Some(id)).collect();
+                    if r.legs.is_empty() && r.records.is_empty() {
+                        rooms.remove(&from);
+                    }
+                    Some((leg, stems))
+                });
+                if let Some((mut leg, stems)) = taken {
+                    leg.isolated = isolated;
+                    leg.moh = None;
+                    leg.prompts.clear();
+                    leg.playing = None;
+                    leg.muted = false;
+                    leg.deaf = false;
+                    let r = room_of_worker(&mut rooms, &buses, &to, max_talkers, timeouts, index);
+                    r.add(leg);
+                    r.records.extend(stems);
+                    leg_room.insert(id, to);
                 }
             }
             Some(Command::SendDtmf(id, events)) => {

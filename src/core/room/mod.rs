@@ -464,6 +464,34 @@ impl Room {
         }
     }
 
+    /// A participant goes to another room: it leaves this one as a caller who
+    /// hangs up would (moderator gone, endOnExit, last one out), its timers
+    /// here cancelled; its identity goes with it.
+    pub fn move_out(&mut self, ctx: &mut Ctx, leg: LegId) -> Option<Identity> {
+        let identity = self.parts.get(&leg)?.identity.clone();
+        for t in [
+            RoomTimer::Pin(leg),
+            RoomTimer::Wait(leg),
+            RoomTimer::Hangup(leg),
+        ] {
+            ctx.timers.cancel(&self.timer(t));
+        }
+        self.left(ctx, leg);
+        Some(identity)
+    }
+
+    /// A participant comes in from another room, its media already up: it
+    /// goes on by the stage this room's rules gave it.
+    pub fn move_in(&mut self, ctx: &mut Ctx, leg: LegId, part: Participant) {
+        self.join(ctx, leg, part);
+        self.media_up(ctx, leg);
+    }
+
+    /// Whether a participant's media is up (it can be moved).
+    pub fn media_is_up(&self, leg: LegId) -> bool {
+        self.parts.get(&leg).is_some_and(|p| p.media_up)
+    }
+
     /// A participant left (its call ended, whatever ended it).
     pub fn left(&mut self, ctx: &mut Ctx, leg: LegId) {
         let Some(p) = self.parts.remove(&leg) else {

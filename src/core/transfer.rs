@@ -1,0 +1,94 @@
+//! A participant moved to another room without touching its SIP or WebRTC
+//! session (breakout rooms, Vonage's `transfer`): out of the old room as a
+//! caller who left, into the new one by that room's admission rules for the
+//! role given, its media moved between mixes on the worker that holds it.
+
+use std::time::Instant;
+
+use super::control::ControlError;
+use super::room::{Participant, Room, Stage};
+use super::routing::CallOptions;
+use super::{Core, Event, LegId, Output};
+use crate::media::contract::MediaCommand;
+use crate::sip::status::Reject;
+
+impl Core {
+    /// Move leg `id` to room `to`: as a moderator (`Some(true)`), or by the
+    /// room's rules for a participant, with an NCCO's options when a transfer
+    /// brings them. The leg must be in the mix or waiting in its room.
+    pub fn move_leg(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        to: &str,
+        moderator: Option<bool>,
+        options: Option<CallOptions>,
+    ) -> Result<(), ControlError> {
+        let from = self.room_of_leg(id)?;
+        if from == to && options.is_none() {
+            return Ok(());
+        }
+        if !self
+            .rooms
+            .get(from.as_str())
+            .is_some_and(|r| r.media_is_up(id))
+        {
+            return Err(ControlError::NotJoined(id));
+        }
+        let target = self
+            .rooms
+            .get(to)
+            .filter(|r| r.is_defined() && !r.is_decoy())
+            .ok_or_else(|| ControlError::NoSuchRoom(to.to_string()))?;
+        let stage = match moderator {
+            Some(true) => Stage::Joined { moderator: true },
+            _ => match target.arrival(options.as_ref()) {
+                Ok(Stage::Refused) | Err(Reject::BusyHere(_)) => {
+                    return Err(ControlError::RoomFull(to.to_string()));
+                }
+                Err(_) => return Err(ControlError::RoomLocked(to.to_string())),
+                Ok(stage) => stage,
+            },
+        };
+        let isolated = !matches!(stage, Stage::Joined { .. })
+            || options.as_ref().is_some_and(|o| !o.intro.is_empty());
+        let identity = self
+            .with_room(now, &from, |r, ctx| r.move_out(ctx, id))
+            .flatten()
+            .ok_or(ControlError::NoSuchParticipant(id))?;
+        if let Some(leg) = self.legs.get_mut(&id) {
+            leg.room = to.to_string();
+        }
+        self.out.push_back(Output::Media(MediaCommand::Move {
+            leg: id,
+            room: to.to_string(),
+            isolated,
+        }));
+        let starts = moderator == Some(true);
+        let part = Participant::new(stage, identity, options);
+        self.with_room(now, to, |r, ctx| r.move_in(ctx, id, part));
+        if starts {
+            self.with_room(now, to, Room::release_waiting);
+        }
+        self.out.push_back(Output::Event(Event::Moved {
+            leg: id,
+            from: from.clone(),
+            room: to.to_string(),
+        }));
+        // what its NCCO asked for and could not have
+        let errors = self
+            .rooms
+            .get(to)
+            .map(|r| r.call_errors(id))
+            .unwrap_or_default();
+        for detail in errors {
+            self.out.push_back(Output::Event(Event::Error {
+                leg: id,
+                room: to.to_string(),
+                detail,
+            }));
+        }
+        tracing::info!(leg = %id, %from, room = %to, "participant moved");
+        Ok(())
+    }
+}
