@@ -308,12 +308,20 @@ fn the_vonage_guides_moderated_conference_runs_unchanged() {
 
 #[test]
 fn an_action_that_cannot_run_is_reported_and_the_next_one_runs() {
+    // connect to a phone (unsupported), a notify the app answers with nothing
+    // (the NCCO goes on), a missing file, a wait, the conversation
     let app = Receiver::start_with(
         0,
-        Arc::new(|_: &http::Hook| {
+        Arc::new(|hook: &http::Hook| {
+            if hook.target.starts_with("/notify") {
+                return (200, String::new());
+            }
+            let host = hook.header("host").unwrap_or("").to_string();
             (
                 200,
-                r#"[{"action":"input","type":["dtmf"]},{"action":"stream","streamUrl":["/nonexistent/music.mp3"]},{"action":"wait","timeout":0.5},{"action":"conversation","name":"demo"}]"#.into(),
+                format!(
+                    r#"[{{"action":"connect","endpoint":[{{"type":"phone","number":"447700900000"}}]}},{{"action":"notify","payload":{{"step":"greeted"}},"eventUrl":["http://{host}/notify"]}},{{"action":"stream","streamUrl":["/nonexistent/music.mp3"]}},{{"action":"wait","timeout":0.5}},{{"action":"conversation","name":"demo"}}]"#
+                ),
             )
         }),
     );
@@ -346,10 +354,24 @@ fn an_action_that_cannot_run_is_reported_and_the_next_one_runs() {
                 .filter(|e| e["type"] == "error")
                 .filter_map(|e| e["reason"].as_str())
                 .collect();
-            errs.iter().any(|r| r.contains("input")) && errs.iter().any(|r| r.contains("stream"))
+            errs.iter().any(|r| r.contains("connect")) && errs.iter().any(|r| r.contains("stream"))
         }),
-        "the unsupported input and the missing file are not reported: {:?}",
+        "the unsupported connect and the missing file are not reported: {:?}",
         hooks.events()
+    );
+    // each call's notify reached the app with its payload
+    let notified: Vec<_> = app
+        .hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.target.starts_with("/notify"))
+        .map(|h| h.json())
+        .collect();
+    assert_eq!(notified.len(), 2);
+    assert!(
+        notified.iter().all(|n| n["step"] == "greeted"),
+        "{notified:?}"
     );
 }
 
@@ -490,5 +512,133 @@ fn the_shipped_example_server_runs_the_guides_conference() {
     assert!(
         got.iter().any(|e| e.get("recording_url").is_some()),
         "no record event"
+    );
+}
+
+#[test]
+fn input_collects_digits_and_the_returned_ncco_takes_the_call_on() {
+    // [talk, input{maxDigits: 4}]; the eventUrl gets dtmf.digits and returns a
+    // conversation named after them: two callers who type 1234 meet there
+    let app = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen = app.clone();
+    let espeak = have_espeak();
+    let server = Receiver::start_with(
+        0,
+        Arc::new(move |hook: &http::Hook| {
+            if hook.target.starts_with("/input") {
+                let v = hook.json();
+                seen.lock().unwrap().push(v.clone());
+                let digits = v["dtmf"]["digits"].as_str().unwrap_or("").to_string();
+                if digits.is_empty() {
+                    return (200, String::new());
+                }
+                return (
+                    200,
+                    format!(r#"[{{"action":"conversation","name":"code-{digits}"}}]"#),
+                );
+            }
+            let port = hook.header("host").unwrap_or("").to_string();
+            let talk = if espeak {
+                r#"{"action":"talk","text":"Please enter your code"},"#
+            } else {
+                ""
+            };
+            (
+                200,
+                format!(
+                    r#"[{talk}{{"action":"input","type":["dtmf"],"dtmf":{{"maxDigits":4,"timeOut":5}},"eventUrl":["http://{port}/input"]}},{{"action":"talk","text":"never reached"}}]"#
+                ),
+            )
+        }),
+    );
+    let hooks = Receiver::start(0);
+    let b = Bridge::start(&format!(
+        "[events]\nurl = \"{}\"\nformat = \"vonage\"\n[routing]\nanswer_url = \"http://{}/answer\"\nanswer_timeout_ms = 5000\n[[room]]\nname = \"demo\"\n",
+        hooks.url(),
+        server.addr
+    ));
+    let mut a = Ua::new(b.sip, "support", CodecKind::Pcmu, false, "ia");
+    let mut c = Ua::new(b.sip, "support", CodecKind::Pcmu, false, "ic");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(c.call(""), 200);
+    let (mut sa, mut sc) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    // the prompt plays first (about 2 s of speech), then each types 1234
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            sc.run(&c, 0.0, Duration::from_secs(3));
+            sc.send_digits(&c, "1234");
+        });
+        sa.run(&a, 0.0, Duration::from_secs(3));
+        sa.send_digits(&a, "1234");
+        t.join().unwrap();
+    });
+    if espeak {
+        assert!(
+            speech_like(&sa.heard[..16000]),
+            "the caller does not hear the talk before the input"
+        );
+    }
+    // in code-1234 now: they hear each other
+    let (mut heard_a, mut heard_c) = (Vec::new(), Vec::new());
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            sc.run(&c, ATT_HZ, Duration::from_secs(3));
+            heard_c = sc.heard[sc.heard.len() - 8000..].to_vec();
+        });
+        sa.run(&a, MOD_HZ, Duration::from_secs(3));
+        heard_a = sa.heard[sa.heard.len() - 8000..].to_vec();
+        t.join().unwrap();
+    });
+    let inputs = app.lock().unwrap().clone();
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    for i in &inputs {
+        assert_eq!(i["dtmf"]["digits"], "1234", "{i}");
+        assert_eq!(i["dtmf"]["timed_out"], false);
+        assert!(i["uuid"].as_str().is_some() && i["to"].as_str().is_some());
+    }
+    eprintln!(
+        "after the input: A hears C at {:.1} dB, C hears A at {:.1} dB",
+        db(goertzel(&heard_a, 8000.0, ATT_HZ)),
+        db(goertzel(&heard_c, 8000.0, MOD_HZ))
+    );
+    assert!(
+        db(goertzel(&heard_a, 8000.0, ATT_HZ)) > 50.0
+            && db(goertzel(&heard_c, 8000.0, MOD_HZ)) > 50.0,
+        "the callers did not meet in the conversation their digits chose"
+    );
+    // the event server saw them move there (Vonage's transfer event)
+    assert!(
+        hooks.wait_for(Duration::from_secs(3), |evs| evs
+            .iter()
+            .filter(|e| e["type"] == "transfer" && e["conversation_uuid_to"] == "code-1234")
+            .count()
+            == 2),
+        "{:?}",
+        hooks.events()
+    );
+}
+
+#[test]
+fn an_ncco_that_ends_hangs_up_after_its_last_action() {
+    let app = Receiver::start_with(
+        0,
+        Arc::new(|_: &http::Hook| (200, r#"[{"action":"wait","timeout":"0.5"}]"#.into())),
+    );
+    let b = Bridge::start(&format!(
+        "[routing]\nanswer_url = \"http://{}/answer\"\n[[room]]\nname = \"demo\"\n",
+        app.addr
+    ));
+    let mut a = Ua::new(b.sip, "anyone", CodecKind::Pcmu, false, "end");
+    assert_eq!(a.call(""), 200);
+    let mut st = Stream::new(CodecKind::Pcmu);
+    let started = Instant::now();
+    assert!(
+        bye_within(&mut a, &mut st, 0.0, 4),
+        "no BYE at the NCCO's end"
+    );
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(400),
+        "hung up before the wait: {after:?}"
     );
 }

@@ -23,6 +23,9 @@ pub enum Output {
     /// ask the answer webhook where this INVITE goes; answer with
     /// [`Core::route_decided`]
     Route(routing::RouteRequest),
+    /// an NCCO `input` action is complete: the digits go to its eventUrl, and
+    /// what comes back continues the call through [`Core::ncco_continue`]
+    Input(routing::InputResult),
 }
 
 /// State changes for logs, metrics and webhooks.

@@ -4,10 +4,10 @@
 //! Request-URI (fallback), or refused with 503. The HTTP side lives in the driver;
 //! here is only what the answer means for the call.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::control::ControlError;
-use super::{Core, Output, Peer, RoomPolicy};
+use super::{Core, LegId, Output, Peer, RoomPolicy};
 use crate::core::transaction::TxnKey;
 use crate::media::prompt::Sound;
 use crate::sip::Message;
@@ -40,6 +40,41 @@ pub struct CallOptions {
     pub intro: Vec<Sound>,
     /// actions that could not be carried out (reported as `error` events)
     pub errors: Vec<String>,
+    /// after the intro, collect digits (an NCCO `input` action)
+    pub input: Option<InputSpec>,
+    /// after the intro, hang up (the NCCO ends there)
+    pub hangup_after_intro: bool,
+}
+
+/// What an NCCO `input` action of type dtmf collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSpec {
+    /// digits at most (1-20): the input ends when this many are in
+    pub max_digits: usize,
+    /// the input ends this long after the last key (or its start)
+    pub timeout: Duration,
+    /// `#` ends the input (and is not one of the digits)
+    pub submit_on_hash: bool,
+}
+
+/// The outcome of an `input`: what was typed, and whether it ended by time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputResult {
+    /// the leg (the call's uuid)
+    pub leg: LegId,
+    /// the digits typed
+    pub digits: String,
+    /// ended by its timeout rather than by max digits or `#`
+    pub timed_out: bool,
+}
+
+/// How an NCCO goes on after an `input` (from what its eventUrl returned).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Continuation {
+    /// into this conversation, with these options (intro, another input, …)
+    Room(String, Box<CallOptions>),
+    /// the NCCO ends: hang up
+    Hangup,
 }
 
 impl Default for CallOptions {
@@ -55,6 +90,8 @@ impl Default for CallOptions {
             event_url: None,
             intro: Vec::new(),
             errors: Vec::new(),
+            input: None,
+            hangup_after_intro: false,
         }
     }
 }
@@ -148,6 +185,29 @@ impl Core {
         let mut policy = RoomPolicy::open(100, std::time::Duration::ZERO);
         policy.event_url = event_url;
         self.create_room(now, name, policy).map(drop)
+    }
+
+    /// Go on with a call after its NCCO's `input`: another room (or the same
+    /// one again, with the next actions), or the end of the call.
+    pub fn ncco_continue(&mut self, now: Instant, leg: LegId, next: Continuation) {
+        let Ok(here) = self.room_of_leg(leg) else {
+            return; // it hung up meanwhile
+        };
+        match next {
+            Continuation::Hangup => self.end_leg(now, leg, true, super::LeftReason::Hangup),
+            Continuation::Room(room, options) if room == here => {
+                self.with_room(now, &room, |r, ctx| r.rerun(ctx, leg, *options));
+            }
+            Continuation::Room(room, options) => {
+                let moved = self
+                    .conversation(now, &room, options.event_url.clone())
+                    .and_then(|()| self.move_leg(now, leg, &room, None, Some(*options)));
+                if let Err(e) = moved {
+                    tracing::warn!(%leg, %room, error = %e, "the NCCO's conversation cannot take the call: hung up");
+                    self.end_leg(now, leg, true, super::LeftReason::Refused);
+                }
+            }
+        }
     }
 
     /// A CANCEL for an INVITE that is still parked: drop it and hand it back.

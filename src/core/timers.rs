@@ -73,6 +73,8 @@ pub enum RoomTimer {
     Wait(LegId),
     /// the goodbye prompt should have ended by now: hang up regardless
     Hangup(LegId),
+    /// an NCCO input got no key for its timeOut: it is complete
+    Input(LegId),
 }
 
 /// Every timer of the core, by owner.

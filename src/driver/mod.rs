@@ -26,7 +26,6 @@ use tokio::time::Instant;
 use crate::answer::AnswerHook;
 use crate::api::ops::{self, ApiCall, Op, OpResult, Reply};
 use crate::config::Config;
-use crate::core::routing::RouteDecision;
 use crate::core::{Core, Event, Peer, Transport};
 use crate::events::Webhooks;
 use crate::media::contract::MediaEvent;
@@ -155,7 +154,7 @@ pub(crate) struct Driver {
 struct Inputs {
     net_rx: mpsc::Receiver<Net>,
     mev_rx: mpsc::UnboundedReceiver<MediaEvent>,
-    route_rx: mpsc::UnboundedReceiver<(u64, RouteDecision)>,
+    route_rx: mpsc::UnboundedReceiver<crate::answer::HookResult>,
     sigterm: tokio::signal::unix::Signal,
     sigint: tokio::signal::unix::Signal,
     sighup: tokio::signal::unix::Signal,
@@ -169,7 +168,7 @@ enum Input {
     Udp(io::Result<(usize, SocketAddr, SocketAddr)>),
     Net(Net),
     Media(MediaEvent),
-    Route(u64, RouteDecision),
+    Hook(crate::answer::HookResult),
     Api(ApiCall),
     Timer,
     Stop,
@@ -191,7 +190,7 @@ impl Inputs {
             r = d.udp.recv(&mut d.buf) => Input::Udp(r),
             Some(ev) = self.net_rx.recv() => Input::Net(ev),
             Some(ev) = self.mev_rx.recv() => Input::Media(ev),
-            Some((token, decision)) = self.route_rx.recv() => Input::Route(token, decision),
+            Some(r) = self.route_rx.recv() => Input::Hook(r),
             Some(call) = d.http.calls.recv() => Input::Api(call),
             _ = sleep_until(wake) => Input::Timer,
             _ = self.sigterm.recv() => Input::Stop,
@@ -397,7 +396,12 @@ impl Driver {
             Input::Media(ev) => {
                 outputs::media_event(&mut self.core, &mut self.metrics, &mut self.overload, ev);
             }
-            Input::Route(token, decision) => self.core.route_decided(now(), token, decision),
+            Input::Hook(crate::answer::HookResult::Route(token, decision)) => {
+                self.core.route_decided(now(), token, decision)
+            }
+            Input::Hook(crate::answer::HookResult::Continue(leg, next)) => {
+                self.core.ncco_continue(now(), leg, next)
+            }
             Input::Api(call) => self.api_call(call),
             Input::Timer => self.core.handle_timeout(now()),
             Input::Stop => self.begin_drain(),

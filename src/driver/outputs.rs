@@ -49,6 +49,11 @@ impl Driver {
                     self.core.media_bound(now(), leg, ok);
                 }
                 Output::Media(cmd) => self.media_command(cmd),
+                Output::Input(result) => {
+                    if let Some(h) = &self.answer_hook {
+                        h.input_done(result);
+                    }
+                }
                 Output::Route(req) => match &self.answer_hook {
                     Some(h) => h.ask(req),
                     None => self.core.route_decided(
@@ -58,6 +63,9 @@ impl Driver {
                     ),
                 },
                 Output::Event(ev) => {
+                    if let (Event::Left { leg, .. }, Some(h)) = (&ev, &self.answer_hook) {
+                        h.forget(*leg);
+                    }
                     log_event(&ev);
                     self.metrics.event(&ev);
                     let url = self.core.event_url(crate::events::room_of(&ev));

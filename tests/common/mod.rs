@@ -541,6 +541,38 @@ impl Stream {
         }
     }
 
+    /// Press `digits` as RFC 4733 events (payload type 101), 100 ms each with
+    /// three end packets, 100 ms of silence after each, on this stream's
+    /// sequence and clock; what comes back is kept in `heard`.
+    pub fn send_digits(&mut self, ua: &Ua, digits: &str) {
+        let to = ua.remote_rtp.unwrap();
+        let n = ua.codec.clock_rate() / 50;
+        let ssrc = 0x1234_0000 + u32::from(ua.local.port());
+        let mut pkt = [0u8; 16];
+        for d in digits.chars() {
+            let code = caucus::media::rtp::TelephoneEvent::code(d).unwrap();
+            let start = self.ts;
+            for i in 0..8u32 {
+                let end = i >= 5;
+                let ev = caucus::media::rtp::TelephoneEvent {
+                    event: code,
+                    end,
+                    volume: 10,
+                    duration: ((i.min(4) + 1) * n) as u16,
+                };
+                write_header(&mut pkt, 101, i == 0, self.seq, start, ssrc);
+                ev.write(&mut pkt[12..16]);
+                self.seq = self.seq.wrapping_add(1);
+                ua.rtp.send_to(&pkt, to).unwrap();
+                if i < 5 {
+                    self.ts = self.ts.wrapping_add(n);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            self.run(ua, 0.0, Duration::from_millis(100));
+        }
+    }
+
     /// Run for `dur`: one 20 ms packet of `freq` Hz out per tick, everything in decoded.
     pub fn run(&mut self, ua: &Ua, freq: f64, dur: Duration) {
         let rate = ua.codec.clock_rate() as usize;

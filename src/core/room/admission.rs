@@ -14,6 +14,9 @@ impl Room {
     /// A DTMF digit from a participant (RFC 4733, SIP INFO or in-band): PIN
     /// entry, or the menu.
     pub fn dtmf(&mut self, ctx: &mut Ctx, leg: LegId, digit: char) {
+        if self.input_key(ctx, leg, digit) {
+            return;
+        }
         let Some(p) = self.parts.get_mut(&leg) else {
             return;
         };

@@ -153,6 +153,8 @@ pub struct Participant {
     /// its NCCO's intro (speech, files) is to play, or playing, before it
     /// goes on to its stage
     intro_pending: bool,
+    /// digits typed so far for its NCCO's `input`, while it collects them
+    collecting: Option<String>,
 }
 
 impl Participant {
@@ -169,6 +171,7 @@ impl Participant {
             joined_at: None,
             menu: (String::new(), None),
             intro_pending: options.as_ref().is_some_and(|o| !o.intro.is_empty()),
+            collecting: None,
             options,
         }
     }
@@ -436,6 +439,22 @@ impl Room {
     /// A participant whose media is up (and whose intro has played) goes on by
     /// its stage.
     fn proceed(&mut self, ctx: &mut Ctx, leg: LegId) {
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
+        // an NCCO that goes on after its intro with input, or ends there
+        if let Some(o) = &p.options {
+            if o.hangup_after_intro {
+                ctx.hangups.push((leg, LeftReason::Hangup));
+                return;
+            }
+            if let Some(input) = o.input {
+                p.collecting = Some(String::new());
+                let at = ctx.now + input.timeout;
+                ctx.timers.set(self.timer(RoomTimer::Input(leg)), at);
+                return;
+            }
+        }
         let Some(p) = self.parts.get(&leg) else {
             return;
         };
@@ -485,6 +504,61 @@ impl Room {
     pub fn move_in(&mut self, ctx: &mut Ctx, leg: LegId, part: Participant) {
         self.join(ctx, leg, part);
         self.media_up(ctx, leg);
+    }
+
+    /// A participant's NCCO goes on in this room with new options (the actions
+    /// after an `input`): its intro plays alone, then it goes on by them.
+    pub fn rerun(&mut self, ctx: &mut Ctx, leg: LegId, options: CallOptions) {
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
+        p.intro_pending = !options.intro.is_empty();
+        p.collecting = None;
+        p.options = Some(options);
+        ctx.timers.cancel(&self.timer(RoomTimer::Input(leg)));
+        ctx.media(MediaCommand::Interrupt { leg });
+        self.media_up(ctx, leg);
+    }
+
+    /// A key for a participant's NCCO `input`: kept, or the input is complete
+    /// (max digits, or `#` with submitOnHash). False when it collects nothing.
+    pub(super) fn input_key(&mut self, ctx: &mut Ctx, leg: LegId, digit: char) -> bool {
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return false;
+        };
+        let (Some(typed), Some(spec)) = (
+            p.collecting.as_mut(),
+            p.options.as_ref().and_then(|o| o.input),
+        ) else {
+            return false;
+        };
+        let done = if digit == '#' && spec.submit_on_hash {
+            true
+        } else {
+            typed.push(digit);
+            typed.len() >= spec.max_digits
+        };
+        if done {
+            self.input_done(ctx, leg, false);
+        } else {
+            let at = ctx.now + spec.timeout;
+            ctx.timers.set(self.timer(RoomTimer::Input(leg)), at);
+        }
+        true
+    }
+
+    /// The input is complete: its digits go out for the NCCO's eventUrl.
+    fn input_done(&mut self, ctx: &mut Ctx, leg: LegId, timed_out: bool) {
+        let Some(digits) = self.parts.get_mut(&leg).and_then(|p| p.collecting.take()) else {
+            return;
+        };
+        ctx.timers.cancel(&self.timer(RoomTimer::Input(leg)));
+        ctx.out
+            .push_back(Output::Input(crate::core::routing::InputResult {
+                leg,
+                digits,
+                timed_out,
+            }));
     }
 
     /// Whether a participant's media is up (it can be moved).
@@ -582,6 +656,7 @@ impl Room {
             }
             // the media side never reported the end of the prompts: hang up anyway
             RoomTimer::Hangup(leg) => self.prompt_done(ctx, leg),
+            RoomTimer::Input(leg) => self.input_done(ctx, leg, true),
             // the core removes the room when `expired` says so
             RoomTimer::Empty => {}
         }

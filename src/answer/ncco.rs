@@ -1,29 +1,14 @@
-//! The answer webhook client (Vonage's answer_url): for each inbound INVITE the
-//! core parks, send the call's fields as Vonage does (`to`, `from`, `uuid`,
-//! `conversation_uuid`, `endpoint_type`, and each `X-` SIP header as
-//! `SipHeader_X-…`; in the query string by GET, Vonage's default, or as a JSON
-//! body by POST), read the NCCO that comes back (from `fallback_answer_url` when
-//! the first URL fails), and hand the core a [`RouteDecision`]. The NCCO's `conversation` action picks the room
-//! and the caller's options exactly as Vonage documents them (`name`,
-//! `startOnEnter`, `endOnExit`, `musicOnHoldUrl`, `record`, `canSpeak`, `canHear`,
-//! `mute`, `eventUrl`). The actions before it that play to the caller (`talk`,
-//! spoken by the local TTS engine; `stream`, a WAV or MP3 by URL or path;
-//! `wait`) are made into sounds here, off the media path, and play to the caller
-//! before it enters; an action that cannot be carried out is reported as an
-//! `error` event and the next one runs. A timeout, an error status or an NCCO
-//! without a usable conversation falls back as configured.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! NCCOs read (Vonage's NCCO reference): the actions that play to the caller
+//! (`talk`, `stream`, `wait`), what comes after them (`conversation`, `input`,
+//! `notify`, or the end of the call), and what cannot be carried out, reported
+//! rather than skipped in silence. Booleans and numbers are taken as Vonage's
+//! own guides write them, strings included.
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use crate::config::{AnswerFallback, AnswerMethod};
-use crate::core::routing::{CallOptions, RouteDecision, RouteRequest};
+use crate::config::AnswerMethod;
+use crate::core::routing::{CallOptions, InputSpec};
 use crate::ids::is_room_name;
-use crate::media::prompt::Sound;
-use crate::sounds::{SoundError, Sounds, levelled, plays};
 use crate::util::is_http_url;
 
 /// Why an NCCO cannot be used.
@@ -187,13 +172,119 @@ fn leg_list(a: &Value, key: &'static str) -> Result<bool, NccoError> {
     }
 }
 
-/// Read the NCCO: its `conversation` action, the actions before it that play to
-/// the caller, and what cannot be carried out (in `options.errors`).
-pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
+/// What an NCCO's actions come to after those that play to the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// `conversation`: into a room (the call ends with it)
+    Conversation(Box<Conversation>),
+    /// `input` of DTMF: collect, send the digits to `event_url`, go on with
+    /// what it returns or with `rest`
+    Input {
+        /// maxDigits, timeOut, submitOnHash
+        spec: InputSpec,
+        /// where the result goes
+        event_url: Option<String>,
+        /// how
+        method: AnswerMethod,
+        /// speech was asked for too (answered with an error: no recogniser)
+        speech: bool,
+        /// the actions after it
+        rest: Vec<Value>,
+    },
+    /// `notify`: send `payload` to `event_url`; an NCCO returned replaces `rest`
+    Notify {
+        /// the JSON sent
+        payload: Value,
+        /// where
+        event_url: String,
+        /// how
+        method: AnswerMethod,
+        /// the actions after it
+        rest: Vec<Value>,
+    },
+    /// the NCCO ends: the call is hung up
+    End,
+}
+
+/// An NCCO read up to its first action that needs more than playing: the
+/// sounds before it, what could not be carried out, and that action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// played to the caller first, in order
+    pub intro: Vec<Intro>,
+    /// actions that cannot be carried out, for `error` events
+    pub errors: Vec<String>,
+    /// what comes next
+    pub next: Next,
+}
+
+fn method(a: &Value) -> Result<AnswerMethod, NccoError> {
+    match a.get("eventMethod").and_then(Value::as_str) {
+        None => Ok(AnswerMethod::Post),
+        Some(m) if m.eq_ignore_ascii_case("post") => Ok(AnswerMethod::Post),
+        Some(m) if m.eq_ignore_ascii_case("get") => Ok(AnswerMethod::Get),
+        Some(_) => Err(NccoError::BadField("eventMethod")),
+    }
+}
+
+/// A number field in `lo..=hi`, in the action or its `dtmf` object (Vonage's
+/// current and legacy places for input settings).
+fn input_number(
+    a: &Value,
+    key: &'static str,
+    default: f64,
+    lo: f64,
+    hi: f64,
+) -> Result<f64, NccoError> {
+    let v = a
+        .get("dtmf")
+        .and_then(|d| d.get(key))
+        .or_else(|| a.get(key));
+    match v {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => number(v)
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or(NccoError::BadField(key)),
+    }
+}
+
+fn input(a: &Value, rest: &[Value]) -> Result<Next, NccoError> {
+    let types: Vec<&str> = match a.get("type") {
+        None | Some(Value::Null) => vec!["dtmf"],
+        Some(Value::Array(v)) => v.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(_) => return Err(NccoError::BadField("type")),
+    };
+    let dtmf_flags = a.get("dtmf").unwrap_or(&Value::Null);
+    let submit_on_hash = match dtmf_flags.get("submitOnHash") {
+        Some(_) => flag(dtmf_flags, "submitOnHash", false)?,
+        None => flag(a, "submitOnHash", false)?,
+    };
+    let spec = InputSpec {
+        max_digits: input_number(a, "maxDigits", 4.0, 1.0, 20.0)? as usize,
+        timeout: std::time::Duration::from_secs_f64(
+            input_number(a, "timeOut", 3.0, 0.0, 10.0)?.max(0.5),
+        ),
+        submit_on_hash,
+    };
+    Ok(Next::Input {
+        spec,
+        event_url: url_field(a, "eventUrl")?.filter(|u| is_http_url(u)),
+        method: method(a)?,
+        speech: types.contains(&"speech"),
+        rest: rest.to_vec(),
+    })
+}
+
+/// Read an NCCO up to its first `conversation`, `input` or `notify` (or its
+/// end). With `interactive` false (a call placed or moved by the API), `input`
+/// and `notify` are reported as not carried out and skipped.
+pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
     let actions = v.as_array().ok_or(NccoError::NotArray)?;
     let mut intro = Vec::new();
     let mut errors = Vec::new();
     for (i, a) in actions.iter().enumerate() {
+        let rest = &actions[i + 1..];
         match a.get("action").and_then(Value::as_str) {
             Some("conversation") => {
                 let name = a
@@ -204,7 +295,7 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
                     .to_string();
                 let music = url_field(a, "musicOnHoldUrl")?;
                 let event_url = url_field(a, "eventUrl")?.filter(|u| is_http_url(u));
-                for later in &actions[i + 1..] {
+                for later in rest {
                     let what = later.get("action").and_then(Value::as_str).unwrap_or("?");
                     errors.push(format!(
                         "NCCO action {what} after the conversation is not run (the call ends with the conversation)"
@@ -213,21 +304,54 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
                 let options = CallOptions {
                     start_on_enter: flag(a, "startOnEnter", true)?,
                     end_on_exit: flag(a, "endOnExit", false)?,
-                    music: None,
                     record: flag(a, "record", false)?,
                     can_speak: leg_list(a, "canSpeak")?,
                     can_hear: leg_list(a, "canHear")?,
                     mute: flag(a, "mute", false)?,
                     event_url,
-                    intro: Vec::new(),
-                    errors,
+                    ..CallOptions::default()
                 };
-                return Ok(Conversation {
+                let conv = Conversation {
                     name,
                     options,
                     music,
+                    intro: Vec::new(),
+                };
+                return Ok(Plan {
                     intro,
+                    errors,
+                    next: Next::Conversation(Box::new(conv)),
                 });
+            }
+            Some("input") if interactive => {
+                let next = input(a, rest)?;
+                return Ok(Plan {
+                    intro,
+                    errors,
+                    next,
+                });
+            }
+            Some("notify") if interactive => {
+                let payload = a
+                    .get("payload")
+                    .cloned()
+                    .unwrap_or(Value::Object(Default::default()));
+                match url_field(a, "eventUrl")?.filter(|u| is_http_url(u)) {
+                    Some(event_url) => {
+                        let next = Next::Notify {
+                            payload,
+                            event_url,
+                            method: method(a)?,
+                            rest: rest.to_vec(),
+                        };
+                        return Ok(Plan {
+                            intro,
+                            errors,
+                            next,
+                        });
+                    }
+                    None => errors.push("notify: eventUrl missing or not an http(s) URL".into()),
+                }
             }
             Some("talk") => {
                 let text = a
@@ -276,227 +400,32 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
             None => return Err(NccoError::BadField("action")),
         }
     }
-    Err(NccoError::NoConversation)
-}
-
-/// The webhook client, owned by the driver.
-pub struct AnswerHook {
-    client: reqwest::Client,
-    urls: Arc<[String]>,
-    method: AnswerMethod,
-    timeout: Duration,
-    fallback: AnswerFallback,
-    sounds: Sounds,
-    tx: mpsc::UnboundedSender<(u64, RouteDecision)>,
-}
-
-impl AnswerHook {
-    /// A client for `[routing]` (its `answer_url` set); decisions come out of
-    /// the returned channel.
-    pub fn new(
-        cfg: &crate::config::Routing,
-        sounds: Sounds,
-    ) -> (AnswerHook, mpsc::UnboundedReceiver<(u64, RouteDecision)>) {
-        let timeout = Duration::from_millis(cfg.answer_timeout_ms);
-        let urls: Arc<[String]> = cfg
-            .answer_url
-            .iter()
-            .chain(&cfg.fallback_answer_url)
-            .cloned()
-            .collect();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent("caucus")
-            .build()
-            .unwrap_or_default();
-        (
-            AnswerHook {
-                client,
-                urls,
-                method: cfg.answer_method,
-                timeout,
-                fallback: cfg.answer_fallback,
-                sounds,
-                tx,
-            },
-            rx,
-        )
-    }
-
-    /// Ask about one parked INVITE; the decision arrives on the channel.
-    pub fn ask(&self, req: RouteRequest) {
-        let (client, urls, method, timeout, fallback, tx) = (
-            self.client.clone(),
-            self.urls.clone(),
-            self.method,
-            self.timeout,
-            self.fallback,
-            self.tx.clone(),
-        );
-        let sounds = self.sounds.clone();
-        tokio::spawn(async move {
-            let mut decision = None;
-            for url in urls.iter() {
-                let ask = decide(&client, url, method, &req, &sounds);
-                match tokio::time::timeout(timeout, ask).await {
-                    Ok(Ok(d)) => {
-                        decision = Some(d);
-                        break;
-                    }
-                    Ok(Err(why)) => {
-                        tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), %url, error = %why, "answer webhook failed")
-                    }
-                    Err(_) => {
-                        tracing::warn!(call_id = %crate::util::LogSafe(&req.call_id), %url, "answer webhook timed out")
-                    }
-                }
-            }
-            let decision = decision.unwrap_or_else(|| fallback_of(fallback));
-            let _ = tx.send((req.token, decision));
-        });
-    }
-}
-
-fn fallback_of(f: AnswerFallback) -> RouteDecision {
-    match f {
-        AnswerFallback::Rooms => RouteDecision::Fallback,
-        AnswerFallback::Reject => RouteDecision::Reject,
-    }
-}
-
-/// Why the answer webhook gave nothing usable.
-#[derive(Debug, thiserror::Error)]
-pub enum AnswerError {
-    /// no answer
-    #[error("request failed: {0}")]
-    Http(#[from] reqwest::Error),
-    /// an error status
-    #[error("HTTP {0}")]
-    Status(u16),
-    /// an NCCO the bridge cannot run
-    #[error("NCCO: {0}")]
-    Ncco(#[from] NccoError),
-}
-
-/// The fields of the answer request, in order: Vonage's, then the `X-` headers.
-pub fn answer_fields(req: &RouteRequest) -> Vec<(String, String)> {
-    let mut f: Vec<(String, String)> = [
-        ("to", req.to.as_str()),
-        ("from", req.from.as_str()),
-        ("uuid", &req.token.to_string()),
-        ("conversation_uuid", req.call_id.as_str()),
-        ("call_id", req.call_id.as_str()),
-        ("direction", "inbound"),
-        ("endpoint_type", "sip"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (name, value) in &req.x_headers {
-        f.push((format!("SipHeader_{name}"), value.clone()));
-    }
-    f
-}
-
-async fn decide(
-    client: &reqwest::Client,
-    url: &str,
-    method: AnswerMethod,
-    req: &RouteRequest,
-    sounds: &Sounds,
-) -> Result<RouteDecision, AnswerError> {
-    let fields = answer_fields(req);
-    let ask = match method {
-        AnswerMethod::Get => client.get(url).query(&fields),
-        AnswerMethod::Post => {
-            let body: serde_json::Map<String, Value> = fields
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
-            client.post(url).json(&body)
-        }
-    };
-    let resp = ask.send().await?;
-    if !resp.status().is_success() {
-        return Err(AnswerError::Status(resp.status().as_u16()));
-    }
-    let ncco: Value = resp.json().await?;
-    let (room, options) = prepare(parse_ncco(&ncco)?, sounds).await;
-    Ok(RouteDecision::Room(room, Box::new(options)))
-}
-
-/// A conversation made ready to enter: its intro's sounds and its music made
-/// (what cannot be made is in `errors`); the room's name and the options.
-pub async fn prepare(conv: Conversation, sounds: &Sounds) -> (String, CallOptions) {
-    let mut options = conv.options;
-    for action in &conv.intro {
-        match intro_sound(action, sounds).await {
-            Ok((s, n)) => options.intro.extend(std::iter::repeat_n(s, n as usize)),
-            Err(e) => {
-                let what = action.name();
-                tracing::warn!(action = what, error = %e, "NCCO action could not be carried out: the next one runs");
-                options.errors.push(format!("{what}: {e}"));
-            }
-        }
-    }
-    if let Some(m) = &conv.music {
-        match sounds.file(m).await {
-            Ok(s) => options.music = Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "musicOnHoldUrl unusable: the room's music plays")
-            }
-        }
-    }
-    (conv.name, options)
-}
-
-/// The sound of one intro action (speech, a file, silence) at its level, and
-/// how many times it plays.
-async fn intro_sound(action: &Intro, sounds: &Sounds) -> Result<(Sound, u32), SoundError> {
-    Ok(match action {
-        Intro::Talk {
-            text,
-            language,
-            loops,
-            level,
-        } => (
-            levelled(sounds.speech(text, language).await?, *level).await?,
-            plays(*loops),
-        ),
-        Intro::Stream { url, loops, level } => (
-            levelled(sounds.file(url).await?, *level).await?,
-            plays(*loops),
-        ),
-        // a tenth of a second of silence, shared, as many times as asked
-        Intro::Wait { secs } => (
-            crate::media::prompt::sound(vec![0i16; 800]),
-            (secs * 10.0).round().max(1.0) as u32,
-        ),
+    Ok(Plan {
+        intro,
+        errors,
+        next: Next::End,
     })
+}
+
+/// Read an NCCO that must lead to a conversation (a call placed or moved by
+/// the API): its conversation, the actions before it that play to the caller,
+/// and what cannot be carried out (in `options.errors`).
+pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
+    let plan = parse_plan(v, false)?;
+    let Next::Conversation(mut c) = plan.next else {
+        return Err(NccoError::NoConversation);
+    };
+    c.intro = plan.intro;
+    let mut errors = plan.errors;
+    errors.append(&mut c.options.errors);
+    c.options.errors = errors;
+    Ok(*c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn answer_fields_are_vonage_names_and_x_headers() {
-        let req = RouteRequest {
-            token: 12,
-            from: "sip:alice@pbx".into(),
-            to: "sip:board@bridge".into(),
-            call_id: "abc".into(),
-            x_headers: vec![("X-Account".into(), "42".into())],
-        };
-        let f = answer_fields(&req);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("uuid"), Some("12"));
-        assert_eq!(get("to"), Some("sip:board@bridge"));
-        assert_eq!(get("endpoint_type"), Some("sip"));
-        assert_eq!(get("SipHeader_X-Account"), Some("42"));
-    }
 
     #[test]
     fn conversation_action_with_vonage_names() {
