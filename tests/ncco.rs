@@ -642,3 +642,80 @@ fn an_ncco_that_ends_hangs_up_after_its_last_action() {
         "hung up before the wait: {after:?}"
     );
 }
+
+#[test]
+fn can_hear_and_can_speak_lists_choose_who_hears_whom() {
+    // A and B talk; C's conversation has canHear: [A]; D's canSpeak: [A] (D
+    // whispers to A alone)
+    let uuids = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        String,
+    >::new()));
+    let seen = uuids.clone();
+    let app = Receiver::start_with(
+        0,
+        Arc::new(move |hook: &http::Hook| {
+            let v = hook.params();
+            let to = v["to"].as_str().unwrap_or("").to_string();
+            let user = to
+                .trim_start_matches("sip:")
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let uuid = v["uuid"].as_str().unwrap_or("").to_string();
+            let mut m = seen.lock().unwrap();
+            m.insert(user.clone(), uuid);
+            let a = m.get("a").cloned().unwrap_or_default();
+            let extra = match user.as_str() {
+                "c" => format!(r#","canHear":["{a}"]"#),
+                "d" => format!(r#","canSpeak":["{a}"]"#),
+                _ => String::new(),
+            };
+            (
+                200,
+                format!(r#"[{{"action":"conversation","name":"rel"{extra}}}]"#),
+            )
+        }),
+    );
+    let b = Bridge::start(&format!(
+        "[routing]\nanswer_url = \"http://{}/answer\"\n[[room]]\nname = \"demo\"\n",
+        app.addr
+    ));
+    let tones = [("a", 450.0), ("b", 700.0), ("c", 0.0), ("d", 1100.0)];
+    let mut uas: Vec<Ua> = tones
+        .iter()
+        .map(|(u, _)| Ua::new(b.sip, u, CodecKind::Pcmu, false, &format!("rel{u}")))
+        .collect();
+    for ua in &mut uas {
+        assert_eq!(ua.call(""), 200);
+    }
+    let mut streams: Vec<Stream> = (0..4).map(|_| Stream::new(CodecKind::Pcmu)).collect();
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for ((ua, st), (_, f)) in uas.iter().zip(streams.iter_mut()).zip(tones) {
+            handles.push(s.spawn(move || st.run(ua, f, Duration::from_secs(3))));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let lv = |i: usize, f: f64| {
+        let h = &streams[i].heard;
+        db(goertzel(&h[h.len() - 8000..], 8000.0, f))
+    };
+    eprintln!(
+        "C hears A {:.1} B {:.1} D {:.1}; A hears D {:.1}; B hears D {:.1}",
+        lv(2, 450.0),
+        lv(2, 700.0),
+        lv(2, 1100.0),
+        lv(0, 1100.0),
+        lv(1, 1100.0)
+    );
+    assert!(lv(2, 450.0) > 50.0, "canHear [A]: C does not hear A");
+    assert!(lv(2, 700.0) < 30.0, "canHear [A]: C hears B");
+    assert!(lv(2, 1100.0) < 30.0, "canHear [A]: C hears D");
+    assert!(lv(0, 1100.0) > 50.0, "canSpeak [A]: A does not hear D");
+    assert!(lv(1, 1100.0) < 30.0, "canSpeak [A]: B hears D");
+    assert!(lv(1, 450.0) > 50.0, "B does not hear A");
+}

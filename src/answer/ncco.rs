@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::config::AnswerMethod;
+use crate::core::LegId;
 use crate::core::routing::{CallOptions, InputSpec};
 use crate::ids::is_room_name;
 use crate::util::is_http_url;
@@ -153,21 +154,22 @@ fn voice_language(name: &str) -> Option<&'static str> {
     })
 }
 
-/// canSpeak / canHear: a list of leg UUIDs in Vonage. An empty list means
-/// "nobody"; a non-empty one is taken as "everyone", since the bridge mixes one
-/// room rather than per-leg routes.
-fn leg_list(a: &Value, key: &'static str) -> Result<bool, NccoError> {
+/// canSpeak / canHear: a list of leg UUIDs (the participant ids, as strings
+/// or numbers). Absent: everyone; an empty list (or one naming no leg this
+/// bridge could have): nobody; otherwise those legs.
+fn leg_list(a: &Value, key: &'static str) -> Result<Option<Vec<LegId>>, NccoError> {
     match a.get(key) {
-        None | Some(Value::Null) => Ok(true),
-        Some(Value::Array(v)) => {
-            if !v.is_empty() {
-                tracing::info!(
-                    key,
-                    "per-leg audio routes are not supported: taken as the whole room"
-                );
-            }
-            Ok(!v.is_empty())
-        }
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(v)) => Ok(Some(
+            v.iter()
+                .filter_map(|u| match u {
+                    Value::String(s) => s.trim().parse().ok(),
+                    Value::Number(n) => n.as_u64(),
+                    _ => None,
+                })
+                .map(LegId)
+                .collect(),
+        )),
         Some(_) => Err(NccoError::BadField(key)),
     }
 }
@@ -305,8 +307,8 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                     start_on_enter: flag(a, "startOnEnter", true)?,
                     end_on_exit: flag(a, "endOnExit", false)?,
                     record: flag(a, "record", false)?,
-                    can_speak: leg_list(a, "canSpeak")?,
-                    can_hear: leg_list(a, "canHear")?,
+                    heard_by: leg_list(a, "canSpeak")?,
+                    hears: leg_list(a, "canHear")?,
                     mute: flag(a, "mute", false)?,
                     event_url,
                     ..CallOptions::default()
@@ -438,7 +440,10 @@ mod tests {
         let c = parse_ncco(&v).unwrap();
         assert_eq!(c.name, "board");
         assert!(!c.options.start_on_enter && c.options.end_on_exit && c.options.record);
-        assert!(c.options.can_speak && !c.options.can_hear);
+        assert_eq!(
+            (c.options.heard_by.clone(), c.options.hears.clone()),
+            (None, Some(vec![]))
+        );
         assert_eq!(c.music.as_deref(), Some("https://example.com/moh.wav"));
         assert_eq!(
             c.options.event_url.as_deref(),

@@ -27,10 +27,12 @@ pub struct CallOptions {
     pub music: Option<Sound>,
     /// record the room
     pub record: bool,
-    /// heard by the room (false: listen-only)
-    pub can_speak: bool,
-    /// hears the room
-    pub can_hear: bool,
+    /// who hears this caller (canSpeak): None everyone, an empty list nobody
+    /// (listen-only), else those legs
+    pub heard_by: Option<Vec<LegId>>,
+    /// whom this caller hears (canHear): None everyone, an empty list nobody
+    /// (deaf), else those legs
+    pub hears: Option<Vec<LegId>>,
     /// joins muted
     pub mute: bool,
     /// event webhook for a room this call creates
@@ -84,8 +86,8 @@ impl Default for CallOptions {
             end_on_exit: false,
             music: None,
             record: false,
-            can_speak: true,
-            can_hear: true,
+            heard_by: None,
+            hears: None,
             mute: false,
             event_url: None,
             intro: Vec::new(),

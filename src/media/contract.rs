@@ -123,6 +123,15 @@ pub enum MediaCommand {
         /// hears and is heard by nobody in it yet (PIN, waiting, intro)
         isolated: bool,
     },
+    /// who this leg hears and who hears it, when not everyone (Vonage's
+    /// canHear / canSpeak lists, whisper and coach); `Relation::default()`
+    /// gives it back to the whole room
+    Relate {
+        /// leg
+        leg: LegId,
+        /// its relations
+        relation: Relation,
+    },
     /// send key presses to this leg's peer as RFC 4733 events (it negotiated
     /// telephone-event), in place of its audio while they last
     SendDtmf {
@@ -310,4 +319,23 @@ pub struct RecordingEnd {
     pub dropped_frames: u64,
     /// why it stopped early (disk full, …); None when stopped as asked
     pub error: Option<String>,
+}
+
+/// Who a leg hears and who hears it, by leg id, where not the whole room
+/// (`None`: everyone). A leg with a relation, and a leg a restricted talker
+/// is heard by, get a mix of their own; every other leg keeps sharing one
+/// encode per codec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relation {
+    /// the legs it hears
+    pub hears: Option<Vec<LegId>>,
+    /// the legs that hear it
+    pub heard_by: Option<Vec<LegId>>,
+}
+
+impl Relation {
+    /// Everyone both ways: no relation at all.
+    pub fn is_default(&self) -> bool {
+        self.hears.is_none() && self.heard_by.is_none()
+    }
 }

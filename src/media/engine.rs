@@ -260,6 +260,9 @@ impl MediaEngine {
                     let _ = self.workers[w].send(Command::Move(leg, room, isolated));
                 }
             }
+            MediaCommand::Relate { leg, relation } => {
+                self.tell(leg, Command::Relate(leg, relation));
+            }
             MediaCommand::SendDtmf { leg, events } => {
                 self.tell(leg, Command::SendDtmf(leg, events));
             }

@@ -99,6 +99,8 @@ pub struct LegMedia {
     pub(super) dtmf_events: EventTracker,
     // key presses being sent to the peer (RFC 4733), while there are any
     pub(super) dtmf_out: Option<Box<rtp::DtmfSender>>,
+    // who it hears and who hears it, when not everyone
+    pub(super) relation: Option<Box<crate::media::contract::Relation>>,
 }
 
 impl LegMedia {
@@ -143,6 +145,7 @@ impl LegMedia {
             stats: ReceiverStats::default(),
             dtmf_events: EventTracker::default(),
             dtmf_out: None,
+            relation: None,
             next_rtcp: now + RTCP_INTERVAL,
             started: now,
             last_rtp: now,

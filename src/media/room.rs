@@ -53,6 +53,8 @@ pub struct Scratch {
     // one datagram as read
     buf: Vec<u8>,
     acc: Vec<i32>,
+    // the mix of a leg with relations (who it hears, who hears whom)
+    own: Vec<i32>,
     mix: Vec<i16>,
     native: Vec<i16>,
     payload: Vec<u8>,
@@ -69,6 +71,7 @@ impl Default for Scratch {
         Scratch {
             buf: vec![0; 2048],
             acc: vec![0; MAX_FRAME],
+            own: vec![0; MAX_FRAME],
             mix: vec![0; MAX_FRAME],
             native: vec![0; MAX_FRAME],
             payload: vec![0; 1500],
@@ -104,6 +107,8 @@ pub struct RoomMedia {
     // legs on Opus: any makes the room mix at 48 kHz (counted, so that a tick
     // need not visit every leg to learn its rate)
     opus_legs: usize,
+    // legs with a relation: while none, the mix is the room's alone
+    related: usize,
 }
 
 impl RoomMedia {
@@ -121,6 +126,7 @@ impl RoomMedia {
             bus: None,
             remote: None,
             opus_legs: 0,
+            related: 0,
         }
     }
 
@@ -148,7 +154,59 @@ impl RoomMedia {
 
     pub(super) fn add(&mut self, leg: LegMedia) {
         self.opus_legs += usize::from(leg.params.codec == CodecKind::Opus);
+        self.related += usize::from(leg.relation.is_some());
         self.legs.push(leg);
+    }
+
+    /// Set who leg `id` hears and who hears it (the default: everyone).
+    pub(super) fn relate(&mut self, id: LegId, relation: crate::media::contract::Relation) {
+        let Some(leg) = self.legs.iter_mut().find(|l| l.id == id) else {
+            return;
+        };
+        let had = leg.relation.is_some();
+        leg.relation = (!relation.is_default()).then(|| Box::new(relation));
+        self.related = self.related + usize::from(leg.relation.is_some()) - usize::from(had);
+    }
+
+    /// Whether local talker `t` is heard by `listener`, by their relations.
+    fn audible(&self, t: usize, listener: &LegMedia) -> bool {
+        let Some(talker) = self.legs.get(t) else {
+            // a talker on another worker: heard by whoever hears everyone
+            return listener.relation.as_ref().is_none_or(|r| r.hears.is_none());
+        };
+        let by_talker = talker
+            .relation
+            .as_ref()
+            .and_then(|r| r.heard_by.as_ref())
+            .is_none_or(|l| l.contains(&listener.id));
+        let by_listener = listener
+            .relation
+            .as_ref()
+            .and_then(|r| r.hears.as_ref())
+            .is_none_or(|l| l.contains(&talker.id));
+        by_talker && by_listener
+    }
+
+    /// Whether leg `i` needs a mix of its own because of relations: it has
+    /// one, or a talker heard by only some is heard by it.
+    fn needs_own_mix(&self, i: usize, talkers: &[usize]) -> bool {
+        let leg = &self.legs[i];
+        leg.relation.is_some()
+            || talkers.iter().any(|&t| {
+                self.legs
+                    .get(t)
+                    .and_then(|l| l.relation.as_ref())
+                    .and_then(|r| r.heard_by.as_ref())
+                    .is_some_and(|l| l.contains(&leg.id))
+            })
+    }
+
+    /// Whether local talker `t` is heard by only some (kept out of the shared mix).
+    fn restricted(&self, t: usize) -> bool {
+        self.legs
+            .get(t)
+            .and_then(|l| l.relation.as_ref())
+            .is_some_and(|r| r.heard_by.is_some())
     }
 
     /// Take leg `id` out (its transport closes as it drops); returns its RTP
@@ -164,6 +222,7 @@ impl RoomMedia {
         // the last tick's talkers are indices: another leg may hold one now
         self.mixed.2 = 0;
         self.opus_legs -= usize::from(leg.params.codec == CodecKind::Opus);
+        self.related -= usize::from(leg.relation.is_some());
         Some(leg)
     }
 
@@ -345,6 +404,9 @@ impl RoomMedia {
     fn accumulate(&self, talkers: &[usize], n: usize, acc: &mut [i32]) {
         acc[..n].fill(0);
         for &i in talkers {
+            if self.related > 0 && self.restricted(i) {
+                continue; // heard only by its chosen few, in their own mixes
+            }
             let frame = match (i.checked_sub(REMOTE), &self.remote) {
                 (None, _) => &self.legs[i].frame[..n],
                 (Some(r), Some(remote)) => &remote.frames[r][..n],
@@ -441,6 +503,7 @@ impl RoomMedia {
         self.accumulate(talkers, n, &mut scratch.acc);
         let Scratch {
             acc,
+            own,
             mix,
             native,
             payload,
@@ -457,7 +520,7 @@ impl RoomMedia {
         // get that packet as it is, no decode-mix-encode (the mix would be that
         // frame anyway).
         let forward_codec = match talkers {
-            [t] if *t < range.end && self.legs[*t].raw_ok => {
+            [t] if *t < range.end && self.legs[*t].raw_ok && self.related == 0 => {
                 let t = &self.legs[*t];
                 forward.clear();
                 forward.extend_from_slice(t.jb.last_payload());
@@ -472,19 +535,39 @@ impl RoomMedia {
             if let Some(after) = self.legs[..range.end].get(i + 2) {
                 prefetch::lines(after, HOT_BYTES);
             }
+            // relations (canHear, canSpeak, coaching): this leg's own mix of the
+            // talkers it may hear
+            let related = self.related > 0 && self.needs_own_mix(i, talkers);
+            if related {
+                let own = &mut own[..n];
+                own.fill(0);
+                for &t in talkers {
+                    if t == i || !self.audible(t, &self.legs[i]) {
+                        continue;
+                    }
+                    let frame = match (t.checked_sub(REMOTE), &self.remote) {
+                        (None, _) => &self.legs[t].frame[..n],
+                        (Some(r), Some(remote)) => &remote.frames[r][..n],
+                        (Some(_), None) => continue,
+                    };
+                    mixer::accumulate(own, frame);
+                }
+            }
             let leg = &mut self.legs[i];
             let codec = leg.params.codec;
             let native_n = (codec.clock_rate() / 50) as usize;
             let talker = talkers.contains(&i);
             let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh.is_some();
-            if talker || leg.isolated || leg.deaf || prompting {
+            if related || talker || leg.isolated || leg.deaf || prompting {
                 // its own encode: a talker hears everyone else; an isolated or deaf
-                // leg hears nothing of the room; a prompt is heard by its leg only
+                // leg hears nothing of the room; a prompt is heard by its leg only;
+                // a leg with relations hears whom they say
                 let mix = &mut mix[..n];
-                match (leg.isolated || leg.deaf, talker) {
-                    (true, _) => mix.fill(0),
-                    (false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
-                    (false, false) => mixer::mix_minus(acc, None, mix),
+                match (leg.isolated || leg.deaf, related, talker) {
+                    (true, _, _) => mix.fill(0),
+                    (false, true, _) => mixer::mix_minus(&own[..n], None, mix),
+                    (false, false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
+                    (false, false, false) => mixer::mix_minus(acc, None, mix),
                 }
                 if prompting && leg.mix_prompt(mix) {
                     let _ = events.send((leg.id, MediaEvent::PromptDone { leg: leg.id }));
@@ -847,5 +930,58 @@ mod tests {
             })
             .collect();
         assert_eq!(done, vec![LegId(2)]);
+    }
+
+    /// Relations: leg 2 hears only leg 0 (canHear: [A]); leg 1 whispers to
+    /// leg 3 alone (canSpeak: [D]); everyone else hears the room as before, the
+    /// whisperer excluded, and the default listeners still share one encode.
+    #[test]
+    fn relations_choose_who_hears_whom() {
+        use crate::media::contract::Relation;
+        let mut rig = Rig::new(6, 4);
+        rig.room.relate(
+            LegId(2),
+            Relation {
+                hears: Some(vec![LegId(0)]),
+                heard_by: None,
+            },
+        );
+        rig.room.relate(
+            LegId(1),
+            Relation {
+                hears: None,
+                heard_by: Some(vec![LegId(3)]),
+            },
+        );
+        let last = rig.run(40, |i, t| match i {
+            0 => tone(450.0, 8000.0, t),
+            1 => tone(700.0, 8000.0, t),
+            _ => vec![0xff; 160],
+        });
+        let heard = |i: usize| {
+            (
+                level(&last[i], 450.0) > 1000.0,
+                level(&last[i], 700.0) > 1000.0,
+            )
+        };
+        assert_eq!(heard(0), (false, false), "A hears the whisper or itself");
+        assert_eq!(heard(1), (true, false), "the whisperer hears the room");
+        assert_eq!(heard(2), (true, false), "canHear [A] hears only A");
+        assert_eq!(heard(3), (true, true), "the whisper's target hears both");
+        assert_eq!(heard(4), (true, false), "a listener hears the whisper");
+        assert_eq!(
+            last[4], last[5],
+            "default listeners lost their shared encode"
+        );
+        // back to the whole room
+        rig.room.relate(LegId(1), Relation::default());
+        rig.room.relate(LegId(2), Relation::default());
+        assert_eq!(rig.room.related, 0);
+        let last = rig.run(10, |i, t| match i {
+            0 => tone(450.0, 8000.0, t),
+            1 => tone(700.0, 8000.0, t),
+            _ => vec![0xff; 160],
+        });
+        assert!(level(&last[2], 700.0) > 1000.0 && level(&last[4], 700.0) > 1000.0);
     }
 }

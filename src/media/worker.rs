@@ -117,6 +117,7 @@ pub(super) enum Command {
     Interrupt(LegId),
     SendDtmf(LegId, Vec<u8>),
     Move(LegId, String, bool),
+    Relate(LegId, crate::media::contract::Relation),
     Update(LegId, MediaParams, TransportSpec),
     Remove(LegId),
     // the room now spans workers (None: no longer)
@@ -402,10 +403,17 @@ pub(super) fn worker(
                     leg.playing = None;
                     leg.muted = false;
                     leg.deaf = false;
+                    // its relations named legs of the room it left
+                    leg.relation = None;
                     let r = room_of_worker(&mut rooms, &buses, &to, max_talkers, timeouts, index);
                     r.add(leg);
                     r.records.extend(stems);
                     leg_room.insert(id, to);
+                }
+            }
+            Some(Command::Relate(id, relation)) => {
+                if let Some(r) = leg_room.get(&id).and_then(|name| rooms.get_mut(name)) {
+                    r.relate(id, relation);
                 }
             }
             Some(Command::SendDtmf(id, events)) => {

@@ -286,11 +286,20 @@ impl Room {
         let Some(o) = self.parts.get(&leg).and_then(|p| p.options.clone()) else {
             return;
         };
-        if o.mute || !o.can_speak {
+        let nobody = |l: &Option<Vec<LegId>>| l.as_ref().is_some_and(Vec::is_empty);
+        if o.mute || nobody(&o.heard_by) {
             self.set_muted(ctx, leg, true);
         }
-        if !o.can_hear {
+        if nobody(&o.hears) {
             self.set_deaf(ctx, leg, true);
+        }
+        let some = |l: &Option<Vec<LegId>>| l.clone().filter(|l| !l.is_empty());
+        let relation = crate::media::contract::Relation {
+            hears: some(&o.hears),
+            heard_by: some(&o.heard_by),
+        };
+        if !relation.is_default() {
+            ctx.media(MediaCommand::Relate { leg, relation });
         }
         if o.record && !self.recordings.values().any(Option::is_none) {
             self.record_from_start(ctx);
