@@ -719,3 +719,93 @@ fn can_hear_and_can_speak_lists_choose_who_hears_whom() {
     assert!(lv(1, 1100.0) < 30.0, "canSpeak [A]: B hears D");
     assert!(lv(1, 450.0) > 50.0, "B does not hear A");
 }
+
+#[test]
+fn connect_dials_a_sip_endpoint_and_bridges_both_ways() {
+    // [talk?, connect{endpoint: sip UAS}]: the UAS answers, caller and UAS hear
+    // each other; the UAS hanging up ends the caller's call
+    let uas = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let uas_addr = uas.local_addr().unwrap();
+    let app = Receiver::start_with(
+        0,
+        Arc::new(move |_: &http::Hook| {
+            (
+                200,
+                format!(
+                    r#"[{{"action":"connect","timeout":"10","from":"4930555","endpoint":[{{"type":"sip","uri":"sip:agent@{uas_addr}"}}]}}]"#
+                ),
+            )
+        }),
+    );
+    let b = Bridge::start(&format!(
+        "[routing]\nanswer_url = \"http://{}/answer\"\n\
+         [dialout]\nallowed_destinations = [\"sip:*@127.0.0.1:*\"]\n[[room]]\nname = \"demo\"\n",
+        app.addr
+    ));
+    let mut caller = Ua::new(b.sip, "hotline", CodecKind::Pcmu, false, "conn");
+    assert_eq!(caller.call(""), 200);
+    // the UAS: the INVITE, 200 with our media, the ACK
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (invite, from) = loop {
+        assert!(Instant::now() < deadline, "no INVITE from the connect");
+        if let Ok((n, from)) = uas.recv_from(&mut buf)
+            && let Ok(m) = caucus::sip::Message::parse(&buf[..n])
+            && m.method() == Some(&Method::Invite)
+        {
+            break (m, from);
+        }
+    };
+    assert!(invite.header("From").unwrap().contains("4930555"));
+    let mut media = Ua::new(b.sip, "x", CodecKind::Pcmu, false, "connmedia");
+    let offer = caucus::sdp::SessionDescription::parse(&invite.body).unwrap();
+    let (_, p) = caucus::sdp::select_audio(&offer).unwrap();
+    media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
+    media.pt = 0;
+    let answer = common::sdp_offer_with(
+        media.rtp.local_addr().unwrap().port(),
+        CodecKind::Pcmu,
+        "",
+        false,
+    );
+    let to_hdr = format!("{};tag=agent", invite.header("To").unwrap());
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {to_hdr}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:agent@{uas_addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+        invite.header("Via").unwrap(),
+        invite.header("From").unwrap(),
+        invite.header("Call-ID").unwrap(),
+        invite.header("CSeq").unwrap(),
+        answer.len()
+    );
+    uas.send_to(ok.as_bytes(), from).unwrap();
+    let (mut sc, mut sm) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    std::thread::scope(|s| {
+        let t = s.spawn(|| sm.run(&media, ATT_HZ, Duration::from_secs(3)));
+        sc.run(&caller, MOD_HZ, Duration::from_secs(3));
+        t.join().unwrap();
+    });
+    let tail = |h: &[i16]| h[h.len() - 8000..].to_vec();
+    let (c_hears, m_hears) = (tail(&sc.heard), tail(&sm.heard));
+    assert!(
+        db(goertzel(&c_hears, 8000.0, ATT_HZ)) > 50.0,
+        "the caller does not hear the far end"
+    );
+    assert!(
+        db(goertzel(&m_hears, 8000.0, MOD_HZ)) > 50.0,
+        "the far end does not hear the caller"
+    );
+    // the far end hangs up: BYE in its dialog; the caller's call ends
+    let bye = format!(
+        "BYE sip:caucus@{} SIP/2.0\r\nVia: SIP/2.0/UDP {uas_addr};branch=z9hG4bKagentbye\r\nMax-Forwards: 70\r\nFrom: {to_hdr}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        b.sip,
+        invite.header("From").unwrap(),
+        invite.header("Call-ID").unwrap(),
+    );
+    uas.send_to(bye.as_bytes(), from).unwrap();
+    assert!(
+        bye_within(&mut caller, &mut sc, MOD_HZ, 3),
+        "the caller's call goes on after the far end hung up"
+    );
+}

@@ -189,7 +189,8 @@ enum Outcome {
     Room(String, CallOptions),
     /// collect digits (the intro first) in a room of its own
     Input(CallOptions, Pending),
-    /// play the intro, if any, and hang up
+    /// in a room of its own: play the intro, then hang up, or stay connected
+    /// to the call its `connect` places
     End(CallOptions),
 }
 
@@ -315,6 +316,11 @@ impl Runner {
                         }
                     };
                 }
+                Next::Connect(spec) => {
+                    options.connect = Some(spec);
+                    options.end_on_exit = true;
+                    return Ok(Outcome::End(options));
+                }
                 Next::End => {
                     options.hangup_after_intro = true;
                     return Ok(Outcome::End(options));
@@ -380,7 +386,9 @@ impl Runner {
                 self.keep(r.leg, pending);
                 Continuation::Room(p.lobby, Box::new(o))
             }
-            Ok(Outcome::End(o)) if o.intro.is_empty() => Continuation::Hangup,
+            Ok(Outcome::End(o)) if o.intro.is_empty() && o.connect.is_none() => {
+                Continuation::Hangup
+            }
             Ok(Outcome::End(o)) => Continuation::Room(p.lobby, Box::new(o)),
             Err(e) => {
                 tracing::warn!(leg = %r.leg, error = %e, "the NCCO after an input is unusable: hung up");

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::config::AnswerMethod;
 use crate::core::LegId;
-use crate::core::routing::{CallOptions, InputSpec};
+use crate::core::routing::{CallOptions, ConnectSpec, InputSpec};
 use crate::ids::is_room_name;
 use crate::util::is_http_url;
 
@@ -204,6 +204,9 @@ pub enum Next {
         /// the actions after it
         rest: Vec<Value>,
     },
+    /// `connect` to a SIP endpoint: the caller's room dials it; the call ends
+    /// with either side
+    Connect(ConnectSpec),
     /// the NCCO ends: the call is hung up
     End,
 }
@@ -278,6 +281,47 @@ fn input(a: &Value, rest: &[Value]) -> Result<Next, NccoError> {
     })
 }
 
+/// A `connect` action: a SIP endpoint to dial, or why it cannot be (an endpoint
+/// of another type).
+fn connect(a: &Value) -> Result<Result<ConnectSpec, String>, NccoError> {
+    let Some(e) = a
+        .get("endpoint")
+        .and_then(Value::as_array)
+        .and_then(|v| v.first())
+    else {
+        return Err(NccoError::BadField("endpoint"));
+    };
+    let kind = e.get("type").and_then(Value::as_str).unwrap_or("?");
+    if kind != "sip" {
+        return Ok(Err(format!(
+            "connect: {kind} endpoints are not supported (sip only)"
+        )));
+    }
+    let to = e
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or(NccoError::BadField("endpoint.uri"))?
+        .to_string();
+    let secs = match a.get("timeout") {
+        None | Some(Value::Null) => 60.0,
+        Some(t) => number(t)
+            .filter(|t| (3.0..=120.0).contains(t))
+            .ok_or(NccoError::BadField("timeout"))?,
+    };
+    let caller_id = a.get("from").and_then(Value::as_str).map(|f| {
+        f.trim_start_matches("sip:")
+            .split('@')
+            .next()
+            .unwrap_or(f)
+            .to_string()
+    });
+    Ok(Ok(ConnectSpec {
+        to,
+        ring_timeout: std::time::Duration::from_secs_f64(secs),
+        caller_id,
+    }))
+}
+
 /// Read an NCCO up to its first `conversation`, `input` or `notify` (or its
 /// end). With `interactive` false (a call placed or moved by the API), `input`
 /// and `notify` are reported as not carried out and skipped.
@@ -325,6 +369,19 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                     next: Next::Conversation(Box::new(conv)),
                 });
             }
+            Some("connect") if interactive => match connect(a)? {
+                Ok(spec) => {
+                    return Ok(Plan {
+                        intro,
+                        errors,
+                        next: Next::Connect(spec),
+                    });
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "NCCO connect not carried out: skipped");
+                    errors.push(why);
+                }
+            },
             Some("input") if interactive => {
                 let next = input(a, rest)?;
                 return Ok(Plan {

@@ -575,6 +575,7 @@ async fn dial(
         ring_timeout: std::time::Duration::from_secs(timeout),
         // the driver's to choose
         local: None,
+        end_on_exit: false,
     };
     Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
 }

@@ -72,6 +72,8 @@ pub struct DialRequest {
     /// our address towards the target (the driver's choice: the listen address of
     /// its family, or on a wildcard listener the one the route to it leaves from)
     pub local: Option<SocketAddr>,
+    /// the room ends when this call does, answered or not (an NCCO `connect`)
+    pub end_on_exit: bool,
 }
 
 /// How a dial attempt stands (the webhook's `status`).
@@ -258,7 +260,11 @@ impl Core {
         let stage = Stage::Dialing {
             moderator: req.moderator,
         };
-        let part = Participant::new(stage, identity, None);
+        let options = req.end_on_exit.then(|| super::routing::CallOptions {
+            end_on_exit: true,
+            ..Default::default()
+        });
+        let part = Participant::new(stage, identity, options);
         self.with_room(now, room, |r, ctx| r.join(ctx, id, part));
         tracing::info!(leg = %id, %room, to = %LogSafe(&req.to), "dialling out");
         // the INVITE's offer announces the port: it goes out once the port is bound

@@ -315,6 +315,7 @@ impl Core {
                 .get(room.as_str())
                 .map(|r| r.call_errors(id))
                 .unwrap_or_default();
+            self.connect(now, id, &room);
             for detail in errors {
                 self.out.push_back(Output::Event(Event::Error {
                     leg: id,

@@ -46,6 +46,20 @@ pub struct CallOptions {
     pub input: Option<InputSpec>,
     /// after the intro, hang up (the NCCO ends there)
     pub hangup_after_intro: bool,
+    /// call this target into the caller's room once it is answered (an NCCO
+    /// `connect` to a SIP endpoint)
+    pub connect: Option<ConnectSpec>,
+}
+
+/// What an NCCO `connect` to a SIP endpoint dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSpec {
+    /// the SIP URI
+    pub to: String,
+    /// ring this long, then give up (`timeout`)
+    pub ring_timeout: Duration,
+    /// the user part of our From (`from`)
+    pub caller_id: Option<String>,
 }
 
 /// What an NCCO `input` action of type dtmf collects.
@@ -94,6 +108,7 @@ impl Default for CallOptions {
             errors: Vec::new(),
             input: None,
             hangup_after_intro: false,
+            connect: None,
         }
     }
 }
@@ -199,14 +214,18 @@ impl Core {
             Continuation::Hangup => self.end_leg(now, leg, true, super::LeftReason::Hangup),
             Continuation::Room(room, options) if room == here => {
                 self.with_room(now, &room, |r, ctx| r.rerun(ctx, leg, *options));
+                self.connect(now, leg, &room);
             }
             Continuation::Room(room, options) => {
                 let moved = self
                     .conversation(now, &room, options.event_url.clone())
                     .and_then(|()| self.move_leg(now, leg, &room, None, Some(*options)));
-                if let Err(e) = moved {
-                    tracing::warn!(%leg, %room, error = %e, "the NCCO's conversation cannot take the call: hung up");
-                    self.end_leg(now, leg, true, super::LeftReason::Refused);
+                match moved {
+                    Ok(()) => self.connect(now, leg, &room),
+                    Err(e) => {
+                        tracing::warn!(%leg, %room, error = %e, "the NCCO's conversation cannot take the call: hung up");
+                        self.end_leg(now, leg, true, super::LeftReason::Refused);
+                    }
                 }
             }
         }

@@ -928,6 +928,7 @@ fn dial_req(to: &str) -> dialout::DialRequest {
         caller_id: None,
         ring_timeout: Duration::from_secs(10),
         local: Some(US.parse().unwrap()),
+        end_on_exit: false,
     }
 }
 

@@ -1,7 +1,9 @@
 //! A participant moved to another room without touching its SIP or WebRTC
 //! session (breakout rooms, Vonage's `transfer`): out of the old room as a
 //! caller who left, into the new one by that room's admission rules for the
-//! role given, its media moved between mixes on the worker that holds it.
+//! role given, its media moved between mixes on the worker that holds it. An
+//! NCCO `connect` is the same room machinery: the caller's room dials the
+//! target and ends with either call.
 
 use std::time::Instant;
 
@@ -90,5 +92,32 @@ impl Core {
         }
         tracing::info!(leg = %id, %from, room = %to, "participant moved");
         Ok(())
+    }
+
+    /// An NCCO `connect`: the caller's room dials the target, and ends when
+    /// either call does. A dial the guards refuse ends the call with an
+    /// `error` event saying why.
+    pub(super) fn connect(&mut self, now: Instant, id: LegId, room: &str) {
+        let Some(spec) = self.rooms.get(room).and_then(|r| r.connect_spec(id)) else {
+            return;
+        };
+        let local = self.legs.get(&id).map(|l| l.peer.local);
+        let req = super::dialout::DialRequest {
+            to: spec.to.clone(),
+            moderator: true,
+            caller_id: spec.caller_id,
+            ring_timeout: spec.ring_timeout,
+            local,
+            end_on_exit: true,
+        };
+        if let Err(e) = self.dial(now, room, req) {
+            tracing::warn!(leg = %id, %room, error = %e, "NCCO connect refused: the call ends");
+            self.out.push_back(Output::Event(Event::Error {
+                leg: id,
+                room: room.to_string(),
+                detail: format!("connect {}: {e}", spec.to),
+            }));
+            self.end_leg(now, id, true, super::LeftReason::Refused);
+        }
     }
 }

@@ -561,6 +561,14 @@ impl Room {
             }));
     }
 
+    /// What a participant's NCCO `connect` dials, if it has one.
+    pub fn connect_spec(&self, leg: LegId) -> Option<crate::core::routing::ConnectSpec> {
+        self.parts
+            .get(&leg)
+            .and_then(|p| p.options.as_ref())
+            .and_then(|o| o.connect.clone())
+    }
+
     /// Whether a participant's media is up (it can be moved).
     pub fn media_is_up(&self, leg: LegId) -> bool {
         self.parts.get(&leg).is_some_and(|p| p.media_up)
@@ -584,7 +592,10 @@ impl Room {
         if p.stage == (Stage::Joined { moderator: true }) {
             self.moderator_gone(ctx);
         }
-        if p.joined()
+        // endOnExit: a caller who was in, or a call placed for the room that
+        // never connected (an NCCO connect that failed)
+        let placed = matches!(p.stage, Stage::Dialing { .. });
+        if (p.joined() || placed)
             && p.options.as_ref().is_some_and(|o| o.end_on_exit)
             && !self.members.is_empty()
         {
