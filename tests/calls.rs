@@ -299,6 +299,25 @@ fn call_control_changes_what_the_callers_hear_and_receive() {
         level(&ha, B_HZ) > 50.0 && level(&hc, A_HZ) > 50.0,
         "moved calls do not hear each other"
     );
+    // who hears whom, by the room API: C heard by nobody, then by A alone
+    let patch = |body: &str| {
+        request(
+            api,
+            "PATCH",
+            &format!("/v1/rooms/side/participants/{uc}"),
+            Some(TOKEN),
+            Some(body),
+        )
+        .status
+    };
+    assert_eq!(patch(r#"{"heard_by":"none"}"#), 200);
+    let (ha, _) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 2);
+    assert!(level(&ha, B_HZ) < 30.0, "heard_by none: C is still heard");
+    assert_eq!(patch(&format!(r#"{{"heard_by":[{ua}]}}"#)), 200);
+    let (ha, _) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 2);
+    assert!(level(&ha, B_HZ) > 50.0, "heard_by [A]: A does not hear C");
+    assert_eq!(patch(r#"{"heard_by":"everyone"}"#), 400);
+    assert_eq!(patch(r#"{"heard_by":"all"}"#), 200);
     let side = request(api, "GET", "/v1/rooms/side/participants", Some(TOKEN), None).json();
     assert_eq!(side.as_array().unwrap().len(), 2, "{side}");
     let r = request(

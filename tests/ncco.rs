@@ -116,6 +116,20 @@ fn speech_like(x: &[i16]) -> bool {
     rms > 200.0 && tonal < 20.0 * rms.log10() - 15.0
 }
 
+/// Listen until a prompt has been heard and half a second of silence has
+/// followed it (at most 15 s); without one coming, a second.
+fn after_prompt(ua: &Ua, st: &mut Stream, prompt: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut heard, mut quiet) = (!prompt, 0);
+    while Instant::now() < deadline && quiet < 5 {
+        st.run(ua, 0.0, Duration::from_millis(100));
+        let last = &st.heard[st.heard.len().saturating_sub(800)..];
+        let loud = last.iter().any(|&v| v.unsigned_abs() > 300);
+        heard |= loud;
+        quiet = if heard && !loud { quiet + 1 } else { 0 };
+    }
+}
+
 fn bye_within(ua: &mut Ua, st: &mut Stream, f: f64, secs: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
@@ -562,13 +576,14 @@ fn input_collects_digits_and_the_returned_ncco_takes_the_call_on() {
     assert_eq!(a.call(""), 200);
     assert_eq!(c.call(""), 200);
     let (mut sa, mut sc) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
-    // the prompt plays first (about 2 s of speech), then each types 1234
+    // the prompt plays first, then each types 1234 (once the prompt has ended:
+    // keys during it are not the input's)
     std::thread::scope(|s| {
         let t = s.spawn(|| {
-            sc.run(&c, 0.0, Duration::from_secs(3));
+            after_prompt(&c, &mut sc, espeak);
             sc.send_digits(&c, "1234");
         });
-        sa.run(&a, 0.0, Duration::from_secs(3));
+        after_prompt(&a, &mut sa, espeak);
         sa.send_digits(&a, "1234");
         t.join().unwrap();
     });
@@ -808,4 +823,95 @@ fn connect_dials_a_sip_endpoint_and_bridges_both_ways() {
         bye_within(&mut caller, &mut sc, MOD_HZ, 3),
         "the caller's call goes on after the far end hung up"
     );
+}
+
+#[test]
+fn record_records_the_caller_until_its_key_and_reports_to_its_event_url() {
+    // A: [record{endOnKey "#", beepStart, eventUrl /rec}, conversation]; B: the
+    // conversation only. A's recording holds A's tone and ends at "#".
+    let app = Receiver::start_with(
+        0,
+        Arc::new(|hook: &http::Hook| {
+            if hook.target.starts_with("/rec") {
+                return (200, String::new());
+            }
+            let v = hook.params();
+            let host = hook.header("host").unwrap_or("").to_string();
+            let record = if v["to"].as_str().unwrap_or("").starts_with("sip:taped@") {
+                format!(
+                    r##"{{"action":"record","format":"wav","endOnKey":"#","beepStart":"true","eventUrl":["http://{host}/rec"]}},"##
+                )
+            } else {
+                String::new()
+            };
+            (
+                200,
+                format!(r#"[{record}{{"action":"conversation","name":"desk"}}]"#),
+            )
+        }),
+    );
+    let api = free_port();
+    let rec = std::env::temp_dir().join(format!("caucus-ncco-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&rec);
+    let b = Bridge::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n[recording]\ndir = \"{}\"\n\
+         [routing]\nanswer_url = \"http://{}/answer\"\n[[room]]\nname = \"demo\"\n",
+        rec.display(),
+        app.addr
+    ))
+    .with_api(api);
+    let api = SocketAddr::from(([127, 0, 0, 1], api));
+    let mut a = Ua::new(b.sip, "taped", CodecKind::Pcmu, false, "ra");
+    let mut c = Ua::new(b.sip, "plain", CodecKind::Pcmu, false, "rc");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(c.call(""), 200);
+    let (mut sa, mut sc) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    std::thread::scope(|s| {
+        let t = s.spawn(|| sc.run(&c, ATT_HZ, Duration::from_secs(3)));
+        sa.run(&a, MOD_HZ, Duration::from_secs(3));
+        sa.send_digits(&a, "#");
+        t.join().unwrap();
+    });
+    assert!(
+        app.wait_for(Duration::from_secs(10), |evs| evs
+            .iter()
+            .any(|e| e.get("recording_url").is_some())),
+        "no record event at the record action's eventUrl: {:?}",
+        app.events()
+    );
+    let ev = app
+        .events()
+        .into_iter()
+        .find(|e| e.get("recording_url").is_some())
+        .unwrap();
+    let url = ev["recording_url"].as_str().unwrap();
+    let path = url
+        .split_once("/v1/")
+        .map(|(_, p)| format!("/v1/{p}"))
+        .unwrap();
+    let wav = request(api, "GET", &path, Some(TOKEN), None);
+    assert_eq!(wav.status, 200);
+    let samples: Vec<i16> = wav.body[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let secs = samples.len() as f64 / 8000.0;
+    let (own, other) = (
+        db(goertzel(&samples, 8000.0, MOD_HZ)),
+        db(goertzel(&samples, 8000.0, ATT_HZ)),
+    );
+    eprintln!("record: {secs:.1} s, the caller at {own:.1} dB, the other at {other:.1} dB");
+    assert!(own > 40.0, "the recording lacks the caller");
+    assert!(
+        other < own - 20.0,
+        "the recording is the room, not the caller"
+    );
+    assert!(
+        secs > 2.0 && secs < 4.5,
+        "the recording did not end at the key: {secs:.1} s"
+    );
+    // the call goes on after the recording ended
+    let mut st = Stream::new(CodecKind::Pcmu);
+    st.run(&c, ATT_HZ, Duration::from_millis(500));
+    let _ = std::fs::remove_dir_all(&rec);
 }

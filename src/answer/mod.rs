@@ -254,13 +254,18 @@ impl Runner {
         for _ in 0..MAX_STEPS {
             let plan = parse_plan(&ncco, true)?;
             options.errors.extend(plan.errors);
+            if plan.record.is_some() {
+                options.record_call = plan.record;
+            }
             add_intro(&mut options, &plan.intro, &self.sounds).await;
             match plan.next {
                 Next::Conversation(conv) => {
                     let intro = std::mem::take(&mut options.intro);
                     let mut errors = std::mem::take(&mut options.errors);
+                    let record = options.record_call.take();
                     let (room, mut o) = prepare(*conv, &self.sounds).await;
                     o.intro = intro;
+                    o.record_call = record;
                     errors.append(&mut o.errors);
                     o.errors = errors;
                     return Ok(Outcome::Room(room, o));

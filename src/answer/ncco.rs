@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::config::AnswerMethod;
 use crate::core::LegId;
-use crate::core::routing::{CallOptions, ConnectSpec, InputSpec};
+use crate::core::routing::{CallOptions, ConnectSpec, InputSpec, RecordCall};
 use crate::ids::is_room_name;
 use crate::util::is_http_url;
 
@@ -221,6 +221,8 @@ pub struct Plan {
     pub errors: Vec<String>,
     /// what comes next
     pub next: Next,
+    /// a `record` action among them: the caller's audio, recorded meanwhile
+    pub record: Option<RecordCall>,
 }
 
 fn method(a: &Value) -> Result<AnswerMethod, NccoError> {
@@ -281,6 +283,51 @@ fn input(a: &Value, rest: &[Value]) -> Result<Next, NccoError> {
     })
 }
 
+/// A `record` action: what it asks for, and what of it is not carried out.
+fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoError> {
+    let mut unsupported = Vec::new();
+    match a.get("format").and_then(Value::as_str) {
+        None | Some("wav") => {}
+        Some(other) => {
+            unsupported.push(format!(
+                "record: format {other} is not supported (wav only)"
+            ));
+            return Ok((None, unsupported));
+        }
+    }
+    if a.get("endOnSilence").is_some_and(|v| !v.is_null()) {
+        unsupported.push(
+            "record: endOnSilence is not supported; it ends at endOnKey, timeOut or hang-up".into(),
+        );
+    }
+    if a.get("split").is_some() || a.get("channels").is_some() {
+        unsupported
+            .push("record: split and channels are not supported (the caller's own audio)".into());
+    }
+    let end_on_key = match a.get("endOnKey") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) if k.chars().count() == 1 && "0123456789*#".contains(k.as_str()) => {
+            k.chars().next()
+        }
+        Some(_) => return Err(NccoError::BadField("endOnKey")),
+    };
+    let secs = match a.get("timeOut") {
+        None | Some(Value::Null) => 7200.0,
+        Some(t) => number(t)
+            .filter(|t| (3.0..=7200.0).contains(t))
+            .ok_or(NccoError::BadField("timeOut"))?,
+    };
+    Ok((
+        Some(RecordCall {
+            event_url: url_field(a, "eventUrl")?.filter(|u| is_http_url(u)),
+            end_on_key,
+            timeout: std::time::Duration::from_secs_f64(secs),
+            beep: flag(a, "beepStart", false)?,
+        }),
+        unsupported,
+    ))
+}
+
 /// A `connect` action: a SIP endpoint to dial, or why it cannot be (an endpoint
 /// of another type).
 fn connect(a: &Value) -> Result<Result<ConnectSpec, String>, NccoError> {
@@ -329,6 +376,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
     let actions = v.as_array().ok_or(NccoError::NotArray)?;
     let mut intro = Vec::new();
     let mut errors = Vec::new();
+    let mut record = None;
     for (i, a) in actions.iter().enumerate() {
         let rest = &actions[i + 1..];
         match a.get("action").and_then(Value::as_str) {
@@ -367,6 +415,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                     intro,
                     errors,
                     next: Next::Conversation(Box::new(conv)),
+                    record,
                 });
             }
             Some("connect") if interactive => match connect(a)? {
@@ -375,6 +424,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                         intro,
                         errors,
                         next: Next::Connect(spec),
+                        record,
                     });
                 }
                 Err(why) => {
@@ -388,6 +438,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                     intro,
                     errors,
                     next,
+                    record,
                 });
             }
             Some("notify") if interactive => {
@@ -407,6 +458,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                             intro,
                             errors,
                             next,
+                            record,
                         });
                     }
                     None => errors.push("notify: eventUrl missing or not an http(s) URL".into()),
@@ -443,6 +495,13 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                     level: level(a)?,
                 });
             }
+            Some("record") => {
+                let (spec, mut unsupported) = record_action(a)?;
+                errors.append(&mut unsupported);
+                if spec.is_some() {
+                    record = spec;
+                }
+            }
             Some("wait") => {
                 let secs = match a.get("timeout") {
                     None | Some(Value::Null) => 10.0,
@@ -463,6 +522,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
         intro,
         errors,
         next: Next::End,
+        record,
     })
 }
 
@@ -475,6 +535,7 @@ pub fn parse_ncco(v: &Value) -> Result<Conversation, NccoError> {
         return Err(NccoError::NoConversation);
     };
     c.intro = plan.intro;
+    c.options.record_call = plan.record;
     let mut errors = plan.errors;
     errors.append(&mut c.options.errors);
     c.options.errors = errors;

@@ -338,6 +338,26 @@ struct Patch {
     muted: Option<bool>,
     deaf: Option<bool>,
     role: Option<String>,
+    hears: Option<serde_json::Value>,
+    heard_by: Option<serde_json::Value>,
+}
+
+/// `"all"`, `"none"` or a list of participant ids.
+fn audience(v: serde_json::Value) -> Result<crate::core::control::Audience, ApiError> {
+    use crate::core::control::Audience;
+    match v {
+        serde_json::Value::String(s) if s == "all" => Ok(Audience::All),
+        serde_json::Value::String(s) if s == "none" => Ok(Audience::Only(Vec::new())),
+        serde_json::Value::Array(ids) => ids
+            .iter()
+            .map(|i| i.as_u64().map(LegId))
+            .collect::<Option<Vec<_>>>()
+            .map(Audience::Only)
+            .ok_or_else(|| ApiError::bad("hears / heard_by: a list of participant ids")),
+        _ => Err(ApiError::bad(
+            "hears / heard_by: \"all\", \"none\" or a list of participant ids",
+        )),
+    }
 }
 
 async fn update(
@@ -360,6 +380,8 @@ async fn update(
         muted: p.muted,
         deaf: p.deaf,
         role,
+        hears: p.hears.map(audience).transpose()?,
+        heard_by: p.heard_by.map(audience).transpose()?,
     };
     Ok(reply_json(
         call(&st, Op::Update(room, LegId(id), up)).await?,

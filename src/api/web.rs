@@ -437,8 +437,7 @@ async fn whip_patch(
     let p: SelfPatch = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
     let up = ParticipantUpdate {
         muted: Some(p.muted),
-        deaf: None,
-        role: None,
+        ..Default::default()
     };
     Ok(super::reply_json(
         call(&st, Op::Update(room, leg, up)).await?,

@@ -90,7 +90,7 @@ impl Core {
         let up = |muted, deaf| ParticipantUpdate {
             muted,
             deaf,
-            role: None,
+            ..Default::default()
         };
         match action {
             CallAction::Hangup => self.kick(now, &room, id),

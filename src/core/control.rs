@@ -71,7 +71,7 @@ pub enum ControlError {
     NotForThisLeg(&'static str),
 }
 
-pub use super::room::{ParticipantInfo, ParticipantUpdate, Role, RoomInfo};
+pub use super::room::{Audience, ParticipantInfo, ParticipantUpdate, Role, RoomInfo};
 
 impl Core {
     /// Every room: configured, created at run time, and any still running after a

@@ -26,6 +26,14 @@ pub enum Output {
     /// an NCCO `input` action is complete: the digits go to its eventUrl, and
     /// what comes back continues the call through [`Core::ncco_continue`]
     Input(routing::InputResult),
+    /// recording `id` (an NCCO `record`) reports to this URL when complete,
+    /// instead of the room's
+    RecordingHook {
+        /// the recording
+        id: String,
+        /// its event URL
+        url: String,
+    },
 }
 
 /// State changes for logs, metrics and webhooks.

@@ -49,6 +49,22 @@ pub struct CallOptions {
     /// call this target into the caller's room once it is answered (an NCCO
     /// `connect` to a SIP endpoint)
     pub connect: Option<ConnectSpec>,
+    /// record this caller's own audio from when its media is up (an NCCO
+    /// `record` action)
+    pub record_call: Option<RecordCall>,
+}
+
+/// What an NCCO `record` action asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordCall {
+    /// where its record event goes (else the room's event URL)
+    pub event_url: Option<String>,
+    /// this key ends it (`endOnKey`)
+    pub end_on_key: Option<char>,
+    /// it ends after this long at most (`timeOut`)
+    pub timeout: Duration,
+    /// a beep when it starts (`beepStart`)
+    pub beep: bool,
 }
 
 /// What an NCCO `connect` to a SIP endpoint dials.
@@ -109,6 +125,7 @@ impl Default for CallOptions {
             input: None,
             hangup_after_intro: false,
             connect: None,
+            record_call: None,
         }
     }
 }

@@ -75,6 +75,8 @@ pub enum RoomTimer {
     Hangup(LegId),
     /// an NCCO input got no key for its timeOut: it is complete
     Input(LegId),
+    /// an NCCO record reached its timeOut: it ends
+    RecordEnd(LegId),
 }
 
 /// Every timer of the core, by owner.

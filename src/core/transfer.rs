@@ -54,8 +54,11 @@ impl Core {
         };
         let isolated = !matches!(stage, Stage::Joined { .. })
             || options.as_ref().is_some_and(|o| !o.intro.is_empty());
-        let identity = self
-            .with_room(now, &from, |r, ctx| r.move_out(ctx, id))
+        let (identity, stems) = self
+            .with_room(now, &from, |r, ctx| {
+                let stems = r.take_stems(id);
+                r.move_out(ctx, id).map(|i| (i, stems))
+            })
             .flatten()
             .ok_or(ControlError::NoSuchParticipant(id))?;
         if let Some(leg) = self.legs.get_mut(&id) {
@@ -68,7 +71,10 @@ impl Core {
         }));
         let starts = moderator == Some(true);
         let part = Participant::new(stage, identity, options);
-        self.with_room(now, to, |r, ctx| r.move_in(ctx, id, part));
+        self.with_room(now, to, |r, ctx| {
+            r.adopt_stems(id, stems);
+            r.move_in(ctx, id, part)
+        });
         if starts {
             self.with_room(now, to, Room::release_waiting);
         }

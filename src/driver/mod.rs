@@ -134,6 +134,8 @@ pub(crate) struct Driver {
     metrics: Metrics,
     overload: overload::Overload,
     webhooks: Webhooks,
+    /// recordings (NCCO `record`) whose event goes to their own URL
+    recording_hooks: std::collections::HashMap<String, String>,
     answer_hook: Option<AnswerHook>,
     http: Http,
     /// what is in effect: a reload applies part of a new file
@@ -324,6 +326,7 @@ impl Driver {
                 cfg.sip.overload_late_ms,
             ),
             webhooks,
+            recording_hooks: std::collections::HashMap::new(),
             answer_hook,
             http,
             music: cfg.music_files().iter().map(|p| p.to_path_buf()).collect(),

@@ -49,6 +49,9 @@ impl Driver {
                     self.core.media_bound(now(), leg, ok);
                 }
                 Output::Media(cmd) => self.media_command(cmd),
+                Output::RecordingHook { id, url } => {
+                    self.recording_hooks.insert(id, url);
+                }
                 Output::Input(result) => {
                     if let Some(h) = &self.answer_hook {
                         h.input_done(result);
@@ -68,7 +71,11 @@ impl Driver {
                     }
                     log_event(&ev);
                     self.metrics.event(&ev);
-                    let url = self.core.event_url(crate::events::room_of(&ev));
+                    let hook = match &ev {
+                        Event::Recording(r) => self.recording_hooks.remove(&r.id),
+                        _ => None,
+                    };
+                    let url = hook.or_else(|| self.core.event_url(crate::events::room_of(&ev)));
                     self.webhooks.send(&ev, url);
                 }
             }

@@ -87,6 +87,24 @@ impl Bridge {
 
     /// Start with these `[sip]` and `[rtp]` keys and the rest of the config as given.
     fn start_config(sip_keys: &str, rtp_keys: &str, rest: &str, env: &[(&str, &str)]) -> Bridge {
+        // a port the harness chose may be taken (by a test's socket bound to port
+        // 0) before the bridge binds it: the bridge says so and exits; start again
+        // on other ports
+        for _ in 0..5 {
+            let mut b = Bridge::spawn(sip_keys, rtp_keys, rest, env);
+            if b.wait_ready() {
+                return b;
+            }
+            let exited = matches!(b.child.try_wait(), Ok(Some(_)));
+            let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+            if !(exited && log.contains("Address already in use")) {
+                panic!("bridge did not answer OPTIONS; its log:\n{log}");
+            }
+        }
+        panic!("bridge could not find free ports in five tries");
+    }
+
+    fn spawn(sip_keys: &str, rtp_keys: &str, rest: &str, env: &[(&str, &str)]) -> Bridge {
         let sip_port = free_port();
         // distinct RTP ranges per bridge so tests in parallel never collide
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
@@ -159,7 +177,7 @@ impl Bridge {
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
-        let b = Bridge {
+        Bridge {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
@@ -168,12 +186,10 @@ impl Bridge {
             rtp,
             log,
             config: path,
-        };
-        b.wait_ready();
-        b
+        }
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) -> bool {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -186,10 +202,13 @@ impl Bridge {
             s.send_to(m.as_bytes(), self.sip).unwrap();
             let mut buf = [0u8; 4096];
             if s.recv_from(&mut buf).is_ok() {
-                return;
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
             }
         }
-        panic!("bridge did not answer OPTIONS");
+        false
     }
 
     /// The HTTP listener is at this port (the test configured its own `[api]`).

@@ -14,7 +14,7 @@ impl Room {
     /// A DTMF digit from a participant (RFC 4733, SIP INFO or in-band): PIN
     /// entry, or the menu.
     pub fn dtmf(&mut self, ctx: &mut Ctx, leg: LegId, digit: char) {
-        if self.input_key(ctx, leg, digit) {
+        if self.record_key(ctx, leg, digit) || self.input_key(ctx, leg, digit) {
             return;
         }
         let Some(p) = self.parts.get_mut(&leg) else {
@@ -299,6 +299,9 @@ impl Room {
             heard_by: some(&o.heard_by),
         };
         if !relation.is_default() {
+            if let Some(p) = self.parts.get_mut(&leg) {
+                p.relation = relation.clone();
+            }
             ctx.media(MediaCommand::Relate { leg, relation });
         }
         if o.record && !self.recordings.values().any(Option::is_none) {

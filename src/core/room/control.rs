@@ -64,7 +64,7 @@ pub struct RoomInfo {
 }
 
 /// A change to one participant; absent fields stay as they are.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParticipantUpdate {
     /// mute or unmute
     pub muted: Option<bool>,
@@ -72,6 +72,28 @@ pub struct ParticipantUpdate {
     pub deaf: Option<bool>,
     /// make moderator or participant
     pub role: Option<Role>,
+    /// whom it hears: everyone, or only these legs (an empty list: nobody)
+    pub hears: Option<Audience>,
+    /// who hears it: everyone, or only these legs (an empty list: nobody)
+    pub heard_by: Option<Audience>,
+}
+
+/// Everyone, or only some legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// the whole room
+    All,
+    /// these legs alone (none: nobody)
+    Only(Vec<LegId>),
+}
+
+impl Audience {
+    fn legs(&self) -> Option<Vec<LegId>> {
+        match self {
+            Audience::All => None,
+            Audience::Only(l) => Some(l.clone()),
+        }
+    }
 }
 
 impl Room {
@@ -143,6 +165,20 @@ impl Room {
         }
         if let Some(d) = up.deaf {
             self.set_deaf(ctx, leg, d);
+        }
+        if up.hears.is_some() || up.heard_by.is_some() {
+            let p = self
+                .parts
+                .get_mut(&leg)
+                .ok_or(ControlError::NoSuchParticipant(leg))?;
+            if let Some(h) = &up.hears {
+                p.relation.hears = h.legs();
+            }
+            if let Some(h) = &up.heard_by {
+                p.relation.heard_by = h.legs();
+            }
+            let relation = p.relation.clone();
+            ctx.media(MediaCommand::Relate { leg, relation });
         }
         if let Some(role) = up.role {
             let p = self

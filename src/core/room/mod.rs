@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use control::{ParticipantInfo, ParticipantUpdate, Role, RoomInfo};
+pub use control::{Audience, ParticipantInfo, ParticipantUpdate, Role, RoomInfo};
 pub use menu::MenuKeys;
 pub use policy::{DECOY_ROOM, RoomPolicy};
 
@@ -155,6 +155,10 @@ pub struct Participant {
     intro_pending: bool,
     /// digits typed so far for its NCCO's `input`, while it collects them
     collecting: Option<String>,
+    /// whom it hears and who hears it, where not everyone
+    relation: crate::media::contract::Relation,
+    /// the recording its NCCO's `record` started, while it runs
+    call_recording: Option<String>,
 }
 
 impl Participant {
@@ -172,6 +176,8 @@ impl Participant {
             menu: (String::new(), None),
             intro_pending: options.as_ref().is_some_and(|o| !o.intro.is_empty()),
             collecting: None,
+            relation: Default::default(),
+            call_recording: None,
             options,
         }
     }
@@ -421,6 +427,10 @@ impl Room {
             return;
         };
         p.media_up = true;
+        self.start_call_recording(ctx, leg);
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
         if p.intro_pending {
             // the NCCO's talk/stream/wait first, heard alone; then the stage
             let intro = p
@@ -492,6 +502,8 @@ impl Room {
             RoomTimer::Pin(leg),
             RoomTimer::Wait(leg),
             RoomTimer::Hangup(leg),
+            RoomTimer::Input(leg),
+            RoomTimer::RecordEnd(leg),
         ] {
             ctx.timers.cancel(&self.timer(t));
         }
@@ -518,6 +530,97 @@ impl Room {
         ctx.timers.cancel(&self.timer(RoomTimer::Input(leg)));
         ctx.media(MediaCommand::Interrupt { leg });
         self.media_up(ctx, leg);
+    }
+
+    /// An NCCO `record`: the caller's own audio, from now (with a beep if asked),
+    /// until its key, its timeout or the end of the call.
+    fn start_call_recording(&mut self, ctx: &mut Ctx, leg: LegId) {
+        let Some(rec) = self
+            .parts
+            .get(&leg)
+            .filter(|p| p.call_recording.is_none())
+            .and_then(|p| p.options.as_ref())
+            .and_then(|o| o.record_call.clone())
+        else {
+            return;
+        };
+        let id = match self.start_recording(ctx, Some(leg)) {
+            Ok(id) => id,
+            Err(e) => {
+                ctx.event(Event::Error {
+                    leg,
+                    room: self.name().to_string(),
+                    detail: format!("record: {e}"),
+                });
+                return;
+            }
+        };
+        if let Some(url) = rec.event_url {
+            ctx.out.push_back(Output::RecordingHook {
+                id: id.clone(),
+                url,
+            });
+        }
+        if rec.beep {
+            self.play(ctx, leg, vec![Prompt::JoinTone]);
+        }
+        ctx.timers
+            .set(self.timer(RoomTimer::RecordEnd(leg)), ctx.now + rec.timeout);
+        if let Some(p) = self.parts.get_mut(&leg) {
+            p.call_recording = Some(id);
+        }
+    }
+
+    /// The NCCO `record` of a participant ends (its key, its timeout).
+    fn end_call_recording(&mut self, ctx: &mut Ctx, leg: LegId) {
+        let Some(id) = self
+            .parts
+            .get_mut(&leg)
+            .and_then(|p| p.call_recording.take())
+        else {
+            return;
+        };
+        ctx.timers.cancel(&self.timer(RoomTimer::RecordEnd(leg)));
+        // reported (and forgotten) when the media side has closed its file
+        self.stop_recording_id(ctx, &id);
+    }
+
+    /// The key that ends a participant's NCCO `record` (consumed), if it is one.
+    pub(super) fn record_key(&mut self, ctx: &mut Ctx, leg: LegId, digit: char) -> bool {
+        let ends = self.parts.get(&leg).is_some_and(|p| {
+            p.call_recording.is_some()
+                && p.options
+                    .as_ref()
+                    .and_then(|o| o.record_call.as_ref())
+                    .and_then(|r| r.end_on_key)
+                    == Some(digit)
+        });
+        if ends {
+            self.end_call_recording(ctx, leg);
+        }
+        ends
+    }
+
+    /// The recordings of one participant's own audio, handed to the room it
+    /// moves to (the media moves them with the leg).
+    pub fn take_stems(&mut self, leg: LegId) -> Vec<String> {
+        let ids: Vec<String> = self
+            .recordings
+            .iter()
+            .filter(|(_, l)| **l == Some(leg))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.recordings.remove(id);
+        }
+        ids
+    }
+
+    /// Take over a moved participant's own recordings.
+    pub fn adopt_stems(&mut self, leg: LegId, ids: Vec<String>) {
+        for id in ids {
+            self.recordings.insert(id, Some(leg));
+        }
     }
 
     /// A key for a participant's NCCO `input`: kept, or the input is complete
@@ -668,6 +771,7 @@ impl Room {
             // the media side never reported the end of the prompts: hang up anyway
             RoomTimer::Hangup(leg) => self.prompt_done(ctx, leg),
             RoomTimer::Input(leg) => self.input_done(ctx, leg, true),
+            RoomTimer::RecordEnd(leg) => self.end_call_recording(ctx, leg),
             // the core removes the room when `expired` says so
             RoomTimer::Empty => {}
         }
