@@ -6,10 +6,12 @@
 //! that comes back (from `fallback_answer_url` when the first URL fails), and
 //! runs it in order off the media path: `talk`, `stream` and `wait` made into
 //! sounds the caller hears alone, `notify` sent (an NCCO it returns replaces the
-//! rest), up to the action the core carries out: `conversation` (a room),
+//! rest), `record` noted (the caller's own audio, recorded while the rest
+//! runs), up to the action the core carries out: `conversation` (a room),
 //! `input` (digits collected in a room of the call's own; the result goes to
 //! the action's eventUrl as Vonage's input event, and the NCCO that comes back,
-//! or the rest of this one, goes on), or the end (the call is hung up). An
+//! or the rest of this one, goes on), `connect` to a SIP endpoint (dialled from
+//! the call's own room), or the end (the call is hung up). An
 //! action that cannot be carried out is reported as an `error` event and the
 //! next one runs. A timeout or an error status of every URL falls back as
 //! configured.

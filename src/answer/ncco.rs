@@ -1,6 +1,7 @@
 //! NCCOs read (Vonage's NCCO reference): the actions that play to the caller
-//! (`talk`, `stream`, `wait`), what comes after them (`conversation`, `input`,
-//! `notify`, or the end of the call), and what cannot be carried out, reported
+//! (`talk`, `stream`, `wait`), a `record` among them, what comes after them
+//! (`conversation`, `input`, `notify`, `connect`, or the end of the call), and
+//! what cannot be carried out, reported
 //! rather than skipped in silence. Booleans and numbers are taken as Vonage's
 //! own guides write them, strings included.
 
