@@ -154,11 +154,7 @@ impl AnswerHook {
     /// An `input` is complete: its result goes to the action's eventUrl, and
     /// the NCCO that comes back (or the rest of the old one) goes on.
     pub fn input_done(&self, result: InputResult) {
-        let taken = match self.pending.lock() {
-            Ok(mut m) => m.remove(&result.leg),
-            Err(p) => p.into_inner().remove(&result.leg),
-        };
-        let Some(p) = taken else {
+        let Some(p) = pending(&self.pending).remove(&result.leg) else {
             return;
         };
         let (run, tx, timeout) = (self.runner(), self.tx.clone(), self.timeout);
@@ -171,11 +167,16 @@ impl AnswerHook {
 
     /// A call ended: nothing of its NCCO is kept.
     pub fn forget(&self, leg: LegId) {
-        match self.pending.lock() {
-            Ok(mut m) => m.remove(&leg),
-            Err(p) => p.into_inner().remove(&leg),
-        };
+        pending(&self.pending).remove(&leg);
     }
+}
+
+/// The table of calls waiting in an `input` (a panic elsewhere while it was
+/// held leaves it usable: it holds no invariant across entries).
+fn pending(
+    table: &Mutex<HashMap<LegId, Pending>>,
+) -> std::sync::MutexGuard<'_, HashMap<LegId, Pending>> {
+    table.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn fallback_of(f: AnswerFallback) -> RouteDecision {
@@ -220,15 +221,12 @@ impl Runner {
         Ok(self.decision(LegId(req.token), lobby, outcome))
     }
 
-    fn keep(&self, leg: LegId, pending: Pending) {
-        let mut m = match self.pending.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
+    fn keep(&self, leg: LegId, waiting: Pending) {
+        let mut m = pending(&self.pending);
         if m.len() >= MAX_PENDING {
             m.clear();
         }
-        m.insert(leg, pending);
+        m.insert(leg, waiting);
     }
 
     /// The core's route for an outcome; an input's continuation is kept for
@@ -497,16 +495,7 @@ pub fn answer_fields(req: &RouteRequest) -> Vec<(String, String)> {
 /// (what cannot be made is in `errors`); the room's name and the options.
 pub async fn prepare(conv: Conversation, sounds: &Sounds) -> (String, CallOptions) {
     let mut options = conv.options;
-    for action in &conv.intro {
-        match intro_sound(action, sounds).await {
-            Ok((s, n)) => options.intro.extend(std::iter::repeat_n(s, n as usize)),
-            Err(e) => {
-                let what = action.name();
-                tracing::warn!(action = what, error = %e, "NCCO action could not be carried out: the next one runs");
-                options.errors.push(format!("{what}: {e}"));
-            }
-        }
-    }
+    add_intro(&mut options, &conv.intro, sounds).await;
     if let Some(m) = &conv.music {
         match sounds.file(m).await {
             Ok(s) => options.music = Some(s),

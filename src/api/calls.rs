@@ -246,6 +246,22 @@ fn unmade(leg: LegId, what: &'static str, e: crate::sounds::SoundError) -> Vonag
     )
 }
 
+/// A sound made for `/talk` or `/stream`, at its level, played `loops` times.
+async fn play(
+    st: &AppState,
+    leg: LegId,
+    what: &'static str,
+    made: Result<crate::media::prompt::Sound, crate::sounds::SoundError>,
+    loops: u32,
+    level: f64,
+) -> Result<(), VonageError> {
+    let s = levelled(made.map_err(|e| unmade(leg, what, e))?, level)
+        .await
+        .map_err(|e| unmade(leg, what, e))?;
+    call(st, Op::CallPlay(leg, s, loops)).await?;
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct Talk {
     text: String,
@@ -267,15 +283,8 @@ pub(super) async fn talk(
     let t: Talk = parse(&body)?;
     let (loops, level) = loop_level(t.loops, t.level)?;
     let language = t.language.as_deref().unwrap_or("en-US");
-    let spoken = st
-        .sounds
-        .speech(&t.text, language)
-        .await
-        .map_err(|e| unmade(leg, "talk", e))?;
-    let s = levelled(spoken, level)
-        .await
-        .map_err(|e| unmade(leg, "talk", e))?;
-    call(&st, Op::CallPlay(leg, s, loops)).await?;
+    let spoken = st.sounds.speech(&t.text, language).await;
+    play(&st, leg, "talk", spoken, loops, level).await?;
     Ok(Json(json!({"message": "Talk started", "uuid": id})).into_response())
 }
 
@@ -306,15 +315,8 @@ pub(super) async fn stream(
         _ => return Err(VonageError::bad("stream_url: a URL or a list of one")),
     };
     let (loops, level) = loop_level(s.loops, s.level)?;
-    let file = st
-        .sounds
-        .file(&url)
-        .await
-        .map_err(|e| unmade(leg, "stream", e))?;
-    let s = levelled(file, level)
-        .await
-        .map_err(|e| unmade(leg, "stream", e))?;
-    call(&st, Op::CallPlay(leg, s, loops)).await?;
+    let file = st.sounds.file(&url).await;
+    play(&st, leg, "stream", file, loops, level).await?;
     Ok(Json(json!({"message": "Stream started", "uuid": id})).into_response())
 }
 
