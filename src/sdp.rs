@@ -21,13 +21,16 @@ pub enum CodecKind {
     Pcma,
     /// Opus, 48 kHz RTP clock (RFC 7587), mono decode/encode
     Opus,
+    /// 16-bit linear PCM at 8 kHz, network byte order (RFC 3551 §4.5.11): the
+    /// payload of a WebSocket leg's datagrams, never offered or taken in SDP
+    L16,
 }
 
 impl CodecKind {
     /// RTP clock rate.
     pub fn clock_rate(self) -> u32 {
         match self {
-            CodecKind::Pcmu | CodecKind::Pcma => 8000,
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::L16 => 8000,
             CodecKind::Opus => 48000,
         }
     }
@@ -36,6 +39,7 @@ impl CodecKind {
             CodecKind::Pcmu => "PCMU/8000",
             CodecKind::Pcma => "PCMA/8000",
             CodecKind::Opus => "opus/48000/2",
+            CodecKind::L16 => "L16/8000",
         }
     }
 }

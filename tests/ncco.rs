@@ -121,7 +121,8 @@ fn speech_like(x: &[i16]) -> bool {
 fn after_prompt(ua: &Ua, st: &mut Stream, prompt: bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let (mut heard, mut quiet) = (!prompt, 0);
-    while Instant::now() < deadline && quiet < 5 {
+    // a second of silence: shorter gaps occur inside speech when the machine is busy
+    while Instant::now() < deadline && quiet < 10 {
         st.run(ua, 0.0, Duration::from_millis(100));
         let last = &st.heard[st.heard.len().saturating_sub(800)..];
         let loud = last.iter().any(|&v| v.unsigned_abs() > 300);
@@ -560,7 +561,7 @@ fn input_collects_digits_and_the_returned_ncco_takes_the_call_on() {
             (
                 200,
                 format!(
-                    r#"[{talk}{{"action":"input","type":["dtmf"],"dtmf":{{"maxDigits":4,"timeOut":5}},"eventUrl":["http://{port}/input"]}},{{"action":"talk","text":"never reached"}}]"#
+                    r#"[{talk}{{"action":"input","type":["dtmf"],"dtmf":{{"maxDigits":4,"timeOut":10}},"eventUrl":["http://{port}/input"]}},{{"action":"talk","text":"never reached"}}]"#
                 ),
             )
         }),
@@ -914,4 +915,129 @@ fn record_records_the_caller_until_its_key_and_reports_to_its_event_url() {
     let mut st = Stream::new(CodecKind::Pcmu);
     st.run(&c, ATT_HZ, Duration::from_millis(500));
     let _ = std::fs::remove_dir_all(&rec);
+}
+
+/// A WebSocket server for one connection: the first text frame, then a burst
+/// of `secs` of a tone at 16 kHz (the bridge paces it), then every binary
+/// frame until the bridge closes.
+struct SocketServer {
+    addr: SocketAddr,
+    done: std::thread::JoinHandle<(String, Vec<usize>, Vec<i16>, bool)>,
+}
+
+impl SocketServer {
+    fn start(tone_hz: f64, secs: usize) -> SocketServer {
+        use tokio_tungstenite::tungstenite::{Message, accept};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let done = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut ws = accept(tcp).unwrap();
+            let first = match ws.read().unwrap() {
+                Message::Text(t) => t.to_string(),
+                other => panic!("first frame not text: {other:?}"),
+            };
+            let mut phase = 0.0f64;
+            for _ in 0..secs * 50 {
+                let frame: Vec<u8> = (0..320)
+                    .flat_map(|_| {
+                        phase += 2.0 * std::f64::consts::PI * tone_hz / 16000.0;
+                        ((6000.0 * phase.sin()) as i16).to_le_bytes()
+                    })
+                    .collect();
+                ws.send(Message::binary(frame)).unwrap();
+            }
+            let (mut sizes, mut pcm, mut closed) = (Vec::new(), Vec::new(), false);
+            loop {
+                match ws.read() {
+                    Ok(Message::Binary(b)) => {
+                        sizes.push(b.len());
+                        pcm.extend(b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
+                    }
+                    Ok(Message::Close(_)) => {
+                        closed = true;
+                        let _ = ws.flush();
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            (first, sizes, pcm, closed)
+        });
+        SocketServer { addr, done }
+    }
+}
+
+#[test]
+fn connect_streams_the_call_to_a_websocket_and_plays_what_it_sends() {
+    // [connect{endpoint: websocket, audio/l16;rate=16000, headers}]: the server
+    // gets the headers in its first text frame, then 20 ms frames of 640 bytes
+    // holding the caller's tone; the caller hears the tone the server sent
+    // (all at once: the bridge paces it); the caller hanging up closes the socket
+    let server = SocketServer::start(ATT_HZ, 2);
+    let ws = server.addr;
+    let app = Receiver::start_with(
+        0,
+        Arc::new(move |_: &http::Hook| {
+            (
+                200,
+                format!(
+                    r#"[{{"action":"connect","endpoint":[{{"type":"websocket","uri":"ws://{ws}/socket","content-type":"audio/l16;rate=16000","headers":{{"app":"caucus-test","lang":"en"}}}}]}}]"#
+                ),
+            )
+        }),
+    );
+    let hooks = Receiver::start(0);
+    let b = Bridge::start(&format!(
+        "[events]\nurl = \"{}\"\nformat = \"vonage\"\n[routing]\nanswer_url = \"http://{}/answer\"\n[[room]]\nname = \"demo\"\n",
+        hooks.url(),
+        app.addr
+    ));
+    let mut caller = Ua::new(b.sip, "bot", CodecKind::Pcmu, false, "wsc");
+    assert_eq!(caller.call(""), 200);
+    let mut sc = Stream::new(CodecKind::Pcmu);
+    sc.run(&caller, MOD_HZ, Duration::from_secs(3));
+    let heard = &sc.heard[sc.heard.len().saturating_sub(16000)..][..8000];
+    let hears = db(goertzel(heard, 8000.0, ATT_HZ));
+    caller.hangup();
+    let (first, sizes, pcm, closed) = server.done.join().unwrap();
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["event"], "websocket:connected", "{first}");
+    assert_eq!(first["content-type"], "audio/l16;rate=16000");
+    assert_eq!(
+        (&first["app"], &first["lang"]),
+        (&"caucus-test".into(), &"en".into())
+    );
+    assert!(sizes.len() > 100, "{} frames", sizes.len());
+    assert!(sizes.iter().all(|&n| n == 640), "{sizes:?}");
+    let tail = &pcm[pcm.len().saturating_sub(16000)..];
+    let server_hears = db(goertzel(tail, 16000.0, MOD_HZ));
+    eprintln!(
+        "the caller hears the server at {hears:.1} dB, the server hears the caller at {server_hears:.1} dB"
+    );
+    assert!(
+        hears > 50.0,
+        "the caller does not hear what the server sent"
+    );
+    assert!(server_hears > 50.0, "the server does not hear the caller");
+    assert!(closed, "the socket was not closed when the caller hung up");
+    assert!(
+        hooks.wait_for(Duration::from_secs(5), |evs| evs
+            .iter()
+            .filter(|e| e["status"] == "completed")
+            .count()
+            >= 2),
+        "{:?}",
+        hooks.events()
+    );
+    assert!(
+        hooks
+            .events()
+            .iter()
+            .any(|e| e["to"].as_str().is_some_and(|t| t.starts_with("ws://"))),
+        "no event for the websocket leg: {:?}",
+        hooks.events()
+    );
 }

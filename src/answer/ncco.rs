@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::config::AnswerMethod;
 use crate::core::LegId;
-use crate::core::routing::{CallOptions, ConnectSpec, InputSpec, RecordCall};
+use crate::core::routing::{
+    CallOptions, ConnectSpec, InputSpec, RecordCall, SipTarget, SocketTarget,
+};
 use crate::ids::is_room_name;
 use crate::util::is_http_url;
 
@@ -329,8 +331,8 @@ fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoErr
     ))
 }
 
-/// A `connect` action: a SIP endpoint to dial, or why it cannot be (an endpoint
-/// of another type).
+/// A `connect` action: a SIP endpoint to dial or a WebSocket server to stream
+/// to, or why it cannot be (an endpoint of another type).
 fn connect(a: &Value) -> Result<Result<ConnectSpec, String>, NccoError> {
     let Some(e) = a
         .get("endpoint")
@@ -339,12 +341,16 @@ fn connect(a: &Value) -> Result<Result<ConnectSpec, String>, NccoError> {
     else {
         return Err(NccoError::BadField("endpoint"));
     };
-    let kind = e.get("type").and_then(Value::as_str).unwrap_or("?");
-    if kind != "sip" {
-        return Ok(Err(format!(
-            "connect: {kind} endpoints are not supported (sip only)"
-        )));
+    match e.get("type").and_then(Value::as_str).unwrap_or("?") {
+        "sip" => sip_endpoint(a, e).map(Ok),
+        "websocket" => Ok(socket_endpoint(e)),
+        kind => Ok(Err(format!(
+            "connect: {kind} endpoints are not supported (sip and websocket only)"
+        ))),
     }
+}
+
+fn sip_endpoint(a: &Value, e: &Value) -> Result<ConnectSpec, NccoError> {
     let to = e
         .get("uri")
         .and_then(Value::as_str)
@@ -363,10 +369,45 @@ fn connect(a: &Value) -> Result<Result<ConnectSpec, String>, NccoError> {
             .unwrap_or(f)
             .to_string()
     });
-    Ok(Ok(ConnectSpec {
+    Ok(ConnectSpec::Sip(SipTarget {
         to,
         ring_timeout: std::time::Duration::from_secs_f64(secs),
         caller_id,
+    }))
+}
+
+/// A websocket endpoint: its URI, its rate from `content-type`
+/// (`audio/l16;rate=8000|16000`), its headers; or why it cannot be streamed to.
+fn socket_endpoint(e: &Value) -> Result<ConnectSpec, String> {
+    let uri = e
+        .get("uri")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("ws://") || u.starts_with("wss://"))
+        .ok_or("connect: a websocket endpoint needs a ws:// or wss:// uri")?;
+    let kind = e
+        .get("content-type")
+        .and_then(Value::as_str)
+        .unwrap_or("audio/l16;rate=8000")
+        .to_ascii_lowercase()
+        .replace(' ', "");
+    let rate = match kind.as_str() {
+        "audio/l16;rate=8000" => 8000,
+        "audio/l16;rate=16000" => 16000,
+        other => {
+            return Err(format!(
+                "connect: websocket content-type {other} is not supported (audio/l16;rate=8000 or 16000)"
+            ));
+        }
+    };
+    let headers = match e.get("headers") {
+        None | Some(Value::Null) => "{}".to_string(),
+        Some(h @ Value::Object(_)) => h.to_string(),
+        Some(_) => return Err("connect: websocket headers must be an object".into()),
+    };
+    Ok(ConnectSpec::WebSocket(SocketTarget {
+        uri: uri.to_string(),
+        rate,
+        headers,
     }))
 }
 
@@ -636,6 +677,36 @@ mod tests {
                 level: 0.5
             }
         );
+    }
+
+    #[test]
+    fn connect_takes_sip_and_websocket_endpoints_and_reports_others() {
+        let plan =
+            |e: Value| parse_plan(&json!([{"action": "connect", "endpoint": [e]}]), true).unwrap();
+        let p = plan(json!({"type": "websocket", "uri": "wss://bot.example/s",
+                            "content-type": "audio/l16;rate=16000", "headers": {"a": 1}}));
+        assert_eq!(
+            p.next,
+            Next::Connect(ConnectSpec::WebSocket(SocketTarget {
+                uri: "wss://bot.example/s".into(),
+                rate: 16000,
+                headers: r#"{"a":1}"#.into(),
+            }))
+        );
+        let p = plan(json!({"type": "websocket", "uri": "ws://bot.example/s"}));
+        assert!(matches!(
+            p.next,
+            Next::Connect(ConnectSpec::WebSocket(SocketTarget { rate: 8000, .. }))
+        ));
+        for bad in [
+            json!({"type": "websocket", "uri": "http://bot.example/s"}),
+            json!({"type": "websocket", "uri": "ws://b/s", "content-type": "audio/pcmu"}),
+            json!({"type": "phone", "number": "447700900000"}),
+            json!({"type": "app", "user": "alice"}),
+        ] {
+            let p = plan(bad.clone());
+            assert_eq!((p.next.clone(), p.errors.len()), (Next::End, 1), "{bad}");
+        }
     }
 
     #[test]

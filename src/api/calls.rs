@@ -95,7 +95,9 @@ pub fn call_json(c: &CallInfo, now: Instant) -> Value {
     let p = &c.participant;
     let kind = match p.kind {
         crate::core::LegKind::Sip => "sip",
-        crate::core::LegKind::WebRtc => "websocket",
+        // Vonage's client SDKs (a browser among them) are its "app" endpoints
+        crate::core::LegKind::WebRtc => "app",
+        crate::core::LegKind::WebSocket => "websocket",
     };
     let status = match p.state {
         "calling" => "ringing",

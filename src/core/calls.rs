@@ -59,7 +59,7 @@ impl Core {
         };
         let to = match (outbound, leg.kind) {
             (true, _) => leg.remote_target.clone(),
-            (false, super::LegKind::WebRtc) => room.clone(),
+            (false, super::LegKind::WebRtc | super::LegKind::WebSocket) => room.clone(),
             (false, super::LegKind::Sip) => uri(&leg.local_uri),
         };
         Ok(CallInfo {
@@ -133,8 +133,10 @@ impl Core {
             .legs
             .get(&id)
             .ok_or(ControlError::NoSuchParticipant(id))?;
-        if leg.kind == super::LegKind::WebRtc {
-            return Err(ControlError::NotForThisLeg("a browser takes no DTMF"));
+        if leg.kind != super::LegKind::Sip {
+            return Err(ControlError::NotForThisLeg(
+                "a browser or WebSocket takes no DTMF",
+            ));
         }
         if leg.state != super::LegState::Confirmed {
             return Err(ControlError::NotForThisLeg(

@@ -83,6 +83,58 @@ pub(super) struct PendingInvite {
     pub(super) offer: Option<Offer>,
 }
 
+impl Leg {
+    /// A leg signalled outside SIP (a browser by WHIP, a WebSocket server of an
+    /// NCCO `connect`): no dialog, no transaction, no RTP port of ours, its
+    /// media ready to open as `media` says.
+    pub(super) fn without_dialog(
+        kind: super::LegKind,
+        room: &str,
+        call_id: String,
+        name: String,
+        source: IpAddr,
+        media: (MediaParams, TransportSpec),
+    ) -> Leg {
+        let addr = std::net::SocketAddr::new(source, 0);
+        let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        Leg {
+            kind,
+            room: room.to_string(),
+            call_id,
+            local_tag: String::new(),
+            remote_tag: String::new(),
+            remote_uri: name,
+            local_uri: String::new(),
+            remote_target: String::new(),
+            route_set: Vec::new(),
+            remote_cseq: 0,
+            local_cseq: 0,
+            peer: Peer {
+                transport: super::Transport::Udp,
+                addr,
+                local: addr,
+            },
+            state: LegState::Confirmed,
+            invite_txn: None,
+            ok: None,
+            offer_in_ok: false,
+            port: 0,
+            media_addr: (unspecified, unspecified),
+            bound: true,
+            bind_failures: 0,
+            sdp_version: 1,
+            session_id: 0,
+            ssrc: media.0.ssrc,
+            media: Some(media),
+            media_open: false,
+            pending: None,
+            dial: None,
+            session: None,
+            refresh_every: 0,
+        }
+    }
+}
+
 impl Core {
     pub(super) fn insert_leg(&mut self, id: LegId, leg: Leg) {
         *self.legs_from.entry(leg.peer.addr.ip()).or_default() += 1;

@@ -23,6 +23,7 @@ mod request;
 pub mod room;
 pub mod routing;
 pub mod session_timer;
+pub mod socket;
 pub mod tally;
 pub mod timers;
 pub mod transaction;

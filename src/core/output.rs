@@ -26,6 +26,9 @@ pub enum Output {
     /// an NCCO `input` action is complete: the digits go to its eventUrl, and
     /// what comes back continues the call through [`Core::ncco_continue`]
     Input(routing::InputResult),
+    /// reach a WebSocket server for a leg (an NCCO `connect`); answer with
+    /// [`Core::socket_up`] or [`Core::socket_down`]
+    Socket(super::socket::SocketRequest),
     /// recording `id` (an NCCO `record`) reports to this URL when complete,
     /// instead of the room's
     RecordingHook {

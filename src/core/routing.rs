@@ -46,8 +46,7 @@ pub struct CallOptions {
     pub input: Option<InputSpec>,
     /// after the intro, hang up (the NCCO ends there)
     pub hangup_after_intro: bool,
-    /// call this target into the caller's room once it is answered (an NCCO
-    /// `connect` to a SIP endpoint)
+    /// bring this endpoint into the caller's room (an NCCO `connect`)
     pub connect: Option<ConnectSpec>,
     /// record this caller's own audio from when its media is up (an NCCO
     /// `record` action)
@@ -67,15 +66,36 @@ pub struct RecordCall {
     pub beep: bool,
 }
 
-/// What an NCCO `connect` to a SIP endpoint dials.
+/// What an NCCO `connect` brings into the caller's room.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectSpec {
+pub enum ConnectSpec {
+    /// a SIP endpoint, dialled
+    Sip(SipTarget),
+    /// a WebSocket server, given the call's audio and heard by it
+    WebSocket(SocketTarget),
+}
+
+/// A SIP endpoint a `connect` dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipTarget {
     /// the SIP URI
     pub to: String,
     /// ring this long, then give up (`timeout`)
     pub ring_timeout: Duration,
     /// the user part of our From (`from`)
     pub caller_id: Option<String>,
+}
+
+/// A WebSocket server a `connect` streams the call to (Vonage's websocket
+/// endpoint: 16-bit linear PCM frames of 20 ms both ways).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketTarget {
+    /// ws:// or wss:// URI
+    pub uri: String,
+    /// 8000 or 16000 (from `content-type: audio/l16;rate=…`)
+    pub rate: u32,
+    /// `headers`, a JSON object, sent in the first text frame
+    pub headers: String,
 }
 
 /// What an NCCO `input` action of type dtmf collects.

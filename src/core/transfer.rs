@@ -3,13 +3,14 @@
 //! caller who left, into the new one by that room's admission rules for the
 //! role given, its media moved between mixes on the worker that holds it. An
 //! NCCO `connect` is the same room machinery: the caller's room dials the
-//! target and ends with either call.
+//! target (or reaches a WebSocket server, `core::socket`) and ends with either
+//! call.
 
 use std::time::Instant;
 
 use super::control::ControlError;
 use super::room::{Participant, Room, Stage};
-use super::routing::CallOptions;
+use super::routing::{CallOptions, ConnectSpec};
 use super::{Core, Event, LegId, Output};
 use crate::media::contract::MediaCommand;
 use crate::sip::status::Reject;
@@ -106,6 +107,13 @@ impl Core {
     pub(super) fn connect(&mut self, now: Instant, id: LegId, room: &str) {
         let Some(spec) = self.rooms.get(room).and_then(|r| r.connect_spec(id)) else {
             return;
+        };
+        let spec = match spec {
+            ConnectSpec::Sip(spec) => spec,
+            ConnectSpec::WebSocket(target) => {
+                self.connect_socket(now, id, room, target);
+                return;
+            }
         };
         let local = self.legs.get(&id).map(|l| l.peer.local);
         let req = super::dialout::DialRequest {

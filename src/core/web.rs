@@ -7,13 +7,13 @@
 //! by its WHIP resource being deleted, by the room (kick, end), or by its media
 //! transport reporting the browser gone.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use super::control::ControlError;
-use super::leg::{Leg, LegState};
+use super::leg::Leg;
 use super::room::{Identity, LegKind, Participant, Room, Stage};
-use super::{Core, Event, LeftReason, LegId, Output, Peer, Transport, pin};
+use super::{Core, Event, LeftReason, LegId, Output, pin};
 use crate::media::contract::{MediaParams, TransportSpec};
 use crate::sdp::{CodecKind, Direction};
 
@@ -72,8 +72,6 @@ impl Core {
         self.next_leg += 1;
         let call_id = format!("webrtc-{}", self.rng.token());
         let ssrc = self.rng.next_u64() as u32;
-        let addr = SocketAddr::new(req.source, 0);
-        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let params = MediaParams {
             codec: req.codec,
             pt: req.pt,
@@ -82,41 +80,14 @@ impl Core {
             ssrc,
             ptime_ms: 20,
         };
-        let leg = Leg {
-            kind: LegKind::WebRtc,
-            room: req.room.clone(),
-            call_id: call_id.clone(),
-            local_tag: String::new(),
-            remote_tag: String::new(),
-            remote_uri: req.name.clone(),
-            local_uri: String::new(),
-            remote_target: String::new(),
-            route_set: Vec::new(),
-            remote_cseq: 0,
-            local_cseq: 0,
-            peer: Peer {
-                transport: Transport::Udp,
-                addr,
-                local: addr,
-            },
-            state: LegState::Confirmed,
-            invite_txn: None,
-            ok: None,
-            offer_in_ok: false,
-            port: 0,
-            media_addr: (unspecified, unspecified),
-            bound: true,
-            bind_failures: 0,
-            sdp_version: 1,
-            session_id: 0,
-            media: Some((params, TransportSpec::WebRtc)),
-            ssrc,
-            media_open: false,
-            pending: None,
-            dial: None,
-            session: None,
-            refresh_every: 0,
-        };
+        let leg = Leg::without_dialog(
+            LegKind::WebRtc,
+            &req.room,
+            call_id.clone(),
+            req.name.clone(),
+            req.source,
+            (params, TransportSpec::WebRtc),
+        );
         self.insert_leg(id, leg);
         let identity = Identity {
             name: req.name.clone(),

@@ -10,6 +10,7 @@ mod overload;
 mod reload;
 mod tcp;
 mod udp;
+mod websocket;
 
 use tcp::Net;
 pub use tcp::TcpLimits;
@@ -137,6 +138,8 @@ pub(crate) struct Driver {
     /// recordings (NCCO `record`) whose event goes to their own URL
     recording_hooks: std::collections::HashMap<String, String>,
     answer_hook: Option<AnswerHook>,
+    /// where WebSocket gateways report
+    sockets: mpsc::UnboundedSender<websocket::SocketReport>,
     http: Http,
     /// what is in effect: a reload applies part of a new file
     running: Config,
@@ -157,6 +160,7 @@ struct Inputs {
     net_rx: mpsc::Receiver<Net>,
     mev_rx: mpsc::UnboundedReceiver<MediaEvent>,
     route_rx: mpsc::UnboundedReceiver<crate::answer::HookResult>,
+    socket_rx: mpsc::UnboundedReceiver<websocket::SocketReport>,
     sigterm: tokio::signal::unix::Signal,
     sigint: tokio::signal::unix::Signal,
     sighup: tokio::signal::unix::Signal,
@@ -171,6 +175,7 @@ enum Input {
     Net(Net),
     Media(MediaEvent),
     Hook(crate::answer::HookResult),
+    Socket(websocket::SocketReport),
     Api(ApiCall),
     Timer,
     Stop,
@@ -193,6 +198,7 @@ impl Inputs {
             Some(ev) = self.net_rx.recv() => Input::Net(ev),
             Some(ev) = self.mev_rx.recv() => Input::Media(ev),
             Some(r) = self.route_rx.recv() => Input::Hook(r),
+            Some(r) = self.socket_rx.recv() => Input::Socket(r),
             Some(call) = d.http.calls.recv() => Input::Api(call),
             _ = sleep_until(wake) => Input::Timer,
             _ = self.sigterm.recv() => Input::Stop,
@@ -302,10 +308,12 @@ impl Driver {
             tokio::time::interval(notify.watchdog_every().unwrap_or(Duration::from_secs(5)));
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(listen = ?listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
+        let (sockets, socket_rx) = mpsc::unbounded_channel();
         let inputs = Inputs {
             net_rx,
             mev_rx,
             route_rx,
+            socket_rx,
             sigterm: signal(tokio::signal::unix::SignalKind::terminate()),
             sigint: signal(tokio::signal::unix::SignalKind::interrupt()),
             sighup: signal(tokio::signal::unix::SignalKind::hangup()),
@@ -328,6 +336,7 @@ impl Driver {
             webhooks,
             recording_hooks: std::collections::HashMap::new(),
             answer_hook,
+            sockets,
             http,
             music: cfg.music_files().iter().map(|p| p.to_path_buf()).collect(),
             config_stamp: reload::modified(config_path.as_ref()),
@@ -404,6 +413,18 @@ impl Driver {
             }
             Input::Hook(crate::answer::HookResult::Continue(leg, next)) => {
                 self.core.ncco_continue(now(), leg, next)
+            }
+            Input::Socket(websocket::SocketReport::Up { leg, port }) => {
+                self.media.stage_pipe(leg, port);
+                if !self.core.socket_up(now(), leg) {
+                    // the call ended meanwhile: the pipe dropped ends the gateway
+                    let _ = self
+                        .media
+                        .apply(crate::media::contract::MediaCommand::Close { leg });
+                }
+            }
+            Input::Socket(websocket::SocketReport::Down { leg, caller, why }) => {
+                self.core.socket_down(now(), leg, caller, why)
             }
             Input::Api(call) => self.api_call(call),
             Input::Timer => self.core.handle_timeout(now()),

@@ -49,6 +49,9 @@ impl Driver {
                     self.core.media_bound(now(), leg, ok);
                 }
                 Output::Media(cmd) => self.media_command(cmd),
+                Output::Socket(req) => {
+                    tokio::spawn(super::websocket::run(req, self.sockets.clone()));
+                }
                 Output::RecordingHook { id, url } => {
                     self.recording_hooks.insert(id, url);
                 }

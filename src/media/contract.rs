@@ -26,6 +26,9 @@ pub enum TransportSpec {
     /// WebRTC: the connection made when the browser's offer was answered, handed
     /// to the engine before this command
     WebRtc,
+    /// RTP datagrams exchanged with a gateway task (a WebSocket `connect`):
+    /// the pipe staged with the engine before this command
+    Pipe,
     /// RTP datagrams through memory (tests and benchmarks: a room ticked with no
     /// socket)
     Mem(MemPort),

@@ -56,6 +56,8 @@ pub struct MediaEngine {
     bound: HashMap<LegId, Bound>,
     // browser connections answered for legs not opened yet
     web: HashMap<LegId, transport::WebRtc>,
+    // WebSocket gateways' pipes for legs not opened yet
+    pipes: HashMap<LegId, transport::PipePort>,
     events: mpsc::Sender<(LegId, MediaEvent)>,
     prompts: Arc<Prompts>,
     heart: Arc<WorkerGauges>,
@@ -109,6 +111,7 @@ impl MediaEngine {
                 shard_at: shard_at.max(1),
                 bound: HashMap::new(),
                 web: HashMap::new(),
+                pipes: HashMap::new(),
                 events: ev_tx,
                 prompts,
                 heart,
@@ -199,6 +202,12 @@ impl MediaEngine {
         self.web.insert(leg, connection);
     }
 
+    /// A WebSocket leg's pipe, made when its server accepted: its
+    /// [`MediaCommand::Open`] takes it.
+    pub fn stage_pipe(&mut self, leg: LegId, port: transport::PipePort) {
+        self.pipes.insert(leg, port);
+    }
+
     /// Carry out a command from signalling.
     pub fn apply(&mut self, cmd: MediaCommand) -> io::Result<()> {
         match cmd {
@@ -217,6 +226,7 @@ impl MediaEngine {
                     transport,
                     self.bound.remove(&leg),
                     self.web.remove(&leg),
+                    self.pipes.remove(&leg),
                     now,
                 )?;
                 let mut media = LegMedia::new(leg, transport, params, now)?;
@@ -296,6 +306,7 @@ impl MediaEngine {
             MediaCommand::Close { leg } => {
                 self.bound.remove(&leg);
                 self.web.remove(&leg);
+                self.pipes.remove(&leg);
                 if let Some(w) = self.leg_worker.remove(&leg) {
                     let _ = self.workers[w].send(Command::Remove(leg));
                     self.unplace(leg, w);

@@ -97,6 +97,65 @@ pub fn decimate_16k(input: &[i16]) -> Vec<i16> {
         .collect()
 }
 
+/// 8 kHz ↔ 16 kHz in a stream, off the media path (a WebSocket leg at 16 kHz):
+/// a 63-tap windowed sinc at 16 kHz, cutoff 3.7 kHz, with its history kept
+/// across calls so frames join without a seam. One per direction.
+#[derive(Debug, Clone)]
+pub struct Halfband {
+    h: Vec<f32>,
+    ring: Vec<f32>,
+    pos: usize,
+}
+
+impl Default for Halfband {
+    fn default() -> Self {
+        let h = windowed_sinc(63, 3700.0 / 16000.0);
+        Halfband {
+            ring: vec![0.0; h.len()],
+            h,
+            pos: 0,
+        }
+    }
+}
+
+impl Halfband {
+    fn push(&mut self, x: f32) {
+        self.pos = (self.pos + 1) % self.ring.len();
+        self.ring[self.pos] = x;
+    }
+
+    fn output(&self, gain: f32) -> i16 {
+        let n = self.ring.len();
+        let acc: f32 = self
+            .h
+            .iter()
+            .enumerate()
+            .map(|(k, c)| c * self.ring[(self.pos + n - k) % n])
+            .sum();
+        (acc * gain).round().clamp(-32768.0, 32767.0) as i16
+    }
+
+    /// 16 kHz samples in, the 8 kHz ones appended to `out`.
+    pub fn down(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        for (i, &x) in input.iter().enumerate() {
+            self.push(f32::from(x));
+            if i % 2 == 1 {
+                out.push(self.output(1.0));
+            }
+        }
+    }
+
+    /// 8 kHz samples in, the 16 kHz ones appended to `out`.
+    pub fn up(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        for &x in input {
+            self.push(f32::from(x));
+            out.push(self.output(2.0));
+            self.push(0.0);
+            out.push(self.output(2.0));
+        }
+    }
+}
+
 /// 8 kHz → 48 kHz.
 #[derive(Debug, Clone)]
 pub struct Upsampler {
@@ -217,6 +276,30 @@ mod tests {
 
     fn rms(x: &[i16]) -> f32 {
         (x.iter().map(|&v| f32::from(v).powi(2)).sum::<f32>() / x.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn halfband_keeps_speech_band_both_ways_in_frames() {
+        let (mut up, mut down) = (Halfband::default(), Halfband::default());
+        let input = tone(8000.0, 1000.0, 1600);
+        let mut wide = Vec::new();
+        for f in input.chunks(160) {
+            up.up(f, &mut wide);
+        }
+        assert_eq!(wide.len(), 3200);
+        let r = rms(&wide[320..]) / rms(&input[160..]);
+        assert!((0.9..1.1).contains(&r), "up gain {r}");
+        let mut narrow = Vec::new();
+        for f in wide.chunks(320) {
+            down.down(f, &mut narrow);
+        }
+        assert_eq!(narrow.len(), 1600);
+        let r = rms(&narrow[320..]) / rms(&input[160..]);
+        assert!((0.9..1.1).contains(&r), "round trip gain {r}");
+        // 6 kHz at 16 kHz has no place at 8 kHz
+        let mut out = Vec::new();
+        Halfband::default().down(&tone(16000.0, 6000.0, 3200), &mut out);
+        assert!(rms(&out[160..]) < 0.01 * 7071.0, "{}", rms(&out[160..]));
     }
 
     #[test]

@@ -292,6 +292,7 @@ pub fn sdp_offer_with(port: u16, codec: CodecKind, extra: &str, telephone_event:
         CodecKind::Pcmu => (0, "a=rtpmap:0 PCMU/8000\r\n"),
         CodecKind::Pcma => (8, "a=rtpmap:8 PCMA/8000\r\n"),
         CodecKind::Opus => (96, "a=rtpmap:96 opus/48000/2\r\n"),
+        CodecKind::L16 => panic!("L16 is never offered in SDP"),
     };
     let (fmt, te) = if telephone_event {
         (
@@ -625,6 +626,7 @@ impl Stream {
                     .unwrap()
                     .encode(&pcm, &mut pkt[12..])
                     .unwrap(),
+                CodecKind::L16 => panic!("test phones speak G.711 or Opus"),
             };
             write_header(
                 &mut pkt,
@@ -669,6 +671,7 @@ impl Stream {
                             .unwrap();
                         self.heard.extend_from_slice(&pcm_in[..k]);
                     }
+                    CodecKind::L16 => panic!("test phones speak G.711 or Opus"),
                 }
             }
             tick += 1;

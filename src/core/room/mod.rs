@@ -104,6 +104,8 @@ pub enum LegKind {
     Sip,
     /// a browser (WebRTC, signalled by WHIP)
     WebRtc,
+    /// a WebSocket server an NCCO `connect` streams the call to
+    WebSocket,
 }
 
 impl LegKind {
@@ -112,6 +114,7 @@ impl LegKind {
         match self {
             LegKind::Sip => "sip",
             LegKind::WebRtc => "webrtc",
+            LegKind::WebSocket => "websocket",
         }
     }
 }

@@ -9,11 +9,13 @@
 //! times, and the RTP variant stays inline in the leg with its hot fields first
 //! (see `media::leg`). Variants: [`rtp::RtpUdp`], RTP over a UDP socket pair per
 //! leg (a phone); [`webrtc::WebRtc`], a browser (str0m in RTP mode, every browser
-//! on one shared socket); [`mem::MemPort`], datagrams through memory for tests and
-//! benchmarks. A link between rooms would be one more variant here, and nothing
-//! above changes.
+//! on one shared socket); [`pipe::PipePort`], datagrams exchanged with a gateway
+//! task (a WebSocket server's audio); [`mem::MemPort`], datagrams through memory
+//! for tests and benchmarks. A link between rooms would be one more variant
+//! here, and nothing above changes.
 
 pub mod mem;
+pub mod pipe;
 pub mod rtp;
 pub mod webrtc;
 
@@ -22,6 +24,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use mem::MemPort;
+pub use pipe::PipePort;
 pub use rtp::{Bound, RtpUdp};
 pub use webrtc::WebRtc;
 
@@ -44,6 +47,8 @@ pub enum Transport {
     Rtp(RtpUdp),
     /// WebRTC (a browser), boxed: its state is large and its leg rare next to phones
     Web(Box<WebRtc>),
+    /// RTP datagrams exchanged with a gateway task
+    Pipe(PipePort),
     /// RTP datagrams through memory
     Mem(MemPort),
 }
@@ -55,6 +60,7 @@ impl Transport {
         spec: TransportSpec,
         bound: Option<Bound>,
         web: Option<WebRtc>,
+        pipe: Option<PipePort>,
         now: Instant,
     ) -> io::Result<Transport> {
         match spec {
@@ -69,6 +75,9 @@ impl Transport {
                     io::ErrorKind::NotFound,
                     "the leg's WebRTC connection is gone",
                 )
+            }),
+            TransportSpec::Pipe => pipe.map(Transport::Pipe).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "the leg's gateway is gone")
             }),
             TransportSpec::Mem(port) => Ok(Transport::Mem(port)),
         }
@@ -88,7 +97,7 @@ impl Transport {
     pub fn reads_due(&self, phase: u64, ptime_ms: u32) -> usize {
         match self {
             Transport::Rtp(t) => t.reads_due(phase, ptime_ms),
-            Transport::Web(_) | Transport::Mem(_) => 64,
+            Transport::Web(_) | Transport::Pipe(_) | Transport::Mem(_) => 64,
         }
     }
 
@@ -98,6 +107,7 @@ impl Transport {
         match self {
             Transport::Rtp(t) => t.recv(now, buf),
             Transport::Web(t) => t.recv(now, buf),
+            Transport::Pipe(p) => p.recv(buf),
             Transport::Mem(m) => m.recv(buf),
         }
     }
@@ -115,8 +125,8 @@ impl Transport {
     pub fn rtcp_due(&self, phase: u64) -> bool {
         match self {
             Transport::Rtp(_) => phase.is_multiple_of(rtp::RTCP_EVERY),
-            // str0m reads and writes RTCP itself
-            Transport::Web(_) | Transport::Mem(_) => false,
+            // str0m reads and writes RTCP itself; a gateway has none
+            Transport::Web(_) | Transport::Pipe(_) | Transport::Mem(_) => false,
         }
     }
 
@@ -124,7 +134,7 @@ impl Transport {
     pub fn recv_rtcp(&mut self, buf: &mut [u8]) -> Option<usize> {
         match self {
             Transport::Rtp(t) => t.recv_rtcp(buf),
-            Transport::Web(_) | Transport::Mem(_) => None,
+            Transport::Web(_) | Transport::Pipe(_) | Transport::Mem(_) => None,
         }
     }
 
@@ -134,7 +144,7 @@ impl Transport {
         match self {
             Transport::Rtp(t) => t.remote().is_some(),
             Transport::Web(t) => t.connected(),
-            Transport::Mem(_) => true,
+            Transport::Pipe(_) | Transport::Mem(_) => true,
         }
     }
 
@@ -144,6 +154,7 @@ impl Transport {
         match self {
             Transport::Rtp(t) => t.send(pkt),
             Transport::Web(t) => t.send(pkt),
+            Transport::Pipe(p) => p.send(pkt),
             Transport::Mem(m) => m.send(pkt),
         }
     }
@@ -152,8 +163,8 @@ impl Transport {
     pub fn send_rtcp(&mut self, pkt: &[u8]) {
         match self {
             Transport::Rtp(t) => t.send_rtcp(pkt),
-            // str0m sends its own sender and receiver reports
-            Transport::Web(_) => {}
+            // str0m sends its own sender and receiver reports; a gateway wants none
+            Transport::Web(_) | Transport::Pipe(_) => {}
             Transport::Mem(m) => m.send_rtcp(pkt),
         }
     }
@@ -162,7 +173,7 @@ impl Transport {
     pub fn strays(&self) -> u64 {
         match self {
             Transport::Rtp(t) => t.strays(),
-            Transport::Web(_) | Transport::Mem(_) => 0,
+            Transport::Web(_) | Transport::Pipe(_) | Transport::Mem(_) => 0,
         }
     }
 
@@ -170,7 +181,7 @@ impl Transport {
     pub fn remote(&self) -> Option<SocketAddr> {
         match self {
             Transport::Rtp(t) => t.remote(),
-            Transport::Web(_) | Transport::Mem(_) => None,
+            Transport::Web(_) | Transport::Pipe(_) | Transport::Mem(_) => None,
         }
     }
 
@@ -180,6 +191,7 @@ impl Transport {
     pub fn gone(&self) -> bool {
         match self {
             Transport::Web(t) => t.gone(),
+            Transport::Pipe(p) => p.gone(),
             Transport::Rtp(_) | Transport::Mem(_) => false,
         }
     }
