@@ -1041,3 +1041,59 @@ fn connect_streams_the_call_to_a_websocket_and_plays_what_it_sends() {
         hooks.events()
     );
 }
+
+#[test]
+fn a_key_barges_in_on_a_stream_and_counts_for_the_input() {
+    // [stream{10 s tone, bargeIn}, input{maxDigits 2}]: the caller hears the
+    // tone, types 42 a second in; the input gets "42" and the tone stops there
+    let dir = std::env::temp_dir().join(format!("caucus-barge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("menu.wav");
+    common::write_wav(&wav, 8000, 1, ATT_HZ, 10.0);
+    let app = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen = app.clone();
+    let wav_path = wav.display().to_string();
+    let server = Receiver::start_with(
+        0,
+        Arc::new(move |hook: &http::Hook| {
+            if hook.target.starts_with("/input") {
+                seen.lock().unwrap().push(hook.json());
+                return (
+                    200,
+                    r#"[{"action":"conversation","name":"after-menu"}]"#.into(),
+                );
+            }
+            let host = hook.header("host").unwrap_or("").to_string();
+            (
+                200,
+                format!(
+                    r#"[{{"action":"stream","streamUrl":["{wav_path}"],"bargeIn":true}},{{"action":"input","type":["dtmf"],"dtmf":{{"maxDigits":2,"timeOut":10}},"eventUrl":["http://{host}/input"]}}]"#
+                ),
+            )
+        }),
+    );
+    let b = Bridge::start(&format!(
+        "[routing]\nanswer_url = \"http://{}/answer\"\n[[room]]\nname = \"demo\"\n",
+        server.addr
+    ));
+    let mut a = Ua::new(b.sip, "menu", CodecKind::Pcmu, false, "barge");
+    assert_eq!(a.call(""), 200);
+    let mut sa = Stream::new(CodecKind::Pcmu);
+    sa.run(&a, 0.0, Duration::from_millis(1500));
+    let before = sa.heard.len();
+    sa.send_digits(&a, "42");
+    sa.run(&a, 0.0, Duration::from_secs(2));
+    let during = &sa.heard[before.saturating_sub(4000)..before];
+    let after = &sa.heard[sa.heard.len() - 4000..];
+    let (d, f) = (
+        db(goertzel(during, 8000.0, ATT_HZ)),
+        db(goertzel(after, 8000.0, ATT_HZ)),
+    );
+    eprintln!("the stream before the keys at {d:.1} dB, after them at {f:.1} dB");
+    assert!(d > 50.0, "the stream was not heard");
+    assert!(f < 20.0, "the stream goes on after the key");
+    let inputs = app.lock().unwrap().clone();
+    assert_eq!(inputs.len(), 1, "{inputs:?}");
+    assert_eq!(inputs[0]["dtmf"]["digits"], "42");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -405,6 +405,7 @@ impl Runner {
 
 /// The intro's sounds, added to `options` (what cannot be made, to its errors).
 async fn add_intro(options: &mut CallOptions, intro: &[Intro], sounds: &Sounds) {
+    options.barge_in |= intro.iter().any(Intro::barge_in);
     for action in intro {
         match intro_sound(action, sounds).await {
             Ok((s, n)) => options.intro.extend(std::iter::repeat_n(s, n as usize)),
@@ -516,11 +517,14 @@ async fn intro_sound(action: &Intro, sounds: &Sounds) -> Result<(Sound, u32), So
             language,
             loops,
             level,
+            ..
         } => (
             levelled(sounds.speech(text, language).await?, *level).await?,
             plays(*loops),
         ),
-        Intro::Stream { url, loops, level } => (
+        Intro::Stream {
+            url, loops, level, ..
+        } => (
             levelled(sounds.file(url).await?, *level).await?,
             plays(*loops),
         ),

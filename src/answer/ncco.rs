@@ -58,6 +58,8 @@ pub enum Intro {
         loops: u32,
         /// −1..1
         level: f64,
+        /// a key stops it (`bargeIn`)
+        barge_in: bool,
     },
     /// `stream`: a sound file by URL or absolute path
     Stream {
@@ -67,6 +69,8 @@ pub enum Intro {
         loops: u32,
         /// −1..1
         level: f64,
+        /// a key stops it (`bargeIn`)
+        barge_in: bool,
     },
     /// `wait`: silence
     Wait {
@@ -82,6 +86,14 @@ impl Intro {
             Intro::Talk { .. } => "talk",
             Intro::Stream { .. } => "stream",
             Intro::Wait { .. } => "wait",
+        }
+    }
+
+    /// Whether a key stops it (`bargeIn`).
+    pub fn barge_in(&self) -> bool {
+        match self {
+            Intro::Talk { barge_in, .. } | Intro::Stream { barge_in, .. } => *barge_in,
+            Intro::Wait { .. } => false,
         }
     }
 }
@@ -527,6 +539,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                     language,
                     loops: loops(a)?,
                     level: level(a)?,
+                    barge_in: flag(a, "bargeIn", false)?,
                 });
             }
             Some("stream") => {
@@ -535,6 +548,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                     url,
                     loops: loops(a)?,
                     level: level(a)?,
+                    barge_in: flag(a, "bargeIn", false)?,
                 });
             }
             Some("record") => {
@@ -629,12 +643,14 @@ mod tests {
                     text: "Welcome to a conference call".into(),
                     language: "en-GB".into(),
                     loops: 2,
-                    level: 0.0
+                    level: 0.0,
+                    barge_in: false
                 },
                 Intro::Stream {
                     url: "https://example.com/a.mp3".into(),
                     loops: 1,
-                    level: -0.5
+                    level: -0.5,
+                    barge_in: false
                 },
                 Intro::Wait { secs: 0.5 },
             ]
@@ -674,7 +690,8 @@ mod tests {
             Intro::Stream {
                 url: "x".into(),
                 loops: 2,
-                level: 0.5
+                level: 0.5,
+                barge_in: false
             }
         );
     }

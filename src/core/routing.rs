@@ -40,6 +40,9 @@ pub struct CallOptions {
     /// what the NCCO's actions before its `conversation` play to the caller,
     /// in order, before it enters (`talk` speech, `stream` files, `wait` silence)
     pub intro: Vec<Sound>,
+    /// a key during the intro stops it, and counts for an `input` after it
+    /// (a `talk` or `stream` with `bargeIn`)
+    pub barge_in: bool,
     /// actions that could not be carried out (reported as `error` events)
     pub errors: Vec<String>,
     /// after the intro, collect digits (an NCCO `input` action)
@@ -141,6 +144,7 @@ impl Default for CallOptions {
             mute: false,
             event_url: None,
             intro: Vec::new(),
+            barge_in: false,
             errors: Vec::new(),
             input: None,
             hangup_after_intro: false,

@@ -14,6 +14,7 @@ impl Room {
     /// A DTMF digit from a participant (RFC 4733, SIP INFO or in-band): PIN
     /// entry, or the menu.
     pub fn dtmf(&mut self, ctx: &mut Ctx, leg: LegId, digit: char) {
+        self.barge_in(ctx, leg);
         if self.record_key(ctx, leg, digit) || self.input_key(ctx, leg, digit) {
             return;
         }

@@ -780,6 +780,19 @@ impl Room {
         }
     }
 
+    /// A key while an intro with `bargeIn` plays: the intro stops and the call
+    /// goes on (the key then counts for an input that follows).
+    pub(super) fn barge_in(&mut self, ctx: &mut Ctx, leg: LegId) {
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
+        if p.intro_pending && p.media_up && p.options.as_ref().is_some_and(|o| o.barge_in) {
+            p.intro_pending = false;
+            ctx.media(MediaCommand::Interrupt { leg });
+            self.proceed(ctx, leg);
+        }
+    }
+
     /// The media side finished a participant's queued prompts.
     pub fn prompt_done(&mut self, ctx: &mut Ctx, leg: LegId) {
         if let Some(why) = self.parts.get(&leg).and_then(|p| p.hangup_after_prompt) {
