@@ -310,11 +310,15 @@ fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoErr
             return Ok((None, unsupported));
         }
     }
-    if a.get("endOnSilence").is_some_and(|v| !v.is_null()) {
-        unsupported.push(
-            "record: endOnSilence is not supported; it ends at endOnKey, timeOut or hang-up".into(),
-        );
-    }
+    let end_on_silence = match a.get("endOnSilence") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(
+            number(t)
+                .filter(|t| (3.0..=10.0).contains(t))
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or(NccoError::BadField("endOnSilence"))?,
+        ),
+    };
     if a.get("split").is_some() || a.get("channels").is_some() {
         unsupported
             .push("record: split and channels are not supported (the caller's own audio)".into());
@@ -337,6 +341,7 @@ fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoErr
             event_url: url_field(a, "eventUrl")?.filter(|u| is_http_url(u)),
             end_on_key,
             timeout: std::time::Duration::from_secs_f64(secs),
+            end_on_silence,
             beep: flag(a, "beepStart", false)?,
         }),
         unsupported,

@@ -65,6 +65,8 @@ pub struct RecordCall {
     pub end_on_key: Option<char>,
     /// it ends after this long at most (`timeOut`)
     pub timeout: Duration,
+    /// it ends after this long without talking (`endOnSilence`, 3-10 s)
+    pub end_on_silence: Option<Duration>,
     /// a beep when it starts (`beepStart`)
     pub beep: bool,
 }

@@ -77,6 +77,8 @@ pub enum RoomTimer {
     Input(LegId),
     /// an NCCO record reached its timeOut: it ends
     RecordEnd(LegId),
+    /// an NCCO record heard no talking for its endOnSilence: it ends
+    RecordSilence(LegId),
 }
 
 /// Every timer of the core, by owner.

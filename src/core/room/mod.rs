@@ -507,6 +507,7 @@ impl Room {
             RoomTimer::Hangup(leg),
             RoomTimer::Input(leg),
             RoomTimer::RecordEnd(leg),
+            RoomTimer::RecordSilence(leg),
         ] {
             ctx.timers.cancel(&self.timer(t));
         }
@@ -569,6 +570,10 @@ impl Room {
         }
         ctx.timers
             .set(self.timer(RoomTimer::RecordEnd(leg)), ctx.now + rec.timeout);
+        if let Some(quiet) = rec.end_on_silence {
+            ctx.timers
+                .set(self.timer(RoomTimer::RecordSilence(leg)), ctx.now + quiet);
+        }
         if let Some(p) = self.parts.get_mut(&leg) {
             p.call_recording = Some(id);
         }
@@ -584,6 +589,8 @@ impl Room {
             return;
         };
         ctx.timers.cancel(&self.timer(RoomTimer::RecordEnd(leg)));
+        ctx.timers
+            .cancel(&self.timer(RoomTimer::RecordSilence(leg)));
         // reported (and forgotten) when the media side has closed its file
         self.stop_recording_id(ctx, &id);
     }
@@ -774,7 +781,9 @@ impl Room {
             // the media side never reported the end of the prompts: hang up anyway
             RoomTimer::Hangup(leg) => self.prompt_done(ctx, leg),
             RoomTimer::Input(leg) => self.input_done(ctx, leg, true),
-            RoomTimer::RecordEnd(leg) => self.end_call_recording(ctx, leg),
+            RoomTimer::RecordEnd(leg) | RoomTimer::RecordSilence(leg) => {
+                self.end_call_recording(ctx, leg)
+            }
             // the core removes the room when `expired` says so
             RoomTimer::Empty => {}
         }
@@ -814,6 +823,21 @@ impl Room {
             return;
         };
         p.talking = talking;
+        // endOnSilence counts from the end of the last talk spurt
+        let quiet = p
+            .call_recording
+            .as_ref()
+            .and(p.options.as_ref())
+            .and_then(|o| o.record_call.as_ref())
+            .and_then(|r| r.end_on_silence);
+        if let Some(quiet) = quiet {
+            let t = self.timer(RoomTimer::RecordSilence(leg));
+            if talking {
+                ctx.timers.cancel(&t);
+            } else {
+                ctx.timers.set(t, ctx.now + quiet);
+            }
+        }
         ctx.event(Event::Talking {
             leg,
             room: self.name().to_string(),

@@ -219,3 +219,51 @@ fn an_undefined_room_is_kept_until_its_recording_is_reported() {
 fn id(name: &str) -> RoomId {
     RoomId::parse(name).expect("a room name")
 }
+
+#[test]
+fn an_ncco_record_with_end_on_silence_ends_after_the_last_talk_spurt() {
+    let mut room = Room::new(id("desk"), RoomPolicy::open(5, Duration::ZERO), false);
+    let mut b = Bench::new();
+    b.dir = Some(std::env::temp_dir());
+    let options = crate::core::routing::CallOptions {
+        record_call: Some(crate::core::routing::RecordCall {
+            event_url: None,
+            end_on_key: None,
+            timeout: Duration::from_secs(7200),
+            end_on_silence: Some(Duration::from_secs(3)),
+            beep: false,
+        }),
+        ..Default::default()
+    };
+    let leg = LegId(1);
+    let who = Identity {
+        name: "sip:p1@example.test".into(),
+        call_id: "c1".into(),
+        source: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        kind: LegKind::Sip,
+    };
+    let stage = room.arrival(Some(&options)).expect("admitted");
+    b.on(&mut room, |r, c| {
+        r.join(c, leg, Participant::new(stage, who, Some(options)));
+        r.media_up(c, leg);
+    });
+    let stops = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Media(MediaCommand::StopRecording { .. })))
+            .count()
+    };
+    let advance = |b: &mut Bench, room: &mut Room, secs: u64| {
+        b.now += Duration::from_secs(secs);
+        while let Some(CoreTimer::Room(_, t)) = b.timers.pop_due(b.now) {
+            b.on(room, |r, c| r.on_timer(c, t));
+        }
+        stops(&b.drain())
+    };
+    // talk at 2 s (before the first 3 s of silence), for 5 s: still going at 9 s
+    assert_eq!(advance(&mut b, &mut room, 2), 0);
+    b.on(&mut room, |r, c| r.talking(c, leg, true));
+    assert_eq!(advance(&mut b, &mut room, 5), 0);
+    b.on(&mut room, |r, c| r.talking(c, leg, false));
+    assert_eq!(advance(&mut b, &mut room, 2), 0, "2 s of silence");
+    assert_eq!(advance(&mut b, &mut room, 1), 1, "3 s of silence end it");
+}
