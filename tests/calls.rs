@@ -365,3 +365,64 @@ fn call_control_changes_what_the_callers_hear_and_receive() {
     let list = request(api, "GET", "/v1/calls", Some(TOKEN), None).json();
     assert_eq!(list["count"], 2, "{list}");
 }
+
+#[test]
+fn a_transfer_to_an_ncco_with_input_collects_digits_and_the_call_goes_on_by_the_answer() {
+    // PUT transfer to [input{maxDigits 2, eventUrl}]: the caller types 57, the
+    // eventUrl gets it with the call's uuid and returns a conversation, where
+    // the call ends up
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let got = seen.clone();
+    let app = common::http::Receiver::start_with(
+        0,
+        Arc::new(move |hook: &common::http::Hook| {
+            got.lock().unwrap().push(hook.json());
+            (200, r#"[{"action":"conversation","name":"lounge"}]"#.into())
+        }),
+    );
+    let api = free_port();
+    let b = Bridge::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n[[room]]\nname = \"demo\"\n"
+    ))
+    .with_api(api);
+    let api = SocketAddr::from(([127, 0, 0, 1], api));
+    let mut a = Ua::new(b.sip, "demo", CodecKind::Pcmu, false, "ti");
+    assert_eq!(a.call(""), 200);
+    let mut sa = Stream::new(CodecKind::Pcmu);
+    sa.run(&a, 0.0, Duration::from_millis(300));
+    let parts = request(api, "GET", "/v1/rooms/demo/participants", Some(TOKEN), None).json();
+    let ua = parts[0]["id"].to_string();
+    let body = format!(
+        r#"{{"action":"transfer","destination":{{"type":"ncco","ncco":[{{"action":"input","type":["dtmf"],"dtmf":{{"maxDigits":2,"timeOut":5}},"eventUrl":["http://{}/input"]}}]}}}}"#,
+        app.addr
+    );
+    let r = request(
+        api,
+        "PUT",
+        &format!("/v1/calls/{ua}"),
+        Some(TOKEN),
+        Some(&body),
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    sa.run(&a, 0.0, Duration::from_millis(500));
+    sa.send_digits(&a, "57");
+    let mut room = serde_json::Value::Null;
+    for _ in 0..30 {
+        sa.run(&a, 0.0, Duration::from_millis(100));
+        room = request(api, "GET", &format!("/v1/calls/{ua}"), Some(TOKEN), None).json()
+            ["conversation_uuid"]
+            .clone();
+        if room == "lounge" {
+            break;
+        }
+    }
+    let inputs = seen.lock().unwrap().clone();
+    assert_eq!(inputs.len(), 1, "{inputs:?}");
+    assert_eq!(inputs[0]["dtmf"]["digits"], "57");
+    assert_eq!(inputs[0]["uuid"].as_str(), Some(ua.as_str()));
+    assert_eq!(
+        room, "lounge",
+        "the call is not in the room the input's answer named"
+    );
+}

@@ -165,6 +165,21 @@ impl AnswerHook {
         });
     }
 
+    /// A call in progress transferred to an NCCO that does more than join a
+    /// conversation (an `input`, a `notify`, a `connect`): it runs as an
+    /// answer's NCCO does, and the call goes on by it. `facts` are the call's
+    /// from, to and conversation (Call-ID).
+    pub fn transfer(&self, leg: LegId, ncco: Value, facts: (String, String, String)) {
+        let (run, tx) = (self.runner(), self.tx.clone());
+        pending(&self.pending).remove(&leg);
+        tokio::spawn(async move {
+            let lobby = format!("ncco-{}", crate::util::secret::hex(8));
+            let outcome = run.run(ncco, &lobby, facts).await;
+            let next = run.continuation(leg, lobby, outcome);
+            let _ = tx.send(HookResult::Continue(leg, next));
+        });
+    }
+
     /// A call ended: nothing of its NCCO is kept.
     pub fn forget(&self, leg: LegId) {
         pending(&self.pending).remove(&leg);
@@ -385,18 +400,31 @@ impl Runner {
         };
         let ncco = replaced.unwrap_or_else(|| Value::Array(p.rest.clone()));
         let facts = (p.from.clone(), p.to.clone(), p.call_id.clone());
-        match self.run(ncco, &p.lobby, facts).await {
+        let outcome = self.run(ncco, &p.lobby, facts).await;
+        self.continuation(r.leg, p.lobby, outcome)
+    }
+
+    /// How a call already in progress goes on by what its new NCCO came to
+    /// (after an input, or a transfer): into a room (`lobby`, of its own,
+    /// for an input or what plays before the end), or hung up.
+    fn continuation(
+        &self,
+        leg: LegId,
+        lobby: String,
+        outcome: Result<Outcome, AnswerError>,
+    ) -> Continuation {
+        match outcome {
             Ok(Outcome::Room(room, o)) => Continuation::Room(room, Box::new(o)),
             Ok(Outcome::Input(o, pending)) => {
-                self.keep(r.leg, pending);
-                Continuation::Room(p.lobby, Box::new(o))
+                self.keep(leg, pending);
+                Continuation::Room(lobby, Box::new(o))
             }
             Ok(Outcome::End(o)) if o.intro.is_empty() && o.connect.is_none() => {
                 Continuation::Hangup
             }
-            Ok(Outcome::End(o)) => Continuation::Room(p.lobby, Box::new(o)),
+            Ok(Outcome::End(o)) => Continuation::Room(lobby, Box::new(o)),
             Err(e) => {
-                tracing::warn!(leg = %r.leg, error = %e, "the NCCO after an input is unusable: hung up");
+                tracing::warn!(%leg, error = %e, "the call's new NCCO is unusable: hung up");
                 Continuation::Hangup
             }
         }

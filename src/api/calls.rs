@@ -181,7 +181,8 @@ pub(super) async fn modify(
 
 /// `transfer` to `{"type": "ncco", "ncco": [...]}` or `{"type": "ncco", "url":
 /// [URL]}` (the NCCO fetched by GET): the call moves into that NCCO's
-/// conversation, its talk/stream/wait played first.
+/// conversation, its talk/stream/wait played first, or goes on by its
+/// input, notify or connect as a call answered with it would.
 async fn transfer(st: &AppState, leg: LegId, destination: Option<Value>) -> CallResult {
     let d = destination.ok_or_else(|| VonageError::bad("transfer: destination required"))?;
     if d.get("type").and_then(Value::as_str) != Some("ncco") {
@@ -203,6 +204,14 @@ async fn transfer(st: &AppState, leg: LegId, destination: Option<Value>) -> Call
         }
         (None, None) => return Err(VonageError::bad("destination: ncco or url")),
     };
+    // one that only joins a conversation moves the call before the answer;
+    // one that collects digits, notifies or connects runs as an answer's does
+    let plan =
+        crate::answer::parse_plan(&ncco, true).map_err(|e| VonageError::bad(e.to_string()))?;
+    if !matches!(plan.next, crate::answer::Next::Conversation(_)) {
+        call(st, Op::TransferNcco(leg, ncco)).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let conv = crate::answer::parse_ncco(&ncco).map_err(|e| VonageError::bad(e.to_string()))?;
     let (room, options) = crate::answer::prepare(conv, &st.sounds).await;
     call(st, Op::Transfer(leg, room, Box::new(options))).await?;

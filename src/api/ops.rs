@@ -35,6 +35,9 @@ pub enum Op {
     /// PUT /v1/calls/{uuid} transfer: into an NCCO's conversation (created
     /// when new) with its options
     Transfer(LegId, String, Box<crate::core::routing::CallOptions>),
+    /// a call in progress goes on by an NCCO that does more than join a
+    /// conversation (run by the driver's NCCO runner)
+    TransferNcco(LegId, serde_json::Value),
     /// POST /v1/rooms/{room}/lock | unlock
     Lock(String, bool),
     /// POST /v1/rooms/{room}/play
@@ -254,6 +257,12 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
         Op::WebPin(room, pin, source) => Reply::Flag(core.web_pin(now, &room, &pin, source)?),
         Op::WebAsksPin(room) => Reply::Flag(core.web_room_asks_pin(&room)?),
         Op::WebJoin(req, _) => Reply::Leg(core.web_join(now, req)?),
+        // the driver runs the NCCO; without one there is nothing to run it
+        Op::TransferNcco(..) => {
+            return Err(ControlError::NotForThisLeg(
+                "an NCCO transfer needs the driver's NCCO runner",
+            ));
+        }
         Op::WebLeave(leg) => {
             core.web_leave(now, leg)?;
             Reply::Done

@@ -137,7 +137,10 @@ pub(crate) struct Driver {
     webhooks: Webhooks,
     /// recordings (NCCO `record`) whose event goes to their own URL
     recording_hooks: std::collections::HashMap<String, String>,
-    answer_hook: Option<AnswerHook>,
+    /// runs NCCOs (answers, inputs, transfers)
+    answer_hook: AnswerHook,
+    /// new calls are routed by the answer webhook
+    routes_by_hook: bool,
     /// where WebSocket gateways report
     sockets: mpsc::UnboundedSender<websocket::SocketReport>,
     http: Http,
@@ -273,13 +276,10 @@ impl Driver {
             format!("http://{}/v1/recordings/", cfg.api.listen),
             live,
         );
-        let (answer_hook, route_rx) = match &cfg.routing.answer_url {
-            Some(_) => {
-                let (h, rx) = AnswerHook::new(&cfg.routing, sounds.clone());
-                (Some(h), rx)
-            }
-            None => (None, mpsc::unbounded_channel().1),
-        };
+        // NCCOs also come by the call-control API's transfer, with or without
+        // an answer_url to route by
+        let (answer_hook, route_rx) = AnswerHook::new(&cfg.routing, sounds.clone());
+        let routes_by_hook = cfg.routing.answer_url.is_some();
         let core = Core::new(cfg.core(), seed());
         if let Some(dir) = &cfg.recording.dir {
             // recordings a crash cut short: closed, and reported as any that ends
@@ -336,6 +336,7 @@ impl Driver {
             webhooks,
             recording_hooks: std::collections::HashMap::new(),
             answer_hook,
+            routes_by_hook,
             sockets,
             http,
             music: cfg.music_files().iter().map(|p| p.to_path_buf()).collect(),
@@ -480,6 +481,12 @@ impl Driver {
                     Reply::Metrics(self.metrics.render(&text, Some(&self.webhooks.stats)))
                 }
                 other => other,
+            }),
+            Op::TransferNcco(leg, ncco) => self.core.call(leg).map(|c| {
+                let p = c.participant;
+                self.answer_hook
+                    .transfer(leg, ncco, (p.from, c.to, p.call_id));
+                Reply::Done
             }),
             Op::WebJoin(req, connection) => match self.core.web_join(now, req) {
                 Ok(leg) => {

@@ -55,22 +55,16 @@ impl Driver {
                 Output::RecordingHook { id, url } => {
                     self.recording_hooks.insert(id, url);
                 }
-                Output::Input(result) => {
-                    if let Some(h) = &self.answer_hook {
-                        h.input_done(result);
-                    }
-                }
-                Output::Route(req) => match &self.answer_hook {
-                    Some(h) => h.ask(req),
-                    None => self.core.route_decided(
-                        now(),
-                        req.token,
-                        crate::core::routing::RouteDecision::Fallback,
-                    ),
-                },
+                Output::Input(result) => self.answer_hook.input_done(result),
+                Output::Route(req) if self.routes_by_hook => self.answer_hook.ask(req),
+                Output::Route(req) => self.core.route_decided(
+                    now(),
+                    req.token,
+                    crate::core::routing::RouteDecision::Fallback,
+                ),
                 Output::Event(ev) => {
-                    if let (Event::Left { leg, .. }, Some(h)) = (&ev, &self.answer_hook) {
-                        h.forget(*leg);
+                    if let Event::Left { leg, .. } = &ev {
+                        self.answer_hook.forget(*leg);
                     }
                     log_event(&ev);
                     self.metrics.event(&ev);
