@@ -77,6 +77,71 @@ fn call_control_changes_what_the_callers_hear_and_receive() {
     let list = request(api, "GET", "/v1/calls", Some(TOKEN), None).json();
     assert_eq!(list["count"], 2, "{list}");
     let calls = list["_embedded"]["calls"].as_array().unwrap().clone();
+    // Vonage's filters and paging
+    let page = request(
+        api,
+        "GET",
+        "/v1/calls?page_size=1&order=asc",
+        Some(TOKEN),
+        None,
+    )
+    .json();
+    assert_eq!(
+        (
+            &page["count"],
+            page["_embedded"]["calls"].as_array().map(Vec::len)
+        ),
+        (&2.into(), Some(1)),
+        "{page}"
+    );
+    assert!(page["_links"]["next"]["href"].as_str().is_some(), "{page}");
+    let second = request(
+        api,
+        "GET",
+        "/v1/calls?page_size=1&order=asc&record_index=1",
+        Some(TOKEN),
+        None,
+    )
+    .json();
+    assert_ne!(
+        page["_embedded"]["calls"][0]["uuid"], second["_embedded"]["calls"][0]["uuid"],
+        "pages overlap"
+    );
+    let none = request(
+        api,
+        "GET",
+        "/v1/calls?conversation_uuid=elsewhere",
+        Some(TOKEN),
+        None,
+    )
+    .json();
+    assert_eq!(none["count"], 0);
+    let none = request(api, "GET", "/v1/calls?status=completed", Some(TOKEN), None).json();
+    assert_eq!(none["count"], 0);
+    let later = request(
+        api,
+        "GET",
+        "/v1/calls?date_start=2999-01-01T00:00:00Z",
+        Some(TOKEN),
+        None,
+    )
+    .json();
+    assert_eq!(later["count"], 0);
+    assert_eq!(
+        request(api, "GET", "/v1/calls?order=sideways", Some(TOKEN), None).status,
+        400
+    );
+    assert_eq!(
+        request(
+            api,
+            "GET",
+            "/v1/calls?date_end=yesterday",
+            Some(TOKEN),
+            None
+        )
+        .status,
+        400
+    );
     let parts = request(api, "GET", "/v1/rooms/demo/participants", Some(TOKEN), None).json();
     let ids: Vec<String> = parts
         .as_array()

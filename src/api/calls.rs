@@ -124,17 +124,111 @@ pub fn call_json(c: &CallInfo, now: Instant) -> Value {
     })
 }
 
-/// GET /v1/calls
-pub(super) async fn list(State(st): State<AppState>) -> CallResult {
+/// The filters and paging of `GET /v1/calls`, as Vonage names them.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ListQuery {
+    status: Option<String>,
+    conversation_uuid: Option<String>,
+    date_start: Option<String>,
+    date_end: Option<String>,
+    page_size: Option<usize>,
+    record_index: Option<usize>,
+    order: Option<String>,
+}
+
+/// The first 19 characters of a UTC RFC 3339 time (to the second), which
+/// order as the times do.
+fn to_second(t: &str, name: &str) -> Result<String, VonageError> {
+    let b = t.as_bytes();
+    let shaped = b.len() >= 20
+        && t.ends_with('Z')
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':';
+    if !shaped {
+        return Err(VonageError::bad(format!(
+            "{name}: a UTC time such as 2026-01-31T09:00:00Z"
+        )));
+    }
+    Ok(t[..19].to_string())
+}
+
+/// GET /v1/calls: the live calls, newest first unless `order=asc`, filtered by
+/// `status`, `conversation_uuid` and start time, a page of `page_size` (1-100,
+/// 10) from `record_index`.
+pub(super) async fn list(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> CallResult {
+    let page_size = q.page_size.unwrap_or(10);
+    if !(1..=100).contains(&page_size) {
+        return Err(VonageError::bad("page_size: 1-100"));
+    }
+    let asc = match q.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(_) => return Err(VonageError::bad("order: asc or desc")),
+    };
+    let start = q
+        .date_start
+        .as_deref()
+        .map(|t| to_second(t, "date_start"))
+        .transpose()?;
+    let end = q
+        .date_end
+        .as_deref()
+        .map(|t| to_second(t, "date_end"))
+        .transpose()?;
     let Reply::Calls(calls) = call(&st, Op::Calls).await? else {
         return Err(VonageError::unsupported("unexpected reply"));
     };
     let now = Instant::now();
-    let items: Vec<Value> = calls.iter().map(|c| call_json(c, now)).collect();
+    let mut items: Vec<Value> = calls
+        .iter()
+        .map(|c| call_json(c, now))
+        .filter(|v| q.status.as_deref().is_none_or(|s| v["status"] == s))
+        .filter(|v| {
+            q.conversation_uuid
+                .as_deref()
+                .is_none_or(|c| v["conversation_uuid"] == c)
+        })
+        .filter(|v| {
+            let at = v["start_time"].as_str().map(|t| t.get(..19).unwrap_or(t));
+            start.as_deref().is_none_or(|s| at.is_some_and(|t| t >= s))
+                && end.as_deref().is_none_or(|e| at.is_some_and(|t| t <= e))
+        })
+        .collect();
+    let key = |v: &Value| {
+        (
+            v["start_time"].as_str().unwrap_or("").to_string(),
+            v["uuid"]
+                .as_str()
+                .and_then(|u| u.parse::<u64>().ok())
+                .unwrap_or(0),
+        )
+    };
+    items.sort_by_key(key);
+    if !asc {
+        items.reverse();
+    }
+    let count = items.len();
+    let index = q.record_index.unwrap_or(0);
+    let page: Vec<Value> = items.into_iter().skip(index).take(page_size).collect();
+    let link = |i: usize| json!({"href": format!("/v1/calls?page_size={page_size}&record_index={i}&order={}", if asc { "asc" } else { "desc" })});
+    let mut links = json!({"self": link(index), "first": link(0)});
+    if index + page_size < count {
+        links["next"] = link(index + page_size);
+    }
+    if index > 0 {
+        links["prev"] = link(index.saturating_sub(page_size));
+    }
     Ok(Json(json!({
-        "count": items.len(), "page_size": items.len(), "record_index": 0,
-        "_links": {"self": {"href": "/v1/calls"}},
-        "_embedded": {"calls": items},
+        "count": count, "page_size": page_size, "record_index": index,
+        "_links": links,
+        "_embedded": {"calls": page},
     }))
     .into_response())
 }
