@@ -386,10 +386,20 @@ fn sip_endpoint(a: &Value, e: &Value) -> Result<ConnectSpec, NccoError> {
             .unwrap_or(f)
             .to_string()
     });
+    let limit = match a.get("limit") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(
+            number(t)
+                .filter(|t| (1.0..=7200.0).contains(t))
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or(NccoError::BadField("limit"))?,
+        ),
+    };
     Ok(ConnectSpec::Sip(SipTarget {
         to,
         ring_timeout: std::time::Duration::from_secs_f64(secs),
         caller_id,
+        limit,
     }))
 }
 

@@ -534,6 +534,7 @@ pub(super) async fn create(State(st): State<AppState>, body: axum::body::Bytes) 
         ring_timeout: std::time::Duration::from_secs(ring),
         local: None,
         end_on_exit: false,
+        limit: None,
     };
     let room = conv.name.clone();
     let Reply::Dialing(leg) = call(&st, Op::DialConversation(room.clone(), event_url, req)).await?

@@ -598,6 +598,7 @@ async fn dial(
         // the driver's to choose
         local: None,
         end_on_exit: false,
+        limit: None,
     };
     Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
 }

@@ -74,6 +74,9 @@ pub struct DialRequest {
     pub local: Option<SocketAddr>,
     /// the room ends when this call does, answered or not (an NCCO `connect`)
     pub end_on_exit: bool,
+    /// hang up this long after the answer at most (an NCCO `connect`'s
+    /// `limit`; never past `[dialout] max_duration_s`)
+    pub limit: Option<Duration>,
 }
 
 /// How a dial attempt stands (the webhook's `status`).
@@ -119,6 +122,7 @@ pub(super) struct Dial {
     auth_tried: bool,
     cancelling: Option<DialStatus>,
     ring_timeout: Duration,
+    limit: Option<Duration>,
     /// ACK for the 2xx, re-sent when the 2xx is retransmitted
     ack: Option<Vec<u8>>,
 }
@@ -245,6 +249,7 @@ impl Core {
                 auth_tried: false,
                 cancelling: None,
                 ring_timeout: req.ring_timeout,
+                limit: req.limit,
                 ack: None,
             })),
             session: None,
@@ -615,6 +620,7 @@ impl Core {
         d.answered = true;
         let target = d.target.clone();
         let cseq = d.cseq;
+        let limit = d.limit;
         let branch = format!("z9hG4bK{}", self.rng.token());
         let uri = leg.remote_target.clone();
         let mut m = uac_request(
@@ -682,7 +688,9 @@ impl Core {
         if moderator {
             self.with_room(now, &room, Room::release_waiting);
         }
-        let max = self.cfg.dialout.max_duration;
+        let max = limit.map_or(self.cfg.dialout.max_duration, |l| {
+            l.min(self.cfg.dialout.max_duration)
+        });
         self.timers
             .set(CoreTimer::Leg(id, LegTimer::MaxDuration), now + max);
         tracing::info!(leg = %id, %room, "outbound call answered");

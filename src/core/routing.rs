@@ -89,6 +89,8 @@ pub struct SipTarget {
     pub ring_timeout: Duration,
     /// the user part of our From (`from`)
     pub caller_id: Option<String>,
+    /// the call's length at most once answered (`limit`)
+    pub limit: Option<Duration>,
 }
 
 /// A WebSocket server a `connect` streams the call to (Vonage's websocket

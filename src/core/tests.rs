@@ -929,6 +929,7 @@ fn dial_req(to: &str) -> dialout::DialRequest {
         ring_timeout: Duration::from_secs(10),
         local: Some(US.parse().unwrap()),
         end_on_exit: false,
+        limit: None,
     }
 }
 
@@ -1002,6 +1003,35 @@ fn dial_out_retransmits_rings_and_joins_on_2xx() {
     let out = h.send(bye.as_bytes());
     assert_eq!(status(&messages(&out)[0]), 200);
     assert_eq!(h.core.leg_count(), 0);
+}
+
+#[test]
+fn a_dialled_call_with_a_limit_is_hung_up_when_it_is_reached() {
+    let mut h = Harness::new();
+    let mut req = dial_req(&format!("sip:bob@{PEER}"));
+    req.limit = Some(Duration::from_secs(30));
+    h.core.dial(h.now, "demo", req).unwrap();
+    let invite = messages(&h.drain()).remove(0);
+    h.send(&reply_to(
+        &invite,
+        200,
+        Some("bob"),
+        "Contact: <sip:bob@127.0.0.1:5070>\r\nContent-Type: application/sdp\r\n",
+        SDP,
+    ));
+    let byes = |t: &[(Duration, Output)]| {
+        t.iter()
+            .filter(
+                |(_, o)| matches!(o, Output::Transmit { data, .. } if data.starts_with(b"BYE ")),
+            )
+            .count()
+    };
+    assert_eq!(byes(&h.advance_to(Duration::from_secs(29))), 0);
+    // the BYE (and its retransmission by Timer E)
+    assert!(
+        byes(&h.advance_to(Duration::from_secs(31))) >= 1,
+        "no BYE at the limit"
+    );
 }
 
 #[test]

@@ -123,6 +123,7 @@ impl Core {
             ring_timeout: spec.ring_timeout,
             local,
             end_on_exit: true,
+            limit: spec.limit,
         };
         if let Err(e) = self.dial(now, room, req) {
             tracing::warn!(leg = %id, %room, error = %e, "NCCO connect refused: the call ends");
