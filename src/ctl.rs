@@ -90,6 +90,32 @@ pub enum CtlCommand {
         /// moderator or participant
         role: String,
     },
+    /// Move a participant to another room (its call untouched).
+    Move {
+        /// room
+        room: String,
+        /// participant id
+        id: u64,
+        /// the room it goes to
+        to: String,
+        /// its role there (moderator or participant; default: that room's rules)
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Coach: the participant is heard by the target alone (or by everyone
+    /// again with --off).
+    Coach {
+        /// room
+        room: String,
+        /// the coach's participant id
+        id: u64,
+        /// the participant it coaches
+        #[arg(required_unless_present = "off")]
+        target: Option<u64>,
+        /// end the coaching
+        #[arg(long)]
+        off: bool,
+    },
     /// Hang up a participant.
     Kick {
         /// room
@@ -284,6 +310,26 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
             format!("/v1/rooms/{room}/participants/{id}"),
             Some(json!({"role": role})),
         ),
+        C::Move { room, id, to, role } => call(
+            M::POST,
+            format!("/v1/rooms/{room}/participants/{id}/move"),
+            Some(match role {
+                Some(r) => json!({"room": to, "role": r}),
+                None => json!({"room": to}),
+            }),
+        ),
+        C::Coach {
+            room,
+            id,
+            target,
+            off,
+        } => {
+            let path = format!("/v1/rooms/{room}/participants/{id}/coach");
+            match (off, target) {
+                (false, Some(t)) => call(M::POST, path, Some(json!({"target": t}))),
+                _ => call(M::DELETE, path, None),
+            }
+        }
         C::Kick { room, id } => call(
             M::DELETE,
             format!("/v1/rooms/{room}/participants/{id}"),

@@ -491,3 +491,111 @@ fn a_transfer_to_an_ncco_with_input_collects_digits_and_the_call_goes_on_by_the_
         "the call is not in the room the input's answer named"
     );
 }
+
+/// Three callers send their tones for `secs`; the last second each heard.
+fn talk_three(parties: [(&Ua, &mut Stream, f64); 3], secs: u64) -> [Vec<i16>; 3] {
+    let [(a, sa, fa), (b, sb, fb), (c, sc, fc)] = parties;
+    std::thread::scope(|s| {
+        let tb = s.spawn(|| sb.run(b, fb, Duration::from_secs(secs)));
+        let tc = s.spawn(|| sc.run(c, fc, Duration::from_secs(secs)));
+        sa.run(a, fa, Duration::from_secs(secs));
+        tb.join().unwrap();
+        tc.join().unwrap();
+    });
+    let tail = |h: &[i16]| h[h.len().saturating_sub(8000)..].to_vec();
+    [tail(&sa.heard), tail(&sb.heard), tail(&sc.heard)]
+}
+
+#[test]
+fn a_coach_is_heard_by_its_target_alone_until_the_coaching_ends() {
+    // agent A, customer B, supervisor C coaching A: A hears C, B does not; C
+    // hears both; DELETE …/coach and B hears C again
+    let api = free_port();
+    let hooks = common::http::Receiver::start(0);
+    let b = Bridge::start(&format!(
+        "[events]\nurl = \"{}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n[[room]]\nname = \"desk\"\n",
+        hooks.url()
+    ))
+    .with_api(api);
+    let api = SocketAddr::from(([127, 0, 0, 1], api));
+    let mut uas: Vec<Ua> = ["agent", "customer", "super"]
+        .iter()
+        .map(|n| Ua::new(b.sip, "desk", CodecKind::Pcmu, false, n))
+        .collect();
+    for ua in &mut uas {
+        assert_eq!(ua.call(""), 200);
+    }
+    let parts = request(api, "GET", "/v1/rooms/desk/participants", Some(TOKEN), None).json();
+    let id = |tag: &str| {
+        parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["call_id"].as_str().unwrap().contains(tag))
+            .unwrap()["id"]
+            .clone()
+    };
+    let (agent, sup) = (id("agent"), id("super"));
+    let coach = |method: &str, body: Option<&str>| {
+        request(
+            api,
+            method,
+            &format!("/v1/rooms/desk/participants/{sup}/coach"),
+            Some(TOKEN),
+            body,
+        )
+        .status
+    };
+    assert_eq!(
+        coach("POST", Some(&format!(r#"{{"target":{agent}}}"#))),
+        200
+    );
+    assert_eq!(
+        coach("POST", Some(r#"{"target":999999}"#)),
+        404,
+        "a target not in the room"
+    );
+    assert_eq!(coach("POST", Some(&format!(r#"{{"target":{sup}}}"#))), 400);
+    let mut st: Vec<Stream> = (0..3).map(|_| Stream::new(CodecKind::Pcmu)).collect();
+    let (fa, fb, fc) = (A_HZ, B_HZ, MUSIC_HZ);
+    let [s0, s1, s2] = &mut st[..] else {
+        unreachable!()
+    };
+    let [ha, hb, hc] = talk_three([(&uas[0], s0, fa), (&uas[1], s1, fb), (&uas[2], s2, fc)], 3);
+    eprintln!(
+        "coaching: A hears C at {:.1} dB, B hears C at {:.1} dB, C hears A {:.1} / B {:.1} dB, B hears A at {:.1} dB",
+        level(&ha, fc),
+        level(&hb, fc),
+        level(&hc, fa),
+        level(&hc, fb),
+        level(&hb, fa)
+    );
+    assert!(level(&ha, fc) > 50.0, "the target does not hear its coach");
+    assert!(level(&hb, fc) < 30.0, "the customer hears the coach");
+    assert!(
+        level(&hc, fa) > 50.0 && level(&hc, fb) > 50.0,
+        "the coach does not hear the call"
+    );
+    assert!(
+        level(&hb, fa) > 50.0,
+        "the customer does not hear the agent"
+    );
+    assert_eq!(coach("DELETE", None), 200);
+    let [s0, s1, s2] = &mut st[..] else {
+        unreachable!()
+    };
+    let [_, hb, _] = talk_three([(&uas[0], s0, fa), (&uas[1], s1, fb), (&uas[2], s2, fc)], 2);
+    assert!(
+        level(&hb, fc) > 50.0,
+        "after the coaching the customer still does not hear C"
+    );
+    assert!(
+        hooks.wait_for(Duration::from_secs(3), |evs| evs
+            .iter()
+            .filter(|e| e["type"] == "participant:relation")
+            .count()
+            >= 2),
+        "no participant:relation events: {:?}",
+        hooks.events()
+    );
+}

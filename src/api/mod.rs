@@ -390,6 +390,49 @@ async fn update(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CoachBody {
+    target: u64,
+}
+
+/// Coaching (Twilio's coach, FreeSWITCH's relate): the participant is heard by
+/// its target alone and hears everyone.
+async fn coach(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, u64)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    use crate::core::control::Audience;
+    let c: CoachBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    if c.target == id {
+        return Err(ApiError::bad("a participant cannot coach itself"));
+    }
+    let up = ParticipantUpdate {
+        hears: Some(Audience::All),
+        heard_by: Some(Audience::Only(vec![LegId(c.target)])),
+        ..ParticipantUpdate::default()
+    };
+    Ok(reply_json(
+        call(&st, Op::Update(room, LegId(id), up)).await?,
+    ))
+}
+
+/// The coaching ends: heard by everyone again.
+async fn stop_coaching(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, u64)>,
+) -> ApiResult {
+    use crate::core::control::Audience;
+    let up = ParticipantUpdate {
+        heard_by: Some(Audience::All),
+        ..ParticipantUpdate::default()
+    };
+    Ok(reply_json(
+        call(&st, Op::Update(room, LegId(id), up)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MoveBody {
     room: String,
     role: Option<String>,
@@ -644,6 +687,10 @@ fn router(st: AppState) -> axum::Router {
             patch(update).delete(kick),
         )
         .route("/v1/rooms/{room}/participants/{id}/move", post(move_to))
+        .route(
+            "/v1/rooms/{room}/participants/{id}/coach",
+            post(coach).delete(stop_coaching),
+        )
         .route("/v1/rooms/{room}/lock", post(lock))
         .route("/v1/rooms/{room}/unlock", post(unlock))
         .route("/v1/rooms/{room}/play", post(play))

@@ -120,6 +120,18 @@ pub enum Event {
         /// the room it is in now
         room: String,
     },
+    /// whom a participant hears, or who hears it, changed (the API's `hears`
+    /// and `heard_by`, coaching)
+    Relation {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// whom it hears (None: everyone)
+        hears: Option<Vec<LegId>>,
+        /// who hears it (None: everyone)
+        heard_by: Option<Vec<LegId>>,
+    },
     /// something a call's NCCO asked for could not be carried out (the call
     /// went on with the next action)
     Error {

@@ -213,6 +213,12 @@ fn log_event(ev: &Event) {
             tracing::info!(%leg, %room, to = %LogSafe(to), status = status.as_str(), reason = %LogSafe(reason.as_deref().unwrap_or("")), "dial-out")
         }
         Event::Moved { leg, from, room } => tracing::info!(%leg, %room, from = %from, "moved"),
+        Event::Relation {
+            leg,
+            room,
+            hears,
+            heard_by,
+        } => tracing::info!(%leg, %room, ?hears, ?heard_by, "who hears whom changed"),
         Event::Error { leg, room, detail } => {
             tracing::warn!(%leg, %room, detail = %LogSafe(detail), "NCCO action not carried out")
         }

@@ -206,6 +206,7 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Talking { room, .. }
         | Event::Dial { room, .. }
         | Event::Moved { room, .. }
+        | Event::Relation { room, .. }
         | Event::Error { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
@@ -296,6 +297,21 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
             "type": "participant:moved", "status": "moved", "uuid": leg.0.to_string(),
             "conversation_uuid": room, "conversation_uuid_from": from,
         }),
+        Event::Relation {
+            leg,
+            room,
+            hears,
+            heard_by,
+        } => {
+            let ids = |l: &Option<Vec<crate::ids::LegId>>| match l {
+                None => json!("all"),
+                Some(v) => json!(v.iter().map(|l| l.0).collect::<Vec<_>>()),
+            };
+            json!({
+                "type": "participant:relation", "uuid": leg.0.to_string(),
+                "conversation_uuid": room, "hears": ids(hears), "heard_by": ids(heard_by),
+            })
+        }
     };
     v["timestamp"] = Value::String(timestamp);
     v["seq"] = Value::from(seq);

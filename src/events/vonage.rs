@@ -189,8 +189,9 @@ impl Calls {
                 "conversation_uuid_from": from, "conversation_uuid_to": room,
                 "timestamp": ts,
             })],
-            // a receiver written for Vonage has no use for a talker stream
-            Event::Talking { .. } => Vec::new(),
+            // a receiver written for Vonage has no use for a talker stream, and
+            // Vonage reports no change of canHear / canSpeak
+            Event::Talking { .. } | Event::Relation { .. } => Vec::new(),
         }
     }
 }

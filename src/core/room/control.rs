@@ -166,6 +166,13 @@ impl Room {
         if let Some(d) = up.deaf {
             self.set_deaf(ctx, leg, d);
         }
+        for listed in [&up.hears, &up.heard_by].into_iter().flatten() {
+            if let Audience::Only(legs) = listed
+                && let Some(&stranger) = legs.iter().find(|l| !self.parts.contains_key(l))
+            {
+                return Err(ControlError::NoSuchParticipant(stranger));
+            }
+        }
         if up.hears.is_some() || up.heard_by.is_some() {
             let p = self
                 .parts
@@ -178,6 +185,12 @@ impl Room {
                 p.relation.heard_by = h.legs();
             }
             let relation = p.relation.clone();
+            ctx.event(Event::Relation {
+                leg,
+                room: self.name().to_string(),
+                hears: relation.hears.clone(),
+                heard_by: relation.heard_by.clone(),
+            });
             ctx.media(MediaCommand::Relate { leg, relation });
         }
         if let Some(role) = up.role {
