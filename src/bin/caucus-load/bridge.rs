@@ -15,6 +15,35 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// One call to the bridge's API with its token: the status and the body.
+pub(crate) fn api_call(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(api) else {
+        return (0, String::new());
+    };
+    let body = json.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut out = String::new();
+    if s.write_all(req.as_bytes()).is_err() || s.read_to_string(&mut out).is_err() {
+        return (0, String::new());
+    }
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
+}
+
 /// A process's CPU time so far in clock ticks: (user, user + system).
 pub(crate) fn proc_cpu_ticks(pid: u32) -> (u64, u64) {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -122,7 +151,7 @@ pub(crate) fn start_bridge(
     let web = match (webrtc, baseline) {
         (_, true) => String::new(),
         (true, false) => format!(
-            "token = \"{API_TOKEN}\"\n[webrtc]\nlisten = \"127.0.0.1:{}\"\nrequests_per_s = 100000\n",
+            "[webrtc]\nlisten = \"127.0.0.1:{}\"\nrequests_per_s = 100000\n",
             free_port()
         ),
         (false, false) => format!("[webrtc]\nlisten = \"127.0.0.1:{}\"\n", free_port()),
@@ -137,7 +166,7 @@ pub(crate) fn start_bridge(
         None => String::new(),
     };
     let mut cfg = format!(
-        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{overload}[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n{web}"
+        "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{overload}[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken = \"{API_TOKEN}\"\n{web}"
     );
     for r in 0..rooms {
         cfg.push_str(&format!(

@@ -58,6 +58,11 @@ struct Args {
     /// talkers per room (sending a tone; the others send silence)
     #[arg(long, default_value_t = 3)]
     talkers: usize,
+    /// in every room, this many of the talkers coach a listener (each heard by
+    /// its target alone, by the API's coach): the cost of custom relations next
+    /// to the shared mix (the probe then checks the other talkers only)
+    #[arg(long, default_value_t = 0)]
+    coach_pairs: usize,
     /// offer no telephone-event (RFC 4733), as SIPp's stock scenarios do: the
     /// bridge then listens for DTMF in every G.711 leg's audio (in-band detection,
     /// the costly case); by default legs offer it, as phones do

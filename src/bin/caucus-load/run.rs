@@ -95,6 +95,9 @@ pub(crate) fn run_shape(args: &Args, bin: &Path, shape: Shape, n: usize) -> Repo
         );
     }
 
+    if args.coach_pairs > 0 {
+        coach(&bridge, &legs, rooms, per_room, args.coach_pairs);
+    }
     // --- media: one packet per leg per 20 ms
     let mut stream = Stream::new(args.codec, &legs, pt, clock);
     let held = stream.hold(args, &sip, &media, &mut legs, &mut setup, &mut buf, pid);
@@ -133,7 +136,9 @@ pub(crate) fn run_shape(args: &Args, bin: &Path, shape: Shape, n: usize) -> Repo
     } else {
         8000.0
     };
-    let (talkers_db, self_db) = probe_levels(&stream.probe_pcm, rate, args.talkers);
+    // coaches are heard by their targets alone: the probe hears the others
+    let heard = args.talkers.saturating_sub(args.coach_pairs).max(1);
+    let (talkers_db, self_db) = probe_levels(&stream.probe_pcm, rate, heard);
     Report {
         shape: format!("{rooms}x{per_room}"),
         codec: if args.codec == Codec::Opus {
@@ -178,6 +183,60 @@ pub(crate) fn run_shape(args: &Args, bin: &Path, shape: Shape, n: usize) -> Repo
 /// over the rest of each room talk (the first right after the probe, the last
 /// near the end), so that in a room spread over workers the probe hears
 /// talkers of other shards too.
+/// In every room the last `pairs` talkers each coach a listener (the last
+/// listeners of the room): heard by it alone, by the API.
+fn coach(
+    bridge: &super::bridge::Bridge,
+    legs: &[Leg],
+    rooms: usize,
+    per_room: usize,
+    pairs: usize,
+) {
+    let mut set = 0;
+    for r in 0..rooms {
+        let (_, body) = super::bridge::api_call(
+            bridge.api,
+            "GET",
+            &format!("/v1/rooms/r{r}/participants"),
+            None,
+        );
+        let parts: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let id_of = |i: usize| {
+            parts.as_array()?.iter().find_map(|p| {
+                (p["call_id"].as_str() == Some(legs[i].call_id.as_str()))
+                    .then(|| p["id"].as_u64())?
+            })
+        };
+        let first = r * per_room;
+        let room: Vec<usize> = (first..(first + per_room).min(legs.len())).collect();
+        let talkers: Vec<usize> = room
+            .iter()
+            .copied()
+            .filter(|&i| legs[i].talker.is_some())
+            .collect();
+        let listeners: Vec<usize> = room
+            .iter()
+            .copied()
+            .filter(|&i| legs[i].talker.is_none() && i != first)
+            .collect();
+        for (c, t) in talkers.iter().rev().zip(listeners.iter().rev()).take(pairs) {
+            let (Some(coach), Some(target)) = (id_of(*c), id_of(*t)) else {
+                continue;
+            };
+            let (status, _) = super::bridge::api_call(
+                bridge.api,
+                "POST",
+                &format!("/v1/rooms/r{r}/participants/{coach}/coach"),
+                Some(&format!(r#"{{"target":{target}}}"#)),
+            );
+            if status == 200 {
+                set += 1;
+            }
+        }
+    }
+    eprintln!("  {set} coaching pairs set ({pairs} per room asked)");
+}
+
 fn new_legs(n: usize, per_room: usize, talkers: usize, sig_port: u16) -> Vec<Leg> {
     (0..n)
         .map(|i| {
