@@ -81,6 +81,19 @@ pub enum CtlCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Put a participant on hold (music, not heard), or back with --off.
+    Hold {
+        /// room
+        room: String,
+        /// participant id
+        id: u64,
+        /// a file in `[api] play_dir` to hear instead of the room's music
+        #[arg(long)]
+        music: Option<String>,
+        /// off hold
+        #[arg(long)]
+        off: bool,
+    },
     /// Make a participant a moderator, or a participant again.
     Role {
         /// room
@@ -304,6 +317,20 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
             M::PATCH,
             format!("/v1/rooms/{room}/participants/{id}"),
             Some(json!({"deaf": !off})),
+        ),
+        C::Hold {
+            room,
+            id,
+            music,
+            off,
+        } => call(
+            M::PATCH,
+            format!("/v1/rooms/{room}/participants/{id}"),
+            Some(match (off, music) {
+                (true, _) => json!({"hold": false}),
+                (false, Some(m)) => json!({"hold": true, "hold_music": m}),
+                (false, None) => json!({"hold": true}),
+            }),
         ),
         C::Role { room, id, role } => call(
             M::PATCH,

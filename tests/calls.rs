@@ -599,3 +599,74 @@ fn a_coach_is_heard_by_its_target_alone_until_the_coaching_ends() {
         hooks.events()
     );
 }
+
+#[test]
+fn a_held_participant_hears_music_and_is_not_heard_until_taken_off_hold() {
+    let dir = std::env::temp_dir().join(format!("caucus-hold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    common::write_wav(&dir.join("hold.wav"), 16000, 1, MUSIC_HZ, 5.0);
+    let api = free_port();
+    let hooks = common::http::Receiver::start(0);
+    let b = Bridge::start(&format!(
+        "[events]\nurl = \"{}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\nplay_dir = \"{}\"\n[[room]]\nname = \"desk\"\n",
+        hooks.url(),
+        dir.display()
+    ))
+    .with_api(api);
+    let api = SocketAddr::from(([127, 0, 0, 1], api));
+    let mut a = Ua::new(b.sip, "desk", CodecKind::Pcmu, false, "held");
+    let mut c = Ua::new(b.sip, "desk", CodecKind::Pcmu, false, "other");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(c.call(""), 200);
+    let parts = request(api, "GET", "/v1/rooms/desk/participants", Some(TOKEN), None).json();
+    let ua = parts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["call_id"].as_str().unwrap().contains("held"))
+        .unwrap()["id"]
+        .clone();
+    let patch = |body: &str| {
+        request(
+            api,
+            "PATCH",
+            &format!("/v1/rooms/desk/participants/{ua}"),
+            Some(TOKEN),
+            Some(body),
+        )
+    };
+    let r = patch(r#"{"hold":true,"hold_music":"hold.wav"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["hold"], true);
+    assert_eq!(
+        patch(r#"{"hold":true,"hold_music":"../etc/passwd"}"#).status,
+        400
+    );
+    let (mut sa, mut sc) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    let (ha, hc) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 2);
+    eprintln!(
+        "on hold: A hears the music at {:.1} dB and C at {:.1} dB, C hears A at {:.1} dB",
+        level(&ha, MUSIC_HZ),
+        level(&ha, B_HZ),
+        level(&hc, A_HZ)
+    );
+    assert!(level(&ha, MUSIC_HZ) > 50.0, "no music on hold");
+    assert!(level(&ha, B_HZ) < 30.0, "the held call hears the room");
+    assert!(level(&hc, A_HZ) < 30.0, "the room hears the held call");
+    assert_eq!(patch(r#"{"hold":false}"#).status, 200);
+    let (ha, hc) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 2);
+    assert!(
+        level(&ha, B_HZ) > 50.0 && level(&hc, A_HZ) > 50.0,
+        "off hold, the two do not hear each other"
+    );
+    assert!(level(&ha, MUSIC_HZ) < 30.0, "the music goes on off hold");
+    assert!(
+        hooks.wait_for(Duration::from_secs(3), |evs| {
+            evs.iter().any(|e| e["type"] == "participant:held")
+                && evs.iter().any(|e| e["type"] == "participant:unheld")
+        }),
+        "{:?}",
+        hooks.events()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

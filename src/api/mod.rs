@@ -340,6 +340,8 @@ struct Patch {
     role: Option<String>,
     hears: Option<serde_json::Value>,
     heard_by: Option<serde_json::Value>,
+    hold: Option<bool>,
+    hold_music: Option<String>,
 }
 
 /// `"all"`, `"none"` or a list of participant ids.
@@ -376,16 +378,44 @@ async fn update(
             )));
         }
     };
+    let hold_music = match p.hold_music {
+        Some(file) => Some(play_file(&st, &file).await?),
+        None => None,
+    };
     let up = ParticipantUpdate {
         muted: p.muted,
         deaf: p.deaf,
         role,
         hears: p.hears.map(audience).transpose()?,
         heard_by: p.heard_by.map(audience).transpose()?,
+        hold: p.hold,
+        hold_music,
     };
     Ok(reply_json(
         call(&st, Op::Update(room, LegId(id), up)).await?,
     ))
+}
+
+/// A sound file from `[api] play_dir` (WAV, MP3; any rate), decoded and
+/// resampled off the media thread, cached.
+async fn play_file(st: &AppState, file: &str) -> Result<crate::media::prompt::Sound, ApiError> {
+    let Some(dir) = st.play_dir.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "play_off",
+            "playing files is not configured ([api] play_dir)",
+        ));
+    };
+    if !plain_name(file) {
+        return Err(ApiError::bad(
+            "file: a file name in [api] play_dir (A-Z a-z 0-9 - _ .)",
+        ));
+    }
+    let path = dir.join(file);
+    st.sounds
+        .file(&path.display().to_string())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_file", e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -119,7 +119,7 @@ pub struct ParticipantJson {
     pub from: String,
     /// "moderator" or "participant"
     pub role: &'static str,
-    /// "sip" or "webrtc"
+    /// "sip", "webrtc" or "websocket"
     pub kind: &'static str,
     /// "pin", "waiting", "joined", "leaving"
     pub state: &'static str,
@@ -127,6 +127,8 @@ pub struct ParticipantJson {
     pub muted: bool,
     /// deaf
     pub deaf: bool,
+    /// on hold
+    pub hold: bool,
     /// talking
     pub talking: bool,
     /// RFC 3339, or null before it is in the mix
@@ -198,6 +200,7 @@ fn participant_json(p: ParticipantInfo, now: Instant) -> ParticipantJson {
         state: p.state,
         muted: p.muted,
         deaf: p.deaf,
+        hold: p.held,
         talking: p.talking,
         joined_at: p.joined.map(|t| wall(t, now)),
     }

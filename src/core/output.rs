@@ -120,6 +120,15 @@ pub enum Event {
         /// the room it is in now
         room: String,
     },
+    /// a participant was put on hold or taken off it (the API)
+    Held {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// on hold now
+        held: bool,
+    },
     /// whom a participant hears, or who hears it, changed (the API's `hears`
     /// and `heard_by`, coaching)
     Relation {

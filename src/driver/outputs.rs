@@ -213,6 +213,7 @@ fn log_event(ev: &Event) {
             tracing::info!(%leg, %room, to = %LogSafe(to), status = status.as_str(), reason = %LogSafe(reason.as_deref().unwrap_or("")), "dial-out")
         }
         Event::Moved { leg, from, room } => tracing::info!(%leg, %room, from = %from, "moved"),
+        Event::Held { leg, room, held } => tracing::info!(%leg, %room, held, "hold"),
         Event::Relation {
             leg,
             room,

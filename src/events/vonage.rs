@@ -191,7 +191,7 @@ impl Calls {
             })],
             // a receiver written for Vonage has no use for a talker stream, and
             // Vonage reports no change of canHear / canSpeak
-            Event::Talking { .. } | Event::Relation { .. } => Vec::new(),
+            Event::Talking { .. } | Event::Relation { .. } | Event::Held { .. } => Vec::new(),
         }
     }
 }

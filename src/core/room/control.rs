@@ -44,6 +44,8 @@ pub struct ParticipantInfo {
     pub talking: bool,
     /// when it went into the mix
     pub joined: Option<Instant>,
+    /// on hold
+    pub held: bool,
 }
 
 /// One room as the API lists it.
@@ -76,6 +78,10 @@ pub struct ParticipantUpdate {
     pub hears: Option<Audience>,
     /// who hears it: everyone, or only these legs (an empty list: nobody)
     pub heard_by: Option<Audience>,
+    /// put on hold (music, not heard) or take off hold
+    pub hold: Option<bool>,
+    /// what it hears on hold (None: the room's music on hold)
+    pub hold_music: Option<crate::media::prompt::Sound>,
 }
 
 /// Everyone, or only some legs.
@@ -137,6 +143,7 @@ impl Room {
             deaf: p.deaf,
             talking: p.talking,
             joined: p.joined_at,
+            held: p.held,
         })
     }
 
@@ -165,6 +172,9 @@ impl Room {
         }
         if let Some(d) = up.deaf {
             self.set_deaf(ctx, leg, d);
+        }
+        if let Some(h) = up.hold {
+            self.set_hold(ctx, leg, h, up.hold_music.clone())?;
         }
         for listed in [&up.hears, &up.heard_by].into_iter().flatten() {
             if let Audience::Only(legs) = listed

@@ -162,6 +162,8 @@ pub struct Participant {
     relation: crate::media::contract::Relation,
     /// the recording its NCCO's `record` started, while it runs
     call_recording: Option<String>,
+    /// on hold (the API): hears music, is not heard
+    held: bool,
 }
 
 impl Participant {
@@ -181,6 +183,7 @@ impl Participant {
             collecting: None,
             relation: Default::default(),
             call_recording: None,
+            held: false,
             options,
         }
     }
@@ -943,6 +946,38 @@ impl Room {
                 muted,
             });
         }
+    }
+
+    /// Put a participant in the mix on hold (music, `sound` or the room's,
+    /// and nobody hears it) or take it off hold, back into the mix.
+    fn set_hold(
+        &mut self,
+        ctx: &mut Ctx,
+        leg: LegId,
+        on: bool,
+        sound: Option<crate::media::prompt::Sound>,
+    ) -> Result<(), super::control::ControlError> {
+        let music = self.policy.music;
+        let p = self
+            .parts
+            .get_mut(&leg)
+            .filter(|p| p.joined() && p.media_up)
+            .ok_or(super::control::ControlError::NotJoined(leg))?;
+        if p.held == on {
+            return Ok(());
+        }
+        p.held = on;
+        ctx.media(match (on, sound) {
+            (true, Some(sound)) => MediaCommand::HoldSound { leg, sound },
+            (true, None) => MediaCommand::Hold { leg, music },
+            (false, _) => MediaCommand::Join { leg },
+        });
+        ctx.event(Event::Held {
+            leg,
+            room: self.name().to_string(),
+            held: on,
+        });
+        Ok(())
     }
 
     fn set_deaf(&mut self, ctx: &mut Ctx, leg: LegId, deaf: bool) {
