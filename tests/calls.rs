@@ -660,10 +660,44 @@ fn a_held_participant_hears_music_and_is_not_heard_until_taken_off_hold() {
         "off hold, the two do not hear each other"
     );
     assert!(level(&ha, MUSIC_HZ) < 30.0, "the music goes on off hold");
+    // DTMF both ways: a key typed in the conference is an event; keys sent by
+    // the room API reach the phone as RFC 4733 events
+    sa.send_digits(&a, "5");
+    let r = request(
+        api,
+        "POST",
+        &format!("/v1/rooms/desk/participants/{ua}/dtmf"),
+        Some(TOKEN),
+        Some(r#"{"digits":"12#"}"#),
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    sa.events.clear();
+    talk_both(&a, &mut sa, 0.0, &c, &mut sc, 0.0, 2);
+    let mut tracker = EventTracker::default();
+    let got: String = sa
+        .events
+        .iter()
+        .filter_map(|(ts, ev)| tracker.on_packet(*ts, ev))
+        .collect();
+    assert_eq!(got, "12#", "{:?}", sa.events);
+    assert_eq!(
+        request(
+            api,
+            "POST",
+            "/v1/rooms/elsewhere/participants/1/dtmf",
+            Some(TOKEN),
+            Some(r#"{"digits":"1"}"#)
+        )
+        .status,
+        404
+    );
     assert!(
         hooks.wait_for(Duration::from_secs(3), |evs| {
             evs.iter().any(|e| e["type"] == "participant:held")
                 && evs.iter().any(|e| e["type"] == "participant:unheld")
+                && evs
+                    .iter()
+                    .any(|e| e["type"] == "participant:dtmf" && e["digit"] == "5")
         }),
         "{:?}",
         hooks.events()

@@ -420,6 +420,25 @@ async fn play_file(st: &AppState, file: &str) -> Result<crate::media::prompt::So
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct DtmfBody {
+    digits: String,
+}
+
+/// Keys to a participant's phone: RFC 4733 events, or SIP INFO when it
+/// negotiated none.
+async fn send_dtmf(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, u64)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let d: DtmfBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(reply_json(
+        call(&st, Op::ParticipantDtmf(room, LegId(id), d.digits)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CoachBody {
     target: u64,
 }
@@ -717,6 +736,7 @@ fn router(st: AppState) -> axum::Router {
             patch(update).delete(kick),
         )
         .route("/v1/rooms/{room}/participants/{id}/move", post(move_to))
+        .route("/v1/rooms/{room}/participants/{id}/dtmf", post(send_dtmf))
         .route(
             "/v1/rooms/{room}/participants/{id}/coach",
             post(coach).delete(stop_coaching),

@@ -74,6 +74,8 @@ pub enum Op {
     CallStop(LegId),
     /// PUT /v1/calls/{uuid}/dtmf
     CallDtmf(LegId, String),
+    /// DTMF to a participant of a room (the room checked first)
+    ParticipantDtmf(String, LegId, String),
     /// POST /v1/calls: dial into an NCCO's conversation (created when new),
     /// with the event URL of a room it creates
     DialConversation(String, Option<String>, crate::core::dialout::DialRequest),
@@ -285,6 +287,11 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             Reply::Done
         }
         Op::CallDtmf(leg, digits) => {
+            core.call_dtmf(now, leg, &digits)?;
+            Reply::Done
+        }
+        Op::ParticipantDtmf(room, leg, digits) => {
+            core.participant(&room, leg)?;
             core.call_dtmf(now, leg, &digits)?;
             Reply::Done
         }

@@ -120,6 +120,16 @@ pub enum Event {
         /// the room it is in now
         room: String,
     },
+    /// a participant in the conference typed a key (not in a PIN, nor in an
+    /// NCCO input)
+    Dtmf {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// 0-9, *, #, A-D
+        digit: char,
+    },
     /// a participant was put on hold or taken off it (the API)
     Held {
         /// leg

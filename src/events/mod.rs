@@ -208,6 +208,7 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Moved { room, .. }
         | Event::Relation { room, .. }
         | Event::Held { room, .. }
+        | Event::Dtmf { room, .. }
         | Event::Error { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
@@ -297,6 +298,10 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
         Event::Moved { leg, from, room } => json!({
             "type": "participant:moved", "status": "moved", "uuid": leg.0.to_string(),
             "conversation_uuid": room, "conversation_uuid_from": from,
+        }),
+        Event::Dtmf { leg, room, digit } => json!({
+            "type": "participant:dtmf", "uuid": leg.0.to_string(),
+            "conversation_uuid": room, "digit": digit.to_string(),
         }),
         Event::Held { leg, room, held } => json!({
             "type": if *held { "participant:held" } else { "participant:unheld" },

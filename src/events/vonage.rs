@@ -191,7 +191,10 @@ impl Calls {
             })],
             // a receiver written for Vonage has no use for a talker stream, and
             // Vonage reports no change of canHear / canSpeak
-            Event::Talking { .. } | Event::Relation { .. } | Event::Held { .. } => Vec::new(),
+            Event::Talking { .. }
+            | Event::Relation { .. }
+            | Event::Held { .. }
+            | Event::Dtmf { .. } => Vec::new(),
         }
     }
 }

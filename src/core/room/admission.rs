@@ -23,6 +23,13 @@ impl Room {
         };
         let Stage::Pin { entered, .. } = &mut p.stage else {
             if let Stage::Joined { moderator } = p.stage {
+                // a key in the conference, to the app (never one of a PIN or
+                // of an NCCO input, which go elsewhere above)
+                ctx.event(crate::core::Event::Dtmf {
+                    leg,
+                    room: self.name().to_string(),
+                    digit,
+                });
                 self.menu_key(ctx, leg, digit, moderator);
             }
             return;
