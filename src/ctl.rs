@@ -81,6 +81,15 @@ pub enum CtlCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Send keys to a participant's phone (RFC 4733, or SIP INFO).
+    Dtmf {
+        /// room
+        room: String,
+        /// participant id
+        id: u64,
+        /// 0-9 * # A-D
+        digits: String,
+    },
     /// Put a participant on hold (music, not heard), or back with --off.
     Hold {
         /// room
@@ -317,6 +326,11 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
             M::PATCH,
             format!("/v1/rooms/{room}/participants/{id}"),
             Some(json!({"deaf": !off})),
+        ),
+        C::Dtmf { room, id, digits } => call(
+            M::POST,
+            format!("/v1/rooms/{room}/participants/{id}/dtmf"),
+            Some(json!({"digits": digits})),
         ),
         C::Hold {
             room,
