@@ -342,6 +342,7 @@ struct Patch {
     heard_by: Option<serde_json::Value>,
     hold: Option<bool>,
     hold_music: Option<String>,
+    hand: Option<bool>,
 }
 
 /// `"all"`, `"none"` or a list of participant ids.
@@ -390,6 +391,7 @@ async fn update(
         heard_by: p.heard_by.map(audience).transpose()?,
         hold: p.hold,
         hold_music,
+        hand: p.hand,
     };
     Ok(reply_json(
         call(&st, Op::Update(room, LegId(id), up)).await?,

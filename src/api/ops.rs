@@ -108,6 +108,8 @@ pub struct RoomJson {
     pub started_at: Option<String>,
     /// created through the API
     pub dynamic: bool,
+    /// participant ids with a raised hand, first raised first
+    pub hands: Vec<u64>,
 }
 
 /// A participant as JSON.
@@ -131,6 +133,8 @@ pub struct ParticipantJson {
     pub deaf: bool,
     /// on hold
     pub hold: bool,
+    /// place in the queue of raised hands (1: first), null when not raised
+    pub hand: Option<usize>,
     /// talking
     pub talking: bool,
     /// RFC 3339, or null before it is in the mix
@@ -186,6 +190,7 @@ fn room_json(r: RoomInfo, now: Instant) -> RoomJson {
         recording: r.recording,
         started_at: r.started.map(|t| wall(t, now)),
         dynamic: r.dynamic,
+        hands: r.hands.iter().map(|l| l.0).collect(),
     }
 }
 
@@ -203,6 +208,7 @@ fn participant_json(p: ParticipantInfo, now: Instant) -> ParticipantJson {
         muted: p.muted,
         deaf: p.deaf,
         hold: p.held,
+        hand: p.hand,
         talking: p.talking,
         joined_at: p.joined.map(|t| wall(t, now)),
     }

@@ -130,6 +130,15 @@ pub enum Event {
         /// 0-9, *, #, A-D
         digit: char,
     },
+    /// a participant raised or lowered its hand (`*7`, the API)
+    Hand {
+        /// leg
+        leg: LegId,
+        /// room
+        room: String,
+        /// raised now
+        raised: bool,
+    },
     /// a participant was put on hold or taken off it (the API)
     Held {
         /// leg

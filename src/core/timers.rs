@@ -79,6 +79,8 @@ pub enum RoomTimer {
     RecordEnd(LegId),
     /// an NCCO record heard no talking for its endOnSilence: it ends
     RecordSilence(LegId),
+    /// a muted participant has been talking for a while: tell it it is muted
+    MutedTalk(LegId),
 }
 
 /// Every timer of the core, by owner.

@@ -209,6 +209,7 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Relation { room, .. }
         | Event::Held { room, .. }
         | Event::Dtmf { room, .. }
+        | Event::Hand { room, .. }
         | Event::Error { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
@@ -298,6 +299,10 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
         Event::Moved { leg, from, room } => json!({
             "type": "participant:moved", "status": "moved", "uuid": leg.0.to_string(),
             "conversation_uuid": room, "conversation_uuid_from": from,
+        }),
+        Event::Hand { leg, room, raised } => json!({
+            "type": if *raised { "participant:hand:raised" } else { "participant:hand:lowered" },
+            "uuid": leg.0.to_string(), "conversation_uuid": room,
         }),
         Event::Dtmf { leg, room, digit } => json!({
             "type": "participant:dtmf", "uuid": leg.0.to_string(),

@@ -194,7 +194,8 @@ impl Calls {
             Event::Talking { .. }
             | Event::Relation { .. }
             | Event::Held { .. }
-            | Event::Dtmf { .. } => Vec::new(),
+            | Event::Dtmf { .. }
+            | Event::Hand { .. } => Vec::new(),
         }
     }
 }

@@ -185,6 +185,12 @@ impl LegMedia {
         self.params.peer_direction == Direction::SendRecv && !self.isolated && !self.muted
     }
 
+    /// Muted, but in the mix and sending: what it says is measured, not heard.
+    #[inline]
+    pub(super) fn muted_but_sending(&self) -> bool {
+        self.muted && !self.isolated && self.params.peer_direction == Direction::SendRecv
+    }
+
     /// Add the current prompt's next frame into `out` (room rate); moves to the next
     /// queued prompt at the end of one, and loops the music on hold when nothing is
     /// queued. Returns true when the last queued prompt has just ended.

@@ -463,7 +463,9 @@ impl RoomMedia {
             if let Some(digit) = leg.play_out(rate) {
                 let _ = events.send((leg.id, MediaEvent::Dtmf { leg: leg.id, digit }));
             }
-            let e = if leg.has_audio && leg.contributes() {
+            // a muted leg is measured too (never ranked): the core tells one who
+            // talks on mute that it is muted
+            let e = if leg.has_audio && (leg.contributes() || leg.muted_but_sending()) {
                 leg.deferred.unwrap_or_else(|| vad::energy(&leg.frame[..n]))
             } else {
                 0

@@ -46,6 +46,8 @@ pub struct ParticipantInfo {
     pub joined: Option<Instant>,
     /// on hold
     pub held: bool,
+    /// its place in the queue of raised hands (1: first), if raised
+    pub hand: Option<usize>,
 }
 
 /// One room as the API lists it.
@@ -63,6 +65,8 @@ pub struct RoomInfo {
     pub started: Option<Instant>,
     /// created through the API (ends after its empty_timeout)
     pub dynamic: bool,
+    /// raised hands, first raised first
+    pub hands: Vec<LegId>,
 }
 
 /// A change to one participant; absent fields stay as they are.
@@ -82,6 +86,8 @@ pub struct ParticipantUpdate {
     pub hold: Option<bool>,
     /// what it hears on hold (None: the room's music on hold)
     pub hold_music: Option<crate::media::prompt::Sound>,
+    /// raise or lower its hand
+    pub hand: Option<bool>,
 }
 
 /// Everyone, or only some legs.
@@ -112,6 +118,7 @@ impl Room {
             recording: self.mix_recordings(),
             started: self.started,
             dynamic: self.dynamic,
+            hands: self.hands.clone(),
         }
     }
 
@@ -144,6 +151,7 @@ impl Room {
             talking: p.talking,
             joined: p.joined_at,
             held: p.held,
+            hand: self.hands.iter().position(|l| *l == leg).map(|i| i + 1),
         })
     }
 
@@ -175,6 +183,9 @@ impl Room {
         }
         if let Some(h) = up.hold {
             self.set_hold(ctx, leg, h, up.hold_music.clone())?;
+        }
+        if let Some(h) = up.hand {
+            self.set_hand(ctx, leg, h);
         }
         for listed in [&up.hears, &up.heard_by].into_iter().flatten() {
             if let Audience::Only(legs) = listed

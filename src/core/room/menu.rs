@@ -28,6 +28,8 @@ pub struct MenuKeys {
     pub end: String,
     /// hear how many are in the room
     pub count: String,
+    /// raise or lower one's hand (a queue per room, in the API and events)
+    pub raise_hand: String,
 }
 
 impl Default for MenuKeys {
@@ -40,6 +42,7 @@ impl Default for MenuKeys {
             lock: "*5".into(),
             end: "*9".into(),
             count: "*#".into(),
+            raise_hand: "*7".into(),
         }
     }
 }
@@ -54,11 +57,12 @@ pub(crate) enum MenuAction {
     Lock,
     End,
     Count,
+    RaiseHand,
 }
 
 impl MenuKeys {
     /// Each binding's config key and key sequence.
-    pub fn named(&self) -> [(&'static str, &String); 7] {
+    pub fn named(&self) -> [(&'static str, &String); 8] {
         [
             ("toggle_mute", &self.toggle_mute),
             ("help", &self.help),
@@ -67,19 +71,40 @@ impl MenuKeys {
             ("lock", &self.lock),
             ("end", &self.end),
             ("count", &self.count),
+            ("raise_hand", &self.raise_hand),
         ]
     }
 
-    pub(crate) fn bindings(&self) -> [(&str, MenuAction); 7] {
+    pub(crate) fn bindings(&self) -> [(&str, MenuAction); 8] {
         use MenuAction::*;
         // in the order of `named`
-        let actions = [ToggleMute, Help, MuteAll, UnmuteAll, Lock, End, Count];
+        let actions = [
+            ToggleMute, Help, MuteAll, UnmuteAll, Lock, End, Count, RaiseHand,
+        ];
         let named = self.named();
         std::array::from_fn(|i| (named[i].1.as_str(), actions[i]))
     }
 }
 
 impl Room {
+    /// Raise (to the end of the queue) or lower a participant's hand.
+    pub(super) fn set_hand(&mut self, ctx: &mut Ctx, leg: LegId, up: bool) {
+        let was = self.hands.contains(&leg);
+        if was == up {
+            return;
+        }
+        if up {
+            self.hands.push(leg);
+        } else {
+            self.hands.retain(|l| *l != leg);
+        }
+        ctx.event(crate::core::Event::Hand {
+            leg,
+            room: self.name().to_string(),
+            raised: up,
+        });
+    }
+
     /// A key from a participant in the mix: menu sequences start with the first
     /// key of a binding; anything else is ignored.
     pub(super) fn menu_key(&mut self, ctx: &mut Ctx, leg: LegId, digit: char, moderator: bool) {
@@ -120,6 +145,11 @@ impl Room {
                 self.play(ctx, leg, vec![said]);
             }
             MenuAction::Help => self.play(ctx, leg, vec![Prompt::Menu]),
+            MenuAction::RaiseHand => {
+                let up = !self.hands.contains(&leg);
+                self.set_hand(ctx, leg, up);
+                self.play(ctx, leg, vec![Prompt::JoinTone]);
+            }
             MenuAction::Count => {
                 let n = self.joined().len();
                 self.play(ctx, leg, Prompt::count(n));

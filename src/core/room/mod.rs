@@ -38,6 +38,10 @@ use crate::util::rng::Rng;
 
 /// Longest a goodbye sequence of prompts may take before the call is ended anyway.
 const HANGUP_AFTER_PROMPT: Duration = Duration::from_secs(15);
+/// A muted participant talking this long hears "you are muted" ...
+pub const MUTED_TALK: Duration = Duration::from_secs(2);
+/// ... at most once in this long.
+pub const MUTED_REMIND: Duration = Duration::from_secs(30);
 
 /// What a room's calls may use of the core, and what they leave for it.
 pub struct Ctx<'a> {
@@ -164,6 +168,10 @@ pub struct Participant {
     call_recording: Option<String>,
     /// on hold (the API): hears music, is not heard
     held: bool,
+    /// muted, and talking by the talker detection
+    muted_talking: bool,
+    /// when it was last told it is muted because it talked
+    muted_told: Option<Instant>,
 }
 
 impl Participant {
@@ -184,6 +192,8 @@ impl Participant {
             relation: Default::default(),
             call_recording: None,
             held: false,
+            muted_talking: false,
+            muted_told: None,
             options,
         }
     }
@@ -226,6 +236,8 @@ pub struct Room {
     recordings: BTreeMap<String, Option<LegId>>,
     /// PIN failures per source
     guard: pin::Guard,
+    /// raised hands, first raised first
+    hands: Vec<LegId>,
 }
 
 impl Room {
@@ -244,6 +256,7 @@ impl Room {
             empty_since: None,
             recordings: BTreeMap::new(),
             guard: pin::Guard::default(),
+            hands: Vec::new(),
         }
     }
 
@@ -511,6 +524,7 @@ impl Room {
             RoomTimer::Input(leg),
             RoomTimer::RecordEnd(leg),
             RoomTimer::RecordSilence(leg),
+            RoomTimer::MutedTalk(leg),
         ] {
             ctx.timers.cancel(&self.timer(t));
         }
@@ -692,6 +706,7 @@ impl Room {
 
     /// A participant left (its call ended, whatever ended it).
     pub fn left(&mut self, ctx: &mut Ctx, leg: LegId) {
+        self.set_hand(ctx, leg, false);
         let Some(p) = self.parts.remove(&leg) else {
             return;
         };
@@ -787,6 +802,7 @@ impl Room {
             RoomTimer::RecordEnd(leg) | RoomTimer::RecordSilence(leg) => {
                 self.end_call_recording(ctx, leg)
             }
+            RoomTimer::MutedTalk(leg) => self.tell_muted(ctx, leg),
             // the core removes the room when `expired` says so
             RoomTimer::Empty => {}
         }
@@ -825,6 +841,17 @@ impl Room {
         let Some(p) = self.parts.get_mut(&leg) else {
             return;
         };
+        if p.muted {
+            // not a talker to anyone; after a while it hears that it is muted
+            p.muted_talking = talking;
+            let t = self.timer(RoomTimer::MutedTalk(leg));
+            if talking {
+                ctx.timers.set(t, ctx.now + MUTED_TALK);
+            } else {
+                ctx.timers.cancel(&t);
+            }
+            return;
+        }
         p.talking = talking;
         // endOnSilence counts from the end of the last talk spurt
         let quiet = p
@@ -930,12 +957,46 @@ impl Room {
         ctx.timers.set(self.timer(RoomTimer::Hangup(leg)), at);
     }
 
+    /// A muted participant talked for [`MUTED_TALK`]: "you are muted", at most
+    /// once per [`MUTED_REMIND`].
+    fn tell_muted(&mut self, ctx: &mut Ctx, leg: LegId) {
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
+        let due = p
+            .muted_told
+            .is_none_or(|t| ctx.now.saturating_duration_since(t) >= MUTED_REMIND);
+        if p.muted && p.muted_talking && p.joined() && due {
+            p.muted_told = Some(ctx.now);
+            self.play(ctx, leg, vec![Prompt::Muted]);
+        }
+    }
+
     fn set_muted(&mut self, ctx: &mut Ctx, leg: LegId, muted: bool) {
         let Some(p) = self.parts.get_mut(&leg) else {
             return;
         };
         let changed = p.muted != muted;
         p.muted = muted;
+        // a talker muted is a talker no more to the room (its detection goes
+        // on, as a muted one's); one unmuted talks again at its next spurt
+        let stopped = muted && std::mem::take(&mut p.talking);
+        p.muted_talking = stopped;
+        if !muted {
+            ctx.timers.cancel(&self.timer(RoomTimer::MutedTalk(leg)));
+        }
+        if stopped {
+            ctx.timers
+                .set(self.timer(RoomTimer::MutedTalk(leg)), ctx.now + MUTED_TALK);
+            ctx.event(Event::Talking {
+                leg,
+                room: self.name().to_string(),
+                talking: false,
+            });
+        }
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
         if p.media_up {
             ctx.media(MediaCommand::Mute { leg, muted });
         }

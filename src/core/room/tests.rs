@@ -267,3 +267,85 @@ fn an_ncco_record_with_end_on_silence_ends_after_the_last_talk_spurt() {
     assert_eq!(advance(&mut b, &mut room, 2), 0, "2 s of silence");
     assert_eq!(advance(&mut b, &mut room, 1), 1, "3 s of silence end it");
 }
+
+#[test]
+fn a_muted_participant_who_talks_hears_that_it_is_muted_at_most_twice_a_minute() {
+    let mut room = Room::new(id("desk"), RoomPolicy::open(5, Duration::ZERO), false);
+    let mut b = Bench::new();
+    let leg = b.arrive(&mut room, 1);
+    b.drain();
+    let told = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Media(MediaCommand::Play { prompts, .. }) if prompts.contains(&Prompt::Muted)))
+            .count()
+    };
+    let advance = |b: &mut Bench, room: &mut Room, ms: u64| {
+        b.now += Duration::from_millis(ms);
+        while let Some(CoreTimer::Room(_, t)) = b.timers.pop_due(b.now) {
+            b.on(room, |r, c| r.on_timer(c, t));
+        }
+        b.drain()
+    };
+    // talking while not muted: nothing said
+    b.on(&mut room, |r, c| r.talking(c, leg, true));
+    assert!(room.participant(leg).unwrap().talking);
+    // muted while talking: no longer a talker, and told after 2 s
+    b.on(&mut room, |r, c| {
+        r.update(
+            c,
+            leg,
+            ParticipantUpdate {
+                muted: Some(true),
+                ..Default::default()
+            },
+        )
+    })
+    .unwrap();
+    assert!(!room.participant(leg).unwrap().talking);
+    assert_eq!(told(&advance(&mut b, &mut room, 1900)), 0);
+    assert_eq!(told(&advance(&mut b, &mut room, 200)), 1);
+    // a short spurt is not enough; a long one within 30 s is not told again
+    b.on(&mut room, |r, c| r.talking(c, leg, false));
+    b.on(&mut room, |r, c| r.talking(c, leg, true));
+    assert_eq!(told(&advance(&mut b, &mut room, 1000)), 0);
+    b.on(&mut room, |r, c| r.talking(c, leg, false));
+    b.on(&mut room, |r, c| r.talking(c, leg, true));
+    assert_eq!(
+        told(&advance(&mut b, &mut room, 5000)),
+        0,
+        "again within 30 s"
+    );
+    b.on(&mut room, |r, c| r.talking(c, leg, false));
+    b.now += Duration::from_secs(30);
+    b.on(&mut room, |r, c| r.talking(c, leg, true));
+    assert_eq!(
+        told(&advance(&mut b, &mut room, 2100)),
+        1,
+        "told again after 30 s"
+    );
+    assert!(
+        !room.participant(leg).unwrap().talking,
+        "a muted talker is never listed as talking"
+    );
+}
+
+#[test]
+fn raised_hands_queue_in_order_and_leave_with_their_participant() {
+    let mut room = Room::new(id("desk"), RoomPolicy::open(5, Duration::ZERO), false);
+    let mut b = Bench::new();
+    let (p1, p2) = (b.arrive(&mut room, 1), b.arrive(&mut room, 2));
+    b.keys(&mut room, p2, "*7");
+    b.keys(&mut room, p1, "*7");
+    assert_eq!(room.info().hands, vec![p2, p1]);
+    assert_eq!(room.participant(p1).unwrap().hand, Some(2));
+    b.keys(&mut room, p2, "*7");
+    assert_eq!(room.info().hands, vec![p1], "a second *7 lowers it");
+    b.drain();
+    b.on(&mut room, |r, c| r.left(c, p1));
+    let lowered = b
+        .drain()
+        .into_iter()
+        .filter(|o| matches!(o, Output::Event(Event::Hand { raised: false, .. })))
+        .count();
+    assert_eq!((room.info().hands.len(), lowered), (0, 1));
+}
