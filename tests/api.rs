@@ -837,3 +837,82 @@ fn a_recording_cut_by_kill_9_is_reported_and_listed_at_the_next_start() {
     let samples = caucus::media::prompt::parse_wav(&wav, "rec.wav").expect("a valid WAV");
     assert!(samples.len() >= 16000);
 }
+
+#[test]
+fn a_recordings_speakers_sidecar_lists_each_talkers_turns() {
+    // A talks 1.5 s, then B 1.5 s after a pause; the sidecar of the room's
+    // recording has one turn each, where they talked (within 100 ms, against
+    // the times the test UAs started and stopped their tones)
+    let hooks = Receiver::start(0);
+    let r = rig("speakers", &hooks.url(), "[[room]]\nname = \"demo\"\n");
+    let mut a = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "spa");
+    let mut b = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "spb");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(b.call(""), 200);
+    let (mut sa, mut sb) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    let rec = r.send("POST", "/v1/rooms/demo/recordings", "{}");
+    let t0 = std::time::Instant::now();
+    let id = rec.json()["id"].as_str().unwrap().to_string();
+    let since = |t: std::time::Instant| t.duration_since(t0).as_secs_f64();
+    let (mut a_turn, mut b_turn) = ((0.0, 0.0), (0.0, 0.0));
+    std::thread::scope(|s| {
+        let tb = s.spawn(|| {
+            sb.run(&b, 0.0, Duration::from_millis(2500));
+            let start = since(std::time::Instant::now());
+            sb.run(&b, 1100.0, Duration::from_millis(1500));
+            b_turn = (start, since(std::time::Instant::now()));
+            sb.run(&b, 0.0, Duration::from_millis(1000));
+        });
+        sa.run(&a, 0.0, Duration::from_millis(500));
+        let start = since(std::time::Instant::now());
+        sa.run(&a, 440.0, Duration::from_millis(1500));
+        a_turn = (start, since(std::time::Instant::now()));
+        sa.run(&a, 0.0, Duration::from_millis(3000));
+        tb.join().unwrap();
+    });
+    assert_eq!(
+        r.send("DELETE", &format!("/v1/rooms/demo/recordings/{id}"), "")
+            .status,
+        204
+    );
+    let mut sidecar = None;
+    for _ in 0..50 {
+        let got = r.get(&format!("/v1/recordings/{id}/speakers"));
+        if got.status == 200 {
+            sidecar = Some(got.json());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sidecar = sidecar.expect("no speakers sidecar");
+    let parts = r.get("/v1/rooms/demo/participants").json();
+    let id_of = |tag: &str| {
+        parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["call_id"].as_str().unwrap().contains(tag))
+            .unwrap()["id"]
+            .clone()
+    };
+    let turns = sidecar["speakers"].as_array().unwrap();
+    eprintln!("speakers: {sidecar}; A talked {a_turn:.3?}, B {b_turn:.3?}");
+    assert_eq!(turns.len(), 2, "{sidecar}");
+    for (t, (who, (start, end))) in turns.iter().zip([("spa", a_turn), ("spb", b_turn)]) {
+        assert_eq!(t["participant"], id_of(who), "{sidecar}");
+        let (s, e) = (t["start"].as_f64().unwrap(), t["end"].as_f64().unwrap());
+        assert!(
+            (s - start).abs() < 0.1,
+            "{who} began at {start:.3}, listed at {s}"
+        );
+        assert!(
+            (e - end).abs() < 0.1,
+            "{who} ended at {end:.3}, listed at {e}"
+        );
+    }
+    let vtt = r.get(&format!("/v1/recordings/{id}/speakers?format=vtt"));
+    assert_eq!(vtt.status, 200);
+    assert!(vtt.text().starts_with("WEBVTT"), "{}", vtt.text());
+    assert_eq!(vtt.text().matches(" --> ").count(), 2);
+    assert_eq!(r.get("/v1/recordings/0123/speakers").status, 404);
+}

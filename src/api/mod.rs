@@ -656,6 +656,48 @@ async fn download(State(st): State<AppState>, Path(id): Path<String>) -> ApiResu
     Ok((h, bytes).into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SpeakersQuery {
+    format: Option<String>,
+}
+
+/// Who spoke when in a recording: JSON, or WebVTT with `?format=vtt`.
+async fn speakers(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SpeakersQuery>,
+) -> ApiResult {
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_speakers",
+            "no such recording, or it is still running",
+        )
+    };
+    let (Some(dir), true) = (st.recording_dir.clone(), recording_id(&id)) else {
+        return Err(missing());
+    };
+    let path = dir.join(format!("{id}.speakers.json"));
+    let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|_| missing())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|_| missing())?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(v).into_response()),
+        Some("vtt") => {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/vtt; charset=utf-8"),
+            );
+            Ok((h, crate::core::room::speakers::to_vtt(&v)).into_response())
+        }
+        Some(_) => Err(ApiError::bad("format: json or vtt")),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DialBody {
@@ -762,6 +804,7 @@ fn router(st: AppState) -> axum::Router {
         .route("/v1/calls/{uuid}/dtmf", put(calls::dtmf))
         .route("/v1/recordings", get(list_recordings))
         .route("/v1/recordings/{id}", get(download))
+        .route("/v1/recordings/{id}/speakers", get(speakers))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -29,6 +29,13 @@ pub enum Output {
     /// reach a WebSocket server for a leg (an NCCO `connect`); answer with
     /// [`Core::socket_up`] or [`Core::socket_down`]
     Socket(super::socket::SocketRequest),
+    /// who spoke when in recording `id`, now complete: written beside it
+    Speakers {
+        /// the recording
+        id: String,
+        /// its turns, in order of start
+        turns: Vec<super::room::speakers::Turn>,
+    },
     /// recording `id` (an NCCO `record`) reports to this URL when complete,
     /// instead of the room's
     RecordingHook {

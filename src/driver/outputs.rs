@@ -49,6 +49,17 @@ impl Driver {
                     self.core.media_bound(now(), leg, ok);
                 }
                 Output::Media(cmd) => self.media_command(cmd),
+                Output::Speakers { id, turns } => {
+                    if let Some(dir) = self.running.recording.dir.clone() {
+                        let body = crate::core::room::speakers::to_json(&id, &turns).to_string();
+                        tokio::task::spawn_blocking(move || {
+                            let path = dir.join(format!("{id}.speakers.json"));
+                            if let Err(e) = std::fs::write(&path, body) {
+                                tracing::warn!(recording = %id, error = %e, "who-spoke-when sidecar not written");
+                            }
+                        });
+                    }
+                }
                 Output::Socket(req) => {
                     tokio::spawn(super::websocket::run(req, self.sockets.clone()));
                 }

@@ -12,6 +12,10 @@ const OVER_NOISE: u64 = 8;
 const ATTACK: u32 = 2;
 /// Frames below threshold before "stopped" (400 ms).
 const HANGOVER: u32 = 20;
+/// How late "talking" is reported after a spurt begins, in milliseconds.
+pub const ATTACK_MS: u64 = ATTACK as u64 * 20;
+/// How late "stopped" is reported after it ends, in milliseconds.
+pub const HANGOVER_MS: u64 = HANGOVER as u64 * 20;
 
 /// State of one leg's detector.
 #[derive(Debug, Clone)]

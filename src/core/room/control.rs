@@ -311,6 +311,8 @@ impl Room {
         let dir = ctx.recording_dir.ok_or(ControlError::RecordingOff)?;
         let id = format!("{:016x}{:016x}", ctx.rng.next_u64(), ctx.rng.next_u64());
         self.recordings.insert(id.clone(), leg);
+        self.speakers
+            .insert(id.clone(), super::speakers::Speakers::new(ctx.now, leg));
         ctx.media(MediaCommand::Record {
             id: id.clone(),
             room: self.name().to_string(),
@@ -372,6 +374,14 @@ impl Room {
         let Some(leg) = self.recordings.remove(id) else {
             return;
         };
+        if let Some(s) = self.speakers.remove(id)
+            && error.is_none()
+        {
+            ctx.out.push_back(crate::core::Output::Speakers {
+                id: id.to_string(),
+                turns: s.finish(ctx.now),
+            });
+        }
         ctx.event(Event::Recording(RecordingReport {
             id: id.to_string(),
             room: self.name().to_string(),

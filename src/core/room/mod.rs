@@ -16,6 +16,7 @@ mod admission;
 mod control;
 mod menu;
 pub mod policy;
+pub mod speakers;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -38,6 +39,10 @@ use crate::util::rng::Rng;
 
 /// Longest a goodbye sequence of prompts may take before the call is ended anyway.
 const HANGUP_AFTER_PROMPT: Duration = Duration::from_secs(15);
+/// A participant's own recordings as they move with it to another room: ids,
+/// and who spoke when in each.
+pub type Stems = Vec<(String, Option<speakers::Speakers>)>;
+
 /// A muted participant talking this long hears "you are muted" ...
 pub const MUTED_TALK: Duration = Duration::from_secs(2);
 /// ... at most once in this long.
@@ -238,6 +243,8 @@ pub struct Room {
     guard: pin::Guard,
     /// raised hands, first raised first
     hands: Vec<LegId>,
+    /// who spoke when, per running recording
+    speakers: HashMap<String, speakers::Speakers>,
 }
 
 impl Room {
@@ -257,6 +264,7 @@ impl Room {
             recordings: BTreeMap::new(),
             guard: pin::Guard::default(),
             hands: Vec::new(),
+            speakers: HashMap::new(),
         }
     }
 
@@ -629,23 +637,29 @@ impl Room {
     }
 
     /// The recordings of one participant's own audio, handed to the room it
-    /// moves to (the media moves them with the leg).
-    pub fn take_stems(&mut self, leg: LegId) -> Vec<String> {
+    /// moves to (the media moves them with the leg), with who spoke when in them.
+    pub fn take_stems(&mut self, leg: LegId) -> Stems {
         let ids: Vec<String> = self
             .recordings
             .iter()
             .filter(|(_, l)| **l == Some(leg))
             .map(|(id, _)| id.clone())
             .collect();
-        for id in &ids {
-            self.recordings.remove(id);
-        }
-        ids
+        ids.into_iter()
+            .map(|id| {
+                self.recordings.remove(&id);
+                let turns = self.speakers.remove(&id);
+                (id, turns)
+            })
+            .collect()
     }
 
     /// Take over a moved participant's own recordings.
-    pub fn adopt_stems(&mut self, leg: LegId, ids: Vec<String>) {
-        for id in ids {
+    pub fn adopt_stems(&mut self, leg: LegId, stems: Stems) {
+        for (id, turns) in stems {
+            if let Some(t) = turns {
+                self.speakers.insert(id.clone(), t);
+            }
             self.recordings.insert(id, Some(leg));
         }
     }
@@ -853,6 +867,13 @@ impl Room {
             return;
         }
         p.talking = talking;
+        let name = p.identity.name.clone();
+        for s in self.speakers.values_mut() {
+            s.talking(leg, &name, talking, ctx.now);
+        }
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
         // endOnSilence counts from the end of the last talk spurt
         let quiet = p
             .call_recording
