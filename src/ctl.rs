@@ -81,6 +81,19 @@ pub enum CtlCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Set a participant's volumes in dB (−12..12).
+    Volume {
+        /// room
+        room: String,
+        /// participant id
+        id: u64,
+        /// on what it says, to the others
+        #[arg(long = "in", allow_hyphen_values = true)]
+        speak: Option<i8>,
+        /// on what it hears of the room
+        #[arg(long = "out", allow_hyphen_values = true)]
+        hear: Option<i8>,
+    },
     /// Send keys to a participant's phone (RFC 4733, or SIP INFO).
     Dtmf {
         /// room
@@ -326,6 +339,16 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
             M::PATCH,
             format!("/v1/rooms/{room}/participants/{id}"),
             Some(json!({"deaf": !off})),
+        ),
+        C::Volume {
+            room,
+            id,
+            speak,
+            hear,
+        } => call(
+            M::PATCH,
+            format!("/v1/rooms/{room}/participants/{id}"),
+            Some(json!({"volume_in": speak, "volume_out": hear})),
         ),
         C::Dtmf { room, id, digits } => call(
             M::POST,

@@ -704,3 +704,68 @@ fn a_held_participant_hears_music_and_is_not_heard_until_taken_off_hold() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn volume_in_and_out_change_the_level_by_their_decibels() {
+    let api = free_port();
+    let b = Bridge::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n[[room]]\nname = \"desk\"\n"
+    ))
+    .with_api(api);
+    let api = SocketAddr::from(([127, 0, 0, 1], api));
+    let mut a = Ua::new(b.sip, "desk", CodecKind::Pcmu, false, "loud");
+    let mut c = Ua::new(b.sip, "desk", CodecKind::Pcmu, false, "ear");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(c.call(""), 200);
+    let parts = request(api, "GET", "/v1/rooms/desk/participants", Some(TOKEN), None).json();
+    let id = |tag: &str| {
+        parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["call_id"].as_str().unwrap().contains(tag))
+            .unwrap()["id"]
+            .clone()
+    };
+    let (ua, uc) = (id("loud"), id("ear"));
+    let patch = |who: &serde_json::Value, body: &str| {
+        request(
+            api,
+            "PATCH",
+            &format!("/v1/rooms/desk/participants/{who}"),
+            Some(TOKEN),
+            Some(body),
+        )
+    };
+    let (mut sa, mut sc) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    // A talks (amplitude 6000: +6 dB does not clip), C is silent
+    let quiet = |st: &mut Stream, ua: &Ua| st.run(ua, 0.0, Duration::from_secs(2));
+    let measure = |sa: &mut Stream, sc: &mut Stream| {
+        std::thread::scope(|s| {
+            let t = s.spawn(|| quiet(sc, &c));
+            sa.run(&a, A_HZ, Duration::from_secs(2));
+            t.join().unwrap();
+        });
+        level(&sc.heard[sc.heard.len() - 8000..], A_HZ)
+    };
+    let base = measure(&mut sa, &mut sc);
+    let r = patch(&ua, r#"{"volume_in":6}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["volume_in"], 6);
+    let louder = measure(&mut sa, &mut sc);
+    assert_eq!(patch(&ua, r#"{"volume_in":0}"#).status, 200);
+    assert_eq!(patch(&uc, r#"{"volume_out":-6}"#).status, 200);
+    let softer = measure(&mut sa, &mut sc);
+    eprintln!(
+        "C hears A at {base:.1} dB, with A's volume_in +6 at {louder:.1} dB, with C's volume_out -6 at {softer:.1} dB"
+    );
+    assert!(
+        (louder - base - 6.0).abs() <= 1.0,
+        "+6 dB volume_in: {base:.1} -> {louder:.1}"
+    );
+    assert!(
+        (base - softer - 6.0).abs() <= 1.0,
+        "-6 dB volume_out: {base:.1} -> {softer:.1}"
+    );
+    assert_eq!(patch(&ua, r#"{"volume_in":13}"#).status, 400);
+}

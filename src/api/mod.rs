@@ -343,6 +343,8 @@ struct Patch {
     hold: Option<bool>,
     hold_music: Option<String>,
     hand: Option<bool>,
+    volume_in: Option<i8>,
+    volume_out: Option<i8>,
 }
 
 /// `"all"`, `"none"` or a list of participant ids.
@@ -379,6 +381,13 @@ async fn update(
             )));
         }
     };
+    if [p.volume_in, p.volume_out]
+        .iter()
+        .flatten()
+        .any(|v| !(-12..=12).contains(v))
+    {
+        return Err(ApiError::bad("volume_in / volume_out: -12..12 dB"));
+    }
     let hold_music = match p.hold_music {
         Some(file) => Some(play_file(&st, &file).await?),
         None => None,
@@ -392,6 +401,8 @@ async fn update(
         hold: p.hold,
         hold_music,
         hand: p.hand,
+        volume_in: p.volume_in,
+        volume_out: p.volume_out,
     };
     Ok(reply_json(
         call(&st, Op::Update(room, LegId(id), up)).await?,

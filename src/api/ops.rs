@@ -135,6 +135,10 @@ pub struct ParticipantJson {
     pub hold: bool,
     /// place in the queue of raised hands (1: first), null when not raised
     pub hand: Option<usize>,
+    /// dB on what it says, to the others
+    pub volume_in: i8,
+    /// dB on what it hears
+    pub volume_out: i8,
     /// talking
     pub talking: bool,
     /// RFC 3339, or null before it is in the mix
@@ -209,6 +213,8 @@ fn participant_json(p: ParticipantInfo, now: Instant) -> ParticipantJson {
         deaf: p.deaf,
         hold: p.held,
         hand: p.hand,
+        volume_in: p.volume.0,
+        volume_out: p.volume.1,
         talking: p.talking,
         joined_at: p.joined.map(|t| wall(t, now)),
     }

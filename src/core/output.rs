@@ -137,6 +137,17 @@ pub enum Event {
         /// 0-9, *, #, A-D
         digit: char,
     },
+    /// a participant's volumes changed (the API, its own menu keys)
+    Volume {
+        /// leg
+        leg: LegId,
+        /// dB on what it says
+        volume_in: i8,
+        /// dB on what it hears
+        volume_out: i8,
+        /// room
+        room: String,
+    },
     /// a participant raised or lowered its hand (`*7`, the API)
     Hand {
         /// leg

@@ -226,6 +226,12 @@ fn log_event(ev: &Event) {
         Event::Moved { leg, from, room } => tracing::info!(%leg, %room, from = %from, "moved"),
         Event::Held { leg, room, held } => tracing::info!(%leg, %room, held, "hold"),
         Event::Hand { leg, room, raised } => tracing::info!(%leg, %room, raised, "hand"),
+        Event::Volume {
+            leg,
+            room,
+            volume_in,
+            volume_out,
+        } => tracing::info!(%leg, %room, volume_in, volume_out, "volume"),
         // the digit itself stays out of the log, as every key does
         Event::Dtmf { leg, room, .. } => tracing::debug!(%leg, %room, "key in the conference"),
         Event::Relation {

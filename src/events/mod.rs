@@ -210,6 +210,7 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Held { room, .. }
         | Event::Dtmf { room, .. }
         | Event::Hand { room, .. }
+        | Event::Volume { room, .. }
         | Event::Error { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
@@ -299,6 +300,15 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
         Event::Moved { leg, from, room } => json!({
             "type": "participant:moved", "status": "moved", "uuid": leg.0.to_string(),
             "conversation_uuid": room, "conversation_uuid_from": from,
+        }),
+        Event::Volume {
+            leg,
+            room,
+            volume_in,
+            volume_out,
+        } => json!({
+            "type": "participant:volume", "uuid": leg.0.to_string(),
+            "conversation_uuid": room, "volume_in": volume_in, "volume_out": volume_out,
         }),
         Event::Hand { leg, room, raised } => json!({
             "type": if *raised { "participant:hand:raised" } else { "participant:hand:lowered" },

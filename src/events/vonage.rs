@@ -195,7 +195,8 @@ impl Calls {
             | Event::Relation { .. }
             | Event::Held { .. }
             | Event::Dtmf { .. }
-            | Event::Hand { .. } => Vec::new(),
+            | Event::Hand { .. }
+            | Event::Volume { .. } => Vec::new(),
         }
     }
 }

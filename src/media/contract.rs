@@ -109,6 +109,16 @@ pub enum MediaCommand {
         /// deaf or not
         deaf: bool,
     },
+    /// the leg's volumes: what it says, to the others, and what it hears of the
+    /// room, in dB (−12..12; 0 as is)
+    Volume {
+        /// leg
+        leg: LegId,
+        /// volume_in
+        speak_db: i8,
+        /// volume_out
+        hear_db: i8,
+    },
     /// stop the leg's current prompt and drop its queue (barge-in); music on hold
     /// carries on
     Interrupt {

@@ -257,6 +257,18 @@ impl MediaEngine {
                 self.tell(leg, Command::Deaf(leg, deaf));
             }
             MediaCommand::Interrupt { leg } => self.tell(leg, Command::Interrupt(leg)),
+            MediaCommand::Volume {
+                leg,
+                speak_db,
+                hear_db,
+            } => self.tell(
+                leg,
+                Command::Volume(
+                    leg,
+                    super::mixer::gain(speak_db),
+                    super::mixer::gain(hear_db),
+                ),
+            ),
             MediaCommand::Move {
                 leg,
                 room,

@@ -63,6 +63,10 @@ pub struct LegMedia {
     pub(super) muted: bool,
     // hears nothing of the room (its own prompts still), is heard
     pub(super) deaf: bool,
+    // Q12 gains on what it says and on what it hears of the room (volume_in,
+    // volume_out); `mixer::UNITY` for most
+    pub(super) gain_in: u16,
+    pub(super) gain_out: u16,
     pub(super) seq: u16,
     pub(super) ts: u32,
     pub(super) sent_packets: u32,
@@ -135,6 +139,8 @@ impl LegMedia {
             moh: None,
             muted: false,
             deaf: false,
+            gain_in: super::mixer::UNITY,
+            gain_out: super::mixer::UNITY,
             inband: inband_for(&params),
             up: Upsampler::default(),
             down: Downsampler::default(),

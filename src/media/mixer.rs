@@ -28,10 +28,40 @@ pub fn mix_minus(acc: &[i32], own: Option<&[i16]>, out: &mut [i16]) {
     }
 }
 
+/// Unity gain in [`gain`]'s Q12 fixed point.
+pub const UNITY: u16 = 4096;
+
+/// A gain of `db` decibels (−12..12) in Q12.
+pub fn gain(db: i8) -> u16 {
+    let g = 10f64.powf(f64::from(db.clamp(-12, 12)) / 20.0);
+    (g * f64::from(UNITY)).round() as u16
+}
+
+/// Scale `frame` by a Q12 `gain`, saturating.
+#[inline]
+pub fn scale(frame: &mut [i16], gain: u16) {
+    let g = i32::from(gain);
+    for s in frame {
+        *s = ((i32::from(*s) * g) >> 12).clamp(-32768, 32767) as i16;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn gains_in_decibels() {
+        assert_eq!(gain(0), UNITY);
+        let mut f = [1000i16, -1000, 30000];
+        scale(&mut f, gain(6));
+        assert!((1990..=2000).contains(&f[0]), "{f:?}");
+        assert!((-2000..=-1990).contains(&f[1]), "{f:?}");
+        assert_eq!(f[2], 32767, "saturates");
+        scale(&mut f[..1], gain(-6));
+        assert!((990..=1000).contains(&f[0]), "{f:?}");
+    }
 
     proptest! {
         #[test]

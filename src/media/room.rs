@@ -500,6 +500,9 @@ impl RoomMedia {
         for &i in talkers {
             if let Some(leg) = self.legs.get_mut(i) {
                 leg.settle();
+                if leg.gain_in != mixer::UNITY {
+                    mixer::scale(&mut leg.frame[..n], leg.gain_in);
+                }
             }
         }
         self.accumulate(talkers, n, &mut scratch.acc);
@@ -522,7 +525,11 @@ impl RoomMedia {
         // get that packet as it is, no decode-mix-encode (the mix would be that
         // frame anyway).
         let forward_codec = match talkers {
-            [t] if *t < range.end && self.legs[*t].raw_ok && self.related == 0 => {
+            [t] if *t < range.end
+                && self.legs[*t].raw_ok
+                && self.legs[*t].gain_in == mixer::UNITY
+                && self.related == 0 =>
+            {
                 let t = &self.legs[*t];
                 forward.clear();
                 forward.extend_from_slice(t.jb.last_payload());
@@ -560,7 +567,8 @@ impl RoomMedia {
             let native_n = (codec.clock_rate() / 50) as usize;
             let talker = talkers.contains(&i);
             let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh.is_some();
-            if related || talker || leg.isolated || leg.deaf || prompting {
+            let louder = leg.gain_out != mixer::UNITY;
+            if related || talker || leg.isolated || leg.deaf || prompting || louder {
                 // its own encode: a talker hears everyone else; an isolated or deaf
                 // leg hears nothing of the room; a prompt is heard by its leg only;
                 // a leg with relations hears whom they say
@@ -570,6 +578,9 @@ impl RoomMedia {
                     (false, true, _) => mixer::mix_minus(&own[..n], None, mix),
                     (false, false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
                     (false, false, false) => mixer::mix_minus(acc, None, mix),
+                }
+                if louder {
+                    mixer::scale(mix, leg.gain_out);
                 }
                 if prompting && leg.mix_prompt(mix) {
                     let _ = events.send((leg.id, MediaEvent::PromptDone { leg: leg.id }));

@@ -110,6 +110,8 @@ pub(super) enum Command {
     Hold(LegId, Sound),
     Mute(LegId, bool),
     Deaf(LegId, bool),
+    // Q12 gains in and out
+    Volume(LegId, u16, u16),
     Play(LegId, Vec<Prompt>),
     PlaySound(LegId, Sound),
     Record(String, RecordSink),
@@ -371,6 +373,12 @@ pub(super) fn worker(
             Some(Command::Deaf(id, deaf)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.deaf = deaf;
+                }
+            }
+            Some(Command::Volume(id, gain_in, gain_out)) => {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
+                    l.gain_in = gain_in;
+                    l.gain_out = gain_out;
                 }
             }
             Some(Command::Hold(id, music)) => {

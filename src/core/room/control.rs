@@ -48,6 +48,8 @@ pub struct ParticipantInfo {
     pub held: bool,
     /// its place in the queue of raised hands (1: first), if raised
     pub hand: Option<usize>,
+    /// dB on what it says and on what it hears
+    pub volume: (i8, i8),
 }
 
 /// One room as the API lists it.
@@ -88,6 +90,10 @@ pub struct ParticipantUpdate {
     pub hold_music: Option<crate::media::prompt::Sound>,
     /// raise or lower its hand
     pub hand: Option<bool>,
+    /// dB on what it says, to the others (−12..12)
+    pub volume_in: Option<i8>,
+    /// dB on what it hears of the room (−12..12)
+    pub volume_out: Option<i8>,
 }
 
 /// Everyone, or only some legs.
@@ -152,6 +158,7 @@ impl Room {
             joined: p.joined_at,
             held: p.held,
             hand: self.hands.iter().position(|l| *l == leg).map(|i| i + 1),
+            volume: p.volume,
         })
     }
 
@@ -186,6 +193,9 @@ impl Room {
         }
         if let Some(h) = up.hand {
             self.set_hand(ctx, leg, h);
+        }
+        if up.volume_in.is_some() || up.volume_out.is_some() {
+            self.set_volume(ctx, leg, up.volume_in, up.volume_out);
         }
         for listed in [&up.hears, &up.heard_by].into_iter().flatten() {
             if let Audience::Only(legs) = listed

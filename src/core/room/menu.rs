@@ -30,6 +30,10 @@ pub struct MenuKeys {
     pub count: String,
     /// raise or lower one's hand (a queue per room, in the API and events)
     pub raise_hand: String,
+    /// hear the room 3 dB louder (up to +12)
+    pub listen_up: String,
+    /// hear the room 3 dB softer (down to −12)
+    pub listen_down: String,
 }
 
 impl Default for MenuKeys {
@@ -43,6 +47,8 @@ impl Default for MenuKeys {
             end: "*9".into(),
             count: "*#".into(),
             raise_hand: "*7".into(),
+            listen_up: "*3".into(),
+            listen_down: "*8".into(),
         }
     }
 }
@@ -58,11 +64,13 @@ pub(crate) enum MenuAction {
     End,
     Count,
     RaiseHand,
+    ListenUp,
+    ListenDown,
 }
 
 impl MenuKeys {
     /// Each binding's config key and key sequence.
-    pub fn named(&self) -> [(&'static str, &String); 8] {
+    pub fn named(&self) -> [(&'static str, &String); 10] {
         [
             ("toggle_mute", &self.toggle_mute),
             ("help", &self.help),
@@ -72,14 +80,16 @@ impl MenuKeys {
             ("end", &self.end),
             ("count", &self.count),
             ("raise_hand", &self.raise_hand),
+            ("listen_up", &self.listen_up),
+            ("listen_down", &self.listen_down),
         ]
     }
 
-    pub(crate) fn bindings(&self) -> [(&str, MenuAction); 8] {
+    pub(crate) fn bindings(&self) -> [(&str, MenuAction); 10] {
         use MenuAction::*;
         // in the order of `named`
         let actions = [
-            ToggleMute, Help, MuteAll, UnmuteAll, Lock, End, Count, RaiseHand,
+            ToggleMute, Help, MuteAll, UnmuteAll, Lock, End, Count, RaiseHand, ListenUp, ListenDown,
         ];
         let named = self.named();
         std::array::from_fn(|i| (named[i].1.as_str(), actions[i]))
@@ -145,6 +155,21 @@ impl Room {
                 self.play(ctx, leg, vec![said]);
             }
             MenuAction::Help => self.play(ctx, leg, vec![Prompt::Menu]),
+            MenuAction::ListenUp | MenuAction::ListenDown => {
+                let step = if action == MenuAction::ListenUp {
+                    3
+                } else {
+                    -3
+                };
+                let hear = self.parts.get(&leg).map_or(0, |p| p.volume.1);
+                self.set_volume(ctx, leg, None, Some(hear.saturating_add(step)));
+                let tone = if step > 0 {
+                    Prompt::JoinTone
+                } else {
+                    Prompt::LeaveTone
+                };
+                self.play(ctx, leg, vec![tone]);
+            }
             MenuAction::RaiseHand => {
                 let up = !self.hands.contains(&leg);
                 self.set_hand(ctx, leg, up);

@@ -177,6 +177,8 @@ pub struct Participant {
     muted_talking: bool,
     /// when it was last told it is muted because it talked
     muted_told: Option<Instant>,
+    /// dB on what it says and on what it hears (−12..12)
+    volume: (i8, i8),
 }
 
 impl Participant {
@@ -199,6 +201,7 @@ impl Participant {
             held: false,
             muted_talking: false,
             muted_told: None,
+            volume: (0, 0),
             options,
         }
     }
@@ -1060,6 +1063,40 @@ impl Room {
             held: on,
         });
         Ok(())
+    }
+
+    /// A participant's volumes (dB, −12..12): what it says, what it hears.
+    pub(super) fn set_volume(
+        &mut self,
+        ctx: &mut Ctx,
+        leg: LegId,
+        speak: Option<i8>,
+        hear: Option<i8>,
+    ) {
+        let Some(p) = self.parts.get_mut(&leg) else {
+            return;
+        };
+        let was = p.volume;
+        let (s, h) = (
+            speak.unwrap_or(was.0).clamp(-12, 12),
+            hear.unwrap_or(was.1).clamp(-12, 12),
+        );
+        p.volume = (s, h);
+        if p.media_up {
+            ctx.media(MediaCommand::Volume {
+                leg,
+                speak_db: s,
+                hear_db: h,
+            });
+        }
+        if p.volume != was {
+            ctx.event(Event::Volume {
+                leg,
+                room: self.name().to_string(),
+                volume_in: s,
+                volume_out: h,
+            });
+        }
     }
 
     fn set_deaf(&mut self, ctx: &mut Ctx, leg: LegId, deaf: bool) {
