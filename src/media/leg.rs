@@ -67,6 +67,9 @@ pub struct LegMedia {
     // volume_out); `mixer::UNITY` for most
     pub(super) gain_in: u16,
     pub(super) gain_out: u16,
+    // the tick whose frame `gain_in` was applied to (a talker is in the mix of
+    // every block of a tick, and must be scaled once)
+    pub(super) gained: u64,
     pub(super) seq: u16,
     pub(super) ts: u32,
     pub(super) sent_packets: u32,
@@ -141,6 +144,7 @@ impl LegMedia {
             deaf: false,
             gain_in: super::mixer::UNITY,
             gain_out: super::mixer::UNITY,
+            gained: u64::MAX,
             inband: inband_for(&params),
             up: Upsampler::default(),
             down: Downsampler::default(),

@@ -497,11 +497,13 @@ impl RoomMedia {
         events: &mpsc::Sender<(LegId, MediaEvent)>,
         talkers: &[usize],
     ) {
+        let tick = self.ticks;
         for &i in talkers {
             if let Some(leg) = self.legs.get_mut(i) {
                 leg.settle();
-                if leg.gain_in != mixer::UNITY {
+                if leg.gain_in != mixer::UNITY && leg.gained != tick {
                     mixer::scale(&mut leg.frame[..n], leg.gain_in);
+                    leg.gained = tick;
                 }
             }
         }
