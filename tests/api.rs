@@ -221,10 +221,54 @@ fn api_controls_rooms_participants_recordings_and_reports_events() {
 
     // play a file to the room: caller 1 hears 1500 Hz
     common::write_wav(&r.dir.join("beep.wav"), 8000, 1, 1500.0, 2.0);
-    let p = r.send("POST", "/v1/rooms/demo/play", r#"{"file": "beep.wav"}"#);
-    assert_eq!(p.status, 200, "{}", p.text());
+    let p = r.send(
+        "POST",
+        "/v1/rooms/demo/play",
+        r#"{"file": "beep.wav", "loop": 0, "level": -6}"#,
+    );
+    assert_eq!(p.status, 201, "{}", p.text());
+    let play_id = p.json()["id"].as_str().unwrap().to_string();
     let heard = phase(&refs, &mut streams, &freqs, 1);
-    assert!(level(&heard[1], 1500.0) > 50.0, "played file not heard");
+    // heard by everyone in the mix (the muted caller too), not by the deaf one
+    for h in &heard[..2] {
+        assert!(
+            level(h, 1500.0) > 50.0,
+            "the announcement is not heard by all"
+        );
+    }
+    assert!(
+        level(&heard[2], 1500.0) < 30.0,
+        "the deaf caller hears the announcement"
+    );
+    // looped until stopped: still heard after its 2 s, gone once deleted
+    let heard = phase(&refs, &mut streams, &freqs, 2);
+    assert!(
+        level(&heard[1], 1500.0) > 50.0,
+        "the looped announcement stopped"
+    );
+    let d = r.send("DELETE", &format!("/v1/rooms/demo/play/{play_id}"), "");
+    assert_eq!(d.status, 204, "{}", d.text());
+    let heard = phase(&refs, &mut streams, &freqs, 1);
+    // (what was in flight when the DELETE was answered aside)
+    let after = &heard[1][heard[1].len().min(1600)..];
+    assert!(
+        db(goertzel(after, 8000.0, 1500.0)) < 30.0,
+        "the announcement goes on after DELETE: {:.1} dB",
+        db(goertzel(after, 8000.0, 1500.0))
+    );
+    assert_eq!(
+        r.send("DELETE", &format!("/v1/rooms/demo/play/{play_id}"), "")
+            .status,
+        404
+    );
+    assert!(
+        hooks.wait_for(Duration::from_secs(3), |evs| evs
+            .iter()
+            .any(|e| e["type"] == "playback:done"
+                && e["playback_id"] == play_id.as_str()
+                && e["stopped"] == true)),
+        "no playback:done"
+    );
     assert_eq!(
         r.send(
             "POST",

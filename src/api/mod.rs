@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::core::LegId;
 use crate::core::control::{ControlError, ParticipantUpdate, Role};
 use crate::core::room::spec::RoomSpec;
-use crate::media::prompt::{Prompt, parse_wav, sound};
+use crate::media::prompt::Prompt;
 use ops::{ApiCall, Op, Reply};
 
 /// The OpenAPI document served at `/openapi.json`.
@@ -179,6 +179,7 @@ impl From<ControlError> for ApiError {
             ControlError::InvalidRoomName(_) => (StatusCode::BAD_REQUEST, "invalid_room"),
             ControlError::NoSuchParticipant(_) => (StatusCode::NOT_FOUND, "no_such_participant"),
             ControlError::NoSuchRecording(_) => (StatusCode::NOT_FOUND, "no_such_recording"),
+            ControlError::NoSuchPlayback(_) => (StatusCode::NOT_FOUND, "no_such_playback"),
             ControlError::RoomExists(_) => (StatusCode::CONFLICT, "room_exists"),
             ControlError::RecordingOff => (StatusCode::CONFLICT, "recording_off"),
             ControlError::NotJoined(_) => (StatusCode::CONFLICT, "not_joined"),
@@ -225,7 +226,11 @@ fn reply_json(r: Reply) -> Response {
         Reply::Participants(v) => Json(v).into_response(),
         Reply::Participant(v) => Json(v).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
-        Reply::Played(n) => Json(serde_json::json!({"legs": n})).into_response(),
+        Reply::Playback(id) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({"id": format!("{id:016x}")})),
+        )
+            .into_response(),
         Reply::Dialing(id) => (
             StatusCode::CREATED,
             Json(serde_json::json!({"id": id.0, "state": "calling"})),
@@ -536,7 +541,11 @@ async fn unlock(State(st): State<AppState>, Path(room): Path<String>) -> ApiResu
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlayBody {
-    file: String,
+    file: Option<String>,
+    text: Option<String>,
+    language: Option<String>,
+    r#loop: Option<u32>,
+    level: Option<f64>,
     participant: Option<u64>,
 }
 
@@ -556,29 +565,67 @@ async fn play(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let p: PlayBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
-    let Some(dir) = st.play_dir.clone() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "play_off",
-            "playing files is not configured ([api] play_dir)",
-        ));
-    };
-    if !plain_name(&p.file) {
-        return Err(ApiError::bad(
-            "file: a file name in [api] play_dir (A-Z a-z 0-9 - _ .)",
-        ));
+    let to = p.participant.map(LegId);
+    playback(&st, room, to, p).await
+}
+
+async fn play_to(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, u64)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let p: PlayBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    if p.participant.is_some_and(|x| x != id) {
+        return Err(ApiError::bad("participant: the path names it"));
     }
-    let path = dir.join(&p.file);
-    let name = p.file.clone();
-    let samples = tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&path).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
-        parse_wav(&bytes, &name).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|(status, detail)| ApiError::new(status, "bad_file", detail))?;
-    let op = Op::Play(room, p.participant.map(LegId), sound(samples));
-    Ok(reply_json(call(&st, op).await?))
+    playback(&st, room, Some(LegId(id)), p).await
+}
+
+/// A file (WAV, MP3; any rate) or speech, at `level` dB, `loop` times (0:
+/// until stopped, at most 100), to the room or one participant.
+async fn playback(st: &AppState, room: String, to: Option<LegId>, p: PlayBody) -> ApiResult {
+    let level = p.level.unwrap_or(0.0);
+    if !(-24.0..=6.0).contains(&level) {
+        return Err(ApiError::bad("level: -24..6 dB"));
+    }
+    let made = match (&p.file, &p.text) {
+        (Some(file), None) => play_file(st, file).await?,
+        (None, Some(text)) => st
+            .sounds
+            .speech(text, p.language.as_deref().unwrap_or("en-US"))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "tts_failed",
+                    e.to_string(),
+                )
+            })?,
+        _ => return Err(ApiError::bad("one of file or text")),
+    };
+    // Vonage's level is a gain of 1 + level: dB brought to it
+    let vonage = (10f64.powf(level / 20.0) - 1.0).clamp(-1.0, 1.0);
+    let sound = crate::sounds::levelled(made, vonage)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let plays = crate::sounds::plays(p.r#loop.unwrap_or(1));
+    Ok(reply_json(
+        call(st, Op::Announce(room, to, sound, plays)).await?,
+    ))
+}
+
+async fn stop_play(
+    State(st): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+) -> ApiResult {
+    let id = u64::from_str_radix(&id, 16).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_playback",
+            "no such playback",
+        )
+    })?;
+    Ok(reply_json(call(&st, Op::StopPlayback(room, id)).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -799,6 +846,8 @@ fn router(st: AppState) -> axum::Router {
         .route("/v1/rooms/{room}/lock", post(lock))
         .route("/v1/rooms/{room}/unlock", post(unlock))
         .route("/v1/rooms/{room}/play", post(play))
+        .route("/v1/rooms/{room}/play/{id}", delete(stop_play))
+        .route("/v1/rooms/{room}/participants/{id}/play", post(play_to))
         .route("/v1/rooms/{room}/dial", post(dial))
         .route("/v1/rooms/{room}/recordings", post(record))
         .route("/v1/rooms/{room}/recordings/{id}", delete(stop_recording))

@@ -40,8 +40,11 @@ pub enum Op {
     TransferNcco(LegId, serde_json::Value),
     /// POST /v1/rooms/{room}/lock | unlock
     Lock(String, bool),
-    /// POST /v1/rooms/{room}/play
-    Play(String, Option<LegId>, Sound),
+    /// a playback with an id: to the room (mixed once) or one participant,
+    /// this many times
+    Announce(String, Option<LegId>, Sound, u32),
+    /// DELETE /v1/rooms/{room}/play/{id}
+    StopPlayback(String, u64),
     /// POST /v1/rooms/{room}/recordings
     Record(String, Option<LegId>),
     /// DELETE /v1/rooms/{room}/recordings/{id}
@@ -158,8 +161,8 @@ pub enum Reply {
     Participant(ParticipantJson),
     /// done, nothing to say
     Done,
-    /// a sound was queued to this many legs
-    Played(usize),
+    /// a playback started: its id
+    Playback(u64),
     /// a recording started
     Recording(String),
     /// an outbound call started
@@ -263,7 +266,13 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             Reply::Done
         }
         Op::Lock(room, locked) => Reply::Room(room_json(core.set_locked(&room, locked)?, now)),
-        Op::Play(room, leg, sound) => Reply::Played(core.play_sound(now, &room, leg, &sound)?),
+        Op::Announce(room, leg, sound, plays) => {
+            Reply::Playback(core.announce(now, &room, leg, &sound, plays)?)
+        }
+        Op::StopPlayback(room, id) => {
+            core.stop_playback(now, &room, id)?;
+            Reply::Done
+        }
         Op::Record(room, leg) => Reply::Recording(core.start_recording(now, &room, leg)?),
         Op::StopRecording(room, id) => {
             core.stop_recording(now, &room, &id)?;

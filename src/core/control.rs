@@ -21,6 +21,9 @@ pub enum ControlError {
     /// no such participant in the room
     #[error("no participant {0} in this room")]
     NoSuchParticipant(LegId),
+    /// no such playback in the room
+    #[error("no playback {0:016x} in this room")]
+    NoSuchPlayback(u64),
     /// not a room name (1-64 of A-Z a-z 0-9 - _ .)
     #[error("\"{0}\" is not a room name")]
     InvalidRoomName(String),
@@ -190,6 +193,36 @@ impl Core {
         sound: &Sound,
     ) -> Result<usize, ControlError> {
         self.in_room(now, room, |r, ctx| r.play_sound(ctx, to, sound))
+    }
+
+    /// Play a sound to a room (mixed once) or to one participant; its playback id.
+    pub fn announce(
+        &mut self,
+        now: Instant,
+        room: &str,
+        to: Option<LegId>,
+        sound: &Sound,
+        plays: u32,
+    ) -> Result<u64, ControlError> {
+        self.in_room(now, room, |r, ctx| r.announce(ctx, to, sound, plays))
+    }
+
+    /// Stop a room's playback.
+    pub fn stop_playback(&mut self, now: Instant, room: &str, id: u64) -> Result<(), ControlError> {
+        self.in_room(now, room, |r, ctx| r.stop_playback(ctx, id))
+    }
+
+    /// The media side played a room's announcement out.
+    pub fn playback_done(&mut self, now: Instant, id: u64) {
+        let Some(room) = self
+            .rooms
+            .iter()
+            .find(|(_, r)| r.plays(id))
+            .map(|(n, _)| n.to_string())
+        else {
+            return;
+        };
+        self.with_room(now, &room, |r, ctx| r.playback_over(ctx, id, false));
     }
 
     /// Start recording a room's mix, or one participant's own audio; returns its id.

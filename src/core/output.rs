@@ -137,6 +137,17 @@ pub enum Event {
         /// 0-9, *, #, A-D
         digit: char,
     },
+    /// a playback (an announcement to the room or to one participant) ended
+    Playback {
+        /// its id
+        id: u64,
+        /// room
+        room: String,
+        /// to whom (None: the whole room)
+        leg: Option<LegId>,
+        /// stopped by the API, not played out
+        stopped: bool,
+    },
     /// a participant's volumes changed (the API, its own menu keys)
     Volume {
         /// leg

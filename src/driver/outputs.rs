@@ -137,6 +137,7 @@ pub(super) fn media_event(
         // digits may be a PIN: never logged
         MediaEvent::Dtmf { leg, digit } => core.dtmf(now, leg, digit),
         MediaEvent::PromptDone { leg } => core.prompt_done(now, leg),
+        MediaEvent::PlaybackDone { id } => core.playback_done(now, id),
         MediaEvent::Talking { leg, talking } => core.talking(now, leg, talking),
         MediaEvent::RtpTimeout { leg } => core.rtp_timeout(now, leg),
         MediaEvent::RecordingDone(end) => {
@@ -226,6 +227,14 @@ fn log_event(ev: &Event) {
         Event::Moved { leg, from, room } => tracing::info!(%leg, %room, from = %from, "moved"),
         Event::Held { leg, room, held } => tracing::info!(%leg, %room, held, "hold"),
         Event::Hand { leg, room, raised } => tracing::info!(%leg, %room, raised, "hand"),
+        Event::Playback {
+            id,
+            room,
+            leg,
+            stopped,
+        } => {
+            tracing::info!(playback = %format!("{id:016x}"), %room, leg = ?leg.map(|l| l.0), stopped, "playback done")
+        }
         Event::Volume {
             leg,
             room,

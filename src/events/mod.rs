@@ -211,6 +211,7 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Dtmf { room, .. }
         | Event::Hand { room, .. }
         | Event::Volume { room, .. }
+        | Event::Playback { room, .. }
         | Event::Error { room, .. } => room,
         Event::Recording(r) => &r.room,
     }
@@ -300,6 +301,16 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
         Event::Moved { leg, from, room } => json!({
             "type": "participant:moved", "status": "moved", "uuid": leg.0.to_string(),
             "conversation_uuid": room, "conversation_uuid_from": from,
+        }),
+        Event::Playback {
+            id,
+            room,
+            leg,
+            stopped,
+        } => json!({
+            "type": "playback:done", "playback_id": format!("{id:016x}"),
+            "conversation_uuid": room, "uuid": leg.map(|l| l.0.to_string()),
+            "stopped": stopped,
         }),
         Event::Volume {
             leg,

@@ -196,7 +196,8 @@ impl Calls {
             | Event::Held { .. }
             | Event::Dtmf { .. }
             | Event::Hand { .. }
-            | Event::Volume { .. } => Vec::new(),
+            | Event::Volume { .. }
+            | Event::Playback { .. } => Vec::new(),
         }
     }
 }

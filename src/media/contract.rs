@@ -119,6 +119,24 @@ pub enum MediaCommand {
         /// volume_out
         hear_db: i8,
     },
+    /// play a sound to a whole room, mixed once for all (an announcement)
+    Announce {
+        /// room
+        room: String,
+        /// playback id
+        id: u64,
+        /// what
+        sound: Sound,
+        /// how many times
+        plays: u32,
+    },
+    /// stop a room's announcement
+    StopAnnounce {
+        /// room
+        room: String,
+        /// playback id
+        id: u64,
+    },
     /// stop the leg's current prompt and drop its queue (barge-in); music on hold
     /// carries on
     Interrupt {
@@ -220,6 +238,11 @@ pub enum MediaEvent {
     },
     /// a recording's file is complete (stopped, or ended by an error)
     RecordingDone(Box<RecordingEnd>),
+    /// a room's announcement has played its last time
+    PlaybackDone {
+        /// its playback id
+        id: u64,
+    },
     /// no RTP from the leg's peer for the RTP timeout (or the hold timeout)
     RtpTimeout {
         /// leg

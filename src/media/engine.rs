@@ -257,6 +257,38 @@ impl MediaEngine {
                 self.tell(leg, Command::Deaf(leg, deaf));
             }
             MediaCommand::Interrupt { leg } => self.tell(leg, Command::Interrupt(leg)),
+            MediaCommand::Announce {
+                room,
+                id,
+                sound,
+                plays,
+            } => {
+                // every worker that holds legs of the room mixes it for them
+                let holders: Vec<usize> = self
+                    .places
+                    .get(&room)
+                    .map(|p| (0..p.legs.len()).filter(|&w| p.legs[w] > 0).collect())
+                    .unwrap_or_default();
+                if holders.is_empty() {
+                    // nobody to play it to
+                    let _ = self
+                        .events
+                        .send((LegId(0), MediaEvent::PlaybackDone { id }));
+                }
+                for w in holders {
+                    let _ = self.workers[w].send(Command::Announce(
+                        room.clone(),
+                        id,
+                        sound.clone(),
+                        plays,
+                    ));
+                }
+            }
+            MediaCommand::StopAnnounce { room, id } => {
+                for w in &self.workers {
+                    let _ = w.send(Command::StopAnnounce(room.clone(), id));
+                }
+            }
             MediaCommand::Volume {
                 leg,
                 speak_db,

@@ -64,6 +64,8 @@ pub struct Scratch {
     rec_frame: Frame,
     // the room's shared encodes of this tick, by `RoomMedia::shared` index
     shared: Vec<Vec<u8>>,
+    // this tick's frame of the room's announcements
+    ann: Vec<i16>,
 }
 
 impl Default for Scratch {
@@ -79,6 +81,7 @@ impl Default for Scratch {
             forward: Vec::with_capacity(1500),
             rec_frame: [0; record::FRAME],
             shared: Vec::new(),
+            ann: vec![0; MAX_FRAME],
         }
     }
 }
@@ -109,6 +112,35 @@ pub struct RoomMedia {
     opus_legs: usize,
     // legs with a relation: while none, the mix is the room's alone
     related: usize,
+    // sounds played to the whole room (the API's announcements), mixed once
+    // into what everyone in the mix hears
+    pub(super) announcements: Vec<Announcement>,
+    // one of them sounded this tick (in `Scratch::ann`)
+    announcing: bool,
+}
+
+/// A sound played to a whole room: mixed into the room's sum, so every leg in
+/// the mix hears it once, in the shared encode like any talker.
+pub struct Announcement {
+    /// the playback id the core gave it
+    pub id: u64,
+    /// what
+    pub sound: super::prompt::Sound,
+    /// times left to play it, this one included
+    pub plays: u32,
+    pos: usize,
+}
+
+impl Announcement {
+    /// `sound`, `plays` times.
+    pub fn new(id: u64, sound: super::prompt::Sound, plays: u32) -> Announcement {
+        Announcement {
+            id,
+            sound,
+            plays: plays.max(1),
+            pos: 0,
+        }
+    }
 }
 
 impl RoomMedia {
@@ -127,6 +159,8 @@ impl RoomMedia {
             remote: None,
             opus_legs: 0,
             related: 0,
+            announcements: Vec::new(),
+            announcing: false,
         }
     }
 
@@ -316,6 +350,7 @@ impl RoomMedia {
             }
             (None, _) => 0,
         };
+        self.announcing = self.announce(n, &mut scratch.ann, events);
         let (prev, prev_levels, prev_count) = self.mixed;
         // the loudest local talkers among the legs read so far, loudest first
         let mut sel = [0usize; MAX_TALKERS];
@@ -401,6 +436,48 @@ impl RoomMedia {
     }
 
     /// Sum the frames of `talkers` (local indices, or `REMOTE + r`) into `acc`.
+    /// This tick's frame of the room's announcements into `out`; whether any
+    /// sounded. One that has played its last time is reported done.
+    fn announce(
+        &mut self,
+        n: usize,
+        out: &mut [i16],
+        events: &mpsc::Sender<(LegId, MediaEvent)>,
+    ) -> bool {
+        if self.announcements.is_empty() {
+            return false;
+        }
+        let out = &mut out[..n];
+        out.fill(0);
+        let wide = n != 160;
+        let mut k = 0;
+        while k < self.announcements.len() {
+            let a = &mut self.announcements[k];
+            let (src, start) = if wide {
+                (&a.sound.wide, a.pos * 6)
+            } else {
+                (&a.sound.narrow, a.pos)
+            };
+            let end = (start + n).min(src.len());
+            for (o, &v) in out.iter_mut().zip(&src[start.min(end)..end]) {
+                *o = o.saturating_add(v);
+            }
+            a.pos += 160;
+            if a.pos >= a.sound.narrow.len() {
+                a.pos = 0;
+                a.plays -= 1;
+                if a.plays == 0 {
+                    let id = a.id;
+                    self.announcements.swap_remove(k);
+                    let _ = events.send((LegId(0), MediaEvent::PlaybackDone { id }));
+                    continue;
+                }
+            }
+            k += 1;
+        }
+        true
+    }
+
     fn accumulate(&self, talkers: &[usize], n: usize, acc: &mut [i32]) {
         acc[..n].fill(0);
         for &i in talkers {
@@ -508,6 +585,9 @@ impl RoomMedia {
             }
         }
         self.accumulate(talkers, n, &mut scratch.acc);
+        if self.announcing {
+            mixer::accumulate(&mut scratch.acc[..n], &scratch.ann[..n]);
+        }
         let Scratch {
             acc,
             own,
@@ -517,6 +597,7 @@ impl RoomMedia {
             pkt,
             forward,
             shared: shared_payloads,
+            ann,
             ..
         } = scratch;
         let acc = &acc[..n];
@@ -528,6 +609,7 @@ impl RoomMedia {
         // frame anyway).
         let forward_codec = match talkers {
             [t] if *t < range.end
+                && !self.announcing
                 && self.legs[*t].raw_ok
                 && self.legs[*t].gain_in == mixer::UNITY
                 && self.related == 0 =>
@@ -562,6 +644,9 @@ impl RoomMedia {
                         (Some(_), None) => continue,
                     };
                     mixer::accumulate(own, frame);
+                }
+                if self.announcing {
+                    mixer::accumulate(own, &ann[..n]);
                 }
             }
             let leg = &mut self.legs[i];

@@ -112,6 +112,9 @@ pub(super) enum Command {
     Deaf(LegId, bool),
     // Q12 gains in and out
     Volume(LegId, u16, u16),
+    // a room's announcement: playback id, sound, plays
+    Announce(String, u64, Sound, u32),
+    StopAnnounce(String, u64),
     Play(LegId, Vec<Prompt>),
     PlaySound(LegId, Sound),
     Record(String, RecordSink),
@@ -373,6 +376,17 @@ pub(super) fn worker(
             Some(Command::Deaf(id, deaf)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.deaf = deaf;
+                }
+            }
+            Some(Command::Announce(room, id, sound, plays)) => {
+                if let Some(r) = rooms.get_mut(&room) {
+                    r.announcements
+                        .push(super::room::Announcement::new(id, sound, plays));
+                }
+            }
+            Some(Command::StopAnnounce(room, id)) => {
+                if let Some(r) = rooms.get_mut(&room) {
+                    r.announcements.retain(|a| a.id != id);
                 }
             }
             Some(Command::Volume(id, gain_in, gain_out)) => {

@@ -297,6 +297,78 @@ impl Room {
         Ok(targets.len())
     }
 
+    /// Play `sound` `plays` times to the whole room (mixed once, heard by
+    /// everyone in the mix) or to one participant; its playback id.
+    pub fn announce(
+        &mut self,
+        ctx: &mut Ctx,
+        to: Option<LegId>,
+        sound: &Sound,
+        plays: u32,
+    ) -> Result<u64, ControlError> {
+        let id = ctx.rng.next_u64() >> 1;
+        match to {
+            None => ctx.media(MediaCommand::Announce {
+                room: self.name().to_string(),
+                id,
+                sound: sound.clone(),
+                plays,
+            }),
+            Some(leg) => {
+                let p = self
+                    .parts
+                    .get(&leg)
+                    .ok_or(ControlError::NoSuchParticipant(leg))?;
+                if !p.media_up {
+                    return Err(ControlError::NotJoined(leg));
+                }
+                for _ in 0..plays.max(1) {
+                    ctx.media(MediaCommand::PlaySound {
+                        leg,
+                        sound: sound.clone(),
+                    });
+                }
+            }
+        }
+        self.playbacks.insert(id, to);
+        Ok(id)
+    }
+
+    /// Stop playback `id`.
+    pub fn stop_playback(&mut self, ctx: &mut Ctx, id: u64) -> Result<(), ControlError> {
+        match self.playbacks.get(&id).copied() {
+            None => Err(ControlError::NoSuchPlayback(id)),
+            Some(to) => {
+                ctx.media(match to {
+                    None => MediaCommand::StopAnnounce {
+                        room: self.name().to_string(),
+                        id,
+                    },
+                    Some(leg) => MediaCommand::Interrupt { leg },
+                });
+                self.playback_over(ctx, id, true);
+                Ok(())
+            }
+        }
+    }
+
+    /// Playback `id` is over (played out, or `stopped`): reported once.
+    pub fn playback_over(&mut self, ctx: &mut Ctx, id: u64, stopped: bool) {
+        if let Some(to) = self.playbacks.remove(&id) {
+            ctx.event(Event::Playback {
+                id,
+                room: self.name().to_string(),
+                leg: to,
+                stopped,
+            });
+        }
+    }
+
+    /// Whether playback `id` is this room's.
+    pub fn plays(&self, id: u64) -> bool {
+        self.playbacks.contains_key(&id)
+    }
+
     /// Stop what plays to one participant and what is queued after it.
     pub fn stop_sound(&mut self, ctx: &mut Ctx, leg: LegId) -> Result<(), ControlError> {
         if !self.parts.contains_key(&leg) {

@@ -248,6 +248,8 @@ pub struct Room {
     hands: Vec<LegId>,
     /// who spoke when, per running recording
     speakers: HashMap<String, speakers::Speakers>,
+    /// playbacks running: id → to whom (None: the whole room, mixed once)
+    playbacks: BTreeMap<u64, Option<LegId>>,
 }
 
 impl Room {
@@ -268,6 +270,7 @@ impl Room {
             guard: pin::Guard::default(),
             hands: Vec::new(),
             speakers: HashMap::new(),
+            playbacks: BTreeMap::new(),
         }
     }
 
@@ -724,6 +727,7 @@ impl Room {
     /// A participant left (its call ended, whatever ended it).
     pub fn left(&mut self, ctx: &mut Ctx, leg: LegId) {
         self.set_hand(ctx, leg, false);
+        self.playbacks.retain(|_, to| *to != Some(leg));
         let Some(p) = self.parts.remove(&leg) else {
             return;
         };
@@ -840,6 +844,15 @@ impl Room {
 
     /// The media side finished a participant's queued prompts.
     pub fn prompt_done(&mut self, ctx: &mut Ctx, leg: LegId) {
+        let done: Vec<u64> = self
+            .playbacks
+            .iter()
+            .filter(|(_, to)| **to == Some(leg))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.playback_over(ctx, id, false);
+        }
         if let Some(why) = self.parts.get(&leg).and_then(|p| p.hangup_after_prompt) {
             ctx.hangups.push((leg, why));
             return;
