@@ -172,11 +172,27 @@ pub enum CtlCommand {
     Play {
         /// room
         room: String,
-        /// file name in play_dir
+        /// file name in play_dir (WAV or MP3); with --text, the words to speak
         file: String,
+        /// speak FILE's text instead (TTS)
+        #[arg(long)]
+        text: bool,
         /// only to this participant
         #[arg(long)]
         participant: Option<u64>,
+        /// times to play (0: until stopped)
+        #[arg(long = "loop")]
+        loops: Option<u32>,
+        /// level in dB (-24..6)
+        #[arg(long, allow_hyphen_values = true)]
+        level: Option<f64>,
+    },
+    /// Stop a playback.
+    StopPlay {
+        /// room
+        room: String,
+        /// playback id
+        id: String,
     },
     /// Start recording the room (or one participant's own audio).
     Record {
@@ -404,12 +420,22 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
         C::Play {
             room,
             file,
+            text,
             participant,
-        } => call(
-            M::POST,
-            format!("/v1/rooms/{room}/play"),
-            Some(json!({"file": file, "participant": participant})),
-        ),
+            loops,
+            level,
+        } => {
+            let what = if *text { "text" } else { "file" };
+            let mut body = json!({what: file, "participant": participant});
+            if let Some(l) = loops {
+                body["loop"] = json!(l);
+            }
+            if let Some(l) = level {
+                body["level"] = json!(l);
+            }
+            call(M::POST, format!("/v1/rooms/{room}/play"), Some(body))
+        }
+        C::StopPlay { room, id } => call(M::DELETE, format!("/v1/rooms/{room}/play/{id}"), None),
         C::Record { room, participant } => call(
             M::POST,
             format!("/v1/rooms/{room}/recordings"),
