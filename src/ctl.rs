@@ -94,6 +94,20 @@ pub enum CtlCommand {
         #[arg(long = "out", allow_hyphen_values = true)]
         hear: Option<i8>,
     },
+    /// Join two rooms: each hears the other.
+    Link {
+        /// room
+        room: String,
+        /// the other room
+        other: String,
+    },
+    /// Part two linked rooms.
+    Unlink {
+        /// room
+        room: String,
+        /// the other room
+        other: String,
+    },
     /// Send keys to a participant's phone (RFC 4733, or SIP INFO).
     Dtmf {
         /// room
@@ -366,6 +380,14 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
             format!("/v1/rooms/{room}/participants/{id}"),
             Some(json!({"volume_in": speak, "volume_out": hear})),
         ),
+        C::Link { room, other } => call(
+            M::POST,
+            format!("/v1/rooms/{room}/links"),
+            Some(json!({"room": other})),
+        ),
+        C::Unlink { room, other } => {
+            call(M::DELETE, format!("/v1/rooms/{room}/links/{other}"), None)
+        }
         C::Dtmf { room, id, digits } => call(
             M::POST,
             format!("/v1/rooms/{room}/participants/{id}/dtmf"),

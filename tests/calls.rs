@@ -769,3 +769,97 @@ fn volume_in_and_out_change_the_level_by_their_decibels() {
     );
     assert_eq!(patch(&ua, r#"{"volume_in":13}"#).status, 400);
 }
+
+#[test]
+fn linked_rooms_hear_each_other_once_and_never_their_own_echo() {
+    let api = free_port();
+    let b = Bridge::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n[[room]]\nname = \"east\"\n[[room]]\nname = \"west\"\nmax_participants = 1\n"
+    ))
+    .with_api(api);
+    let api = SocketAddr::from(([127, 0, 0, 1], api));
+    let mut a = Ua::new(b.sip, "east", CodecKind::Pcmu, false, "east1");
+    let mut c = Ua::new(b.sip, "west", CodecKind::Pcmu, false, "west1");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(c.call(""), 200);
+    let (mut sa, mut sc) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    let (ha, hc) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 1);
+    assert!(
+        level(&ha, B_HZ) < 30.0 && level(&hc, A_HZ) < 30.0,
+        "apart before the link"
+    );
+    let r = request(
+        api,
+        "POST",
+        "/v1/rooms/east/links",
+        Some(TOKEN),
+        Some(r#"{"room":"west"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["links"], serde_json::json!(["west"]));
+    assert_eq!(
+        request(
+            api,
+            "POST",
+            "/v1/rooms/east/links",
+            Some(TOKEN),
+            Some(r#"{"room":"west"}"#)
+        )
+        .status,
+        409,
+        "linked twice"
+    );
+    let (ha, hc) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 3);
+    eprintln!(
+        "linked: east hears west at {:.1} dB and itself at {:.1} dB; west hears east at {:.1} dB and itself at {:.1} dB",
+        level(&ha, B_HZ),
+        level(&ha, A_HZ),
+        level(&hc, A_HZ),
+        level(&hc, B_HZ)
+    );
+    assert!(level(&ha, B_HZ) > 50.0, "east does not hear west");
+    assert!(
+        level(&hc, A_HZ) > 50.0,
+        "west does not hear east (a link counts against no max_participants)"
+    );
+    assert!(level(&ha, A_HZ) < 30.0, "east hears its own echo");
+    assert!(level(&hc, B_HZ) < 30.0, "west hears its own echo");
+    let parts = request(api, "GET", "/v1/rooms/west/participants", Some(TOKEN), None).json();
+    assert!(
+        parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "link"),
+        "{parts}"
+    );
+    assert_eq!(
+        request(
+            api,
+            "DELETE",
+            "/v1/rooms/west/links/east",
+            Some(TOKEN),
+            None
+        )
+        .status,
+        204
+    );
+    let (ha, hc) = talk_both(&a, &mut sa, A_HZ, &c, &mut sc, B_HZ, 2);
+    assert!(
+        level(&ha[4000..], B_HZ) < 30.0 && level(&hc[4000..], A_HZ) < 30.0,
+        "still linked after DELETE"
+    );
+    let links = request(api, "GET", "/v1/rooms/east/links", Some(TOKEN), None).json();
+    assert_eq!(links["links"], serde_json::json!([]));
+    assert_eq!(
+        request(
+            api,
+            "POST",
+            "/v1/rooms/east/links",
+            Some(TOKEN),
+            Some(r#"{"uri":"sip:b@127.0.0.1:5999"}"#)
+        )
+        .status,
+        501
+    );
+}

@@ -98,6 +98,7 @@ pub fn call_json(c: &CallInfo, now: Instant) -> Value {
         // Vonage's client SDKs (a browser among them) are its "app" endpoints
         crate::core::LegKind::WebRtc => "app",
         crate::core::LegKind::WebSocket => "websocket",
+        crate::core::LegKind::Link => "link",
     };
     let status = match p.state {
         "calling" => "ringing",

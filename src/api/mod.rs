@@ -226,6 +226,7 @@ fn reply_json(r: Reply) -> Response {
         Reply::Participants(v) => Json(v).into_response(),
         Reply::Participant(v) => Json(v).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
+        Reply::Links(rooms) => Json(serde_json::json!({"links": rooms})).into_response(),
         Reply::Playback(id) => (
             StatusCode::CREATED,
             Json(serde_json::json!({"id": format!("{id:016x}")})),
@@ -614,6 +615,46 @@ async fn playback(st: &AppState, room: String, to: Option<LegId>, p: PlayBody) -
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    room: Option<String>,
+    uri: Option<String>,
+}
+
+/// Join two rooms of this node together.
+async fn link(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: LinkBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    match (b.room, b.uri) {
+        (Some(other), None) => Ok((
+            StatusCode::CREATED,
+            reply_json(call(&st, Op::Link(room, other)).await?),
+        )
+            .into_response()),
+        (None, Some(_)) => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "links to a room on another bridge (uri) are not supported yet; link rooms of this node by room",
+        )),
+        _ => Err(ApiError::bad("one of room or uri")),
+    }
+}
+
+async fn unlink(
+    State(st): State<AppState>,
+    Path((room, other)): Path<(String, String)>,
+) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Unlink(room, other)).await?))
+}
+
+async fn links(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult {
+    Ok(reply_json(call(&st, Op::Links(room)).await?))
+}
+
 async fn stop_play(
     State(st): State<AppState>,
     Path((room, id)): Path<(String, String)>,
@@ -847,6 +888,8 @@ fn router(st: AppState) -> axum::Router {
         .route("/v1/rooms/{room}/unlock", post(unlock))
         .route("/v1/rooms/{room}/play", post(play))
         .route("/v1/rooms/{room}/play/{id}", delete(stop_play))
+        .route("/v1/rooms/{room}/links", get(links).post(link))
+        .route("/v1/rooms/{room}/links/{other}", delete(unlink))
         .route("/v1/rooms/{room}/participants/{id}/play", post(play_to))
         .route("/v1/rooms/{room}/dial", post(dial))
         .route("/v1/rooms/{room}/recordings", post(record))

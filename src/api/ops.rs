@@ -45,6 +45,12 @@ pub enum Op {
     Announce(String, Option<LegId>, Sound, u32),
     /// DELETE /v1/rooms/{room}/play/{id}
     StopPlayback(String, u64),
+    /// POST /v1/rooms/{a}/links
+    Link(String, String),
+    /// DELETE /v1/rooms/{a}/links/{b}
+    Unlink(String, String),
+    /// GET /v1/rooms/{a}/links
+    Links(String),
     /// POST /v1/rooms/{room}/recordings
     Record(String, Option<LegId>),
     /// DELETE /v1/rooms/{room}/recordings/{id}
@@ -163,6 +169,8 @@ pub enum Reply {
     Done,
     /// a playback started: its id
     Playback(u64),
+    /// rooms a room is linked to
+    Links(Vec<String>),
     /// a recording started
     Recording(String),
     /// an outbound call started
@@ -272,6 +280,18 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
         Op::StopPlayback(room, id) => {
             core.stop_playback(now, &room, id)?;
             Reply::Done
+        }
+        Op::Link(a, b) => {
+            core.link_rooms(now, &a, &b)?;
+            Reply::Links(core.links_of(&a))
+        }
+        Op::Unlink(a, b) => {
+            core.unlink_rooms(now, &a, &b)?;
+            Reply::Done
+        }
+        Op::Links(a) => {
+            core.room(&a)?;
+            Reply::Links(core.links_of(&a))
         }
         Op::Record(room, leg) => Reply::Recording(core.start_recording(now, &room, leg)?),
         Op::StopRecording(room, id) => {

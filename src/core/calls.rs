@@ -59,7 +59,9 @@ impl Core {
         };
         let to = match (outbound, leg.kind) {
             (true, _) => leg.remote_target.clone(),
-            (false, super::LegKind::WebRtc | super::LegKind::WebSocket) => room.clone(),
+            (false, super::LegKind::WebRtc | super::LegKind::WebSocket | super::LegKind::Link) => {
+                room.clone()
+            }
             (false, super::LegKind::Sip) => uri(&leg.local_uri),
         };
         Ok(CallInfo {

@@ -203,6 +203,9 @@ impl Core {
         }
         tracing::info!(leg = %id, room = %leg.room, call_id = %LogSafe(&leg.call_id), reason = why.as_str(), "leg ended");
         self.with_room(now, &leg.room, |r, ctx| r.left(ctx, id));
+        if leg.kind == super::LegKind::Link {
+            self.link_leg_ended(now, id);
+        }
     }
 
     pub(super) fn end_all(&mut self, now: Instant) {

@@ -14,6 +14,7 @@ pub mod flood;
 mod gate;
 mod invite;
 mod leg;
+mod link;
 mod offer;
 mod output;
 pub mod pin;
@@ -179,6 +180,8 @@ pub struct Core {
     /// legs held per signalling source address (a banned source with calls is
     /// still read, for its in-dialog requests)
     legs_from: HashMap<IpAddr, u32>,
+    /// rooms joined together: each link leg and its other end
+    links: HashMap<LegId, LegId>,
 }
 
 impl Core {
@@ -195,6 +198,7 @@ impl Core {
         Core {
             flood,
             legs_from: HashMap::new(),
+            links: HashMap::new(),
             cfg,
             rng: Rng::new(seed),
             ports,

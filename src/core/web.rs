@@ -42,7 +42,7 @@ impl Room {
         if self.is_locked() && !moderator {
             return Err(ControlError::RoomLocked(self.name().to_string()));
         }
-        if self.members().len() >= self.policy().max_participants {
+        if self.callers() >= self.policy().max_participants {
             return Err(ControlError::RoomFull(self.name().to_string()));
         }
         Ok(if moderator {

@@ -119,6 +119,14 @@ pub enum MediaCommand {
         /// volume_out
         hear_db: i8,
     },
+    /// the pipes of two legs that are each other's peer (a link between
+    /// rooms): what one sends, the other receives; their Opens take them
+    CrossPipes {
+        /// one end
+        a: LegId,
+        /// the other
+        b: LegId,
+    },
     /// play a sound to a whole room, mixed once for all (an announcement)
     Announce {
         /// room

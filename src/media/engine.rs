@@ -284,6 +284,11 @@ impl MediaEngine {
                     ));
                 }
             }
+            MediaCommand::CrossPipes { a, b } => {
+                let (pa, pb) = transport::pipe::crossed();
+                self.pipes.insert(a, pa);
+                self.pipes.insert(b, pb);
+            }
             MediaCommand::StopAnnounce { room, id } => {
                 for w in &self.workers {
                     let _ = w.send(Command::StopAnnounce(room.clone(), id));

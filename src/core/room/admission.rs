@@ -235,6 +235,10 @@ impl Room {
         if p.joined_at.is_none() {
             p.joined_at = Some(ctx.now);
         }
+        if p.identity.kind == super::LegKind::Link {
+            // another room's voice, not a caller: no prompts, no tones, no rules
+            return;
+        }
         let policy = self.policy.clone();
         if !moderator {
             if policy.start_muted || !policy.participant_can_speak {

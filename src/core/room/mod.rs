@@ -115,6 +115,8 @@ pub enum LegKind {
     WebRtc,
     /// a WebSocket server an NCCO `connect` streams the call to
     WebSocket,
+    /// one end of a link between two rooms (it speaks the other room's mix)
+    Link,
 }
 
 impl LegKind {
@@ -124,6 +126,7 @@ impl LegKind {
             LegKind::Sip => "sip",
             LegKind::WebRtc => "webrtc",
             LegKind::WebSocket => "websocket",
+            LegKind::Link => "link",
         }
     }
 }
@@ -412,7 +415,7 @@ impl Room {
         if self.locked && !p.has_pin() {
             return Err(Reject::Forbidden("room locked"));
         }
-        let full = self.members.len() >= p.max_participants;
+        let full = self.callers() >= p.max_participants;
         if full && !p.full_announce {
             return Err(Reject::BusyHere("room full"));
         }
@@ -451,6 +454,15 @@ impl Room {
                 self.record_from_start(ctx);
             }
         }
+    }
+
+    /// Participants that count against `max_participants` (a link to another
+    /// room does not).
+    pub fn callers(&self) -> usize {
+        self.parts
+            .values()
+            .filter(|p| p.identity.kind != LegKind::Link)
+            .count()
     }
 
     /// A participant's media is up: it goes into the mix, waits with music, is
@@ -736,7 +748,7 @@ impl Room {
             self.locked = false;
             self.closed(ctx);
         }
-        if p.joined() && self.policy.announce_join_leave {
+        if p.joined() && self.policy.announce_join_leave && p.identity.kind != LegKind::Link {
             for o in self.joined() {
                 self.play(ctx, o, vec![Prompt::LeaveTone]);
             }

@@ -7,7 +7,9 @@
 //! a datagram is copied into a slot by value, so neither side takes a lock or
 //! allocates per packet. A ring that is full drops the datagram (the gateway
 //! paces what it sends, one packet per 20 ms, so only a stalled peer fills one).
-//! Either side dropping its end is seen by the other as the leg gone.
+//! Either side dropping its end is seen by the other as the leg gone. Two legs'
+//! ends can also be crossed ([`crossed`]): rooms linked on one node, each
+//! leg the other's peer.
 
 use super::Recv;
 
@@ -79,6 +81,23 @@ pub fn pipe() -> (PipePort, PipeEnd) {
     )
 }
 
+/// Two legs' ends, each the other's peer (a link between rooms): what one
+/// sends the other receives, with no task between them.
+pub fn crossed() -> (PipePort, PipePort) {
+    let (a_tx, a_rx) = rtrb::RingBuffer::new(RING);
+    let (b_tx, b_rx) = rtrb::RingBuffer::new(RING);
+    (
+        PipePort {
+            inbound: b_rx,
+            outbound: a_tx,
+        },
+        PipePort {
+            inbound: a_rx,
+            outbound: b_tx,
+        },
+    )
+}
+
 impl PipePort {
     pub(super) fn recv(&mut self, buf: &mut [u8]) -> Recv {
         match self.inbound.pop() {
@@ -146,5 +165,10 @@ mod tests {
         let (port, end) = pipe();
         drop(end);
         assert!(port.gone());
+        let (mut a, mut b) = crossed();
+        a.send(&[7; 20]);
+        assert_eq!(b.recv(&mut buf), Recv::Packet(20));
+        b.send(&[8; 30]);
+        assert_eq!(a.recv(&mut buf), Recv::Packet(30));
     }
 }
