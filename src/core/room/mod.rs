@@ -8,6 +8,12 @@
 //! browser leg). So a new kind of leg joins a room the same way, and a room is
 //! addressed by its name alone.
 //!
+//! Here: the room's state, arrival, joining, leaving and ending. Beside it:
+//! `admission` (PINs, the moderator wait), `menu` (the DTMF menu, hands),
+//! `voice` (mute, deaf, hold, volumes, talker reports), `ncco` (a caller's
+//! NCCO in its room), `control` (the API's view and changes), `speakers` (who
+//! spoke when in a recording).
+//!
 //! Sans-IO like the rest of the core: a room's calls get a [`Ctx`] with the time,
 //! the output queue and the timers; what it cannot do itself (end a call, count a
 //! PIN attempt for flood control) it leaves in the context for the core.
@@ -15,9 +21,11 @@
 mod admission;
 mod control;
 mod menu;
+mod ncco;
 pub mod policy;
 pub mod speakers;
 pub mod spec;
+mod voice;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -565,172 +573,6 @@ impl Room {
         self.media_up(ctx, leg);
     }
 
-    /// A participant's NCCO goes on in this room with new options (the actions
-    /// after an `input`): its intro plays alone, then it goes on by them.
-    pub fn rerun(&mut self, ctx: &mut Ctx, leg: LegId, options: CallOptions) {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        p.intro_pending = !options.intro.is_empty();
-        p.collecting = None;
-        p.options = Some(options);
-        ctx.timers.cancel(&self.timer(RoomTimer::Input(leg)));
-        ctx.media(MediaCommand::Interrupt { leg });
-        self.media_up(ctx, leg);
-    }
-
-    /// An NCCO `record`: the caller's own audio, from now (with a beep if asked),
-    /// until its key, its timeout or the end of the call.
-    fn start_call_recording(&mut self, ctx: &mut Ctx, leg: LegId) {
-        let Some(rec) = self
-            .parts
-            .get(&leg)
-            .filter(|p| p.call_recording.is_none())
-            .and_then(|p| p.options.as_ref())
-            .and_then(|o| o.record_call.clone())
-        else {
-            return;
-        };
-        let id = match self.start_recording(ctx, Some(leg)) {
-            Ok(id) => id,
-            Err(e) => {
-                ctx.event(Event::Error {
-                    leg,
-                    room: self.name().to_string(),
-                    detail: format!("record: {e}"),
-                });
-                return;
-            }
-        };
-        if let Some(url) = rec.event_url {
-            ctx.out.push_back(Output::RecordingHook {
-                id: id.clone(),
-                url,
-            });
-        }
-        if rec.beep {
-            self.play(ctx, leg, vec![Prompt::JoinTone]);
-        }
-        ctx.timers
-            .set(self.timer(RoomTimer::RecordEnd(leg)), ctx.now + rec.timeout);
-        if let Some(quiet) = rec.end_on_silence {
-            ctx.timers
-                .set(self.timer(RoomTimer::RecordSilence(leg)), ctx.now + quiet);
-        }
-        if let Some(p) = self.parts.get_mut(&leg) {
-            p.call_recording = Some(id);
-        }
-    }
-
-    /// The NCCO `record` of a participant ends (its key, its timeout).
-    fn end_call_recording(&mut self, ctx: &mut Ctx, leg: LegId) {
-        let Some(id) = self
-            .parts
-            .get_mut(&leg)
-            .and_then(|p| p.call_recording.take())
-        else {
-            return;
-        };
-        ctx.timers.cancel(&self.timer(RoomTimer::RecordEnd(leg)));
-        ctx.timers
-            .cancel(&self.timer(RoomTimer::RecordSilence(leg)));
-        // reported (and forgotten) when the media side has closed its file
-        self.stop_recording_id(ctx, &id);
-    }
-
-    /// The key that ends a participant's NCCO `record` (consumed), if it is one.
-    pub(super) fn record_key(&mut self, ctx: &mut Ctx, leg: LegId, digit: char) -> bool {
-        let ends = self.parts.get(&leg).is_some_and(|p| {
-            p.call_recording.is_some()
-                && p.options
-                    .as_ref()
-                    .and_then(|o| o.record_call.as_ref())
-                    .and_then(|r| r.end_on_key)
-                    == Some(digit)
-        });
-        if ends {
-            self.end_call_recording(ctx, leg);
-        }
-        ends
-    }
-
-    /// The recordings of one participant's own audio, handed to the room it
-    /// moves to (the media moves them with the leg), with who spoke when in them.
-    pub fn take_stems(&mut self, leg: LegId) -> Stems {
-        let ids: Vec<String> = self
-            .recordings
-            .iter()
-            .filter(|(_, l)| **l == Some(leg))
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.into_iter()
-            .map(|id| {
-                self.recordings.remove(&id);
-                let turns = self.speakers.remove(&id);
-                (id, turns)
-            })
-            .collect()
-    }
-
-    /// Take over a moved participant's own recordings.
-    pub fn adopt_stems(&mut self, leg: LegId, stems: Stems) {
-        for (id, turns) in stems {
-            if let Some(t) = turns {
-                self.speakers.insert(id.clone(), t);
-            }
-            self.recordings.insert(id, Some(leg));
-        }
-    }
-
-    /// A key for a participant's NCCO `input`: kept, or the input is complete
-    /// (max digits, or `#` with submitOnHash). False when it collects nothing.
-    pub(super) fn input_key(&mut self, ctx: &mut Ctx, leg: LegId, digit: char) -> bool {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return false;
-        };
-        let (Some(typed), Some(spec)) = (
-            p.collecting.as_mut(),
-            p.options.as_ref().and_then(|o| o.input),
-        ) else {
-            return false;
-        };
-        let done = if digit == '#' && spec.submit_on_hash {
-            true
-        } else {
-            typed.push(digit);
-            typed.len() >= spec.max_digits
-        };
-        if done {
-            self.input_done(ctx, leg, false);
-        } else {
-            let at = ctx.now + spec.timeout;
-            ctx.timers.set(self.timer(RoomTimer::Input(leg)), at);
-        }
-        true
-    }
-
-    /// The input is complete: its digits go out for the NCCO's eventUrl.
-    fn input_done(&mut self, ctx: &mut Ctx, leg: LegId, timed_out: bool) {
-        let Some(digits) = self.parts.get_mut(&leg).and_then(|p| p.collecting.take()) else {
-            return;
-        };
-        ctx.timers.cancel(&self.timer(RoomTimer::Input(leg)));
-        ctx.out
-            .push_back(Output::Input(crate::core::routing::InputResult {
-                leg,
-                digits,
-                timed_out,
-            }));
-    }
-
-    /// What a participant's NCCO `connect` dials, if it has one.
-    pub fn connect_spec(&self, leg: LegId) -> Option<crate::core::routing::ConnectSpec> {
-        self.parts
-            .get(&leg)
-            .and_then(|p| p.options.as_ref())
-            .and_then(|o| o.connect.clone())
-    }
-
     /// Whether a participant's media is up (it can be moved).
     pub fn media_is_up(&self, leg: LegId) -> bool {
         self.parts.get(&leg).is_some_and(|p| p.media_up)
@@ -841,19 +683,6 @@ impl Room {
         }
     }
 
-    /// A key while an intro with `bargeIn` plays: the intro stops and the call
-    /// goes on (the key then counts for an input that follows).
-    pub(super) fn barge_in(&mut self, ctx: &mut Ctx, leg: LegId) {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        if p.intro_pending && p.media_up && p.options.as_ref().is_some_and(|o| o.barge_in) {
-            p.intro_pending = false;
-            ctx.media(MediaCommand::Interrupt { leg });
-            self.proceed(ctx, leg);
-        }
-    }
-
     /// The media side finished a participant's queued prompts.
     pub fn prompt_done(&mut self, ctx: &mut Ctx, leg: LegId) {
         let done: Vec<u64> = self
@@ -876,52 +705,6 @@ impl Room {
             p.intro_pending = false;
             self.proceed(ctx, leg);
         }
-    }
-
-    /// Talker detection changed for a participant.
-    pub fn talking(&mut self, ctx: &mut Ctx, leg: LegId, talking: bool) {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        if p.muted {
-            // not a talker to anyone; after a while it hears that it is muted
-            p.muted_talking = talking;
-            let t = self.timer(RoomTimer::MutedTalk(leg));
-            if talking {
-                ctx.timers.set(t, ctx.now + MUTED_TALK);
-            } else {
-                ctx.timers.cancel(&t);
-            }
-            return;
-        }
-        p.talking = talking;
-        let name = p.identity.name.clone();
-        for s in self.speakers.values_mut() {
-            s.talking(leg, &name, talking, ctx.now);
-        }
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        // endOnSilence counts from the end of the last talk spurt
-        let quiet = p
-            .call_recording
-            .as_ref()
-            .and(p.options.as_ref())
-            .and_then(|o| o.record_call.as_ref())
-            .and_then(|r| r.end_on_silence);
-        if let Some(quiet) = quiet {
-            let t = self.timer(RoomTimer::RecordSilence(leg));
-            if talking {
-                ctx.timers.cancel(&t);
-            } else {
-                ctx.timers.set(t, ctx.now + quiet);
-            }
-        }
-        ctx.event(Event::Talking {
-            leg,
-            room: self.name().to_string(),
-            talking,
-        });
     }
 
     /// End every call in the room, e.g. when its last moderator has left; with
@@ -1004,134 +787,6 @@ impl Room {
         self.play(ctx, leg, prompts);
         let at = ctx.now + HANGUP_AFTER_PROMPT;
         ctx.timers.set(self.timer(RoomTimer::Hangup(leg)), at);
-    }
-
-    /// A muted participant talked for [`MUTED_TALK`]: "you are muted", at most
-    /// once per [`MUTED_REMIND`].
-    fn tell_muted(&mut self, ctx: &mut Ctx, leg: LegId) {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        let due = p
-            .muted_told
-            .is_none_or(|t| ctx.now.saturating_duration_since(t) >= MUTED_REMIND);
-        if p.muted && p.muted_talking && p.joined() && due {
-            p.muted_told = Some(ctx.now);
-            self.play(ctx, leg, vec![Prompt::Muted]);
-        }
-    }
-
-    fn set_muted(&mut self, ctx: &mut Ctx, leg: LegId, muted: bool) {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        let changed = p.muted != muted;
-        p.muted = muted;
-        // a talker muted is a talker no more to the room (its detection goes
-        // on, as a muted one's); one unmuted talks again at its next spurt
-        let stopped = muted && std::mem::take(&mut p.talking);
-        p.muted_talking = stopped;
-        if !muted {
-            ctx.timers.cancel(&self.timer(RoomTimer::MutedTalk(leg)));
-        }
-        if stopped {
-            ctx.timers
-                .set(self.timer(RoomTimer::MutedTalk(leg)), ctx.now + MUTED_TALK);
-            ctx.event(Event::Talking {
-                leg,
-                room: self.name().to_string(),
-                talking: false,
-            });
-        }
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        if p.media_up {
-            ctx.media(MediaCommand::Mute { leg, muted });
-        }
-        if changed {
-            ctx.event(Event::Muted {
-                leg,
-                room: self.name().to_string(),
-                muted,
-            });
-        }
-    }
-
-    /// Put a participant in the mix on hold (music, `sound` or the room's,
-    /// and nobody hears it) or take it off hold, back into the mix.
-    fn set_hold(
-        &mut self,
-        ctx: &mut Ctx,
-        leg: LegId,
-        on: bool,
-        sound: Option<crate::media::prompt::Sound>,
-    ) -> Result<(), super::control::ControlError> {
-        let music = self.policy.music;
-        let p = self
-            .parts
-            .get_mut(&leg)
-            .filter(|p| p.joined() && p.media_up)
-            .ok_or(super::control::ControlError::NotJoined(leg))?;
-        if p.held == on {
-            return Ok(());
-        }
-        p.held = on;
-        ctx.media(match (on, sound) {
-            (true, Some(sound)) => MediaCommand::HoldSound { leg, sound },
-            (true, None) => MediaCommand::Hold { leg, music },
-            (false, _) => MediaCommand::Join { leg },
-        });
-        ctx.event(Event::Held {
-            leg,
-            room: self.name().to_string(),
-            held: on,
-        });
-        Ok(())
-    }
-
-    /// A participant's volumes (dB, −12..12): what it says, what it hears.
-    pub(super) fn set_volume(
-        &mut self,
-        ctx: &mut Ctx,
-        leg: LegId,
-        speak: Option<i8>,
-        hear: Option<i8>,
-    ) {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        let was = p.volume;
-        let (s, h) = (
-            speak.unwrap_or(was.0).clamp(-12, 12),
-            hear.unwrap_or(was.1).clamp(-12, 12),
-        );
-        p.volume = (s, h);
-        if p.media_up {
-            ctx.media(MediaCommand::Volume {
-                leg,
-                speak_db: s,
-                hear_db: h,
-            });
-        }
-        if p.volume != was {
-            ctx.event(Event::Volume {
-                leg,
-                room: self.name().to_string(),
-                volume_in: s,
-                volume_out: h,
-            });
-        }
-    }
-
-    fn set_deaf(&mut self, ctx: &mut Ctx, leg: LegId, deaf: bool) {
-        let Some(p) = self.parts.get_mut(&leg) else {
-            return;
-        };
-        p.deaf = deaf;
-        if p.media_up {
-            ctx.media(MediaCommand::Deaf { leg, deaf });
-        }
     }
 }
 
