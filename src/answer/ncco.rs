@@ -489,6 +489,11 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
             }
             Some("connect") if interactive => match connect(a)? {
                 Ok(spec) => {
+                    if a.get("eventType").and_then(Value::as_str) == Some("synchronous") {
+                        errors.push(
+                            "connect: eventType synchronous is not supported (no NCCO is taken from the connect's events)".into(),
+                        );
+                    }
                     return Ok(Plan {
                         intro,
                         errors,

@@ -104,7 +104,10 @@ impl Core {
             leg.call_id.clone(),
             leg.remote_target.clone(),
         );
-        self.with_room(now, &room, |r, _| r.answered(id));
+        let moderator = self
+            .rooms
+            .get_mut(room.as_str())
+            .is_some_and(|r| r.answered(id));
         self.out.push_back(Output::Event(Event::Joined {
             leg: id,
             room: room.clone(),
@@ -114,7 +117,9 @@ impl Core {
             outbound: true,
         }));
         self.sync_media(now, id);
-        self.with_room(now, &room, Room::release_waiting);
+        if moderator {
+            self.with_room(now, &room, Room::release_waiting);
+        }
         tracing::info!(leg = %id, %room, "WebSocket connected");
         true
     }

@@ -67,6 +67,12 @@ impl Speakers {
         }
     }
 
+    /// `leg` stopped being heard at `now` (muted while it talked): its turn
+    /// ends there.
+    pub(super) fn cut(&mut self, leg: LegId, now: Instant) {
+        self.close(leg, now);
+    }
+
     fn close(&mut self, leg: LegId, ended: Instant) {
         if let Some(i) = self.open.iter().position(|(l, ..)| *l == leg) {
             let (leg, name, began) = self.open.swap_remove(i);

@@ -84,6 +84,10 @@ impl Room {
             ctx.timers.cancel(&self.timer(RoomTimer::MutedTalk(leg)));
         }
         if stopped {
+            // its turn in the recordings ends here, not at the detector's hangover
+            for s in self.speakers.values_mut() {
+                s.cut(leg, ctx.now);
+            }
             ctx.timers
                 .set(self.timer(RoomTimer::MutedTalk(leg)), ctx.now + MUTED_TALK);
             ctx.event(Event::Talking {
