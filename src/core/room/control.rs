@@ -182,6 +182,22 @@ impl Room {
         if !self.parts.contains_key(&leg) {
             return Err(ControlError::NoSuchParticipant(leg));
         }
+        // judged whole before any of it is carried out
+        for listed in [&up.hears, &up.heard_by].into_iter().flatten() {
+            if let Audience::Only(legs) = listed
+                && let Some(&stranger) = legs.iter().find(|l| !self.parts.contains_key(l))
+            {
+                return Err(ControlError::NoSuchParticipant(stranger));
+            }
+        }
+        if up.hold.is_some()
+            && !self
+                .parts
+                .get(&leg)
+                .is_some_and(|p| p.joined() && p.media_up)
+        {
+            return Err(ControlError::NotJoined(leg));
+        }
         if let Some(m) = up.muted {
             self.set_muted(ctx, leg, m);
         }
@@ -196,13 +212,6 @@ impl Room {
         }
         if up.volume_in.is_some() || up.volume_out.is_some() {
             self.set_volume(ctx, leg, up.volume_in, up.volume_out);
-        }
-        for listed in [&up.hears, &up.heard_by].into_iter().flatten() {
-            if let Audience::Only(legs) = listed
-                && let Some(&stranger) = legs.iter().find(|l| !self.parts.contains_key(l))
-            {
-                return Err(ControlError::NoSuchParticipant(stranger));
-            }
         }
         if up.hears.is_some() || up.heard_by.is_some() {
             let p = self
