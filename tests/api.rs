@@ -885,8 +885,9 @@ fn a_recording_cut_by_kill_9_is_reported_and_listed_at_the_next_start() {
 #[test]
 fn a_recordings_speakers_sidecar_lists_each_talkers_turns() {
     // A talks 1.5 s, then B 1.5 s after a pause; the sidecar of the room's
-    // recording has one turn each, where they talked (within 100 ms, against
-    // the times the test UAs started and stopped their tones)
+    // recording has one turn each, where they talked, against the times the
+    // test UAs started and stopped their tones (7 ms apart on an idle machine;
+    // 250 ms allowed, for a CI machine running other tests' calls meanwhile)
     let hooks = Receiver::start(0);
     let r = rig("speakers", &hooks.url(), "[[room]]\nname = \"demo\"\n");
     let mut a = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "spa");
@@ -946,11 +947,11 @@ fn a_recordings_speakers_sidecar_lists_each_talkers_turns() {
         assert_eq!(t["participant"], id_of(who), "{sidecar}");
         let (s, e) = (t["start"].as_f64().unwrap(), t["end"].as_f64().unwrap());
         assert!(
-            (s - start).abs() < 0.1,
+            (s - start).abs() < 0.25,
             "{who} began at {start:.3}, listed at {s}"
         );
         assert!(
-            (e - end).abs() < 0.1,
+            (e - end).abs() < 0.25,
             "{who} ended at {end:.3}, listed at {e}"
         );
     }

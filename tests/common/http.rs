@@ -225,30 +225,35 @@ impl Receiver {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut r = BufReader::new(s);
-                // a client may send several requests on one connection
-                while let Some((first, headers, body)) = read_message(&mut r) {
-                    let mut words = first.split_whitespace();
-                    let method = words.next().unwrap_or("").to_string();
-                    let target = words.next().unwrap_or("").to_string();
-                    let hook = Hook {
-                        method,
-                        target,
-                        headers,
-                        body,
-                    };
-                    let (code, reply) = answer(&hook);
-                    h.lock().unwrap().push(hook);
-                    let resp = format!(
-                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    if r.get_mut().write_all(resp.as_bytes()).is_err() {
-                        break;
+                // each connection on its own thread: a client that keeps one
+                // open (a pool) must not hold back another's requests
+                let (h, answer) = (h.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut r = BufReader::new(s);
+                    // a client may send several requests on one connection
+                    while let Some((first, headers, body)) = read_message(&mut r) {
+                        let mut words = first.split_whitespace();
+                        let method = words.next().unwrap_or("").to_string();
+                        let target = words.next().unwrap_or("").to_string();
+                        let hook = Hook {
+                            method,
+                            target,
+                            headers,
+                            body,
+                        };
+                        let (code, reply) = answer(&hook);
+                        h.lock().unwrap().push(hook);
+                        let resp = format!(
+                            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                            reply.len()
+                        );
+                        if r.get_mut().write_all(resp.as_bytes()).is_err() {
+                            break;
+                        }
                     }
-                }
+                });
             }
         });
         Receiver { addr, hooks, stop }
