@@ -251,6 +251,21 @@ fn method(a: &Value) -> Result<AnswerMethod, NccoError> {
 
 /// A number field in `lo..=hi`, in the action or its `dtmf` object (Vonage's
 /// current and legacy places for input settings).
+/// Field `key` of `a`: absent (or null) is None, else a number in `range`.
+fn ranged(
+    a: &Value,
+    key: &'static str,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<Option<f64>, NccoError> {
+    match a.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => number(v)
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or(NccoError::BadField(key)),
+    }
+}
+
 fn input_number(
     a: &Value,
     key: &'static str,
@@ -310,15 +325,8 @@ fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoErr
             return Ok((None, unsupported));
         }
     }
-    let end_on_silence = match a.get("endOnSilence") {
-        None | Some(Value::Null) => None,
-        Some(t) => Some(
-            number(t)
-                .filter(|t| (3.0..=10.0).contains(t))
-                .map(std::time::Duration::from_secs_f64)
-                .ok_or(NccoError::BadField("endOnSilence"))?,
-        ),
-    };
+    let end_on_silence =
+        ranged(a, "endOnSilence", 3.0..=10.0)?.map(std::time::Duration::from_secs_f64);
     if a.get("split").is_some() || a.get("channels").is_some() {
         unsupported
             .push("record: split and channels are not supported (the caller's own audio)".into());
@@ -330,12 +338,7 @@ fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoErr
         }
         Some(_) => return Err(NccoError::BadField("endOnKey")),
     };
-    let secs = match a.get("timeOut") {
-        None | Some(Value::Null) => 7200.0,
-        Some(t) => number(t)
-            .filter(|t| (3.0..=7200.0).contains(t))
-            .ok_or(NccoError::BadField("timeOut"))?,
-    };
+    let secs = ranged(a, "timeOut", 3.0..=7200.0)?.unwrap_or(7200.0);
     Ok((
         Some(RecordCall {
             event_url: url_field(a, "eventUrl")?.filter(|u| is_http_url(u)),
@@ -373,12 +376,7 @@ fn sip_endpoint(a: &Value, e: &Value) -> Result<ConnectSpec, NccoError> {
         .and_then(Value::as_str)
         .ok_or(NccoError::BadField("endpoint.uri"))?
         .to_string();
-    let secs = match a.get("timeout") {
-        None | Some(Value::Null) => 60.0,
-        Some(t) => number(t)
-            .filter(|t| (3.0..=120.0).contains(t))
-            .ok_or(NccoError::BadField("timeout"))?,
-    };
+    let secs = ranged(a, "timeout", 3.0..=120.0)?.unwrap_or(60.0);
     let caller_id = a.get("from").and_then(Value::as_str).map(|f| {
         f.trim_start_matches("sip:")
             .split('@')
@@ -386,15 +384,7 @@ fn sip_endpoint(a: &Value, e: &Value) -> Result<ConnectSpec, NccoError> {
             .unwrap_or(f)
             .to_string()
     });
-    let limit = match a.get("limit") {
-        None | Some(Value::Null) => None,
-        Some(t) => Some(
-            number(t)
-                .filter(|t| (1.0..=7200.0).contains(t))
-                .map(std::time::Duration::from_secs_f64)
-                .ok_or(NccoError::BadField("limit"))?,
-        ),
-    };
+    let limit = ranged(a, "limit", 1.0..=7200.0)?.map(std::time::Duration::from_secs_f64);
     Ok(ConnectSpec::Sip(SipTarget {
         to,
         ring_timeout: std::time::Duration::from_secs_f64(secs),
@@ -579,12 +569,7 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
                 }
             }
             Some("wait") => {
-                let secs = match a.get("timeout") {
-                    None | Some(Value::Null) => 10.0,
-                    Some(t) => number(t)
-                        .filter(|t| (0.1..=7200.0).contains(t))
-                        .ok_or(NccoError::BadField("timeout"))?,
-                };
+                let secs = ranged(a, "timeout", 0.1..=7200.0)?.unwrap_or(10.0);
                 intro.push(Intro::Wait { secs });
             }
             Some(other) => {
