@@ -931,20 +931,16 @@ fn a_recordings_speakers_sidecar_lists_each_talkers_turns() {
     }
     let sidecar = sidecar.expect("no speakers sidecar");
     let parts = r.get("/v1/rooms/demo/participants").json();
-    let id_of = |tag: &str| {
-        parts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["call_id"].as_str().unwrap().contains(tag))
-            .unwrap()["id"]
-            .clone()
-    };
+
     let turns = sidecar["speakers"].as_array().unwrap();
     eprintln!("speakers: {sidecar}; A talked {a_turn:.3?}, B {b_turn:.3?}");
     assert_eq!(turns.len(), 2, "{sidecar}");
     for (t, (who, (start, end))) in turns.iter().zip([("spa", a_turn), ("spb", b_turn)]) {
-        assert_eq!(t["participant"], id_of(who), "{sidecar}");
+        assert_eq!(
+            t["participant"].to_string(),
+            common::participant_id(&parts, who),
+            "{sidecar}"
+        );
         let (s, e) = (t["start"].as_f64().unwrap(), t["end"].as_f64().unwrap());
         assert!(
             (s - start).abs() < 0.25,

@@ -16,7 +16,7 @@ use caucus::media::rtp::EventTracker;
 use caucus::sdp::CodecKind;
 use caucus::sip::Method;
 use common::http::request;
-use common::{Bridge, Stream, Ua, db, free_port, goertzel};
+use common::{Bridge, Stream, Ua, db, free_port, goertzel, participant_id};
 
 const TOKEN: &str = "calls-test-token-0123456789";
 const A_HZ: f64 = 440.0;
@@ -162,17 +162,7 @@ fn call_control_changes_what_the_callers_hear_and_receive() {
             "{call}"
         );
     }
-    let by_from = |tag: &str| {
-        // each Ua's Call-ID carries its name
-        let p = parts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["call_id"].as_str().unwrap().contains(tag))
-            .unwrap();
-        p["id"].to_string()
-    };
-    let (ua, uc) = (by_from("ca"), by_from("cb"));
+    let (ua, uc) = (participant_id(&parts, "ca"), participant_id(&parts, "cb"));
     let one = request(api, "GET", &format!("/v1/calls/{ua}"), Some(TOKEN), None).json();
     assert_eq!(one["uuid"], ua.as_str());
 
@@ -303,13 +293,7 @@ fn call_control_changes_what_the_callers_hear_and_receive() {
     d.telephone_event = false;
     assert_eq!(d.call(""), 200);
     let parts = request(api, "GET", "/v1/rooms/demo/participants", Some(TOKEN), None).json();
-    let ud = parts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["call_id"].as_str().unwrap().contains("cd"))
-        .unwrap()["id"]
-        .to_string();
+    let ud = participant_id(&parts, "cd");
     assert_eq!(
         put(&format!("/v1/calls/{ud}/dtmf"), r#"{"digits":"7"}"#).status,
         200
@@ -526,16 +510,10 @@ fn a_coach_is_heard_by_its_target_alone_until_the_coaching_ends() {
         assert_eq!(ua.call(""), 200);
     }
     let parts = request(api, "GET", "/v1/rooms/desk/participants", Some(TOKEN), None).json();
-    let id = |tag: &str| {
-        parts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["call_id"].as_str().unwrap().contains(tag))
-            .unwrap()["id"]
-            .clone()
-    };
-    let (agent, sup) = (id("agent"), id("super"));
+    let (agent, sup) = (
+        participant_id(&parts, "agent"),
+        participant_id(&parts, "super"),
+    );
     let coach = |method: &str, body: Option<&str>| {
         request(
             api,
@@ -619,13 +597,7 @@ fn a_held_participant_hears_music_and_is_not_heard_until_taken_off_hold() {
     assert_eq!(a.call(""), 200);
     assert_eq!(c.call(""), 200);
     let parts = request(api, "GET", "/v1/rooms/desk/participants", Some(TOKEN), None).json();
-    let ua = parts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["call_id"].as_str().unwrap().contains("held"))
-        .unwrap()["id"]
-        .clone();
+    let ua = participant_id(&parts, "held");
     let patch = |body: &str| {
         request(
             api,
@@ -718,17 +690,11 @@ fn volume_in_and_out_change_the_level_by_their_decibels() {
     assert_eq!(a.call(""), 200);
     assert_eq!(c.call(""), 200);
     let parts = request(api, "GET", "/v1/rooms/desk/participants", Some(TOKEN), None).json();
-    let id = |tag: &str| {
-        parts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["call_id"].as_str().unwrap().contains(tag))
-            .unwrap()["id"]
-            .clone()
-    };
-    let (ua, uc) = (id("loud"), id("ear"));
-    let patch = |who: &serde_json::Value, body: &str| {
+    let (ua, uc) = (
+        participant_id(&parts, "loud"),
+        participant_id(&parts, "ear"),
+    );
+    let patch = |who: &str, body: &str| {
         request(
             api,
             "PATCH",

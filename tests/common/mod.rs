@@ -685,6 +685,19 @@ impl Stream {
 
 pub use caucus::media::goertzel::power as goertzel;
 
+/// The id of the participant (in a room's participant list) whose Call-ID
+/// holds `tag`: each test UA's Call-ID carries its name.
+pub fn participant_id(parts: &serde_json::Value, tag: &str) -> String {
+    parts
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["call_id"].as_str().is_some_and(|c| c.contains(tag)))
+        })
+        .unwrap_or_else(|| panic!("no participant whose Call-ID holds {tag}: {parts}"))["id"]
+        .to_string()
+}
+
 /// Power in dB (10·log10).
 pub fn db(p: f64) -> f64 {
     10.0 * (p.max(1e-12)).log10()
