@@ -310,7 +310,7 @@ async fn room(State(st): State<AppState>, Path(room): Path<String>) -> ApiResult
 }
 
 async fn create_room(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult {
-    let r: RoomSpec = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let r: RoomSpec = json_body(&body)?;
     r.check().map_err(|f| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -376,7 +376,7 @@ async fn update(
     Path((room, id)): Path<(String, u64)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let p: Patch = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let p: Patch = json_body(&body)?;
     let role = match p.role.as_deref() {
         None => None,
         Some("moderator") => Some(Role::Moderator),
@@ -437,6 +437,11 @@ async fn play_file(st: &AppState, file: &str) -> Result<crate::media::prompt::So
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_file", e.to_string()))
 }
 
+/// A request's JSON body, or a 400 saying what is wrong with it.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(e.to_string()))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DtmfBody {
@@ -450,7 +455,7 @@ async fn send_dtmf(
     Path((room, id)): Path<(String, u64)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let d: DtmfBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let d: DtmfBody = json_body(&body)?;
     Ok(reply_json(
         call(&st, Op::ParticipantDtmf(room, LegId(id), d.digits)).await?,
     ))
@@ -470,7 +475,7 @@ async fn coach(
     body: axum::body::Bytes,
 ) -> ApiResult {
     use crate::core::control::Audience;
-    let c: CoachBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let c: CoachBody = json_body(&body)?;
     if c.target == id {
         return Err(ApiError::bad("a participant cannot coach itself"));
     }
@@ -511,7 +516,7 @@ async fn move_to(
     Path((room, id)): Path<(String, u64)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let m: MoveBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let m: MoveBody = json_body(&body)?;
     let moderator = match m.role.as_deref() {
         None => None,
         Some("moderator") => Some(true),
@@ -565,7 +570,7 @@ async fn play(
     Path(room): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let p: PlayBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let p: PlayBody = json_body(&body)?;
     let to = p.participant.map(LegId);
     playback(&st, room, to, p).await
 }
@@ -575,7 +580,7 @@ async fn play_to(
     Path((room, id)): Path<(String, u64)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let p: PlayBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let p: PlayBody = json_body(&body)?;
     if p.participant.is_some_and(|x| x != id) {
         return Err(ApiError::bad("participant: the path names it"));
     }
@@ -628,7 +633,7 @@ async fn link(
     Path(room): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let b: LinkBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let b: LinkBody = json_body(&body)?;
     match (b.room, b.uri) {
         (Some(other), None) => Ok((
             StatusCode::CREATED,
@@ -683,7 +688,7 @@ async fn record(
     let b: RecordBody = if body.is_empty() {
         RecordBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?
+        json_body(&body)?
     };
     Ok(reply_json(
         call(&st, Op::Record(room, b.participant.map(LegId))).await?,
@@ -811,7 +816,7 @@ async fn dial(
     Path(room): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let b: DialBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let b: DialBody = json_body(&body)?;
     let moderator = match b.role.as_deref() {
         None | Some("participant") => false,
         Some("moderator") => true,
