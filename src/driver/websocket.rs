@@ -148,7 +148,11 @@ impl Gateway {
                         return false;
                     }
                     self.play();
-                    while let Some(frame) = self.said() {
+                    while let Some(slot) = self.end.pop() {
+                        // a datagram that is not RTP is skipped, not the end of the tick's
+                        let Some(frame) = self.said(slot.bytes()) else {
+                            continue;
+                        };
                         if ws.send(Message::binary(frame)).await.is_err() {
                             return true;
                         }
@@ -192,10 +196,9 @@ impl Gateway {
         self.ts = self.ts.wrapping_add(FRAME as u32);
     }
 
-    /// The next frame the leg sent, as the server wants it.
-    fn said(&mut self) -> Option<Vec<u8>> {
-        let slot = self.end.pop()?;
-        let p = RtpPacket::parse(slot.bytes()).ok()?;
+    /// A datagram the leg sent, as the frame the server wants.
+    fn said(&mut self, datagram: &[u8]) -> Option<Vec<u8>> {
+        let p = RtpPacket::parse(datagram).ok()?;
         let pcm: Vec<i16> = p
             .payload
             .chunks_exact(2)

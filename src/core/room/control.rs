@@ -205,7 +205,7 @@ impl Room {
             self.set_deaf(ctx, leg, d);
         }
         if let Some(h) = up.hold {
-            self.set_hold(ctx, leg, h, up.hold_music.clone())?;
+            self.set_hold(ctx, leg, h, up.hold_music.clone());
         }
         if let Some(h) = up.hand {
             self.set_hand(ctx, leg, h);

@@ -119,16 +119,16 @@ impl Room {
         leg: LegId,
         on: bool,
         sound: Option<crate::media::prompt::Sound>,
-    ) -> Result<(), crate::core::control::ControlError> {
+    ) {
         let music = self.policy.music;
-        let p = self
+        // `update` has refused a hold for one not in the mix
+        let Some(p) = self
             .parts
             .get_mut(&leg)
-            .filter(|p| p.joined() && p.media_up)
-            .ok_or(crate::core::control::ControlError::NotJoined(leg))?;
-        if p.held == on {
-            return Ok(());
-        }
+            .filter(|p| p.joined() && p.media_up && p.held != on)
+        else {
+            return;
+        };
         p.held = on;
         ctx.media(match (on, sound) {
             (true, Some(sound)) => MediaCommand::HoldSound { leg, sound },
@@ -140,7 +140,6 @@ impl Room {
             room: self.name().to_string(),
             held: on,
         });
-        Ok(())
     }
 
     /// A participant's volumes (dB, −12..12): what it says, what it hears.
