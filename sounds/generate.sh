@@ -47,6 +47,9 @@ say n17 "seventeen"
 say n18 "eighteen"
 say n19 "nineteen"
 say n20 "twenty"
+say say-name "Please say your name after the tone."
+say has-joined "has joined the conference."
+say has-left "has left the conference."
 say menu "Press star six to mute or unmute yourself, star pound to hear how many are here. Moderators: star one mutes everyone, star two unmutes everyone, star five locks or unlocks the conference, star nine ends it."
 
 # Music on hold: a deterministic arpeggio (16 notes, 8 s), written by Python.
@@ -86,4 +89,5 @@ def beeps(name, freqs):
     w.close()
 beeps("join.wav", [660.0, 880.0])
 beeps("leave.wav", [880.0, 660.0])
+beeps("beep.wav", [1000.0, 1000.0, 1000.0])
 PY

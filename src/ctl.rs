@@ -98,7 +98,8 @@ pub enum CtlCommand {
     Link {
         /// room
         room: String,
-        /// the other room
+        /// the other room: its name on this bridge, or sip:ROOM@IP:PORT on
+        /// another (a trusted source)
         other: String,
     },
     /// Part two linked rooms.
@@ -215,6 +216,19 @@ pub enum CtlCommand {
         /// only this participant
         #[arg(long)]
         participant: Option<u64>,
+        /// wav (default) or ogg (Opus)
+        #[arg(long)]
+        format: Option<String>,
+        /// 8000 (default), 16000 or 48000 (WAV)
+        #[arg(long)]
+        rate: Option<u32>,
+        /// one channel per participant (with --participant: what it says and
+        /// what it hears)
+        #[arg(long)]
+        split: bool,
+        /// channels of a room's split recording (1-32, default 8)
+        #[arg(long)]
+        max_channels: Option<u64>,
     },
     /// Stop a recording.
     StopRecording {
@@ -383,11 +397,17 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
         C::Link { room, other } => call(
             M::POST,
             format!("/v1/rooms/{room}/links"),
-            Some(json!({"room": other})),
+            Some(if other.starts_with("sip:") {
+                json!({"uri": other})
+            } else {
+                json!({"room": other})
+            }),
         ),
-        C::Unlink { room, other } => {
-            call(M::DELETE, format!("/v1/rooms/{room}/links/{other}"), None)
-        }
+        C::Unlink { room, other } => call(
+            M::DELETE,
+            format!("/v1/rooms/{room}/links/{}", path_segment(other)),
+            None,
+        ),
         C::Dtmf { room, id, digits } => call(
             M::POST,
             format!("/v1/rooms/{room}/participants/{id}/dtmf"),
@@ -458,10 +478,23 @@ pub async fn run(args: CtlArgs) -> Result<String, CtlError> {
             call(M::POST, format!("/v1/rooms/{room}/play"), Some(body))
         }
         C::StopPlay { room, id } => call(M::DELETE, format!("/v1/rooms/{room}/play/{id}"), None),
-        C::Record { room, participant } => call(
+        C::Record {
+            room,
+            participant,
+            format,
+            rate,
+            split,
+            max_channels,
+        } => call(
             M::POST,
             format!("/v1/rooms/{room}/recordings"),
-            Some(json!({"participant": participant})),
+            Some(json!({
+                "participant": participant,
+                "format": format,
+                "sample_rate": rate,
+                "channels": if *split { "split" } else { "mix" },
+                "max_channels": max_channels,
+            })),
         ),
         C::StopRecording { room, id } => {
             call(M::DELETE, format!("/v1/rooms/{room}/recordings/{id}"), None)
@@ -594,6 +627,18 @@ fn participants_table(v: &Value) -> String {
             "joined_at",
         ],
     )
+}
+
+/// `s` as one URL path segment (a link's URI holds ':' '@' and maybe '/').
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -399,9 +399,24 @@ pub fn answer(
 
 /// Write an offer with every codec we support (late offer, RFC 3264 §5).
 pub fn offer(local: &LocalSdp, direction: Direction) -> Vec<u8> {
+    offer_in_order(local, direction, false)
+}
+
+/// An offer with Opus first, so that an answerer who takes the offerer's order
+/// (another caucus, across a room link) carries 48 kHz.
+pub fn offer_wideband(local: &LocalSdp, direction: Direction) -> Vec<u8> {
+    offer_in_order(local, direction, true)
+}
+
+fn offer_in_order(local: &LocalSdp, direction: Direction, opus_first: bool) -> Vec<u8> {
     let mut out = String::with_capacity(500);
     header(&mut out, local);
-    let _ = write!(out, "m=audio {} RTP/AVP 0 8 111 101 102\r\n", local.port);
+    let order = if opus_first {
+        "111 0 8 101 102"
+    } else {
+        "0 8 111 101 102"
+    };
+    let _ = write!(out, "m=audio {} RTP/AVP {order}\r\n", local.port);
     audio_lines(&mut out, CodecKind::Pcmu, 0, Some(101));
     audio_lines(&mut out, CodecKind::Pcma, 8, None);
     let _ = write!(

@@ -1,5 +1,5 @@
 //! Sounds made off the media path for NCCO actions and call control: speech from
-//! the local TTS engine, sound files (WAV, MP3) fetched by URL or read from an
+//! the local TTS engine, sound files (WAV, MP3, Ogg) fetched by URL or read from an
 //! absolute path and decoded to 8 kHz, each kept in a small cache by text and
 //! voice or by address; then levelled as Vonage's `level` asks (`loop` is the
 //! same shared sound queued again). The media workers only ever receive

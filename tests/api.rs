@@ -957,3 +957,122 @@ fn a_recordings_speakers_sidecar_lists_each_talkers_turns() {
     assert_eq!(vtt.text().matches(" --> ").count(), 2);
     assert_eq!(r.get("/v1/recordings/0123/speakers").status, 404);
 }
+
+/// A WAV file's channels apart, with its rate.
+fn wav_channels(b: &[u8]) -> (u32, Vec<Vec<i16>>) {
+    assert_eq!(&b[0..4], b"RIFF");
+    let ch = usize::from(u16::from_le_bytes([b[22], b[23]]));
+    let rate = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+    let s: Vec<i16> = b[44..]
+        .chunks_exact(2)
+        .map(|x| i16::from_le_bytes([x[0], x[1]]))
+        .collect();
+    let planes = (0..ch)
+        .map(|c| s.iter().skip(c).step_by(ch).copied().collect())
+        .collect();
+    (rate, planes)
+}
+
+#[test]
+fn split_wideband_and_ogg_recordings_keep_what_each_caller_said_apart() {
+    // A says 440 Hz, B 1100 Hz. A room recording split at 16 kHz has A on one
+    // channel and B on the next; A's own split recording has what A says and
+    // what A hears; an Ogg Opus recording of the mix holds both
+    let hooks = Receiver::start(0);
+    let r = rig("split", &hooks.url(), "[[room]]\nname = \"demo\"\n");
+    let a = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "sra");
+    let b = Ua::new(r.bridge.sip, "demo", CodecKind::Pcmu, false, "srb");
+    let (mut a, mut b) = (a, b);
+    assert_eq!(a.call(""), 200);
+    assert_eq!(b.call(""), 200);
+    let mut streams = [Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu)];
+    phase(&[&a, &b], &mut streams, &[0.0, 0.0], 1);
+    let parts = r.get("/v1/rooms/demo/participants").json();
+    let (ida, idb) = (
+        common::participant_id(&parts, "sra"),
+        common::participant_id(&parts, "srb"),
+    );
+    let start = |body: String| {
+        let got = r.send("POST", "/v1/rooms/demo/recordings", &body);
+        assert_eq!(got.status, 201, "{body}: {}", got.text());
+        got.json()["id"].as_str().unwrap().to_string()
+    };
+    let split = start(r#"{"channels": "split", "sample_rate": 16000, "max_channels": 4}"#.into());
+    let duplex = start(format!(r#"{{"participant": {ida}, "channels": "split"}}"#));
+    let ogg = start(r#"{"format": "ogg"}"#.into());
+    for bad in [
+        r#"{"format": "mp3"}"#,
+        r#"{"sample_rate": 44100}"#,
+        r#"{"channels": "split", "max_channels": 33}"#,
+        r#"{"format": "ogg", "sample_rate": 8000}"#,
+    ] {
+        assert_eq!(r.send("POST", "/v1/rooms/demo/recordings", bad).status, 400, "{bad}");
+    }
+    phase(&[&a, &b], &mut streams, &[440.0, 1100.0], 3);
+    for id in [&split, &duplex, &ogg] {
+        assert_eq!(
+            r.send("DELETE", &format!("/v1/rooms/demo/recordings/{id}"), "").status,
+            204
+        );
+    }
+    assert!(
+        hooks.wait_for(Duration::from_secs(5), |evs| evs
+            .iter()
+            .filter(|e| e["type"] == "recording:completed")
+            .count()
+            == 3),
+        "recordings did not complete"
+    );
+    // the loudest whole second of a channel
+    let peak = |x: &[i16], rate: u32, f: f64| {
+        x.chunks_exact(rate as usize)
+            .map(|c| db(goertzel(c, f64::from(rate), f)))
+            .fold(f64::MIN, f64::max)
+    };
+    let listed = r.get("/v1/recordings").json();
+    let meta = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+
+    let got = r.get(&format!("/v1/recordings/{split}"));
+    assert_eq!(got.header("content-type"), Some("audio/wav"));
+    let (rate, ch) = wav_channels(&got.body);
+    assert_eq!((rate, ch.len()), (16000, 4));
+    let m = meta(&split);
+    assert_eq!(m["channels"], 4);
+    let tracks: Vec<String> = m["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["participant"].to_string())
+        .collect();
+    assert_eq!(tracks, vec![ida.clone(), idb.clone()], "{m}");
+    eprintln!(
+        "split: ch0 440 {:.1} / 1100 {:.1}; ch1 1100 {:.1} / 440 {:.1}",
+        peak(&ch[0], rate, 440.0),
+        peak(&ch[0], rate, 1100.0),
+        peak(&ch[1], rate, 1100.0),
+        peak(&ch[1], rate, 440.0)
+    );
+    assert!(peak(&ch[0], rate, 440.0) > 50.0 && peak(&ch[0], rate, 1100.0) < 30.0);
+    assert!(peak(&ch[1], rate, 1100.0) > 50.0 && peak(&ch[1], rate, 440.0) < 30.0);
+    assert!(peak(&ch[2], rate, 440.0) < 30.0 && peak(&ch[3], rate, 1100.0) < 30.0);
+
+    let (rate, ch) = wav_channels(&r.get(&format!("/v1/recordings/{duplex}")).body);
+    assert_eq!((rate, ch.len()), (8000, 2));
+    assert!(peak(&ch[0], rate, 440.0) > 50.0 && peak(&ch[0], rate, 1100.0) < 30.0, "spoken");
+    assert!(peak(&ch[1], rate, 1100.0) > 50.0 && peak(&ch[1], rate, 440.0) < 30.0, "heard");
+
+    let got = r.get(&format!("/v1/recordings/{ogg}"));
+    assert_eq!(got.header("content-type"), Some("audio/ogg"));
+    assert_eq!(&got.body[..4], b"OggS");
+    assert_eq!(meta(&ogg)["format"], "ogg");
+    let x = caucus::media::decode::to_8k_mono(got.body.clone(), 60).unwrap();
+    assert!(peak(&x, 8000, 440.0) > 50.0 && peak(&x, 8000, 1100.0) > 50.0, "ogg mix");
+}

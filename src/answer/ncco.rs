@@ -316,21 +316,41 @@ fn input(a: &Value, rest: &[Value]) -> Result<Next, NccoError> {
 /// A `record` action: what it asks for, and what of it is not carried out.
 fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoError> {
     let mut unsupported = Vec::new();
-    match a.get("format").and_then(Value::as_str) {
-        None | Some("wav") => {}
+    let format = match a.get("format").and_then(Value::as_str) {
+        None | Some("wav") => "wav",
+        Some("ogg") => "ogg",
         Some(other) => {
+            // nothing is lost for want of an encoder: the call is recorded as WAV
             unsupported.push(format!(
-                "record: format {other} is not supported (wav only)"
+                "record: format {other} is not supported; recorded as wav"
             ));
-            return Ok((None, unsupported));
+            "wav"
         }
+    };
+    // split "conversation": what the caller says and what it hears, apart
+    let split = match a.get("split") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "conversation" => true,
+        Some(_) => return Err(NccoError::BadField("split")),
+    };
+    if let Some(c) = a.get("channels")
+        && c.as_u64() != Some(2)
+        && split
+    {
+        unsupported.push(
+            "record: a call's split recording has 2 channels (spoken, heard); channels ignored"
+                .into(),
+        );
     }
+    let spec = crate::media::contract::RecordSpec::parse(
+        Some(format),
+        None,
+        split.then_some("split"),
+        None,
+    )
+    .map_err(|_| NccoError::BadField("format"))?;
     let end_on_silence =
         ranged(a, "endOnSilence", 3.0..=10.0)?.map(std::time::Duration::from_secs_f64);
-    if a.get("split").is_some() || a.get("channels").is_some() {
-        unsupported
-            .push("record: split and channels are not supported (the caller's own audio)".into());
-    }
     let end_on_key = match a.get("endOnKey") {
         None | Some(Value::Null) => None,
         Some(Value::String(k)) if k.chars().count() == 1 && "0123456789*#".contains(k.as_str()) => {
@@ -346,6 +366,7 @@ fn record_action(a: &Value) -> Result<(Option<RecordCall>, Vec<String>), NccoErr
             timeout: std::time::Duration::from_secs_f64(secs),
             end_on_silence,
             beep: flag(a, "beepStart", false)?,
+            spec,
         }),
         unsupported,
     ))

@@ -415,7 +415,7 @@ async fn update(
     ))
 }
 
-/// A sound file from `[api] play_dir` (WAV, MP3; any rate), decoded and
+/// A sound file from `[api] play_dir` (WAV, MP3, Ogg Vorbis or Opus; any rate), decoded and
 /// resampled off the media thread, cached.
 async fn play_file(st: &AppState, file: &str) -> Result<crate::media::prompt::Sound, ApiError> {
     let Some(dir) = st.play_dir.clone() else {
@@ -587,7 +587,7 @@ async fn play_to(
     playback(&st, room, Some(LegId(id)), p).await
 }
 
-/// A file (WAV, MP3; any rate) or speech, at `level` dB, `loop` times (0:
+/// A file (WAV, MP3, Ogg; any rate) or speech, at `level` dB, `loop` times (0:
 /// until stopped, at most 100), to the room or one participant.
 async fn playback(st: &AppState, room: String, to: Option<LegId>, p: PlayBody) -> ApiResult {
     let level = p.level.unwrap_or(0.0);
@@ -627,7 +627,8 @@ struct LinkBody {
     uri: Option<String>,
 }
 
-/// Join two rooms of this node together.
+/// Join two rooms together: two of this node (`room`), or this one and a room
+/// on another bridge (`uri`, dialled as a link leg).
 async fn link(
     State(st): State<AppState>,
     Path(room): Path<String>,
@@ -640,11 +641,19 @@ async fn link(
             reply_json(call(&st, Op::Link(room, other)).await?),
         )
             .into_response()),
-        (None, Some(_)) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "links to a room on another bridge (uri) are not supported yet; link rooms of this node by room",
-        )),
+        (None, Some(uri)) => {
+            let req = crate::core::dialout::DialRequest {
+                to: uri,
+                moderator: false,
+                caller_id: None,
+                ring_timeout: std::time::Duration::from_secs(30),
+                local: None,
+                end_on_exit: false,
+                limit: None,
+                link: true,
+            };
+            Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
+        }
         _ => Err(ApiError::bad("one of room or uri")),
     }
 }
@@ -678,6 +687,10 @@ async fn stop_play(
 #[serde(deny_unknown_fields)]
 struct RecordBody {
     participant: Option<u64>,
+    format: Option<String>,
+    sample_rate: Option<u32>,
+    channels: Option<String>,
+    max_channels: Option<u64>,
 }
 
 async fn record(
@@ -690,8 +703,15 @@ async fn record(
     } else {
         json_body(&body)?
     };
+    let spec = crate::media::contract::RecordSpec::parse(
+        b.format.as_deref(),
+        b.sample_rate,
+        b.channels.as_deref(),
+        b.max_channels,
+    )
+    .map_err(|e| ApiError::bad(e.to_string()))?;
     Ok(reply_json(
-        call(&st, Op::Record(room, b.participant.map(LegId))).await?,
+        call(&st, Op::Record(room, b.participant.map(LegId), spec)).await?,
     ))
 }
 
@@ -747,15 +767,20 @@ async fn download(State(st): State<AppState>, Path(id): Path<String>) -> ApiResu
     if !recording_id(&id) {
         return Err(missing());
     }
-    let path = dir.join(format!("{id}.wav"));
-    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|_| missing())?;
+    let (format, bytes) = tokio::task::spawn_blocking(move || {
+        let (path, meta) = crate::media::record::find(&dir, &id)?;
+        Some((meta.format, std::fs::read(path).ok()?))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .ok_or_else(missing)?;
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("audio/wav"),
+        header::HeaderValue::from_static(match format {
+            crate::media::contract::RecordFormat::Wav => "audio/wav",
+            crate::media::contract::RecordFormat::Ogg => "audio/ogg",
+        }),
     );
     Ok((h, bytes).into_response())
 }
@@ -839,6 +864,7 @@ async fn dial(
         local: None,
         end_on_exit: false,
         limit: None,
+        link: false,
     };
     Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
 }

@@ -52,7 +52,7 @@ pub enum Op {
     /// GET /v1/rooms/{a}/links
     Links(String),
     /// POST /v1/rooms/{room}/recordings
-    Record(String, Option<LegId>),
+    Record(String, Option<LegId>, crate::media::contract::RecordSpec),
     /// DELETE /v1/rooms/{room}/recordings/{id}
     StopRecording(String, String),
     /// POST /v1/rooms/{room}/dial
@@ -293,7 +293,9 @@ pub fn execute(core: &mut Core, now: Instant, op: Op) -> Result<Reply, ControlEr
             core.room(&a)?;
             Reply::Links(core.links_of(&a))
         }
-        Op::Record(room, leg) => Reply::Recording(core.start_recording(now, &room, leg)?),
+        Op::Record(room, leg, spec) => {
+            Reply::Recording(core.start_recording(now, &room, leg, spec)?)
+        }
         Op::StopRecording(room, id) => {
             core.stop_recording(now, &room, &id)?;
             Reply::Done

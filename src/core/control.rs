@@ -231,8 +231,9 @@ impl Core {
         now: Instant,
         room: &str,
         leg: Option<LegId>,
+        spec: crate::media::contract::RecordSpec,
     ) -> Result<String, ControlError> {
-        self.in_room(now, room, |r, ctx| r.start_recording(ctx, leg))
+        self.in_room(now, room, |r, ctx| r.start_recording(ctx, leg, spec))
     }
 
     /// Stop a recording of this room.

@@ -77,7 +77,16 @@ pub struct DialRequest {
     /// hang up this long after the answer at most (an NCCO `connect`'s
     /// `limit`; never past `[dialout] max_duration_s`)
     pub limit: Option<Duration>,
+    /// a link to a room on another bridge (`POST …/links {"uri"}`): the target
+    /// must be in `[security] trusted_sources` (not `allowed_destinations`),
+    /// the leg is a link in its room (no prompts, not counted, no time limit),
+    /// and the INVITE says so (`X-Caucus-Link`) and offers Opus first
+    pub link: bool,
 }
+
+/// The header that marks an INVITE as a room link between bridges; heeded only
+/// from `[security] trusted_sources`. Its value is the calling room's name.
+pub const LINK_HEADER: &str = "X-Caucus-Link";
 
 /// How a dial attempt stands (the webhook's `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +134,8 @@ pub(super) struct Dial {
     limit: Option<Duration>,
     /// ACK for the 2xx, re-sent when the 2xx is retransmitted
     ack: Option<Vec<u8>>,
+    /// a room link to another bridge
+    link: bool,
 }
 
 fn valid_caller_id(s: &str) -> bool {
@@ -149,15 +160,16 @@ impl Core {
             .rooms
             .get(room)
             .filter(|r| r.is_defined() && !r.is_decoy())
-            .map(|r| r.members().len() >= r.policy().max_participants)
+            .map(|r| !req.link && r.members().len() >= r.policy().max_participants)
             .ok_or_else(|| ControlError::NoSuchRoom(room.to_string()))?;
         let dp = &self.cfg.dialout;
-        if dp.allowed.is_empty() {
+        if req.link {
+            // checked against the trusted sources below, once the host is known
+        } else if dp.allowed.is_empty() {
             return Err(ControlError::DialDenied(
                 "dial-out is off ([dialout] allowed_destinations is empty)".into(),
             ));
-        }
-        if !dp.allowed.iter().any(|p| glob_match(p, &req.to)) {
+        } else if !dp.allowed.iter().any(|p| glob_match(p, &req.to)) {
             return Err(ControlError::DialDenied(format!(
                 "{} matches no allowed_destinations pattern",
                 req.to
@@ -184,6 +196,11 @@ impl Core {
                     "the host must be an IP address (the bridge resolves no names)".into(),
                 )
             })?;
+        if req.link && !self.cfg.flood.trusted.iter().any(|c| c.contains(ip)) {
+            return Err(ControlError::DialDenied(format!(
+                "{ip}: a room link goes only to a bridge in [security] trusted_sources"
+            )));
+        }
         let caller = req.caller_id.clone().unwrap_or_else(|| "caucus".into());
         if !valid_caller_id(&caller) {
             return Err(ControlError::BadDestination(
@@ -251,6 +268,7 @@ impl Core {
                 ring_timeout: req.ring_timeout,
                 limit: req.limit,
                 ack: None,
+                link: req.link,
             })),
             session: None,
             refresh_every: 0,
@@ -260,10 +278,11 @@ impl Core {
             name: req.to.clone(),
             call_id: self.legs[&id].call_id.clone(),
             source: ip,
-            kind: LegKind::Sip,
+            // the SIP leg carries a link: the room treats it as one
+            kind: if req.link { LegKind::Link } else { LegKind::Sip },
         };
         let stage = Stage::Dialing {
-            moderator: req.moderator,
+            moderator: req.moderator && !req.link,
         };
         let options = req.end_on_exit.then(|| super::routing::CallOptions {
             end_on_exit: true,
@@ -304,8 +323,13 @@ impl Core {
             return;
         };
         let local = self.local_sdp(leg);
-        let body = sdp::offer(&local, Direction::SendRecv);
         let Some(d) = leg.dial.as_ref() else { return };
+        let body = if d.link {
+            sdp::offer_wideband(&local, Direction::SendRecv)
+        } else {
+            sdp::offer(&local, Direction::SendRecv)
+        };
+        let link = d.link.then(|| leg.room.clone());
         let cseq = if d.invite.is_empty() {
             d.cseq
         } else {
@@ -328,6 +352,9 @@ impl Core {
         }
         m.push("Allow", super::ALLOW);
         m.push("User-Agent", self.cfg.user_agent.clone());
+        if let Some(room) = link {
+            m.push(LINK_HEADER, room);
+        }
         m.push("Content-Type", "application/sdp");
         let data = m.to_bytes();
         let peer = leg.peer;
@@ -621,6 +648,7 @@ impl Core {
         let target = d.target.clone();
         let cseq = d.cseq;
         let limit = d.limit;
+        let link = d.link;
         let branch = format!("z9hG4bK{}", self.rng.token());
         let uri = leg.remote_target.clone();
         let mut m = uac_request(
@@ -691,8 +719,11 @@ impl Core {
         let max = limit.map_or(self.cfg.dialout.max_duration, |l| {
             l.min(self.cfg.dialout.max_duration)
         });
-        self.timers
-            .set(CoreTimer::Leg(id, LegTimer::MaxDuration), now + max);
+        // a link to a trusted bridge lasts until unlinked
+        if !link {
+            self.timers
+                .set(CoreTimer::Leg(id, LegTimer::MaxDuration), now + max);
+        }
         tracing::info!(leg = %id, %room, "outbound call answered");
     }
 

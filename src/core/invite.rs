@@ -72,8 +72,12 @@ impl Core {
         };
         let src = from.addr.ip();
         let caller = h.from.uri.clone();
+        // a room link from another bridge (its POST …/links {"uri"}): heeded
+        // only from a trusted source; from anyone else it is an ordinary call
+        let link = msg.header(super::dialout::LINK_HEADER).is_some()
+            && self.cfg.flood.trusted.iter().any(|c| c.contains(src));
         let allowed = match self.rooms.get(room.as_str()).filter(|r| r.is_defined()) {
-            Some(r) if r.policy().admits(src, &caller) => true,
+            Some(r) if link || r.policy().admits(src, &caller) => true,
             Some(_) => {
                 tracing::info!(%room, source = %src, "caller not allowed");
                 false
@@ -97,6 +101,8 @@ impl Core {
             false => return self.reject(now, &key, &msg, from, Reject::NotFound),
         };
         let arrival = match self.rooms.get(room.as_str()) {
+            // no PIN, no wait, not counted against max_participants
+            Some(_) if link => Ok(Stage::Joined { moderator: false }),
             Some(r) => r.arrival(options.as_ref()),
             None => Room::decoy().arrival(options.as_ref()),
         };
@@ -169,8 +175,11 @@ impl Core {
             name: caller,
             call_id: h.call_id.clone(),
             source: src,
-            kind: LegKind::Sip,
+            kind: if link { LegKind::Link } else { LegKind::Sip },
         };
+        if link {
+            tracing::info!(leg = %id, %room, source = %src, "room link from another bridge");
+        }
         let part = Participant::new(stage, identity, options);
         if room == DECOY_ROOM {
             self.rooms

@@ -82,21 +82,35 @@ impl Core {
         Ok((la, lb))
     }
 
-    /// Part rooms `a` and `b`.
+    /// Part room `a` from `b`: a room of this node, or the URI of a link to
+    /// another bridge (which gets its BYE).
     pub fn unlink_rooms(&mut self, now: Instant, a: &str, b: &str) -> Result<(), ControlError> {
+        if let Some(leg) = self.link_between(a, b) {
+            self.end_leg(now, leg, false, LeftReason::Kicked);
+            return Ok(());
+        }
         let leg = self
-            .link_between(a, b)
+            .rooms
+            .get(a)
+            .and_then(|r| r.link_legs().into_iter().find(|(_, to)| to == b))
+            .map(|(l, _)| l)
             .ok_or_else(|| ControlError::NoSuchRoom(format!("{a}+{b}")))?;
-        self.end_leg(now, leg, false, LeftReason::Kicked);
+        self.end_leg(now, leg, true, LeftReason::Kicked);
         Ok(())
     }
 
-    /// The rooms `a` is linked to.
+    /// What `a` is linked to: rooms of this node by name, other bridges' rooms
+    /// by the URI dialled (or the From of the bridge that called).
     pub fn links_of(&self, a: &str) -> Vec<String> {
-        self.links
-            .iter()
-            .filter(|(l, _)| self.legs.get(l).is_some_and(|l| l.room == a))
-            .filter_map(|(_, peer)| self.legs.get(peer).map(|p| p.room.clone()))
+        let Some(room) = self.rooms.get(a) else {
+            return Vec::new();
+        };
+        room.link_legs()
+            .into_iter()
+            .map(|(l, to)| match self.links.get(&l).and_then(|p| self.legs.get(p)) {
+                Some(peer) => peer.room.clone(),
+                None => to,
+            })
             .collect()
     }
 

@@ -455,6 +455,10 @@ impl Core {
     pub fn dtmf(&mut self, now: Instant, id: LegId, digit: char) {
         self.with_leg_room(now, id, |r, ctx| r.dtmf(ctx, id, digit));
     }
+    /// What a leg said when asked for its name.
+    pub fn name_said(&mut self, now: Instant, id: LegId, samples: Vec<i16>) {
+        self.with_leg_room(now, id, |r, ctx| r.name_said(ctx, id, samples));
+    }
     /// The media side finished a leg's queued prompts.
     pub fn prompt_done(&mut self, now: Instant, id: LegId) {
         self.with_leg_room(now, id, |r, ctx| r.prompt_done(ctx, id));

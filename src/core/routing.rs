@@ -69,6 +69,8 @@ pub struct RecordCall {
     pub end_on_silence: Option<Duration>,
     /// a beep when it starts (`beepStart`)
     pub beep: bool,
+    /// format, and with `split`: what it says and what it hears apart
+    pub spec: crate::media::contract::RecordSpec,
 }
 
 /// What an NCCO `connect` brings into the caller's room.

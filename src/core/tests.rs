@@ -936,6 +936,7 @@ fn dial_req(to: &str) -> dialout::DialRequest {
         local: Some(US.parse().unwrap()),
         end_on_exit: false,
         limit: None,
+        link: false,
     }
 }
 

@@ -124,6 +124,7 @@ impl Core {
             local,
             end_on_exit: true,
             limit: spec.limit,
+            link: false,
         };
         if let Err(e) = self.dial(now, room, req) {
             tracing::warn!(leg = %id, %room, error = %e, "NCCO connect refused: the call ends");

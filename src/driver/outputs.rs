@@ -137,6 +137,8 @@ pub(super) fn media_event(
         // digits may be a PIN: never logged
         MediaEvent::Dtmf { leg, digit } => core.dtmf(now, leg, digit),
         MediaEvent::PromptDone { leg } => core.prompt_done(now, leg),
+        // a name said on entry: kept in memory, never logged or written
+        MediaEvent::Captured { leg, samples } => core.name_said(now, leg, samples),
         MediaEvent::PlaybackDone { id } => core.playback_done(now, id),
         MediaEvent::Talking { leg, talking } => core.talking(now, leg, talking),
         MediaEvent::RtpTimeout { leg } => core.rtp_timeout(now, leg),

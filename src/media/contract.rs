@@ -34,6 +34,132 @@ pub enum TransportSpec {
     Mem(MemPort),
 }
 
+/// The container and codec of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// RIFF WAVE, 16-bit linear PCM
+    #[default]
+    Wav,
+    /// Ogg Opus (RFC 7845), 48 kHz
+    Ogg,
+}
+
+impl RecordFormat {
+    /// The file name extension (and the API's name).
+    pub fn ext(self) -> &'static str {
+        match self {
+            RecordFormat::Wav => "wav",
+            RecordFormat::Ogg => "ogg",
+        }
+    }
+}
+
+/// What a recording's channels hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordChannels {
+    /// one channel: the room's mix, or one participant's own audio
+    #[default]
+    Mix,
+    /// a room's recording: one channel per participant, in order of arrival,
+    /// up to `max`; one participant's: what it says and what it hears
+    Split {
+        /// channels of a room's recording (1..=32)
+        max: u8,
+    },
+}
+
+/// Most channels a split recording has (Vonage's limit too).
+pub const MAX_RECORD_CHANNELS: u8 = 32;
+
+/// How a recording is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpec {
+    /// container and codec
+    pub format: RecordFormat,
+    /// samples per second in the file: 8000, 16000 or 48000 (Ogg: 48000)
+    pub rate: u32,
+    /// what the channels hold
+    pub channels: RecordChannels,
+}
+
+impl Default for RecordSpec {
+    fn default() -> Self {
+        RecordSpec {
+            format: RecordFormat::Wav,
+            rate: 8000,
+            channels: RecordChannels::Mix,
+        }
+    }
+}
+
+/// Why a recording cannot be laid out as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordSpecError {
+    /// not wav or ogg
+    #[error("format {0} is not supported (wav or ogg)")]
+    Format(String),
+    /// not 8000, 16000 or 48000
+    #[error("sample_rate {0} is not supported (8000, 16000 or 48000; ogg is 48000)")]
+    Rate(u32),
+    /// not mix or split
+    #[error("channels {0} is not supported (mix or split)")]
+    Channels(String),
+    /// outside 1..=32
+    #[error("max_channels {0} is outside 1..=32")]
+    MaxChannels(u64),
+}
+
+impl RecordSpec {
+    /// The spec the API's (and an NCCO's) names ask for: `format` `wav`
+    /// (default) or `ogg`; `rate` 8000 (default for WAV), 16000 or 48000;
+    /// `channels` `mix` (default) or `split`, with `max_channels` (default 8)
+    /// channels for a room's split recording.
+    pub fn parse(
+        format: Option<&str>,
+        rate: Option<u32>,
+        channels: Option<&str>,
+        max_channels: Option<u64>,
+    ) -> Result<RecordSpec, RecordSpecError> {
+        let format = match format {
+            None | Some("wav") => RecordFormat::Wav,
+            Some("ogg") => RecordFormat::Ogg,
+            Some(f) => return Err(RecordSpecError::Format(f.to_string())),
+        };
+        let rate = match (format, rate) {
+            (RecordFormat::Wav, None) => 8000,
+            (RecordFormat::Ogg, None | Some(48000)) => 48000,
+            (RecordFormat::Wav, Some(r @ (8000 | 16000 | 48000))) => r,
+            (_, Some(r)) => return Err(RecordSpecError::Rate(r)),
+        };
+        let max = match max_channels {
+            None => 8,
+            Some(m @ 1..=32) => m as u8,
+            Some(m) => return Err(RecordSpecError::MaxChannels(m)),
+        };
+        let channels = match channels {
+            None | Some("mix") => RecordChannels::Mix,
+            Some("split") => RecordChannels::Split { max },
+            Some(c) => return Err(RecordSpecError::Channels(c.to_string())),
+        };
+        Ok(RecordSpec {
+            format,
+            rate,
+            channels,
+        })
+    }
+
+    /// Channels in the file of a recording of one participant (`of_leg`) or of
+    /// the room.
+    pub fn channel_count(&self, of_leg: bool) -> u16 {
+        match (self.channels, of_leg) {
+            (RecordChannels::Mix, _) => 1,
+            (RecordChannels::Split { .. }, true) => 2,
+            (RecordChannels::Split { max }, false) => u16::from(max.clamp(1, MAX_RECORD_CHANNELS)),
+        }
+    }
+}
+
 /// Negotiated media of a leg, as signalling tells the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaParams {
@@ -171,6 +297,14 @@ pub enum MediaCommand {
         /// its relations
         relation: Relation,
     },
+    /// keep the next `ms` of what this leg says, in memory at 8 kHz, and hand
+    /// it back ([`MediaEvent::Captured`]): a participant's name, said on entry
+    Capture {
+        /// leg
+        leg: LegId,
+        /// how long
+        ms: u32,
+    },
     /// send key presses to this leg's peer as RFC 4733 events (it negotiated
     /// telephone-event), in place of its audio while they last
     SendDtmf {
@@ -203,6 +337,8 @@ pub enum MediaCommand {
         leg: Option<LegId>,
         /// file to create (must not exist)
         path: PathBuf,
+        /// format, rate and channels
+        spec: RecordSpec,
     },
     /// stop a recording (the writer finishes the file and reports it)
     StopRecording {
@@ -255,6 +391,13 @@ pub enum MediaEvent {
     RtpTimeout {
         /// leg
         leg: LegId,
+    },
+    /// what a [`MediaCommand::Capture`] kept: 8 kHz mono
+    Captured {
+        /// leg
+        leg: LegId,
+        /// the samples
+        samples: Vec<i16>,
     },
     /// a DTMF digit (RFC 4733 event, or detected in-band), reported once per key
     Dtmf {

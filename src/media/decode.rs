@@ -1,8 +1,10 @@
 //! Sound files from outside the bridge (an NCCO's `stream` and `musicOnHoldUrl`,
-//! speech from the TTS engine): any container and codec symphonia (pure Rust,
-//! kept) reads here, WAV and MP3 among them, decoded to 8 kHz mono 16-bit
-//! samples off the media path. Channels are averaged; the rate is converted by
-//! [`super::resample::to_8k`].
+//! announcements, speech from the TTS engine): any container and codec
+//! symphonia (pure Rust, kept) reads here, WAV, MP3 and Ogg Vorbis among them,
+//! decoded to 8 kHz mono 16-bit samples off the media path. Symphonia demuxes
+//! Ogg Opus but has no Opus decoder: its packets go to the bridge's own
+//! ([`super::opus`]), which gives mono of a mono or stereo stream. Channels are
+//! averaged; the rate is converted by [`super::resample::to_8k`].
 
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::codecs::audio::AudioDecoderOptions;
@@ -44,12 +46,16 @@ pub fn to_8k_mono(bytes: Vec<u8>, max_s: u32) -> Result<Vec<i16>, DecodeError> {
     let Some(CodecParameters::Audio(params)) = &track.codec_params else {
         return Err(DecodeError::NoAudio);
     };
+    if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS {
+        let skip = track.delay.unwrap_or(0) as usize;
+        return opus_packets(&mut *format, id, skip, max_s);
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(params, &AudioDecoderOptions::default())
         .map_err(bad)?;
     let (mut mono, mut rate) = (Vec::<i16>::new(), 0u32);
     let mut frame: Vec<i16> = Vec::new();
-    while let Some(packet) = format.next_packet().map_err(bad)? {
+    while let Some(packet) = next(&mut *format)? {
         if packet.track_id != id {
             continue;
         }
@@ -76,6 +82,53 @@ pub fn to_8k_mono(bytes: Vec<u8>, max_s: u32) -> Result<Vec<i16>, DecodeError> {
         return Err(DecodeError::NoAudio);
     }
     Ok(super::resample::to_8k(&mono, rate))
+}
+
+/// The next packet; None at the end, also at an end without its end-of-stream
+/// mark (a recording cut by a crash ends so).
+fn next(
+    format: &mut dyn symphonia::core::formats::FormatReader,
+) -> Result<Option<symphonia::core::packet::Packet>, DecodeError> {
+    match format.next_packet() {
+        Ok(p) => Ok(p),
+        Err(symphonia::core::errors::Error::IoError(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(DecodeError::Format(e.to_string())),
+    }
+}
+
+/// The Opus packets of track `id` as 8 kHz mono, the first `skip` samples (at
+/// 48 kHz: the stream's pre-skip) dropped.
+fn opus_packets(
+    format: &mut dyn symphonia::core::formats::FormatReader,
+    id: u32,
+    skip: usize,
+    max_s: u32,
+) -> Result<Vec<i16>, DecodeError> {
+    let mut dec = super::opus::Decoder::new().map_err(|e| DecodeError::Format(e.to_string()))?;
+    let mut pcm = Vec::<i16>::new();
+    // the longest Opus packet is 120 ms
+    let mut frame = vec![0i16; 5760];
+    while let Some(packet) = next(&mut *format)? {
+        if packet.track_id != id {
+            continue;
+        }
+        // a damaged packet is skipped, as players do
+        if let Ok(n) = dec.decode(Some(&packet.data), &mut frame) {
+            pcm.extend_from_slice(&frame[..n]);
+        }
+        if pcm.len() as u64 > u64::from(max_s) * 48000 {
+            return Err(DecodeError::TooLong(max_s));
+        }
+    }
+    let pcm = pcm.get(skip..).unwrap_or_default();
+    if pcm.is_empty() {
+        return Err(DecodeError::NoAudio);
+    }
+    Ok(super::resample::to_8k(pcm, 48000))
 }
 
 #[cfg(test)]

@@ -322,6 +322,9 @@ impl MediaEngine {
             MediaCommand::Relate { leg, relation } => {
                 self.tell(leg, Command::Relate(leg, relation));
             }
+            MediaCommand::Capture { leg, ms } => {
+                self.tell(leg, Command::Capture(leg, ms));
+            }
             MediaCommand::SendDtmf { leg, events } => {
                 self.tell(leg, Command::SendDtmf(leg, events));
             }
@@ -336,8 +339,9 @@ impl MediaEngine {
                 room,
                 leg,
                 path,
+                spec,
             } => {
-                let sink = record::start(id, &room, leg, &path, self.events.clone())?;
+                let sink = record::start(id, &room, leg, &path, spec, self.events.clone())?;
                 // a leg's own audio is on its worker; the room's mix is whole on
                 // the room's home worker (other shards' talkers come by the bus)
                 let w = match leg.and_then(|l| self.leg_worker.get(&l)) {

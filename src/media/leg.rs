@@ -106,6 +106,8 @@ pub struct LegMedia {
     pub(super) dtmf_events: EventTracker,
     // key presses being sent to the peer (RFC 4733), while there are any
     pub(super) dtmf_out: Option<Box<rtp::DtmfSender>>,
+    /// what it says, being kept (a name said on entry)
+    pub(super) capture: Option<Box<Capture>>,
     // who it hears and who hears it, when not everyone
     pub(super) relation: Option<Box<crate::media::contract::Relation>>,
 }
@@ -155,6 +157,7 @@ impl LegMedia {
             stats: ReceiverStats::default(),
             dtmf_events: EventTracker::default(),
             dtmf_out: None,
+            capture: None,
             relation: None,
             next_rtcp: now + RTCP_INTERVAL,
             started: now,
@@ -589,6 +592,42 @@ impl RtpTotals {
         self.received += o.received;
         self.lost += o.lost;
         self.strays += o.strays;
+    }
+}
+
+/// What a leg says for a while, kept in memory at 8 kHz (its buffer is made
+/// whole when the capture is asked for, not per packet).
+pub struct Capture {
+    samples: Vec<i16>,
+    want: usize,
+    down: super::resample::Downsampler,
+    narrow: [i16; 160],
+}
+
+impl Capture {
+    /// Keep `ms` milliseconds.
+    pub fn new(ms: u32) -> Capture {
+        let want = (ms.clamp(20, 30_000) as usize / 20) * 160;
+        Capture {
+            samples: Vec::with_capacity(want),
+            want,
+            down: super::resample::Downsampler::default(),
+            narrow: [0; 160],
+        }
+    }
+
+    /// One tick of the leg's audio at the room's rate (silence when it sent
+    /// none); the samples once there are enough.
+    pub fn push(&mut self, frame: Option<&[i16]>) -> Option<Vec<i16>> {
+        match frame {
+            Some(f) if f.len() == 160 => self.samples.extend_from_slice(f),
+            Some(f) if f.len() == 960 => {
+                self.down.process(f, &mut self.narrow);
+                self.samples.extend_from_slice(&self.narrow);
+            }
+            _ => self.samples.resize(self.samples.len() + 160, 0),
+        }
+        (self.samples.len() >= self.want).then(|| std::mem::take(&mut self.samples))
     }
 }
 

@@ -78,6 +78,72 @@ impl Drop for Encoder {
     }
 }
 
+/// Opus multistream encoder (RFC 7845 §5.1.1): `channels` independent mono
+/// streams at 48 kHz in one packet, for a recording with a channel per
+/// participant; one channel is a plain mono Opus stream.
+pub struct MultiEncoder {
+    st: *mut unsafe_libopus::OpusMSEncoder,
+    channels: usize,
+}
+
+// SAFETY: as for Encoder.
+unsafe impl Send for MultiEncoder {}
+
+impl MultiEncoder {
+    /// An encoder of `channels` (1..=255) uncoupled mono streams.
+    pub fn new(channels: u8) -> Result<MultiEncoder, OpusError> {
+        let mapping: Vec<u8> = (0..channels).collect();
+        let mut err = 0;
+        // SAFETY: mapping holds `channels` entries, each below the stream count;
+        // libopus returns null with err set on failure.
+        let st = unsafe {
+            unsafe_libopus::opus_multistream_encoder_create(
+                48000,
+                i32::from(channels),
+                i32::from(channels),
+                0,
+                mapping.as_ptr(),
+                unsafe_libopus::OPUS_APPLICATION_VOIP,
+                &mut err,
+            )
+        };
+        if st.is_null() || err != unsafe_libopus::OPUS_OK {
+            return Err(OpusError(err));
+        }
+        Ok(MultiEncoder {
+            st,
+            channels: usize::from(channels),
+        })
+    }
+
+    /// Encode one frame of interleaved 48 kHz PCM into `out`; returns the length.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, OpusError> {
+        let frame = (pcm.len() / self.channels.max(1)) as i32;
+        // SAFETY: libopus reads frame * channels samples (pcm holds them) and
+        // writes at most out.len() bytes.
+        let n = unsafe {
+            unsafe_libopus::opus_multistream_encode(
+                self.st,
+                pcm.as_ptr(),
+                frame,
+                out.as_mut_ptr(),
+                out.len() as i32,
+            )
+        };
+        if n < 0 {
+            return Err(OpusError(n));
+        }
+        Ok(n as usize)
+    }
+}
+
+impl Drop for MultiEncoder {
+    fn drop(&mut self) {
+        // SAFETY: created by opus_multistream_encoder_create, destroyed once.
+        unsafe { unsafe_libopus::opus_multistream_encoder_destroy(self.st) }
+    }
+}
+
 /// Opus decoder (48 kHz mono output).
 pub struct Decoder {
     st: *mut unsafe_libopus::OpusDecoder,

@@ -53,6 +53,14 @@ pub enum Prompt {
     Participants,
     /// "more than"
     MoreThan,
+    /// "Please say your name after the tone."
+    SayName,
+    /// the tone a name is said after (three short beeps)
+    Beep,
+    /// "has joined the conference." (after a name)
+    HasJoined,
+    /// "has left the conference." (after a name)
+    HasLeft,
     /// a number, 0..=20
     Number(u8),
     /// a room's own music on hold, by its index in [`Prompts::add_music`] order
@@ -112,6 +120,10 @@ impl Prompt {
             Prompt::ThereAre,
             Prompt::Participants,
             Prompt::MoreThan,
+            Prompt::SayName,
+            Prompt::Beep,
+            Prompt::HasJoined,
+            Prompt::HasLeft,
         ];
         v.extend((0..=MAX_NUMBER).map(Prompt::Number));
         v
@@ -153,6 +165,10 @@ impl Prompt {
             Prompt::ThereAre => "there-are.wav",
             Prompt::Participants => "participants.wav",
             Prompt::MoreThan => "more-than.wav",
+            Prompt::SayName => "say-name.wav",
+            Prompt::Beep => "beep.wav",
+            Prompt::HasJoined => "has-joined.wav",
+            Prompt::HasLeft => "has-left.wav",
             Prompt::Number(n) => return format!("n{n}.wav"),
             Prompt::Music(i) => return format!("(music {i})"),
         };
@@ -182,6 +198,10 @@ impl Prompt {
             Prompt::ThereAre => include_bytes!("../../sounds/there-are.wav"),
             Prompt::Participants => include_bytes!("../../sounds/participants.wav"),
             Prompt::MoreThan => include_bytes!("../../sounds/more-than.wav"),
+            Prompt::SayName => include_bytes!("../../sounds/say-name.wav"),
+            Prompt::Beep => include_bytes!("../../sounds/beep.wav"),
+            Prompt::HasJoined => include_bytes!("../../sounds/has-joined.wav"),
+            Prompt::HasLeft => include_bytes!("../../sounds/has-left.wav"),
             Prompt::Number(n) => NUMBERS[usize::from(n.min(MAX_NUMBER))],
             // rooms' own music is added at start-up; until then, the default
             Prompt::Music(_) => include_bytes!("../../sounds/moh.wav"),

@@ -21,7 +21,7 @@ use super::frame::{MAX_FRAME, MAX_TALKERS};
 use super::leg::{HOT_BYTES, LegMedia, RtpTotals};
 use super::mixer;
 use super::prefetch;
-use super::record::{self, Frame, RecordSink};
+use super::record::{Layout, RecordSink};
 use super::resample::Downsampler;
 use super::transport::Transport;
 use super::vad;
@@ -61,7 +61,6 @@ pub struct Scratch {
     pkt: Vec<u8>,
     // the lone talker's packet of this tick, forwarded to same-codec listeners
     forward: Vec<u8>,
-    rec_frame: Frame,
     // the room's shared encodes of this tick, by `RoomMedia::shared` index
     shared: Vec<Vec<u8>>,
     // this tick's frame of the room's announcements
@@ -79,7 +78,6 @@ impl Default for Scratch {
             payload: vec![0; 1500],
             pkt: vec![0; 1500],
             forward: Vec::with_capacity(1500),
-            rec_frame: [0; record::FRAME],
             shared: Vec::new(),
             ann: vec![0; MAX_FRAME],
         }
@@ -187,6 +185,9 @@ impl RoomMedia {
     }
 
     pub(super) fn add(&mut self, leg: LegMedia) {
+        for r in &mut self.records {
+            r.assign(leg.id);
+        }
         self.opus_legs += usize::from(leg.params.codec == CodecKind::Opus);
         self.related += usize::from(leg.relation.is_some());
         self.legs.push(leg);
@@ -276,37 +277,68 @@ impl RoomMedia {
         Some(result)
     }
 
-    /// Hand this tick's audio to the recordings: the room mix (what a listener who
-    /// is not talking hears) or a leg's own decoded input, at 8 kHz.
-    fn record(&mut self, n: usize, scratch: &mut Scratch) {
+    /// Start a recording here; a split one gives each leg in the room a channel.
+    pub(super) fn add_record(&mut self, mut sink: RecordSink) {
+        for l in &self.legs {
+            sink.assign(l.id);
+        }
+        self.records.push(sink);
+    }
+
+    /// Hand this tick's audio to the recordings at the room's rate: the room mix
+    /// (what a listener who is not talking hears, in `scratch.acc` from the
+    /// `talkers`), a leg's own decoded input, each leg's apart, or a leg's input
+    /// and what it hears. The writer thread resamples and encodes.
+    fn record(&mut self, n: usize, talkers: &[usize], scratch: &mut Scratch) {
+        let rate = self.rate();
         let mut i = 0;
         while i < self.records.len() {
-            let sink = &mut self.records[i];
-            let src: &[i16] = match sink.leg {
-                None => {
-                    mixer::mix_minus(&scratch.acc[..n], None, &mut scratch.mix[..n]);
-                    &scratch.mix[..n]
+            let buf = match self.records[i].buffer() {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    i += 1;
+                    continue;
                 }
-                Some(id) => match self.legs.iter_mut().find(|l| l.id == id) {
-                    Some(l) if l.has_audio && !l.muted => {
-                        l.settle();
-                        &l.frame[..n]
-                    }
-                    _ => {
-                        scratch.mix[..n].fill(0);
-                        &scratch.mix[..n]
-                    }
-                },
+                Err(_) => {
+                    // the writer stopped on an error and has reported it
+                    self.records.swap_remove(i);
+                    continue;
+                }
             };
-            if n == record::FRAME {
-                scratch.rec_frame.copy_from_slice(src);
-            } else {
-                sink.down.process(src, &mut scratch.rec_frame);
+            let mut buf = buf;
+            let sink = &self.records[i];
+            match (sink.layout(), sink.leg) {
+                (Layout::Mix, None) => {
+                    mixer::mix_minus(&scratch.acc[..n], None, &mut scratch.mix[..n]);
+                    buf.extend_from_slice(&scratch.mix[..n]);
+                }
+                (Layout::Mix, Some(id)) => own_audio(&mut self.legs, id, n, &mut buf),
+                (Layout::Split, _) => {
+                    for &t in sink.tracks() {
+                        match t {
+                            Some(id) => own_audio(&mut self.legs, id, n, &mut buf),
+                            None => buf.resize(buf.len() + n, 0),
+                        }
+                    }
+                }
+                (Layout::Duplex, leg) => {
+                    let id = leg.unwrap_or(LegId(0));
+                    own_audio(&mut self.legs, id, n, &mut buf);
+                    // what it hears of the room's default mix: everyone but itself
+                    let own = talkers
+                        .iter()
+                        .find(|&&t| {
+                            self.legs.get(t).is_some_and(|l| l.id == id)
+                                && !(self.related > 0 && self.restricted(t))
+                        })
+                        .map(|&t| &self.legs[t].frame[..n]);
+                    mixer::mix_minus(&scratch.acc[..n], own, &mut scratch.mix[..n]);
+                    buf.extend_from_slice(&scratch.mix[..n]);
+                }
             }
-            if sink.push(&scratch.rec_frame) {
+            if self.records[i].push(rate, buf).is_ok() {
                 i += 1;
             } else {
-                // the writer stopped on an error and has reported it
                 self.records.swap_remove(i);
             }
         }
@@ -407,7 +439,7 @@ impl RoomMedia {
             let (mut all, mut all_levels) = (sel, levels);
             let count = self.rank_remote(&mut all, &mut all_levels, talkers, remote_count);
             self.accumulate(&all[..count], n, &mut scratch.acc);
-            self.record(n, scratch);
+            self.record(n, &all[..count], scratch);
         }
     }
 
@@ -539,6 +571,17 @@ impl RoomMedia {
             }
             if let Some(digit) = leg.play_out(rate) {
                 let _ = events.send((leg.id, MediaEvent::Dtmf { leg: leg.id, digit }));
+            }
+            if leg.capture.is_some() {
+                let heard = leg.has_audio && !leg.muted;
+                if heard {
+                    leg.settle();
+                }
+                let frame = heard.then_some(&leg.frame[..n]);
+                if let Some(samples) = leg.capture.as_mut().and_then(|c| c.push(frame)) {
+                    leg.capture = None;
+                    let _ = events.send((leg.id, MediaEvent::Captured { leg: leg.id, samples }));
+                }
             }
             // a muted leg is measured too (never ranked): the core tells one who
             // talks on mute that it is muted
@@ -715,6 +758,18 @@ impl RoomMedia {
 }
 /// Insert leg `idx` talking at `level` into the loudest-first `sel`/`levels`
 /// holding `count` of at most `max`; returns the new count.
+/// Leg `id`'s own decoded input this tick (silence when it sent none, is muted,
+/// or is not here), appended to `out`.
+fn own_audio(legs: &mut [LegMedia], id: LegId, n: usize, out: &mut Vec<i16>) {
+    match legs.iter_mut().find(|l| l.id == id) {
+        Some(l) if l.has_audio && !l.muted => {
+            l.settle();
+            out.extend_from_slice(&l.frame[..n]);
+        }
+        _ => out.resize(out.len() + n, 0),
+    }
+}
+
 fn rank(
     sel: &mut [usize; MAX_TALKERS],
     levels: &mut [u64; MAX_TALKERS],

@@ -121,6 +121,8 @@ pub(super) enum Command {
     StopRecording(String, String),
     Interrupt(LegId),
     SendDtmf(LegId, Vec<u8>),
+    /// keep the next ms of what a leg says
+    Capture(LegId, u32),
     Move(LegId, String, bool),
     Relate(LegId, crate::media::contract::Relation),
     Update(LegId, MediaParams, TransportSpec),
@@ -438,6 +440,11 @@ pub(super) fn worker(
                     r.relate(id, relation);
                 }
             }
+            Some(Command::Capture(id, ms)) => {
+                if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
+                    l.capture = Some(Box::new(super::leg::Capture::new(ms)));
+                }
+            }
             Some(Command::SendDtmf(id, events)) => {
                 if let Some(l) = leg_in(&mut rooms, &leg_room, id) {
                     l.dtmf_out.get_or_insert_default().push(&events);
@@ -461,8 +468,7 @@ pub(super) fn worker(
                 // a room recording may start before anyone is in: it records the
                 // silence, so that the file's time is the room's time
                 room_of_worker(&mut rooms, &buses, &room, max_talkers, timeouts, index)
-                    .records
-                    .push(sink);
+                    .add_record(sink);
             }
             Some(Command::StopRecording(room, id)) => {
                 if let Some(r) = rooms.get_mut(&room) {

@@ -183,7 +183,8 @@ impl Room {
         let Stage::Dialing { moderator } = p.stage else {
             return false;
         };
-        p.stage = if wait_for_moderator && !moderator {
+        // a link to another bridge's room is in at once, as any link is
+        p.stage = if wait_for_moderator && !moderator && p.identity.kind != super::LegKind::Link {
             Stage::Waiting
         } else {
             Stage::Joined { moderator }
@@ -216,6 +217,11 @@ impl Room {
                 .get(&leg)
                 .is_some_and(|p| p.media_up && !p.intro_pending)
             {
+                if self.wants_name(leg) {
+                    // in once it has said its name (names::name_said)
+                    self.ask_name(ctx, leg);
+                    continue;
+                }
                 ctx.media(MediaCommand::Join { leg });
                 self.on_joined(ctx, leg);
             }
@@ -258,6 +264,11 @@ impl Room {
             for o in others {
                 self.play(ctx, o, vec![Prompt::JoinTone]);
             }
+        }
+        if let Some(super::names::Name::Said(Some(said))) =
+            self.parts.get(&leg).map(|p| p.name.clone())
+        {
+            self.announce_name(ctx, leg, said, true);
         }
         self.apply_call_options(ctx, leg);
         let starts = self

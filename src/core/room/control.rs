@@ -9,7 +9,7 @@ use super::super::control::ControlError;
 use super::super::{Event, LeftReason, RecordingReport};
 use super::{Ctx, Room, Stage};
 use crate::ids::LegId;
-use crate::media::contract::MediaCommand;
+use crate::media::contract::{MediaCommand, RecordSpec};
 use crate::media::prompt::Sound;
 
 /// A participant's role.
@@ -393,6 +393,7 @@ impl Room {
         &mut self,
         ctx: &mut Ctx,
         leg: Option<LegId>,
+        spec: RecordSpec,
     ) -> Result<String, ControlError> {
         if let Some(l) = leg
             && !self.parts.contains_key(&l)
@@ -408,15 +409,16 @@ impl Room {
             id: id.clone(),
             room: self.name().to_string(),
             leg,
-            path: dir.join(format!("{id}.wav")),
+            path: dir.join(format!("{id}.{}", spec.format.ext())),
+            spec,
         });
-        tracing::info!(room = %self.name, recording = %id, leg = ?leg.map(|l| l.0), "recording started");
+        tracing::info!(room = %self.name, recording = %id, leg = ?leg.map(|l| l.0), format = spec.format.ext(), rate = spec.rate, channels = spec.channel_count(leg.is_some()), "recording started");
         Ok(id)
     }
 
     /// A room with `record = true` (or an NCCO's record) got its first call.
     pub(super) fn record_from_start(&mut self, ctx: &mut Ctx) {
-        if let Err(e) = self.start_recording(ctx, None) {
+        if let Err(e) = self.start_recording(ctx, None, RecordSpec::default()) {
             tracing::warn!(room = %self.name, error = %e, "record = true, but cannot record");
         }
     }

@@ -21,6 +21,7 @@
 mod admission;
 mod control;
 mod menu;
+mod names;
 mod ncco;
 pub mod policy;
 pub mod speakers;
@@ -190,6 +191,8 @@ pub struct Participant {
     muted_told: Option<Instant>,
     /// dB on what it says and on what it hears (−12..12)
     volume: (i8, i8),
+    /// its name, said on entry (`announce_names`)
+    name: names::Name,
 }
 
 impl Participant {
@@ -213,6 +216,7 @@ impl Participant {
             muted_talking: false,
             muted_told: None,
             volume: (0, 0),
+            name: names::Name::Unasked,
             options,
         }
     }
@@ -360,7 +364,19 @@ impl Room {
         self.members.is_empty()
     }
 
-    /// Participants in order of arrival.
+    /// The legs that link this room to another, each with whom it is to (the
+    /// other room of this node, or the bridge it dialled or was called from).
+    pub fn link_legs(&self) -> Vec<(LegId, String)> {
+        self.members
+            .iter()
+            .filter_map(|l| {
+                let p = self.parts.get(l)?;
+                (p.identity.kind == LegKind::Link).then(|| (*l, p.identity.name.clone()))
+            })
+            .collect()
+    }
+
+    /// Legs in the room, in order of arrival.
     pub fn members(&self) -> &[LegId] {
         &self.members
     }
@@ -595,6 +611,9 @@ impl Room {
                 self.play(ctx, o, vec![Prompt::LeaveTone]);
             }
         }
+        if let (true, names::Name::Said(Some(said))) = (p.joined(), &p.name) {
+            self.announce_name(ctx, leg, said.clone(), false);
+        }
         if p.stage == (Stage::Joined { moderator: true }) {
             self.moderator_gone(ctx);
         }
@@ -696,6 +715,9 @@ impl Room {
         }
         if let Some(why) = self.parts.get(&leg).and_then(|p| p.hangup_after_prompt) {
             ctx.hangups.push((leg, why));
+            return;
+        }
+        if self.name_prompt_done(ctx, leg) {
             return;
         }
         if let Some(p) = self.parts.get_mut(&leg)

@@ -38,7 +38,7 @@ impl Room {
         else {
             return;
         };
-        let id = match self.start_recording(ctx, Some(leg)) {
+        let id = match self.start_recording(ctx, Some(leg), rec.spec) {
             Ok(id) => id,
             Err(e) => {
                 ctx.event(Event::Error {

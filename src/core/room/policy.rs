@@ -57,6 +57,8 @@ pub struct RoomPolicy {
     pub announce_count: bool,
     /// a tone to the room when someone joins or leaves
     pub announce_join_leave: bool,
+    /// callers say their name on entry, heard by the room on join and leave
+    pub announce_names: bool,
     /// participants waiting for a moderator longer than this are hung up (0: never)
     pub wait_timeout: Duration,
     /// source networks allowed to call (empty: any)
@@ -98,6 +100,7 @@ impl RoomPolicy {
             announce_first: false,
             announce_count: false,
             announce_join_leave: false,
+            announce_names: false,
             wait_timeout: Duration::ZERO,
             allowed_sources: Vec::new(),
             allowed_callers: Vec::new(),

@@ -84,6 +84,9 @@ pub struct RoomSpec {
     /// tones when someone joins or leaves
     #[serde(default)]
     pub announce_join_leave: bool,
+    /// callers say their name on entry; the room hears it when they join and leave
+    #[serde(default)]
+    pub announce_names: bool,
     /// seconds a participant may wait for the moderator (0: forever; ..=86400)
     #[serde(default)]
     pub wait_timeout_s: u64,
@@ -243,6 +246,7 @@ impl RoomSpec {
             announce_first: r.announce_first,
             announce_count: r.announce_count,
             announce_join_leave: r.announce_join_leave,
+            announce_names: r.announce_names,
             wait_timeout: Duration::from_secs(r.wait_timeout_s),
             allowed_sources: r
                 .allowed_sources

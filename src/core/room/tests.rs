@@ -232,6 +232,7 @@ fn an_ncco_record_with_end_on_silence_ends_after_the_last_talk_spurt() {
             timeout: Duration::from_secs(7200),
             end_on_silence: Some(Duration::from_secs(3)),
             beep: false,
+            spec: Default::default(),
         }),
         ..Default::default()
     };
