@@ -1006,12 +1006,17 @@ fn split_wideband_and_ogg_recordings_keep_what_each_caller_said_apart() {
         r#"{"channels": "split", "max_channels": 33}"#,
         r#"{"format": "ogg", "sample_rate": 8000}"#,
     ] {
-        assert_eq!(r.send("POST", "/v1/rooms/demo/recordings", bad).status, 400, "{bad}");
+        assert_eq!(
+            r.send("POST", "/v1/rooms/demo/recordings", bad).status,
+            400,
+            "{bad}"
+        );
     }
     phase(&[&a, &b], &mut streams, &[440.0, 1100.0], 3);
     for id in [&split, &duplex, &ogg] {
         assert_eq!(
-            r.send("DELETE", &format!("/v1/rooms/demo/recordings/{id}"), "").status,
+            r.send("DELETE", &format!("/v1/rooms/demo/recordings/{id}"), "")
+                .status,
             204
         );
     }
@@ -1066,13 +1071,22 @@ fn split_wideband_and_ogg_recordings_keep_what_each_caller_said_apart() {
 
     let (rate, ch) = wav_channels(&r.get(&format!("/v1/recordings/{duplex}")).body);
     assert_eq!((rate, ch.len()), (8000, 2));
-    assert!(peak(&ch[0], rate, 440.0) > 50.0 && peak(&ch[0], rate, 1100.0) < 30.0, "spoken");
-    assert!(peak(&ch[1], rate, 1100.0) > 50.0 && peak(&ch[1], rate, 440.0) < 30.0, "heard");
+    assert!(
+        peak(&ch[0], rate, 440.0) > 50.0 && peak(&ch[0], rate, 1100.0) < 30.0,
+        "spoken"
+    );
+    assert!(
+        peak(&ch[1], rate, 1100.0) > 50.0 && peak(&ch[1], rate, 440.0) < 30.0,
+        "heard"
+    );
 
     let got = r.get(&format!("/v1/recordings/{ogg}"));
     assert_eq!(got.header("content-type"), Some("audio/ogg"));
     assert_eq!(&got.body[..4], b"OggS");
     assert_eq!(meta(&ogg)["format"], "ogg");
     let x = caucus::media::decode::to_8k_mono(got.body.clone(), 60).unwrap();
-    assert!(peak(&x, 8000, 440.0) > 50.0 && peak(&x, 8000, 1100.0) > 50.0, "ogg mix");
+    assert!(
+        peak(&x, 8000, 440.0) > 50.0 && peak(&x, 8000, 1100.0) > 50.0,
+        "ogg mix"
+    );
 }

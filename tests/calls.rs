@@ -5,7 +5,9 @@
 //! caller only until deleted; `/dtmf` reaches the phone as RFC 4733 events, or as
 //! SIP INFO when it negotiated none; `transfer` to an NCCO and the room API's
 //! `move` take calls to another room, where they hear each other and not the
-//! first; what is not supported comes back in Vonage's error shape.
+//! first; what is not supported comes back in Vonage's error shape. Conference
+//! control beyond it: coaching, hold, volumes, rooms linked on one bridge and
+//! across two (Opus between them), names said on entry heard on join and leave.
 
 mod common;
 
@@ -817,15 +819,200 @@ fn linked_rooms_hear_each_other_once_and_never_their_own_echo() {
     );
     let links = request(api, "GET", "/v1/rooms/east/links", Some(TOKEN), None).json();
     assert_eq!(links["links"], serde_json::json!([]));
-    assert_eq!(
-        request(
-            api,
-            "POST",
-            "/v1/rooms/east/links",
-            Some(TOKEN),
-            Some(r#"{"uri":"sip:b@127.0.0.1:5999"}"#)
-        )
-        .status,
-        501
+}
+
+/// The last second an Opus phone heard (48 kHz).
+fn wide_level(x: &[i16], f: f64) -> f64 {
+    db(goertzel(&x[x.len().saturating_sub(48000)..], 48000.0, f))
+}
+
+#[test]
+fn rooms_on_two_bridges_linked_by_uri_hear_each_other_in_wideband() {
+    // east on bridge X, west on bridge Y; X dials west as a link. Each Opus
+    // caller's tone above G.711's band reaches the other room (the link
+    // carries Opus), once, with no echo; the link is no participant in west
+    // (max_participants = 1 there); DELETE by the URI parts the rooms
+    let (ax, ay) = (free_port(), free_port());
+    let x = Bridge::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:{ax}\"\ntoken = \"{TOKEN}\"\n[[room]]\nname = \"east\"\n"
+    ))
+    .with_api(ax);
+    let y = Bridge::start(&format!(
+        "[api]\nlisten = \"127.0.0.1:{ay}\"\ntoken = \"{TOKEN}\"\n[[room]]\nname = \"west\"\nmax_participants = 1\npin = \"4321\"\n"
+    ))
+    .with_api(ay);
+    let (ax, ay) = (
+        SocketAddr::from(([127, 0, 0, 1], ax)),
+        SocketAddr::from(([127, 0, 0, 1], ay)),
     );
+    let mut a = Ua::new(x.sip, "east", CodecKind::Opus, false, "easto");
+    let mut c = Ua::new(y.sip, "west", CodecKind::Opus, false, "westo");
+    assert_eq!(a.call(""), 200);
+    assert_eq!(c.call(""), 200);
+    let (mut sa, mut sc) = (Stream::new(CodecKind::Opus), Stream::new(CodecKind::Opus));
+    sc.send_digits(&c, "4321#");
+    let (fa, fc) = (6000.0, 5000.0);
+    let uri = format!("sip:west@127.0.0.1:{}", y.sip.port());
+    // a link goes only to a trusted bridge, and nothing is sent to one that is not
+    let r = request(
+        ax,
+        "POST",
+        "/v1/rooms/east/links",
+        Some(TOKEN),
+        Some(r#"{"uri":"sip:west@192.0.2.1:5060"}"#),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = request(
+        ax,
+        "POST",
+        "/v1/rooms/east/links",
+        Some(TOKEN),
+        Some(&format!(r#"{{"uri":"{uri}"}}"#)),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["state"], "calling");
+    let mut linked = false;
+    for _ in 0..50 {
+        talk_both(&a, &mut sa, 0.0, &c, &mut sc, 0.0, 0);
+        let l = request(ax, "GET", "/v1/rooms/east/links", Some(TOKEN), None).json();
+        let parts = request(ay, "GET", "/v1/rooms/west/participants", Some(TOKEN), None).json();
+        let in_west = parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "link" && p["state"] == "joined");
+        if l["links"] == serde_json::json!([uri]) && in_west {
+            linked = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(linked, "the link never came up");
+    let (ha, hc) = {
+        std::thread::scope(|s| {
+            let t = s.spawn(|| sc.run(&c, fc, Duration::from_secs(3)));
+            sa.run(&a, fa, Duration::from_secs(3));
+            t.join().unwrap();
+        });
+        (sa.heard.clone(), sc.heard.clone())
+    };
+    eprintln!(
+        "linked across bridges: east hears west's {fc} Hz at {:.1} dB and its own at {:.1} dB; west hears east's {fa} Hz at {:.1} dB and its own at {:.1} dB",
+        wide_level(&ha, fc),
+        wide_level(&ha, fa),
+        wide_level(&hc, fa),
+        wide_level(&hc, fc)
+    );
+    assert!(
+        wide_level(&ha, fc) > 50.0,
+        "east does not hear west in wideband"
+    );
+    assert!(
+        wide_level(&hc, fa) > 50.0,
+        "west does not hear east in wideband"
+    );
+    assert!(wide_level(&ha, fa) < 30.0, "east hears its own echo");
+    assert!(wide_level(&hc, fc) < 30.0, "west hears its own echo");
+    let enc: String = uri
+        .bytes()
+        .map(|b| match b {
+            b':' => "%3A".to_string(),
+            b'@' => "%40".to_string(),
+            _ => (b as char).to_string(),
+        })
+        .collect();
+    let r = request(
+        ax,
+        "DELETE",
+        &format!("/v1/rooms/east/links/{enc}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let mut parted = false;
+    for _ in 0..30 {
+        talk_both(&a, &mut sa, 0.0, &c, &mut sc, 0.0, 0);
+        let parts = request(ay, "GET", "/v1/rooms/west/participants", Some(TOKEN), None).json();
+        if !parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "link")
+        {
+            parted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(parted, "west still has the link after DELETE");
+    std::thread::scope(|s| {
+        let t = s.spawn(|| sc.run(&c, fc, Duration::from_secs(2)));
+        sa.run(&a, fa, Duration::from_secs(2));
+        t.join().unwrap();
+    });
+    assert!(
+        wide_level(&sa.heard, fc) < 30.0 && wide_level(&sc.heard, fa) < 30.0,
+        "still linked after DELETE"
+    );
+    let l = request(ax, "GET", "/v1/rooms/east/links", Some(TOKEN), None).json();
+    assert_eq!(l["links"], serde_json::json!([]));
+}
+
+#[test]
+fn a_name_said_on_entry_is_heard_by_the_room_on_join_and_on_leave() {
+    // announce_names: each caller hears "say your name after the tone" and has
+    // 3 s to say it. A, in first, says nothing. B's "name" is a 900 Hz tone for
+    // its first 4.5 s (the prompt and tone take ~3 s, so 1.5 s of it is kept),
+    // then silence: when B joins, A hears 900 Hz although B is silent by then,
+    // and again when B hangs up; B never hears its own name
+    const NAME_HZ: f64 = 900.0;
+    let b = Bridge::start("[[room]]\nname = \"named\"\nannounce_names = true\n");
+    let mut ua_a = Ua::new(b.sip, "named", CodecKind::Pcmu, false, "namea");
+    let mut ua_b = Ua::new(b.sip, "named", CodecKind::Pcmu, false, "nameb");
+    assert_eq!(ua_a.call(""), 200);
+    let (mut sa, mut sb) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    sa.run(&ua_a, 0.0, Duration::from_millis(3000));
+    let asked = &sa.heard[..];
+    assert!(rms(asked) > 300.0, "A was not asked for its name");
+    assert!(
+        level(&asked[asked.len() - 4000..], 1000.0) > 50.0,
+        "no tone after the prompt"
+    );
+    sa.run(&ua_a, 0.0, Duration::from_millis(3500));
+    assert_eq!(ua_b.call(""), 200);
+    let start = sa.heard.len();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            sb.run(&ua_b, NAME_HZ, Duration::from_millis(4500));
+            sb.run(&ua_b, 0.0, Duration::from_millis(5500));
+        });
+        sa.run(&ua_a, 0.0, Duration::from_millis(10000));
+        t.join().unwrap();
+    });
+    let heard_a = &sa.heard[start..];
+    // A cannot hear B live before B has joined (after its 3 s of name)
+    let before = level(&heard_a[..8000 * 4], NAME_HZ);
+    let name = heard_a[8000 * 5..]
+        .chunks_exact(4000)
+        .map(|c| level(c, NAME_HZ))
+        .fold(f64::MIN, f64::max);
+    let own = sb.heard[8000 * 5..]
+        .chunks_exact(4000)
+        .map(|c| level(c, NAME_HZ))
+        .fold(f64::MIN, f64::max);
+    eprintln!(
+        "names: A hears B live before its join at {before:.1} dB, B's name at {name:.1} dB; B hears its own name at {own:.1} dB"
+    );
+    assert!(before < 30.0, "B was heard before it said its name");
+    assert!(name > 50.0, "A did not hear B's name");
+    assert!(own < 30.0, "B heard its own name");
+    assert_eq!(ua_b.hangup(), 200);
+    let start = sa.heard.len();
+    sa.run(&ua_a, 0.0, Duration::from_millis(3000));
+    let left = sa.heard[start..]
+        .chunks_exact(4000)
+        .map(|c| level(c, NAME_HZ))
+        .fold(f64::MIN, f64::max);
+    eprintln!("names: A hears B's name on its leaving at {left:.1} dB");
+    assert!(left > 50.0, "A did not hear B's name when B left");
 }

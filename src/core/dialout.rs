@@ -279,7 +279,11 @@ impl Core {
             call_id: self.legs[&id].call_id.clone(),
             source: ip,
             // the SIP leg carries a link: the room treats it as one
-            kind: if req.link { LegKind::Link } else { LegKind::Sip },
+            kind: if req.link {
+                LegKind::Link
+            } else {
+                LegKind::Sip
+            },
         };
         let stage = Stage::Dialing {
             moderator: req.moderator && !req.link,

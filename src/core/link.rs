@@ -107,10 +107,12 @@ impl Core {
         };
         room.link_legs()
             .into_iter()
-            .map(|(l, to)| match self.links.get(&l).and_then(|p| self.legs.get(p)) {
-                Some(peer) => peer.room.clone(),
-                None => to,
-            })
+            .map(
+                |(l, to)| match self.links.get(&l).and_then(|p| self.legs.get(p)) {
+                    Some(peer) => peer.room.clone(),
+                    None => to,
+                },
+            )
             .collect()
     }
 

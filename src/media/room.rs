@@ -580,7 +580,13 @@ impl RoomMedia {
                 let frame = heard.then_some(&leg.frame[..n]);
                 if let Some(samples) = leg.capture.as_mut().and_then(|c| c.push(frame)) {
                     leg.capture = None;
-                    let _ = events.send((leg.id, MediaEvent::Captured { leg: leg.id, samples }));
+                    let _ = events.send((
+                        leg.id,
+                        MediaEvent::Captured {
+                            leg: leg.id,
+                            samples,
+                        },
+                    ));
                 }
             }
             // a muted leg is measured too (never ranked): the core tells one who

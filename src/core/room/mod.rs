@@ -416,11 +416,12 @@ impl Room {
     }
 
     /// Whether a new participant's media starts out of the mix (typing a PIN,
-    /// waiting, refused).
+    /// waiting, refused, hearing its intro, saying its name).
     pub fn isolated(&self, leg: LegId) -> bool {
         self.parts
             .get(&leg)
             .is_none_or(|p| !p.joined() || p.intro_pending)
+            || self.wants_name(leg)
     }
 
     fn timer(&self, t: RoomTimer) -> CoreTimer {
@@ -545,6 +546,7 @@ impl Room {
                 LeftReason::Refused,
             ),
             Stage::Waiting => self.start_waiting(ctx, leg),
+            Stage::Joined { .. } if self.wants_name(leg) => self.ask_name(ctx, leg),
             Stage::Joined { .. } => {
                 if p.options.as_ref().is_some_and(|o| !o.intro.is_empty()) {
                     // opened out of the mix for its intro: in now

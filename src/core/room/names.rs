@@ -102,8 +102,7 @@ impl Room {
 /// seconds are up); None when nothing audible was said.
 fn trimmed(mut samples: Vec<i16>) -> Option<Vec<i16>> {
     let loud = |f: &[i16]| {
-        f.iter().map(|s| u32::from(s.unsigned_abs())).sum::<u32>() / f.len().max(1) as u32
-            >= SILENT
+        f.iter().map(|s| u32::from(s.unsigned_abs())).sum::<u32>() / f.len().max(1) as u32 >= SILENT
     };
     let frames = samples.len() / 160;
     let last = (0..frames)

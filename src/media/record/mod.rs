@@ -389,8 +389,8 @@ pub fn start(
     };
     write_meta(&path, &meta)?;
     let serial = u32::from_str_radix(id.get(..8).unwrap_or("0"), 16).unwrap_or(1);
-    let mut w = writer::Writer::new(file, spec.format, channels, rate, serial)
-        .map_err(io::Error::other)?;
+    let mut w =
+        writer::Writer::new(file, spec.format, channels, rate, serial).map_err(io::Error::other)?;
     let (tx, rx) = mpsc::sync_channel::<Tick>(QUEUE);
     let (pool_tx, pool) = mpsc::sync_channel::<Vec<i16>>(QUEUE);
     for _ in 0..QUEUE {
@@ -512,7 +512,8 @@ mod tests {
         let n = (rate / 50) as usize;
         (0..n)
             .map(|i| {
-                (8000.0 * (2.0 * std::f64::consts::PI * hz * (at + i) as f64 / f64::from(rate)).sin())
+                (8000.0
+                    * (2.0 * std::f64::consts::PI * hz * (at + i) as f64 / f64::from(rate)).sin())
                     as i16
             })
             .collect()
@@ -610,14 +611,21 @@ mod tests {
             for half in [10..40, 60..90] {
                 let span = half.start * per..half.end * per;
                 let p = |c: usize, hz| power_db(&planes[c][span.clone()], r, hz);
-                assert!(p(0, 500.0) > 65.0 && p(0, 900.0) < 30.0, "{rate}: {}", p(0, 900.0));
+                assert!(
+                    p(0, 500.0) > 65.0 && p(0, 900.0) < 30.0,
+                    "{rate}: {}",
+                    p(0, 900.0)
+                );
                 assert!(p(1, 900.0) > 65.0 && p(1, 500.0) < 30.0, "{rate}");
                 assert!(p(2, 500.0) < 30.0, "{rate}");
             }
             let meta = find(&dir, &format!("s{rate}")).unwrap().1;
             assert_eq!(meta.channels, 3);
             assert_eq!(
-                meta.tracks.iter().map(|t| t.participant).collect::<Vec<_>>(),
+                meta.tracks
+                    .iter()
+                    .map(|t| t.participant)
+                    .collect::<Vec<_>>(),
                 vec![7, 9]
             );
         }
@@ -645,7 +653,10 @@ mod tests {
         assert!((pcm.len() as i64 - 16000).abs() < 400, "{}", pcm.len());
         assert!(power_db(&pcm[4000..12000], 8000.0, 700.0) > 60.0);
         let (audio, meta) = find(&dir, "o").unwrap();
-        assert_eq!((audio, meta.format, meta.sample_rate), (dir.join("o.ogg"), RecordFormat::Ogg, 48000));
+        assert_eq!(
+            (audio, meta.format, meta.sample_rate),
+            (dir.join("o.ogg"), RecordFormat::Ogg, 48000)
+        );
     }
 
     #[test]
@@ -675,8 +686,15 @@ mod tests {
         let dir = tmp("crash");
         let path = dir.join("c.wav");
         let (tx, rx) = mpsc::channel();
-        let mut sink =
-            start("c".into(), "room1", Some(LegId(4)), &path, RecordSpec::default(), tx).unwrap();
+        let mut sink = start(
+            "c".into(),
+            "room1",
+            Some(LegId(4)),
+            &path,
+            RecordSpec::default(),
+            tx,
+        )
+        .unwrap();
         feed(&mut sink, 8000, &[300.0], 10);
         drop(sink);
         done(&rx);
@@ -684,7 +702,10 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!((all[0].state, all[0].duration_ms), (State::Completed, 200));
         assert_eq!(all[0].participant, Some(4));
-        assert!(recover(&dir).is_empty(), "a completed recording was recovered");
+        assert!(
+            recover(&dir).is_empty(),
+            "a completed recording was recovered"
+        );
         // the state a kill -9 leaves: the sidecar still says "recording", the
         // header is a second behind, the last tick is torn
         let mut meta = all[0].clone();

@@ -150,12 +150,7 @@ impl Writer {
     pub fn sync(&mut self) -> Result<(), WriteError> {
         if let Sink::Wav(out) = &mut self.sink {
             out.flush()?;
-            wav::update(
-                out.get_mut(),
-                self.ticks,
-                self.channels as u16,
-                self.rate,
-            )?;
+            wav::update(out.get_mut(), self.ticks, self.channels as u16, self.rate)?;
         }
         Ok(())
     }
@@ -177,8 +172,7 @@ impl Writer {
                 let on_disk = file
                     .metadata()
                     .map(|m| {
-                        m.len().saturating_sub(wav::HEADER)
-                            / wav::tick_bytes(channels as u16, rate)
+                        m.len().saturating_sub(wav::HEADER) / wav::tick_bytes(channels as u16, rate)
                     })
                     .unwrap_or(ticks)
                     .min(ticks);
@@ -201,7 +195,8 @@ mod tests {
     fn tone(rate: u32, hz: f64, n: usize, at: usize) -> Vec<i16> {
         (0..n)
             .map(|i| {
-                (8000.0 * (2.0 * std::f64::consts::PI * hz * (at + i) as f64 / f64::from(rate)).sin())
+                (8000.0
+                    * (2.0 * std::f64::consts::PI * hz * (at + i) as f64 / f64::from(rate)).sin())
                     as i16
             })
             .collect()
