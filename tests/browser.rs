@@ -71,6 +71,13 @@ impl Drop for Phone {
     }
 }
 
+fn have_espeak() -> bool {
+    std::process::Command::new("espeak-ng")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn participants(b: &Bridge, room: &str) -> Vec<serde_json::Value> {
     let r = request(
         b.api,
@@ -180,6 +187,80 @@ fn a_browser_joins_from_the_page_is_heard_and_hears_and_the_admin_page_mutes_it(
         after_mute < 30.0,
         "the muted browser is still heard: {after_mute:.1} dB"
     );
+
+    // the phone's listening volume, its raised hand lowered, rooms joined and
+    // parted, an announcement stopped: each from its control on the page
+    let phone_api = |b: &Bridge| {
+        participants(b, "demo")
+            .into_iter()
+            .find(|p| p["kind"] == "sip")
+            .expect("the phone")
+    };
+    browser.eval(
+        "const i = document.querySelector('#participants tr[data-kind=sip] input.volume_out'); i.value = '-6'; i.dispatchEvent(new Event('change')); return true;",
+    );
+    let start = Instant::now();
+    while phone_api(&b)["volume_out"] != -6 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        phone_api(&b)["volume_out"],
+        -6,
+        "the volume control did nothing"
+    );
+    let one = format!("/v1/rooms/demo/participants/{}", phone_api(&b)["id"]);
+    let r = request(b.api, "PATCH", &one, Some(TOKEN), Some(r#"{"hand": true}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        browser.wait_for(
+            "return !!document.querySelector('#hands button.hand');",
+            Duration::from_secs(5)
+        ),
+        "the raised hand is not shown"
+    );
+    browser.click("#hands button.hand");
+    let start = Instant::now();
+    while !phone_api(&b)["hand"].is_null() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(phone_api(&b)["hand"].is_null(), "the hand was not lowered");
+    browser.type_into("#link-to", "board");
+    browser.click("#link");
+    assert!(
+        browser.wait_for(
+            "return !!document.querySelector('#links button.unlink');",
+            Duration::from_secs(5)
+        ),
+        "the link is not shown"
+    );
+    browser.click("#links button.unlink");
+    assert!(
+        browser.wait_for(
+            "return !document.querySelector('#links button.unlink');",
+            Duration::from_secs(5)
+        ),
+        "the link was not parted"
+    );
+    let links = request(b.api, "GET", "/v1/rooms/demo/links", Some(TOKEN), None).json();
+    assert_eq!(links["links"], serde_json::json!([]));
+    if have_espeak() {
+        browser.type_into("#play-text", "Welcome to the meeting");
+        browser.eval("document.getElementById('play-loop').checked = true; return true;");
+        browser.click("#say");
+        assert!(
+            browser.wait_for(
+                "return !!document.querySelector('#playing button.stop-play');",
+                Duration::from_secs(10)
+            ),
+            "the announcement has no stop button"
+        );
+        browser.click("#playing button.stop-play");
+        assert!(
+            browser.wait_for("return !document.querySelector('#playing button.stop-play') && document.getElementById('error').textContent === '';", Duration::from_secs(5)),
+            "stopping the announcement failed: {}",
+            browser.eval("return document.getElementById('error').textContent;")
+        );
+    }
 
     // closing the join page removes the participant within 2 s
     browser.switch_to(&join_window);
