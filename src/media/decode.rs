@@ -171,6 +171,16 @@ mod tests {
     }
 
     #[test]
+    fn an_ogg_vorbis_file_comes_out_as_8k_mono_with_its_tone() {
+        // 1 s of 600 Hz at 22.05 kHz, written by sox
+        let ogg = include_bytes!("../../tests/data/tone-600hz.ogg").to_vec();
+        let out = to_8k_mono(ogg, 10).unwrap();
+        assert!((out.len() as i64 - 8000).abs() <= 200, "{}", out.len());
+        let db = crate::media::goertzel::power_db(&out[1000..7000], 8000.0, 600.0);
+        assert!(db > 60.0, "{db}");
+    }
+
+    #[test]
     fn junk_and_overlong_files_are_refused() {
         assert!(matches!(
             to_8k_mono(b"not audio at all".to_vec(), 10),
