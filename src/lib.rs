@@ -8,6 +8,7 @@
 pub mod answer;
 pub mod api;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod ctl;

@@ -9,6 +9,7 @@
 //! are accepted), for Prometheus and load balancers, with or without the API.
 
 mod calls;
+pub mod forward;
 pub mod ops;
 mod recordings;
 mod stream;
@@ -119,6 +120,14 @@ pub struct ApiSettings {
     pub live: crate::events::LiveEvents,
     /// speech and sound files for `/v1/calls/{uuid}/talk` and `/stream`
     pub sounds: crate::sounds::Sounds,
+    /// the room registry, when this node is one of a cluster
+    pub cluster: Option<crate::cluster::Registry>,
+}
+
+impl std::fmt::Debug for crate::cluster::Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registry({})", self.me.id)
+    }
 }
 
 #[derive(Clone)]
@@ -132,6 +141,7 @@ struct AppState {
     web: Option<Arc<web::WebState>>,
     live: crate::events::LiveEvents,
     sounds: crate::sounds::Sounds,
+    cluster: Option<Arc<forward::Forwarder>>,
 }
 
 impl AppState {
@@ -804,6 +814,10 @@ fn router(st: AppState) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/v1/events", get(stream::all))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            forward::cluster,
+        ))
         .layer(axum::middleware::from_fn_with_state(st.clone(), auth))
         .merge(web::routes())
         .fallback(not_found)
@@ -837,6 +851,9 @@ fn state(settings: ApiSettings, ready: Readiness, core: mpsc::Sender<ApiCall>) -
         web: settings.web,
         live: settings.live,
         sounds: settings.sounds,
+        cluster: settings
+            .cluster
+            .map(|r| Arc::new(forward::Forwarder::new(r))),
     }
 }
 

@@ -126,6 +126,7 @@ impl Config {
             hide_rooms: self.security.hide_rooms,
             flood: self.flood_limits(),
             ban_ends_calls: self.security.ban_ends_calls,
+            cluster: self.cluster.is_some(),
         }
     }
 }

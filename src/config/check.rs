@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use super::{
-    Config, ConfigError, Dialout, Events, Routing, Rtp, Security, Signing, Sip, Trunk,
+    Cluster, Config, ConfigError, Dialout, Events, Routing, Rtp, Security, Signing, Sip, Trunk,
     parse_advertise,
 };
 use crate::core::MenuKeys;
@@ -25,7 +25,45 @@ pub(super) fn all(cfg: &Config, src: &str, file: &str) -> Result<(), ConfigError
     events(&c, &cfg.events)?;
     routing(&c, &cfg.routing)?;
     dialout(&c, &cfg.dialout)?;
-    trunks(&c, &cfg.trunks)
+    trunks(&c, &cfg.trunks)?;
+    match &cfg.cluster {
+        Some(k) => cluster(&c, k),
+        None => Ok(()),
+    }
+}
+
+/// `[cluster]`: the registry's URL, this node's name and addresses, the lease.
+fn cluster(c: &Checker, k: &Cluster) -> Result<(), ConfigError> {
+    let key = |k: &'static str| [Seg::Key("cluster"), Seg::Key(k)];
+    c.check(
+        k.redis_url.starts_with("redis://") || k.redis_url.starts_with("rediss://"),
+        &key("redis_url"),
+        "redis_url must be a redis:// or rediss:// URL",
+    )?;
+    c.check(
+        !k.node_id.is_empty()
+            && k.node_id.len() <= 64
+            && k.node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        &key("node_id"),
+        "node_id must be 1-64 of A-Z a-z 0-9 - _",
+    )?;
+    c.check(
+        crate::sip::headers::SipUri::parse(&k.sip_uri).is_ok_and(|u| u.scheme == "sip"),
+        &key("sip_uri"),
+        "sip_uri must be this node's sip:host:port",
+    )?;
+    c.check(
+        k.api_url.as_deref().is_none_or(is_http_url),
+        &key("api_url"),
+        "api_url must be an http:// or https:// URL",
+    )?;
+    c.check(
+        (2..=300).contains(&k.lease_s),
+        &key("lease_s"),
+        "lease_s must be 2 to 300",
+    )
 }
 
 /// The document being checked, to place a fault in it.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::core::MenuKeys;
 pub use crate::core::room::spec::{RoomFault, RoomSpec};
 pub use schema::{
-    AnswerFallback, AnswerMethod, Api, Dialout, EventFormat, Events, Log, LogFormat, Metrics,
-    Recording, Routing, Rtp, Security, Signing, Sip, Trunk, Tts, WebRtc,
+    AnswerFallback, AnswerMethod, Api, Cluster, Dialout, EventFormat, Events, Log, LogFormat,
+    Metrics, Recording, Routing, Rtp, Security, Signing, Sip, Trunk, Tts, WebRtc,
 };
 use schema::{default_rtp, default_sip};
 
@@ -93,6 +93,9 @@ pub struct Config {
     /// speech for NCCO talk actions
     #[serde(default)]
     pub tts: Tts,
+    /// one node of several (rooms placed by Redis)
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
 }
 
 /// `[sip] advertise` split into host and port: an IP address (IPv6 in brackets)

@@ -547,6 +547,47 @@ impl Default for WebRtc {
     }
 }
 
+/// `[cluster]`: this node as one of several behind Kamailio, rooms placed by a
+/// registry in Redis. Absent: a single node, no Redis.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// the registry (`redis://host:port/db`)
+    #[serde(serialize_with = "fingerprint_url")]
+    pub redis_url: String,
+    /// this node's name among the others (1-64 of A-Z a-z 0-9 - _)
+    pub node_id: String,
+    /// where other nodes send this node's callers (`sip:host:port`): the
+    /// Contact of the 302 for a room held here
+    pub sip_uri: String,
+    /// where other nodes forward API calls for rooms held here
+    /// (`http://host:port`; default: from `[api] listen`)
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// a dead node's rooms are free again after this long (seconds, 2-300)
+    #[serde(default = "default_lease")]
+    pub lease_s: u64,
+}
+
+pub(super) fn default_lease() -> u64 {
+    10
+}
+
+/// A URL without its password (`redis://:secret@host` → `redis://:***@host`).
+fn fingerprint_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    let shown = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    };
+    s.serialize_str(&shown)
+}
+
 /// `[tts]`: the text-to-speech engine NCCO `talk` actions are spoken with.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -90,7 +90,10 @@ impl Core {
             method: "INVITE".into(),
             ..key.clone()
         };
-        if let Some(invite) = self.unpark(&invite_key) {
+        if let Some(invite) = self
+            .unpark(&invite_key)
+            .or_else(|| self.unclaim(&invite_key))
+        {
             self.reply_txn(now, key, msg, from, 200, &[]);
             return self.reject(now, &invite_key, &invite, from, Reject::RequestTerminated);
         }

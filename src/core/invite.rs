@@ -61,6 +61,8 @@ impl Core {
         } else {
             None
         };
+        // the webhook's answer, to be had again if the call waits for a claim
+        let redo = decision.clone().zip(asked_as).map(|(d, t)| (t.0, d));
         let (room, options) = match decision {
             Some(routing::RouteDecision::Reject) => {
                 return self.reject(now, &key, &msg, from, Reject::Unavailable(None));
@@ -100,6 +102,9 @@ impl Core {
             false if self.cfg.hide_rooms => DECOY_ROOM.to_string(),
             false => return self.reject(now, &key, &msg, from, Reject::NotFound),
         };
+        if room != DECOY_ROOM && !link && self.claim_first(&room, (from, key.clone(), &msg), redo) {
+            return; // back through cluster::claimed
+        }
         let arrival = match self.rooms.get(room.as_str()) {
             // no PIN, no wait, not counted against max_participants
             Some(_) if link => Ok(Stage::Joined { moderator: false }),

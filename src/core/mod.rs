@@ -7,6 +7,7 @@
 //! Timer H at 32 s without waiting 32 s.
 
 pub mod calls;
+pub mod cluster;
 pub mod control;
 mod dialog;
 pub mod dialout;
@@ -120,6 +121,8 @@ pub struct CoreConfig {
     pub flood: flood::FloodLimits,
     /// a ban ends the banned source's admitted calls too (by default they go on)
     pub ban_ends_calls: bool,
+    /// one node of several (`[cluster]`): rooms are claimed in the registry
+    pub cluster: bool,
 }
 
 impl CoreConfig {
@@ -182,6 +185,9 @@ pub struct Core {
     legs_from: HashMap<IpAddr, u32>,
     /// rooms joined together: each link leg and its other end
     links: HashMap<LegId, LegId>,
+    /// the rooms this node holds in the cluster's registry, and calls waiting
+    /// for a claim
+    placement: cluster::Placement,
 }
 
 impl Core {
@@ -199,6 +205,7 @@ impl Core {
             flood,
             legs_from: HashMap::new(),
             links: HashMap::new(),
+            placement: cluster::Placement::new(cfg.cluster),
             cfg,
             rng: Rng::new(seed),
             ports,
@@ -283,6 +290,7 @@ impl Core {
         if self.rooms.get(name).is_some_and(Room::is_disposable) {
             self.rooms.remove(name);
         }
+        self.release_if_empty(name);
         Some(r)
     }
 

@@ -36,6 +36,17 @@ pub enum Output {
         /// its turns, in order of start
         turns: Vec<super::room::speakers::Turn>,
     },
+    /// claim this room in the cluster's registry before its first call is
+    /// admitted; answer with [`Core::claimed`]
+    Claim {
+        /// room
+        room: String,
+    },
+    /// this node no longer holds the room (it emptied): release its lease
+    Release {
+        /// room
+        room: String,
+    },
     /// recording `id` (an NCCO `record`) reports to this URL when complete,
     /// instead of the room's
     RecordingHook {
@@ -84,6 +95,15 @@ pub enum Event {
     RoomClosed {
         /// room
         room: String,
+    },
+    /// the node that held the room died (its lease in the cluster's registry
+    /// lapsed): its calls, dial-outs and recordings there are gone; new callers
+    /// start the room afresh on a live node
+    RoomLost {
+        /// room
+        room: String,
+        /// the dead node's `node_id`
+        node: String,
     },
     /// a leg was muted or unmuted (menu, moderator, API)
     Muted {

@@ -81,6 +81,7 @@ fn config() -> CoreConfig {
         hide_rooms: false,
         flood: flood::FloodLimits::default(),
         ban_ends_calls: false,
+        cluster: false,
     }
 }
 

@@ -50,6 +50,7 @@ pub(super) async fn start_http(
     cfg: &Config,
     live: crate::events::LiveEvents,
     sounds: crate::sounds::Sounds,
+    cluster: Option<crate::cluster::Registry>,
 ) -> Result<Http, DriverError> {
     let (tx, calls) = mpsc::channel::<ApiCall>(256);
     let token = api_token(cfg)?;
@@ -71,6 +72,7 @@ pub(super) async fn start_http(
         web: Some(std::sync::Arc::new(web)),
         live,
         sounds,
+        cluster,
     };
     let ready = crate::api::Readiness::default();
     {

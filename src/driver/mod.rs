@@ -3,6 +3,7 @@
 //! core's outputs out: bytes to UDP/TCP peers, commands to the media engine, events
 //! to the log. One task owns the core, so signalling state needs no lock.
 
+mod cluster;
 mod http;
 mod notify;
 mod outputs;
@@ -65,13 +66,19 @@ pub enum DriverError {
         /// cause
         source: io::Error,
     },
+    /// `[cluster] redis_url` cannot be used
+    #[error("[cluster] {0}")]
+    Cluster(crate::cluster::RegistryError),
 }
 
 impl DriverError {
     /// Whether the configuration is at fault (exit status 78, EX_CONFIG: a restart
     /// with the same file cannot help), rather than the machine (a port taken).
     pub fn is_config(&self) -> bool {
-        matches!(self, DriverError::Prompts(_) | DriverError::Token { .. })
+        matches!(
+            self,
+            DriverError::Prompts(_) | DriverError::Token { .. } | DriverError::Cluster(_)
+        )
     }
 }
 
@@ -156,6 +163,8 @@ pub(crate) struct Driver {
     deferred: Option<(tokio::sync::oneshot::Sender<OpResult>, OpResult)>,
     notify: notify::Notifier,
     heart: std::sync::Arc<WorkerGauges>,
+    /// the room registry's task (`[cluster]`)
+    cluster: Option<mpsc::UnboundedSender<cluster::Ask>>,
 }
 
 /// What the loop waits on.
@@ -170,6 +179,10 @@ struct Inputs {
     watch: tokio::time::Interval,
     keepalive: tokio::time::Interval,
     acceptor: tokio::task::JoinHandle<()>,
+    /// the room registry's answers
+    cluster_rx: mpsc::UnboundedReceiver<cluster::Told>,
+    /// the registry's heartbeat (a third of the lease; idle without a cluster)
+    beat: tokio::time::Interval,
 }
 
 /// One thing that woke the loop.
@@ -185,6 +198,8 @@ enum Input {
     Keepalive,
     Reload,
     Watch,
+    Cluster(cluster::Told),
+    Beat,
 }
 
 impl Inputs {
@@ -209,6 +224,8 @@ impl Inputs {
             _ = self.keepalive.tick() => Input::Keepalive,
             _ = self.sighup.recv() => Input::Reload,
             _ = self.watch.tick() => Input::Watch,
+            Some(t) = self.cluster_rx.recv() => Input::Cluster(t),
+            _ = self.beat.tick() => Input::Beat,
         }
     }
 }
@@ -270,7 +287,33 @@ impl Driver {
 
         let live = crate::events::live_channel();
         let sounds = crate::sounds::Sounds::new(crate::tts::Tts::new(cfg.tts.command.clone()));
-        let http = http::start_http(&cfg, live.clone(), sounds.clone()).await?;
+        let registry = match &cfg.cluster {
+            Some(k) => Some(
+                crate::cluster::Registry::new(
+                    &k.redis_url,
+                    crate::cluster::Node {
+                        id: k.node_id.clone(),
+                        sip_uri: k.sip_uri.clone(),
+                        api_url: k
+                            .api_url
+                            .clone()
+                            .unwrap_or_else(|| format!("http://{}", cfg.api.listen)),
+                    },
+                    Duration::from_secs(k.lease_s),
+                )
+                .map_err(DriverError::Cluster)?,
+            ),
+            None => None,
+        };
+        let http = http::start_http(&cfg, live.clone(), sounds.clone(), registry.clone()).await?;
+        let (cluster_tx, cluster_rx) = mpsc::unbounded_channel();
+        let mut beat = tokio::time::interval(
+            registry
+                .as_ref()
+                .map_or(Duration::from_secs(3600), crate::cluster::Registry::beat),
+        );
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cluster = registry.map(|r| cluster::start(r, cluster_tx));
         let mut webhooks = Webhooks::start(
             &cfg.events,
             format!("http://{}/v1/recordings/", cfg.api.listen),
@@ -320,6 +363,8 @@ impl Driver {
             watch,
             keepalive,
             acceptor,
+            cluster_rx,
+            beat,
         };
         let driver = Driver {
             heart: media.gauges(),
@@ -350,6 +395,7 @@ impl Driver {
             deferred: None,
             notify,
             running: cfg,
+            cluster,
         };
         Ok((driver, inputs))
     }
@@ -428,6 +474,15 @@ impl Driver {
                 self.core.socket_down(now(), leg, caller, why)
             }
             Input::Api(call) => self.api_call(call),
+            Input::Cluster(cluster::Told::Claimed(room, claim)) => {
+                self.core.claimed(now(), &room, claim)
+            }
+            Input::Cluster(cluster::Told::Lost(room, node)) => self.core.room_lost(&room, &node),
+            Input::Beat => {
+                if let Some(c) = &self.cluster {
+                    let _ = c.send(cluster::Ask::Beat(self.core.held_rooms()));
+                }
+            }
             Input::Timer => self.core.handle_timeout(now()),
             Input::Stop => self.begin_drain(),
             Input::Keepalive => {
@@ -512,6 +567,11 @@ impl Driver {
                 "shutting down: new calls refused, running calls end after the grace"
             );
             self.notify.stopping(grace + DRAIN_LIMIT + STOP_MARGIN);
+            if let Some(c) = &self.cluster {
+                // the others take this node's rooms for new callers now; calls
+                // here end with the drain
+                let _ = c.send(cluster::Ask::Leave);
+            }
             self.core.drain(now(), grace, announce);
             self.drain_deadline = Some(Instant::now() + grace + DRAIN_LIMIT);
         }

@@ -67,6 +67,19 @@ impl Driver {
                     self.recording_hooks.insert(id, url);
                 }
                 Output::Input(result) => self.answer_hook.input_done(result),
+                Output::Claim { room } => match &self.cluster {
+                    Some(c) => {
+                        let _ = c.send(super::cluster::Ask::Claim(room));
+                    }
+                    None => self
+                        .core
+                        .claimed(now(), &room, crate::core::cluster::Claim::Held),
+                },
+                Output::Release { room } => {
+                    if let Some(c) = &self.cluster {
+                        let _ = c.send(super::cluster::Ask::Release(room));
+                    }
+                }
                 Output::Route(req) if self.routes_by_hook => self.answer_hook.ask(req),
                 Output::Route(req) => self.core.route_decided(
                     now(),
@@ -207,6 +220,9 @@ fn log_event(ev: &Event) {
             tracing::info!(%leg, %room, call_id = %LogSafe(call_id), reason = reason.as_str(), "left")
         }
         Event::RoomClosed { room } => tracing::info!(%room, "room closed"),
+        Event::RoomLost { room, node } => {
+            tracing::warn!(%room, %node, "room lost with its node");
+        }
         Event::Muted { leg, room, muted } => tracing::info!(%leg, %room, muted, "mute"),
         Event::Talking { leg, room, talking } => tracing::debug!(%leg, %room, talking, "talker"),
         Event::Recording(r) => tracing::info!(

@@ -202,6 +202,7 @@ pub fn room_of(ev: &Event) -> &str {
         | Event::Joined { room, .. }
         | Event::Left { room, .. }
         | Event::RoomClosed { room }
+        | Event::RoomLost { room, .. }
         | Event::Muted { room, .. }
         | Event::Talking { room, .. }
         | Event::Dial { room, .. }
@@ -226,6 +227,9 @@ pub fn payload(ev: &Event, seq: u64, now: SystemTime, recording_base: &str) -> V
         }),
         Event::RoomClosed { room } => json!({
             "type": "room:ended", "status": "completed", "conversation_uuid": room,
+        }),
+        Event::RoomLost { room, node } => json!({
+            "type": "room:lost", "status": "failed", "conversation_uuid": room, "node": node,
         }),
         Event::Joined {
             leg,

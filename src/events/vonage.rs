@@ -179,6 +179,10 @@ impl Calls {
             Event::RoomClosed { room } => vec![json!({
                 "type": "conversation:ended", "conversation_uuid": room, "timestamp": ts,
             })],
+            // no Vonage counterpart: caucus's own type, in Vonage's shape
+            Event::RoomLost { room, node } => vec![json!({
+                "type": "room:lost", "conversation_uuid": room, "node": node, "timestamp": ts,
+            })],
             Event::Muted { leg, room, muted } => vec![json!({
                 "type": if *muted { "member:muted" } else { "member:unmuted" },
                 "uuid": leg.0.to_string(), "conversation_uuid": room, "timestamp": ts,

@@ -12,6 +12,7 @@ pub fn reason(code: u16) -> &'static str {
         100 => "Trying",
         180 => "Ringing",
         200 => "OK",
+        302 => "Moved Temporarily",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -39,6 +40,8 @@ pub fn reason(code: u16) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reject {
+    /// 302 + Contact: the room is held by another node of the cluster
+    Moved(String),
     /// 400, with the reason in a Warning
     BadRequest(String),
     /// 403 (a locked room nobody can prove to moderate)
@@ -79,6 +82,7 @@ impl Reject {
     /// Its status code.
     pub fn code(&self) -> u16 {
         match self {
+            Reject::Moved(_) => 302,
             Reject::BadRequest(_) => 400,
             Reject::Forbidden(_) => 403,
             Reject::NotFound => 404,
@@ -102,6 +106,7 @@ impl Reject {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let warning = |text: &str| ("Warning", format!("399 caucus \"{text}\""));
         match self {
+            Reject::Moved(contact) => vec![("Contact", contact.clone())],
             Reject::BadRequest(why) => vec![warning(why)],
             Reject::Forbidden(why) | Reject::BusyHere(why) => vec![warning(why)],
             Reject::MethodNotAllowed | Reject::NotImplemented => vec![("Allow", ALLOW.into())],

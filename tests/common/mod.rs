@@ -154,7 +154,9 @@ impl Bridge {
             format!("[webrtc]\nlisten = \"127.0.0.1:{webrtc_port}\"\n")
         };
         // a test may name its own listen addresses, with PORT for the harness's
+        // (and SIP_PORT elsewhere: a cluster node's own sip_uri)
         let sip_keys = sip_keys.replace("PORT", &sip_port.to_string());
+        let rest = rest.replace("SIP_PORT", &sip_port.to_string());
         let listen = if sip_keys.contains("listen") {
             String::new()
         } else {
@@ -177,9 +179,17 @@ impl Bridge {
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
+        // a test that binds the bridge to another loopback address (a node of
+        // a cluster) is answered there
+        let sip_ip = sip_keys
+            .lines()
+            .find(|l| l.trim_start().starts_with("listen"))
+            .and_then(|l| l.split('"').nth(1))
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
         Bridge {
             child,
-            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            sip: SocketAddr::new(sip_ip, sip_port),
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
             api: SocketAddr::from(([127, 0, 0, 1], api_port)),
             webrtc: SocketAddr::from(([127, 0, 0, 1], webrtc_port)),
@@ -273,6 +283,9 @@ pub struct Ua {
     pub rtp_tick: std::sync::atomic::AtomicU32,
     /// header lines (each ending CRLF) added to every request
     pub extra_headers: String,
+    /// the dialog's route set and remote target, once a proxy record-routed
+    /// the call (RFC 3261 §12.1.2): Route lines and the 2xx's Contact URI
+    pub route: Option<(String, String)>,
 }
 
 /// The SDP connection line for an address.
@@ -360,6 +373,7 @@ impl Ua {
             telephone_event: true,
             rtp_tick: std::sync::atomic::AtomicU32::new(0),
             extra_headers: String::new(),
+            route: None,
         }
     }
 
@@ -424,10 +438,12 @@ impl Ua {
         } else {
             "Content-Type: application/sdp\r\n"
         };
+        let (target, routes) = match (&self.route, self.to_tag.is_empty()) {
+            (Some((routes, target)), false) => (target.clone(), routes.as_str()),
+            _ => (format!("sip:{}@{}", self.room, self.bridge), ""),
+        };
         format!(
-            "{method} sip:{}@{} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\n{}From: <sip:ua@127.0.0.1>;tag={}\r\nTo: <sip:{}@127.0.0.1>{to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:ua@{}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-            self.room,
-            self.bridge,
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\n{routes}{}From: <sip:ua@127.0.0.1>;tag={}\r\nTo: <sip:{}@127.0.0.1>{to_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:ua@{}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
             self.transport(),
             self.local,
             self.extra_headers,
@@ -475,6 +491,16 @@ impl Ua {
         }
         let to = caucus::sip::headers::NameAddr::parse(resp.header("To").unwrap(), "To").unwrap();
         self.to_tag = to.tag().unwrap().to_string();
+        let rr = resp.list("Record-Route");
+        if !rr.is_empty() {
+            let contact = resp
+                .header("Contact")
+                .and_then(|c| caucus::sip::headers::NameAddr::parse(c, "Contact").ok())
+                .map(|n| n.uri)
+                .expect("a 2xx through a proxy has a Contact");
+            let routes: String = rr.iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
+            self.route = Some((routes, contact));
+        }
         let sd = SessionDescription::parse(&resp.body).unwrap();
         let (_, p) = sdp::select_audio(&sd).unwrap();
         assert_eq!(p.codec, self.codec);

@@ -1,0 +1,246 @@
+//! The cluster's room registry in Redis (`[cluster]`), shared by the nodes
+//! behind Kamailio. Keys:
+//!
+//! - `caucus:room:{R}` = the `node_id` holding room R, with a lease (`PX`):
+//!   claimed with `SET NX` by the first node that admits a call of R, renewed
+//!   while R lives there, deleted when it ends, and lapsing when its node dies;
+//! - `caucus:node:{id}` = `{sip_uri, api_url}` of a live node, with the same
+//!   lease, renewed every third of it;
+//! - `caucus:nodes` = every node that has run; `caucus:rooms:{id}` = the rooms
+//!   node `id` holds, so that the first live node to see a dead one (its node
+//!   key lapsed) reports its rooms as lost, once.
+//!
+//! Only a node's own key is ever renewed or deleted: renewal and release are
+//! compare-and-set scripts, so a node that lost a lease (a partition) cannot
+//! take the room back from its new holder. No consensus beyond `SET NX` is
+//! needed: the registry decides who holds a room, Kamailio only routes.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::core::cluster::Claim;
+
+/// A node as the others see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Node {
+    /// its `node_id`
+    pub id: String,
+    /// where its callers go (`sip:host:port`)
+    pub sip_uri: String,
+    /// where its API is (`http://host:port`)
+    pub api_url: String,
+}
+
+/// Why the registry could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("room registry: {0}")]
+pub struct RegistryError(#[from] redis::RedisError);
+
+/// A handle on the registry (cheap to clone: one multiplexed connection).
+#[derive(Clone)]
+pub struct Registry {
+    conn: ConnectionManager,
+    /// this node
+    pub me: Node,
+    lease: Duration,
+}
+
+fn room_key(room: &str) -> String {
+    format!("caucus:room:{room}")
+}
+
+fn node_key(id: &str) -> String {
+    format!("caucus:node:{id}")
+}
+
+fn rooms_of(id: &str) -> String {
+    format!("caucus:rooms:{id}")
+}
+
+const NODES: &str = "caucus:nodes";
+
+/// Renew KEYS[1] for ARGV[2] ms if it still names ARGV[1].
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Delete KEYS[1] if it still names ARGV[1].
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+
+impl Registry {
+    /// A registry at `url` for node `me`; connects on first use, and again
+    /// after a failure (each request waits at most a second).
+    pub fn new(url: &str, me: Node, lease: Duration) -> Result<Registry, RegistryError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Registry { conn, me, lease })
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.lease.as_millis() as u64
+    }
+
+    /// Claim `room` for this node: held here, or where it is held.
+    pub async fn claim(&self, room: &str) -> Claim {
+        match self.try_claim(room).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%room, error = %e, "cannot claim the room");
+                Claim::Unreachable
+            }
+        }
+    }
+
+    async fn try_claim(&self, room: &str) -> Result<Claim, RegistryError> {
+        let mut c = self.conn.clone();
+        // twice: once more if the holder turns out dead and its lease is cleared
+        for _ in 0..2 {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(room_key(room))
+                .arg(&self.me.id)
+                .arg("NX")
+                .arg("PX")
+                .arg(self.lease_ms())
+                .query_async(&mut c)
+                .await?;
+            if set.is_some() {
+                let _: () = c.sadd(rooms_of(&self.me.id), room).await?;
+                return Ok(Claim::Held);
+            }
+            let Some(holder): Option<String> = c.get(room_key(room)).await? else {
+                continue; // released meanwhile
+            };
+            if holder == self.me.id {
+                return Ok(Claim::Held);
+            }
+            match self.node(&holder).await? {
+                Some(n) => return Ok(Claim::Elsewhere(n.sip_uri)),
+                None => {
+                    // its node is dead and its room lease not lapsed yet: the
+                    // room is free now (its calls went with the node)
+                    let _: i64 = redis::Script::new(RELEASE)
+                        .key(room_key(room))
+                        .arg(&holder)
+                        .invoke_async(&mut c)
+                        .await?;
+                }
+            }
+        }
+        Ok(Claim::Unreachable)
+    }
+
+    /// Give `room` back (it ended here).
+    pub async fn release(&self, room: &str) {
+        let mut c = self.conn.clone();
+        let r: Result<(), redis::RedisError> = async {
+            let _: i64 = redis::Script::new(RELEASE)
+                .key(room_key(room))
+                .arg(&self.me.id)
+                .invoke_async(&mut c)
+                .await?;
+            let _: () = c.srem(rooms_of(&self.me.id), room).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(%room, error = %e, "cannot release the room (its lease will lapse)");
+        }
+    }
+
+    /// The node holding `room`, if another live one does.
+    pub async fn holder(&self, room: &str) -> Result<Option<Node>, RegistryError> {
+        let mut c = self.conn.clone();
+        let Some(id): Option<String> = c.get(room_key(room)).await? else {
+            return Ok(None);
+        };
+        if id == self.me.id {
+            return Ok(None);
+        }
+        self.node(&id).await
+    }
+
+    /// A live node by id.
+    pub async fn node(&self, id: &str) -> Result<Option<Node>, RegistryError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = c.get(node_key(id)).await?;
+        Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Every live node but this one.
+    pub async fn others(&self) -> Result<Vec<Node>, RegistryError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c.smembers(NODES).await?;
+        let mut out = Vec::new();
+        for id in ids.into_iter().filter(|i| *i != self.me.id) {
+            if let Some(n) = self.node(&id).await? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// This node is alive (its key renewed) and still holds `rooms` (each
+    /// lease renewed; one another node took is reported). Returns the rooms
+    /// of dead nodes this node was the first to see: (room, dead node).
+    pub async fn heartbeat(
+        &self,
+        rooms: &[String],
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        let mut c = self.conn.clone();
+        let me = serde_json::to_string(&self.me).unwrap_or_default();
+        let _: () = redis::cmd("SET")
+            .arg(node_key(&self.me.id))
+            .arg(me)
+            .arg("PX")
+            .arg(self.lease_ms())
+            .query_async(&mut c)
+            .await?;
+        let _: () = c.sadd(NODES, &self.me.id).await?;
+        for room in rooms {
+            let kept: i64 = redis::Script::new(RENEW)
+                .key(room_key(room))
+                .arg(&self.me.id)
+                .arg(self.lease_ms())
+                .invoke_async(&mut c)
+                .await?;
+            if kept == 0 {
+                tracing::error!(%room, "this node's lease on the room lapsed (another node may hold it now)");
+            }
+        }
+        let mut lost = Vec::new();
+        let ids: Vec<String> = c.smembers(NODES).await?;
+        for id in ids.into_iter().filter(|i| *i != self.me.id) {
+            let alive: bool = c.exists(node_key(&id)).await?;
+            if alive {
+                continue;
+            }
+            // whoever removes it reports it: one report per death
+            let removed: i64 = c.srem(NODES, &id).await?;
+            if removed == 1 {
+                let rooms: Vec<String> = c.smembers(rooms_of(&id)).await?;
+                let _: () = c.del(rooms_of(&id)).await?;
+                lost.extend(rooms.into_iter().map(|r| (r, id.clone())));
+            }
+        }
+        Ok(lost)
+    }
+
+    /// This node is stopping: its key goes at once (so its rooms are free to
+    /// others as soon as they end here).
+    pub async fn leave(&self) {
+        let mut c = self.conn.clone();
+        let _: Result<(), _> = c.del(node_key(&self.me.id)).await;
+        let _: Result<i64, _> = c.srem(NODES, &self.me.id).await;
+    }
+
+    /// How often the heartbeat runs.
+    pub fn beat(&self) -> Duration {
+        self.lease / 3
+    }
+}

@@ -1,0 +1,59 @@
+//! The driver's side of `[cluster]`: one task that carries the core's claims
+//! and releases to the registry ([`crate::cluster`]) in the order the core
+//! made them (a release and the next claim of the same room must not pass each
+//! other), renews this node's leases on each heartbeat, and brings back the
+//! registry's answers and the rooms of nodes found dead.
+
+use tokio::sync::mpsc;
+
+use crate::cluster::Registry;
+use crate::core::cluster::Claim;
+
+/// What the driver asks of the registry task.
+pub(super) enum Ask {
+    /// claim a room before its first call
+    Claim(String),
+    /// a held room ended
+    Release(String),
+    /// renew this node and these held rooms; look for dead nodes
+    Beat(Vec<String>),
+    /// this node stops: its node key goes
+    Leave,
+}
+
+/// What the registry task reports.
+pub(super) enum Told {
+    /// the answer to a claim
+    Claimed(String, Claim),
+    /// a dead node held this room: (room, node)
+    Lost(String, String),
+}
+
+/// Start the task; it ends when the sender is dropped.
+pub(super) fn start(
+    reg: Registry,
+    told: mpsc::UnboundedSender<Told>,
+) -> mpsc::UnboundedSender<Ask> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Ask>();
+    tokio::spawn(async move {
+        while let Some(ask) = rx.recv().await {
+            match ask {
+                Ask::Claim(room) => {
+                    let c = reg.claim(&room).await;
+                    let _ = told.send(Told::Claimed(room, c));
+                }
+                Ask::Release(room) => reg.release(&room).await,
+                Ask::Beat(rooms) => match reg.heartbeat(&rooms).await {
+                    Ok(lost) => {
+                        for (room, node) in lost {
+                            let _ = told.send(Told::Lost(room, node));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cluster heartbeat failed"),
+                },
+                Ask::Leave => reg.leave().await,
+            }
+        }
+    });
+    tx
+}
