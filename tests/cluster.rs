@@ -69,7 +69,7 @@ fn kamailio(nodes: &[SocketAddr], dir: &std::path::Path) -> (Proc, SocketAddr) {
     let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
     let child = Proc(
         Command::new("kamailio")
-            .args(["-DD", "-E", "-f", cfg])
+            .args(["-DD", "-E", "-m", "256", "-M", "16", "-f", cfg])
             .args(["-A", &format!("LISTEN=udp:127.0.0.1:{port}")])
             .args(["-A", &format!("DS_LIST=\"{}\"", list.display())])
             .args(["-Y", &dir.display().to_string()])
