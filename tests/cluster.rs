@@ -33,19 +33,35 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A process the test started, killed when the test ends.
+/// A process the test started, in a process group of its own (Kamailio forks
+/// its workers), stopped with its group when the test ends.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
     }
 }
 
+/// `cmd` in a process group of its own.
+fn grouped(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+}
+
 fn redis() -> (Proc, u16) {
     let port = free_port();
-    let child = Command::new("redis-server")
+    let child = grouped(&mut Command::new("redis-server"))
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .stdout(Stdio::null())
@@ -68,7 +84,7 @@ fn kamailio(nodes: &[SocketAddr], dir: &std::path::Path) -> (Proc, SocketAddr) {
     let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/kamailio.cfg");
     let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
     let child = Proc(
-        Command::new("kamailio")
+        grouped(&mut Command::new("kamailio"))
             .args(["-DD", "-E", "-m", "256", "-M", "16", "-f", cfg])
             .args(["-A", &format!("LISTEN=udp:127.0.0.1:{port}")])
             .args(["-A", &format!("DS_LIST=\"{}\"", list.display())])
