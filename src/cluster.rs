@@ -172,6 +172,21 @@ impl Registry {
         Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
+    /// A live node to take a room's callers beyond `cascade_at` (`host:port`
+    /// of its SIP address): another node, chosen by the room's name so that
+    /// big rooms spread over the nodes.
+    pub async fn satellite(&self, room: &str) -> Option<String> {
+        let mut others = self.others().await.ok()?;
+        if others.is_empty() {
+            return None;
+        }
+        others.sort_by(|a, b| a.id.cmp(&b.id));
+        let pick = room.bytes().map(usize::from).sum::<usize>() % others.len();
+        let uri = &others[pick].sip_uri;
+        let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+        Some(rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string())
+    }
+
     /// Every live node but this one.
     pub async fn others(&self) -> Result<Vec<Node>, RegistryError> {
         let mut c = self.conn.clone();

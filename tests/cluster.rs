@@ -40,7 +40,13 @@ struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
         let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let kill = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("-TERM");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.0.try_wait(), Ok(Some(_))) {
@@ -48,7 +54,7 @@ impl Drop for Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        kill("-KILL");
         let _ = self.0.wait();
     }
 }
@@ -118,6 +124,10 @@ fn kamailio(nodes: &[SocketAddr], dir: &std::path::Path) -> (Proc, SocketAddr) {
 }
 
 fn node(i: u8, redis: u16, events: &str) -> Bridge {
+    node_with(i, redis, events, "")
+}
+
+fn node_with(i: u8, redis: u16, events: &str, cluster_keys: &str) -> Bridge {
     let api = free_port();
     let rooms: String = (0..ROOMS)
         .map(|k| format!("[[room]]\nname = \"r{k}\"\n"))
@@ -131,7 +141,7 @@ fn node(i: u8, redis: u16, events: &str) -> Bridge {
              [events]\nurl = \"{events}\"\n\
              [cluster]\nredis_url = \"redis://127.0.0.1:{redis}/\"\nnode_id = \"n{i}\"\n\
              sip_uri = \"sip:127.0.1.{i}:SIP_PORT\"\napi_url = \"http://127.0.0.1:{api}\"\n\
-             lease_s = {LEASE_S}\n{rooms}"
+             lease_s = {LEASE_S}\n{cluster_keys}{rooms}"
         ),
     )
     .with_api(api)
@@ -161,6 +171,19 @@ fn talk(calls: &[(&Ua, f64)], streams: &mut [Stream], secs: u64) -> Vec<Vec<i16>
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// What one node itself says (as to a request another node forwarded).
+fn local(b: &Bridge, path: &str) -> common::http::Response {
+    common::http::request_with(
+        b.api,
+        "GET",
+        path,
+        Some(TOKEN),
+        "application/json",
+        "X-Caucus-Forwarded: 1\r\n",
+        None,
+    )
 }
 
 fn rooms_of(api: SocketAddr) -> Vec<serde_json::Value> {
@@ -254,6 +277,16 @@ fn three_nodes_behind_kamailio_keep_each_room_on_one_node_and_survive_a_node_kil
             Some(3),
             "r{k} not whole on its node"
         );
+    }
+    for (k, &h) in holder.iter().enumerate() {
+        for (n, b) in nodes.iter().enumerate().filter(|(n, _)| *n != h) {
+            let here = local(b.as_ref().unwrap(), &format!("/v1/rooms/r{k}/participants")).json();
+            assert_eq!(
+                here.as_array().map(Vec::len),
+                Some(0),
+                "r{k} has calls on node {n} too"
+            );
+        }
     }
     eprintln!("rooms by node: {holder:?}");
 
@@ -353,4 +386,96 @@ fn three_nodes_behind_kamailio_keep_each_room_on_one_node_and_survive_a_node_kil
             "{r} not reported lost once: {lost:?}"
         );
     }
+}
+
+#[test]
+fn a_room_over_cascade_at_spans_two_nodes_and_is_one_conference() {
+    // cascade_at = 2: of four callers of r0 through Kamailio, two are on the
+    // node holding it and two on a satellite linked to it; each hears the
+    // other three; when the satellite's callers leave, its link ends
+    if !(have("kamailio") && have("redis-server")) {
+        eprintln!("skipped: kamailio and redis-server are not installed (.ci/test installs them)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("caucus-cascade-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let hooks = Receiver::start(0);
+    let (_redis, rport) = redis();
+    let nodes: Vec<Bridge> = (4..=5)
+        .map(|i| node_with(i, rport, &hooks.url(), "cascade_at = 2\n"))
+        .collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|b| b.sip).collect();
+    let (_kamailio, proxy) = kamailio(&addrs, &dir);
+    let mut uas = Vec::new();
+    for j in 0..4 {
+        let mut ua = Ua::new(proxy, "r0", CodecKind::Pcmu, false, &format!("big{j}"));
+        assert_eq!(ua.call(""), 200, "caller {j} of the big room");
+        uas.push(ua);
+        // the satellite links before the next caller comes
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let count = |b: &Bridge| {
+        let parts = local(b, "/v1/rooms/r0/participants").json();
+        let all = parts.as_array().cloned().unwrap_or_default();
+        let links = all.iter().filter(|p| p["kind"] == "link").count();
+        (all.len() - links, links)
+    };
+    let mut spread = Vec::new();
+    for _ in 0..50 {
+        spread = nodes.iter().map(count).collect();
+        if spread
+            .iter()
+            .all(|&(callers, links)| callers == 2 && links == 1)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("callers and links of r0 by node: {spread:?}");
+    assert!(
+        spread
+            .iter()
+            .all(|&(callers, links)| callers == 2 && links == 1),
+        "r0 does not span two nodes linked once: {spread:?}"
+    );
+    let freqs = [500.0, 800.0, 1200.0, 1700.0];
+    let calls: Vec<(&Ua, f64)> = uas.iter().zip(freqs).collect();
+    let mut streams: Vec<Stream> = uas.iter().map(|_| Stream::new(CodecKind::Pcmu)).collect();
+    let heard = talk(&calls, &mut streams, 3);
+    for (j, h) in heard.iter().enumerate() {
+        for (jj, f) in freqs.iter().enumerate() {
+            let l = level(h, *f);
+            if jj == j {
+                assert!(l < 30.0, "caller {j} hears itself at {l:.1} dB");
+            } else {
+                assert!(l > 45.0, "caller {j} hears caller {jj} at {l:.1} dB");
+            }
+        }
+    }
+    // the satellite's callers leave: its link to the holder ends
+    // the holder has the first callers
+    let has_first = |b: &Bridge| {
+        local(b, "/v1/rooms/r0/participants")
+            .text()
+            .contains("big0")
+    };
+    let (holder, satellite) = if has_first(&nodes[0]) { (0, 1) } else { (1, 0) };
+    for ua in uas.iter_mut().skip(2) {
+        assert_eq!(ua.hangup(), 200);
+    }
+    let mut after = (0, 0);
+    for _ in 0..50 {
+        after = count(&nodes[holder]);
+        if after == (2, 0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(after, (2, 0), "the holder keeps the satellite's link");
+    assert_eq!(
+        count(&nodes[satellite]),
+        (0, 0),
+        "the satellite keeps its room"
+    );
 }

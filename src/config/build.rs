@@ -127,6 +127,7 @@ impl Config {
             flood: self.flood_limits(),
             ban_ends_calls: self.security.ban_ends_calls,
             cluster: self.cluster.is_some(),
+            cascade_at: self.cluster.as_ref().map_or(0, |k| k.cascade_at),
         }
     }
 }

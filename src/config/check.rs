@@ -63,6 +63,11 @@ fn cluster(c: &Checker, k: &Cluster) -> Result<(), ConfigError> {
         (2..=300).contains(&k.lease_s),
         &key("lease_s"),
         "lease_s must be 2 to 300",
+    )?;
+    c.check(
+        k.cascade_at != 1,
+        &key("cascade_at"),
+        "cascade_at must be 0 (never) or at least 2",
     )
 }
 

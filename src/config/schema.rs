@@ -567,6 +567,10 @@ pub struct Cluster {
     /// a dead node's rooms are free again after this long (seconds, 2-300)
     #[serde(default = "default_lease")]
     pub lease_s: u64,
+    /// callers of one room on this node beyond which further ones go to a
+    /// satellite node linked to it (0: never)
+    #[serde(default)]
+    pub cascade_at: usize,
 }
 
 pub(super) fn default_lease() -> u64 {

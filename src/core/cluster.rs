@@ -9,10 +9,20 @@
 //! node. The registry unreachable: admitted here (a conference that works
 //! beats one refused; the log says the room may be split). A held room that
 //! empties is released ([`Output::Release`]).
+//!
+//! A room bigger than a node (`[cluster] cascade_at` callers here): the node
+//! holding it sends further callers to a satellite node (one the registry
+//! names, [`Output::Cascade`]) by 302 to `sip:ROOM@satellite;caucus-cascade=US`.
+//! The satellite admits them into its own room of that name and links it to
+//! ours by a room link (a SIP leg carrying each side's loudest talkers, Opus
+//! first), so every participant hears one conference; the satellite's room
+//! ends its link when its last caller leaves.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
+use super::room::Room;
 use super::routing::{Parked, RouteDecision};
 use super::transaction::TxnKey;
 use super::{Core, Output, Peer};
@@ -41,16 +51,48 @@ pub(super) struct Placement {
     pub(super) on: bool,
     held: HashSet<String>,
     waiting: HashMap<String, Vec<Waiting>>,
+    /// callers beyond this many in a held room go to a satellite (0: never)
+    pub(super) cascade_at: usize,
+    /// a held room's satellite (`host:port`), and since when
+    satellites: HashMap<String, (String, Instant)>,
+    /// calls waiting for a satellite to be named
+    cascading: HashMap<String, Vec<Waiting>>,
+    /// rooms with no satellite to be had (no other node), until then
+    no_satellite: HashMap<String, Instant>,
+    /// rooms here that are another node's satellites: the holder's `host:port`
+    satellite_of: HashMap<String, SocketAddr>,
 }
 
 impl Placement {
-    /// Placement for a node in a cluster (`on`) or alone.
-    pub(super) fn new(on: bool) -> Placement {
+    /// Placement for a node in a cluster (`on`) or alone, cascading rooms of
+    /// more than `cascade_at` callers (0: never).
+    pub(super) fn new(on: bool, cascade_at: usize) -> Placement {
         Placement {
             on,
+            cascade_at: if on { cascade_at } else { 0 },
             ..Placement::default()
         }
     }
+}
+
+/// The R-URI parameter that sends a caller to a satellite: its value is the
+/// holder's `host:port`.
+const CASCADE_PARAM: &str = "caucus-cascade=";
+/// A satellite named but not linked yet is trusted this long.
+const SATELLITE_GRACE: Duration = Duration::from_secs(15);
+/// With no other node to cascade to, a room is not asked again for this long.
+const NO_SATELLITE: Duration = Duration::from_secs(10);
+
+/// The holder a caller was sent from to this node as a satellite, from the
+/// Request-URI's `caucus-cascade` parameter.
+pub(super) fn cascade_holder(msg: &Message) -> Option<SocketAddr> {
+    let crate::sip::StartLine::Request { uri, .. } = &msg.start else {
+        return None;
+    };
+    let at = uri.find(CASCADE_PARAM)? + CASCADE_PARAM.len();
+    let v = &uri[at..];
+    let end = v.find([';', '?', '>']).unwrap_or(v.len());
+    v[..end].parse().ok()
 }
 
 /// Most calls waiting for claims at once (each claim is one Redis round trip).
@@ -91,6 +133,129 @@ impl Core {
         true
     }
 
+    /// A call for a held room that has `cascade_at` callers already: sent to
+    /// the room's satellite (named by the registry first, the call waiting).
+    /// False when it is to be admitted here.
+    pub(super) fn cascade_first(
+        &mut self,
+        now: Instant,
+        room: &str,
+        call: (Peer, TxnKey, &Message),
+        decided: Option<(u64, RouteDecision)>,
+    ) -> bool {
+        let at = self.placement.cascade_at;
+        let Some(r) = self.rooms.get(room) else {
+            return false;
+        };
+        if at == 0 || r.callers() < at {
+            return false;
+        }
+        if self
+            .placement
+            .no_satellite
+            .get(room)
+            .is_some_and(|t| now < *t)
+        {
+            return false;
+        }
+        let (from, key, msg) = call;
+        if let Some((sat, since)) = self.placement.satellites.get(room) {
+            let linked = r
+                .link_legs()
+                .iter()
+                .any(|(_, name)| name.ends_with(&format!("@{sat}")));
+            if linked || now.saturating_duration_since(*since) < SATELLITE_GRACE {
+                let contact = format!("<sip:{room}@{sat};{CASCADE_PARAM}{}>", from.local);
+                self.reject(now, &key, msg, from, Reject::Moved(contact));
+                return true;
+            }
+            // named, never linked: named again
+            self.placement.satellites.remove(room);
+        }
+        let first = !self.placement.cascading.contains_key(room);
+        self.placement
+            .cascading
+            .entry(room.to_string())
+            .or_default()
+            .push((
+                Parked {
+                    from,
+                    key,
+                    msg: msg.clone(),
+                },
+                decided,
+            ));
+        if first {
+            self.out.push_back(Output::Cascade {
+                room: room.to_string(),
+            });
+        }
+        true
+    }
+
+    /// The registry named a satellite for `room` (`host:port`), or there is
+    /// none: the calls that waited go to it, or are admitted here.
+    pub fn cascade_found(&mut self, now: Instant, room: &str, satellite: Option<String>) {
+        match &satellite {
+            Some(s) => {
+                tracing::info!(%room, satellite = %s, "room over cascade_at: further callers go to a satellite");
+                self.placement
+                    .satellites
+                    .insert(room.to_string(), (s.clone(), now));
+            }
+            None => {
+                tracing::warn!(%room, "room over cascade_at and no other node to cascade to: admitted here");
+                self.placement
+                    .no_satellite
+                    .insert(room.to_string(), now + NO_SATELLITE);
+            }
+        }
+        for (p, decided) in self.placement.cascading.remove(room).unwrap_or_default() {
+            if let Some(d) = decided {
+                self.decided.insert(p.key.clone(), d);
+            }
+            self.handle_parked(now, p);
+        }
+    }
+
+    /// A caller sent here as a satellite of `holder`'s room is in: the room
+    /// here is linked to the holder's, once.
+    pub(super) fn satellite_joined(
+        &mut self,
+        now: Instant,
+        room: &str,
+        holder: SocketAddr,
+        local: SocketAddr,
+    ) {
+        let to = format!("sip:{room}@{holder}");
+        self.placement.satellite_of.insert(room.to_string(), holder);
+        let linked = self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.link_legs().iter().any(|(_, n)| *n == to));
+        if linked {
+            return;
+        }
+        let req = super::dialout::DialRequest {
+            to,
+            moderator: false,
+            caller_id: None,
+            ring_timeout: Duration::from_secs(10),
+            local: Some(local),
+            end_on_exit: false,
+            limit: None,
+            link: true,
+        };
+        match self.dial(now, room, req) {
+            Ok(leg) => {
+                tracing::info!(%room, %holder, %leg, "satellite room: linking to the holder's")
+            }
+            Err(e) => {
+                tracing::warn!(%room, %holder, error = %e, "satellite room cannot link to the holder's")
+            }
+        }
+    }
+
     /// The registry's answer to a claim: the calls that waited for it go on.
     pub fn claimed(&mut self, now: Instant, room: &str, claim: Claim) {
         let calls = self.placement.waiting.remove(room).unwrap_or_default();
@@ -121,12 +286,27 @@ impl Core {
             }
         }
         if matches!(claim, Claim::Held) {
-            self.release_if_empty(room);
+            self.release_if_empty(now, room);
         }
     }
 
-    /// A held room without anyone in it is given back to the registry.
-    pub(super) fn release_if_empty(&mut self, room: &str) {
+    /// A held room without anyone in it is given back to the registry; a
+    /// satellite room without callers ends its link to the holder.
+    pub(super) fn release_if_empty(&mut self, now: Instant, room: &str) {
+        if self.placement.satellite_of.contains_key(room) {
+            let links = self
+                .rooms
+                .get(room)
+                .filter(|r| r.callers() == 0)
+                .map(|r| r.link_legs())
+                .unwrap_or_default();
+            if !links.is_empty() || self.rooms.get(room).is_none_or(Room::is_empty) {
+                self.placement.satellite_of.remove(room);
+            }
+            for (leg, _) in links {
+                self.end_leg(now, leg, true, super::LeftReason::Hangup);
+            }
+        }
         if !self.placement.held.contains(room) || self.placement.waiting.contains_key(room) {
             return;
         }
@@ -141,7 +321,8 @@ impl Core {
 
     /// A CANCEL for an INVITE that waits for a claim: dropped, handed back.
     pub(super) fn unclaim(&mut self, key: &TxnKey) -> Option<Message> {
-        for calls in self.placement.waiting.values_mut() {
+        let p = &mut self.placement;
+        for calls in p.waiting.values_mut().chain(p.cascading.values_mut()) {
             if let Some(i) = calls.iter().position(|(p, _)| p.key == *key) {
                 return Some(calls.swap_remove(i).0.msg);
             }

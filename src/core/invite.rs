@@ -102,8 +102,17 @@ impl Core {
             false if self.cfg.hide_rooms => DECOY_ROOM.to_string(),
             false => return self.reject(now, &key, &msg, from, Reject::NotFound),
         };
-        if room != DECOY_ROOM && !link && self.claim_first(&room, (from, key.clone(), &msg), redo) {
-            return; // back through cluster::claimed
+        // a caller a room's holder sent here to its satellite is admitted here
+        let satellite_of = (room != DECOY_ROOM && !link)
+            .then(|| super::cluster::cascade_holder(&msg))
+            .flatten();
+        if room != DECOY_ROOM
+            && !link
+            && satellite_of.is_none()
+            && (self.claim_first(&room, (from, key.clone(), &msg), redo.clone())
+                || self.cascade_first(now, &room, (from, key.clone(), &msg), redo))
+        {
+            return; // back through cluster::claimed or cascade_found
         }
         let arrival = match self.rooms.get(room.as_str()) {
             // no PIN, no wait, not counted against max_participants
@@ -193,6 +202,9 @@ impl Core {
         }
         self.with_room(now, &room, |r, ctx| r.join(ctx, id, part));
         tracing::info!(leg = %id, %room, call_id = %LogSafe(&h.call_id), "INVITE accepted");
+        if let Some(holder) = satellite_of {
+            self.satellite_joined(now, &room, holder, from.local);
+        }
         // the answer announces the port: it goes out once the port is bound
         self.bind_media(id);
     }

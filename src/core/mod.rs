@@ -123,6 +123,9 @@ pub struct CoreConfig {
     pub ban_ends_calls: bool,
     /// one node of several (`[cluster]`): rooms are claimed in the registry
     pub cluster: bool,
+    /// `[cluster] cascade_at`: callers of a held room beyond this many go to a
+    /// satellite node (0: never)
+    pub cascade_at: usize,
 }
 
 impl CoreConfig {
@@ -205,7 +208,7 @@ impl Core {
             flood,
             legs_from: HashMap::new(),
             links: HashMap::new(),
-            placement: cluster::Placement::new(cfg.cluster),
+            placement: cluster::Placement::new(cfg.cluster, cfg.cascade_at),
             cfg,
             rng: Rng::new(seed),
             ports,
@@ -290,7 +293,7 @@ impl Core {
         if self.rooms.get(name).is_some_and(Room::is_disposable) {
             self.rooms.remove(name);
         }
-        self.release_if_empty(name);
+        self.release_if_empty(now, name);
         Some(r)
     }
 

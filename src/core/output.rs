@@ -42,6 +42,12 @@ pub enum Output {
         /// room
         room: String,
     },
+    /// a held room is over `cascade_at`: name another node for its further
+    /// callers; answer with [`Core::cascade_found`]
+    Cascade {
+        /// room
+        room: String,
+    },
     /// this node no longer holds the room (it emptied): release its lease
     Release {
         /// room

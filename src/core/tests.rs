@@ -82,6 +82,7 @@ fn config() -> CoreConfig {
         flood: flood::FloodLimits::default(),
         ban_ends_calls: false,
         cluster: false,
+        cascade_at: 0,
     }
 }
 

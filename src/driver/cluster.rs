@@ -13,6 +13,8 @@ use crate::core::cluster::Claim;
 pub(super) enum Ask {
     /// claim a room before its first call
     Claim(String),
+    /// name a satellite node for a room over `cascade_at`
+    Cascade(String),
     /// a held room ended
     Release(String),
     /// renew this node and these held rooms; look for dead nodes
@@ -27,6 +29,8 @@ pub(super) enum Told {
     Claimed(String, Claim),
     /// a dead node held this room: (room, node)
     Lost(String, String),
+    /// the satellite for a room (`host:port`), or none to be had
+    Satellite(String, Option<String>),
 }
 
 /// Start the task; it ends when the sender is dropped.
@@ -43,6 +47,10 @@ pub(super) fn start(
                     let _ = told.send(Told::Claimed(room, c));
                 }
                 Ask::Release(room) => reg.release(&room).await,
+                Ask::Cascade(room) => {
+                    let sat = reg.satellite(&room).await;
+                    let _ = told.send(Told::Satellite(room, sat));
+                }
                 Ask::Beat(rooms) => match reg.heartbeat(&rooms).await {
                     Ok(lost) => {
                         for (room, node) in lost {

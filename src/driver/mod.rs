@@ -478,6 +478,9 @@ impl Driver {
                 self.core.claimed(now(), &room, claim)
             }
             Input::Cluster(cluster::Told::Lost(room, node)) => self.core.room_lost(&room, &node),
+            Input::Cluster(cluster::Told::Satellite(room, sat)) => {
+                self.core.cascade_found(now(), &room, sat)
+            }
             Input::Beat => {
                 if let Some(c) = &self.cluster {
                     let _ = c.send(cluster::Ask::Beat(self.core.held_rooms()));

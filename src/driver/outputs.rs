@@ -75,6 +75,12 @@ impl Driver {
                         .core
                         .claimed(now(), &room, crate::core::cluster::Claim::Held),
                 },
+                Output::Cascade { room } => match &self.cluster {
+                    Some(c) => {
+                        let _ = c.send(super::cluster::Ask::Cascade(room));
+                    }
+                    None => self.core.cascade_found(now(), &room, None),
+                },
                 Output::Release { room } => {
                     if let Some(c) = &self.cluster {
                         let _ = c.send(super::cluster::Ask::Release(room));

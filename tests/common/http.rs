@@ -106,9 +106,23 @@ pub fn request_typed(
     content_type: &str,
     body: Option<&str>,
 ) -> Response {
+    request_with(addr, method, path, token, content_type, "", body)
+}
+
+/// [`request_typed`] with these header lines (each ending CRLF) too.
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    headers: &str,
+    body: Option<&str>,
+) -> Response {
     let mut s = TcpStream::connect(addr).expect("connect to the API");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
