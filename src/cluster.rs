@@ -10,6 +10,9 @@
 //!   node `id` holds, so that the first live node to see a dead one (its node
 //!   key lapsed) reports its rooms as lost, once.
 //!
+//! - channel `caucus:guard`: each node's PIN tries and call attempts
+//!   ([`GuardNote`]), counted by every other node in its lockouts and bans.
+//!
 //! Only a node's own key is ever renewed or deleted: renewal and release are
 //! compare-and-set scripts, so a node that lost a lease (a partition) cannot
 //! take the room back from its new holder. No consensus beyond `SET NX` is
@@ -21,7 +24,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::core::cluster::Claim;
+use crate::core::cluster::{Claim, GuardNote};
 
 /// A node as the others see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,6 +45,7 @@ pub struct RegistryError(#[from] redis::RedisError);
 /// A handle on the registry (cheap to clone: one multiplexed connection).
 #[derive(Clone)]
 pub struct Registry {
+    client: redis::Client,
     conn: ConnectionManager,
     /// this node
     pub me: Node,
@@ -61,6 +65,14 @@ fn rooms_of(id: &str) -> String {
 }
 
 const NODES: &str = "caucus:nodes";
+const GUARD: &str = "caucus:guard";
+
+/// A note on the guard channel: who tells it, and what.
+#[derive(Serialize, Deserialize)]
+struct Told {
+    from: String,
+    note: GuardNote,
+}
 
 /// Renew KEYS[1] for ARGV[2] ms if it still names ARGV[1].
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -78,8 +90,13 @@ impl Registry {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Registry { conn, me, lease })
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Registry {
+            client,
+            conn,
+            me,
+            lease,
+        })
     }
 
     fn lease_ms(&self) -> u64 {
@@ -252,6 +269,48 @@ impl Registry {
         let mut c = self.conn.clone();
         let _: Result<(), _> = c.del(node_key(&self.me.id)).await;
         let _: Result<i64, _> = c.srem(NODES, &self.me.id).await;
+    }
+
+    /// Tell the other nodes of a PIN try or call attempt (lost if Redis is
+    /// down: each node then counts what it sees itself).
+    pub async fn publish(&self, note: GuardNote) {
+        let Ok(body) = serde_json::to_string(&Told {
+            from: self.me.id.clone(),
+            note,
+        }) else {
+            return;
+        };
+        let mut c = self.conn.clone();
+        let sent: Result<i64, _> = c.publish(GUARD, body).await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "guard note not published");
+        }
+    }
+
+    /// The other nodes' notes, for as long as `out` is open (resubscribing
+    /// after a lost connection).
+    pub async fn listen(&self, out: tokio::sync::mpsc::UnboundedSender<GuardNote>) {
+        use futures_util::StreamExt;
+        while !out.is_closed() {
+            match self.client.get_async_pubsub().await {
+                Ok(mut ps) => {
+                    if ps.subscribe(GUARD).await.is_ok() {
+                        let mut msgs = ps.on_message();
+                        while let Some(m) = msgs.next().await {
+                            let Ok(t) = serde_json::from_slice::<Told>(m.get_payload_bytes())
+                            else {
+                                continue;
+                            };
+                            if t.from != self.me.id && out.send(t.note).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "guard channel unreachable"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// How often the heartbeat runs.

@@ -479,3 +479,62 @@ fn a_room_over_cascade_at_spans_two_nodes_and_is_one_conference() {
         "the satellite keeps its room"
     );
 }
+
+#[test]
+fn pin_guesses_on_two_nodes_count_as_one_lockout() {
+    // lockout after 3 wrong PINs from one address; one wrong try per call,
+    // alternating between two nodes (the room, empty between calls, is held by
+    // whichever node the call reaches): 2 failures on each node alone would
+    // lock out nobody, 4 across the cluster do, and the right PIN is then
+    // answered like a wrong one
+    if !have("redis-server") {
+        eprintln!("skipped: redis-server is not installed (.ci/test installs it)");
+        return;
+    }
+    let hooks = Receiver::start(0);
+    let (_redis, rport) = redis();
+    let vault =
+        "[[room]]\nname = \"vault\"\npin = \"1234\"\npin_retries = 1\npin_lockout_failures = 3\n";
+    let nodes: Vec<Bridge> = (6..=7)
+        .map(|i| {
+            node_with(
+                i,
+                rport,
+                &hooks.url(),
+                &format!("[[room]]\nname = \"spare\"\n{vault}"),
+            )
+        })
+        .collect();
+    let try_pin = |b: &Bridge, pin: &str, name: &str| -> bool {
+        let mut ua = Ua::new(b.sip, "vault", CodecKind::Pcmu, false, name);
+        assert_eq!(ua.call(""), 200, "{name}");
+        let mut st = Stream::new(CodecKind::Pcmu);
+        st.run(&ua, 0.0, Duration::from_millis(300));
+        st.send_digits(&ua, pin);
+        // a wrong PIN (or a locked-out source) ends with a BYE
+        let ended = ua.wait_for_bye(6.0).is_some();
+        if !ended {
+            assert_eq!(ua.hangup(), 200);
+        }
+        // the room empties and is released before the next call
+        std::thread::sleep(Duration::from_millis(500));
+        !ended
+    };
+    for (k, n) in [0, 1, 0, 1].iter().enumerate() {
+        assert!(
+            !try_pin(&nodes[*n], "9999#", &format!("guess{k}")),
+            "a wrong PIN let a caller in"
+        );
+    }
+    assert!(
+        !try_pin(&nodes[0], "1234#", "right"),
+        "4 wrong PINs over two nodes did not lock the source out"
+    );
+    // node 0 saw two of the four itself: the others came from node 1
+    assert!(
+        nodes[0]
+            .log_text()
+            .contains("PIN guessing across the cluster: source locked out"),
+        "node 0 did not count node 1's guesses"
+    );
+}

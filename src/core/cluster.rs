@@ -29,6 +29,30 @@ use super::{Core, Output, Peer};
 use crate::sip::Message;
 use crate::sip::status::Reject;
 
+/// A source's PIN try or call attempt, shared with the other nodes so that N
+/// nodes do not give a guesser N times the tries: each node counts the others'
+/// in its own lockouts and bans.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GuardNote {
+    /// a PIN typed into `room` (by DTMF or on the join page)
+    Pin {
+        /// room
+        room: String,
+        /// the caller's address
+        src: std::net::IpAddr,
+        /// the right PIN
+        right: bool,
+    },
+    /// a call attempt: admitted (right) or failed (no such room, not allowed,
+    /// malformed)
+    Source {
+        /// the caller's address
+        src: std::net::IpAddr,
+        /// admitted
+        right: bool,
+    },
+}
+
 /// What the registry said of a claimed room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -328,6 +352,40 @@ impl Core {
             }
         }
         None
+    }
+
+    /// Tell the other nodes of a PIN try or call attempt (a cluster's only;
+    /// trusted sources are never counted, so never told).
+    pub(super) fn share(&mut self, note: GuardNote) {
+        let src = match &note {
+            GuardNote::Pin { src, .. } | GuardNote::Source { src, .. } => *src,
+        };
+        let counted = match &note {
+            GuardNote::Pin { .. } => true,
+            GuardNote::Source { .. } => !self.flood.is_trusted(src),
+        };
+        if self.placement.on && counted {
+            self.out.push_back(Output::Guard(note));
+        }
+    }
+
+    /// Another node's PIN try or call attempt, counted here as if made here
+    /// (and not told again).
+    pub fn guard_note(&mut self, now: Instant, note: GuardNote) {
+        match note {
+            GuardNote::Pin { room, src, right } => {
+                if let Some(r) = self.rooms.get_mut(room.as_str()) {
+                    r.note_pin(src, now, right);
+                }
+            }
+            GuardNote::Source { src, right: true } => self.flood.succeed(src, now),
+            GuardNote::Source { src, right: false } => {
+                if self.flood.fail(src, now) {
+                    tracing::warn!(source = %src, "banned for failures counted across the cluster");
+                    self.ban(now, src);
+                }
+            }
+        }
     }
 
     /// A node died holding `room`: reported (by the one node that noticed).

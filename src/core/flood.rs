@@ -115,6 +115,11 @@ impl FloodGuard {
         self.limits = limits;
     }
 
+    /// Whether `ip` is never counted (`[security] trusted_sources`).
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted(ip)
+    }
+
     fn trusted(&self, ip: IpAddr) -> bool {
         self.limits.trusted.iter().any(|c| c.contains(ip))
     }

@@ -53,9 +53,22 @@ impl Core {
     /// A failed attempt by `ip` (no such room, not allowed, wrong PIN, malformed):
     /// counted by flood control, which may ban the source for it.
     pub(super) fn failure(&mut self, now: Instant, ip: IpAddr) {
+        self.share(super::cluster::GuardNote::Source {
+            src: ip,
+            right: false,
+        });
         if self.flood.fail(ip, now) {
             self.ban(now, ip);
         }
+    }
+
+    /// A call `ip` started was admitted: counted for it by flood control.
+    pub(super) fn success(&mut self, now: Instant, ip: IpAddr) {
+        self.share(super::cluster::GuardNote::Source {
+            src: ip,
+            right: true,
+        });
+        self.flood.succeed(ip, now);
     }
 
     /// A source was just banned for its failures. Its calls not admitted to a room

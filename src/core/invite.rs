@@ -181,7 +181,7 @@ impl Core {
             tx.leg = Some(id);
         }
         if matches!(stage, Stage::Joined { .. } | Stage::Waiting) {
-            self.flood.succeed(src, now);
+            self.success(now, src);
         }
         self.dialogs.insert((h.call_id.clone(), local_tag), id);
         self.insert_leg(id, leg);

@@ -281,8 +281,13 @@ impl Core {
         };
         let r = f(room, &mut ctx);
         for (src, right) in attempts {
+            self.share(cluster::GuardNote::Pin {
+                room: name.to_string(),
+                src,
+                right,
+            });
             if right {
-                self.flood.succeed(src, now);
+                self.success(now, src);
             } else {
                 self.failure(now, src);
             }

@@ -48,6 +48,9 @@ pub enum Output {
         /// room
         room: String,
     },
+    /// tell the cluster's other nodes of a PIN try or call attempt; theirs
+    /// come back through [`Core::guard_note`]
+    Guard(super::cluster::GuardNote),
     /// this node no longer holds the room (it emptied): release its lease
     Release {
         /// room

@@ -130,7 +130,13 @@ impl Core {
             None if hide => return Err(ControlError::WrongPin),
             None => return Err(ControlError::NoSuchRoom(room.to_string())),
         };
-        match r.judge_typed_pin(typed, source, now) {
+        let verdict = r.judge_typed_pin(typed, source, now);
+        self.share(super::cluster::GuardNote::Pin {
+            room: room.to_string(),
+            src: source,
+            right: verdict != pin::Verdict::Wrong,
+        });
+        match verdict {
             pin::Verdict::Moderator => Ok(true),
             pin::Verdict::Participant => Ok(false),
             pin::Verdict::Wrong => {

@@ -21,6 +21,8 @@ pub(super) enum Ask {
     Beat(Vec<String>),
     /// this node stops: its node key goes
     Leave,
+    /// tell the other nodes of a PIN try or call attempt
+    Publish(crate::core::cluster::GuardNote),
 }
 
 /// What the registry task reports.
@@ -31,6 +33,8 @@ pub(super) enum Told {
     Lost(String, String),
     /// the satellite for a room (`host:port`), or none to be had
     Satellite(String, Option<String>),
+    /// another node's PIN try or call attempt
+    Guard(crate::core::cluster::GuardNote),
 }
 
 /// Start the task; it ends when the sender is dropped.
@@ -39,6 +43,17 @@ pub(super) fn start(
     told: mpsc::UnboundedSender<Told>,
 ) -> mpsc::UnboundedSender<Ask> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Ask>();
+    let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let listener = reg.clone();
+    tokio::spawn(async move { listener.listen(notes_tx).await });
+    let guard_told = told.clone();
+    tokio::spawn(async move {
+        while let Some(n) = notes.recv().await {
+            if guard_told.send(Told::Guard(n)).is_err() {
+                break;
+            }
+        }
+    });
     tokio::spawn(async move {
         while let Some(ask) = rx.recv().await {
             match ask {
@@ -60,6 +75,7 @@ pub(super) fn start(
                     Err(e) => tracing::warn!(error = %e, "cluster heartbeat failed"),
                 },
                 Ask::Leave => reg.leave().await,
+                Ask::Publish(note) => reg.publish(note).await,
             }
         }
     });

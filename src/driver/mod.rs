@@ -478,6 +478,7 @@ impl Driver {
                 self.core.claimed(now(), &room, claim)
             }
             Input::Cluster(cluster::Told::Lost(room, node)) => self.core.room_lost(&room, &node),
+            Input::Cluster(cluster::Told::Guard(note)) => self.core.guard_note(now(), note),
             Input::Cluster(cluster::Told::Satellite(room, sat)) => {
                 self.core.cascade_found(now(), &room, sat)
             }

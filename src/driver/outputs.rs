@@ -81,6 +81,11 @@ impl Driver {
                     }
                     None => self.core.cascade_found(now(), &room, None),
                 },
+                Output::Guard(note) => {
+                    if let Some(c) = &self.cluster {
+                        let _ = c.send(super::cluster::Ask::Publish(note));
+                    }
+                }
                 Output::Release { room } => {
                     if let Some(c) = &self.cluster {
                         let _ = c.send(super::cluster::Ask::Release(room));

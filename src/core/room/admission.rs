@@ -108,6 +108,20 @@ impl Room {
         }
     }
 
+    /// Another node's PIN try of this room from `src`, counted in this room's
+    /// lockout as a try here would be.
+    pub fn note_pin(&mut self, src: std::net::IpAddr, now: std::time::Instant, right: bool) {
+        if self.decoy {
+            return;
+        }
+        let rule = self.policy.lockout;
+        if right {
+            self.guard.succeed(self.name.as_str(), src, now, rule);
+        } else if self.guard.fail(self.name.as_str(), src, now, rule) {
+            tracing::warn!(room = %self.name, source = %src, "PIN guessing across the cluster: source locked out");
+        }
+    }
+
     /// A PIN typed into the join page (to be exchanged for a join token): judged
     /// as a PIN typed by DTMF is, in the same per-source lockout.
     pub fn judge_typed_pin(
