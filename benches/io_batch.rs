@@ -4,7 +4,7 @@
 //! io_uring (every read, then every send, submitted in one `io_uring_enter`, with
 //! registered files and no completion for a successful send). `sendmmsg` and
 //! `recvmmsg` batch only on one socket, and a leg has its own, so they cannot
-//! batch across legs. `cargo bench --bench io_batch`; docs/PERFORMANCE.md has the
+//! batch across legs. `cargo bench --bench io_batch`; benches/PERFORMANCE.md has the
 //! figures (io_uring did not pay, so the bridge does not use it).
 //!
 //! They could batch if every leg shared one port, told apart by source address

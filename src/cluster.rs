@@ -10,6 +10,8 @@
 //!   node `id` holds, so that the first live node to see a dead one (its node
 //!   key lapsed) reports its rooms as lost, once.
 //!
+//! - `caucus:work:{id}` = what node `id` runs that outlives a call's signalling
+//!   (`rec:ID` and `dial:LEG` → room), reported failed with its rooms;
 //! - channel `caucus:guard`: each node's PIN tries and call attempts
 //!   ([`GuardNote`]), counted by every other node in its lockouts and bans.
 //!
@@ -24,7 +26,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::core::cluster::{Claim, GuardNote};
+use crate::core::cluster::{Claim, GuardNote, Lost};
 
 /// A node as the others see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -62,6 +64,10 @@ fn node_key(id: &str) -> String {
 
 fn rooms_of(id: &str) -> String {
     format!("caucus:rooms:{id}")
+}
+
+fn work_of(id: &str) -> String {
+    format!("caucus:work:{id}")
 }
 
 const NODES: &str = "caucus:nodes";
@@ -217,13 +223,23 @@ impl Registry {
         Ok(out)
     }
 
+    /// Something this node runs (a recording `rec:ID`, a dial-out `dial:LEG`)
+    /// in `value` (`ROOM` or `ROOM TARGET`), reported failed if the node dies.
+    pub async fn work(&self, key: &str, value: Option<&str>) {
+        let mut c = self.conn.clone();
+        let r: Result<i64, _> = match value {
+            Some(v) => c.hset(work_of(&self.me.id), key, v).await,
+            None => c.hdel(work_of(&self.me.id), key).await,
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "work not noted in the registry");
+        }
+    }
+
     /// This node is alive (its key renewed) and still holds `rooms` (each
     /// lease renewed; one another node took is reported). Returns the rooms
-    /// of dead nodes this node was the first to see: (room, dead node).
-    pub async fn heartbeat(
-        &self,
-        rooms: &[String],
-    ) -> Result<Vec<(String, String)>, RegistryError> {
+    /// of dead nodes this node was the first to see, with what ran there.
+    pub async fn heartbeat(&self, rooms: &[String]) -> Result<Vec<Lost>, RegistryError> {
         let mut c = self.conn.clone();
         let me = serde_json::to_string(&self.me).unwrap_or_default();
         let _: () = redis::cmd("SET")
@@ -256,8 +272,9 @@ impl Registry {
             let removed: i64 = c.srem(NODES, &id).await?;
             if removed == 1 {
                 let rooms: Vec<String> = c.smembers(rooms_of(&id)).await?;
-                let _: () = c.del(rooms_of(&id)).await?;
-                lost.extend(rooms.into_iter().map(|r| (r, id.clone())));
+                let work: Vec<(String, String)> = c.hgetall(work_of(&id)).await?;
+                let _: () = c.del(&[rooms_of(&id), work_of(&id)]).await?;
+                lost.extend(lost_rooms(&id, rooms, work));
             }
         }
         Ok(lost)
@@ -316,5 +333,59 @@ impl Registry {
     /// How often the heartbeat runs.
     pub fn beat(&self) -> Duration {
         self.lease / 3
+    }
+}
+
+/// A dead node's rooms with their recordings and dial-outs.
+fn lost_rooms(node: &str, rooms: Vec<String>, work: Vec<(String, String)>) -> Vec<Lost> {
+    let mut out: Vec<Lost> = rooms
+        .into_iter()
+        .map(|room| Lost {
+            room,
+            node: node.to_string(),
+            ..Lost::default()
+        })
+        .collect();
+    for (key, value) in work {
+        let (room, to) = value.split_once(' ').unwrap_or((value.as_str(), ""));
+        let i = match out.iter().position(|l| l.room == room) {
+            Some(i) => i,
+            None => {
+                out.push(Lost {
+                    room: room.to_string(),
+                    node: node.to_string(),
+                    ..Lost::default()
+                });
+                out.len() - 1
+            }
+        };
+        if let Some(id) = key.strip_prefix("rec:") {
+            out[i].recordings.push(id.to_string());
+        } else if let Some(leg) = key.strip_prefix("dial:").and_then(|l| l.parse().ok()) {
+            out[i].dialouts.push((leg, to.to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_nodes_work_goes_with_its_rooms() {
+        let lost = lost_rooms(
+            "n2",
+            vec!["a".into(), "b".into()],
+            vec![
+                ("rec:00ff".into(), "a".into()),
+                ("dial:7".into(), "b sip:x@192.0.2.1".into()),
+                ("rec:0aaa".into(), "c".into()),
+            ],
+        );
+        assert_eq!(lost.len(), 3);
+        assert_eq!(lost[0].recordings, vec!["00ff".to_string()]);
+        assert_eq!(lost[1].dialouts, vec![(7, "sip:x@192.0.2.1".to_string())]);
+        assert_eq!((lost[2].room.as_str(), lost[2].node.as_str()), ("c", "n2"));
     }
 }

@@ -6,7 +6,8 @@
 //! others of their room, and each room's calls are on one node; a call to a
 //! node that does not hold its room gets 302 to the one that does; the room
 //! list of any node shows the whole cluster, and a mute sent to the wrong node
-//! works; a node killed with SIGKILL: its rooms are reported lost, new callers
+//! works; a node killed with SIGKILL: its rooms are reported lost and its
+//! recording failed, new callers
 //! of them are admitted on a live node and hear each other, and the calls on
 //! the other nodes go on.
 
@@ -132,6 +133,7 @@ fn node_with(i: u8, redis: u16, events: &str, cluster_keys: &str) -> Bridge {
     let rooms: String = (0..ROOMS)
         .map(|k| format!("[[room]]\nname = \"r{k}\"\n"))
         .collect();
+    let rec = std::env::temp_dir().join(format!("caucus-cluster-rec-{}-{i}", std::process::id()));
     Bridge::start_full(
         &format!("listen = \"127.0.1.{i}:PORT\"\nt1_ms = 100\n"),
         "",
@@ -139,9 +141,11 @@ fn node_with(i: u8, redis: u16, events: &str, cluster_keys: &str) -> Bridge {
             "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = false\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n\
              [events]\nurl = \"{events}\"\n\
+             [recording]\ndir = \"{rec}\"\n\
              [cluster]\nredis_url = \"redis://127.0.0.1:{redis}/\"\nnode_id = \"n{i}\"\n\
              sip_uri = \"sip:127.0.1.{i}:SIP_PORT\"\napi_url = \"http://127.0.0.1:{api}\"\n\
-             lease_s = {LEASE_S}\n{cluster_keys}{rooms}"
+             lease_s = {LEASE_S}\n{cluster_keys}{rooms}",
+            rec = rec.display(),
         ),
     )
     .with_api(api)
@@ -324,6 +328,16 @@ fn three_nodes_behind_kamailio_keep_each_room_on_one_node_and_survive_a_node_kil
         "the mute sent to another node did not reach r0: {l:.1} dB"
     );
 
+    // a recording of r0, asked of another node: it runs on r0's node
+    let r = request(
+        apis[other],
+        "POST",
+        "/v1/rooms/r0/recordings",
+        Some(TOKEN),
+        Some("{}"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rec_id = r.json()["id"].as_str().unwrap().to_string();
     // SIGKILL the node holding r0
     let dead = holder[0];
     let killed = Instant::now();
@@ -386,6 +400,11 @@ fn three_nodes_behind_kamailio_keep_each_room_on_one_node_and_survive_a_node_kil
             "{r} not reported lost once: {lost:?}"
         );
     }
+    let failed = hooks
+        .events()
+        .into_iter()
+        .any(|e| e["type"] == "recording:failed" && e["recording_uuid"] == rec_id.as_str());
+    assert!(failed, "the dead node's recording was not reported failed");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The load benchmark runs end to end in a small quick mode: calls are set up, media
 //! flows, the probe leg hears the talkers and not itself. No timing is asserted: CI
-//! machines are noisy, the figures belong in docs/PERFORMANCE.md.
+//! machines are noisy, the figures belong in benches/PERFORMANCE.md.
 
 use std::process::Command;
 

@@ -437,7 +437,7 @@ fn the_fallback_answer_url_is_asked_when_the_first_fails_with_the_x_headers() {
 
 #[test]
 fn the_shipped_example_server_runs_the_guides_conference() {
-    // docs/vonage-example/answer_server.py, the migration path the README gives
+    // conf/vonage-example/answer_server.py, the migration path the README gives
     let Ok(probe) = std::process::Command::new("python3")
         .arg("--version")
         .output()
@@ -451,7 +451,7 @@ fn the_shipped_example_server_runs_the_guides_conference() {
     let _ = std::fs::remove_file(&events);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/docs/vonage-example/answer_server.py"
+        "/conf/vonage-example/answer_server.py"
     );
     let mut server = std::process::Command::new("python3")
         .args([script, "--port", &port.to_string(), "--music", &mp3()])

@@ -35,12 +35,12 @@ use crate::media::transport::webrtc::WebRtcHub;
 use crate::util::secret::{JoinClaims, TokenKey};
 
 /// The join page.
-const INDEX_HTML: &str = include_str!("../../web/index.html");
+const INDEX_HTML: &str = include_str!("pages/index.html");
 /// The admin page.
-const ADMIN_HTML: &str = include_str!("../../web/admin.html");
+const ADMIN_HTML: &str = include_str!("pages/admin.html");
 /// What both pages share: styles and the API helpers.
-const CAUCUS_JS: &str = include_str!("../../web/caucus.js");
-const CAUCUS_CSS: &str = include_str!("../../web/caucus.css");
+const CAUCUS_JS: &str = include_str!("pages/caucus.js");
+const CAUCUS_CSS: &str = include_str!("pages/caucus.css");
 
 /// What the browser side needs, made by the driver at start-up.
 pub struct WebState {

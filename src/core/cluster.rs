@@ -53,6 +53,20 @@ pub enum GuardNote {
     },
 }
 
+/// A room a dead node held, with what was running there: its recordings (ids)
+/// and its outbound calls (leg id, target).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// room
+    pub room: String,
+    /// the dead node's `node_id`
+    pub node: String,
+    /// recordings being written there
+    pub recordings: Vec<String>,
+    /// dial-outs ringing or answered there
+    pub dialouts: Vec<(u64, String)>,
+}
+
 /// What the registry said of a claimed room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -388,11 +402,35 @@ impl Core {
         }
     }
 
-    /// A node died holding `room`: reported (by the one node that noticed).
-    pub fn room_lost(&mut self, room: &str, node: &str) {
+    /// A node died holding a room: the room, its recordings and its dial-outs
+    /// there reported as lost and failed (by the one node that noticed).
+    pub fn room_lost(&mut self, lost: Lost) {
+        let why = format!("its node {} died", lost.node);
+        for id in lost.recordings {
+            self.out.push_back(Output::Event(super::Event::Recording(
+                super::RecordingReport {
+                    id,
+                    room: lost.room.clone(),
+                    leg: None,
+                    duration_ms: 0,
+                    bytes: 0,
+                    error: Some(why.clone()),
+                    recovered: false,
+                },
+            )));
+        }
+        for (leg, to) in lost.dialouts {
+            self.out.push_back(Output::Event(super::Event::Dial {
+                leg: super::LegId(leg),
+                room: lost.room.clone(),
+                to,
+                status: super::dialout::DialStatus::Failed,
+                reason: Some(why.clone()),
+            }));
+        }
         self.out.push_back(Output::Event(super::Event::RoomLost {
-            room: room.to_string(),
-            node: node.to_string(),
+            room: lost.room,
+            node: lost.node,
         }));
     }
 

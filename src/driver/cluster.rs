@@ -23,14 +23,16 @@ pub(super) enum Ask {
     Leave,
     /// tell the other nodes of a PIN try or call attempt
     Publish(crate::core::cluster::GuardNote),
+    /// note (Some) or forget (None) a recording or dial-out running here
+    Work(String, Option<String>),
 }
 
 /// What the registry task reports.
 pub(super) enum Told {
     /// the answer to a claim
     Claimed(String, Claim),
-    /// a dead node held this room: (room, node)
-    Lost(String, String),
+    /// a dead node held this room, and what ran there
+    Lost(crate::core::cluster::Lost),
     /// the satellite for a room (`host:port`), or none to be had
     Satellite(String, Option<String>),
     /// another node's PIN try or call attempt
@@ -68,14 +70,15 @@ pub(super) fn start(
                 }
                 Ask::Beat(rooms) => match reg.heartbeat(&rooms).await {
                     Ok(lost) => {
-                        for (room, node) in lost {
-                            let _ = told.send(Told::Lost(room, node));
+                        for l in lost {
+                            let _ = told.send(Told::Lost(l));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cluster heartbeat failed"),
                 },
                 Ask::Leave => reg.leave().await,
                 Ask::Publish(note) => reg.publish(note).await,
+                Ask::Work(key, value) => reg.work(&key, value.as_deref()).await,
             }
         }
     });

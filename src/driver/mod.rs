@@ -165,6 +165,8 @@ pub(crate) struct Driver {
     heart: std::sync::Arc<WorkerGauges>,
     /// the room registry's task (`[cluster]`)
     cluster: Option<mpsc::UnboundedSender<cluster::Ask>>,
+    /// outbound legs noted in the registry
+    dialouts: std::collections::HashSet<crate::core::LegId>,
 }
 
 /// What the loop waits on.
@@ -396,6 +398,7 @@ impl Driver {
             notify,
             running: cfg,
             cluster,
+            dialouts: std::collections::HashSet::new(),
         };
         Ok((driver, inputs))
     }
@@ -453,6 +456,9 @@ impl Driver {
                 self.conns.remove(&id);
             }
             Input::Media(ev) => {
+                if let (Some(c), MediaEvent::RecordingDone(end)) = (&self.cluster, &ev) {
+                    let _ = c.send(cluster::Ask::Work(format!("rec:{}", end.id), None));
+                }
                 outputs::media_event(&mut self.core, &mut self.metrics, &mut self.overload, ev);
             }
             Input::Hook(crate::answer::HookResult::Route(token, decision)) => {
@@ -477,7 +483,7 @@ impl Driver {
             Input::Cluster(cluster::Told::Claimed(room, claim)) => {
                 self.core.claimed(now(), &room, claim)
             }
-            Input::Cluster(cluster::Told::Lost(room, node)) => self.core.room_lost(&room, &node),
+            Input::Cluster(cluster::Told::Lost(lost)) => self.core.room_lost(lost),
             Input::Cluster(cluster::Told::Guard(note)) => self.core.guard_note(now(), note),
             Input::Cluster(cluster::Told::Satellite(room, sat)) => {
                 self.core.cascade_found(now(), &room, sat)

@@ -101,6 +101,7 @@ impl Driver {
                     if let Event::Left { leg, .. } = &ev {
                         self.answer_hook.forget(*leg);
                     }
+                    self.note_dialout(&ev);
                     log_event(&ev);
                     self.metrics.event(&ev);
                     let hook = match &ev {
@@ -125,6 +126,34 @@ impl Driver {
         }
     }
 
+    /// A dial-out ringing or answered is noted in the cluster's registry (the
+    /// others report it failed if this node dies); one that ended, forgotten.
+    fn note_dialout(&mut self, ev: &Event) {
+        use crate::core::dialout::DialStatus;
+        let Some(c) = &self.cluster else { return };
+        let (leg, value) = match ev {
+            Event::Dial {
+                leg,
+                room,
+                to,
+                status,
+                ..
+            } => match status {
+                DialStatus::Ringing | DialStatus::Answered => {
+                    self.dialouts.insert(*leg);
+                    (*leg, Some(format!("{room} {to}")))
+                }
+                _ => {
+                    self.dialouts.remove(leg);
+                    (*leg, None)
+                }
+            },
+            Event::Left { leg, .. } if self.dialouts.remove(leg) => (*leg, None),
+            _ => return,
+        };
+        let _ = c.send(super::cluster::Ask::Work(format!("dial:{}", leg.0), value));
+    }
+
     /// A media command; one that fails ends its leg, or reports its recording
     /// as failed.
     fn media_command(&mut self, cmd: MediaCommand) {
@@ -133,7 +162,16 @@ impl Driver {
             _ => None,
         };
         let recording = match &cmd {
-            MediaCommand::Record { id, .. } => Some(id.clone()),
+            MediaCommand::Record { id, room, .. } => {
+                if let Some(c) = &self.cluster {
+                    // reported failed by the others if this node dies
+                    let _ = c.send(super::cluster::Ask::Work(
+                        format!("rec:{id}"),
+                        Some(room.clone()),
+                    ));
+                }
+                Some(id.clone())
+            }
             _ => None,
         };
         if let Err(e) = self.media.apply(cmd) {

@@ -11,7 +11,7 @@
 //! With `--webrtc` the legs are browsers instead (see [`webrtc`]), and each run
 //! is followed by the same shape with Opus SIP legs, for the ratio of the two.
 //!
-//! Run: `cargo run --release --bin caucus-load -- --quick` (see docs/PERFORMANCE.md).
+//! Run: `cargo run --release --bin caucus-load -- --quick` (see benches/PERFORMANCE.md).
 
 mod bridge;
 mod legs;

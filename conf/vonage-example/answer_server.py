@@ -8,7 +8,7 @@ else the attendee's (welcome speech, then the conversation with music until the
 moderator comes). The event URL prints each event as one JSON line on standard
 output (and appends it to --events FILE), so a migration can be watched.
 
-    python3 docs/vonage-example/answer_server.py --port 8000 \
+    python3 conf/vonage-example/answer_server.py --port 8000 \
         --music https://nexmo-community.github.io/ncco-examples/assets/voice_api_audio_streaming.mp3
 
 with, in caucus.toml:
