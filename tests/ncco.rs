@@ -1097,3 +1097,99 @@ fn a_key_barges_in_on_a_stream_and_counts_for_the_input() {
     assert_eq!(inputs[0]["dtmf"]["digits"], "42");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_synchronous_connect_that_fails_takes_the_ncco_its_event_url_returns() {
+    // [connect{eventType: synchronous, eventUrl, endpoint: sip UAS}]: the UAS
+    // answers 486; the connect's event goes to its eventUrl, whose NCCO
+    // (conversation "demo") takes the caller on: it hears the room instead of
+    // being hung up
+    let uas = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let uas_addr = uas.local_addr().unwrap();
+    let app = Receiver::start_with(
+        0,
+        Arc::new(move |h: &http::Hook| {
+            let to = h.params()["to"].as_str().unwrap_or("").to_string();
+            if h.target.starts_with("/connect-event") || !to.contains("hotline") {
+                return (
+                    200,
+                    r#"[{"action":"conversation","name":"demo"}]"#.to_string(),
+                );
+            }
+            let me = h.header("host").unwrap_or("127.0.0.1").to_string();
+            (
+                200,
+                format!(
+                    r#"[{{"action":"connect","timeout":"10","eventType":"synchronous","eventUrl":["http://{me}/connect-event"],"endpoint":[{{"type":"sip","uri":"sip:agent@{uas_addr}"}}]}}]"#
+                ),
+            )
+        }),
+    );
+    let b = Bridge::start(&format!(
+        "[routing]\nanswer_url = \"http://{}/answer\"\n\
+         [dialout]\nallowed_destinations = [\"sip:*@127.0.0.1:*\"]\n[[room]]\nname = \"demo\"\n",
+        app.addr
+    ));
+    // someone in demo (the app sends every call but the hotline's there)
+    let mut other = Ua::new(b.sip, "demo", CodecKind::Pcmu, false, "syncother");
+    let mut caller = Ua::new(b.sip, "hotline", CodecKind::Pcmu, false, "syncconn");
+    assert_eq!(caller.call(""), 200);
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (invite, from) = loop {
+        assert!(Instant::now() < deadline, "no INVITE from the connect");
+        if let Ok((n, from)) = uas.recv_from(&mut buf)
+            && let Ok(m) = caucus::sip::Message::parse(&buf[..n])
+            && m.method() == Some(&Method::Invite)
+        {
+            break (m, from);
+        }
+    };
+    let busy = format!(
+        "SIP/2.0 486 Busy Here\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=busy\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        invite.header("Via").unwrap(),
+        invite.header("From").unwrap(),
+        invite.header("To").unwrap(),
+        invite.header("Call-ID").unwrap(),
+        invite.header("CSeq").unwrap(),
+    );
+    uas.send_to(busy.as_bytes(), from).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !app
+        .hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| h.target.starts_with("/connect-event"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the connect's event never reached its eventUrl"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let event = app
+        .hooks
+        .lock()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .find(|h| h.target.starts_with("/connect-event"))
+        .unwrap()
+        .json();
+    assert_eq!(event["status"], "failed", "{event}");
+    assert_eq!(other.call(""), 200);
+    let (mut sc, mut so) = (Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu));
+    std::thread::scope(|s| {
+        let t = s.spawn(|| so.run(&other, ATT_HZ, Duration::from_secs(3)));
+        sc.run(&caller, MOD_HZ, Duration::from_secs(3));
+        t.join().unwrap();
+    });
+    let heard = db(goertzel(&sc.heard[sc.heard.len() - 8000..], 8000.0, ATT_HZ));
+    assert!(
+        heard > 50.0,
+        "the caller is not in the room the eventUrl's NCCO named: {heard:.1} dB"
+    );
+}

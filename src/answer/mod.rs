@@ -25,7 +25,9 @@ use tokio::sync::mpsc;
 
 use crate::config::{AnswerFallback, AnswerMethod};
 use crate::core::LegId;
-use crate::core::routing::{CallOptions, Continuation, InputResult, RouteDecision, RouteRequest};
+use crate::core::routing::{
+    CallOptions, ConnectFailed, Continuation, InputResult, RouteDecision, RouteRequest,
+};
 use crate::media::prompt::Sound;
 use crate::sounds::{SoundError, Sounds, levelled, plays};
 
@@ -176,6 +178,42 @@ impl AnswerHook {
             let lobby = format!("ncco-{}", crate::util::secret::hex(8));
             let outcome = run.run(ncco, &lobby, facts).await;
             let next = run.continuation(leg, lobby, outcome);
+            let _ = tx.send(HookResult::Continue(leg, next));
+        });
+    }
+
+    /// A synchronous `connect` did not connect: its event goes to the
+    /// connect's eventUrl, and the NCCO that comes back takes the caller on
+    /// (none, or an unusable one: the call ends, as an asynchronous connect's
+    /// would). `facts` as for [`AnswerHook::transfer`].
+    pub fn connect_failed(&self, f: ConnectFailed, facts: (String, String, String)) {
+        let (run, tx, timeout) = (self.runner(), self.tx.clone(), self.timeout);
+        pending(&self.pending).remove(&f.caller);
+        tokio::spawn(async move {
+            let leg = f.caller;
+            let body = serde_json::json!({
+                "status": f.status, "to": f.to, "from": facts.0,
+                "uuid": leg.0.to_string(), "conversation_uuid": facts.2,
+                "direction": "outbound",
+                "timestamp": crate::util::rfc3339(std::time::SystemTime::now()),
+            });
+            let next =
+                match tokio::time::timeout(timeout, post_json(&run.client, &f.url, &body)).await {
+                    Ok(Ok(Some(ncco))) if ncco.as_array().is_some_and(|a| !a.is_empty()) => {
+                        let lobby = format!("ncco-{}", crate::util::secret::hex(8));
+                        let outcome = run.run(ncco, &lobby, facts).await;
+                        run.continuation(leg, lobby, outcome)
+                    }
+                    Ok(Ok(_)) => Continuation::Hangup,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%leg, error = %e, "connect eventUrl failed: the call ends");
+                        Continuation::Hangup
+                    }
+                    Err(_) => {
+                        tracing::warn!(%leg, "connect eventUrl timed out: the call ends");
+                        Continuation::Hangup
+                    }
+                };
             let _ = tx.send(HookResult::Continue(leg, next));
         });
     }

@@ -406,11 +406,17 @@ fn sip_endpoint(a: &Value, e: &Value) -> Result<ConnectSpec, NccoError> {
             .to_string()
     });
     let limit = ranged(a, "limit", 1.0..=7200.0)?.map(std::time::Duration::from_secs_f64);
+    let sync_event_url = (a.get("eventType").and_then(Value::as_str) == Some("synchronous"))
+        .then(|| url_field(a, "eventUrl"))
+        .transpose()?
+        .flatten()
+        .filter(|u| is_http_url(u));
     Ok(ConnectSpec::Sip(SipTarget {
         to,
         ring_timeout: std::time::Duration::from_secs_f64(secs),
         caller_id,
         limit,
+        sync_event_url,
     }))
 }
 
@@ -500,9 +506,12 @@ pub fn parse_plan(v: &Value, interactive: bool) -> Result<Plan, NccoError> {
             }
             Some("connect") if interactive => match connect(a)? {
                 Ok(spec) => {
-                    if a.get("eventType").and_then(Value::as_str) == Some("synchronous") {
+                    if matches!(&spec, ConnectSpec::WebSocket(_))
+                        && a.get("eventType").and_then(Value::as_str) == Some("synchronous")
+                    {
                         errors.push(
-                            "connect: eventType synchronous is not supported (no NCCO is taken from the connect's events)".into(),
+                            "connect: eventType synchronous is carried out for SIP endpoints only"
+                                .into(),
                         );
                     }
                     return Ok(Plan {

@@ -537,6 +537,7 @@ pub(super) async fn create(State(st): State<AppState>, body: axum::body::Bytes) 
         end_on_exit: false,
         limit: None,
         link: false,
+        on_failure: None,
     };
     let room = conv.name.clone();
     let Reply::Dialing(leg) = call(&st, Op::DialConversation(room.clone(), event_url, req)).await?

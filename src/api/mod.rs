@@ -662,6 +662,7 @@ async fn link(
                 end_on_exit: false,
                 limit: None,
                 link: true,
+                on_failure: None,
             };
             Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
         }
@@ -732,6 +733,7 @@ async fn dial(
         end_on_exit: false,
         limit: None,
         link: false,
+        on_failure: None,
     };
     Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
 }

@@ -283,6 +283,7 @@ impl Core {
             end_on_exit: false,
             limit: None,
             link: true,
+            on_failure: None,
         };
         match self.dial(now, room, req) {
             Ok(leg) => {

@@ -82,6 +82,10 @@ pub struct DialRequest {
     /// the leg is a link in its room (no prompts, not counted, no time limit),
     /// and the INVITE says so (`X-Caucus-Link`) and offers Opus first
     pub link: bool,
+    /// an NCCO `connect` with `eventType: synchronous`: if the call does not
+    /// connect, the caller (this leg) stays and the event goes to this URL,
+    /// whose NCCO takes the caller on
+    pub on_failure: Option<(LegId, String)>,
 }
 
 /// The header that marks an INVITE as a room link between bridges; heeded only
@@ -136,6 +140,8 @@ pub(super) struct Dial {
     ack: Option<Vec<u8>>,
     /// a room link to another bridge
     link: bool,
+    /// a synchronous connect's caller and eventUrl
+    on_failure: Option<(LegId, String)>,
 }
 
 fn valid_caller_id(s: &str) -> bool {
@@ -269,6 +275,7 @@ impl Core {
                 limit: req.limit,
                 ack: None,
                 link: req.link,
+                on_failure: req.on_failure.clone(),
             })),
             session: None,
             refresh_every: 0,
@@ -744,13 +751,31 @@ impl Core {
                 .unwrap_or_default(),
         );
         tracing::info!(leg = %id, %room, status = status.as_str(), reason = %LogSafe(&reason), "outbound call not connected");
+        let sync = leg
+            .dial
+            .as_ref()
+            .and_then(|d| d.on_failure.clone())
+            .filter(|_| status != DialStatus::Cancelled);
         self.out.push_back(Output::Event(Event::Dial {
             leg: id,
-            room,
-            to,
+            room: room.clone(),
+            to: to.clone(),
             status,
             reason: Some(reason),
         }));
+        if let Some((caller, url)) = sync {
+            // the caller stays: the eventUrl's NCCO takes it on
+            if let Some(r) = self.rooms.get_mut(room.as_str()) {
+                r.keep_on_exit(id);
+            }
+            self.out
+                .push_back(Output::ConnectFailed(super::routing::ConnectFailed {
+                    caller,
+                    url,
+                    to,
+                    status: status.as_str(),
+                }));
+        }
         self.end_leg(now, id, false, super::LeftReason::Error);
     }
 

@@ -48,6 +48,9 @@ pub enum Output {
         /// room
         room: String,
     },
+    /// a synchronous `connect` did not connect: ask its eventUrl for the
+    /// caller's next NCCO (through [`Core::ncco_continue`])
+    ConnectFailed(routing::ConnectFailed),
     /// tell the cluster's other nodes of a PIN try or call attempt; theirs
     /// come back through [`Core::guard_note`]
     Guard(super::cluster::GuardNote),

@@ -93,6 +93,10 @@ pub struct SipTarget {
     pub caller_id: Option<String>,
     /// the call's length at most once answered (`limit`)
     pub limit: Option<Duration>,
+    /// `eventType: synchronous`: when the call does not connect, its event
+    /// goes to this `eventUrl`, and an NCCO that comes back takes the caller on
+    /// (instead of the caller's call ending)
+    pub sync_event_url: Option<String>,
 }
 
 /// A WebSocket server a `connect` streams the call to (Vonage's websocket
@@ -177,6 +181,20 @@ pub(super) struct Parked {
     pub(super) from: Peer,
     pub(super) key: TxnKey,
     pub(super) msg: Message,
+}
+
+/// A synchronous `connect` that did not connect: its event goes to `url`,
+/// whose NCCO takes `caller` on (the call ends without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectFailed {
+    /// the caller whose NCCO connected
+    pub caller: LegId,
+    /// the connect's eventUrl
+    pub url: String,
+    /// the target dialled
+    pub to: String,
+    /// failed, unanswered (Vonage's status)
+    pub status: &'static str,
 }
 
 /// What the driver must ask the answer webhook.

@@ -939,6 +939,7 @@ fn dial_req(to: &str) -> dialout::DialRequest {
         end_on_exit: false,
         limit: None,
         link: false,
+        on_failure: None,
     }
 }
 

@@ -125,6 +125,7 @@ impl Core {
             end_on_exit: true,
             limit: spec.limit,
             link: false,
+            on_failure: spec.sync_event_url.clone().map(|u| (id, u)),
         };
         if let Err(e) = self.dial(now, room, req) {
             tracing::warn!(leg = %id, %room, error = %e, "NCCO connect refused: the call ends");

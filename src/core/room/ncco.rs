@@ -12,6 +12,14 @@ use crate::media::contract::MediaCommand;
 use crate::media::prompt::Prompt;
 
 impl Room {
+    /// A synchronous connect's call did not connect: the room does not end
+    /// with it (the connect's eventUrl decides what the caller does next).
+    pub fn keep_on_exit(&mut self, leg: LegId) {
+        if let Some(o) = self.parts.get_mut(&leg).and_then(|p| p.options.as_mut()) {
+            o.end_on_exit = false;
+        }
+    }
+
     /// A participant's NCCO goes on in this room with new options (the actions
     /// after an `input`): its intro plays alone, then it goes on by them.
     pub fn rerun(&mut self, ctx: &mut Ctx, leg: LegId, options: CallOptions) {
