@@ -67,15 +67,14 @@ impl Driver {
                     self.recording_hooks.insert(id, url);
                 }
                 Output::Input(result) => self.answer_hook.input_done(result),
-                Output::ConnectFailed(f) => match self.core.call(f.caller) {
-                    Ok(c) => {
+                Output::ConnectFailed(f) => {
+                    // (the caller may have hung up meanwhile)
+                    if let Ok(c) = self.core.call(f.caller) {
                         let p = c.participant;
                         self.answer_hook
                             .connect_failed(f, (p.from, c.to, p.call_id));
                     }
-                    // the caller hung up meanwhile
-                    Err(_) => {}
-                },
+                }
                 Output::Claim { room } => match &self.cluster {
                     Some(c) => {
                         let _ = c.send(super::cluster::Ask::Claim(room));
