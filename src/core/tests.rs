@@ -1535,3 +1535,66 @@ fn options_say_503_while_no_new_call_would_be_taken() {
     h.core.drain(h.now, Duration::from_secs(30), false);
     assert_eq!(probe(&mut h, "z9hG4bKp3"), (503, Some("30".into())));
 }
+
+#[test]
+fn a_room_another_node_holds_is_a_302_to_it_and_one_held_here_is_released_when_it_empties() {
+    use crate::core::cluster::Claim;
+    let mut cfg = config();
+    cfg.cluster = true;
+    let mut h = Harness::with(cfg);
+    // the first call of a room not held here waits for its claim
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKc1", 1, None, SDP));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Claim { room } if room == "demo"))
+    );
+    assert!(messages(&out).iter().all(|m| status(m) < 200));
+    h.core
+        .claimed(h.now, "demo", Claim::Elsewhere("sip:127.0.1.2:5070".into()));
+    let out = messages(&h.drain());
+    let last = out.last().expect("an answer");
+    assert_eq!(status(last), 302);
+    assert_eq!(last.header("Contact"), Some("<sip:demo@127.0.1.2:5070>"));
+    // another call, and this time the room is held here: admitted; its BYE
+    // empties the room, which is given back
+    let r = String::from_utf8(request("INVITE", "demo", "z9hG4bKc2", 1, None, SDP))
+        .unwrap()
+        .replace("call-1", "c2");
+    let out = h.send(r.as_bytes());
+    assert!(out.iter().any(|o| matches!(o, Output::Claim { .. })));
+    h.core.claimed(h.now, "demo", Claim::Held);
+    let ok = messages(&h.drain())
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .expect("200 once held");
+    // a second call of a held room asks nobody
+    let r = String::from_utf8(request("INVITE", "demo", "z9hG4bKc4", 1, None, SDP))
+        .unwrap()
+        .replace("call-1", "c4");
+    let out = h.send(r.as_bytes());
+    assert!(!out.iter().any(|o| matches!(o, Output::Claim { .. })));
+    assert!(messages(&out).iter().any(|m| status(m) == 200));
+    let released = |out: &[Output]| {
+        out.iter()
+            .any(|o| matches!(o, Output::Release { room } if room == "demo"))
+    };
+    for (call, tag, branch) in [
+        ("c2", to_tag(&ok), "z9hG4bKc3"),
+        (
+            "c4",
+            to_tag(
+                &messages(&out)
+                    .into_iter()
+                    .find(|m| status(m) == 200)
+                    .unwrap(),
+            ),
+            "z9hG4bKc5",
+        ),
+    ] {
+        let bye = String::from_utf8(request("BYE", "demo", branch, 2, Some(&tag), ""))
+            .unwrap()
+            .replace("call-1", call);
+        let out = h.send(bye.as_bytes());
+        assert_eq!(released(&out), call == "c4", "released with {call} gone");
+    }
+}
