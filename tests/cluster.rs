@@ -557,3 +557,140 @@ fn pin_guesses_on_two_nodes_count_as_one_lockout() {
         "node 0 did not count node 1's guesses"
     );
 }
+
+/// `uac_tone.xml` for a call through a proxy that stays up: in-dialog requests
+/// by the route set, the tone (or silence) for `hold_ms`.
+fn proxied_tone_scenario(tone: bool, hold_ms: u64) -> String {
+    let s = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sipp-scenarios/uac_tone.xml"
+    ))
+    .unwrap();
+    let mut s = s
+        .replace(
+            r#"<recv response="200" rtd="true">"#,
+            r#"<recv response="200" rtd="true" rrs="true">"#,
+        )
+        .replace(
+            "<pause milliseconds=\"3000\"/>",
+            &format!("<pause milliseconds=\"{hold_ms}\"/>"),
+        );
+    for m in ["ACK", "BYE"] {
+        s = s.replace(
+            &format!("{m} sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"),
+            &format!("{m} [next_url] SIP/2.0\n      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n      [routes]"),
+        );
+    }
+    if !tone {
+        s = s
+            .replace(r#"<exec rtp_stream="tone440.wav,-1,0"/>"#, "")
+            .replace(r#"<exec rtp_stream="pause"/>"#, "");
+    }
+    s
+}
+
+/// A room of 1,200 legs with `cascade_at = 600`: SIPp places 599 silent calls
+/// and then 600 that stream 440 Hz through Kamailio, between a probe that
+/// joins first (on the room's node) and one that joins last (on the
+/// satellite). The room spans the two nodes, and each probe hears talkers on
+/// the other: the first node's probe (1,000 Hz) is heard on the satellite, the
+/// satellite's SIPp legs (440 Hz) on the first node. A measurement, run by
+/// hand: `cargo test --release --test cluster -- --ignored`.
+#[test]
+#[ignore]
+fn a_room_of_1200_legs_spans_two_nodes_with_cascade_at_600() {
+    let sipp_there = Command::new("sipp").arg("-v").output().is_ok();
+    if !(have("kamailio") && have("redis-server") && sipp_there) {
+        eprintln!("skipped: kamailio, redis-server and sipp are not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("caucus-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_redis, rport) = redis();
+    let nodes: Vec<Bridge> = (8u8..=9)
+        .map(|i| {
+            let api = free_port();
+            let base = 20000 + (u32::from(i) - 8) * 2000;
+            Bridge::start_full(
+                &format!("listen = \"127.0.1.{i}:PORT\"\n"),
+                &format!("port_min = {base}\nport_max = {}\n", base + 1999),
+                &format!(
+                    "[security]\ntrusted_sources = [\"127.0.0.0/8\"]\nhide_rooms = false\n\
+                     [api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n\
+                     [cluster]\nredis_url = \"redis://127.0.0.1:{rport}/\"\nnode_id = \"big{i}\"\n\
+                     sip_uri = \"sip:127.0.1.{i}:SIP_PORT\"\napi_url = \"http://127.0.0.1:{api}\"\n\
+                     cascade_at = 600\n[[room]]\nname = \"big\"\nmax_participants = 2000\n"
+                ),
+            )
+            .with_api(api)
+        })
+        .collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|b| b.sip).collect();
+    let (_kamailio, proxy) = kamailio(&addrs, &dir);
+    let mut first = Ua::new(proxy, "big", CodecKind::Pcmu, false, "probefirst");
+    assert_eq!(first.call(""), 200);
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/sipp-scenarios/tone440.wav"),
+        dir.join("tone440.wav"),
+    )
+    .unwrap();
+    let sipp = |name: &str, tone: bool, calls: usize, port: u16| {
+        let f = dir.join(format!("{name}.xml"));
+        std::fs::write(&f, proxied_tone_scenario(tone, 120_000)).unwrap();
+        let child = grouped(&mut Command::new("sipp"))
+            .current_dir(&dir)
+            .arg(proxy.to_string())
+            .args(["-sf", f.to_str().unwrap(), "-s", "big", "-i", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &(port + 2).to_string()])
+            .args([
+                "-m",
+                &calls.to_string(),
+                "-l",
+                &calls.to_string(),
+                "-r",
+                "100",
+            ])
+            .args(["-nostdin", "-timeout", "200s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp");
+        Proc(child)
+    };
+    let count = |b: &Bridge| {
+        let all = local(b, "/v1/rooms/big/participants").json();
+        let all = all.as_array().cloned().unwrap_or_default();
+        let links = all.iter().filter(|p| p["kind"] == "link").count();
+        (all.len() - links, links)
+    };
+    let wait_for = |what: &str, pred: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pred() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let _silent = sipp("silent", false, 599, 15100);
+    wait_for("599 silent legs on the first node", &|| {
+        nodes.iter().map(|b| count(b).0).max() == Some(600)
+    });
+    let _tones = sipp("tones", true, 600, 17100);
+    wait_for("600 tone legs on the satellite", &|| {
+        nodes.iter().map(|b| count(b).0).min() == Some(600)
+    });
+    let mut last = Ua::new(proxy, "big", CodecKind::Pcmu, false, "probelast");
+    assert_eq!(last.call(""), 200);
+    let spread: Vec<(usize, usize)> = nodes.iter().map(count).collect();
+    eprintln!("callers and links by node: {spread:?}");
+    assert_eq!(spread.iter().map(|s| s.0).sum::<usize>(), 1201);
+    assert!(spread.iter().all(|s| s.1 == 1), "{spread:?}");
+    let calls = [(&first, 1000.0), (&last, 0.0)];
+    let mut streams = [Stream::new(CodecKind::Pcmu), Stream::new(CodecKind::Pcmu)];
+    let heard = talk(&calls, &mut streams, 3);
+    let (first_hears, last_hears) = (level(&heard[0], 440.0), level(&heard[1], 1000.0));
+    eprintln!(
+        "the first node's probe hears the satellite's talkers at {first_hears:.1} dB; the satellite's probe hears the first node's at {last_hears:.1} dB"
+    );
+    assert!(first_hears > 45.0 && last_hears > 45.0);
+}
