@@ -190,11 +190,19 @@ impl Browser {
         }
     }
 
-    /// Click what `css` selects.
+    /// Click what `css` selects. A live page (the admin page re-renders its
+    /// lists on every event) may replace the element between finding and
+    /// clicking it: then it is found again.
     pub fn click(&self, css: &str) {
-        let e = self.find(css);
-        self.send("POST", &format!("/element/{e}/click"), Some(json!({})))
-            .unwrap_or_else(|m| panic!("click {css}: {m}"));
+        let mut tries = 0;
+        loop {
+            let e = self.find(css);
+            match self.send("POST", &format!("/element/{e}/click"), Some(json!({}))) {
+                Ok(_) => return,
+                Err(m) if m.contains("stale element") && tries < 5 => tries += 1,
+                Err(m) => panic!("click {css}: {m}"),
+            }
+        }
     }
 
     /// Replace the text of the input `css` selects.
