@@ -34,6 +34,14 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// An empty directory of this test's own.
+fn workdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A process the test started, in a process group of its own (Kamailio forks
 /// its workers), stopped with its group when the test ends.
 struct Proc(Child);
@@ -204,9 +212,7 @@ fn three_nodes_behind_kamailio_keep_each_room_on_one_node_and_survive_a_node_kil
         eprintln!("skipped: kamailio and redis-server are not installed (.ci/test installs them)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("caucus-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = workdir("caucus-cluster");
     let hooks = Receiver::start(0);
     let (_redis, rport) = redis();
     let mut nodes: Vec<Option<Bridge>> = (1..=3)
@@ -416,9 +422,7 @@ fn a_room_over_cascade_at_spans_two_nodes_and_is_one_conference() {
         eprintln!("skipped: kamailio and redis-server are not installed (.ci/test installs them)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("caucus-cascade-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = workdir("caucus-cascade");
     let hooks = Receiver::start(0);
     let (_redis, rport) = redis();
     let nodes: Vec<Bridge> = (4..=5)
@@ -604,9 +608,7 @@ fn a_room_of_1200_legs_spans_two_nodes_with_cascade_at_600() {
         eprintln!("skipped: kamailio, redis-server and sipp are not installed");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("caucus-big-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = workdir("caucus-big");
     let (_redis, rport) = redis();
     let nodes: Vec<Bridge> = (8u8..=9)
         .map(|i| {

@@ -736,6 +736,21 @@ fn can_hear_and_can_speak_lists_choose_who_hears_whom() {
     assert!(lv(1, 450.0) > 50.0, "B does not hear A");
 }
 
+/// The INVITE a `connect` sends to the test UAS on `uas`, and where from.
+fn connect_invite(uas: &std::net::UdpSocket) -> (caucus::sip::Message, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no INVITE from the connect");
+        if let Ok((n, from)) = uas.recv_from(&mut buf)
+            && let Ok(m) = caucus::sip::Message::parse(&buf[..n])
+            && m.method() == Some(&Method::Invite)
+        {
+            return (m, from);
+        }
+    }
+}
+
 #[test]
 fn connect_dials_a_sip_endpoint_and_bridges_both_ways() {
     // [talk?, connect{endpoint: sip UAS}]: the UAS answers, caller and UAS hear
@@ -763,17 +778,7 @@ fn connect_dials_a_sip_endpoint_and_bridges_both_ways() {
     let mut caller = Ua::new(b.sip, "hotline", CodecKind::Pcmu, false, "conn");
     assert_eq!(caller.call(""), 200);
     // the UAS: the INVITE, 200 with our media, the ACK
-    let mut buf = vec![0u8; 65536];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (invite, from) = loop {
-        assert!(Instant::now() < deadline, "no INVITE from the connect");
-        if let Ok((n, from)) = uas.recv_from(&mut buf)
-            && let Ok(m) = caucus::sip::Message::parse(&buf[..n])
-            && m.method() == Some(&Method::Invite)
-        {
-            break (m, from);
-        }
-    };
+    let (invite, from) = connect_invite(&uas);
     assert!(invite.header("From").unwrap().contains("4930555"));
     let mut media = Ua::new(b.sip, "x", CodecKind::Pcmu, false, "connmedia");
     let offer = caucus::sdp::SessionDescription::parse(&invite.body).unwrap();
@@ -1136,17 +1141,7 @@ fn a_synchronous_connect_that_fails_takes_the_ncco_its_event_url_returns() {
     let mut other = Ua::new(b.sip, "demo", CodecKind::Pcmu, false, "syncother");
     let mut caller = Ua::new(b.sip, "hotline", CodecKind::Pcmu, false, "syncconn");
     assert_eq!(caller.call(""), 200);
-    let mut buf = vec![0u8; 65536];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (invite, from) = loop {
-        assert!(Instant::now() < deadline, "no INVITE from the connect");
-        if let Ok((n, from)) = uas.recv_from(&mut buf)
-            && let Ok(m) = caucus::sip::Message::parse(&buf[..n])
-            && m.method() == Some(&Method::Invite)
-        {
-            break (m, from);
-        }
-    };
+    let (invite, from) = connect_invite(&uas);
     let busy = format!(
         "SIP/2.0 486 Busy Here\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=busy\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
         invite.header("Via").unwrap(),

@@ -85,12 +85,8 @@ type Waiting = (Parked, Option<(u64, RouteDecision)>);
 /// for a claim.
 #[derive(Default)]
 pub(super) struct Placement {
-    /// on: `[cluster]` is configured
-    pub(super) on: bool,
     held: HashSet<String>,
     waiting: HashMap<String, Vec<Waiting>>,
-    /// callers beyond this many in a held room go to a satellite (0: never)
-    pub(super) cascade_at: usize,
     /// a held room's satellite (`host:port`), and since when
     satellites: HashMap<String, (String, Instant)>,
     /// calls waiting for a satellite to be named
@@ -99,18 +95,6 @@ pub(super) struct Placement {
     no_satellite: HashMap<String, Instant>,
     /// rooms here that are another node's satellites: the holder's `host:port`
     satellite_of: HashMap<String, SocketAddr>,
-}
-
-impl Placement {
-    /// Placement for a node in a cluster (`on`) or alone, cascading rooms of
-    /// more than `cascade_at` callers (0: never).
-    pub(super) fn new(on: bool, cascade_at: usize) -> Placement {
-        Placement {
-            on,
-            cascade_at: if on { cascade_at } else { 0 },
-            ..Placement::default()
-        }
-    }
 }
 
 /// The R-URI parameter that sends a caller to a satellite: its value is the
@@ -146,24 +130,14 @@ impl Core {
         decided: Option<(u64, RouteDecision)>,
     ) -> bool {
         let p = &mut self.placement;
-        if !p.on || p.held.contains(room) {
+        if !self.cfg.cluster || p.held.contains(room) {
             return false;
         }
         let waiting: usize = p.waiting.values().map(Vec::len).sum();
         if waiting >= MAX_WAITING {
             return false;
         }
-        let (from, key, msg) = call;
-        let first = !p.waiting.contains_key(room);
-        p.waiting.entry(room.to_string()).or_default().push((
-            Parked {
-                from,
-                key,
-                msg: msg.clone(),
-            },
-            decided,
-        ));
-        if first {
+        if park(&mut p.waiting, room, call, decided) {
             self.out.push_back(Output::Claim {
                 room: room.to_string(),
             });
@@ -181,7 +155,11 @@ impl Core {
         call: (Peer, TxnKey, &Message),
         decided: Option<(u64, RouteDecision)>,
     ) -> bool {
-        let at = self.placement.cascade_at;
+        let at = if self.cfg.cluster {
+            self.cfg.cascade_at
+        } else {
+            0
+        };
         let Some(r) = self.rooms.get(room) else {
             return false;
         };
@@ -210,20 +188,12 @@ impl Core {
             // named, never linked: named again
             self.placement.satellites.remove(room);
         }
-        let first = !self.placement.cascading.contains_key(room);
-        self.placement
-            .cascading
-            .entry(room.to_string())
-            .or_default()
-            .push((
-                Parked {
-                    from,
-                    key,
-                    msg: msg.clone(),
-                },
-                decided,
-            ));
-        if first {
+        if park(
+            &mut self.placement.cascading,
+            room,
+            (from, key, msg),
+            decided,
+        ) {
             self.out.push_back(Output::Cascade {
                 room: room.to_string(),
             });
@@ -249,10 +219,7 @@ impl Core {
             }
         }
         for (p, decided) in self.placement.cascading.remove(room).unwrap_or_default() {
-            if let Some(d) = decided {
-                self.decided.insert(p.key.clone(), d);
-            }
-            self.handle_parked(now, p);
+            self.resume(now, p, decided);
         }
     }
 
@@ -316,17 +283,21 @@ impl Core {
                     let contact = format!("<{}>", room_uri(uri, room));
                     self.reject(now, &p.key, &p.msg, p.from, Reject::Moved(contact));
                 }
-                Claim::Held | Claim::Unreachable => {
-                    if let Some(d) = decided {
-                        self.decided.insert(p.key.clone(), d);
-                    }
-                    self.handle_parked(now, p);
-                }
+                Claim::Held | Claim::Unreachable => self.resume(now, p, decided),
             }
         }
         if matches!(claim, Claim::Held) {
             self.release_if_empty(now, room);
         }
+    }
+
+    /// A call that waited goes through admission again, with the answer
+    /// webhook's decision it had.
+    fn resume(&mut self, now: Instant, p: Parked, decided: Option<(u64, RouteDecision)>) {
+        if let Some(d) = decided {
+            self.decided.insert(p.key.clone(), d);
+        }
+        self.handle_parked(now, p);
     }
 
     /// A held room without anyone in it is given back to the registry; a
@@ -379,7 +350,7 @@ impl Core {
             GuardNote::Pin { .. } => true,
             GuardNote::Source { .. } => !self.flood.is_trusted(src),
         };
-        if self.placement.on && counted {
+        if self.cfg.cluster && counted {
             self.out.push_back(Output::Guard(note));
         }
     }
@@ -439,6 +410,27 @@ impl Core {
     pub fn held_rooms(&self) -> Vec<String> {
         self.placement.held.iter().cloned().collect()
     }
+}
+
+/// Park a call for `room` in `table`; true when it is the room's first (the
+/// question that ends the wait is to be asked).
+fn park(
+    table: &mut HashMap<String, Vec<Waiting>>,
+    room: &str,
+    (from, key, msg): (Peer, TxnKey, &Message),
+    decided: Option<(u64, RouteDecision)>,
+) -> bool {
+    let first = !table.contains_key(room);
+    let parked = Parked {
+        from,
+        key,
+        msg: msg.clone(),
+    };
+    table
+        .entry(room.to_string())
+        .or_default()
+        .push((parked, decided));
+    first
 }
 
 /// The room's URI on a node: `sip:ROOM@host:port` from the node's `sip:host:port`.

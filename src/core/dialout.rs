@@ -202,7 +202,7 @@ impl Core {
                     "the host must be an IP address (the bridge resolves no names)".into(),
                 )
             })?;
-        if req.link && !self.cfg.flood.trusted.iter().any(|c| c.contains(ip)) {
+        if req.link && !self.flood.is_trusted(ip) {
             return Err(ControlError::DialDenied(format!(
                 "{ip}: a room link goes only to a bridge in [security] trusted_sources"
             )));

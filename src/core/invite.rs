@@ -76,8 +76,7 @@ impl Core {
         let caller = h.from.uri.clone();
         // a room link from another bridge (its POST …/links {"uri"}): heeded
         // only from a trusted source; from anyone else it is an ordinary call
-        let link = msg.header(super::dialout::LINK_HEADER).is_some()
-            && self.cfg.flood.trusted.iter().any(|c| c.contains(src));
+        let link = msg.header(super::dialout::LINK_HEADER).is_some() && self.flood.is_trusted(src);
         let allowed = match self.rooms.get(room.as_str()).filter(|r| r.is_defined()) {
             Some(r) if link || r.policy().admits(src, &caller) => true,
             Some(_) => {

@@ -208,7 +208,7 @@ impl Core {
             flood,
             legs_from: HashMap::new(),
             links: HashMap::new(),
-            placement: cluster::Placement::new(cfg.cluster, cfg.cascade_at),
+            placement: cluster::Placement::default(),
             cfg,
             rng: Rng::new(seed),
             ports,
