@@ -714,7 +714,12 @@ fn volume_in_and_out_change_the_level_by_their_decibels() {
             sa.run(&a, A_HZ, Duration::from_secs(2));
             t.join().unwrap();
         });
-        level(&sc.heard[sc.heard.len() - 8000..], A_HZ)
+        // the loudest of the last three half seconds: a packet lost or late on
+        // a busy machine lowers one window by a dB or two, not the level heard
+        let tail = &sc.heard[sc.heard.len() - 12000..];
+        tail.chunks_exact(4000)
+            .map(|w| level(w, A_HZ))
+            .fold(f64::MIN, f64::max)
     };
     let base = measure(&mut sa, &mut sc);
     let r = patch(&ua, r#"{"volume_in":6}"#);
