@@ -72,6 +72,9 @@ pub struct LegMedia {
     pub(super) gained: u64,
     pub(super) seq: u16,
     pub(super) ts: u32,
+    // ticks this leg was due a packet and sent none (held, not receiving): the
+    // timestamp goes on with the sampling clock meanwhile (RFC 3550 §5.1)
+    pub(super) unsent_ticks: u32,
     pub(super) sent_packets: u32,
     pub(super) sent_octets: u32,
     pub(super) lost_run: u32,
@@ -152,6 +155,7 @@ impl LegMedia {
             down: Downsampler::default(),
             seq: (params.ssrc >> 8) as u16,
             ts: params.ssrc.rotate_left(7),
+            unsent_ticks: 0,
             sent_packets: 0,
             sent_octets: 0,
             stats: ReceiverStats::default(),
@@ -479,9 +483,17 @@ impl LegMedia {
     /// Send one frame's payload as RTP.
     pub(super) fn send(&mut self, payload: &[u8], pkt: &mut [u8]) {
         if !self.transport.can_send() || !self.params.peer_direction.peer_receives() {
+            self.unsent_ticks = self.unsent_ticks.saturating_add(1);
             return;
         }
         let per_tick = self.params.codec.clock_rate() / 50;
+        // after a pause the timestamp shows the time that passed, and the marker
+        // the start of a talkspurt, so the peer's jitter estimate is not thrown
+        let resumed = self.unsent_ticks > 0 && self.sent_packets > 0;
+        self.ts = self
+            .ts
+            .wrapping_add(per_tick.wrapping_mul(self.unsent_ticks));
+        self.unsent_ticks = 0;
         if self.dtmf_out.is_some() && self.send_dtmf(pkt, per_tick) {
             return;
         }
@@ -489,7 +501,7 @@ impl LegMedia {
         rtp::write_header(
             pkt,
             self.params.pt,
-            first,
+            first || resumed,
             self.seq,
             self.ts,
             self.params.ssrc,
@@ -539,8 +551,12 @@ impl LegMedia {
         }
         let now_ms = now.duration_since(self.started).as_millis() as u64;
         let ntp = ntp_now();
+        // the RTP time of this instant on the sending clock, the pause included
+        let ts_now = self
+            .ts
+            .wrapping_add((self.params.codec.clock_rate() / 50).wrapping_mul(self.unsent_ticks));
         let sender =
-            (self.sent_packets > 0).then_some((ntp, self.ts, self.sent_packets, self.sent_octets));
+            (self.sent_packets > 0).then_some((ntp, ts_now, self.sent_packets, self.sent_octets));
         let mut out = [0u8; 128];
         let n = rtp::write_report(
             &mut out,

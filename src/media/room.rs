@@ -1145,4 +1145,47 @@ mod tests {
         });
         assert!(level(&last[2], 700.0) > 1000.0 && level(&last[4], 700.0) > 1000.0);
     }
+
+    #[test]
+    fn after_a_hold_the_timestamp_has_gone_on_with_the_clock_and_the_marker_is_set() {
+        let mut rig = Rig::new(2, 3);
+        let mut scratch = Scratch::default();
+        let mut pkt = [0u8; 172];
+        let mut headers = Vec::new();
+        // 20 ticks sending, 380 held (7.6 s), 5 sending again
+        for t in 0..405u32 {
+            let held = (20..400).contains(&t);
+            rig.leg(0).params.peer_direction = if held {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            };
+            for (i, port) in rig.ports.iter().enumerate() {
+                rtp::write_header(&mut pkt, 0, false, t as u16, t * 160, 7 + i as u32);
+                pkt[12..].copy_from_slice(&tone(400.0 * (i + 1) as f64, 6000.0, t));
+                port.push(&pkt);
+            }
+            rig.room.tick(rig.start + TICK * t, &mut scratch, &rig.tx);
+            let sent = rig.ports[0].take_sent();
+            assert_eq!(sent.len(), usize::from(!held), "tick {t}");
+            for d in &sent {
+                let p = rtp::RtpPacket::parse(d).unwrap();
+                headers.push((t, p.marker, p.seq, p.timestamp));
+            }
+            rig.ports[1].take_sent();
+        }
+        assert_eq!(headers.len(), 25);
+        let (t0, m0, _, ts0) = headers[0];
+        assert!(m0, "the first packet marks the start");
+        for &(t, marker, _, ts) in &headers[1..] {
+            // the clock: 160 a tick from the first packet, the hold included
+            assert_eq!(ts.wrapping_sub(ts0), (t - t0) * 160, "tick {t}");
+            // the marker on the first packet after the hold only
+            assert_eq!(marker, t == 400, "tick {t}");
+        }
+        // sequence numbers go on without a gap (RFC 3550: nothing was lost)
+        for w in headers.windows(2) {
+            assert_eq!(w[1].2, w[0].2.wrapping_add(1));
+        }
+    }
 }
