@@ -116,6 +116,9 @@ pub struct Media {
     pub connection: Option<String>,
     /// `a=rtpmap` entries: payload type → encoding name/rate[/channels]
     pub rtpmap: Vec<(u8, String)>,
+    /// `a=fmtp` entries: payload type → parameters as written (format-specific,
+    /// so an unreadable one is kept as text, not refused)
+    pub fmtp: Vec<(u8, String)>,
     /// `a=ptime`
     pub ptime: Option<u32>,
     /// direction attribute (default sendrecv)
@@ -208,6 +211,7 @@ impl SessionDescription {
                         formats: parts[3..].iter().map(|s| s.to_string()).collect(),
                         connection: None,
                         rtpmap: Vec::new(),
+                        fmtp: Vec::new(),
                         ptime: None,
                         direction: Direction::SendRecv,
                     });
@@ -227,6 +231,13 @@ impl SessionDescription {
                                 return Err(syntax(line, "rtpmap pt"));
                             }
                             m.rtpmap.push((pt, enc.trim().to_string()));
+                        }
+                        "fmtp" => {
+                            if let Some((pt, params)) = val.split_once(' ')
+                                && let Ok(pt) = pt.parse::<u8>()
+                            {
+                                m.fmtp.push((pt, params.trim().to_string()));
+                            }
                         }
                         "ptime" => {
                             m.ptime = Some(val.trim().parse().map_err(|_| syntax(line, "ptime"))?);
@@ -283,11 +294,18 @@ fn codec_of(m: &Media, fmt: &str) -> Option<(CodecKind, u8)> {
     }
 }
 
+/// The telephone-event payload type at `rate`, when its events and ours meet.
 fn dtmf_of(m: &Media, rate: u32) -> Option<u8> {
     m.rtpmap.iter().find_map(|(pt, e)| {
         let e = e.to_ascii_lowercase();
-        (e == format!("telephone-event/{rate}")).then_some(*pt)
+        (e == format!("telephone-event/{rate}") && common_events(m, *pt) != 0).then_some(*pt)
     })
+}
+
+/// The events of payload type `pt` in `m` that we also have.
+fn common_events(m: &Media, pt: u8) -> u32 {
+    let listed = m.fmtp.iter().find(|(p, _)| *p == pt);
+    offered_events(listed.map(|(_, f)| f.as_str())) & EVENTS
 }
 
 /// Pick the audio stream of an offer or answer: first audio m-line with a port,
@@ -350,17 +368,67 @@ fn header(out: &mut String, l: &LocalSdp) {
     );
 }
 
-fn audio_lines(out: &mut String, codec: CodecKind, pt: u8, dtmf: Option<u8>) {
+/// The telephone-events we send and understand: the digits, * # A-D, flash.
+const EVENTS: u32 = (1 << 17) - 1;
+
+/// RFC 4733 §7.1.1: the events of an answer are within the offer's; an offer
+/// without a list means 0-15.
+fn offered_events(fmtp: Option<&str>) -> u32 {
+    let Some(list) = fmtp else {
+        return 0xffff;
+    };
+    let mut mask = 0u32;
+    for item in list.split(',') {
+        let (lo, hi) = item
+            .trim()
+            .split_once('-')
+            .unwrap_or((item.trim(), item.trim()));
+        if let (Ok(lo), Ok(hi)) = (lo.trim().parse::<u32>(), hi.trim().parse::<u32>()) {
+            for e in lo..=hi.min(31) {
+                mask |= 1 << e;
+            }
+        }
+    }
+    mask
+}
+
+/// `0-11,16` for the events in `mask`.
+fn write_events(out: &mut String, mask: u32) {
+    let mut first = true;
+    let mut e = 0;
+    while e < 32 {
+        if mask & (1 << e) == 0 {
+            e += 1;
+            continue;
+        }
+        let start = e;
+        while e < 31 && mask & (1 << (e + 1)) != 0 {
+            e += 1;
+        }
+        let sep = if first { "" } else { "," };
+        first = false;
+        let _ = if start == e {
+            write!(out, "{sep}{start}")
+        } else {
+            write!(out, "{sep}{start}-{e}")
+        };
+        e += 1;
+    }
+}
+
+fn audio_lines(out: &mut String, codec: CodecKind, pt: u8, dtmf: Option<(u8, u32)>) {
     let _ = write!(out, "a=rtpmap:{pt} {}\r\n", codec.encoding());
     if codec == CodecKind::Opus {
         let _ = write!(out, "a=fmtp:{pt} useinbandfec=1\r\n");
     }
-    if let Some(d) = dtmf {
+    if let Some((d, events)) = dtmf {
         let _ = write!(
             out,
-            "a=rtpmap:{d} telephone-event/{}\r\na=fmtp:{d} 0-16\r\n",
+            "a=rtpmap:{d} telephone-event/{}\r\na=fmtp:{d} ",
             codec.clock_rate()
         );
+        write_events(out, events);
+        out.push_str("\r\n");
     }
 }
 
@@ -386,12 +454,13 @@ pub fn answer(
             );
             continue;
         }
+        let dtmf = params.dtmf_pt.map(|d| (d, common_events(m, d)));
         let _ = write!(out, "m=audio {} {} {}", local.port, m.proto, params.pt);
-        if let Some(d) = params.dtmf_pt {
+        if let Some((d, _)) = dtmf {
             let _ = write!(out, " {d}");
         }
         out.push_str("\r\n");
-        audio_lines(&mut out, params.codec, params.pt, params.dtmf_pt);
+        audio_lines(&mut out, params.codec, params.pt, dtmf);
         let _ = write!(out, "a=ptime:20\r\na={}\r\n", direction.attr());
     }
     out.into_bytes()
@@ -417,7 +486,7 @@ fn offer_in_order(local: &LocalSdp, direction: Direction, opus_first: bool) -> V
         "0 8 111 101 102"
     };
     let _ = write!(out, "m=audio {} RTP/AVP {order}\r\n", local.port);
-    audio_lines(&mut out, CodecKind::Pcmu, 0, Some(101));
+    audio_lines(&mut out, CodecKind::Pcmu, 0, Some((101, EVENTS)));
     audio_lines(&mut out, CodecKind::Pcma, 8, None);
     let _ = write!(
         out,
@@ -460,6 +529,39 @@ m=video 5000 RTP/AVP 96\r\n";
             (bp.codec, bp.pt, bp.dtmf_pt),
             (CodecKind::Pcma, 8, Some(101))
         );
+    }
+
+    #[test]
+    fn the_answers_telephone_events_stay_within_the_offers() {
+        let local = LocalSdp {
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 20000,
+            session_id: 7,
+            version: 1,
+        };
+        let answer_to = |fmtp: &str| {
+            let offer = format!(
+                "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{fmtp}"
+            );
+            let sd = SessionDescription::parse(offer.as_bytes()).unwrap();
+            let (idx, p) = select_audio(&sd).unwrap();
+            let ans = String::from_utf8(answer(&sd, idx, &p, &local, Direction::SendRecv)).unwrap();
+            (p.dtmf_pt, ans)
+        };
+        // no list: 0-15 (RFC 4733 §7.1.1), not our 0-16
+        let (pt, ans) = answer_to("");
+        assert_eq!(pt, Some(101));
+        assert!(ans.contains("a=fmtp:101 0-15\r\n"), "{ans}");
+        // a list: what it and we share, written as ranges
+        let (_, ans) = answer_to("a=fmtp:101 0-11,16,20-30\r\n");
+        assert!(ans.contains("a=fmtp:101 0-11,16\r\n"), "{ans}");
+        let (_, ans) = answer_to("a=fmtp:101 0-16\r\n");
+        assert!(ans.contains("a=fmtp:101 0-16\r\n"), "{ans}");
+        // nothing shared: no telephone-event at all (in-band detection instead)
+        let (pt, ans) = answer_to("a=fmtp:101 32-40\r\n");
+        assert_eq!(pt, None);
+        assert!(!ans.contains("telephone-event"), "{ans}");
     }
 
     #[test]
