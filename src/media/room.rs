@@ -1188,4 +1188,14 @@ mod tests {
             assert_eq!(w[1].2, w[0].2.wrapping_add(1));
         }
     }
+
+    #[test]
+    fn a_lone_participant_receives_a_packet_every_tick_for_a_minute() {
+        // carriers and NATs time out a call that receives nothing; the room sends
+        // its (silent) mix to a lone leg as to any other
+        let mut rig = Rig::new(1, 3);
+        let last = rig.run(3000, |_, t| tone(400.0, 6000.0, t));
+        assert_eq!(rig.tick, 3000);
+        assert_eq!(last[0].len(), 160);
+    }
 }
