@@ -378,11 +378,8 @@ fn offered_events(fmtp: Option<&str>) -> u32 {
         return 0xffff;
     };
     let mut mask = 0u32;
-    for item in list.split(',') {
-        let (lo, hi) = item
-            .trim()
-            .split_once('-')
-            .unwrap_or((item.trim(), item.trim()));
+    for item in list.split(',').map(str::trim) {
+        let (lo, hi) = item.split_once('-').unwrap_or((item, item));
         if let (Ok(lo), Ok(hi)) = (lo.trim().parse::<u32>(), hi.trim().parse::<u32>()) {
             for e in lo..=hi.min(31) {
                 mask |= 1 << e;
@@ -488,11 +485,7 @@ fn offer_in_order(local: &LocalSdp, direction: Direction, opus_first: bool) -> V
     let _ = write!(out, "m=audio {} RTP/AVP {order}\r\n", local.port);
     audio_lines(&mut out, CodecKind::Pcmu, 0, Some((101, EVENTS)));
     audio_lines(&mut out, CodecKind::Pcma, 8, None);
-    let _ = write!(
-        out,
-        "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n\
-         a=rtpmap:102 telephone-event/48000\r\na=fmtp:102 0-16\r\n"
-    );
+    audio_lines(&mut out, CodecKind::Opus, 111, Some((102, EVENTS)));
     let _ = write!(out, "a=ptime:20\r\na={}\r\n", direction.attr());
     out.into_bytes()
 }

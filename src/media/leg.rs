@@ -490,9 +490,7 @@ impl LegMedia {
         // after a pause the timestamp shows the time that passed, and the marker
         // the start of a talkspurt, so the peer's jitter estimate is not thrown
         let resumed = self.unsent_ticks > 0 && self.sent_packets > 0;
-        self.ts = self
-            .ts
-            .wrapping_add(per_tick.wrapping_mul(self.unsent_ticks));
+        self.ts = self.ts_now();
         self.unsent_ticks = 0;
         if self.dtmf_out.is_some() && self.send_dtmf(pkt, per_tick) {
             return;
@@ -512,6 +510,14 @@ impl LegMedia {
         self.ts = self.ts.wrapping_add(per_tick);
         self.sent_packets = self.sent_packets.wrapping_add(1);
         self.sent_octets = self.sent_octets.wrapping_add(payload.len() as u32);
+    }
+
+    /// The RTP time of the next packet on the sending clock, the ticks it went
+    /// unsent included.
+    fn ts_now(&self) -> u32 {
+        let per_tick = self.params.codec.clock_rate() / 50;
+        self.ts
+            .wrapping_add(per_tick.wrapping_mul(self.unsent_ticks))
     }
 
     /// This tick's key-press packet(s) in place of audio, if a digit is being
@@ -551,12 +557,12 @@ impl LegMedia {
         }
         let now_ms = now.duration_since(self.started).as_millis() as u64;
         let ntp = ntp_now();
-        // the RTP time of this instant on the sending clock, the pause included
-        let ts_now = self
-            .ts
-            .wrapping_add((self.params.codec.clock_rate() / 50).wrapping_mul(self.unsent_ticks));
-        let sender =
-            (self.sent_packets > 0).then_some((ntp, ts_now, self.sent_packets, self.sent_octets));
+        let sender = (self.sent_packets > 0).then_some((
+            ntp,
+            self.ts_now(),
+            self.sent_packets,
+            self.sent_octets,
+        ));
         let mut out = [0u8; 128];
         let n = rtp::write_report(
             &mut out,
