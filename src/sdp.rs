@@ -1,6 +1,6 @@
 //! SDP for audio sessions: parse (RFC 8866), negotiate and write offers and answers
-//! (RFC 3264), RTP payload formats for PCMU/PCMA (RFC 3551), Opus (RFC 7587) and
-//! telephone-event (RFC 4733).
+//! (RFC 3264), RTP payload formats for PCMU/PCMA/G.722 (RFC 3551), Opus (RFC 7587)
+//! and telephone-event (RFC 4733).
 //!
 //! Why our own layer: sdp-rs 0.2 is unmaintained and rejects a hostname in `o=`;
 //! webrtc-rs `sdp` is kept but models the whole WebRTC session (ICE, DTLS, bundles)
@@ -19,6 +19,9 @@ pub enum CodecKind {
     Pcmu,
     /// G.711 A-law, 8 kHz
     Pcma,
+    /// G.722, 16 kHz sampling on an 8 kHz RTP clock (RFC 3551 §4.5.2: the
+    /// clock rate was written down wrong in RFC 1890 and kept for compatibility)
+    G722,
     /// Opus, 48 kHz RTP clock (RFC 7587), mono decode/encode
     Opus,
     /// 16-bit linear PCM at 8 kHz, network byte order (RFC 3551 §4.5.11): the
@@ -27,17 +30,27 @@ pub enum CodecKind {
 }
 
 impl CodecKind {
-    /// RTP clock rate.
+    /// RTP clock rate: what timestamps count (and telephone-event's rate).
     pub fn clock_rate(self) -> u32 {
         match self {
-            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::L16 => 8000,
+            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::L16 | CodecKind::G722 => 8000,
             CodecKind::Opus => 48000,
         }
     }
+
+    /// Sampling rate of the decoded audio: what frames hold.
+    pub fn sample_rate(self) -> u32 {
+        match self {
+            CodecKind::G722 => 16000,
+            other => other.clock_rate(),
+        }
+    }
+
     fn encoding(self) -> &'static str {
         match self {
             CodecKind::Pcmu => "PCMU/8000",
             CodecKind::Pcma => "PCMA/8000",
+            CodecKind::G722 => "G722/8000",
             CodecKind::Opus => "opus/48000/2",
             CodecKind::L16 => "L16/8000",
         }
@@ -289,6 +302,7 @@ fn codec_of(m: &Media, fmt: &str) -> Option<(CodecKind, u8)> {
     match (pt, name.as_deref()) {
         (_, Some("pcmu/8000" | "pcmu/8000/1")) | (0, None) => Some((CodecKind::Pcmu, pt)),
         (_, Some("pcma/8000" | "pcma/8000/1")) | (8, None) => Some((CodecKind::Pcma, pt)),
+        (_, Some("g722/8000" | "g722/8000/1")) | (9, None) => Some((CodecKind::G722, pt)),
         (_, Some("opus/48000/2" | "opus/48000")) => Some((CodecKind::Opus, pt)),
         _ => None,
     }
@@ -478,13 +492,14 @@ fn offer_in_order(local: &LocalSdp, direction: Direction, opus_first: bool) -> V
     let mut out = String::with_capacity(500);
     header(&mut out, local);
     let order = if opus_first {
-        "111 0 8 101 102"
+        "111 9 0 8 101 102"
     } else {
-        "0 8 111 101 102"
+        "0 8 9 111 101 102"
     };
     let _ = write!(out, "m=audio {} RTP/AVP {order}\r\n", local.port);
     audio_lines(&mut out, CodecKind::Pcmu, 0, Some((101, EVENTS)));
     audio_lines(&mut out, CodecKind::Pcma, 8, None);
+    audio_lines(&mut out, CodecKind::G722, 9, None);
     audio_lines(&mut out, CodecKind::Opus, 111, Some((102, EVENTS)));
     let _ = write!(out, "a=ptime:20\r\na={}\r\n", direction.attr());
     out.into_bytes()
@@ -503,6 +518,10 @@ m=video 5000 RTP/AVP 96\r\n";
         let sd = SessionDescription::parse(OFFER.as_bytes()).unwrap();
         let (idx, p) = select_audio(&sd).unwrap();
         assert_eq!(idx, 0);
+        // 9 is G.722 by its static number
+        assert_eq!((p.codec, p.pt), (CodecKind::G722, 9));
+        let no_g722 = OFFER.replace("RTP/AVP 9 8 0", "RTP/AVP 8 0");
+        let (_, p) = select_audio(&SessionDescription::parse(no_g722.as_bytes()).unwrap()).unwrap();
         assert_eq!(p.codec, CodecKind::Pcma);
         assert_eq!(p.dtmf_pt, Some(101));
         assert_eq!(p.ptime_ms, 30);

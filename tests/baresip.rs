@@ -1,8 +1,9 @@
 //! Interop with baresip (Debian's baresip-core, built on the system libopus): an Opus
-//! caller and a PCMU caller dial the real binary, each playing its own tone from a WAV
-//! file; baresip's sndfile module records what each decodes, and a Goertzel detector
-//! checks that each hears the other and not itself. This is also the interop test of
-//! our Opus (unsafe-libopus) against libopus. CAUCUS_SKIP_BARESIP=1 skips it.
+//! caller, a PCMU caller and a G.722 caller dial the real binary, each playing its own
+//! tone from a WAV file; baresip's sndfile module records what each decodes, and a
+//! Goertzel detector checks that each hears the others and not itself. This is also
+//! the interop test of our Opus (unsafe-libopus) against libopus and of our G.722
+//! against baresip's (spandsp's algorithm). CAUCUS_SKIP_BARESIP=1 skips it.
 
 mod common;
 
@@ -36,7 +37,7 @@ fn read_wav(path: &Path) -> (Vec<i16>, u32) {
 }
 
 #[test]
-fn baresip_opus_and_pcmu_callers_hear_each_other() {
+fn baresip_opus_pcmu_and_g722_callers_hear_each_other() {
     if std::env::var_os("CAUCUS_SKIP_BARESIP").is_some() {
         return;
     }
@@ -49,6 +50,7 @@ fn baresip_opus_and_pcmu_callers_hear_each_other() {
     let callers = [
         ("opus/48000/2", 48000u32, 2u16, 440.0),
         ("PCMU/8000", 8000, 1, 700.0),
+        ("G722/16000/1", 16000, 1, 1000.0),
     ];
     let mut children = Vec::new();
     let mut dirs = Vec::new();
@@ -63,7 +65,7 @@ fn baresip_opus_and_pcmu_callers_hear_each_other() {
             dir.join("config"),
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
-module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nsnd_path {}\n",
+module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nsnd_path {}\n",
                 tone.display(),
                 dir.display()
             ),
@@ -116,19 +118,21 @@ module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule auf
         );
         let tail = &x[x.len() - 2 * rate as usize..];
         let own = db(goertzel(tail, f64::from(rate), callers[i].3));
-        let other = db(goertzel(tail, f64::from(rate), callers[1 - i].3));
-        eprintln!(
-            "baresip {i} ({}): other {other:.1} dB, own {own:.1} dB",
-            callers[i].0
-        );
-        assert!(
-            other > 50.0,
-            "baresip {i} does not hear the other caller ({other:.1} dB)"
-        );
-        assert!(
-            other - own >= 30.0,
-            "baresip {i} hears itself ({own:.1} dB vs {other:.1} dB)"
-        );
+        for (j, other) in callers.iter().enumerate().filter(|(j, _)| *j != i) {
+            let other = db(goertzel(tail, f64::from(rate), other.3));
+            eprintln!(
+                "baresip {i} ({}): caller {j} {other:.1} dB, own {own:.1} dB",
+                callers[i].0
+            );
+            assert!(
+                other > 50.0,
+                "baresip {i} does not hear caller {j} ({other:.1} dB)"
+            );
+            assert!(
+                other - own >= 30.0,
+                "baresip {i} hears itself ({own:.1} dB vs {other:.1} dB)"
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&base);
     assert_eq!(bridge.terminate(), Some(0));

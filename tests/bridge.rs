@@ -13,10 +13,9 @@ const ROOMS: &str = "[[room]]\nname = \"demo\"\n[[room]]\nname = \"small\"\nmax_
 
 type Caller = (CodecKind, bool, f64);
 
-/// Call `room` with each caller (codec, over TCP, tone), stream 3 s, and check
-/// that each hears every other caller within 3 dB of one another, clearly, and
-/// its own tone at least 30 dB below them.
-fn call_and_check(bridge: &Bridge, room: &str, callers: &[Caller]) -> Vec<Ua> {
+/// Call `room` with each caller (codec, over TCP, tone) and stream 3 s; the
+/// callers and what each heard, at its codec's sampling rate.
+fn talk(bridge: &Bridge, room: &str, callers: &[Caller]) -> (Vec<Ua>, Vec<Vec<i16>>) {
     let mut uas: Vec<Ua> = callers
         .iter()
         .enumerate()
@@ -39,23 +38,43 @@ fn call_and_check(bridge: &Bridge, room: &str, callers: &[Caller]) -> Vec<Ua> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (i, (codec, _, own)) in callers.iter().enumerate() {
-        let rate = f64::from(codec.clock_rate());
-        let x = &heard[i];
+    for (i, (x, (codec, _, _))) in heard.iter().zip(callers).enumerate() {
+        let rate = f64::from(codec.sample_rate());
         assert!(
             x.len() as f64 > rate * 2.0,
             "caller {i} heard only {} samples",
             x.len()
         );
-        // the last second, after jitter buffers and codecs settled
-        let tail = &x[x.len() - rate as usize..];
+    }
+    (uas, heard)
+}
+
+/// The level (dB) of `freq` in the last second of `x`: the loudest of its
+/// three thirds, so that one packet lost or late on a loaded machine does not
+/// count against the tone.
+fn level(x: &[i16], codec: CodecKind, freq: f64) -> f64 {
+    let rate = codec.sample_rate() as usize;
+    let tail = &x[x.len() - rate..];
+    tail.chunks(rate / 3)
+        .filter(|w| w.len() >= rate / 4)
+        .map(|w| db(goertzel(w, rate as f64, freq)))
+        .fold(f64::MIN, f64::max)
+}
+
+/// Call `room` with each caller (codec, over TCP, tone), stream 3 s, and check
+/// that each hears every other caller within 3 dB of one another, clearly, and
+/// its own tone at least 30 dB below them.
+fn call_and_check(bridge: &Bridge, room: &str, callers: &[Caller]) -> Vec<Ua> {
+    let (uas, heard) = talk(bridge, room, callers);
+    for (i, (codec, _, own)) in callers.iter().enumerate() {
+        let x = &heard[i];
         let others: Vec<f64> = callers
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(_, c)| db(goertzel(tail, rate, c.2)))
+            .map(|(_, c)| level(x, *codec, c.2))
             .collect();
-        let own_db = db(goertzel(tail, rate, *own));
+        let own_db = level(x, *codec, *own);
         eprintln!("caller {i} ({codec:?}): others {others:?} dB, own {own_db:.1} dB");
         let loudest = others.iter().copied().fold(f64::MIN, f64::max);
         let weakest = others.iter().copied().fold(f64::MAX, f64::min);
@@ -71,6 +90,86 @@ fn call_and_check(bridge: &Bridge, room: &str, callers: &[Caller]) -> Vec<Ua> {
         assert!(weakest > 40.0, "caller {i}: others too quiet: {others:?}");
     }
     uas
+}
+
+/// G.722 and G.711 only: the room mixes at 16 kHz, so one G.722 caller hears
+/// the other's 6 kHz tone, which a G.711 caller cannot (its band ends at 4 kHz),
+/// though it hears the same caller's 1 kHz.
+#[test]
+fn g722_callers_share_a_16k_room_with_g711() {
+    let bridge = Bridge::start(ROOMS);
+    let callers = [
+        (CodecKind::G722, false, 6000.0),
+        (CodecKind::G722, true, 1000.0),
+        (CodecKind::Pcmu, false, 440.0),
+    ];
+    let (mut uas, heard) = talk(&bridge, "demo", &callers);
+    let g722 = |i: usize, f: f64| level(&heard[i], CodecKind::G722, f);
+    let pcmu = |f: f64| level(&heard[2], CodecKind::Pcmu, f);
+    eprintln!(
+        "G.722 a: 1k {:.1} 440 {:.1} own {:.1}; G.722 b: 6k {:.1} 440 {:.1}; PCMU: 1k {:.1} 2k {:.1}",
+        g722(0, 1000.0),
+        g722(0, 440.0),
+        g722(0, 6000.0),
+        g722(1, 6000.0),
+        g722(1, 440.0),
+        pcmu(1000.0),
+        pcmu(2000.0)
+    );
+    assert!(g722(0, 1000.0) > 40.0 && g722(0, 440.0) > 40.0);
+    assert!(g722(0, 6000.0) < 20.0, "a G.722 caller hears itself");
+    assert!(g722(1, 6000.0) > 40.0, "6 kHz did not cross the room");
+    assert!(g722(1, 440.0) > 40.0);
+    assert!(pcmu(1000.0) > 40.0, "the G.711 caller does not hear G.722");
+    // 6 kHz folded into an 8 kHz band would sound at 2 kHz
+    assert!(
+        pcmu(2000.0) < 30.0,
+        "6 kHz folded back: {:.1} dB",
+        pcmu(2000.0)
+    );
+    for ua in &mut uas {
+        assert_eq!(ua.hangup(), 200);
+    }
+    assert_eq!(bridge.terminate(), Some(0));
+}
+
+/// With an Opus caller the room mixes at 48 kHz: the G.722 caller's 6 kHz
+/// reaches it, and is absent for the PCMU caller only for its band (it hears
+/// the Opus caller).
+#[test]
+fn a_g722_callers_6k_reaches_opus_not_pcmu() {
+    let bridge = Bridge::start(ROOMS);
+    let callers = [
+        (CodecKind::G722, false, 6000.0),
+        (CodecKind::Opus, false, 1100.0),
+        (CodecKind::Pcmu, false, 440.0),
+    ];
+    let (mut uas, heard) = talk(&bridge, "demo", &callers);
+    let opus = |f: f64| level(&heard[1], CodecKind::Opus, f);
+    let g722 = |f: f64| level(&heard[0], CodecKind::G722, f);
+    let pcmu = |f: f64| level(&heard[2], CodecKind::Pcmu, f);
+    eprintln!(
+        "Opus: 6k {:.1} 440 {:.1}; G.722: 1.1k {:.1} 440 {:.1}; PCMU: 1.1k {:.1} 2k {:.1}",
+        opus(6000.0),
+        opus(440.0),
+        g722(1100.0),
+        g722(440.0),
+        pcmu(1100.0),
+        pcmu(2000.0)
+    );
+    assert!(opus(6000.0) > 40.0, "6 kHz did not reach the Opus caller");
+    assert!(opus(440.0) > 40.0);
+    assert!(g722(1100.0) > 40.0 && g722(440.0) > 40.0);
+    assert!(pcmu(1100.0) > 40.0);
+    assert!(
+        pcmu(2000.0) < 30.0,
+        "6 kHz folded back: {:.1} dB",
+        pcmu(2000.0)
+    );
+    for ua in &mut uas {
+        assert_eq!(ua.hangup(), 200);
+    }
+    assert_eq!(bridge.terminate(), Some(0));
 }
 
 #[test]

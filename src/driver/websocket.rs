@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::core::LegId;
 use crate::core::socket::{L16_PT, SocketRequest};
-use crate::media::resample::Halfband;
+use crate::media::resample::{Downsampler, Upsampler};
 use crate::media::rtp::{RtpPacket, write_header};
 use crate::media::transport::PipePort;
 use crate::media::transport::pipe::{PipeEnd, pipe};
@@ -101,8 +101,8 @@ struct Gateway {
     end: PipeEnd,
     // the server's audio at 8 kHz, not yet played
     ahead: VecDeque<i16>,
-    up: Halfband,
-    down: Halfband,
+    up: Upsampler,
+    down: Downsampler,
     seq: u16,
     ts: u32,
     ssrc: u32,
@@ -115,8 +115,8 @@ impl Gateway {
             rate,
             end,
             ahead: VecDeque::new(),
-            up: Halfband::default(),
-            down: Halfband::default(),
+            up: Upsampler::new(2),
+            down: Downsampler::new(2),
             seq: 0,
             ts: 0,
             ssrc: rand_ssrc(),
@@ -170,7 +170,7 @@ impl Gateway {
             .collect();
         if self.rate == 16000 {
             let mut narrow = Vec::with_capacity(pcm.len() / 2);
-            self.down.down(&pcm, &mut narrow);
+            self.down.extend(&pcm, &mut narrow);
             self.ahead.extend(narrow);
         } else {
             self.ahead.extend(pcm);
@@ -205,8 +205,8 @@ impl Gateway {
             .map(|b| i16::from_be_bytes([b[0], b[1]]))
             .collect();
         let pcm = if self.rate == 16000 {
-            let mut wide = Vec::with_capacity(2 * pcm.len());
-            self.up.up(&pcm, &mut wide);
+            let mut wide = vec![0; 2 * pcm.len()];
+            self.up.process(&pcm, &mut wide);
             wide
         } else {
             pcm

@@ -141,8 +141,9 @@ impl RoomBus {
 }
 
 /// A frame from `from_rate` to the `to.len()` samples of `to_rate`. The room
-/// rates are 8 and 48 kHz; shards differ only when one holds an Opus leg and
-/// another none, so a plain hold (up) or average (down) does.
+/// rates are 8, 16 and 48 kHz, whole factors of each other; shards differ only
+/// while one holds a wider-band leg than another, so a plain hold (up) or
+/// average (down) does.
 fn convert(from: &[i16; MAX_FRAME], from_rate: u32, to: &mut [i16], to_rate: u32) {
     if from_rate == to_rate {
         to.copy_from_slice(&from[..to.len()]);

@@ -1,7 +1,14 @@
 //! Per-leg codec state: decoders (with packet loss concealment) and encoders for the
 //! negotiated [`CodecKind`]. G.711 concealment repeats the last frame at falling
-//! level (ITU-T G.711 Appendix I in spirit, without pitch search); Opus uses its own
-//! PLC.
+//! level (ITU-T G.711 Appendix I in spirit, without pitch search), G.722 the same
+//! on its 16 kHz frames; Opus uses its own PLC.
+//!
+//! G.722 (64 kbit/s, mode 1) is the pure-Rust SB-ADPCM of the `audio-codec` crate:
+//! kept, bit-exact against its own snapshot, and it codes into caller-owned
+//! slices, so a frame allocates nothing. Its encoder and decoder are boxed (a few
+//! hundred bytes of band state) to keep the enum small.
+
+use audio_codec::{Decoder as _, Encoder as _};
 
 use super::opus_packet::{self, Voice};
 use super::{g711, opus};
@@ -13,6 +20,8 @@ pub enum Decoder {
     Pcmu,
     /// A-law
     Pcma,
+    /// G.722 at 64 kbit/s
+    G722(Box<audio_codec::g722::G722Decoder>),
     /// Opus
     Opus {
         /// the decoder
@@ -34,6 +43,8 @@ pub enum Encoder {
     Pcmu,
     /// A-law
     Pcma,
+    /// G.722 at 64 kbit/s
+    G722(Box<audio_codec::g722::G722Encoder>),
     /// Opus
     Opus(Box<opus::Encoder>),
     /// 16-bit linear, big-endian
@@ -50,6 +61,7 @@ impl Decoder {
         Ok(match kind {
             CodecKind::Pcmu => Decoder::Pcmu,
             CodecKind::Pcma => Decoder::Pcma,
+            CodecKind::G722 => Decoder::G722(Box::default()),
             CodecKind::Opus => Decoder::Opus {
                 dec: Box::new(opus::Decoder::new()?),
                 unheard: 0,
@@ -72,6 +84,8 @@ impl Decoder {
                 g711::decode_alaw(&payload[..n], &mut out[..n]);
                 n
             }
+            // two samples a byte; a payload too long for `out` is unusable
+            Decoder::G722(dec) => dec.decode_into(payload, out).unwrap_or(0),
             Decoder::Opus { dec, .. } => dec.decode(Some(payload), out).unwrap_or(0),
             Decoder::L16 => {
                 let n = (payload.len() / 2).min(out.len());
@@ -88,6 +102,7 @@ impl Decoder {
     pub fn samples(&self, payload: &[u8]) -> Option<usize> {
         match self {
             Decoder::Pcmu | Decoder::Pcma => Some(payload.len()),
+            Decoder::G722(_) => Some(2 * payload.len()),
             Decoder::Opus { .. } => opus_packet::samples_48k(payload),
             Decoder::L16 => Some(payload.len() / 2),
         }
@@ -105,6 +120,8 @@ impl Decoder {
             Decoder::Pcma => Some(g711::mean_square_alaw(payload)),
             // decoding is a byte swap: nothing to save
             Decoder::L16 => None,
+            // ADPCM's state follows every code: it must be decoded
+            Decoder::G722(_) => None,
             Decoder::Opus { unheard, .. } => {
                 if active || opus_packet::voice(payload) != Voice::Silence {
                     *unheard = 0;
@@ -148,6 +165,7 @@ impl Encoder {
         Ok(match kind {
             CodecKind::Pcmu => Encoder::Pcmu,
             CodecKind::Pcma => Encoder::Pcma,
+            CodecKind::G722 => Encoder::G722(Box::default()),
             CodecKind::Opus => Encoder::Opus(Box::new(opus::Encoder::new(OPUS_COMPLEXITY)?)),
             CodecKind::L16 => Encoder::L16,
         })
@@ -164,6 +182,7 @@ impl Encoder {
                 g711::encode_alaw(pcm, &mut out[..pcm.len()]);
                 pcm.len()
             }
+            Encoder::G722(e) => e.encode_into(pcm, out).unwrap_or(0),
             Encoder::Opus(e) => e.encode(pcm, out).unwrap_or(0),
             Encoder::L16 => {
                 let n = pcm.len().min(out.len() / 2);
@@ -202,5 +221,45 @@ mod tests {
         let mut g = Decoder::new(CodecKind::Pcmu).unwrap();
         assert_eq!(g.energy(&[0xff; 160], true), Some(0));
         assert_eq!(g.samples(&[0xff; 160]), Some(160));
+    }
+
+    #[test]
+    fn g722_carries_the_upper_band_at_64_kbits() {
+        use crate::media::goertzel::power_db;
+        let (mut enc, mut dec) = (
+            Encoder::new(CodecKind::G722).unwrap(),
+            Decoder::new(CodecKind::G722).unwrap(),
+        );
+        let mut heard = Vec::new();
+        let (mut payload, mut out) = ([0u8; 400], [0i16; 960]);
+        for f in 0..50 {
+            // 1 kHz and 6 kHz together: the lower and the upper sub-band
+            let pcm: Vec<i16> = (0..320)
+                .map(|i| {
+                    let t = (f * 320 + i) as f64 / 16000.0;
+                    (6000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()
+                        + 6000.0 * (2.0 * std::f64::consts::PI * 6000.0 * t).sin())
+                        as i16
+                })
+                .collect();
+            let len = enc.encode(&pcm, &mut payload);
+            // 20 ms at 64 kbit/s
+            assert_eq!(len, 160);
+            assert_eq!(dec.samples(&payload[..len]), Some(320));
+            let k = dec.decode(&payload[..len], &mut out);
+            assert_eq!(k, 320);
+            heard.extend_from_slice(&out[..k]);
+        }
+        let tail = &heard[8000..];
+        let full = 10.0 * (6000.0f64.powi(2) / 4.0).log10();
+        for hz in [1000.0, 6000.0] {
+            let db = power_db(tail, 16000.0, hz);
+            assert!(
+                (db - full).abs() < 1.5,
+                "{hz} Hz at {db:.1} dB, sent {full:.1}"
+            );
+        }
+        // what was not sent stays well below
+        assert!(power_db(tail, 16000.0, 3000.0) < full - 35.0);
     }
 }

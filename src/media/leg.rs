@@ -23,16 +23,17 @@ use super::rtp::{self, EventTracker, ReceiverStats, RtpPacket, TelephoneEvent};
 use super::transport::{Recv, Transport};
 use super::vad::TalkDetector;
 use crate::ids::LegId;
-use crate::sdp::{CodecKind, Direction};
+use crate::sdp::Direction;
 
 /// Room for a 60 ms packet plus a partial frame.
 const FIFO: usize = 4 * MAX_FRAME;
 /// RTCP reports go this often.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// In-band detection runs on G.711 legs that negotiated no telephone-event.
+/// In-band detection runs on 8 kHz legs (G.711) that negotiated no
+/// telephone-event: its filters are at 8 kHz.
 fn inband_for(p: &MediaParams) -> Option<InbandDetector> {
-    (p.dtmf_pt.is_none() && p.codec != CodecKind::Opus).then(InbandDetector::default)
+    (p.dtmf_pt.is_none() && p.codec.sample_rate() == 8000).then(InbandDetector::default)
 }
 
 /// The bytes of a [`LegMedia`] a tick touches: the fields before `id`.
@@ -224,16 +225,7 @@ impl LegMedia {
         let Some((sound, pos, music)) = &mut self.playing else {
             return false;
         };
-        let wide = out.len() != 160;
-        let (src, start) = if wide {
-            (&sound.wide, *pos * 6)
-        } else {
-            (&sound.narrow, *pos)
-        };
-        let end = (start + out.len()).min(src.len());
-        for (o, &v) in out.iter_mut().zip(&src[start.min(end)..end]) {
-            *o = o.saturating_add(v);
-        }
+        sound.add_frame(*pos, out);
         *pos += 160;
         if *pos >= sound.narrow.len() {
             // the queue has played out when its last prompt ends; music on hold
@@ -329,7 +321,7 @@ impl LegMedia {
     /// the leg first.
     pub(super) fn settle(&mut self) {
         if self.deferred.take().is_some() {
-            let need = (self.params.codec.clock_rate() / 50) as usize;
+            let need = (self.params.codec.sample_rate() / 50) as usize;
             let k = self
                 .decoder
                 .decode(self.jb.last_payload(), &mut self.frame[..need]);
@@ -341,8 +333,8 @@ impl LegMedia {
     /// Produce this tick's frame at `room_rate` into `self.frame` (or leave it
     /// `deferred`).
     pub(super) fn play_out(&mut self, room_rate: u32) -> Option<char> {
-        let need = (self.params.codec.clock_rate() / 50) as usize;
-        let same_rate = self.params.codec.clock_rate() == room_rate;
+        let need = (self.params.codec.sample_rate() / 50) as usize;
+        let same_rate = self.params.codec.sample_rate() == room_rate;
         if self.fifo_len == 0
             && same_rate
             && self
@@ -643,7 +635,9 @@ impl Capture {
     pub fn push(&mut self, frame: Option<&[i16]>) -> Option<Vec<i16>> {
         match frame {
             Some(f) if f.len() == 160 => self.samples.extend_from_slice(f),
-            Some(f) if f.len() == 960 => {
+            // a wideband room (16 or 48 kHz): the resampler takes the factor
+            // from the lengths
+            Some(f) if f.len() == 320 || f.len() == 960 => {
                 self.down.process(f, &mut self.narrow);
                 self.samples.extend_from_slice(&self.narrow);
             }
@@ -664,7 +658,7 @@ mod prompt_tests {
     fn prompt_done_while_music_loops() {
         let prompts = Prompts::embedded();
         let params = MediaParams {
-            codec: CodecKind::Pcmu,
+            codec: crate::sdp::CodecKind::Pcmu,
             pt: 0,
             dtmf_pt: Some(101),
             peer_direction: Direction::SendRecv,

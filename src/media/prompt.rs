@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::resample::{Upsampler, decimate_16k};
+use super::resample::{Upsampler, to_8k};
 
 /// The prompts the bridge speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -236,8 +236,26 @@ pub enum PromptError {
 pub struct Sound {
     /// 8 kHz
     pub narrow: Arc<[i16]>,
-    /// 48 kHz
+    /// 48 kHz, band-limited to the 8 kHz one's band
     pub wide: Arc<[i16]>,
+}
+
+impl Sound {
+    /// Add the 20 ms from `pos` (in 8 kHz samples) into `out`, at the rate its
+    /// length says (8, 16 or 48 kHz); past the end adds nothing. The 16 kHz
+    /// frame is every third 48 kHz sample: the wide samples hold nothing above
+    /// 4 kHz, so nothing folds back.
+    pub fn add_frame(&self, pos: usize, out: &mut [i16]) {
+        let (src, start, stride) = match out.len() {
+            160 => (&self.narrow[..], pos, 1),
+            320 => (&self.wide[..], pos * 6, 3),
+            _ => (&self.wide[..], pos * 6, 1),
+        };
+        let from = src.get(start..).unwrap_or_default();
+        for (o, &v) in out.iter_mut().zip(from.iter().step_by(stride)) {
+            *o = o.saturating_add(v);
+        }
+    }
 }
 
 /// All prompts.
@@ -284,7 +302,7 @@ pub fn parse_wav(b: &[u8], file: &str) -> Result<Vec<i16>, PromptError> {
                 .map(|c| i16::from_le_bytes([c[0], c[1]]))
                 .collect();
             return Ok(if wide {
-                decimate_16k(&samples)
+                to_8k(&samples, 16000)
             } else {
                 samples
             });

@@ -1,16 +1,21 @@
-//! Sample-rate conversion between the 8 kHz narrowband rate and the 48 kHz wideband
-//! mixing rate (factor 6), done only at a leg's edge. A windowed-sinc low-pass
-//! (Blackman, 192 taps at 48 kHz, cutoff 3.7 kHz) applied in polyphase form: the
-//! upsampler computes 32 products per output sample, the downsampler 192 per output
-//! sample and only for the samples it keeps. History carries across frames so frame
-//! edges are seamless. No allocation after construction.
+//! Sample-rate conversion by whole factors between the rates media lives at:
+//! 8 kHz (G.711), 16 kHz (G.722) and 48 kHz (Opus, the wideband mix), done only
+//! at a leg's edge and in a recording's writer. A Blackman-windowed sinc with 32
+//! taps per phase, cut off just below the lower rate's Nyquist frequency (3.7 kHz
+//! for 8 kHz, 7.4 kHz for 16 kHz), applied in polyphase form: the upsampler
+//! computes 32 products per output sample, the downsampler `32 * factor` and only
+//! for the samples it keeps. History carries across frames so frame edges are
+//! seamless; no allocation after construction unless the factor changes (the room
+//! changed rate). Sound files at any rate come to 8 kHz by [`to_8k`], off the
+//! media path.
 
-const FACTOR: usize = 6;
-const TAPS: usize = 192;
-const PHASE_TAPS: usize = TAPS / FACTOR;
+/// Taps of each polyphase branch.
+const PHASE_TAPS: usize = 32;
 
-fn design() -> Vec<f32> {
-    windowed_sinc(TAPS, 3700.0 / 48000.0)
+/// The low-pass for a conversion by `factor`, at the higher rate: cut off at
+/// 92.5 % of the lower rate's Nyquist frequency.
+fn design(factor: usize) -> Vec<f32> {
+    windowed_sinc(PHASE_TAPS * factor, 0.4625 / factor as f64)
 }
 
 /// Blackman-windowed sinc low-pass with `taps` taps and cutoff `fc` (cycles/sample),
@@ -76,208 +81,152 @@ pub fn to_8k(input: &[i16], rate: u32) -> Vec<i16> {
         .collect()
 }
 
-/// 16 kHz → 8 kHz for sound files loaded at start-up (not on the media path):
-/// low-pass at 3.7 kHz, keep every other sample.
-pub fn decimate_16k(input: &[i16]) -> Vec<i16> {
-    let h = windowed_sinc(63, 3700.0 / 16000.0);
-    let half = h.len() / 2;
-    (0..input.len() / 2)
-        .map(|o| {
-            let centre = 2 * o;
-            let acc: f32 = h
-                .iter()
-                .enumerate()
-                .filter_map(|(k, c)| {
-                    let idx = (centre + k).checked_sub(half)?;
-                    input.get(idx).map(|&v| c * f32::from(v))
-                })
-                .sum();
-            acc.round().clamp(-32768.0, 32767.0) as i16
-        })
-        .collect()
-}
-
-/// 8 kHz ↔ 16 kHz in a stream, off the media path (a WebSocket leg at 16 kHz):
-/// a 63-tap windowed sinc at 16 kHz, cutoff 3.7 kHz, with its history kept
-/// across calls so frames join without a seam. One per direction.
+/// A rate raised by a whole factor (8 → 16, 16 → 48, 8 → 48 kHz).
 #[derive(Debug, Clone)]
-pub struct Halfband {
-    h: Vec<f32>,
-    ring: Vec<f32>,
-    pos: usize,
+pub struct Upsampler {
+    factor: usize,
+    // phases[p * PHASE_TAPS + k] = h[k * factor + p] * factor (the gain restores
+    // the level the zero-stuffing took)
+    phases: Vec<f32>,
+    hist: [f32; PHASE_TAPS],
 }
 
-impl Default for Halfband {
+impl Default for Upsampler {
+    /// 8 → 48 kHz, the common case of a narrowband leg in a wideband room.
     fn default() -> Self {
-        let h = windowed_sinc(63, 3700.0 / 16000.0);
-        Halfband {
-            ring: vec![0.0; h.len()],
-            h,
-            pos: 0,
+        Upsampler::new(6)
+    }
+}
+
+impl Upsampler {
+    /// Raising the rate `factor` times.
+    pub fn new(factor: usize) -> Upsampler {
+        let factor = factor.max(1);
+        let h = design(factor);
+        let mut phases = vec![0f32; factor * PHASE_TAPS];
+        for p in 0..factor {
+            for k in 0..PHASE_TAPS {
+                phases[p * PHASE_TAPS + k] = h[k * factor + p] * factor as f32;
+            }
+        }
+        Upsampler {
+            factor,
+            phases,
+            hist: [0.0; PHASE_TAPS],
         }
     }
-}
 
-impl Halfband {
-    fn push(&mut self, x: f32) {
-        self.pos = (self.pos + 1) % self.ring.len();
-        self.ring[self.pos] = x;
-    }
-
-    fn output(&self, gain: f32) -> i16 {
-        let n = self.ring.len();
-        let acc: f32 = self
-            .h
-            .iter()
-            .enumerate()
-            .map(|(k, c)| c * self.ring[(self.pos + n - k) % n])
-            .sum();
-        (acc * gain).round().clamp(-32768.0, 32767.0) as i16
-    }
-
-    /// 16 kHz samples in, the 8 kHz ones appended to `out`.
-    pub fn down(&mut self, input: &[i16], out: &mut Vec<i16>) {
-        for (i, &x) in input.iter().enumerate() {
-            self.push(f32::from(x));
-            if i % 2 == 1 {
-                out.push(self.output(1.0));
+    /// `input` raised into `out`, whose length is a whole multiple of
+    /// `input.len()`: that multiple is the factor, and a factor other than the
+    /// last starts afresh.
+    pub fn process(&mut self, input: &[i16], out: &mut [i16]) {
+        let Some(factor) = ratio(out.len(), input.len()) else {
+            out.fill(0);
+            return;
+        };
+        if factor != self.factor {
+            *self = Upsampler::new(factor);
+        }
+        for (x, o) in input.iter().zip(out.chunks_exact_mut(factor)) {
+            self.hist.copy_within(0..PHASE_TAPS - 1, 1);
+            self.hist[0] = f32::from(*x);
+            for (v, phase) in o.iter_mut().zip(self.phases.chunks_exact(PHASE_TAPS)) {
+                let acc: f32 = phase.iter().zip(&self.hist).map(|(c, v)| c * v).sum();
+                *v = acc.round().clamp(-32768.0, 32767.0) as i16;
             }
         }
     }
-
-    /// 8 kHz samples in, the 16 kHz ones appended to `out`.
-    pub fn up(&mut self, input: &[i16], out: &mut Vec<i16>) {
-        for &x in input {
-            self.push(f32::from(x));
-            out.push(self.output(2.0));
-            self.push(0.0);
-            out.push(self.output(2.0));
-        }
-    }
 }
 
-/// 48 kHz → 16 kHz in a stream, off the media path (a 16 kHz recording of a
-/// wideband room): a 96-tap windowed sinc at 48 kHz, cutoff 7.4 kHz, evaluated
-/// for every third sample only.
+/// A rate lowered by a whole factor (48 → 8, 48 → 16, 16 → 8 kHz).
 #[derive(Debug, Clone)]
-pub struct Third {
+pub struct Downsampler {
+    factor: usize,
     h: Vec<f32>,
-    // ring of the last taps, doubled so a window is one slice
+    // ring of the last `h.len()` input samples, doubled so a window is one slice
     hist: Vec<f32>,
     pos: usize,
+    // input samples since the last one kept
     phase: usize,
 }
 
-impl Default for Third {
+impl Default for Downsampler {
+    /// 48 → 8 kHz.
     fn default() -> Self {
-        let h = windowed_sinc(96, 7400.0 / 48000.0);
-        Third {
+        Downsampler::new(6)
+    }
+}
+
+impl Downsampler {
+    /// Lowering the rate `factor` times.
+    pub fn new(factor: usize) -> Downsampler {
+        let factor = factor.max(1);
+        let h = design(factor);
+        Downsampler {
+            factor,
             hist: vec![0.0; 2 * h.len()],
             h,
             pos: 0,
             phase: 0,
         }
     }
-}
 
-impl Third {
-    /// 48 kHz samples in, the 16 kHz ones appended to `out`.
-    pub fn down(&mut self, input: &[i16], out: &mut Vec<i16>) {
-        let taps = self.h.len();
-        for &x in input {
-            self.pos = (self.pos + 1) % taps;
-            self.hist[self.pos] = f32::from(x);
-            self.hist[self.pos + taps] = f32::from(x);
-            self.phase = (self.phase + 1) % 3;
-            if self.phase == 0 {
-                let window = &self.hist[self.pos + 1..=self.pos + taps];
-                let acc: f32 = window
-                    .iter()
-                    .zip(self.h.iter().rev())
-                    .map(|(v, c)| v * c)
-                    .sum();
-                out.push(acc.round().clamp(-32768.0, 32767.0) as i16);
-            }
-        }
-    }
-}
-
-/// 8 kHz → 48 kHz.
-#[derive(Debug, Clone)]
-pub struct Upsampler {
-    // phases[p][k] = h[k * FACTOR + p] * FACTOR (gain restores the zero-stuffed level)
-    phases: Vec<[f32; PHASE_TAPS]>,
-    hist: [f32; PHASE_TAPS],
-}
-
-impl Default for Upsampler {
-    fn default() -> Self {
-        let h = design();
-        let mut phases = vec![[0f32; PHASE_TAPS]; FACTOR];
-        for (p, phase) in phases.iter_mut().enumerate() {
-            for (k, c) in phase.iter_mut().enumerate() {
-                *c = h[k * FACTOR + p] * FACTOR as f32;
-            }
-        }
-        Upsampler {
-            phases,
-            hist: [0.0; PHASE_TAPS],
-        }
-    }
-}
-
-impl Upsampler {
-    /// `out.len()` must be `6 * input.len()`.
+    /// `input`, whose length is a whole multiple of `out.len()`, lowered into
+    /// `out`: that multiple is the factor, and a factor other than the last
+    /// starts afresh.
     pub fn process(&mut self, input: &[i16], out: &mut [i16]) {
-        for (i, &x) in input.iter().enumerate() {
-            self.hist.copy_within(0..PHASE_TAPS - 1, 1);
-            self.hist[0] = f32::from(x);
-            for (p, phase) in self.phases.iter().enumerate() {
-                let acc: f32 = phase.iter().zip(&self.hist).map(|(c, v)| c * v).sum();
-                out[i * FACTOR + p] = acc.round().clamp(-32768.0, 32767.0) as i16;
-            }
+        let Some(factor) = ratio(input.len(), out.len()) else {
+            out.fill(0);
+            return;
+        };
+        if factor != self.factor {
+            *self = Downsampler::new(factor);
         }
-    }
-}
-
-/// 48 kHz → 8 kHz.
-#[derive(Debug, Clone)]
-pub struct Downsampler {
-    h: Vec<f32>,
-    // ring of the last TAPS input samples, doubled so a window is one slice
-    hist: Vec<f32>,
-    pos: usize,
-}
-
-impl Default for Downsampler {
-    fn default() -> Self {
-        Downsampler {
-            h: design(),
-            hist: vec![0.0; 2 * TAPS],
-            pos: 0,
-        }
-    }
-}
-
-impl Downsampler {
-    /// `input.len()` must be `6 * out.len()`.
-    pub fn process(&mut self, input: &[i16], out: &mut [i16]) {
-        for (o, chunk) in out.iter_mut().zip(input.chunks_exact(FACTOR)) {
+        self.phase = 0;
+        for (o, chunk) in out.iter_mut().zip(input.chunks_exact(factor)) {
             for &x in chunk {
-                self.pos = (self.pos + 1) % TAPS;
-                self.hist[self.pos] = f32::from(x);
-                self.hist[self.pos + TAPS] = f32::from(x);
+                self.push(x);
             }
-            // newest sample at pos+TAPS, oldest at pos+1
-            let window = &self.hist[self.pos + 1..=self.pos + TAPS];
-            let acc: f32 = window
-                .iter()
-                .zip(self.h.iter().rev())
-                .map(|(v, c)| v * c)
-                .sum();
-            *o = acc.round().clamp(-32768.0, 32767.0) as i16;
+            *o = self.output();
         }
     }
+
+    /// Any number of input samples; the kept ones appended to `out` (a stream
+    /// whose frames need not be whole multiples of the factor).
+    pub fn extend(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        for &x in input {
+            self.push(x);
+            self.phase += 1;
+            if self.phase == self.factor {
+                self.phase = 0;
+                out.push(self.output());
+            }
+        }
+    }
+
+    fn push(&mut self, x: i16) {
+        let taps = self.h.len();
+        self.pos = (self.pos + 1) % taps;
+        self.hist[self.pos] = f32::from(x);
+        self.hist[self.pos + taps] = f32::from(x);
+    }
+
+    fn output(&self) -> i16 {
+        // newest sample at pos+taps, oldest at pos+1
+        let taps = self.h.len();
+        let window = &self.hist[self.pos + 1..=self.pos + taps];
+        let acc: f32 = window
+            .iter()
+            .zip(self.h.iter().rev())
+            .map(|(v, c)| v * c)
+            .sum();
+        acc.round().clamp(-32768.0, 32767.0) as i16
+    }
+}
+
+/// `long / short` when it is a whole number of at least 1.
+fn ratio(long: usize, short: usize) -> Option<usize> {
+    (short > 0 && long >= short && long.is_multiple_of(short)).then(|| long / short)
 }
 
 #[cfg(test)]
@@ -325,27 +274,65 @@ mod tests {
     }
 
     #[test]
-    fn halfband_keeps_speech_band_both_ways_in_frames() {
-        let (mut up, mut down) = (Halfband::default(), Halfband::default());
-        let input = tone(8000.0, 1000.0, 1600);
-        let mut wide = Vec::new();
-        for f in input.chunks(160) {
-            up.up(f, &mut wide);
+    fn every_factor_keeps_the_lower_band_both_ways_in_frames() {
+        // (factor, low rate, a tone in band, a tone above the low rate's band)
+        for (factor, low, f, above) in [
+            (2usize, 8000.0f32, 1000.0f32, 6000.0f32),
+            (3, 16000.0, 6000.0, 10000.0),
+            (6, 8000.0, 1000.0, 10000.0),
+        ] {
+            let frame = (low / 50.0) as usize;
+            let (mut up, mut down) = (Upsampler::new(factor), Downsampler::new(factor));
+            let input = tone(low, f, 10 * frame);
+            let mut wide = vec![0i16; input.len() * factor];
+            for (i, o) in input.chunks(frame).zip(wide.chunks_mut(frame * factor)) {
+                up.process(i, o);
+            }
+            let r = rms(&wide[2 * frame * factor..]) / rms(&input[2 * frame..]);
+            assert!((0.9..1.1).contains(&r), "x{factor} up gain {r}");
+            let mut narrow = vec![0i16; input.len()];
+            for (i, o) in wide.chunks(frame * factor).zip(narrow.chunks_mut(frame)) {
+                down.process(i, o);
+            }
+            let r = rms(&narrow[2 * frame..]) / rms(&input[2 * frame..]);
+            assert!((0.9..1.1).contains(&r), "x{factor} round trip gain {r}");
+            // what has no place at the lower rate is gone, not folded back
+            let mut out = Vec::new();
+            Downsampler::new(factor).extend(
+                &tone(low * factor as f32, above, 10 * frame * factor),
+                &mut out,
+            );
+            assert_eq!(out.len(), 10 * frame);
+            assert!(
+                rms(&out[frame..]) < 0.01 * 7071.0,
+                "x{factor}: {}",
+                rms(&out[frame..])
+            );
         }
-        assert_eq!(wide.len(), 3200);
-        let r = rms(&wide[320..]) / rms(&input[160..]);
+    }
+
+    #[test]
+    fn a_new_factor_starts_afresh() {
+        // a room going from 48 to 16 kHz: the same resampler, a new factor
+        let mut down = Downsampler::default();
+        let mut out = vec![0i16; 160];
+        down.process(&tone(48000.0, 1000.0, 960), &mut out);
+        let mut out = vec![0i16; 320];
+        for _ in 0..3 {
+            down.process(&tone(48000.0, 1000.0, 960), &mut out);
+        }
+        let r = rms(&out[64..]) / 7071.0;
+        assert!((0.9..1.1).contains(&r), "down gain {r}");
+        let mut up = Upsampler::default();
+        let mut wide = vec![0i16; 960];
+        for _ in 0..3 {
+            up.process(&tone(16000.0, 1000.0, 320), &mut wide);
+        }
+        let r = rms(&wide[192..]) / 7071.0;
         assert!((0.9..1.1).contains(&r), "up gain {r}");
-        let mut narrow = Vec::new();
-        for f in wide.chunks(320) {
-            down.down(f, &mut narrow);
-        }
-        assert_eq!(narrow.len(), 1600);
-        let r = rms(&narrow[320..]) / rms(&input[160..]);
-        assert!((0.9..1.1).contains(&r), "round trip gain {r}");
-        // 6 kHz at 16 kHz has no place at 8 kHz
-        let mut out = Vec::new();
-        Halfband::default().down(&tone(16000.0, 6000.0, 3200), &mut out);
-        assert!(rms(&out[160..]) < 0.01 * 7071.0, "{}", rms(&out[160..]));
+        // not a whole factor: silence, not a panic
+        up.process(&[1; 7], &mut wide[..10]);
+        assert!(wide[..10].iter().all(|&v| v == 0));
     }
 
     #[test]

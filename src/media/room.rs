@@ -105,9 +105,11 @@ pub struct RoomMedia {
     // the other shards' talkers of this tick
     pub(super) bus: Option<(Arc<RoomBus>, usize)>,
     pub(super) remote: Option<Box<Remote>>,
-    // legs on Opus: any makes the room mix at 48 kHz (counted, so that a tick
-    // need not visit every leg to learn its rate)
+    // legs on Opus (any makes the room mix at 48 kHz) and on G.722 (16 kHz when
+    // there is no Opus leg): counted, so that a tick need not visit every leg to
+    // learn its rate
     opus_legs: usize,
+    g722_legs: usize,
     // legs with a relation: while none, the mix is the room's alone
     related: usize,
     // sounds played to the whole room (the API's announcements), mixed once
@@ -156,6 +158,7 @@ impl RoomMedia {
             bus: None,
             remote: None,
             opus_legs: 0,
+            g722_legs: 0,
             related: 0,
             announcements: Vec::new(),
             announcing: false,
@@ -188,7 +191,7 @@ impl RoomMedia {
         for r in &mut self.records {
             r.assign(leg.id);
         }
-        self.opus_legs += usize::from(leg.params.codec == CodecKind::Opus);
+        self.count(leg.params.codec, true);
         self.related += usize::from(leg.relation.is_some());
         self.legs.push(leg);
     }
@@ -256,7 +259,7 @@ impl RoomMedia {
         let leg = self.legs.swap_remove(pos);
         // the last tick's talkers are indices: another leg may hold one now
         self.mixed.2 = 0;
-        self.opus_legs -= usize::from(leg.params.codec == CodecKind::Opus);
+        self.count(leg.params.codec, false);
         self.related -= usize::from(leg.relation.is_some());
         Some(leg)
     }
@@ -270,10 +273,11 @@ impl RoomMedia {
         now: Instant,
     ) -> Option<io::Result<()>> {
         let leg = self.legs.iter_mut().find(|l| l.id == id)?;
-        let was_opus = leg.params.codec == CodecKind::Opus;
+        let was = leg.params.codec;
         let result = leg.update(params, spec, now);
-        let is_opus = leg.params.codec == CodecKind::Opus;
-        self.opus_legs = self.opus_legs + usize::from(is_opus) - usize::from(was_opus);
+        let is = leg.params.codec;
+        self.count(was, false);
+        self.count(is, true);
         Some(result)
     }
 
@@ -344,8 +348,25 @@ impl RoomMedia {
         }
     }
 
+    /// A leg on `codec` came (`true`) or went.
+    fn count(&mut self, codec: CodecKind, came: bool) {
+        let n = match codec {
+            CodecKind::Opus => &mut self.opus_legs,
+            CodecKind::G722 => &mut self.g722_legs,
+            _ => return,
+        };
+        *n = if came { *n + 1 } else { n.saturating_sub(1) };
+    }
+
+    /// The rate the room mixes at: the widest band among its legs.
     fn rate(&self) -> u32 {
-        if self.opus_legs > 0 { 48000 } else { 8000 }
+        if self.opus_legs > 0 {
+            48000
+        } else if self.g722_legs > 0 {
+            16000
+        } else {
+            8000
+        }
     }
 
     /// One 20 ms tick: receive, decode, detect talkers, mix, encode, send.
@@ -481,19 +502,10 @@ impl RoomMedia {
         }
         let out = &mut out[..n];
         out.fill(0);
-        let wide = n != 160;
         let mut k = 0;
         while k < self.announcements.len() {
             let a = &mut self.announcements[k];
-            let (src, start) = if wide {
-                (&a.sound.wide, a.pos * 6)
-            } else {
-                (&a.sound.narrow, a.pos)
-            };
-            let end = (start + n).min(src.len());
-            for (o, &v) in out.iter_mut().zip(&src[start.min(end)..end]) {
-                *o = o.saturating_add(v);
-            }
+            a.sound.add_frame(a.pos, out);
             a.pos += 160;
             if a.pos >= a.sound.narrow.len() {
                 a.pos = 0;
@@ -655,11 +667,13 @@ impl RoomMedia {
         }
         // One talker whose packet arrived whole this tick: listeners on its codec
         // get that packet as it is, no decode-mix-encode (the mix would be that
-        // frame anyway).
+        // frame anyway). Not G.722: an ADPCM decoder follows one encoder's state,
+        // and a switch between the talker's encoder and the mix's would be heard.
         let forward_codec = match talkers {
             [t] if *t < range.end
                 && !self.announcing
                 && self.legs[*t].raw_ok
+                && self.legs[*t].params.codec != CodecKind::G722
                 && self.legs[*t].gain_in == mixer::UNITY
                 && self.related == 0 =>
             {
@@ -700,7 +714,7 @@ impl RoomMedia {
             }
             let leg = &mut self.legs[i];
             let codec = leg.params.codec;
-            let native_n = (codec.clock_rate() / 50) as usize;
+            let native_n = (codec.sample_rate() / 50) as usize;
             let talker = talkers.contains(&i);
             let prompting = leg.playing.is_some() || !leg.prompts.is_empty() || leg.moh.is_some();
             let louder = leg.gain_out != mixer::UNITY;

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use caucus::media::rtp::{RtpPacket, write_header};
-use caucus::media::{g711, opus};
 use caucus::sdp::{self, CodecKind, SessionDescription};
 use caucus::sip::{Message, StartLine};
 
@@ -305,6 +304,7 @@ pub fn sdp_offer_with(port: u16, codec: CodecKind, extra: &str, telephone_event:
         CodecKind::Pcmu => (0, "a=rtpmap:0 PCMU/8000\r\n"),
         CodecKind::Pcma => (8, "a=rtpmap:8 PCMA/8000\r\n"),
         CodecKind::Opus => (96, "a=rtpmap:96 opus/48000/2\r\n"),
+        CodecKind::G722 => (9, "a=rtpmap:9 G722/8000\r\n"),
         CodecKind::L16 => panic!("L16 is never offered in SDP"),
     };
     let (fmt, te) = if telephone_event {
@@ -561,10 +561,11 @@ impl Ua {
     }
 }
 
-/// Sends a tone and records what comes back, decoded to PCM at the codec rate.
+/// Sends a tone and records what comes back, decoded to PCM at the codec's
+/// sampling rate, with the bridge's own codecs.
 pub struct Stream {
-    enc: Option<opus::Encoder>,
-    dec: Option<opus::Decoder>,
+    enc: caucus::media::codec::Encoder,
+    dec: caucus::media::codec::Decoder,
     pub heard: Vec<i16>,
     /// telephone-event packets received (payload type 101): (timestamp, event)
     pub events: Vec<(u32, caucus::media::rtp::TelephoneEvent)>,
@@ -575,10 +576,9 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(codec: CodecKind) -> Stream {
-        let opus = codec == CodecKind::Opus;
         Stream {
-            enc: opus.then(|| opus::Encoder::new(5).unwrap()),
-            dec: opus.then(|| opus::Decoder::new().unwrap()),
+            enc: caucus::media::codec::Encoder::new(codec).unwrap(),
+            dec: caucus::media::codec::Decoder::new(codec).unwrap(),
             heard: Vec::new(),
             events: Vec::new(),
             seq: 1000,
@@ -621,8 +621,9 @@ impl Stream {
 
     /// Run for `dur`: one 20 ms packet of `freq` Hz out per tick, everything in decoded.
     pub fn run(&mut self, ua: &Ua, freq: f64, dur: Duration) {
-        let rate = ua.codec.clock_rate() as usize;
+        let rate = ua.codec.sample_rate() as usize;
         let n = rate / 50;
+        let per_tick = ua.codec.clock_rate() / 50;
         let to = ua.remote_rtp.unwrap();
         ua.rtp.set_nonblocking(true).unwrap();
         let start = Instant::now();
@@ -637,23 +638,7 @@ impl Stream {
                     (6000.0 * self.phase.sin()) as i16
                 })
                 .collect();
-            let len = match ua.codec {
-                CodecKind::Pcmu => {
-                    g711::encode_ulaw(&pcm, &mut pkt[12..12 + n]);
-                    n
-                }
-                CodecKind::Pcma => {
-                    g711::encode_alaw(&pcm, &mut pkt[12..12 + n]);
-                    n
-                }
-                CodecKind::Opus => self
-                    .enc
-                    .as_mut()
-                    .unwrap()
-                    .encode(&pcm, &mut pkt[12..])
-                    .unwrap(),
-                CodecKind::L16 => panic!("test phones speak G.711 or Opus"),
-            };
+            let len = self.enc.encode(&pcm, &mut pkt[12..]);
             write_header(
                 &mut pkt,
                 ua.pt,
@@ -663,7 +648,7 @@ impl Stream {
                 0x1234_0000 + u32::from(ua.local.port()),
             );
             self.seq = self.seq.wrapping_add(1);
-            self.ts = self.ts.wrapping_add(n as u32);
+            self.ts = self.ts.wrapping_add(per_tick);
             ua.rtp.send_to(&pkt[..12 + len], to).unwrap();
             while let Ok((m, _)) = ua.rtp.recv_from(&mut buf) {
                 let Ok(p) = RtpPacket::parse(&buf[..m]) else {
@@ -677,28 +662,8 @@ impl Stream {
                 if p.pt != ua.pt {
                     continue;
                 }
-                match ua.codec {
-                    CodecKind::Pcmu => {
-                        let mut out = vec![0i16; p.payload.len()];
-                        g711::decode_ulaw(p.payload, &mut out);
-                        self.heard.extend_from_slice(&out);
-                    }
-                    CodecKind::Pcma => {
-                        let mut out = vec![0i16; p.payload.len()];
-                        g711::decode_alaw(p.payload, &mut out);
-                        self.heard.extend_from_slice(&out);
-                    }
-                    CodecKind::Opus => {
-                        let k = self
-                            .dec
-                            .as_mut()
-                            .unwrap()
-                            .decode(Some(p.payload), &mut pcm_in)
-                            .unwrap();
-                        self.heard.extend_from_slice(&pcm_in[..k]);
-                    }
-                    CodecKind::L16 => panic!("test phones speak G.711 or Opus"),
-                }
+                let k = self.dec.decode(p.payload, &mut pcm_in);
+                self.heard.extend_from_slice(&pcm_in[..k]);
             }
             tick += 1;
             let next = start + Duration::from_millis(20 * u64::from(tick));

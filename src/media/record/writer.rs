@@ -1,5 +1,5 @@
 //! A recording's writer thread: takes each tick's channels at the room's rate
-//! (8 or 48 kHz, which changes when an Opus leg comes or goes), brings each
+//! (8, 16 or 48 kHz, which changes when a G.722 or Opus leg comes or goes), brings each
 //! channel to the file's rate, interleaves, and writes WAV samples or Opus
 //! packets. Resampling and encoding run here, never on the media worker.
 
@@ -9,16 +9,14 @@ use std::io::{self, BufWriter, Write};
 use super::ogg::{OggError, OggOpus};
 use super::wav;
 use crate::media::contract::RecordFormat;
-use crate::media::resample::{Downsampler, Halfband, Third, Upsampler};
+use crate::media::resample::{Downsampler, Upsampler};
 
 /// One channel's rate conversion, rebuilt when the room's rate changes.
 #[derive(Default)]
 struct Convert {
     from: u32,
-    down6: Option<Downsampler>,
-    up6: Option<Upsampler>,
-    half: Option<Halfband>,
-    third: Option<Third>,
+    up: Option<Upsampler>,
+    down: Option<Downsampler>,
 }
 
 impl Convert {
@@ -31,22 +29,23 @@ impl Convert {
             };
         }
         out.clear();
-        match (from, to) {
-            (a, b) if a == b => out.extend_from_slice(input),
-            (48000, 8000) => {
-                out.resize(input.len() / 6, 0);
-                self.down6.get_or_insert_default().process(input, out);
-            }
-            (8000, 48000) => {
-                out.resize(input.len() * 6, 0);
-                self.up6.get_or_insert_default().process(input, out);
-            }
-            (8000, 16000) => self.half.get_or_insert_default().up(input, out),
-            (48000, 16000) => self.third.get_or_insert_default().down(input, out),
-            // rooms mix at 8 or 48 kHz only; anything else is silence, not noise
-            _ => out.resize((to / 50) as usize, 0),
-        }
         out.resize((to / 50) as usize, 0);
+        // room and file rates are 8, 16 and 48 kHz: always a whole factor
+        if from == to {
+            let k = out.len().min(input.len());
+            out[..k].copy_from_slice(&input[..k]);
+        } else if to > from && to.is_multiple_of(from) {
+            let factor = (to / from) as usize;
+            self.up
+                .get_or_insert_with(|| Upsampler::new(factor))
+                .process(input, out);
+        } else if from > to && from.is_multiple_of(to) {
+            let factor = (from / to) as usize;
+            self.down
+                .get_or_insert_with(|| Downsampler::new(factor))
+                .process(input, out);
+        }
+        // anything else stays silence, not noise
     }
 }
 
@@ -211,6 +210,10 @@ mod tests {
             (48000, 8000, 600.0),
             (48000, 16000, 5000.0),
             (48000, 48000, 5000.0),
+            // a G.722 room (16 kHz)
+            (16000, 8000, 600.0),
+            (16000, 16000, 5000.0),
+            (16000, 48000, 5000.0),
         ] {
             let mut c = Convert::default();
             let (mut all, mut out) = (Vec::new(), Vec::new());
