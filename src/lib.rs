@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod sdp;
 pub mod sip;
 pub mod sounds;
+pub mod tls;
 pub mod tts;
 pub mod util;

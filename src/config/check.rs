@@ -138,6 +138,7 @@ fn sip(c: &Checker, s: &Sip) -> Result<(), ConfigError> {
         &[Seg::Key("sip"), Seg::Key("listen")],
         "listen names an address twice",
     )?;
+    tls(c, s)?;
     c.check(
         s.advertise
             .as_deref()
@@ -186,6 +187,29 @@ fn sip(c: &Checker, s: &Sip) -> Result<(), ConfigError> {
         "user_agent must be printable ASCII",
     )?;
     Ok(())
+}
+
+/// `[sip] tls_*`: listeners with a certificate and key that rustls accepts.
+fn tls(c: &Checker, s: &Sip) -> Result<(), ConfigError> {
+    let key = |k| [Seg::Key("sip"), Seg::Key(k)];
+    c.check(
+        s.tls_listen.iter().all(|a| a.port() != 0 && !s.listen.contains(a)),
+        &key("tls_listen"),
+        "tls_listen needs a port on each address, none of them a plain listen address",
+    )?;
+    if s.tls_listen.is_empty() {
+        return Ok(());
+    }
+    let (Some(cert), Some(pkey)) = (&s.tls_certificate, &s.tls_key) else {
+        return Err(c.fault(
+            &key("tls_listen"),
+            "tls_listen needs tls_certificate and tls_key (PEM files)".into(),
+        ));
+    };
+    match crate::tls::server_config(cert, pkey) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(c.fault(&key("tls_certificate"), e.to_string())),
+    }
 }
 
 /// `[security]`: flood control windows and trusted sources.

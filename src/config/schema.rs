@@ -19,6 +19,16 @@ pub struct Sip {
     /// arrived on (a public address behind NAT); an IPv6 address in brackets
     #[serde(default)]
     pub advertise: Option<String>,
+    /// SIP over TLS listen addresses (RFC 3261 §26.2; 5061 by custom): none, one
+    /// or a list; needs `tls_certificate` and `tls_key`
+    #[serde(default, deserialize_with = "one_or_more")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// the server's certificate chain, PEM, leaf first (read again on SIGHUP)
+    #[serde(default)]
+    pub tls_certificate: Option<std::path::PathBuf>,
+    /// its private key, PEM (read again on SIGHUP)
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
     /// T1 in ms (RFC 3261 default 500)
     #[serde(default = "default_t1")]
     pub t1_ms: u64,
@@ -708,6 +718,9 @@ pub(super) fn default_sip() -> Sip {
     Sip {
         listen: default_listen(),
         advertise: None,
+        tls_listen: Vec::new(),
+        tls_certificate: None,
+        tls_key: None,
         t1_ms: default_t1(),
         t2_ms: default_t2(),
         t4_ms: default_t4(),

@@ -7,7 +7,7 @@ use super::leg::{Leg, LegState, PendingInvite};
 use super::offer::{media_params, read_offer_and_session};
 use super::timers::{CoreTimer, LegTimer};
 use super::transaction::{ServerState, TxnKey};
-use super::{Core, LeftReason, LegId, Peer};
+use super::{Core, LeftReason, LegId, Peer, Transport};
 
 use crate::sdp;
 use crate::sdp::SessionDescription;
@@ -146,7 +146,7 @@ impl Core {
                     Ok(x) => x,
                     Err(r) => return self.reject(now, key, &msg, from, r),
                 };
-                let mut extra = vec![("Contact", self.contact(from))];
+                let mut extra = vec![("Contact", self.contact_for(from, &msg))];
                 if let Some(t) = &session {
                     extra.extend(t.response_headers());
                     self.start_session_timer(now, id, *t);
@@ -271,7 +271,11 @@ impl Core {
         extra: &[(&str, String)],
     ) -> (String, Message) {
         let branch = format!("z9hG4bK{}", self.rng.token());
-        let proto = if leg.peer.reliable() { "TCP" } else { "UDP" };
+        let proto = match leg.peer.transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+            Transport::Tls(_) => "TLS",
+        };
         let name = method.as_str().to_string();
         let mut m = Message {
             start: StartLine::Request {
@@ -304,8 +308,24 @@ impl Core {
         (branch, m)
     }
 
+    /// Our Contact in a response to `req` on flow `via`: a SIPS URI when the
+    /// request's was and it came over TLS (RFC 5630 §3.1.3).
+    pub(super) fn contact_for(&self, via: Peer, req: &Message) -> String {
+        let sips = matches!(&req.start, StartLine::Request { uri, .. }
+            if uri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:")));
+        if sips && matches!(via.transport, Transport::Tls(_)) {
+            format!("<sips:caucus@{}>", self.cfg.sent_by(via))
+        } else {
+            self.contact(via)
+        }
+    }
+
     pub(super) fn contact(&self, via: Peer) -> String {
-        let t = if via.reliable() { ";transport=tcp" } else { "" };
+        let t = match via.transport {
+            Transport::Udp => "",
+            Transport::Tcp(_) => ";transport=tcp",
+            Transport::Tls(_) => ";transport=tls",
+        };
         format!("<sip:caucus@{}{t}>", self.cfg.sent_by(via))
     }
 }

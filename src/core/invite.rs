@@ -223,7 +223,7 @@ impl Core {
         let Some(p) = &leg.pending else { return };
         let from = leg.peer;
         let mut r = self.response(&p.req, from, 180, Some(&leg.local_tag));
-        r.push("Contact", self.contact(from));
+        r.push("Contact", self.contact_for(from, &p.req));
         let data = r.to_bytes();
         if let Some(tx) = leg.invite_txn.as_ref().and_then(|k| self.server.get_mut(k)) {
             tx.last = Some(data.clone());
@@ -267,7 +267,7 @@ impl Core {
         let leg = &self.legs[&id];
         let peer = leg.peer;
         let mut r = self.response(&req, peer, 200, Some(&leg.local_tag));
-        r.push("Contact", self.contact(peer));
+        r.push("Contact", self.contact_for(peer, &req));
         for rr in req.all("Record-Route") {
             r.push("Record-Route", rr);
         }

@@ -57,6 +57,8 @@ pub enum Transport {
     Udp,
     /// one TCP connection, by the driver's id
     Tcp(u64),
+    /// one TLS connection, by the driver's id (RFC 3261 §26.2)
+    Tls(u64),
 }
 
 /// The other end of a flow: transport, its address, and ours.
@@ -74,7 +76,7 @@ pub struct Peer {
 
 impl Peer {
     fn reliable(&self) -> bool {
-        matches!(self.transport, Transport::Tcp(_))
+        matches!(self.transport, Transport::Tcp(_) | Transport::Tls(_))
     }
 }
 

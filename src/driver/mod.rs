@@ -69,6 +69,9 @@ pub enum DriverError {
     /// `[cluster] redis_url` cannot be used
     #[error("[cluster] {0}")]
     Cluster(crate::cluster::RegistryError),
+    /// `[sip] tls_certificate` / `tls_key` cannot be used
+    #[error("[sip] {0}")]
+    Tls(crate::tls::TlsError),
 }
 
 impl DriverError {
@@ -130,14 +133,25 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Driver
     Ok(())
 }
 
+/// A TCP or TLS connection: its writer, how to close it, our address on it,
+/// and whether it is TLS.
+struct Conn {
+    tx: mpsc::Sender<Vec<u8>>,
+    abort: tokio::task::AbortHandle,
+    local: SocketAddr,
+    tls: bool,
+}
+
 /// What the driver owns besides its inputs: the core, the media engine, the
 /// sockets it sends on, and what carries events out.
 pub(crate) struct Driver {
     core: Core,
     media: MediaEngine,
     udp: udp::Listeners,
-    /// per TCP connection: its writer, how to close it, and our address on it
-    conns: HashMap<u64, (mpsc::Sender<Vec<u8>>, tokio::task::AbortHandle, SocketAddr)>,
+    /// per TCP or TLS connection
+    conns: HashMap<u64, Conn>,
+    /// the TLS listeners' certificate and key, read again on SIGHUP
+    tls: Option<crate::tls::ServerTls>,
     buf: Vec<u8>,
     metrics: Metrics,
     overload: overload::Overload,
@@ -261,7 +275,17 @@ impl Driver {
         for &addr in &listen {
             let bind_err = |source| DriverError::Bind { addr, source };
             udp.0.push(udp::SipUdp::bind(addr).map_err(bind_err)?);
-            tcp.push(tcp::listen(addr).map_err(bind_err)?);
+            tcp.push((tcp::listen(addr).map_err(bind_err)?, None));
+        }
+        let tls = match (&cfg.sip.tls_certificate, &cfg.sip.tls_key) {
+            (Some(c), Some(k)) if !cfg.sip.tls_listen.is_empty() => {
+                Some(crate::tls::ServerTls::load(c, k).map_err(DriverError::Tls)?)
+            }
+            _ => None,
+        };
+        for &addr in &cfg.sip.tls_listen {
+            let bind_err = |source| DriverError::Bind { addr, source };
+            tcp.push((tcp::listen(addr).map_err(bind_err)?, tls.clone()));
         }
         let workers = match cfg.rtp.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -352,7 +376,7 @@ impl Driver {
         let mut keepalive =
             tokio::time::interval(notify.watchdog_every().unwrap_or(Duration::from_secs(5)));
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(listen = ?listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
+        tracing::info!(listen = ?listen, tls_listen = ?cfg.sip.tls_listen, rtp = ?(cfg.rtp.port_min, cfg.rtp.port_max), rooms = cfg.rooms.len(), "caucus listening (UDP and TCP)");
         let (sockets, socket_rx) = mpsc::unbounded_channel();
         let inputs = Inputs {
             net_rx,
@@ -374,6 +398,7 @@ impl Driver {
             media,
             udp,
             conns: HashMap::new(),
+            tls,
             buf: vec![0u8; 65536],
             metrics: Metrics::new(),
             overload: overload::Overload::new(
@@ -432,22 +457,34 @@ impl Driver {
                 }
             }
             Input::Udp(Err(_)) => {}
-            Input::Net(Net::Opened(id, tx, abort, local)) => {
-                self.conns.insert(id, (tx, abort, local));
+            Input::Net(Net::Opened(id, tx, abort, local, tls)) => {
+                self.conns.insert(
+                    id,
+                    Conn {
+                        tx,
+                        abort,
+                        local,
+                        tls,
+                    },
+                );
             }
             Input::Net(Net::Frame(id, addr, data)) => {
                 let now = now();
                 if !admit(&mut self.core, &data, addr, now) {
                     // a banned source with no calls loses its connection too
-                    if let Some((_, abort, _)) = self.conns.remove(&id) {
-                        abort.abort();
+                    if let Some(c) = self.conns.remove(&id) {
+                        c.abort.abort();
                     }
-                } else if let Some(&(_, _, local)) = self.conns.get(&id) {
+                } else if let Some(c) = self.conns.get(&id) {
                     self.metrics.received(&data);
                     let peer = Peer {
-                        transport: Transport::Tcp(id),
+                        transport: if c.tls {
+                            Transport::Tls(id)
+                        } else {
+                            Transport::Tcp(id)
+                        },
                         addr,
-                        local,
+                        local: c.local,
                     };
                     self.core.handle_message(now, peer, &data);
                 }
@@ -522,6 +559,14 @@ impl Driver {
 
     fn reload(&mut self) {
         self.notify.reloading();
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate and key read again"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS certificate not reloaded: the running one stays")
+                }
+            }
+        }
         reload::reload(
             &mut self.core,
             &mut self.running,

@@ -31,9 +31,9 @@ impl Driver {
                                 let _ = sock.send(&data, to.addr, to.local).await;
                             }
                         }
-                        Transport::Tcp(id) => {
-                            if let Some((c, _, _)) = self.conns.get(&id) {
-                                let _ = c.try_send(data);
+                        Transport::Tcp(id) | Transport::Tls(id) => {
+                            if let Some(c) = self.conns.get(&id) {
+                                let _ = c.tx.try_send(data);
                             }
                         }
                     }

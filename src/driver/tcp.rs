@@ -1,8 +1,10 @@
-//! SIP over TCP (RFC 3261 §18.3): the acceptor and one task per connection,
-//! framing the byte stream into messages for the driver. Guards against connection
+//! SIP over TCP (RFC 3261 §18.3) and over TLS (§26.2, the same framing inside the
+//! TLS stream): the acceptor and one task per connection, framing the byte stream
+//! into messages for the driver. Guards against connection
 //! exhaustion (AST-2016-005): a total and a per-source cap enforced at accept (an
 //! excess connection is closed at once), a deadline for the first message and an
-//! idle timeout after it, and the framer's own size limits. The driver can close a
+//! idle timeout after it, and the framer's own size limits; a TLS handshake must
+//! finish within the first message's deadline. The driver can close a
 //! connection (a banned flooder) through its abort handle.
 
 use std::collections::HashMap;
@@ -10,21 +12,23 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::sip::framing::StreamFramer;
+use crate::tls::ServerTls;
 
 /// What connection tasks tell the driver.
 pub enum Net {
     /// a connection is up: its id, where to queue bytes for it, how to close it,
-    /// and our address on it
+    /// our address on it, and whether it is TLS
     Opened(
         u64,
         mpsc::Sender<Vec<u8>>,
         tokio::task::AbortHandle,
         SocketAddr,
+        bool,
     ),
     /// a whole SIP message arrived
     Frame(u64, SocketAddr, Vec<u8>),
@@ -111,15 +115,21 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(std::net::TcpListener::from(s))
 }
 
-/// Accept connections on every listener for ever, each in its own task; the limits
-/// hold across all of them.
-pub async fn accept(listeners: Vec<TcpListener>, limits: TcpLimits, net: mpsc::Sender<Net>) {
+/// Accept connections on every listener for ever, each in its own task (TLS on
+/// the listeners that have a server configuration); the limits hold across all
+/// of them.
+pub async fn accept(
+    listeners: Vec<(TcpListener, Option<ServerTls>)>,
+    limits: TcpLimits,
+    net: mpsc::Sender<Net>,
+) {
     let counts = Arc::new(Mutex::new(Counts::default()));
     let ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let mut all = tokio::task::JoinSet::new();
-    for l in listeners {
+    for (l, tls) in listeners {
         all.spawn(accept_on(
             l,
+            tls,
             limits,
             net.clone(),
             counts.clone(),
@@ -131,6 +141,7 @@ pub async fn accept(listeners: Vec<TcpListener>, limits: TcpLimits, net: mpsc::S
 
 async fn accept_on(
     listener: TcpListener,
+    tls: Option<ServerTls>,
     limits: TcpLimits,
     net: mpsc::Sender<Net>,
     counts: Arc<Mutex<Counts>>,
@@ -155,15 +166,39 @@ async fn accept_on(
         let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
         let (go, ready) = tokio::sync::oneshot::channel::<()>();
         let conn_net = net.clone();
+        let acceptor = tls.as_ref().map(ServerTls::acceptor);
         let task = tokio::spawn(async move {
             // reads start once the driver knows the connection (Opened first)
-            if ready.await.is_ok() {
-                connection(id, stream, addr, rx, limits, conn_net).await;
+            if ready.await.is_err() {
+                return;
+            }
+            match acceptor {
+                None => connection(id, stream, addr, rx, limits, conn_net).await,
+                Some(acceptor) => {
+                    let shake = tokio::time::timeout(limits.first_message, acceptor.accept(stream));
+                    match shake.await {
+                        Ok(Ok(s)) => connection(id, s, addr, rx, limits, conn_net).await,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %addr, error = %e, "TLS handshake failed");
+                            let _ = conn_net.send(Net::Closed(id)).await;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %addr, "TLS handshake not finished in time");
+                            let _ = conn_net.send(Net::Closed(id)).await;
+                        }
+                    }
+                }
             }
             drop(slot);
         });
         if net
-            .send(Net::Opened(id, tx, task.abort_handle(), local))
+            .send(Net::Opened(
+                id,
+                tx,
+                task.abort_handle(),
+                local,
+                tls.is_some(),
+            ))
             .await
             .is_err()
         {
@@ -173,18 +208,19 @@ async fn accept_on(
     }
 }
 
-async fn connection(
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     id: u64,
-    stream: TcpStream,
+    stream: S,
     addr: SocketAddr,
     mut rx: mpsc::Receiver<Vec<u8>>,
     limits: TcpLimits,
     net: mpsc::Sender<Net>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
-            if wr.write_all(&data).await.is_err() {
+            // TLS holds records until flushed (a no-op on plain TCP)
+            if wr.write_all(&data).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
         }

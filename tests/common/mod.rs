@@ -156,7 +156,10 @@ impl Bridge {
         // (and SIP_PORT elsewhere: a cluster node's own sip_uri)
         let sip_keys = sip_keys.replace("PORT", &sip_port.to_string());
         let rest = rest.replace("SIP_PORT", &sip_port.to_string());
-        let listen = if sip_keys.contains("listen") {
+        let listen = if sip_keys
+            .lines()
+            .any(|l| l.trim_start().starts_with("listen"))
+        {
             String::new()
         } else {
             format!("listen = \"127.0.0.1:{sip_port}\"\n")
@@ -256,10 +259,58 @@ impl Drop for Bridge {
     }
 }
 
+/// A client TLS stream over TCP.
+pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// The next whole message `framer` holds, or one read from `s` into it:
+/// Some(None) when the stream closed, None for nothing yet.
+fn next_framed(
+    s: &mut impl Read,
+    framer: &mut caucus::sip::framing::StreamFramer,
+    buf: &mut [u8],
+) -> Option<Option<Message>> {
+    if let Ok(Some(m)) = framer.next_message() {
+        return Some(Some(Message::parse(&m).unwrap()));
+    }
+    match s.read(buf) {
+        Ok(0) => Some(None),
+        Ok(n) => {
+            framer.push(&buf[..n]);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM
+/// into `dir`: (certificate file, key file, the certificate).
+pub fn test_certificate(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, rustls::pki_types::CertificateDer<'static>) {
+    use base64::Engine as _;
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap();
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, pem("CERTIFICATE", ck.cert.der())).unwrap();
+    std::fs::write(&key, pem("PRIVATE KEY", &ck.signing_key.serialize_der())).unwrap();
+    (cert, key, ck.cert.der().clone())
+}
+
 /// Signalling transport of a test UA.
 pub enum Signal {
     Udp(UdpSocket),
-    Tcp(TcpStream, Vec<u8>),
+    Tcp(TcpStream, caucus::sip::framing::StreamFramer),
+    Tls(Box<TlsStream>, caucus::sip::framing::StreamFramer),
 }
 
 /// A SIP user agent with one RTP stream.
@@ -348,7 +399,7 @@ impl Ua {
             s.set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
             let l = s.local_addr().unwrap();
-            (Signal::Tcp(s, Vec::new()), l)
+            (Signal::Tcp(s, Default::default()), l)
         } else {
             let s = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(200)))
@@ -377,10 +428,44 @@ impl Ua {
         }
     }
 
+    /// A UA over TLS to `bridge` (a TLS listener), trusting only `ca`.
+    pub fn new_tls(
+        bridge: SocketAddr,
+        room: &str,
+        codec: CodecKind,
+        name: &str,
+        ca: &rustls::pki_types::CertificateDer<'static>,
+    ) -> Ua {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = TcpStream::connect(bridge).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let local = tcp.local_addr().unwrap();
+        let name_ip = rustls::pki_types::ServerName::IpAddress(bridge.ip().into());
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name_ip).unwrap();
+        let mut ua = Ua::new(bridge, room, codec, false, name);
+        ua.local = local;
+        ua.call_id = format!("{name}-{}", local.port());
+        ua.sig = Signal::Tls(
+            Box::new(rustls::StreamOwned::new(conn, tcp)),
+            Default::default(),
+        );
+        ua
+    }
+
     fn transport(&self) -> &'static str {
         match self.sig {
             Signal::Udp(_) => "UDP",
             Signal::Tcp(..) => "TCP",
+            Signal::Tls(..) => "TLS",
         }
     }
 
@@ -390,6 +475,10 @@ impl Ua {
                 s.send_to(data, self.bridge).unwrap();
             }
             Signal::Tcp(s, _) => s.write_all(data).unwrap(),
+            Signal::Tls(s, _) => {
+                s.write_all(data).unwrap();
+                s.flush().unwrap();
+            }
         }
     }
 
@@ -405,21 +494,13 @@ impl Ua {
                     }
                 }
                 Signal::Tcp(s, pending) => {
-                    let mut framer = caucus::sip::framing::StreamFramer::default();
-                    framer.push(pending);
-                    pending.clear();
-                    if let Ok(Some(m)) = framer.next_message() {
-                        // keep the rest
-                        while let Ok(Some(more)) = framer.next_message() {
-                            pending.extend_from_slice(&more);
-                        }
-                        return Some(Message::parse(&m).unwrap());
+                    if let Some(m) = next_framed(s, pending, &mut buf) {
+                        return m;
                     }
-                    if let Ok(n) = s.read(&mut buf) {
-                        if n == 0 {
-                            return None;
-                        }
-                        pending.extend_from_slice(&buf[..n]);
+                }
+                Signal::Tls(s, pending) => {
+                    if let Some(m) = next_framed(s.as_mut(), pending, &mut buf) {
+                        return m;
                     }
                 }
             }
