@@ -126,7 +126,10 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let e = server_config(&empty, &empty).unwrap_err().to_string();
-        assert!(e.contains("empty.pem") && e.contains("no CERTIFICATE"), "{e}");
+        assert!(
+            e.contains("empty.pem") && e.contains("no CERTIFICATE"),
+            "{e}"
+        );
         let e = server_config(&dir.join("none.pem"), &empty)
             .unwrap_err()
             .to_string();

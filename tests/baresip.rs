@@ -1,5 +1,6 @@
 //! Interop with baresip (Debian's baresip-core, built on the system libopus): an Opus
-//! caller, a PCMU caller and a G.722 caller dial the real binary, each playing its own
+//! caller, a PCMU caller, a G.722 caller and a PCMA caller over TLS (verifying the
+//! bridge's certificate) dial the real binary, each playing its own
 //! tone from a WAV file; baresip's sndfile module records what each decodes, and a
 //! Goertzel detector checks that each hears the others and not itself. This is also
 //! the interop test of our Opus (unsafe-libopus) against libopus and of our G.722
@@ -37,7 +38,7 @@ fn read_wav(path: &Path) -> (Vec<i16>, u32) {
 }
 
 #[test]
-fn baresip_opus_pcmu_and_g722_callers_hear_each_other() {
+fn baresip_opus_pcmu_g722_and_tls_callers_hear_each_other() {
     if std::env::var_os("CAUCUS_SKIP_BARESIP").is_some() {
         return;
     }
@@ -45,16 +46,34 @@ fn baresip_opus_pcmu_and_g722_callers_hear_each_other() {
         Command::new("baresip").arg("-h").output().is_ok(),
         "baresip not found: run the README's test command (it installs baresip-core) or set CAUCUS_SKIP_BARESIP=1"
     );
-    let bridge = Bridge::start("[[room]]\nname = \"demo\"\n");
     let base = std::env::temp_dir().join(format!("caucus-baresip-{}", std::process::id()));
+    let (cert, key, _) = common::test_certificate(&base.join("tls"));
+    // baresip reads its own certificate and key from one file
+    let combined = base.join("tls/combined.pem");
+    std::fs::write(
+        &combined,
+        std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap(),
+    )
+    .unwrap();
+    let tls_port = free_port();
+    let bridge = Bridge::start_with(
+        &format!(
+            "t1_ms = 100\ntls_listen = \"127.0.0.1:{tls_port}\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+        "[[room]]\nname = \"demo\"\n",
+    );
+    // (codec, its rate, channels, tone, over TLS)
     let callers = [
-        ("opus/48000/2", 48000u32, 2u16, 440.0),
-        ("PCMU/8000", 8000, 1, 700.0),
-        ("G722/16000/1", 16000, 1, 1000.0),
+        ("opus/48000/2", 48000u32, 2u16, 440.0, false),
+        ("PCMU/8000", 8000, 1, 700.0, false),
+        ("G722/16000/1", 16000, 1, 1000.0, false),
+        ("PCMA/8000", 8000, 1, 1300.0, true),
     ];
     let mut children = Vec::new();
     let mut dirs = Vec::new();
-    for (i, (codec, rate, ch, freq)) in callers.iter().enumerate() {
+    for (i, (codec, rate, ch, freq, tls)) in callers.iter().enumerate() {
         let dir = base.join(format!("ua{i}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,22 +84,33 @@ fn baresip_opus_pcmu_and_g722_callers_hear_each_other() {
             dir.join("config"),
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
-module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nsnd_path {}\n",
+module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nsnd_path {}\n\
+sip_cafile {}\nsip_certificate {}\nsip_verify_server yes\n",
                 tone.display(),
-                dir.display()
+                dir.display(),
+                cert.display(),
+                combined.display()
             ),
         )
         .unwrap();
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:ua{i}@127.0.0.1:{port}>;regint=0;audio_codecs={codec}\n"),
+            format!(
+                "<sip:ua{i}@127.0.0.1:{port}{}>;regint=0;audio_codecs={codec}\n",
+                if *tls { ";transport=tls" } else { "" }
+            ),
         )
         .unwrap();
+        let target = if *tls {
+            format!("/dial sip:demo@127.0.0.1:{tls_port};transport=tls")
+        } else {
+            format!("/dial sip:demo@{}", bridge.sip)
+        };
         let child = Command::new("baresip")
             .current_dir(&dir)
             .arg("-f")
             .arg(&dir)
-            .args(["-e", &format!("/dial sip:demo@{}", bridge.sip), "-t", "6"])
+            .args(["-e", &target, "-t", "6"])
             .stdout(std::fs::File::create(dir.join("out.log")).unwrap())
             .stderr(std::process::Stdio::null())
             .spawn()

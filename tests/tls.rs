@@ -63,11 +63,21 @@ fn a_tls_caller_and_a_udp_caller_hear_each_other() {
         (ta.join().unwrap(), tb.join().unwrap())
     });
     for (who, heard, other, own) in [("TLS", &ha, 900.0, 500.0), ("UDP", &hb, 500.0, 900.0)] {
-        assert!(heard.len() > 16000, "{who} caller heard {} samples", heard.len());
+        assert!(
+            heard.len() > 16000,
+            "{who} caller heard {} samples",
+            heard.len()
+        );
         let tail = &heard[heard.len() - 8000..];
-        let (o, s) = (db(goertzel(tail, 8000.0, other)), db(goertzel(tail, 8000.0, own)));
+        let (o, s) = (
+            db(goertzel(tail, 8000.0, other)),
+            db(goertzel(tail, 8000.0, own)),
+        );
         eprintln!("{who} caller: other {o:.1} dB, own {s:.1} dB");
-        assert!(o > 50.0 && o - s > 30.0, "{who} caller: other {o:.1}, own {s:.1}");
+        assert!(
+            o > 50.0 && o - s > 30.0,
+            "{who} caller: other {o:.1}, own {s:.1}"
+        );
     }
     assert_eq!(a.hangup(), 200);
     assert_eq!(b.hangup(), 200);
@@ -84,17 +94,21 @@ fn the_bridge_names_tls_and_sips_and_takes_a_new_certificate_on_sighup() {
     let sdp = common::sdp_offer(port, CodecKind::Pcmu, "");
     let invite = a.request("INVITE", 1, &sdp, "z9hG4bKtls1");
     a.send_raw(invite.as_bytes());
-    let ok = a.final_response(Duration::from_secs(5)).expect("200 over TLS");
+    let ok = a
+        .final_response(Duration::from_secs(5))
+        .expect("200 over TLS");
     let contact = ok.header("Contact").unwrap().to_string();
     assert!(contact.contains("transport=tls"), "{contact}");
     assert!(ok.header("Via").unwrap().starts_with("SIP/2.0/TLS"));
     // a sips: Request-URI (RFC 5630): a SIPS Contact
     let mut s = Ua::new_tls(tls, "demo", CodecKind::Pcmu, "tlss", &ca);
-    let sips = s
-        .request("INVITE", 1, &sdp, "z9hG4bKtls2")
-        .replacen("INVITE sip:", "INVITE sips:", 1);
+    let sips =
+        s.request("INVITE", 1, &sdp, "z9hG4bKtls2")
+            .replacen("INVITE sip:", "INVITE sips:", 1);
     s.send_raw(sips.as_bytes());
-    let ok = s.final_response(Duration::from_secs(5)).expect("200 to sips");
+    let ok = s
+        .final_response(Duration::from_secs(5))
+        .expect("200 to sips");
     let contact = ok.header("Contact").unwrap().to_string();
     assert!(contact.starts_with("<sips:"), "{contact}");
 
@@ -106,7 +120,10 @@ fn the_bridge_names_tls_and_sips_and_takes_a_new_certificate_on_sighup() {
         .status()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !bridge.log_text().contains("TLS certificate and key read again") {
+    while !bridge
+        .log_text()
+        .contains("TLS certificate and key read again")
+    {
         assert!(std::time::Instant::now() < deadline, "no reload in the log");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -127,7 +144,10 @@ fn the_bridge_names_tls_and_sips_and_takes_a_new_certificate_on_sighup() {
         .unwrap();
     let mut buf = [0u8; 64];
     let n = plain.read(&mut buf).unwrap_or(0);
-    assert!(!buf[..n].starts_with(b"SIP/2.0"), "plain text answered on TLS");
+    assert!(
+        !buf[..n].starts_with(b"SIP/2.0"),
+        "plain text answered on TLS"
+    );
     assert_eq!(fresh.hangup(), 200);
     assert_eq!(bridge.terminate(), Some(0));
     let _ = std::fs::remove_dir_all(d);
@@ -155,8 +175,12 @@ fn a_tls_listener_without_a_usable_key_is_refused_at_start_up() {
         .arg(&file)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("caucus.toml") && err.contains("missing.pem"), "{err}");
+    assert!(
+        err.contains("caucus.toml") && err.contains("missing.pem"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(d);
 }

@@ -193,7 +193,9 @@ fn sip(c: &Checker, s: &Sip) -> Result<(), ConfigError> {
 fn tls(c: &Checker, s: &Sip) -> Result<(), ConfigError> {
     let key = |k| [Seg::Key("sip"), Seg::Key(k)];
     c.check(
-        s.tls_listen.iter().all(|a| a.port() != 0 && !s.listen.contains(a)),
+        s.tls_listen
+            .iter()
+            .all(|a| a.port() != 0 && !s.listen.contains(a)),
         &key("tls_listen"),
         "tls_listen needs a port on each address, none of them a plain listen address",
     )?;

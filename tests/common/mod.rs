@@ -286,10 +286,14 @@ fn next_framed(
 /// into `dir`: (certificate file, key file, the certificate).
 pub fn test_certificate(
     dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, rustls::pki_types::CertificateDer<'static>) {
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    rustls::pki_types::CertificateDer<'static>,
+) {
     use base64::Engine as _;
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let pem = |label: &str, der: &[u8]| {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         let lines: Vec<&str> = b64
@@ -297,7 +301,10 @@ pub fn test_certificate(
             .chunks(64)
             .map(|c| std::str::from_utf8(c).unwrap())
             .collect();
-        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
     };
     std::fs::create_dir_all(dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
