@@ -21,6 +21,7 @@ pub mod record;
 pub mod resample;
 pub mod room;
 pub mod rtp;
+pub mod srtp;
 pub mod transport;
 pub mod vad;
 pub mod worker;
