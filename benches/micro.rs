@@ -70,7 +70,7 @@ fn room_tick(c: &mut Criterion) {
             };
             let bound = Bound::new(rtp_sock, rtcp_sock).unwrap();
             let now = Instant::now();
-            let rtp = RtpUdp::new(bound, Some(sink.local_addr().unwrap()), now);
+            let rtp = RtpUdp::new(bound, Some(sink.local_addr().unwrap()), None, now);
             room.add_leg(LegId(i as u64 + 1), Transport::Rtp(rtp), params, now)
                 .unwrap();
         }

@@ -17,6 +17,7 @@ pub mod events;
 pub mod ids;
 pub mod media;
 pub mod metrics;
+pub mod sdes;
 pub mod sdp;
 pub mod sip;
 pub mod sounds;

@@ -12,6 +12,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use crate::sdes::Sdes;
+
 /// Audio codecs the bridge mixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CodecKind {
@@ -136,6 +138,9 @@ pub struct Media {
     pub ptime: Option<u32>,
     /// direction attribute (default sendrecv)
     pub direction: Direction,
+    /// `a=crypto` values as written (RFC 4568 §9.1: tag, suite, key
+    /// parameters, session parameters)
+    pub crypto: Vec<String>,
 }
 
 /// A parsed session description.
@@ -227,6 +232,7 @@ impl SessionDescription {
                         fmtp: Vec::new(),
                         ptime: None,
                         direction: Direction::SendRecv,
+                        crypto: Vec::new(),
                     });
                 }
                 b'a' => {
@@ -255,6 +261,7 @@ impl SessionDescription {
                         "ptime" => {
                             m.ptime = Some(val.trim().parse().map_err(|_| syntax(line, "ptime"))?);
                         }
+                        "crypto" => m.crypto.push(val.trim().to_string()),
                         "sendrecv" => m.direction = Direction::SendRecv,
                         "sendonly" => m.direction = Direction::SendOnly,
                         "recvonly" => m.direction = Direction::RecvOnly,
@@ -290,6 +297,8 @@ pub struct AudioParams {
     pub peer_direction: Direction,
     /// packet time the peer asked for (10..=60 ms honoured on receive)
     pub ptime_ms: u32,
+    /// SRTP keys, when the stream is secured by SDES
+    pub srtp: Option<Sdes>,
 }
 
 fn codec_of(m: &Media, fmt: &str) -> Option<(CodecKind, u8)> {
@@ -332,6 +341,12 @@ pub fn select_audio(sd: &SessionDescription) -> Result<(usize, AudioParams), Sdp
         let Some((codec, pt)) = m.formats.iter().find_map(|f| codec_of(m, f)) else {
             continue;
         };
+        // SDES keys (RFC 4568), on an SRTP profile or offered on plain RTP
+        // (best effort); an SRTP profile with no key we can take is not ours
+        let srtp = Sdes::choose(m.crypto.iter().map(String::as_str));
+        if m.proto.contains("SAVP") && srtp.is_none() {
+            continue;
+        }
         let conn = m.connection.as_ref().or(sd.connection.as_ref());
         let remote_ip = conn.and_then(|c| c.parse::<IpAddr>().ok());
         // RFC 3264 §8.4 (old style hold): c=0.0.0.0 means the peer receives nothing.
@@ -354,6 +369,7 @@ pub fn select_audio(sd: &SessionDescription) -> Result<(usize, AudioParams), Sdp
                 remote_port: m.port,
                 peer_direction,
                 ptime_ms: m.ptime.filter(|p| (10..=60).contains(p)).unwrap_or(20),
+                srtp,
             },
         ));
     }
@@ -472,6 +488,9 @@ pub fn answer(
         }
         out.push_str("\r\n");
         audio_lines(&mut out, params.codec, params.pt, dtmf);
+        if let Some(s) = &params.srtp {
+            let _ = write!(out, "a=crypto:{}\r\n", s.answer_line());
+        }
         let _ = write!(out, "a=ptime:20\r\na={}\r\n", direction.attr());
     }
     out.into_bytes()

@@ -1,6 +1,7 @@
 //! Interop with baresip (Debian's baresip-core, built on the system libopus): an Opus
-//! caller, a PCMU caller, a G.722 caller and a PCMA caller over TLS (verifying the
-//! bridge's certificate) dial the real binary, each playing its own
+//! caller, a PCMU caller, a G.722 caller, a PCMA caller over TLS (verifying the
+//! bridge's certificate) and a PCMU caller on SRTP (SDES, `srtp-mand`) dial the
+//! real binary, each playing its own
 //! tone from a WAV file; baresip's sndfile module records what each decodes, and a
 //! Goertzel detector checks that each hears the others and not itself. This is also
 //! the interop test of our Opus (unsafe-libopus) against libopus and of our G.722
@@ -38,7 +39,7 @@ fn read_wav(path: &Path) -> (Vec<i16>, u32) {
 }
 
 #[test]
-fn baresip_opus_pcmu_g722_and_tls_callers_hear_each_other() {
+fn baresip_opus_pcmu_g722_tls_and_srtp_callers_hear_each_other() {
     if std::env::var_os("CAUCUS_SKIP_BARESIP").is_some() {
         return;
     }
@@ -56,24 +57,27 @@ fn baresip_opus_pcmu_g722_and_tls_callers_hear_each_other() {
     )
     .unwrap();
     let tls_port = free_port();
-    let bridge = Bridge::start_with(
+    // five talkers: all of them mixed (the default mixes the loudest four)
+    let bridge = Bridge::start_full(
         &format!(
             "t1_ms = 100\ntls_listen = \"127.0.0.1:{tls_port}\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
             cert.display(),
             key.display()
         ),
+        "max_talkers = 5\n",
         "[[room]]\nname = \"demo\"\n",
     );
-    // (codec, its rate, channels, tone, over TLS)
+    // (codec, its rate, channels, tone, over TLS, SRTP)
     let callers = [
-        ("opus/48000/2", 48000u32, 2u16, 440.0, false),
-        ("PCMU/8000", 8000, 1, 700.0, false),
-        ("G722/16000/1", 16000, 1, 1000.0, false),
-        ("PCMA/8000", 8000, 1, 1300.0, true),
+        ("opus/48000/2", 48000u32, 2u16, 440.0, false, false),
+        ("PCMU/8000", 8000, 1, 700.0, false, false),
+        ("G722/16000/1", 16000, 1, 1000.0, false, false),
+        ("PCMA/8000", 8000, 1, 1300.0, true, false),
+        ("PCMU/8000", 8000, 1, 1700.0, false, true),
     ];
     let mut children = Vec::new();
     let mut dirs = Vec::new();
-    for (i, (codec, rate, ch, freq, tls)) in callers.iter().enumerate() {
+    for (i, (codec, rate, ch, freq, tls, srtp)) in callers.iter().enumerate() {
         let dir = base.join(format!("ua{i}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -84,7 +88,7 @@ fn baresip_opus_pcmu_g722_and_tls_callers_hear_each_other() {
             dir.join("config"),
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
-module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nsnd_path {}\n\
+module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule srtp.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nsnd_path {}\n\
 sip_cafile {}\nsip_certificate {}\nsip_verify_server yes\n",
                 tone.display(),
                 dir.display(),
@@ -96,8 +100,9 @@ sip_cafile {}\nsip_certificate {}\nsip_verify_server yes\n",
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:ua{i}@127.0.0.1:{port}{}>;regint=0;audio_codecs={codec}\n",
-                if *tls { ";transport=tls" } else { "" }
+                "<sip:ua{i}@127.0.0.1:{port}{}>;regint=0;audio_codecs={codec}{}\n",
+                if *tls { ";transport=tls" } else { "" },
+                if *srtp { ";mediaenc=srtp-mand" } else { "" }
             ),
         )
         .unwrap();

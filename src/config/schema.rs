@@ -29,6 +29,11 @@ pub struct Sip {
     /// its private key, PEM (read again on SIGHUP)
     #[serde(default)]
     pub tls_key: Option<std::path::PathBuf>,
+    /// SRTP by SDES (RFC 4568): `off` (keys in offers ignored, an SRTP-only
+    /// offer refused), `offer` (taken when offered), `require` (a plain offer
+    /// gets 488)
+    #[serde(default)]
+    pub srtp: crate::sdes::SrtpMode,
     /// T1 in ms (RFC 3261 default 500)
     #[serde(default = "default_t1")]
     pub t1_ms: u64,
@@ -721,6 +726,7 @@ pub(super) fn default_sip() -> Sip {
         tls_listen: Vec::new(),
         tls_certificate: None,
         tls_key: None,
+        srtp: crate::sdes::SrtpMode::default(),
         t1_ms: default_t1(),
         t2_ms: default_t2(),
         t4_ms: default_t4(),

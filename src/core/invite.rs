@@ -9,6 +9,7 @@ use super::room::{DECOY_ROOM, Identity, LegKind, Participant, Room, Stage};
 use super::timers::{CoreTimer, LegTimer, TxnTimer};
 use super::transaction::{ServerState, TxnKey};
 use super::{Core, Event, LegId, Output, Peer, RoomId, routing};
+use crate::sdes::SrtpMode;
 
 use crate::sdp;
 use crate::sdp::Direction;
@@ -39,10 +40,20 @@ impl Core {
             // the answer must carry SDP, which the peer says it cannot take (§21.4.7)
             return self.reject(now, &key, &msg, from, Reject::NotAcceptable);
         }
-        let (offer, session) = match read_offer_and_session(&msg) {
+        let (mut offer, session) = match read_offer_and_session(&msg) {
             Ok(x) => x,
             Err(r) => return self.reject(now, &key, &msg, from, r),
         };
+        if self.cfg.srtp == SrtpMode::Off
+            && let Some((sd, idx, params)) = &mut offer
+        {
+            // keys offered on plain RTP are ignored; an SRTP profile cannot be
+            // answered without them
+            if sd.media[*idx].proto.contains("SAVP") {
+                return self.reject(now, &key, &msg, from, Reject::NotAcceptableHere);
+            }
+            params.srtp = None;
+        }
         // a call the webhook was asked about keeps the uuid it was asked with
         let mut asked_as = None;
         let decision = if self.cfg.answer_webhook {
@@ -101,6 +112,17 @@ impl Core {
             false if self.cfg.hide_rooms => DECOY_ROOM.to_string(),
             false => return self.reject(now, &key, &msg, from, Reject::NotFound),
         };
+        // SRTP required by the bridge or the room: a plain offer (or none, which
+        // would have us offer plain RTP) gets 488 (RFC 3264 §6)
+        let secure = offer.as_ref().is_some_and(|(_, _, p)| p.srtp.is_some());
+        let room_requires = self
+            .rooms
+            .get(room.as_str())
+            .is_some_and(|r| r.policy().require_srtp);
+        if !secure && !link && (self.cfg.srtp == SrtpMode::Require || room_requires) {
+            tracing::info!(%room, "caller refused: SRTP required, not offered");
+            return self.reject(now, &key, &msg, from, Reject::NotAcceptableHere);
+        }
         // a caller a room's holder sent here to its satellite is admitted here
         let satellite_of = (room != DECOY_ROOM && !link)
             .then(|| super::cluster::cascade_holder(&msg))

@@ -119,6 +119,8 @@ pub struct CoreConfig {
     pub answer_webhook: bool,
     /// unknown rooms are answered like PIN rooms (no 404 to learn from)
     pub hide_rooms: bool,
+    /// SRTP by SDES: ignored, taken when offered, or required
+    pub srtp: crate::sdes::SrtpMode,
     /// flood control (`[security]`)
     pub flood: flood::FloodLimits,
     /// a ban ends the banned source's admitted calls too (by default they go on)

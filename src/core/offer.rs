@@ -33,7 +33,13 @@ pub(super) fn media_params(
         ptime_ms: p.ptime_ms,
     };
     let remote = Some(SocketAddr::new(ip, p.remote_port));
-    (params, TransportSpec::Rtp { remote })
+    (
+        params,
+        TransportSpec::Rtp {
+            remote,
+            srtp: p.srtp,
+        },
+    )
 }
 
 /// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late

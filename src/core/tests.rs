@@ -78,6 +78,7 @@ fn config() -> CoreConfig {
             trunks: Vec::new(),
         },
         answer_webhook: false,
+        srtp: crate::sdes::SrtpMode::Offer,
         hide_rooms: false,
         flood: flood::FloodLimits::default(),
         ban_ends_calls: false,

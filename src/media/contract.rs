@@ -22,6 +22,8 @@ pub enum TransportSpec {
     Rtp {
         /// the address the SDP gave
         remote: Option<SocketAddr>,
+        /// SRTP keys, when SDES secured the stream
+        srtp: Option<crate::sdes::Sdes>,
     },
     /// WebRTC: the connection made when the browser's offer was answered, handed
     /// to the engine before this command

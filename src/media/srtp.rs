@@ -10,118 +10,28 @@
 //! it) and `hmac`/`sha1`; what is here is the framing around them, checked
 //! against the RFC's test vectors and against baresip. The AES key schedule and
 //! the keyed HMAC state are made once per session, so a packet costs its
-//! keystream blocks and one HMAC, and allocates nothing. Keys never reach a log:
-//! [`MasterKey`]'s `Debug` prints nothing of them.
+//! keystream blocks and one HMAC, and allocates nothing. The key material and
+//! its `a=crypto` form are [`crate::sdes`]'s.
 
 use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-/// A crypto suite (RFC 4568 §6.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Suite {
-    /// AES-128 counter mode, HMAC-SHA1 tag of 80 bits
-    AesCm128HmacSha1_80,
-    /// the same with a 32-bit tag on SRTP (SRTCP keeps 80)
-    AesCm128HmacSha1_32,
-}
-
-impl Suite {
-    /// The name written in `a=crypto`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
-            Suite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
-        }
-    }
-
-    /// The suite of that name, if we have it.
-    pub fn parse(name: &str) -> Option<Suite> {
-        match name {
-            "AES_CM_128_HMAC_SHA1_80" => Some(Suite::AesCm128HmacSha1_80),
-            "AES_CM_128_HMAC_SHA1_32" => Some(Suite::AesCm128HmacSha1_32),
-            _ => None,
-        }
-    }
-
-    fn rtp_tag(self) -> usize {
-        match self {
-            Suite::AesCm128HmacSha1_80 => 10,
-            Suite::AesCm128HmacSha1_32 => 4,
-        }
-    }
-}
+pub use crate::sdes::{MasterKey, Suite};
 
 /// SRTCP's tag, whatever the suite (RFC 4568 §6.2.1, §6.2.2).
 const RTCP_TAG: usize = 10;
 /// What protecting adds at most: SRTCP's E flag and index, and its tag.
 pub const OVERHEAD: usize = 4 + RTCP_TAG;
 
-/// A master key and salt (RFC 3711 §8.2), as SDES carries them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct MasterKey {
-    key: [u8; 16],
-    salt: [u8; 14],
-}
-
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(redacted)")
-    }
-}
-
-impl MasterKey {
-    /// A fresh key and salt from the operating system's random source.
-    pub fn random() -> Option<MasterKey> {
-        let mut b = [0u8; 30];
-        getrandom::fill(&mut b).ok()?;
-        Some(MasterKey::from_bytes(&b))
-    }
-
-    fn from_bytes(b: &[u8; 30]) -> MasterKey {
-        let mut key = [0u8; 16];
-        let mut salt = [0u8; 14];
-        key.copy_from_slice(&b[..16]);
-        salt.copy_from_slice(&b[16..]);
-        MasterKey { key, salt }
-    }
-
-    /// From `a=crypto`'s key parameter: `inline:<base64 key||salt>` with an
-    /// optional `|lifetime` and `|MKI:length`, which are not used (one key for
-    /// the session, no MKI).
-    pub fn from_key_params(params: &str) -> Option<MasterKey> {
-        let inline = params.split(';').next()?.trim().strip_prefix("inline:")?;
-        let mut parts = inline.split('|');
-        let b64 = parts.next()?;
-        // an MKI would add a field to every packet: not offered, not taken
-        if parts.any(|p| p.contains(':')) {
-            return None;
-        }
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-        let b: [u8; 30] = raw.try_into().ok()?;
-        Some(MasterKey::from_bytes(&b))
-    }
-
-    /// `inline:<base64>`, for our `a=crypto`.
-    pub fn inline(&self) -> String {
-        let mut b = [0u8; 30];
-        b[..16].copy_from_slice(&self.key);
-        b[16..].copy_from_slice(&self.salt);
-        format!(
-            "inline:{}",
-            base64::engine::general_purpose::STANDARD.encode(b)
-        )
-    }
-
-    /// `len` bytes of the key derived with `label` (§4.3.1, index 0, rate 0).
-    fn derive(&self, label: u8, out: &mut [u8]) {
-        let mut x = [0u8; 16];
-        x[..14].copy_from_slice(&self.salt);
-        x[7] ^= label;
-        keystream(&Aes128::new(&self.key.into()), &x, out);
-    }
+/// `out.len()` bytes of the key derived from `master` with `label` (§4.3.1,
+/// index 0, rate 0).
+fn derive(master: &MasterKey, label: u8, out: &mut [u8]) {
+    let mut x = [0u8; 16];
+    x[..14].copy_from_slice(master.salt());
+    x[7] ^= label;
+    keystream(&Aes128::new(&(*master.key()).into()), &x, out);
 }
 
 /// XOR `data` with the AES-CM keystream from counter block `iv` (§4.1.1).
@@ -158,9 +68,9 @@ impl SessionKeys {
         let mut key = [0u8; 16];
         let mut auth = [0u8; 20];
         let mut salt = [0u8; 14];
-        master.derive(first_label, &mut key);
-        master.derive(first_label + 1, &mut auth);
-        master.derive(first_label + 2, &mut salt);
+        derive(master, first_label, &mut key);
+        derive(master, first_label + 1, &mut auth);
+        derive(master, first_label + 2, &mut salt);
         SessionKeys {
             cipher: Aes128::new(&key.into()),
             salt,
@@ -453,9 +363,9 @@ mod tests {
     fn rfc3711_b3_key_derivation() {
         let m = master();
         let (mut key, mut auth, mut salt) = ([0u8; 16], [0u8; 20], [0u8; 14]);
-        m.derive(0, &mut key);
-        m.derive(1, &mut auth);
-        m.derive(2, &mut salt);
+        derive(&m, 0, &mut key);
+        derive(&m, 1, &mut auth);
+        derive(&m, 2, &mut salt);
         assert_eq!(key.to_vec(), hex("C61E7A93744F39EE10734AFE3FF7A087"));
         assert_eq!(salt.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
         assert_eq!(
@@ -530,24 +440,5 @@ mod tests {
             let mut again = buf[..n].to_vec();
             assert_eq!(rx.unprotect_rtcp(&mut again), Err(SrtpError::Replay));
         }
-    }
-
-    #[test]
-    fn sdes_key_params_are_read_and_written_and_never_logged() {
-        let k = MasterKey::random().unwrap();
-        let inline = k.inline();
-        assert_eq!(MasterKey::from_key_params(&inline), Some(k));
-        assert_eq!(
-            MasterKey::from_key_params(&format!("{inline}|2^31")),
-            Some(k)
-        );
-        // an MKI is not taken; nor a key of the wrong length
-        assert_eq!(
-            MasterKey::from_key_params(&format!("{inline}|2^31|1:4")),
-            None
-        );
-        assert_eq!(MasterKey::from_key_params("inline:AAAA"), None);
-        let b64 = inline.trim_start_matches("inline:");
-        assert!(!format!("{k:?}").contains(b64));
     }
 }

@@ -343,6 +343,10 @@ pub struct Ua {
     /// the dialog's route set and remote target, once a proxy record-routed
     /// the call (RFC 3261 §12.1.2): Route lines and the 2xx's Contact URI
     pub route: Option<(String, String)>,
+    /// the transport profile offered (RTP/SAVP for SRTP)
+    pub profile: &'static str,
+    /// the answer's SDP, once answered
+    pub answer: Option<SessionDescription>,
 }
 
 /// The SDP connection line for an address.
@@ -432,6 +436,8 @@ impl Ua {
             rtp_tick: std::sync::atomic::AtomicU32::new(0),
             extra_headers: String::new(),
             route: None,
+            profile: "RTP/AVP",
+            answer: None,
         }
     }
 
@@ -560,7 +566,8 @@ impl Ua {
     pub fn call(&mut self, extra_sdp: &str) -> u16 {
         let rtp = self.rtp.local_addr().unwrap();
         let body = sdp_offer_with(rtp.port(), self.codec, extra_sdp, self.telephone_event)
-            .replace("c=IN IP4 127.0.0.1", &connection(rtp.ip()));
+            .replace("c=IN IP4 127.0.0.1", &connection(rtp.ip()))
+            .replace(" RTP/AVP ", &format!(" {} ", self.profile));
         let inv = self.request(
             "INVITE",
             self.cseq,
@@ -594,6 +601,7 @@ impl Ua {
         assert_eq!(p.codec, self.codec);
         self.pt = p.pt;
         self.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
+        self.answer = Some(sd.clone());
         let ack = self.request(
             "ACK",
             self.cseq,
@@ -655,6 +663,11 @@ pub struct Stream {
     enc: caucus::media::codec::Encoder,
     dec: caucus::media::codec::Decoder,
     pub heard: Vec<i16>,
+    /// SRTP both ways, when the call is secured
+    pub srtp: Option<caucus::media::srtp::Srtp>,
+    /// with SRTP: what came in, decoded as µ-law before decryption (what a
+    /// capture on the wire would play)
+    pub wire: Vec<i16>,
     /// telephone-event packets received (payload type 101): (timestamp, event)
     pub events: Vec<(u32, caucus::media::rtp::TelephoneEvent)>,
     seq: u16,
@@ -668,6 +681,8 @@ impl Stream {
             enc: caucus::media::codec::Encoder::new(codec).unwrap(),
             dec: caucus::media::codec::Decoder::new(codec).unwrap(),
             heard: Vec::new(),
+            srtp: None,
+            wire: Vec::new(),
             events: Vec::new(),
             seq: 1000,
             ts: 0,
@@ -737,8 +752,24 @@ impl Stream {
             );
             self.seq = self.seq.wrapping_add(1);
             self.ts = self.ts.wrapping_add(per_tick);
-            ua.rtp.send_to(&pkt[..12 + len], to).unwrap();
+            let out = match &mut self.srtp {
+                Some(s) => s.protect(&mut pkt, 12 + len),
+                None => 12 + len,
+            };
+            ua.rtp.send_to(&pkt[..out], to).unwrap();
             while let Ok((m, _)) = ua.rtp.recv_from(&mut buf) {
+                let mut m = m;
+                if let Some(s) = &mut self.srtp {
+                    // as µ-law, whatever it is: the SRTP tests call with PCMU
+                    let wire = &buf[12.min(m)..m.saturating_sub(10).max(12.min(m))];
+                    let mut w = vec![0i16; wire.len()];
+                    caucus::media::g711::decode_ulaw(wire, &mut w);
+                    self.wire.extend_from_slice(&w);
+                    match s.unprotect(&mut buf[..m]) {
+                        Ok(n) => m = n,
+                        Err(_) => continue,
+                    }
+                }
                 let Ok(p) = RtpPacket::parse(&buf[..m]) else {
                     continue;
                 };

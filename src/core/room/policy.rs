@@ -47,6 +47,8 @@ pub struct RoomPolicy {
     pub end_grace: Duration,
     /// participants join muted (they can unmute with the menu)
     pub start_muted: bool,
+    /// a call without SRTP is refused (488)
+    pub require_srtp: bool,
     /// participants may speak (false: listen-only, the menu cannot unmute)
     pub participant_can_speak: bool,
     /// participants hear the room (false: they are heard but hear nothing)
@@ -95,6 +97,7 @@ impl RoomPolicy {
             announce_end: false,
             end_grace: Duration::ZERO,
             start_muted: false,
+            require_srtp: false,
             participant_can_speak: true,
             participant_can_hear: true,
             announce_first: false,

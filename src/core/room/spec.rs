@@ -69,6 +69,9 @@ pub struct RoomSpec {
     /// participants join muted
     #[serde(default)]
     pub start_muted: bool,
+    /// callers must offer SRTP (SDES); a plain offer gets 488
+    #[serde(default)]
+    pub require_srtp: bool,
     /// participants may speak (false: listen-only)
     #[serde(default = "yes")]
     pub participant_can_speak: bool,
@@ -241,6 +244,7 @@ impl RoomSpec {
             music,
             end_grace: Duration::from_secs(r.end_grace_s),
             start_muted: r.start_muted,
+            require_srtp: r.require_srtp,
             participant_can_speak: r.participant_can_speak,
             participant_can_hear: r.participant_can_hear,
             announce_first: r.announce_first,

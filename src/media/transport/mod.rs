@@ -64,11 +64,11 @@ impl Transport {
         now: Instant,
     ) -> io::Result<Transport> {
         match spec {
-            TransportSpec::Rtp { remote } => {
+            TransportSpec::Rtp { remote, srtp } => {
                 let bound = bound.ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotFound, "the leg's RTP port is not bound")
                 })?;
-                Ok(Transport::Rtp(RtpUdp::new(bound, remote, now)))
+                Ok(Transport::Rtp(RtpUdp::new(bound, remote, srtp, now)))
             }
             TransportSpec::WebRtc => web.map(|w| Transport::Web(Box::new(w))).ok_or_else(|| {
                 io::Error::new(
@@ -86,8 +86,8 @@ impl Transport {
     /// A new offer/answer: it may name a new peer address, and opens a new window
     /// for learning where the peer sends from.
     pub fn renegotiated(&mut self, spec: &TransportSpec, now: Instant) {
-        if let (Transport::Rtp(t), TransportSpec::Rtp { remote }) = (self, spec) {
-            t.renegotiated(*remote, now);
+        if let (Transport::Rtp(t), TransportSpec::Rtp { remote, srtp }) = (self, spec) {
+            t.renegotiated(*remote, *srtp, now);
         }
     }
 

@@ -9,6 +9,10 @@
 //! the socket is connected to the source, so the kernel drops every other one and
 //! caches the route for our sends.
 //!
+//! SRTP (RFC 3711, keyed by SDES) is this transport's when the SDP agreed it:
+//! a datagram is authenticated and decrypted as it is read (before it may teach
+//! the source) and protected as it is sent, so the leg above handles plain RTP.
+//!
 //! The sockets are read without a readiness API: a phone sends every 20 ms, so
 //! nearly every read finds a packet, and a socket watched by epoll (or io_uring
 //! poll) makes each of our sends walk its wait queue when the buffer is freed, and
@@ -27,6 +31,8 @@ use rustix::net::{RecvFlags, SendFlags};
 
 use super::Recv;
 use crate::media::rtp::RtpPacket;
+use crate::media::srtp::{self, Srtp};
+use crate::sdes::Sdes;
 
 /// How long after an offer/answer a leg's RTP source may be learned.
 pub const LEARN_WINDOW: Duration = Duration::from_secs(30);
@@ -95,18 +101,63 @@ pub struct RtpUdp {
     latched: bool,
     // where we send: the learned source, else the SDP's address
     remote: Option<SocketAddr>,
+    // SRTP (RFC 3711), when SDES keyed the stream
+    secure: Option<Box<Secure>>,
     cold: Box<Cold>,
+}
+
+/// A stream's SRTP session, the keys it came from, and the buffer a packet is
+/// protected in (the leg's own buffer is the caller's, with no room promised).
+struct Secure {
+    sdes: Sdes,
+    srtp: Srtp,
+    out: [u8; 1500 + srtp::OVERHEAD],
+}
+
+impl std::fmt::Debug for Secure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secure({})", self.sdes.suite.name())
+    }
+}
+
+impl Secure {
+    fn new(sdes: Sdes) -> Box<Secure> {
+        Box::new(Secure {
+            sdes,
+            srtp: Srtp::new(sdes.suite, &sdes.ours, &sdes.theirs),
+            out: [0; 1500 + srtp::OVERHEAD],
+        })
+    }
+
+    /// `pkt` protected (RTP, or RTCP when `rtcp`), in `out`; None if it does
+    /// not fit or is not a packet.
+    fn protect(&mut self, pkt: &[u8], rtcp: bool) -> Option<&[u8]> {
+        let buf = self.out.get_mut(..pkt.len())?;
+        buf.copy_from_slice(pkt);
+        let n = if rtcp {
+            self.srtp.protect_rtcp(&mut self.out, pkt.len())
+        } else {
+            self.srtp.protect(&mut self.out, pkt.len())
+        };
+        (n > 0).then_some(&self.out[..n])
+    }
 }
 
 impl RtpUdp {
     /// RTP on `bound`, towards `remote` (the SDP's address) until the source is
     /// learned.
-    pub fn new(bound: Bound, remote: Option<SocketAddr>, now: Instant) -> RtpUdp {
+    pub fn new(
+        bound: Bound,
+        remote: Option<SocketAddr>,
+        srtp: Option<Sdes>,
+        now: Instant,
+    ) -> RtpUdp {
         RtpUdp {
             rtp: bound.rtp,
             quiet: 0,
             latched: false,
             remote,
+            secure: srtp.map(Secure::new),
             cold: Box::new(Cold {
                 rtcp: bound.rtcp,
                 sdp: remote,
@@ -119,7 +170,11 @@ impl RtpUdp {
 
     /// A new offer/answer: a moved peer is learned again, and a new window opens
     /// for learning whoever sends.
-    pub fn renegotiated(&mut self, remote: Option<SocketAddr>, now: Instant) {
+    pub fn renegotiated(&mut self, remote: Option<SocketAddr>, srtp: Option<Sdes>, now: Instant) {
+        // new keys (RFC 4568 §7.1.4: a re-offer may rekey) start a new session
+        if self.secure.as_ref().map(|s| s.sdes) != srtp {
+            self.secure = srtp.map(Secure::new);
+        }
         if remote != self.cold.sdp {
             self.cold.sdp = remote;
             self.remote = remote;
@@ -164,12 +219,17 @@ impl RtpUdp {
         if self.latched {
             // a connected socket takes only the learned source: no address to ask
             return match rustix::net::recv(&self.rtp, &mut *buf, RecvFlags::empty()) {
-                Ok((n, _)) => Recv::Packet(n),
+                Ok((n, _)) => self.unprotect(buf, n),
                 Err(_) => Recv::Empty,
             };
         }
         let Ok((n, src)) = self.rtp.recv_from(buf) else {
             return Recv::Empty;
+        };
+        // only an authenticated packet may teach where the peer is
+        let n = match self.unprotect(buf, n) {
+            Recv::Packet(n) => n,
+            other => return other,
         };
         let Ok(seq) = RtpPacket::parse(&buf[..n]).map(|p| p.seq) else {
             return Recv::Dropped;
@@ -182,6 +242,21 @@ impl RtpUdp {
         self.remote = Some(src);
         self.latched = self.rtp.connect(src).is_ok();
         Recv::Packet(n)
+    }
+
+    /// The datagram in `buf[..n]` checked and decrypted when the stream is SRTP.
+    #[inline]
+    fn unprotect(&mut self, buf: &mut [u8], n: usize) -> Recv {
+        match &mut self.secure {
+            None => Recv::Packet(n),
+            Some(s) => match s.srtp.unprotect(&mut buf[..n]) {
+                Ok(n) => Recv::Packet(n),
+                Err(_) => {
+                    self.cold.strays += 1;
+                    Recv::Dropped
+                }
+            },
+        }
     }
 
     /// Whether `src` is learned now (see the module header).
@@ -210,12 +285,24 @@ impl RtpUdp {
 
     /// Read one RTCP datagram.
     pub fn recv_rtcp(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.cold.rtcp.recv_from(buf).ok().map(|(n, _)| n)
+        let (n, _) = self.cold.rtcp.recv_from(buf).ok()?;
+        match &mut self.secure {
+            None => Some(n),
+            // an unauthenticated report is not read (0 bytes: nothing in it)
+            Some(s) => Some(s.srtp.unprotect_rtcp(&mut buf[..n]).unwrap_or(0)),
+        }
     }
 
     /// Send one RTP datagram to the peer.
     #[inline]
     pub fn send(&mut self, pkt: &[u8]) {
+        let pkt = match &mut self.secure {
+            None => pkt,
+            Some(s) => match s.protect(pkt, false) {
+                Some(p) => p,
+                None => return,
+            },
+        };
         if self.latched {
             let _ = rustix::net::send(&self.rtp, pkt, SendFlags::empty());
         } else if let Some(to) = self.remote {
@@ -225,6 +312,13 @@ impl RtpUdp {
 
     /// Send one RTCP datagram to the port above the peer's RTP port.
     pub fn send_rtcp(&mut self, pkt: &[u8]) {
+        let pkt = match &mut self.secure {
+            None => pkt,
+            Some(s) => match s.protect(pkt, true) {
+                Some(p) => p,
+                None => return,
+            },
+        };
         if let Some(remote) = self.remote {
             let to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
             let _ = self.cold.rtcp.send_to(pkt, to);
@@ -267,7 +361,7 @@ mod tests {
             rtp: sock(),
             rtcp: sock(),
         };
-        RtpUdp::new(b, Some(sdp), Instant::now())
+        RtpUdp::new(b, Some(sdp), None, Instant::now())
     }
 
     fn send(from: &UdpSocket, to: SocketAddr, seq: u16) {
