@@ -1,7 +1,10 @@
 //! TLS for SIP (RFC 3261 §26.2, RFC 5630): the server's certificate chain and
 //! private key read from PEM files into a rustls server configuration, checked
 //! when the configuration is and loaded again on SIGHUP, so that a renewed
-//! certificate is taken without dropping a call. rustls (with its ring provider,
+//! certificate is taken without dropping a call; and the client side for
+//! dial-out, which verifies the target's certificate against Mozilla's roots
+//! (webpki-roots: the same on every machine, no system store to find) or a
+//! trunk's own CA file. rustls (with its ring provider,
 //! already in the tree for the HTTP client) rather than OpenSSL: memory-safe,
 //! kept, and no system library to match.
 
@@ -73,6 +76,34 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_no_client_auth()
         .with_single_cert(chain, der)
         .map_err(pair)?;
+    Ok(Arc::new(cfg))
+}
+
+/// A client configuration that trusts Mozilla's roots, or only the
+/// certificates in `ca_file` when one is given (a private CA, a trunk's
+/// self-signed certificate).
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(file) => {
+            for c in certificates(file)? {
+                roots.add(c).map_err(|e| TlsError::File {
+                    file: file.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TlsError::Pair {
+            cert: ca_file.map(Path::to_path_buf).unwrap_or_default(),
+            key: PathBuf::new(),
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(cfg))
 }
 

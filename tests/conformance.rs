@@ -66,12 +66,12 @@ fn to_loopback(msg: &[u8], host: &str) -> Vec<u8> {
 
 fn rewrite_hosts(line: &str, host: &str) -> String {
     let mut s = line.to_string();
-    // IPv6 references
+    // IPv6 references, through a placeholder: the host may be one itself
     while let (Some(a), Some(b)) = (s.find('['), s.find(']')) {
         if b <= a {
             break;
         }
-        s.replace_range(a..=b, host);
+        s.replace_range(a..=b, "\u{1}");
     }
     // 192.0.2.x documentation addresses and *.example.{com,net,org} names
     let mut out = String::with_capacity(s.len());
@@ -88,7 +88,7 @@ fn rewrite_hosts(line: &str, host: &str) -> String {
             out.push_str(token);
         }
     }
-    out
+    out.replace('\u{1}', host)
 }
 
 /// Split into host-like tokens and the separators between them.
@@ -290,17 +290,63 @@ fn check(case: &Case, got: &[Message], transport: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn run(cases: &[Case]) {
-    let bridge = Bridge::start("[[room]]\nname = \"demo\"\n");
+/// Send every case over UDP and TCP, over IPv4 loopback (each case from its own
+/// 127.0.x.y) or over IPv6 loopback (from ::1, each case and transport with
+/// branches of its own).
+fn run(cases: &[Case], v6: bool) {
+    let rooms = "[security]\ntrusted_sources = [\"127.0.0.0/8\", \"::1/128\"]\nhide_rooms = false\n\
+                 [[room]]\nname = \"demo\"\n";
+    let keys = if v6 {
+        "t1_ms = 100\nlisten = [\"127.0.0.1:PORT\", \"[::1]:PORT\"]\n"
+    } else {
+        "t1_ms = 100\n"
+    };
+    let bridge = Bridge::start_with(keys, rooms);
+    let target = |b: &Bridge| {
+        if v6 {
+            std::net::SocketAddr::new("::1".parse().unwrap(), b.sip.port())
+        } else {
+            b.sip
+        }
+    };
+    let host = |net: u8, i: usize| {
+        if v6 {
+            "[::1]".to_string()
+        } else {
+            format!("127.0.{net}.{}", i + 1)
+        }
+    };
+    // over IPv6 every case's Via names [::1]: branches made distinct per case
+    // and transport, or the RFC's messages (which share branches) would be
+    // taken for retransmissions of one another
+    let own_branch = |msg: Vec<u8>, tag: String| -> Vec<u8> {
+        if !v6 {
+            return msg;
+        }
+        let end = msg
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(msg.len(), |p| p + 4);
+        match std::str::from_utf8(&msg[..end]) {
+            Ok(head) => {
+                let mut out = head
+                    .replace("branch=z9hG4bK", &format!("branch=z9hG4bK{tag}"))
+                    .into_bytes();
+                out.extend_from_slice(&msg[end..]);
+                out
+            }
+            Err(_) => msg,
+        }
+    };
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        let msg = to_loopback(&case.bytes, &format!("127.0.1.{}", i + 1));
+        let msg = own_branch(to_loopback(&case.bytes, &host(1, i)), format!("u{i}x"));
         // UDP
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let s = UdpSocket::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        s.send_to(&msg, bridge.sip).unwrap();
+        s.send_to(&msg, target(&bridge)).unwrap();
         let got = collect_udp(&s, Duration::from_millis(250));
-        if let Err(e) = check(case, &got, "UDP") {
+        if let Err(e) = check(case, &got, if v6 { "UDP/IPv6" } else { "UDP" }) {
             failures.push(e);
         }
         options_still_answered(&bridge);
@@ -310,13 +356,13 @@ fn run(cases: &[Case]) {
         let mut framer = StreamFramer::default();
         framer.push(&msg);
         let frames = matches!(framer.next_message(), Ok(Some(_)));
-        let msg = to_loopback(&case.bytes, &format!("127.0.2.{}", i + 1));
-        let mut t = TcpStream::connect(bridge.sip).unwrap();
+        let msg = own_branch(to_loopback(&case.bytes, &host(2, i)), format!("t{i}x"));
+        let mut t = TcpStream::connect(target(&bridge)).unwrap();
         t.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         t.write_all(&msg).unwrap();
         let got = collect_tcp(&mut t, Duration::from_millis(250));
         if frames {
-            if let Err(e) = check(case, &got, "TCP") {
+            if let Err(e) = check(case, &got, if v6 { "TCP/IPv6" } else { "TCP" }) {
                 failures.push(e);
             }
         } else if got.iter().any(|m| status(m).is_some_and(|c| c < 400)) {
@@ -344,12 +390,18 @@ fn rfc4475_torture_messages() {
         .filter(|c| c.file != "test.dat")
         .collect();
     assert_eq!(cases.len(), 49);
-    run(&cases);
+    run(&cases, false);
 }
 
 #[test]
 fn rfc5118_ipv6_messages() {
-    run(&rfc5118_cases());
+    run(&rfc5118_cases(), false);
+}
+
+/// The same messages arriving over IPv6 loopback, as they would in the field.
+#[test]
+fn rfc5118_ipv6_messages_over_ipv6() {
+    run(&rfc5118_cases(), true);
 }
 
 #[test]

@@ -538,6 +538,7 @@ pub(super) async fn create(State(st): State<AppState>, body: axum::body::Bytes) 
         limit: None,
         link: false,
         on_failure: None,
+        flow: None,
     };
     let room = conv.name.clone();
     let Reply::Dialing(leg) = call(&st, Op::DialConversation(room.clone(), event_url, req)).await?

@@ -663,6 +663,7 @@ async fn link(
                 limit: None,
                 link: true,
                 on_failure: None,
+                flow: None,
             };
             Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
         }
@@ -734,6 +735,7 @@ async fn dial(
         limit: None,
         link: false,
         on_failure: None,
+        flow: None,
     };
     Ok(reply_json(call(&st, Op::Dial(room, req)).await?))
 }

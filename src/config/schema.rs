@@ -439,6 +439,10 @@ pub struct Trunk {
     /// password (never logged)
     #[serde(serialize_with = "fingerprint")]
     pub password: String,
+    /// dial-out over TLS to this host trusts only the CA certificates in this
+    /// PEM file (unset: Mozilla's roots)
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 pub(super) fn fingerprint_opt<S: serde::Serializer>(

@@ -251,6 +251,7 @@ impl Core {
             limit: None,
             link: true,
             on_failure: None,
+            flow: None,
         };
         match self.dial(now, room, req) {
             Ok(leg) => {

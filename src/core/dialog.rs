@@ -271,11 +271,7 @@ impl Core {
         extra: &[(&str, String)],
     ) -> (String, Message) {
         let branch = format!("z9hG4bK{}", self.rng.token());
-        let proto = match leg.peer.transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp(_) => "TCP",
-            Transport::Tls(_) => "TLS",
-        };
+        let proto = leg.peer.transport.via_proto();
         let name = method.as_str().to_string();
         let mut m = Message {
             start: StartLine::Request {

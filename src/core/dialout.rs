@@ -86,6 +86,10 @@ pub struct DialRequest {
     /// connect, the caller (this leg) stays and the event goes to this URL,
     /// whose NCCO takes the caller on
     pub on_failure: Option<(LegId, String)>,
+    /// the flow to the target when it is not UDP: a TLS connection the driver
+    /// opened (and verified) before the INVITE, for a `sips:` or
+    /// `;transport=tls` target
+    pub flow: Option<Transport>,
 }
 
 /// The header that marks an INVITE as a room link between bridges; heeded only
@@ -187,9 +191,11 @@ impl Core {
         }
         let uri = SipUri::parse(&req.to)
             .map_err(|_| ControlError::BadDestination("not a sip: URI".into()))?;
-        if uri.scheme != "sip" {
+        let tls = matches!(req.flow, Some(Transport::Tls(_)));
+        if uri.scheme != "sip" && !(uri.scheme == "sips" && tls) {
             return Err(ControlError::BadDestination(
-                "only sip: (UDP) targets can be dialled".into(),
+                "only sip: targets (UDP, or TLS by ;transport=tls) and sips: over TLS can be dialled"
+                    .into(),
             ));
         }
         let ip: IpAddr = uri
@@ -222,9 +228,10 @@ impl Core {
             ));
         };
         let port = self.ports.allocate(now).ok_or(ControlError::Unavailable)?;
+        let default_port = if tls { 5061 } else { 5060 };
         let peer = Peer {
-            transport: Transport::Udp,
-            addr: SocketAddr::new(ip, uri.port.unwrap_or(5060)),
+            transport: req.flow.unwrap_or(Transport::Udp),
+            addr: SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
             local,
         };
         let id = LegId(self.next_leg);
@@ -820,7 +827,10 @@ fn uac_request(
     };
     m.push(
         "Via",
-        format!("SIP/2.0/UDP {sent_by};branch={branch};rport"),
+        format!(
+            "SIP/2.0/{} {sent_by};branch={branch};rport",
+            leg.peer.transport.via_proto()
+        ),
     );
     m.push("Max-Forwards", "70");
     m.push("From", format!("{};tag={}", leg.local_uri, leg.local_tag));

@@ -61,6 +61,17 @@ pub enum Transport {
     Tls(u64),
 }
 
+impl Transport {
+    /// The transport as a Via names it (RFC 3261 §20.42).
+    pub fn via_proto(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+            Transport::Tls(_) => "TLS",
+        }
+    }
+}
+
 /// The other end of a flow: transport, its address, and ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {

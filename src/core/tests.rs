@@ -941,6 +941,7 @@ fn dial_req(to: &str) -> dialout::DialRequest {
         limit: None,
         link: false,
         on_failure: None,
+        flow: None,
     }
 }
 

@@ -126,6 +126,7 @@ impl Core {
             limit: spec.limit,
             link: false,
             on_failure: spec.sync_event_url.clone().map(|u| (id, u)),
+            flow: None,
         };
         if let Err(e) = self.dial(now, room, req) {
             tracing::warn!(leg = %id, %room, error = %e, "NCCO connect refused: the call ends");

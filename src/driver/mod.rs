@@ -4,6 +4,7 @@
 //! to the log. One task owns the core, so signalling state needs no lock.
 
 mod cluster;
+mod dial;
 mod http;
 mod notify;
 mod outputs;
@@ -152,6 +153,11 @@ pub(crate) struct Driver {
     conns: HashMap<u64, Conn>,
     /// the TLS listeners' certificate and key, read again on SIGHUP
     tls: Option<crate::tls::ServerTls>,
+    /// where connection tasks report (a dialled one too), and their limits
+    net_tx: mpsc::Sender<Net>,
+    tcp_limits: TcpLimits,
+    /// where a dial-out's TLS connection comes back once up
+    dialled_tx: mpsc::UnboundedSender<(ApiCall, tcp::Dialled)>,
     buf: Vec<u8>,
     metrics: Metrics,
     overload: overload::Overload,
@@ -197,6 +203,8 @@ struct Inputs {
     acceptor: tokio::task::JoinHandle<()>,
     /// the room registry's answers
     cluster_rx: mpsc::UnboundedReceiver<cluster::Told>,
+    /// dial-outs whose TLS connection is up
+    dialled_rx: mpsc::UnboundedReceiver<(ApiCall, tcp::Dialled)>,
     /// the registry's heartbeat (a third of the lease; idle without a cluster)
     beat: tokio::time::Interval,
 }
@@ -216,6 +224,7 @@ enum Input {
     Watch,
     Cluster(cluster::Told),
     Beat,
+    Dialled(ApiCall, tcp::Dialled),
 }
 
 impl Inputs {
@@ -234,6 +243,7 @@ impl Inputs {
             Some(r) = self.route_rx.recv() => Input::Hook(r),
             Some(r) = self.socket_rx.recv() => Input::Socket(r),
             Some(call) = d.http.calls.recv() => Input::Api(call),
+            Some((call, conn)) = self.dialled_rx.recv() => Input::Dialled(call, conn),
             _ = sleep_until(wake) => Input::Timer,
             _ = self.sigterm.recv() => Input::Stop,
             _ = self.sigint.recv() => Input::Stop,
@@ -368,7 +378,8 @@ impl Driver {
             }
         }
         let (net_tx, net_rx) = mpsc::channel::<Net>(1024);
-        let acceptor = tokio::spawn(tcp::accept(tcp, TcpLimits::from(&cfg.sip), net_tx));
+        let acceptor = tokio::spawn(tcp::accept(tcp, TcpLimits::from(&cfg.sip), net_tx.clone()));
+        let (dialled_tx, dialled_rx) = mpsc::unbounded_channel();
         let mut watch = tokio::time::interval(CONFIG_POLL);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let notify = notify::Notifier::from_env();
@@ -391,6 +402,7 @@ impl Driver {
             acceptor,
             cluster_rx,
             beat,
+            dialled_rx,
         };
         let driver = Driver {
             heart: media.gauges(),
@@ -399,6 +411,9 @@ impl Driver {
             udp,
             conns: HashMap::new(),
             tls,
+            tcp_limits: TcpLimits::from(&cfg.sip),
+            net_tx,
+            dialled_tx,
             buf: vec![0u8; 65536],
             metrics: Metrics::new(),
             overload: overload::Overload::new(
@@ -517,6 +532,23 @@ impl Driver {
                 self.core.socket_down(now(), leg, caller, why)
             }
             Input::Api(call) => self.api_call(call),
+            Input::Dialled(mut call, d) => {
+                self.conns.insert(
+                    d.id,
+                    Conn {
+                        tx: d.tx,
+                        abort: d.abort,
+                        local: d.local,
+                        tls: true,
+                    },
+                );
+                let _ = d.go.send(());
+                if let Op::Dial(_, req) | Op::DialConversation(_, _, req) = &mut call.op {
+                    req.flow = Some(Transport::Tls(d.id));
+                    req.local = Some(d.local);
+                }
+                self.api_call(call);
+            }
             Input::Cluster(cluster::Told::Claimed(room, claim)) => {
                 self.core.claimed(now(), &room, claim)
             }
@@ -581,8 +613,21 @@ impl Driver {
     /// recording whose file cannot be created is then reported to the caller).
     fn api_call(&mut self, call: ApiCall) {
         let now = now();
+        if let Some(to) = dial::tls_target(&call.op) {
+            // back as Input::Dialled once connected and verified
+            return dial::start(
+                call,
+                to,
+                &self.running.trunks,
+                self.tcp_limits,
+                self.net_tx.clone(),
+                self.dialled_tx.clone(),
+            );
+        }
         let ApiCall { mut op, reply } = call;
-        if let Op::Dial(_, req) | Op::DialConversation(_, _, req) = &mut op {
+        if let Op::Dial(_, req) | Op::DialConversation(_, _, req) = &mut op
+            && req.flow.is_none()
+        {
             req.local = dial_target(&req.to).and_then(|t| self.udp.local_towards(t));
         }
         let result = match op {
@@ -650,7 +695,8 @@ fn dial_target(to: &str) -> Option<SocketAddr> {
         .trim_end_matches(']')
         .parse()
         .ok()?;
-    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+    let default = if dial::wants_tls(to) { 5061 } else { 5060 };
+    Some(SocketAddr::new(ip, uri.port.unwrap_or(default)))
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal {

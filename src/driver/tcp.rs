@@ -115,6 +115,75 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(std::net::TcpListener::from(s))
 }
 
+/// Connection ids, accepted and dialled alike.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A TLS connection we opened (dial-out): its id, where to queue bytes for it,
+/// how to close it, our address on it; reading starts when `go` is sent, once
+/// the driver knows it.
+pub struct Dialled {
+    /// the connection's id
+    pub id: u64,
+    /// its writer
+    pub tx: mpsc::Sender<Vec<u8>>,
+    /// how to close it
+    pub abort: tokio::task::AbortHandle,
+    /// our address on it
+    pub local: SocketAddr,
+    /// start reading
+    pub go: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Connect to `to` and complete a TLS handshake that verifies its certificate
+/// for `name` (within the first message's deadline); the connection then runs
+/// like an accepted one.
+pub async fn dial_tls(
+    to: SocketAddr,
+    name: rustls::pki_types::ServerName<'static>,
+    cfg: Arc<rustls::ClientConfig>,
+    limits: TcpLimits,
+    net: mpsc::Sender<Net>,
+) -> std::io::Result<Dialled> {
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(to).await?;
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr()?;
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await?;
+        Ok::<_, std::io::Error>((tls, local))
+    };
+    let (stream, local) = tokio::time::timeout(limits.first_message, connect)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS connect timed out")
+        })??;
+    let id = next_id();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    let (go, ready) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        if ready.await.is_ok() {
+            // the peer answers our INVITE: the first-message deadline is its
+            let limits = TcpLimits {
+                first_message: limits.idle,
+                ..limits
+            };
+            connection(id, stream, to, rx, limits, net).await;
+        }
+    });
+    Ok(Dialled {
+        id,
+        tx,
+        abort: task.abort_handle(),
+        local,
+        go,
+    })
+}
+
 /// Accept connections on every listener for ever, each in its own task (TLS on
 /// the listeners that have a server configuration); the limits hold across all
 /// of them.
@@ -124,17 +193,9 @@ pub async fn accept(
     net: mpsc::Sender<Net>,
 ) {
     let counts = Arc::new(Mutex::new(Counts::default()));
-    let ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let mut all = tokio::task::JoinSet::new();
     for (l, tls) in listeners {
-        all.spawn(accept_on(
-            l,
-            tls,
-            limits,
-            net.clone(),
-            counts.clone(),
-            ids.clone(),
-        ));
+        all.spawn(accept_on(l, tls, limits, net.clone(), counts.clone()));
     }
     while all.join_next().await.is_some() {}
 }
@@ -145,7 +206,6 @@ async fn accept_on(
     limits: TcpLimits,
     net: mpsc::Sender<Net>,
     counts: Arc<Mutex<Counts>>,
-    ids: Arc<std::sync::atomic::AtomicU64>,
 ) {
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
@@ -162,7 +222,7 @@ async fn accept_on(
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = next_id();
         let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
         let (go, ready) = tokio::sync::oneshot::channel::<()>();
         let conn_net = net.clone();

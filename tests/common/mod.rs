@@ -282,7 +282,7 @@ fn next_framed(
     }
 }
 
-/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM
+/// A self-signed certificate for 127.0.0.1, ::1 and localhost, written as PEM
 /// into `dir`: (certificate file, key file, the certificate).
 pub fn test_certificate(
     dir: &std::path::Path,
@@ -292,8 +292,12 @@ pub fn test_certificate(
     rustls::pki_types::CertificateDer<'static>,
 ) {
     use base64::Engine as _;
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec![
+        "127.0.0.1".into(),
+        "::1".into(),
+        "localhost".into(),
+    ])
+    .unwrap();
     let pem = |label: &str, der: &[u8]| {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         let lines: Vec<&str> = b64
@@ -464,7 +468,8 @@ impl Ua {
         let local = tcp.local_addr().unwrap();
         let name_ip = rustls::pki_types::ServerName::IpAddress(bridge.ip().into());
         let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name_ip).unwrap();
-        let mut ua = Ua::new(bridge, room, codec, false, name);
+        // media on the signalling's address family
+        let mut ua = Ua::new_at(local.ip(), bridge, room, codec, false, name);
         ua.local = local;
         ua.call_id = format!("{name}-{}", local.port());
         ua.sig = Signal::Tls(
