@@ -169,25 +169,17 @@ fn dialled_uas_answers_hears_the_room_and_is_heard() {
     assert!(ack.header("To").unwrap().contains("tag=uas"));
     r.wait_dial("answered", 3);
     // both talk: the dialled leg hears the member, the member hears it
-    let (heard_uas, heard_member) = std::thread::scope(|s| {
-        let a = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcmu);
-            st.run(&media, 1000.0, Duration::from_secs(3));
-            st.heard
-        });
-        let b = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcmu);
-            st.run(&member, 440.0, Duration::from_secs(3));
-            st.heard
-        });
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    let heard = common::converse(
+        &[(&media, 1000.0), (&member, 440.0)],
+        Duration::from_secs(3),
+    );
+    let (heard_uas, heard_member) = (&heard[0], &heard[1]);
     assert!(
-        tone_level(&heard_uas, 440.0) > 50.0,
+        tone_level(heard_uas, 440.0) > 50.0,
         "dialled leg does not hear the room"
     );
     assert!(
-        tone_level(&heard_member, 1000.0) > 50.0,
+        tone_level(heard_member, 1000.0) > 50.0,
         "room does not hear the dialled leg"
     );
     let parts = request(

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use caucus::sdp::CodecKind;
-use common::{Bridge, Stream, Ua, db, free_port, goertzel};
+use common::{Bridge, Ua, db, free_port, goertzel};
 
 const ROOMS: &str = "[[room]]\nname = \"demo\"\n";
 
@@ -49,19 +49,8 @@ fn a_tls_caller_and_a_udp_caller_hear_each_other() {
     assert_eq!(a.call(""), 200);
     let mut b = Ua::new(bridge.sip, "demo", CodecKind::Pcma, false, "udpb");
     assert_eq!(b.call(""), 200);
-    let (ha, hb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcmu);
-            st.run(&a, 500.0, Duration::from_secs(3));
-            st.heard
-        });
-        let tb = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcma);
-            st.run(&b, 900.0, Duration::from_secs(3));
-            st.heard
-        });
-        (ta.join().unwrap(), tb.join().unwrap())
-    });
+    let heard = common::converse(&[(&a, 500.0), (&b, 900.0)], Duration::from_secs(3));
+    let (ha, hb) = (&heard[0], &heard[1]);
     for (who, heard, other, own) in [("TLS", &ha, 900.0, 500.0), ("UDP", &hb, 500.0, 900.0)] {
         assert!(
             heard.len() > 16000,
@@ -106,19 +95,8 @@ fn a_tls_caller_over_ipv6_hears_a_caller_over_ipv4() {
     assert!(a.remote_rtp.unwrap().is_ipv6(), "the answer's c= is IPv6");
     let mut b = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "udp4");
     assert_eq!(b.call(""), 200);
-    let (ha, hb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcmu);
-            st.run(&a, 600.0, Duration::from_secs(3));
-            st.heard
-        });
-        let tb = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcmu);
-            st.run(&b, 1100.0, Duration::from_secs(3));
-            st.heard
-        });
-        (ta.join().unwrap(), tb.join().unwrap())
-    });
+    let heard = common::converse(&[(&a, 600.0), (&b, 1100.0)], Duration::from_secs(3));
+    let (ha, hb) = (&heard[0], &heard[1]);
     for (who, heard, other) in [("IPv6 TLS", &ha, 1100.0), ("IPv4 UDP", &hb, 600.0)] {
         assert!(
             heard.len() > 16000,
@@ -346,26 +324,18 @@ fn dial_out_over_tls_verifies_the_target_and_carries_the_call() {
         p.remote_port,
     ));
     media.pt = 0;
-    let (heard_uas, heard_member) = std::thread::scope(|s| {
-        let a = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcmu);
-            st.run(&media, 1000.0, Duration::from_secs(3));
-            st.heard
-        });
-        let b = s.spawn(|| {
-            let mut st = Stream::new(CodecKind::Pcmu);
-            st.run(&member, 440.0, Duration::from_secs(3));
-            st.heard
-        });
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    let heard = common::converse(
+        &[(&media, 1000.0), (&member, 440.0)],
+        Duration::from_secs(3),
+    );
+    let (heard_uas, heard_member) = (&heard[0], &heard[1]);
     let level = |x: &[i16], f| db(goertzel(&x[x.len().saturating_sub(8000)..], 8000.0, f));
     assert!(
-        level(&heard_uas, 440.0) > 50.0,
+        level(heard_uas, 440.0) > 50.0,
         "the TLS leg does not hear the room"
     );
     assert!(
-        level(&heard_member, 1000.0) > 50.0,
+        level(heard_member, 1000.0) > 50.0,
         "the room does not hear the TLS leg"
     );
     assert!(uas.join().unwrap().is_some(), "the UAS got no ACK");

@@ -142,7 +142,7 @@ impl Core {
             }
             Method::Invite => self.reinvite(now, from, key, id, msg),
             Method::Update => {
-                let (offer, session) = match read_offer_and_session(&msg) {
+                let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp) {
                     Ok(x) => x,
                     Err(r) => return self.reject(now, key, &msg, from, r),
                 };
@@ -184,7 +184,7 @@ impl Core {
             // the previous INVITE is not finished (RFC 3261 §14.2)
             return self.reject(now, key, &msg, from, Reject::ServerError(Some(1)));
         }
-        let (offer, session) = match read_offer_and_session(&msg) {
+        let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp) {
             Ok(x) => x,
             Err(r) => return self.reject(now, key, &msg, from, r),
         };

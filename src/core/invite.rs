@@ -40,20 +40,10 @@ impl Core {
             // the answer must carry SDP, which the peer says it cannot take (§21.4.7)
             return self.reject(now, &key, &msg, from, Reject::NotAcceptable);
         }
-        let (mut offer, session) = match read_offer_and_session(&msg) {
+        let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp) {
             Ok(x) => x,
             Err(r) => return self.reject(now, &key, &msg, from, r),
         };
-        if self.cfg.srtp == SrtpMode::Off
-            && let Some((sd, idx, params)) = &mut offer
-        {
-            // keys offered on plain RTP are ignored; an SRTP profile cannot be
-            // answered without them
-            if sd.media[*idx].proto.contains("SAVP") {
-                return self.reject(now, &key, &msg, from, Reject::NotAcceptableHere);
-            }
-            params.srtp = None;
-        }
         // a call the webhook was asked about keeps the uuid it was asked with
         let mut asked_as = None;
         let decision = if self.cfg.answer_webhook {

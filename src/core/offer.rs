@@ -10,6 +10,7 @@ use super::session_timer::{self, SessionTimer};
 use super::{Core, LeftReason, LegId, Output, PORT_COOL_OFF, Peer};
 
 use crate::media::contract::{MediaCommand, MediaParams, TransportSpec};
+use crate::sdes::SrtpMode;
 use crate::sdp;
 use crate::sdp::{AudioParams, LocalSdp, SessionDescription};
 use crate::sip::message::Message;
@@ -42,18 +43,32 @@ pub(super) fn media_params(
     )
 }
 
-/// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
-/// offer); the rejection when it is unacceptable.
 /// What an INVITE or UPDATE asks for: its offer, if it has one, and the session
-/// timer it asks for (RFC 4028), or how to refuse it.
+/// timer it asks for (RFC 4028), or how to refuse it. `srtp` is the bridge's
+/// SRTP policy: off, offered keys are ignored and an SRTP-only offer is
+/// refused; required, an offer without keys is (a room's own requirement is
+/// the room's to judge).
 pub(super) fn read_offer_and_session(
     msg: &Message,
+    srtp: SrtpMode,
 ) -> Result<(Option<Offer>, Option<SessionTimer>), Reject> {
-    let offer = read_offer(msg)?;
+    let mut offer = read_offer(msg)?;
+    if let Some((sd, idx, params)) = &mut offer {
+        match srtp {
+            SrtpMode::Off if sd.media[*idx].proto.contains("SAVP") => {
+                return Err(Reject::NotAcceptableHere);
+            }
+            SrtpMode::Off => params.srtp = None,
+            SrtpMode::Require if params.srtp.is_none() => return Err(Reject::NotAcceptableHere),
+            _ => {}
+        }
+    }
     let session = session_timer::negotiate(msg).map_err(|e| Reject::IntervalTooSmall(e.min_se))?;
     Ok((offer, session))
 }
 
+/// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
+/// offer); the rejection when it is unacceptable.
 pub(super) fn read_offer(msg: &Message) -> Result<Option<Offer>, Reject> {
     if msg.body.is_empty() {
         return Ok(None);

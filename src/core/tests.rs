@@ -1600,3 +1600,45 @@ fn a_room_another_node_holds_is_a_302_to_it_and_one_held_here_is_released_when_i
         assert_eq!(released(&out), call == "c4", "released with {call} gone");
     }
 }
+
+#[test]
+fn srtp_is_answered_with_keys_of_our_own_and_the_policy_refuses_what_it_must() {
+    use crate::sdes::{MasterKey, SrtpMode};
+    let key = MasterKey::random().unwrap().inline();
+    let savp = SDP.replace("RTP/AVP 0 101", "RTP/SAVP 0 101")
+        + &format!("a=crypto:7 AES_CM_128_HMAC_SHA1_80 {key}\r\n");
+    // offered: answered on RTP/SAVP with the offer's tag and a key of ours, and
+    // the media told both keys
+    let mut h = Harness::new();
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKs1", 1, None, &savp));
+    let ok = messages(&out)[1].clone();
+    assert_eq!(status(&ok), 200);
+    let body = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(
+        body.contains("m=audio ") && body.contains(" RTP/SAVP 0"),
+        "{body}"
+    );
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:"));
+    assert!(line.is_some_and(|l| !l.contains(&key)), "{body}");
+    let spec = out.iter().find_map(|o| match o {
+        Output::Media(MediaCommand::Open { transport, .. }) => Some(transport.clone()),
+        _ => None,
+    });
+    assert!(
+        matches!(spec, Some(crate::media::contract::TransportSpec::Rtp { srtp: Some(s), .. }) if s.theirs.inline() == key)
+    );
+    // off: an SRTP-only offer cannot be answered
+    let mut cfg = config();
+    cfg.srtp = SrtpMode::Off;
+    let mut h = Harness::with(cfg);
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKs2", 1, None, &savp));
+    assert_eq!(status(messages(&out).last().unwrap()), 488);
+    // required: a plain offer gets 488
+    let mut cfg = config();
+    cfg.srtp = SrtpMode::Require;
+    let mut h = Harness::with(cfg);
+    let out = h.send(&request("INVITE", "demo", "z9hG4bKs3", 1, None, SDP));
+    assert_eq!(status(messages(&out).last().unwrap()), 488);
+}

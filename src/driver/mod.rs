@@ -548,6 +548,12 @@ impl Driver {
                     req.local = Some(d.local);
                 }
                 self.api_call(call);
+                // refused after all (room full, draining): nothing uses the connection
+                if matches!(&self.deferred, Some((_, Err(_))))
+                    && let Some(c) = self.conns.remove(&d.id)
+                {
+                    c.abort.abort();
+                }
             }
             Input::Cluster(cluster::Told::Claimed(room, claim)) => {
                 self.core.claimed(now(), &room, claim)

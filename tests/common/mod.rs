@@ -798,6 +798,24 @@ impl Stream {
     }
 }
 
+/// Every UA sends its tone (on its codec) for `dur`, all at once; what each
+/// heard.
+pub fn converse(parts: &[(&Ua, f64)], dur: Duration) -> Vec<Vec<i16>> {
+    std::thread::scope(|s| {
+        let talking: Vec<_> = parts
+            .iter()
+            .map(|&(ua, f)| {
+                s.spawn(move || {
+                    let mut st = Stream::new(ua.codec);
+                    st.run(ua, f, dur);
+                    st.heard
+                })
+            })
+            .collect();
+        talking.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 pub use caucus::media::goertzel::power as goertzel;
 
 /// The id of the participant (in a room's participant list) whose Call-ID

@@ -132,6 +132,9 @@ impl Secure {
     /// `pkt` protected (RTP, or RTCP when `rtcp`), in `out`; None if it does
     /// not fit or is not a packet.
     fn protect(&mut self, pkt: &[u8], rtcp: bool) -> Option<&[u8]> {
+        if pkt.len() > 1500 {
+            return None;
+        }
         let buf = self.out.get_mut(..pkt.len())?;
         buf.copy_from_slice(pkt);
         let n = if rtcp {
