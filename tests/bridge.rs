@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use caucus::sdp::CodecKind;
-use common::{Bridge, Stream, Ua, db, goertzel};
+use common::{Bridge, Ua, db, goertzel};
 
 const ROOMS: &str = "[[room]]\nname = \"demo\"\n[[room]]\nname = \"small\"\nmax_participants = 1\n";
 
@@ -24,20 +24,8 @@ fn talk(bridge: &Bridge, room: &str, callers: &[Caller]) -> (Vec<Ua>, Vec<Vec<i1
     for ua in &mut uas {
         assert_eq!(ua.call(""), 200);
     }
-    let heard: Vec<Vec<i16>> = std::thread::scope(|s| {
-        let handles: Vec<_> = uas
-            .iter()
-            .zip(callers.iter())
-            .map(|(ua, (codec, _, f))| {
-                s.spawn(move || {
-                    let mut st = Stream::new(*codec);
-                    st.run(ua, *f, Duration::from_secs(3));
-                    st.heard
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let parts: Vec<(&Ua, f64)> = uas.iter().zip(callers).map(|(ua, c)| (ua, c.2)).collect();
+    let heard = common::converse(&parts, Duration::from_secs(3));
     for (i, (x, (codec, _, _))) in heard.iter().zip(callers).enumerate() {
         let rate = f64::from(codec.sample_rate());
         assert!(
@@ -47,6 +35,14 @@ fn talk(bridge: &Bridge, room: &str, callers: &[Caller]) -> (Vec<Ua>, Vec<Vec<i1
         );
     }
     (uas, heard)
+}
+
+/// Every caller hangs up (answered 200), then the bridge stops cleanly.
+fn hang_up_all(uas: &mut [Ua], bridge: Bridge) {
+    for ua in uas {
+        assert_eq!(ua.hangup(), 200);
+    }
+    assert_eq!(bridge.terminate(), Some(0));
 }
 
 /// The level (dB) of `freq` in the last second of `x`: the loudest of its
@@ -127,10 +123,7 @@ fn g722_callers_share_a_16k_room_with_g711() {
         "6 kHz folded back: {:.1} dB",
         pcmu(2000.0)
     );
-    for ua in &mut uas {
-        assert_eq!(ua.hangup(), 200);
-    }
-    assert_eq!(bridge.terminate(), Some(0));
+    hang_up_all(&mut uas, bridge);
 }
 
 /// With an Opus caller the room mixes at 48 kHz: the G.722 caller's 6 kHz
@@ -166,10 +159,7 @@ fn a_g722_callers_6k_reaches_opus_not_pcmu() {
         "6 kHz folded back: {:.1} dB",
         pcmu(2000.0)
     );
-    for ua in &mut uas {
-        assert_eq!(ua.hangup(), 200);
-    }
-    assert_eq!(bridge.terminate(), Some(0));
+    hang_up_all(&mut uas, bridge);
 }
 
 #[test]
@@ -261,10 +251,7 @@ fn a_room_spread_over_workers_is_one_room() {
     ];
     let mut uas = call_and_check(&bridge, "demo", &callers);
     assert!(bridge.log_text().contains("room spans media workers"));
-    for ua in &mut uas {
-        assert_eq!(ua.hangup(), 200);
-    }
-    assert_eq!(bridge.terminate(), Some(0));
+    hang_up_all(&mut uas, bridge);
 }
 
 /// (policy, rt_priority) of each `media-N` thread of the bridge, from

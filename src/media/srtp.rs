@@ -114,22 +114,53 @@ pub enum SrtpError {
     Replay,
 }
 
+/// The indices seen of one stream (§3.3.2): the highest authenticated, and a
+/// bit for each of the 64 below it (bit i: highest − i).
+#[derive(Clone, Default)]
+struct ReplayWindow {
+    high: Option<u64>,
+    seen: u64,
+}
+
+impl ReplayWindow {
+    /// Whether `index` is neither seen nor older than the window.
+    fn fresh(&self, index: u64) -> bool {
+        match self.high {
+            Some(h) if index <= h => h - index < 64 && self.seen & (1 << (h - index)) == 0,
+            _ => true,
+        }
+    }
+
+    /// `index` authenticated: mark it, moving the window up if it is newer.
+    fn accept(&mut self, index: u64) {
+        match self.high {
+            Some(h) if index <= h => self.seen |= 1 << (h - index),
+            Some(h) if index - h < 64 => {
+                self.seen = (self.seen << (index - h)) | 1;
+                self.high = Some(index);
+            }
+            _ => {
+                self.seen = 1;
+                self.high = Some(index);
+            }
+        }
+    }
+}
+
 /// The state of one SRTP stream in one direction.
 #[derive(Clone)]
 struct Stream {
     rtp: SessionKeys,
     rtcp: SessionKeys,
-    // rollover counter and highest sequence number (receive: of authenticated
-    // packets; send: of packets sent)
-    roc: u32,
-    s_l: Option<u16>,
-    // replay window below the highest index, bit i: index − i seen
-    window: u64,
-    // SRTCP index of the next report we send
+    // sending: the index of the last packet sent (its rollover counter and
+    // sequence number)
+    sent: Option<u64>,
+    // receiving: the RTP indices authenticated
+    rtp_seen: ReplayWindow,
+    // sending: the SRTCP index of the next report
     rtcp_index: u32,
-    // the highest SRTCP index received and its window
-    rtcp_high: Option<u32>,
-    rtcp_window: u64,
+    // receiving: the SRTCP indices authenticated
+    rtcp_seen: ReplayWindow,
 }
 
 impl Stream {
@@ -137,32 +168,33 @@ impl Stream {
         Stream {
             rtp: SessionKeys::derive(master, 0),
             rtcp: SessionKeys::derive(master, 3),
-            roc: 0,
-            s_l: None,
-            window: 0,
+            sent: None,
+            rtp_seen: ReplayWindow::default(),
             rtcp_index: 0,
-            rtcp_high: None,
-            rtcp_window: 0,
+            rtcp_seen: ReplayWindow::default(),
         }
     }
+}
 
-    /// The rollover counter a packet with `seq` most likely carries (§3.3.1).
-    fn guess_roc(&self, seq: u16) -> u32 {
-        let Some(s_l) = self.s_l else {
-            return self.roc;
-        };
-        if s_l < 0x8000 {
-            if seq > s_l && seq - s_l > 0x8000 {
-                self.roc.wrapping_sub(1)
-            } else {
-                self.roc
-            }
-        } else if s_l - 0x8000 > seq {
-            self.roc.wrapping_add(1)
+/// The index of a packet with `seq`, the highest index so far being `last`
+/// (§3.3.1: the rollover counter that puts it nearest).
+fn estimate_index(last: Option<u64>, seq: u16) -> u64 {
+    let Some(last) = last else {
+        return u64::from(seq);
+    };
+    let (roc, s_l) = ((last >> 16) as u32, last as u16);
+    let v = if s_l < 0x8000 {
+        if seq > s_l && seq - s_l > 0x8000 {
+            roc.wrapping_sub(1)
         } else {
-            self.roc
+            roc
         }
-    }
+    } else if s_l - 0x8000 > seq {
+        roc.wrapping_add(1)
+    } else {
+        roc
+    };
+    (u64::from(v) << 16) | u64::from(seq)
 }
 
 /// RTP header length of `pkt` (fixed part, CSRCs, extension), if it holds one.
@@ -206,17 +238,14 @@ impl Srtp {
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let s = &mut self.tx;
-        if let Some(last) = s.s_l
-            && seq < last
-            && last - seq > 0x8000
-        {
-            s.roc = s.roc.wrapping_add(1);
-        }
-        s.s_l = Some(seq);
-        let index = (u64::from(s.roc) << 16) | u64::from(seq);
+        // the index the receiver will estimate: a wrap is the next rollover
+        let index = estimate_index(s.sent, seq);
+        s.sent = Some(index);
         let iv = s.rtp.iv(ssrc, index);
         keystream_xor(&s.rtp.cipher, &iv, &mut buf[h..len]);
-        let tag = s.rtp.tag(&[&buf[..len], &s.roc.to_be_bytes()]);
+        let tag = s
+            .rtp
+            .tag(&[&buf[..len], &((index >> 16) as u32).to_be_bytes()]);
         let t = self.suite.rtp_tag();
         buf[len..len + t].copy_from_slice(&tag[..t]);
         len + t
@@ -231,39 +260,16 @@ impl Srtp {
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let s = &mut self.rx;
-        let roc = s.guess_roc(seq);
-        let index = (u64::from(roc) << 16) | u64::from(seq);
-        let highest = s.s_l.map(|l| (u64::from(s.roc) << 16) | u64::from(l));
-        if let Some(high) = highest
-            && index <= high
-        {
-            let back = high - index;
-            if back >= 64 || s.window & (1 << back) != 0 {
-                return Err(SrtpError::Replay);
-            }
+        let index = estimate_index(s.rtp_seen.high, seq);
+        if !s.rtp_seen.fresh(index) {
+            return Err(SrtpError::Replay);
         }
+        let roc = (index >> 16) as u32;
         let tag = s.rtp.tag(&[&buf[..len], &roc.to_be_bytes()]);
         if !constant_eq(&tag[..t], &buf[len..]) {
             return Err(SrtpError::Auth);
         }
-        match highest {
-            Some(high) if index <= high => s.window |= 1 << (high - index),
-            Some(high) => {
-                let ahead = index - high;
-                s.window = if ahead >= 64 {
-                    1
-                } else {
-                    (s.window << ahead) | 1
-                };
-                s.roc = roc;
-                s.s_l = Some(seq);
-            }
-            None => {
-                s.window = 1;
-                s.roc = roc;
-                s.s_l = Some(seq);
-            }
-        }
+        s.rtp_seen.accept(index);
         let iv = s.rtp.iv(ssrc, index);
         keystream_xor(&s.rtp.cipher, &iv, &mut buf[h..len]);
         Ok(len)
@@ -299,34 +305,14 @@ impl Srtp {
         let e_index = u32::from_be_bytes([buf[len], buf[len + 1], buf[len + 2], buf[len + 3]]);
         let index = e_index & 0x7fff_ffff;
         let s = &mut self.rx;
-        if let Some(high) = s.rtcp_high
-            && index <= high
-        {
-            let back = high - index;
-            if back >= 64 || s.rtcp_window & (1 << back) != 0 {
-                return Err(SrtpError::Replay);
-            }
+        if !s.rtcp_seen.fresh(u64::from(index)) {
+            return Err(SrtpError::Replay);
         }
         let tag = s.rtcp.tag(&[&buf[..len + 4]]);
         if !constant_eq(&tag[..RTCP_TAG], &buf[len + 4..]) {
             return Err(SrtpError::Auth);
         }
-        match s.rtcp_high {
-            Some(high) if index <= high => s.rtcp_window |= 1 << (high - index),
-            Some(high) => {
-                let ahead = index - high;
-                s.rtcp_window = if ahead >= 64 {
-                    1
-                } else {
-                    (s.rtcp_window << ahead) | 1
-                };
-                s.rtcp_high = Some(index);
-            }
-            None => {
-                s.rtcp_window = 1;
-                s.rtcp_high = Some(index);
-            }
-        }
+        s.rtcp_seen.accept(u64::from(index));
         if e_index & 0x8000_0000 != 0 {
             let iv = s.rtcp.iv(ssrc, u64::from(index));
             keystream_xor(&s.rtcp.cipher, &iv, &mut buf[8..len]);
@@ -424,7 +410,7 @@ mod tests {
                 bad[2..4].copy_from_slice(&seq.wrapping_add(100).to_be_bytes());
                 assert_eq!(rx.unprotect(&mut bad), Err(SrtpError::Auth));
             }
-            assert_eq!(rx.rx.roc, 1);
+            assert_eq!(rx.rx.rtp_seen.high.map(|h| h >> 16), Some(1));
             // RTCP: an SR, both ways
             let sr = [
                 0x80u8, 200, 0, 6, 0xca, 0xfe, 0xba, 0xbe, 1, 2, 3, 4, 5, 6, 7, 8,
