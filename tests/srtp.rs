@@ -16,8 +16,9 @@ use common::{Bridge, Stream, Ua, db, goertzel};
 
 const ROOMS: &str = "[[room]]\nname = \"demo\"\n[[room]]\nname = \"secure\"\nrequire_srtp = true\n";
 
-/// Call `room` offering SRTP with `suite`: the UA, and the session both ways.
-fn secure_call(bridge: &Bridge, room: &str, suite: Suite, name: &str) -> (Ua, Option<Srtp>) {
+/// Call `room` offering SRTP with `suite`: the UA and the session both ways,
+/// or the final status when it is not 200.
+fn secure_call(bridge: &Bridge, room: &str, suite: Suite, name: &str) -> Result<(Ua, Srtp), u16> {
     let mut ua = Ua::new(bridge.sip, room, CodecKind::Pcmu, false, name);
     ua.profile = "RTP/SAVP";
     let ours = MasterKey::random().unwrap();
@@ -27,7 +28,7 @@ fn secure_call(bridge: &Bridge, room: &str, suite: Suite, name: &str) -> (Ua, Op
         ours.inline()
     ));
     if code != 200 {
-        return (ua, None);
+        return Err(code);
     }
     let answer = ua.answer.clone().unwrap();
     let m = &answer.media[0];
@@ -38,7 +39,7 @@ fn secure_call(bridge: &Bridge, room: &str, suite: Suite, name: &str) -> (Ua, Op
         theirs.theirs, ours,
         "the bridge sends under a key of its own"
     );
-    (ua, Some(Srtp::new(suite, &ours, &theirs.theirs)))
+    Ok((ua, Srtp::new(suite, &ours, &theirs.theirs)))
 }
 
 #[test]
@@ -48,7 +49,7 @@ fn srtp_callers_and_a_plain_caller_hear_each_other_and_the_wire_holds_no_tone() 
         (Suite::AesCm128HmacSha1_80, "s80"),
         (Suite::AesCm128HmacSha1_32, "s32"),
     ] {
-        let (mut a, srtp) = secure_call(&bridge, "demo", suite, name);
+        let (mut a, srtp) = secure_call(&bridge, "demo", suite, name).expect("an SRTP call");
         let mut b = Ua::new(
             bridge.sip,
             "demo",
@@ -60,7 +61,7 @@ fn srtp_callers_and_a_plain_caller_hear_each_other_and_the_wire_holds_no_tone() 
         let (sa, hb) = std::thread::scope(|s| {
             let ta = s.spawn(|| {
                 let mut st = Stream::new(CodecKind::Pcmu);
-                st.srtp = srtp;
+                st.srtp = Some(srtp);
                 st.run(&a, 500.0, Duration::from_secs(3));
                 st
             });
@@ -107,8 +108,8 @@ fn srtp_callers_and_a_plain_caller_hear_each_other_and_the_wire_holds_no_tone() 
     // a room that requires SRTP: a plain offer gets 488, an SRTP one is taken
     let mut plain = Ua::new(bridge.sip, "secure", CodecKind::Pcmu, false, "plain");
     assert_eq!(plain.call(""), 488);
-    let (mut ok, srtp) = secure_call(&bridge, "secure", Suite::AesCm128HmacSha1_80, "sec");
-    assert!(srtp.is_some());
+    let (mut ok, _) = secure_call(&bridge, "secure", Suite::AesCm128HmacSha1_80, "sec")
+        .expect("an SRTP call into the room that requires it");
     assert_eq!(ok.hangup(), 200);
     assert_eq!(bridge.terminate(), Some(0));
 }
@@ -116,17 +117,14 @@ fn srtp_callers_and_a_plain_caller_hear_each_other_and_the_wire_holds_no_tone() 
 #[test]
 fn srtp_off_refuses_an_srtp_only_offer_and_require_a_plain_one() {
     let off = Bridge::start_with("t1_ms = 100\nsrtp = \"off\"\n", ROOMS);
-    let (_, srtp) = secure_call(&off, "demo", Suite::AesCm128HmacSha1_80, "off");
-    assert!(
-        srtp.is_none(),
-        "an SRTP-only offer was answered with SRTP off"
-    );
+    let refused = secure_call(&off, "demo", Suite::AesCm128HmacSha1_80, "off").err();
+    assert_eq!(refused, Some(488), "an SRTP-only offer with SRTP off");
     assert_eq!(off.terminate(), Some(0));
     let require = Bridge::start_with("t1_ms = 100\nsrtp = \"require\"\n", ROOMS);
     let mut plain = Ua::new(require.sip, "demo", CodecKind::Pcmu, false, "req");
     assert_eq!(plain.call(""), 488);
-    let (mut ok, srtp) = secure_call(&require, "demo", Suite::AesCm128HmacSha1_32, "reqs");
-    assert!(srtp.is_some());
+    let (mut ok, _) = secure_call(&require, "demo", Suite::AesCm128HmacSha1_32, "reqs")
+        .expect("an SRTP call with SRTP required");
     assert_eq!(ok.hangup(), 200);
     assert_eq!(require.terminate(), Some(0));
 }
