@@ -122,6 +122,11 @@ impl MasterKey {
     }
 }
 
+/// Where the core's SRTP keys come from: handed in by whoever builds it (the
+/// driver gives [`MasterKey::random`]; tests a fixed key), so that parsing an
+/// offer stays pure.
+pub type KeySource = fn() -> Option<MasterKey>;
+
 /// What SDES agreed for a stream: the offer's tag and suite, the key the peer
 /// sends under, and ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +145,8 @@ impl Sdes {
     /// The first `a=crypto` value (`tag suite key-params [session-params]`) of
     /// `lines` that we can take, with a fresh key of ours; None when none can
     /// be taken (an unknown suite, an MKI, a session parameter we do not
-    /// implement) or no random key can be had.
-    pub fn choose<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<Sdes> {
+    /// implement) or `keys` has none to give.
+    pub fn choose<'a>(lines: impl IntoIterator<Item = &'a str>, keys: KeySource) -> Option<Sdes> {
         lines.into_iter().find_map(|l| {
             let mut f = l.split_whitespace();
             let tag = f.next()?.parse().ok()?;
@@ -156,7 +161,7 @@ impl Sdes {
                 tag,
                 suite,
                 theirs,
-                ours: MasterKey::random()?,
+                ours: keys()?,
             })
         })
     }
@@ -199,13 +204,16 @@ mod tests {
             format!("3 AES_CM_128_HMAC_SHA1_32 {k}"),
             format!("4 AES_CM_128_HMAC_SHA1_80 {k}"),
         ];
-        let s = Sdes::choose(lines.iter().map(String::as_str)).unwrap();
+        let s = Sdes::choose(lines.iter().map(String::as_str), MasterKey::random).unwrap();
         assert_eq!((s.tag, s.suite), (3, Suite::AesCm128HmacSha1_32));
         assert_ne!(s.ours, s.theirs);
         assert!(
             s.answer_line()
                 .starts_with("3 AES_CM_128_HMAC_SHA1_32 inline:")
         );
-        assert_eq!(Sdes::choose(["9 F8_128_HMAC_SHA1_80 x"]), None);
+        assert_eq!(
+            Sdes::choose(["9 F8_128_HMAC_SHA1_80 x"], MasterKey::random),
+            None
+        );
     }
 }

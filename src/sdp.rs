@@ -12,6 +12,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+#[cfg(test)]
+use crate::sdes::MasterKey;
 use crate::sdes::Sdes;
 
 /// Audio codecs the bridge mixes.
@@ -332,8 +334,12 @@ fn common_events(m: &Media, pt: u8) -> u32 {
 }
 
 /// Pick the audio stream of an offer or answer: first audio m-line with a port,
-/// first format in the writer's order that we support (RFC 3264 §6.1).
-pub fn select_audio(sd: &SessionDescription) -> Result<(usize, AudioParams), SdpError> {
+/// first format in the writer's order that we support (RFC 3264 §6.1). Our SDES
+/// key, when the stream has one we take, comes from `keys` (none: an answer).
+pub fn select_audio(
+    sd: &SessionDescription,
+    keys: crate::sdes::KeySource,
+) -> Result<(usize, AudioParams), SdpError> {
     for (idx, m) in sd.media.iter().enumerate() {
         if m.kind != "audio" || m.port == 0 || !m.proto.starts_with("RTP/") {
             continue;
@@ -343,7 +349,7 @@ pub fn select_audio(sd: &SessionDescription) -> Result<(usize, AudioParams), Sdp
         };
         // SDES keys (RFC 4568), on an SRTP profile or offered on plain RTP
         // (best effort); an SRTP profile with no key we can take is not ours
-        let srtp = Sdes::choose(m.crypto.iter().map(String::as_str));
+        let srtp = Sdes::choose(m.crypto.iter().map(String::as_str), keys);
         if m.proto.contains("SAVP") && srtp.is_none() {
             continue;
         }
@@ -535,12 +541,16 @@ m=video 5000 RTP/AVP 96\r\n";
     #[test]
     fn picks_first_supported_in_offerer_order() {
         let sd = SessionDescription::parse(OFFER.as_bytes()).unwrap();
-        let (idx, p) = select_audio(&sd).unwrap();
+        let (idx, p) = select_audio(&sd, MasterKey::random).unwrap();
         assert_eq!(idx, 0);
         // 9 is G.722 by its static number
         assert_eq!((p.codec, p.pt), (CodecKind::G722, 9));
         let no_g722 = OFFER.replace("RTP/AVP 9 8 0", "RTP/AVP 8 0");
-        let (_, p) = select_audio(&SessionDescription::parse(no_g722.as_bytes()).unwrap()).unwrap();
+        let (_, p) = select_audio(
+            &SessionDescription::parse(no_g722.as_bytes()).unwrap(),
+            MasterKey::random,
+        )
+        .unwrap();
         assert_eq!(p.codec, CodecKind::Pcma);
         assert_eq!(p.dtmf_pt, Some(101));
         assert_eq!(p.ptime_ms, 30);
@@ -555,7 +565,7 @@ m=video 5000 RTP/AVP 96\r\n";
         let back = SessionDescription::parse(&ans).unwrap();
         assert_eq!(back.media.len(), 2);
         assert_eq!(back.media[1].port, 0);
-        let (_, bp) = select_audio(&back).unwrap();
+        let (_, bp) = select_audio(&back, MasterKey::random).unwrap();
         assert_eq!(
             (bp.codec, bp.pt, bp.dtmf_pt),
             (CodecKind::Pcma, 8, Some(101))
@@ -576,7 +586,7 @@ m=video 5000 RTP/AVP 96\r\n";
                  m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{fmtp}"
             );
             let sd = SessionDescription::parse(offer.as_bytes()).unwrap();
-            let (idx, p) = select_audio(&sd).unwrap();
+            let (idx, p) = select_audio(&sd, MasterKey::random).unwrap();
             let ans = String::from_utf8(answer(&sd, idx, &p, &local, Direction::SendRecv)).unwrap();
             (p.dtmf_pt, ans)
         };
@@ -601,7 +611,10 @@ m=video 5000 RTP/AVP 96\r\n";
             b"v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 1 RTP/AVP 18\r\n",
         )
         .unwrap();
-        assert_eq!(select_audio(&sd).unwrap_err(), SdpError::NoCommonCodec);
+        assert_eq!(
+            select_audio(&sd, MasterKey::random).unwrap_err(),
+            SdpError::NoCommonCodec
+        );
         assert!(SessionDescription::parse(b"garbage").is_err());
         assert!(SessionDescription::parse(b"v=0\r\no=x\r\n").is_err());
     }
@@ -613,7 +626,10 @@ m=video 5000 RTP/AVP 96\r\n";
         )
         .unwrap();
         assert_eq!(
-            select_audio(&sd).unwrap().1.peer_direction,
+            select_audio(&sd, MasterKey::random)
+                .unwrap()
+                .1
+                .peer_direction,
             Direction::SendOnly
         );
         let l = LocalSdp {
@@ -623,6 +639,9 @@ m=video 5000 RTP/AVP 96\r\n";
             version: 1,
         };
         let o = SessionDescription::parse(&offer(&l, Direction::SendRecv)).unwrap();
-        assert_eq!(select_audio(&o).unwrap().1.codec, CodecKind::Pcmu);
+        assert_eq!(
+            select_audio(&o, MasterKey::random).unwrap().1.codec,
+            CodecKind::Pcmu
+        );
     }
 }

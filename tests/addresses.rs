@@ -50,7 +50,7 @@ fn a_wildcard_listener_answers_from_and_with_the_address_a_call_arrived_on() {
             "Contact {contact} for a call to {to}"
         );
         let sd = SessionDescription::parse(&ok.body).unwrap();
-        let (_, p) = sdp::select_audio(&sd).unwrap();
+        let (_, p) = sdp::select_audio(&sd, || None).unwrap();
         assert_eq!(p.remote_ip, Some(ip), "SDP address for a call to {to}");
         assert!(!String::from_utf8_lossy(&ok.body).contains("0.0.0.0"));
     }

@@ -150,7 +150,7 @@ fn dialled_uas_answers_hears_the_room_and_is_heard() {
     // answer with a PCMU offer of our own RTP socket (a Ua used only for media)
     let mut media = Ua::new(r.bridge.sip, "x", CodecKind::Pcmu, false, "uasmedia");
     let offer = SessionDescription::parse(&invite.body).unwrap();
-    let (_, p) = sdp::select_audio(&offer).unwrap();
+    let (_, p) = sdp::select_audio(&offer, || None).unwrap();
     media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
     media.pt = 0;
     let port = media.rtp.local_addr().unwrap().port();
@@ -434,7 +434,7 @@ fn vonage_post_calls_dials_into_the_conversation_of_its_ncco() {
     );
     let mut media = Ua::new(r.bridge.sip, "x", CodecKind::Pcmu, false, "vmedia");
     let offer = SessionDescription::parse(&invite.body).unwrap();
-    let (_, p) = sdp::select_audio(&offer).unwrap();
+    let (_, p) = sdp::select_audio(&offer, || None).unwrap();
     media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
     media.pt = 0;
     let port = media.rtp.local_addr().unwrap().port();

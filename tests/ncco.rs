@@ -782,7 +782,7 @@ fn connect_dials_a_sip_endpoint_and_bridges_both_ways() {
     assert!(invite.header("From").unwrap().contains("4930555"));
     let mut media = Ua::new(b.sip, "x", CodecKind::Pcmu, false, "connmedia");
     let offer = caucus::sdp::SessionDescription::parse(&invite.body).unwrap();
-    let (_, p) = caucus::sdp::select_audio(&offer).unwrap();
+    let (_, p) = caucus::sdp::select_audio(&offer, || None).unwrap();
     media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
     media.pt = 0;
     let answer = common::sdp_offer_with(

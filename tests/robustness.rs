@@ -362,7 +362,7 @@ fn unknown_rooms_look_like_pin_rooms_to_a_scanner() {
                     let to = m.header("To").unwrap();
                     ua.to_tag = to.split("tag=").nth(1).unwrap().to_string();
                     let sd = caucus::sdp::SessionDescription::parse(&m.body).unwrap();
-                    let (_, p) = caucus::sdp::select_audio(&sd).unwrap();
+                    let (_, p) = caucus::sdp::select_audio(&sd, || None).unwrap();
                     ua.pt = p.pt;
                     ua.remote_rtp = Some(std::net::SocketAddr::new(
                         p.remote_ip.unwrap(),

@@ -33,7 +33,8 @@ fn secure_call(bridge: &Bridge, room: &str, suite: Suite, name: &str) -> Result<
     let answer = ua.answer.clone().unwrap();
     let m = &answer.media[0];
     assert_eq!(m.proto, "RTP/SAVP");
-    let theirs = Sdes::choose(m.crypto.iter().map(String::as_str)).expect("a=crypto in the answer");
+    let theirs = Sdes::choose(m.crypto.iter().map(String::as_str), MasterKey::random)
+        .expect("a=crypto in the answer");
     assert_eq!((theirs.tag, theirs.suite), (1, suite));
     assert_ne!(
         theirs.theirs, ours,

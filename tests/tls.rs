@@ -318,7 +318,7 @@ fn dial_out_over_tls_verifies_the_target_and_carries_the_call() {
     assert!(invite.header("Via").unwrap().starts_with("SIP/2.0/TLS"));
     assert!(invite.header("Contact").unwrap().contains("transport=tls"));
     let offer = caucus::sdp::SessionDescription::parse(&invite.body).unwrap();
-    let (_, p) = caucus::sdp::select_audio(&offer).unwrap();
+    let (_, p) = caucus::sdp::select_audio(&offer, || None).unwrap();
     media.remote_rtp = Some(std::net::SocketAddr::new(
         p.remote_ip.unwrap(),
         p.remote_port,

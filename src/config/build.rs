@@ -125,6 +125,7 @@ impl Config {
             answer_webhook: self.routing.answer_url.is_some(),
             hide_rooms: self.security.hide_rooms,
             srtp: self.sip.srtp,
+            srtp_keys: crate::sdes::MasterKey::random,
             flood: self.flood_limits(),
             ban_ends_calls: self.security.ban_ends_calls,
             cluster: self.cluster.is_some(),

@@ -67,7 +67,8 @@ impl Core {
         // late offer: the answer is in the ACK (RFC 3264 §5, RFC 3261 §13.2.1)
         let answer = SessionDescription::parse(&msg.body)
             .ok()
-            .and_then(|sd| sdp::select_audio(&sd).ok());
+            // an answer to our offer, which carried no key
+            .and_then(|sd| sdp::select_audio(&sd, || None).ok());
         let Some((_, params)) = answer else {
             tracing::info!(leg = %id, "ACK carried no usable SDP answer: ending the call");
             self.end_leg(now, id, true, LeftReason::Error);
@@ -142,10 +143,11 @@ impl Core {
             }
             Method::Invite => self.reinvite(now, from, key, id, msg),
             Method::Update => {
-                let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp) {
-                    Ok(x) => x,
-                    Err(r) => return self.reject(now, key, &msg, from, r),
-                };
+                let (offer, session) =
+                    match read_offer_and_session(&msg, self.cfg.srtp, self.cfg.srtp_keys) {
+                        Ok(x) => x,
+                        Err(r) => return self.reject(now, key, &msg, from, r),
+                    };
                 let mut extra = vec![("Contact", self.contact_for(from, &msg))];
                 if let Some(t) = &session {
                     extra.extend(t.response_headers());
@@ -184,7 +186,8 @@ impl Core {
             // the previous INVITE is not finished (RFC 3261 §14.2)
             return self.reject(now, key, &msg, from, Reject::ServerError(Some(1)));
         }
-        let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp) {
+        let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp, self.cfg.srtp_keys)
+        {
             Ok(x) => x,
             Err(r) => return self.reject(now, key, &msg, from, r),
         };

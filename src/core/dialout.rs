@@ -637,7 +637,8 @@ impl Core {
     fn dial_answered(&mut self, now: Instant, id: LegId, msg: &Message) {
         let answer = SessionDescription::parse(&msg.body)
             .ok()
-            .and_then(|sd| sdp::select_audio(&sd).ok());
+            // an answer: the key it takes is the one we offered (we offer none)
+            .and_then(|sd| sdp::select_audio(&sd, || None).ok());
         let to = msg.header("To").unwrap_or("").to_string();
         let remote_tag = NameAddr::parse(&to, "To")
             .ok()

@@ -40,7 +40,8 @@ impl Core {
             // the answer must carry SDP, which the peer says it cannot take (§21.4.7)
             return self.reject(now, &key, &msg, from, Reject::NotAcceptable);
         }
-        let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp) {
+        let (offer, session) = match read_offer_and_session(&msg, self.cfg.srtp, self.cfg.srtp_keys)
+        {
             Ok(x) => x,
             Err(r) => return self.reject(now, &key, &msg, from, r),
         };

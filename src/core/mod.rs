@@ -132,6 +132,8 @@ pub struct CoreConfig {
     pub hide_rooms: bool,
     /// SRTP by SDES: ignored, taken when offered, or required
     pub srtp: crate::sdes::SrtpMode,
+    /// where our SDES keys come from (the OS's random source, in the driver)
+    pub srtp_keys: crate::sdes::KeySource,
     /// flood control (`[security]`)
     pub flood: flood::FloodLimits,
     /// a ban ends the banned source's admitted calls too (by default they go on)

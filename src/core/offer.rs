@@ -10,7 +10,7 @@ use super::session_timer::{self, SessionTimer};
 use super::{Core, LeftReason, LegId, Output, PORT_COOL_OFF, Peer};
 
 use crate::media::contract::{MediaCommand, MediaParams, TransportSpec};
-use crate::sdes::SrtpMode;
+use crate::sdes::{KeySource, SrtpMode};
 use crate::sdp;
 use crate::sdp::{AudioParams, LocalSdp, SessionDescription};
 use crate::sip::message::Message;
@@ -51,8 +51,9 @@ pub(super) fn media_params(
 pub(super) fn read_offer_and_session(
     msg: &Message,
     srtp: SrtpMode,
+    keys: KeySource,
 ) -> Result<(Option<Offer>, Option<SessionTimer>), Reject> {
-    let mut offer = read_offer(msg)?;
+    let mut offer = read_offer(msg, keys)?;
     if let Some((sd, idx, params)) = &mut offer {
         match srtp {
             SrtpMode::Off if sd.media[*idx].proto.contains("SAVP") => {
@@ -68,8 +69,8 @@ pub(super) fn read_offer_and_session(
 }
 
 /// Read the SDP offer of an INVITE/UPDATE: None when there is no body (late
-/// offer); the rejection when it is unacceptable.
-pub(super) fn read_offer(msg: &Message) -> Result<Option<Offer>, Reject> {
+/// offer); the rejection when it is unacceptable. Our SDES key comes from `keys`.
+pub(super) fn read_offer(msg: &Message, keys: KeySource) -> Result<Option<Offer>, Reject> {
     if msg.body.is_empty() {
         return Ok(None);
     }
@@ -79,7 +80,7 @@ pub(super) fn read_offer(msg: &Message) -> Result<Option<Offer>, Reject> {
         return Err(Reject::UnsupportedMediaType);
     }
     let sd = SessionDescription::parse(&msg.body).map_err(|e| Reject::BadRequest(e.to_string()))?;
-    let (idx, params) = sdp::select_audio(&sd).map_err(|_| Reject::NotAcceptableHere)?;
+    let (idx, params) = sdp::select_audio(&sd, keys).map_err(|_| Reject::NotAcceptableHere)?;
     Ok(Some((sd, idx, params)))
 }
 

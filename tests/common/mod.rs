@@ -602,7 +602,7 @@ impl Ua {
             self.route = Some((routes, contact));
         }
         let sd = SessionDescription::parse(&resp.body).unwrap();
-        let (_, p) = sdp::select_audio(&sd).unwrap();
+        let (_, p) = sdp::select_audio(&sd, caucus::sdes::MasterKey::random).unwrap();
         assert_eq!(p.codec, self.codec);
         self.pt = p.pt;
         self.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));

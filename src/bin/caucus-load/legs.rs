@@ -200,7 +200,7 @@ impl Setup {
                     .unwrap_or_default();
                 let sd = caucus::sdp::SessionDescription::parse(&m.body).ok();
                 let p = sd
-                    .and_then(|sd| caucus::sdp::select_audio(&sd).ok())
+                    .and_then(|sd| caucus::sdp::select_audio(&sd, || None).ok())
                     .map(|x| x.1);
                 legs[i].bridge_rtp =
                     p.map(|p| SocketAddr::new(p.remote_ip.unwrap_or(bridge.ip()), p.remote_port));
