@@ -9,7 +9,7 @@ use super::leg::{Leg, Offer};
 use super::session_timer::{self, SessionTimer};
 use super::{Core, LeftReason, LegId, Output, PORT_COOL_OFF, Peer};
 
-use crate::media::contract::{MediaCommand, MediaParams, TransportSpec};
+use crate::media::contract::{MediaCommand, MediaParams, TransportSpec, Treatment};
 use crate::sdes::{KeySource, SrtpMode};
 use crate::sdp;
 use crate::sdp::{AudioParams, LocalSdp, SessionDescription};
@@ -122,14 +122,31 @@ impl Core {
         leg.media_open = true;
         let room = leg.room.clone();
         let isolated = self.rooms.get(room.as_str()).is_none_or(|r| r.isolated(id));
+        let treatment = self.treatment(&room, id);
         self.out.push_back(Output::Media(MediaCommand::Open {
             leg: id,
             room: room.clone(),
             params,
             transport,
             isolated,
+            treatment,
         }));
         self.with_room(now, &room, |r, ctx| r.media_up(ctx, id));
+    }
+
+    /// What room `room` does to leg `id`'s voice: its `denoise` and `level`,
+    /// nothing for a link (the other room's mix, treated there).
+    pub(super) fn treatment(&self, room: &str, id: LegId) -> Treatment {
+        if self
+            .legs
+            .get(&id)
+            .is_some_and(|l| l.kind == super::LegKind::Link)
+        {
+            return Treatment::NONE;
+        }
+        self.rooms
+            .get(room)
+            .map_or_else(Treatment::default, |r| r.policy().treatment)
     }
 
     /// Ask the driver to bind a leg's RTP (and RTCP) port; it answers with

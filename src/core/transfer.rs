@@ -69,6 +69,7 @@ impl Core {
             leg: id,
             room: to.to_string(),
             isolated,
+            treatment: self.treatment(to, id),
         }));
         let starts = moderator == Some(true);
         let part = Participant::new(stage, identity, options);

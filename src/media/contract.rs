@@ -179,6 +179,37 @@ pub struct MediaParams {
     pub ptime_ms: u32,
 }
 
+/// What the room does to a leg's voice before mixing it: noise suppression
+/// and loudness levelling (the room's `denoise` and `level`; both on unless
+/// the room turns them off). A leg carrying another room's mix (a link) gets
+/// neither: that room has treated its talkers already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Treatment {
+    /// RNNoise on what it says, while it is among the mixed talkers
+    pub denoise: bool,
+    /// its gain steered toward the room's loudness target
+    pub level: bool,
+}
+
+impl Treatment {
+    /// Nothing done: the voice as it came.
+    pub const NONE: Treatment = Treatment {
+        denoise: false,
+        level: false,
+    };
+    /// Both.
+    pub const FULL: Treatment = Treatment {
+        denoise: true,
+        level: true,
+    };
+}
+
+impl Default for Treatment {
+    fn default() -> Self {
+        Treatment::FULL
+    }
+}
+
 /// What signalling asks of the media side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
@@ -203,6 +234,8 @@ pub enum MediaCommand {
         transport: TransportSpec,
         /// kept out of the mix (hears only its prompts) until [`MediaCommand::Join`]
         isolated: bool,
+        /// what the room does to its voice
+        treatment: Treatment,
     },
     /// put an isolated leg into the mix (stops its music on hold and prompts)
     Join {
@@ -289,6 +322,8 @@ pub enum MediaCommand {
         room: String,
         /// hears and is heard by nobody in it yet (PIN, waiting, intro)
         isolated: bool,
+        /// what that room does to its voice
+        treatment: Treatment,
     },
     /// who this leg hears and who hears it, when not everyone (Vonage's
     /// canHear / canSpeak lists, whisper and coach); `Relation::default()`

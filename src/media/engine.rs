@@ -220,6 +220,7 @@ impl MediaEngine {
                 params,
                 transport,
                 isolated,
+                treatment,
             } => {
                 let now = Instant::now();
                 let transport = Transport::open(
@@ -231,6 +232,7 @@ impl MediaEngine {
                 )?;
                 let mut media = LegMedia::new(leg, transport, params, now)?;
                 media.isolated = isolated;
+                media.treatment = treatment;
                 let w = self.place(leg, &room);
                 let _ = self.workers[w].send(Command::Add(room, Box::new(media)));
             }
@@ -310,13 +312,14 @@ impl MediaEngine {
                 leg,
                 room,
                 isolated,
+                treatment,
             } => {
                 // the leg stays on its worker (its transport and state do not
                 // cross threads); the room spans that worker if it must
                 if let Some(&w) = self.leg_worker.get(&leg) {
                     self.unplace(leg, w);
                     self.place_on(leg, &room, w);
-                    let _ = self.workers[w].send(Command::Move(leg, room, isolated));
+                    let _ = self.workers[w].send(Command::Move(leg, room, isolated, treatment));
                 }
             }
             MediaCommand::Relate { leg, relation } => {

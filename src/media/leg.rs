@@ -13,10 +13,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::codec::{Decoder, Encoder};
+use super::contract::Treatment;
 use super::contract::{MediaEvent, MediaParams, TransportSpec};
+use super::denoise::Denoiser;
 use super::dtmf::InbandDetector;
 use super::frame::{MAX_FRAME, SILENCE};
 use super::jitter::{JitterBuffer, Pull};
+use super::level::Leveller;
 use super::prompt::Sound;
 use super::resample::{Downsampler, Upsampler};
 use super::rtp::{self, EventTracker, ReceiverStats, RtpPacket, TelephoneEvent};
@@ -68,8 +71,8 @@ pub struct LegMedia {
     // volume_out); `mixer::UNITY` for most
     pub(super) gain_in: u16,
     pub(super) gain_out: u16,
-    // the tick whose frame `gain_in` was applied to (a talker is in the mix of
-    // every block of a tick, and must be scaled once)
+    // the tick whose frame was treated and `gain_in` applied to (a talker is in
+    // the mix of every block of a tick, and must be treated once)
     pub(super) gained: u64,
     pub(super) seq: u16,
     pub(super) ts: u32,
@@ -114,6 +117,18 @@ pub struct LegMedia {
     pub(super) capture: Option<Box<Capture>>,
     // who it hears and who hears it, when not everyone
     pub(super) relation: Option<Box<crate::media::contract::Relation>>,
+    // what the room does to its voice, and the state for it (made the first
+    // time the leg is mixed: most legs only listen)
+    pub(super) treatment: Treatment,
+    voice: Option<Box<Voice>>,
+}
+
+/// A talker's treatment state: its suppressor (made when first denoised) and
+/// its leveller.
+#[derive(Default)]
+struct Voice {
+    denoiser: Option<Box<Denoiser>>,
+    leveller: Leveller,
 }
 
 impl LegMedia {
@@ -164,6 +179,8 @@ impl LegMedia {
             dtmf_out: None,
             capture: None,
             relation: None,
+            treatment: Treatment::default(),
+            voice: None,
             next_rtcp: now + RTCP_INTERVAL,
             started: now,
             last_rtp: now,
@@ -328,6 +345,39 @@ impl LegMedia {
             // an unusable payload is silence, not the frame before
             self.frame[k.min(need)..need].fill(0);
         }
+    }
+
+    /// Treat this tick's frame, `n` samples at `rate`, for the mix: denoise it
+    /// while the worker's budget for the tick (`denoise_left`) lasts, level it,
+    /// apply `volume_in`. Once per tick, however many blocks mix it.
+    pub(super) fn treat(&mut self, n: usize, rate: u32, tick: u64, denoise_left: &mut u32) {
+        if self.gained == tick {
+            return;
+        }
+        self.gained = tick;
+        self.settle();
+        let frame = &mut self.frame[..n];
+        if self.treatment != Treatment::NONE {
+            let voice = self.voice.get_or_insert_with(Box::default);
+            if self.treatment.denoise && *denoise_left > 0 {
+                *denoise_left -= 1;
+                voice
+                    .denoiser
+                    .get_or_insert_with(Box::default)
+                    .process(frame, tick);
+            }
+            if self.treatment.level {
+                voice.leveller.process(frame, rate);
+            }
+        }
+        if self.gain_in != super::mixer::UNITY {
+            super::mixer::scale(frame, self.gain_in);
+        }
+    }
+
+    /// The leveller's gain now, dB (0 before the leg was first mixed).
+    pub fn level_gain_db(&self) -> f64 {
+        self.voice.as_ref().map_or(0.0, |v| v.leveller.gain_db())
     }
 
     /// Produce this tick's frame at `room_rate` into `self.frame` (or leave it

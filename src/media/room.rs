@@ -16,9 +16,11 @@ use std::time::Instant;
 
 use super::bus::{Remote, RoomBus};
 use super::codec::Encoder;
+use super::contract::Treatment;
 use super::contract::{MediaEvent, MediaParams, RtpTimeouts, TransportSpec};
 use super::frame::{MAX_FRAME, MAX_TALKERS};
 use super::leg::{HOT_BYTES, LegMedia, RtpTotals};
+use super::level::Limiter;
 use super::mixer;
 use super::prefetch;
 use super::record::{Layout, RecordSink};
@@ -65,6 +67,10 @@ pub struct Scratch {
     shared: Vec<Vec<u8>>,
     // this tick's frame of the room's announcements
     ann: Vec<i16>,
+    /// talkers the worker may still denoise this tick (RNNoise costs ~0.1 ms
+    /// a talker: the worker sets a budget per tick, so that the cost stays
+    /// bounded however many rooms talk at once)
+    pub denoise_left: u32,
 }
 
 impl Default for Scratch {
@@ -80,6 +86,7 @@ impl Default for Scratch {
             forward: Vec::with_capacity(1500),
             shared: Vec::new(),
             ann: vec![0; MAX_FRAME],
+            denoise_left: u32::MAX,
         }
     }
 }
@@ -117,6 +124,10 @@ pub struct RoomMedia {
     pub(super) announcements: Vec<Announcement>,
     // one of them sounded this tick (in `Scratch::ann`)
     announcing: bool,
+    // keeps the sum of the talkers from clipping, one gain per tick, and the
+    // tick it last followed
+    limiter: Limiter,
+    limited: u64,
 }
 
 /// A sound played to a whole room: mixed into the room's sum, so every leg in
@@ -162,6 +173,8 @@ impl RoomMedia {
             related: 0,
             announcements: Vec::new(),
             announcing: false,
+            limiter: Limiter::default(),
+            limited: u64::MAX,
         }
     }
 
@@ -313,7 +326,8 @@ impl RoomMedia {
             let sink = &self.records[i];
             match (sink.layout(), sink.leg) {
                 (Layout::Mix, None) => {
-                    mixer::mix_minus(&scratch.acc[..n], None, &mut scratch.mix[..n]);
+                    self.limiter
+                        .mix_minus(&scratch.acc[..n], None, &mut scratch.mix[..n]);
                     buf.extend_from_slice(&scratch.mix[..n]);
                 }
                 (Layout::Mix, Some(id)) => own_audio(&mut self.legs, id, n, &mut buf),
@@ -336,7 +350,8 @@ impl RoomMedia {
                                 && !(self.related > 0 && self.restricted(t))
                         })
                         .map(|&t| &self.legs[t].frame[..n]);
-                    mixer::mix_minus(&scratch.acc[..n], own, &mut scratch.mix[..n]);
+                    self.limiter
+                        .mix_minus(&scratch.acc[..n], own, &mut scratch.mix[..n]);
                     buf.extend_from_slice(&scratch.mix[..n]);
                 }
             }
@@ -636,19 +651,21 @@ impl RoomMedia {
         talkers: &[usize],
     ) {
         let tick = self.ticks;
+        let rate = self.rate();
         for &i in talkers {
-            if let Some(leg) = self.legs.get_mut(i) {
-                leg.settle();
-                if leg.gain_in != mixer::UNITY && leg.gained != tick {
-                    mixer::scale(&mut leg.frame[..n], leg.gain_in);
-                    leg.gained = tick;
-                }
+            // a talker in a block not read yet is last tick's frame, treated then
+            if i < range.end {
+                self.legs[i].treat(n, rate, tick, &mut scratch.denoise_left);
             }
         }
         self.accumulate(talkers, n, &mut scratch.acc);
         if self.announcing {
             mixer::accumulate(&mut scratch.acc[..n], &scratch.ann[..n]);
         }
+        self.limiter.follow(
+            &scratch.acc[..n],
+            std::mem::replace(&mut self.limited, tick) != tick,
+        );
         let Scratch {
             acc,
             own,
@@ -675,6 +692,8 @@ impl RoomMedia {
                 && self.legs[*t].raw_ok
                 && self.legs[*t].params.codec != CodecKind::G722
                 && self.legs[*t].gain_in == mixer::UNITY
+                && self.legs[*t].treatment == Treatment::NONE
+                && !self.limiter.active()
                 && self.related == 0 =>
             {
                 let t = &self.legs[*t];
@@ -725,9 +744,9 @@ impl RoomMedia {
                 let mix = &mut mix[..n];
                 match (leg.isolated || leg.deaf, related, talker) {
                     (true, _, _) => mix.fill(0),
-                    (false, true, _) => mixer::mix_minus(&own[..n], None, mix),
-                    (false, false, true) => mixer::mix_minus(acc, Some(&leg.frame[..n]), mix),
-                    (false, false, false) => mixer::mix_minus(acc, None, mix),
+                    (false, true, _) => self.limiter.mix_minus(&own[..n], None, mix),
+                    (false, false, true) => self.limiter.mix_minus(acc, Some(&leg.frame[..n]), mix),
+                    (false, false, false) => self.limiter.mix_minus(acc, None, mix),
                 }
                 if louder {
                     mixer::scale(mix, leg.gain_out);
@@ -765,7 +784,7 @@ impl RoomMedia {
                 let out = &mut shared_payloads[idx];
                 if !s.fresh {
                     // encoded once per codec per tick, however many listeners
-                    mixer::mix_minus(acc, None, &mut mix[..n]);
+                    self.limiter.mix_minus(acc, None, &mut mix[..n]);
                     let pcm = to_native(&mix[..n], &mut native[..native_n], &mut s.down);
                     s.len = s.encoder.encode(pcm, out);
                     s.fresh = true;
@@ -1004,15 +1023,156 @@ mod tests {
         assert!(level(&last[4], 450.0) > 1000.0 && level(&last[4], 700.0) > 1000.0);
     }
 
-    /// With one talker whose packets arrive whole, same-codec listeners get those
-    /// packets byte for byte (no transcoding); the talker hears silence.
+    /// In a room that treats no voice (`denoise` and `level` off), with one
+    /// talker whose packets arrive whole, same-codec listeners get those packets
+    /// byte for byte (no transcoding); the talker hears silence.
     #[test]
     fn lone_talker_is_forwarded_untouched() {
         for block in [BLOCK, 1] {
             let mut rig = Rig::new(3, 4);
             rig.room.block = block;
+            for leg in &mut rig.room.legs {
+                leg.treatment = Treatment::NONE;
+            }
             lone_talker_forwarded(&mut rig);
         }
+    }
+
+    /// Where voices are treated, a lone talker is not forwarded: its listeners
+    /// hear it denoised and levelled.
+    #[test]
+    fn a_treated_lone_talker_is_mixed() {
+        let mut rig = Rig::new(3, 4);
+        let talk = |t| {
+            let mut p = tone(450.0, 8000.0, t);
+            p[0] = 0x7f;
+            p
+        };
+        let last = rig.run(30, |i, t| if i == 0 { talk(t) } else { vec![0xff; 160] });
+        assert!((0..30).all(|t| talk(t) != last[1]), "forwarded");
+        assert!(level(&last[1], 450.0) > 1000.0, "not heard");
+    }
+
+    /// µ-law 20 ms frames of `pcm` (zero-padded to whole frames).
+    fn ulaw_frames(pcm: &[i16]) -> Vec<Vec<u8>> {
+        pcm.chunks(160)
+            .map(|c| {
+                let mut f = c.to_vec();
+                f.resize(160, 0);
+                let mut out = vec![0u8; 160];
+                g711::encode_ulaw(&f, &mut out);
+                out
+            })
+            .collect()
+    }
+
+    /// What `listener` heard over `ticks` ticks, decoded; phone i sends
+    /// `payload(i, t)`.
+    fn heard(
+        rig: &mut Rig,
+        ticks: usize,
+        listener: usize,
+        payload: impl Fn(usize, usize) -> Vec<u8>,
+    ) -> Vec<i16> {
+        let mut out = Vec::new();
+        for t in 0..ticks {
+            let last = rig.run(1, |i, _| payload(i, t));
+            let mut pcm = vec![0i16; 160];
+            g711::decode_ulaw(&last[listener], &mut pcm);
+            out.extend(pcm);
+        }
+        out
+    }
+
+    /// The quality figures through the room's real path (G.711 in, the mix,
+    /// G.711 out). Speech in noise: the noise a listener hears between words
+    /// falls by 10 dB and more against the same room untreated, the speech
+    /// stays within 2 dB. Two talkers 20 dB apart reach the listener within
+    /// 4 dB of each other after 5 s.
+    #[test]
+    fn a_listener_hears_less_noise_and_even_talkers() {
+        use crate::media::denoise::tests::{noise, rms_db, speech, speech_and_pauses};
+        let clean = speech(0.5);
+        let noisy: Vec<i16> = clean
+            .iter()
+            .zip(noise(clean.len(), 1500.0, 5))
+            .map(|(a, b)| a.saturating_add(b))
+            .collect();
+        let frames = ulaw_frames(&noisy);
+        let ticks = frames.len();
+        let (talk, pause) = speech_and_pauses(&clean, 160);
+        let run = |treatment: Treatment| {
+            let mut rig = Rig::new(2, 4);
+            for leg in &mut rig.room.legs {
+                leg.treatment = treatment;
+            }
+            heard(&mut rig, ticks, 1, |i, t| {
+                if i == 0 {
+                    frames[t].clone()
+                } else {
+                    vec![0xff; 160]
+                }
+            })
+        };
+        // the listener hears a tick late (the jitter buffer) and RNNoise's 10 ms
+        let pick = |x: &[i16], frames: &[usize], lag: usize| -> Vec<i16> {
+            frames
+                .iter()
+                .filter(|&&k| k >= 50 && (k + lag + 1) * 160 <= x.len())
+                .flat_map(|&k| x[(k + lag) * 160..(k + lag + 1) * 160].to_vec())
+                .collect()
+        };
+        let plain = run(Treatment::NONE);
+        let denoised = run(Treatment {
+            denoise: true,
+            level: false,
+        });
+        // the lag that lines the heard speech up with what was said
+        let lag_of = |x: &[i16]| {
+            (0..4)
+                .max_by(|&a, &b| rms_db(&pick(x, &talk, a)).total_cmp(&rms_db(&pick(x, &talk, b))))
+                .unwrap_or(0)
+        };
+        let (lp, ld) = (lag_of(&plain), lag_of(&denoised));
+        // the pauses the detector's hangover kept in the mix: heard in both
+        let noise_plain = rms_db(&pick(&plain, &pause, lp));
+        let noise_denoised = rms_db(&pick(&denoised, &pause, ld));
+        let speech_plain = rms_db(&pick(&plain, &talk, lp));
+        let speech_denoised = rms_db(&pick(&denoised, &talk, ld));
+        eprintln!(
+            "noise heard {noise_plain:.1} -> {noise_denoised:.1} dBFS, speech {speech_plain:.1} -> {speech_denoised:.1} dBFS"
+        );
+        assert!(
+            noise_plain - noise_denoised >= 10.0,
+            "{noise_plain:.1} -> {noise_denoised:.1}"
+        );
+        assert!(
+            (speech_plain - speech_denoised).abs() <= 2.0,
+            "{speech_plain:.1} -> {speech_denoised:.1}"
+        );
+
+        // two talkers 20 dB apart, taking turns: legs 0 and 1 talk, 2 listens
+        let (loud, quiet) = (ulaw_frames(&speech(1.0)), ulaw_frames(&speech(0.1)));
+        let turn = loud.len();
+        let mut rig = Rig::new(3, 4);
+        let heard = heard(&mut rig, 4 * turn, 2, |i, t| {
+            let (round, k) = (t / turn, t % turn);
+            match (i, round % 2) {
+                (0, 0) => loud[k].clone(),
+                (1, 1) => quiet[k].clone(),
+                _ => vec![0xff; 160],
+            }
+        });
+        let (talk, _) = speech_and_pauses(&speech(1.0), 160);
+        let lag = lag_of(&heard[2 * turn * 160..3 * turn * 160]);
+        // the second round of each, after 5 s of each talking
+        let round = |r: usize| {
+            let x = &heard[r * turn * 160..(r + 1) * turn * 160];
+            rms_db(&pick(x, &talk, lag))
+        };
+        let (a, b) = (round(2), round(3));
+        eprintln!("talkers 20 dB apart heard at {a:.1} and {b:.1} dBFS");
+        assert!((a - b).abs() <= 4.0, "{a:.1} vs {b:.1}");
     }
 
     fn lone_talker_forwarded(rig: &mut Rig) {

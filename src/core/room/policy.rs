@@ -49,6 +49,8 @@ pub struct RoomPolicy {
     pub start_muted: bool,
     /// a call without SRTP is refused (488)
     pub require_srtp: bool,
+    /// noise suppression and levelling of the talkers (`denoise`, `level`)
+    pub treatment: crate::media::contract::Treatment,
     /// participants may speak (false: listen-only, the menu cannot unmute)
     pub participant_can_speak: bool,
     /// participants hear the room (false: they are heard but hear nothing)
@@ -98,6 +100,7 @@ impl RoomPolicy {
             end_grace: Duration::ZERO,
             start_muted: false,
             require_srtp: false,
+            treatment: crate::media::contract::Treatment::FULL,
             participant_can_speak: true,
             participant_can_hear: true,
             announce_first: false,

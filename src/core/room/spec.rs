@@ -72,6 +72,12 @@ pub struct RoomSpec {
     /// callers must offer SRTP (SDES); a plain offer gets 488
     #[serde(default)]
     pub require_srtp: bool,
+    /// noise suppression (RNNoise) on the mixed talkers
+    #[serde(default = "yes")]
+    pub denoise: bool,
+    /// each mixed talker's loudness steered toward a common level
+    #[serde(default = "yes")]
+    pub level: bool,
     /// participants may speak (false: listen-only)
     #[serde(default = "yes")]
     pub participant_can_speak: bool,
@@ -245,6 +251,10 @@ impl RoomSpec {
             end_grace: Duration::from_secs(r.end_grace_s),
             start_muted: r.start_muted,
             require_srtp: r.require_srtp,
+            treatment: crate::media::contract::Treatment {
+                denoise: r.denoise,
+                level: r.level,
+            },
             participant_can_speak: r.participant_can_speak,
             participant_can_hear: r.participant_can_hear,
             announce_first: r.announce_first,
