@@ -1,7 +1,8 @@
 //! Microbenchmarks (criterion): one room tick for 10/100/1,000 legs with real
 //! loopback sockets, the pure mixing arithmetic, G.711 encode/decode, parsing an
 //! INVITE, Opus and G.722 encode/decode of one 20 ms frame, SRTP protect and
-//! unprotect of one 20 ms PCMU packet. `cargo bench --bench micro`; under
+//! unprotect of one 20 ms PCMU packet, a talker's noise suppression and
+//! levelling and the mix's limiter per 20 ms. `cargo bench --bench micro`; under
 //! `cargo test` each runs once as a smoke test.
 
 use std::hint::black_box;
@@ -229,6 +230,46 @@ fn srtp(c: &mut Criterion) {
     });
 }
 
+/// The voice treatment of one mixed talker per 20 ms tick: RNNoise at each
+/// room rate (8 and 16 kHz through the conversion to 48 kHz and back), the
+/// leveller, and the limiter's pass over a sum.
+fn treatment(c: &mut Criterion) {
+    use caucus::media::denoise::Denoiser;
+    use caucus::media::level::{Leveller, Limiter};
+    for rate in [8000u32, 16000, 48000] {
+        let n = rate as usize / 50;
+        let pcm = tone(440.0, n, f64::from(rate));
+        let mut d = Denoiser::default();
+        let mut frame = pcm.clone();
+        let mut tick = 0u64;
+        c.bench_function(&format!("denoise_20ms_{}k", rate / 1000), |b| {
+            b.iter(|| {
+                frame.copy_from_slice(&pcm);
+                tick += 1;
+                d.process(black_box(&mut frame), tick)
+            })
+        });
+    }
+    let pcm = tone(440.0, 160, 8000.0);
+    let mut l = Leveller::default();
+    let mut frame = pcm.clone();
+    c.bench_function("level_20ms_8k", |b| {
+        b.iter(|| {
+            frame.copy_from_slice(&pcm);
+            l.process(black_box(&mut frame), 8000)
+        })
+    });
+    let acc: Vec<i32> = (0..960).map(|i| (i % 200) * 300).collect();
+    let mut lim = Limiter::default();
+    let mut out = vec![0i16; 960];
+    c.bench_function("limit_mix_20ms_48k", |b| {
+        b.iter(|| {
+            lim.follow(black_box(&acc), true);
+            lim.mix_minus(&acc, None, &mut out)
+        })
+    });
+}
+
 criterion_group!(
     benches,
     room_tick,
@@ -237,6 +278,7 @@ criterion_group!(
     sip_parse,
     opus_codec,
     g722_codec,
-    srtp
+    srtp,
+    treatment
 );
 criterion_main!(benches);

@@ -301,6 +301,21 @@ pub struct AudioParams {
     pub ptime_ms: u32,
     /// SRTP keys, when the stream is secured by SDES
     pub srtp: Option<Sdes>,
+    /// the offer listed comfort noise (RFC 3389, payload type 13, CN/8000) with
+    /// an 8 kHz clock: answered, so a phone that stops sending in pauses says
+    /// so instead of leaving a gap that reads as loss
+    pub cn: bool,
+}
+
+/// Whether `m` offers comfort noise at the static payload type 13 for a codec
+/// clocked at `rate` (CN/8000: G.711, G.722).
+fn cn_of(m: &Media, rate: u32) -> bool {
+    rate == 8000
+        && m.formats.iter().any(|f| f == "13")
+        && m.rtpmap
+            .iter()
+            .find(|(p, _)| *p == 13)
+            .is_none_or(|(_, e)| e.eq_ignore_ascii_case("CN/8000"))
 }
 
 fn codec_of(m: &Media, fmt: &str) -> Option<(CodecKind, u8)> {
@@ -376,6 +391,7 @@ pub fn select_audio(
                 peer_direction,
                 ptime_ms: m.ptime.filter(|p| (10..=60).contains(p)).unwrap_or(20),
                 srtp,
+                cn: cn_of(m, codec.clock_rate()),
             },
         ));
     }
@@ -492,8 +508,14 @@ pub fn answer(
         if let Some((d, _)) = dtmf {
             let _ = write!(out, " {d}");
         }
+        if params.cn {
+            out.push_str(" 13");
+        }
         out.push_str("\r\n");
         audio_lines(&mut out, params.codec, params.pt, dtmf);
+        if params.cn {
+            out.push_str("a=rtpmap:13 CN/8000\r\n");
+        }
         if let Some(s) = &params.srtp {
             let _ = write!(out, "a=crypto:{}\r\n", s.answer_line());
         }
@@ -533,6 +555,40 @@ fn offer_in_order(local: &LocalSdp, direction: Direction, opus_first: bool) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Comfort noise offered at 13 for an 8 kHz codec is answered; not for
+    /// Opus, nor when the offer maps 13 to something else.
+    #[test]
+    fn comfort_noise_is_answered_when_offered() {
+        let local = LocalSdp {
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 4002,
+            session_id: 1,
+            version: 1,
+        };
+        let with = |formats: &str, maps: &str| {
+            let o = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP {formats}\r\n{maps}"
+            );
+            let sd = SessionDescription::parse(o.as_bytes()).unwrap();
+            let (idx, p) = select_audio(&sd, || None).unwrap();
+            let a = String::from_utf8(answer(&sd, idx, &p, &local, Direction::SendRecv)).unwrap();
+            (p.cn, a)
+        };
+        let (cn, a) = with("0 13", "");
+        assert!(cn);
+        assert!(
+            a.contains("m=audio 4002 RTP/AVP 0 13\r\n") && a.contains("a=rtpmap:13 CN/8000\r\n"),
+            "{a}"
+        );
+        let (cn, a) = with("0", "");
+        assert!(!cn && !a.contains("CN"), "{a}");
+        let (cn, _) = with("111 13", "a=rtpmap:111 opus/48000/2\r\n");
+        assert!(!cn, "CN/8000 is not Opus's clock");
+        let (cn, _) = with("0 13", "a=rtpmap:13 X-OTHER/8000\r\n");
+        assert!(!cn);
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 phone.example.com\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 4000 RTP/AVP 9 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:30\r\n\

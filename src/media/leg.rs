@@ -276,7 +276,12 @@ impl LegMedia {
             }
             return;
         }
-        if pkt.pt != self.params.pt {
+        // comfort noise (RFC 3389): the peer stopped sending speech. It takes
+        // its place in the sequence as an empty payload, played as silence,
+        // so the pause is neither counted nor concealed as loss. Its level and
+        // spectrum are not used: a participant's background is not mixed.
+        let cn = pkt.pt == rtp::PT_CN && self.params.pt != rtp::PT_CN;
+        if pkt.pt != self.params.pt && !cn {
             return;
         }
         if self.stats.received > 0 && pkt.ssrc != self.stats.ssrc {
@@ -294,7 +299,8 @@ impl LegMedia {
             if self.deferred.is_some() && self.jb.would_overwrite_last(pkt.seq) {
                 self.settle();
             }
-            self.jb.insert(pkt.seq, pkt.timestamp, pkt.payload, now_ms);
+            let payload = if cn { &[][..] } else { pkt.payload };
+            self.jb.insert(pkt.seq, pkt.timestamp, payload, now_ms);
         }
     }
 

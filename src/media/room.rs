@@ -1363,6 +1363,58 @@ mod tests {
         }
     }
 
+    /// A phone that sends comfort noise (RFC 3389) in a pause has paused, not
+    /// lost packets: nothing is counted lost or concealed, its listener hears
+    /// silence through the pause and the talker again after it.
+    #[test]
+    fn comfort_noise_is_a_pause_not_a_loss() {
+        let mut rig = Rig::new(2, 4);
+        let mut scratch = Scratch::default();
+        let mut pkt = [0u8; 172];
+        let (mut seq, mut quiet_seq) = (0u16, 0u16);
+        let (mut pause, mut after) = (Vec::new(), Vec::new());
+        for t in 0..60u32 {
+            // leg 0: speech, one CN packet at tick 20, nothing, speech from 40
+            if !(20..40).contains(&t) {
+                rtp::write_header(&mut pkt, 0, t == 40, seq, t * 160, 7);
+                pkt[12..].copy_from_slice(&tone(450.0, 8000.0, t));
+                rig.ports[0].push(&pkt);
+                seq += 1;
+            } else if t == 20 {
+                let mut cn = [0u8; 13];
+                rtp::write_header(&mut cn, rtp::PT_CN, false, seq, t * 160, 7);
+                cn[12] = 60; // -60 dBov
+                rig.ports[0].push(&cn);
+                seq += 1;
+            }
+            rtp::write_header(&mut pkt, 0, false, quiet_seq, t * 160, 8);
+            pkt[12..].fill(0xff);
+            rig.ports[1].push(&pkt);
+            quiet_seq += 1;
+            rig.room.tick(rig.start + TICK * t, &mut scratch, &rig.tx);
+            rig.ports[0].take_sent();
+            let got = rig.ports[1].take_sent();
+            assert_eq!(got.len(), 1, "tick {t}");
+            let l = level(&got[0][12..], 450.0);
+            if (23..40).contains(&t) {
+                pause.push(l);
+            } else if t >= 45 {
+                after.push(l);
+            }
+        }
+        let leg = rig.leg(0);
+        assert_eq!(leg.stats.cumulative_lost(), 0, "the pause counted as loss");
+        assert_eq!(leg.jb.stats.lost, 0, "the pause concealed as loss");
+        assert!(
+            pause.iter().all(|&l| l < 50.0),
+            "heard in the pause: {pause:?}"
+        );
+        assert!(
+            after.iter().all(|&l| l > 1000.0),
+            "not heard after: {after:?}"
+        );
+    }
+
     #[test]
     fn a_lone_participant_receives_a_packet_every_tick_for_a_minute() {
         // carriers and NATs time out a call that receives nothing; the room sends

@@ -3,6 +3,9 @@
 //! the receiver statistics (extended sequence, loss, interarrival jitter, RFC 3550
 //! Appendix A.1/A.3/A.8) that RTCP reports carry. No allocation.
 
+/// Comfort noise's static payload type (RFC 3389 §4, RFC 3551 table 4).
+pub const PT_CN: u8 = 13;
+
 /// A parsed RTP packet borrowing the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpPacket<'a> {

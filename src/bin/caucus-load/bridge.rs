@@ -143,6 +143,7 @@ pub(crate) fn start_bridge(
     overload: Option<u32>,
     webrtc: bool,
     baseline: bool,
+    untreated: bool,
 ) -> Bridge {
     let sip_port = free_port();
     let api_port = free_port();
@@ -168,9 +169,14 @@ pub(crate) fn start_bridge(
     let mut cfg = format!(
         "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{overload}[rtp]\nport_min = {port_min}\nport_max = {port_max}\nworkers = 0\n[security]\ntrusted_sources = [\"127.0.0.0/8\"]\n[metrics]\nlisten = \"\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken = \"{API_TOKEN}\"\n{web}"
     );
+    let treatment = if untreated {
+        "denoise = false\nlevel = false\n"
+    } else {
+        ""
+    };
     for r in 0..rooms {
         cfg.push_str(&format!(
-            "[[room]]\nname = \"r{r}\"\nmax_participants = 10000\n"
+            "[[room]]\nname = \"r{r}\"\nmax_participants = 10000\n{treatment}"
         ));
     }
     let dir = std::env::temp_dir();

@@ -99,6 +99,10 @@ struct Args {
     /// configuration names no `[webrtc]` section
     #[arg(long)]
     baseline: bool,
+    /// rooms with `denoise` and `level` off: against a run without it, the
+    /// cost of the voice treatment per mixed talker
+    #[arg(long)]
+    untreated: bool,
     /// the bridge binary (default: `caucus` next to this program)
     #[arg(long)]
     bridge: Option<PathBuf>,

@@ -34,7 +34,15 @@ pub(crate) fn run_shape(args: &Args, bin: &Path, shape: Shape, n: usize) -> Repo
         (None, Some(_)) => None,
         (None, None) => Some(0),
     };
-    let bridge = start_bridge(bin, rooms, n, overload, false, args.baseline);
+    let bridge = start_bridge(
+        bin,
+        rooms,
+        n,
+        overload,
+        false,
+        args.baseline,
+        args.untreated,
+    );
     let pid = bridge.child.id();
     let rss_before = rss_kib(pid);
     let (pt, rtpmap, clock) = match args.codec {

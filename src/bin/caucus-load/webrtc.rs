@@ -207,7 +207,7 @@ impl Client {
 pub(crate) fn run_webrtc(args: &Args, bin: &Path, per_room: usize, n: usize) -> Report {
     str0m::crypto::from_feature_flags().install_process_default();
     let rooms = n.div_ceil(per_room);
-    let bridge = start_bridge(bin, rooms, n, Some(0), true, false);
+    let bridge = start_bridge(bin, rooms, n, Some(0), true, false, args.untreated);
     let pid = bridge.child.id();
     let rss_before = rss_kib(pid);
     let talkers = args.talkers.min(per_room.saturating_sub(1));
