@@ -11,6 +11,14 @@
 //! samples (mix-minus stays exact); a leg that was not denoised last tick (not
 //! mixed, or over the worker's budget) holds a stale tail from its last
 //! talkspurt, so its first 10 ms after a gap fade in from silence.
+//!
+//! A steady pure tone is not background noise but a signal someone meant (a
+//! test tone, an alert, a tone-based tool); RNNoise, trained on speech and
+//! noise, passes some and removes others (1.3 and 1.5 kHz by 25-50 dB). A
+//! talker whose frames are each one sinusoid (its frequency estimated by a
+//! second-order linear predictor, and a Goertzel filter there holding 90 % of
+//! the frame's energy) for three ticks running is passed as it came, delayed
+//! like RNNoise's output so that going in and out of that is seamless.
 
 use std::sync::LazyLock;
 
@@ -25,6 +33,43 @@ const HALF: usize = DenoiseState::FRAME_SIZE;
 const WIDE: usize = 2 * HALF;
 const _: () = assert!(WIDE == MAX_FRAME);
 
+/// Share of a frame's energy at one frequency that makes it a pure tone.
+const TONE_SHARE: f64 = 0.9;
+/// Ticks in a row of pure tone (or not) that switch the bypass.
+const TONE_TICKS: u8 = 3;
+
+/// Whether `frame` is one sinusoid: its frequency from the three-term
+/// recurrence every sinusoid obeys (x[n−1] + x[n+1] = 2cos(w)·x[n], solved in
+/// least squares), and the share of the frame's energy a Goertzel filter
+/// finds there.
+fn is_tone(frame: &[i16]) -> bool {
+    let n = frame.len();
+    if n < 3 {
+        return false;
+    }
+    let (mut cross, mut inner) = (0f64, 0f64);
+    for k in 1..n - 1 {
+        let x = f64::from(frame[k]);
+        cross += x * (f64::from(frame[k - 1]) + f64::from(frame[k + 1]));
+        inner += x * x;
+    }
+    let energy: f64 = frame.iter().map(|&x| f64::from(x).powi(2)).sum();
+    // silence, or too quiet to matter
+    if energy < n as f64 * 100.0 || inner <= 0.0 {
+        return false;
+    }
+    let coeff = (cross / inner).clamp(-2.0, 2.0); // 2cos(w)
+    let (mut s1, mut s2) = (0f64, 0f64);
+    for &x in frame {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    // a sinusoid of energy e over n samples gives power ≈ e·n/2
+    2.0 * power / (n as f64 * energy) >= TONE_SHARE
+}
+
 /// The network's weights: built once, shared by every leg's state.
 static MODEL: LazyLock<RnnModel> = LazyLock::new(RnnModel::default);
 
@@ -38,6 +83,11 @@ pub struct Denoiser {
     output: [f32; WIDE],
     // the tick it last ran, to tell a continuation from a fresh spurt
     last_tick: Option<u64>,
+    // the input's last 10 ms at 48 kHz: the input as late as RNNoise's output
+    dry: [f32; HALF],
+    // passing a pure tone as it came, and the ticks in a row that say otherwise
+    bypass: bool,
+    against: u8,
 }
 
 impl Default for Denoiser {
@@ -50,6 +100,9 @@ impl Default for Denoiser {
             input: [0.0; WIDE],
             output: [0.0; WIDE],
             last_tick: None,
+            dry: [0.0; HALF],
+            bypass: false,
+            against: 0,
         }
     }
 }
@@ -60,6 +113,16 @@ impl Denoiser {
         let factor = WIDE / frame.len().max(1);
         if factor * frame.len() != WIDE {
             return; // not a 20 ms frame at a rate we mix at
+        }
+        let was_bypassed = self.bypass;
+        if is_tone(frame) != self.bypass {
+            self.against += 1;
+            if self.against >= TONE_TICKS {
+                self.bypass = !self.bypass;
+                self.against = 0;
+            }
+        } else {
+            self.against = 0;
         }
         if factor == 1 {
             for (f, &s) in self.input.iter_mut().zip(frame.iter()) {
@@ -85,7 +148,27 @@ impl Denoiser {
             for (k, o) in self.output[..HALF].iter_mut().enumerate() {
                 *o *= k as f32 / HALF as f32;
             }
+            self.dry.fill(0.0);
         }
+        // the input delayed by RNNoise's frame, to stand in for its output
+        // (crossfaded over the tick where the bypass turns)
+        if self.bypass || was_bypassed {
+            let (from, to) = match (was_bypassed, self.bypass) {
+                (false, true) => (0.0, 1.0),
+                (true, false) => (1.0, 0.0),
+                _ => (1.0, 1.0),
+            };
+            for k in 0..WIDE {
+                let dry = if k < HALF {
+                    self.dry[k]
+                } else {
+                    self.input[k - HALF]
+                };
+                let mix = from + (to - from) * (k as f32 / WIDE as f32);
+                self.output[k] = mix * dry + (1.0 - mix) * self.output[k];
+            }
+        }
+        self.dry.copy_from_slice(&self.input[HALF..]);
         if factor == 1 {
             for (s, &o) in frame.iter_mut().zip(&self.output) {
                 *s = o.round().clamp(-32768.0, 32767.0) as i16;
@@ -155,11 +238,28 @@ pub(crate) mod tests {
         (talk, pause)
     }
 
-    /// A tone is not noise: RNNoise passes it whole (the bridge's tone tests
-    /// rely on it), at every rate.
+    /// A steady tone is passed whole at every rate and frequency, among them
+    /// those RNNoise alone would remove; speech and noise are no tone.
     #[test]
     fn a_steady_tone_passes() {
-        for rate in [8000usize, 16000, 48000] {
+        let clean = speech(0.5);
+        let talk = clean.chunks_exact(160).filter(|f| is_tone(f)).count();
+        assert!(
+            talk * 20 < clean.len() / 160,
+            "speech read as tone: {talk} frames"
+        );
+        assert!(
+            noise(160 * 50, 1500.0, 1)
+                .chunks_exact(160)
+                .all(|f| !is_tone(f))
+        );
+        for (rate, freq) in [
+            (8000usize, 700.0),
+            (8000, 1500.0),
+            (16000, 1300.0),
+            (48000, 1500.0),
+            (48000, 440.0),
+        ] {
             let n = rate / 50;
             let mut d = Denoiser::default();
             let mut out = Vec::new();
@@ -167,7 +267,7 @@ pub(crate) mod tests {
                 let mut f: Vec<i16> = (0..n)
                     .map(|i| {
                         let x = (t as usize * n + i) as f64 / rate as f64;
-                        (6000.0 * (2.0 * std::f64::consts::PI * 700.0 * x).sin()) as i16
+                        (6000.0 * (2.0 * std::f64::consts::PI * freq * x).sin()) as i16
                     })
                     .collect();
                 d.process(&mut f, t);
@@ -177,7 +277,7 @@ pub(crate) mod tests {
             let want = 20.0 * (6000.0 / 32768.0 / 2f64.sqrt()).log10();
             assert!(
                 (level - want).abs() < 1.0,
-                "{rate} Hz: {level:.1} dB, sent {want:.1}"
+                "{freq} Hz at {rate} Hz: {level:.1} dB, sent {want:.1}"
             );
         }
     }

@@ -16,6 +16,8 @@ pub mod leg;
 pub mod level;
 pub mod mixer;
 pub mod opus;
+#[cfg(feature = "libopus")]
+pub mod opus_c;
 pub mod opus_packet;
 pub mod prefetch;
 pub mod prompt;

@@ -1,4 +1,5 @@
-//! Opus (RFC 6716) encoder and decoder, mono at 48 kHz.
+//! Opus (RFC 6716) encoder and decoder, mono at 48 kHz; with `--features
+//! libopus`, the encoder and decoder of libopus 1.6 itself (`media::opus_c`).
 //!
 //! Why unsafe-libopus: it is libopus 1.3 translated to Rust by c2rust, so it has
 //! libopus's quality and bit-exactness, and it builds with cargo alone: the bindings
@@ -9,20 +10,26 @@
 //! states the invariant that makes it sound.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "libopus")]
+pub use super::opus_c::{Decoder, Encoder};
+
 /// The codec refused to start or to work on a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("opus error {0}")]
 pub struct OpusError(pub i32);
 
+#[cfg(not(feature = "libopus"))]
 /// Opus encoder (VOIP application, 48 kHz mono).
 pub struct Encoder {
     st: *mut unsafe_libopus::OpusEncoder,
 }
 
+#[cfg(not(feature = "libopus"))]
 // SAFETY: the state is owned exclusively by this value and never aliased; moving it
 // to another thread is as safe as moving a Box.
 unsafe impl Send for Encoder {}
 
+#[cfg(not(feature = "libopus"))]
 impl Encoder {
     /// Create an encoder with the given complexity (0..=10).
     pub fn new(complexity: i32) -> Result<Encoder, OpusError> {
@@ -71,6 +78,7 @@ impl Encoder {
     }
 }
 
+#[cfg(not(feature = "libopus"))]
 impl Drop for Encoder {
     fn drop(&mut self) {
         // SAFETY: created by opus_encoder_create, destroyed exactly once.
@@ -144,6 +152,7 @@ impl Drop for MultiEncoder {
     }
 }
 
+#[cfg(not(feature = "libopus"))]
 /// Opus decoder (48 kHz mono output).
 pub struct Decoder {
     st: *mut unsafe_libopus::OpusDecoder,
@@ -151,9 +160,11 @@ pub struct Decoder {
     behind: bool,
 }
 
+#[cfg(not(feature = "libopus"))]
 // SAFETY: as for Encoder.
 unsafe impl Send for Decoder {}
 
+#[cfg(not(feature = "libopus"))]
 impl Decoder {
     /// Create a decoder.
     pub fn new() -> Result<Decoder, OpusError> {
@@ -204,6 +215,7 @@ impl Decoder {
     }
 }
 
+#[cfg(not(feature = "libopus"))]
 impl Drop for Decoder {
     fn drop(&mut self) {
         // SAFETY: created by opus_decoder_create, destroyed exactly once.
