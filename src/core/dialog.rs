@@ -148,6 +148,9 @@ impl Core {
                         Ok(x) => x,
                         Err(r) => return self.reject(now, key, &msg, from, r),
                     };
+                if self.downgrades(id, &offer) {
+                    return self.reject(now, key, &msg, from, Reject::NotAcceptableHere);
+                }
                 let mut extra = vec![("Contact", self.contact_for(from, &msg))];
                 if let Some(t) = &session {
                     extra.extend(t.response_headers());
@@ -191,6 +194,10 @@ impl Core {
             Ok(x) => x,
             Err(r) => return self.reject(now, key, &msg, from, r),
         };
+        if self.downgrades(id, &offer) {
+            tracing::info!(leg = %id, "re-offer refused: the room requires SRTP");
+            return self.reject(now, key, &msg, from, Reject::NotAcceptableHere);
+        }
         if let Some(tx) = self.server.get_mut(key) {
             tx.leg = Some(id);
         }

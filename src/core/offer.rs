@@ -134,6 +134,24 @@ impl Core {
         self.with_room(now, &room, |r, ctx| r.media_up(ctx, id));
     }
 
+    /// Whether `offer`, a new offer (re-INVITE, UPDATE) on leg `id`, would take
+    /// a leg of a `require_srtp` room to plain RTP: refused (488) as the first
+    /// offer would have been.
+    pub(super) fn downgrades(&self, id: LegId, offer: &Option<Offer>) -> bool {
+        let Some((_, _, params)) = offer else {
+            return false;
+        };
+        let Some(leg) = self.legs.get(&id) else {
+            return false;
+        };
+        params.srtp.is_none()
+            && leg.kind != super::LegKind::Link
+            && self
+                .rooms
+                .get(leg.room.as_str())
+                .is_some_and(|r| r.policy().require_srtp)
+    }
+
     /// What room `room` does to leg `id`'s voice: its `denoise` and `level`,
     /// nothing for a link (the other room's mix, treated there).
     pub(super) fn treatment(&self, room: &str, id: LegId) -> Treatment {

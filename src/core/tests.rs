@@ -53,6 +53,9 @@ fn config() -> CoreConfig {
     let mut lan = RoomPolicy::open(10, Duration::ZERO);
     lan.allowed_sources = vec![Cidr::parse("10.0.0.0/8").unwrap()];
     rooms.insert("lan".to_string(), lan);
+    let mut vault = RoomPolicy::open(10, Duration::ZERO);
+    vault.require_srtp = true;
+    rooms.insert("vault".to_string(), vault);
     let mut local = RoomPolicy::open(10, Duration::ZERO);
     local.allowed_sources = vec![Cidr::parse("127.0.0.0/8").unwrap()];
     local.allowed_callers = vec!["sip:alice@*".into()];
@@ -1643,4 +1646,36 @@ fn srtp_is_answered_with_keys_of_our_own_and_the_policy_refuses_what_it_must() {
     let mut h = Harness::with(cfg);
     let out = h.send(&request("INVITE", "demo", "z9hG4bKs3", 1, None, SDP));
     assert_eq!(status(messages(&out).last().unwrap()), 488);
+    // a room that requires it: a plain offer gets 488; an SRTP call is taken,
+    // and a re-INVITE or UPDATE that would drop to plain RTP gets 488 too,
+    // one that keeps SRTP 200
+    let mut h = Harness::new();
+    let out = h.send(&request("INVITE", "vault", "z9hG4bKv1", 1, None, SDP));
+    assert_eq!(status(messages(&out).last().unwrap()), 488);
+    let out = h.send(&request("INVITE", "vault", "z9hG4bKv2", 1, None, &savp));
+    let ok = messages(&out)[1].clone();
+    assert_eq!(status(&ok), 200);
+    let tag = to_tag(&ok);
+    h.send(&request("ACK", "vault", "z9hG4bKv2a", 1, Some(&tag), ""));
+    let out = h.send(&request("INVITE", "vault", "z9hG4bKv3", 2, Some(&tag), SDP));
+    assert_eq!(
+        status(messages(&out).last().unwrap()),
+        488,
+        "plain re-INVITE"
+    );
+    let out = h.send(&request("UPDATE", "vault", "z9hG4bKv4", 3, Some(&tag), SDP));
+    assert_eq!(status(messages(&out).last().unwrap()), 488, "plain UPDATE");
+    let out = h.send(&request(
+        "INVITE",
+        "vault",
+        "z9hG4bKv5",
+        4,
+        Some(&tag),
+        &savp,
+    ));
+    assert_eq!(
+        status(messages(&out).last().unwrap()),
+        200,
+        "SRTP re-INVITE"
+    );
 }
