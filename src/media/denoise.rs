@@ -224,6 +224,25 @@ pub(crate) mod tests {
         10.0 * (ms.max(1e-9) / (32768.0f64 * 32768.0)).log10()
     }
 
+    /// Frames `frames` (20 ms at 8 kHz) of `x`, each `lag` frames later, from
+    /// the first second on (the suppressor and leveller settle in it).
+    pub(crate) fn frames_at(x: &[i16], frames: &[usize], lag: usize) -> Vec<i16> {
+        frames
+            .iter()
+            .filter(|&&k| k >= 50 && (k + lag + 1) * 160 <= x.len())
+            .flat_map(|&k| x[(k + lag) * 160..(k + lag + 1) * 160].to_vec())
+            .collect()
+    }
+
+    /// The noise (dBFS, before and after) fell by 10 dB and more, and the
+    /// speech stayed within 2 dB.
+    pub(crate) fn assert_cleaner(noise: (f64, f64), speech: (f64, f64)) {
+        let ((n0, n1), (s0, s1)) = (noise, speech);
+        eprintln!("noise {n0:.1} -> {n1:.1} dBFS, speech {s0:.1} -> {s1:.1} dBFS");
+        assert!(n0 - n1 >= 10.0, "noise {n0:.1} -> {n1:.1}");
+        assert!((s0 - s1).abs() <= 2.0, "speech {s0:.1} -> {s1:.1}");
+    }
+
     /// Frames (by index) where the clean speech is loud, and where it is silent.
     pub(crate) fn speech_and_pauses(clean: &[i16], n: usize) -> (Vec<usize>, Vec<usize>) {
         let (mut talk, mut pause) = (Vec::new(), Vec::new());
@@ -303,27 +322,15 @@ pub(crate) mod tests {
         let (talk, pause) = speech_and_pauses(&clean, 160);
         // the output is late by RNNoise's 10 ms and the filters': compare
         // frames one tick on
-        let pick = |x: &[i16], frames: &[usize], lag: usize| -> Vec<i16> {
-            frames
-                .iter()
-                .filter(|&&k| k >= 50 && (k + lag + 1) * 160 <= x.len())
-                .flat_map(|&k| x[(k + lag) * 160..(k + lag + 1) * 160].to_vec())
-                .collect()
-        };
-        let noise_in = rms_db(&pick(&noisy, &pause, 0));
-        let noise_out = rms_db(&pick(&out, &pause, 1));
-        let speech_in = rms_db(&pick(&clean, &talk, 0));
-        let speech_out = rms_db(&pick(&out, &talk, 1));
-        eprintln!(
-            "noise {noise_in:.1} -> {noise_out:.1} dBFS, speech {speech_in:.1} -> {speech_out:.1} dBFS"
-        );
-        assert!(
-            noise_in - noise_out >= 10.0,
-            "noise {noise_in:.1} -> {noise_out:.1}"
-        );
-        assert!(
-            (speech_in - speech_out).abs() <= 2.0,
-            "speech {speech_in:.1} -> {speech_out:.1}"
+        assert_cleaner(
+            (
+                rms_db(&frames_at(&noisy, &pause, 0)),
+                rms_db(&frames_at(&out, &pause, 1)),
+            ),
+            (
+                rms_db(&frames_at(&clean, &talk, 0)),
+                rms_db(&frames_at(&out, &talk, 1)),
+            ),
         );
     }
 }
