@@ -147,3 +147,81 @@ fn an_rtp_port_held_by_another_program_is_never_announced() {
     assert_eq!(b.hangup(), 200);
     drop(held);
 }
+
+/// Dial-out to an IPv6 target: the INVITE leaves from the bridge's IPv6
+/// socket offering IPv6 media, and once answered the dialled leg and a caller
+/// over IPv4 hear each other.
+#[test]
+fn a_dial_out_to_an_ipv6_target_hears_an_ipv4_caller() {
+    const TOKEN: &str = "test-token-0123456789";
+    let api = common::free_port();
+    let bridge = Bridge::start_with(
+        "t1_ms = 100\nlisten = [\"127.0.0.1:PORT\", \"[::1]:PORT\"]\n",
+        &format!(
+            "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n\
+             [dialout]\nallowed_destinations = [\"sip:*@[::1]:*\"]\n{DEMO}"
+        ),
+    );
+    let api = SocketAddr::from(([127, 0, 0, 1], api));
+    let v6: IpAddr = "::1".parse().unwrap();
+    let mut member = Ua::new(bridge.sip, "demo", CodecKind::Pcmu, false, "four");
+    assert_eq!(member.call(""), 200);
+    let uas = common::Uas::at(v6);
+    let r = common::http::request(
+        api,
+        "POST",
+        "/v1/rooms/demo/dial",
+        Some(TOKEN),
+        Some(&format!(r#"{{"to": "{}", "timeout_s": 10}}"#, uas.uri())),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (invite, from) = uas.recv_method(caucus::sip::Method::Invite, 3);
+    assert!(from.is_ipv6(), "the INVITE came from {from}");
+    let offer = SessionDescription::parse(&invite.body).unwrap();
+    let (_, p) = sdp::select_audio(&offer, || None).unwrap();
+    assert!(
+        p.remote_ip.is_some_and(|ip| ip.is_ipv6()),
+        "the offer's media address is not IPv6: {:?}",
+        p.remote_ip
+    );
+    // answer from an IPv6 RTP socket of our own (a Ua used only for media)
+    let mut media = Ua::new_at(
+        v6,
+        SocketAddr::new(v6, bridge.sip.port()),
+        "x",
+        CodecKind::Pcmu,
+        false,
+        "six",
+    );
+    media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
+    media.pt = 0;
+    let port = media.rtp.local_addr().unwrap().port();
+    let answer = common::sdp_offer_with(port, CodecKind::Pcmu, "", false)
+        .replace("IN IP4 127.0.0.1", "IN IP6 ::1")
+        .replace("IN IP4 localhost", "IN IP6 ::1");
+    uas.respond(
+        &invite,
+        from,
+        200,
+        &format!(
+            "Contact: <sip:uas@{}>\r\nContent-Type: application/sdp\r\n",
+            uas.sock.local_addr().unwrap()
+        ),
+        &answer,
+    );
+    uas.recv_method(caucus::sip::Method::Ack, 3);
+    let heard = common::converse(
+        &[(&media, 1000.0), (&member, 440.0)],
+        Duration::from_secs(3),
+    );
+    let tail = |x: &[i16]| x[x.len().saturating_sub(8000)..].to_vec();
+    assert!(
+        db(goertzel(&tail(&heard[0]), 8000.0, 440.0)) > 40.0,
+        "the IPv6 dialled leg does not hear the IPv4 caller"
+    );
+    assert!(
+        db(goertzel(&tail(&heard[1]), 8000.0, 1000.0)) > 40.0,
+        "the IPv4 caller does not hear the IPv6 dialled leg"
+    );
+    let _ = member.hangup();
+}

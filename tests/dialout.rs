@@ -5,15 +5,15 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use caucus::sdp::{self, CodecKind, SessionDescription};
 use caucus::sip::digest::{self, Challenge, Credentials};
-use caucus::sip::{Message, Method, StartLine};
+use caucus::sip::{Method, StartLine};
 use common::http::{Receiver, request};
-use common::{Bridge, Stream, Ua, db, free_port, goertzel};
+use common::{Bridge, Stream, Ua, Uas, db, free_port, goertzel};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -73,61 +73,6 @@ impl Rig {
                 .collect::<Vec<_>>()
         );
         self.hooks.events().into_iter().find(is).unwrap()
-    }
-}
-
-/// A scripted UAS on its own socket.
-struct Uas {
-    sock: UdpSocket,
-}
-
-impl Uas {
-    fn new() -> Uas {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        Uas { sock }
-    }
-    fn uri(&self) -> String {
-        format!("sip:uas@{}", self.sock.local_addr().unwrap())
-    }
-    fn recv(&self, secs: u64) -> Option<(Message, SocketAddr)> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut buf = vec![0u8; 65536];
-        while Instant::now() < deadline {
-            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
-                return Some((Message::parse(&buf[..n]).unwrap(), from));
-            }
-        }
-        None
-    }
-    fn recv_method(&self, m: Method, secs: u64) -> (Message, SocketAddr) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Some((msg, from)) = self.recv(1)
-                && msg.method() == Some(&m)
-            {
-                return (msg, from);
-            }
-        }
-        panic!("no {m:?} within {secs} s");
-    }
-    fn respond(&self, req: &Message, to: SocketAddr, code: u16, extra: &str, body: &str) {
-        let to_hdr = req.header("To").unwrap();
-        let to_hdr = if code > 100 && !to_hdr.contains("tag=") {
-            format!("{to_hdr};tag=uas")
-        } else {
-            to_hdr.to_string()
-        };
-        let msg = format!(
-            "SIP/2.0 {code} X\r\nVia: {}\r\nFrom: {}\r\nTo: {to_hdr}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            req.header("Via").unwrap(),
-            req.header("From").unwrap(),
-            req.header("Call-ID").unwrap(),
-            req.header("CSeq").unwrap(),
-            body.len()
-        );
-        self.sock.send_to(msg.as_bytes(), to).unwrap();
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use caucus::media::rtp::{RtpPacket, write_header};
 use caucus::sdp::{self, CodecKind, SessionDescription};
-use caucus::sip::{Message, StartLine};
+use caucus::sip::{Message, Method, StartLine};
 
 pub mod http;
 
@@ -877,4 +877,63 @@ pub fn sipp_stat(path: &std::path::Path, column: &str) -> u64 {
         .and_then(|l| l.split(';').nth(idx))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// A scripted UAS on its own socket (a dial-out's far end).
+pub struct Uas {
+    pub sock: UdpSocket,
+}
+
+impl Uas {
+    pub fn new() -> Uas {
+        Uas::at("127.0.0.1".parse().unwrap())
+    }
+    /// A UAS bound to `ip` (::1 for IPv6).
+    pub fn at(ip: std::net::IpAddr) -> Uas {
+        let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Uas { sock }
+    }
+    pub fn uri(&self) -> String {
+        format!("sip:uas@{}", self.sock.local_addr().unwrap())
+    }
+    pub fn recv(&self, secs: u64) -> Option<(Message, SocketAddr)> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                return Some((Message::parse(&buf[..n]).unwrap(), from));
+            }
+        }
+        None
+    }
+    pub fn recv_method(&self, m: Method, secs: u64) -> (Message, SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some((msg, from)) = self.recv(1)
+                && msg.method() == Some(&m)
+            {
+                return (msg, from);
+            }
+        }
+        panic!("no {m:?} within {secs} s");
+    }
+    pub fn respond(&self, req: &Message, to: SocketAddr, code: u16, extra: &str, body: &str) {
+        let to_hdr = req.header("To").unwrap();
+        let to_hdr = if code > 100 && !to_hdr.contains("tag=") {
+            format!("{to_hdr};tag=uas")
+        } else {
+            to_hdr.to_string()
+        };
+        let msg = format!(
+            "SIP/2.0 {code} X\r\nVia: {}\r\nFrom: {}\r\nTo: {to_hdr}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            req.header("Via").unwrap(),
+            req.header("From").unwrap(),
+            req.header("Call-ID").unwrap(),
+            req.header("CSeq").unwrap(),
+            body.len()
+        );
+        self.sock.send_to(msg.as_bytes(), to).unwrap();
+    }
 }
