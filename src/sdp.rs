@@ -42,6 +42,14 @@ impl CodecKind {
         }
     }
 
+    /// Whether a payload is one byte per RTP clock tick (G.711; G.722 on its
+    /// 8 kHz clock), so that any whole number of milliseconds makes a packet
+    /// by cutting the byte stream: the codecs whose packet time follows the
+    /// offerer's `ptime`.
+    pub fn byte_per_tick(self) -> bool {
+        matches!(self, CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722)
+    }
+
     /// Sampling rate of the decoded audio: what frames hold.
     pub fn sample_rate(self) -> u32 {
         match self {
@@ -519,7 +527,14 @@ pub fn answer(
         if let Some(s) = &params.srtp {
             let _ = write!(out, "a=crypto:{}\r\n", s.answer_line());
         }
-        let _ = write!(out, "a=ptime:20\r\na={}\r\n", direction.attr());
+        // the packet time we send: the offer's for G.711 and G.722, 20 ms for
+        // Opus (a frame a packet)
+        let ptime = if params.codec.byte_per_tick() {
+            params.ptime_ms
+        } else {
+            20
+        };
+        let _ = write!(out, "a=ptime:{ptime}\r\na={}\r\n", direction.attr());
     }
     out.into_bytes()
 }
@@ -619,6 +634,8 @@ m=video 5000 RTP/AVP 96\r\n";
         };
         let ans = answer(&sd, idx, &p, &local, Direction::SendRecv);
         let back = SessionDescription::parse(&ans).unwrap();
+        // the offer's 30 ms is what G.711 sends
+        assert_eq!(back.media[0].ptime, Some(30));
         assert_eq!(back.media.len(), 2);
         assert_eq!(back.media[1].port, 0);
         let (_, bp) = select_audio(&back, MasterKey::random).unwrap();

@@ -121,6 +121,18 @@ pub struct LegMedia {
     // time the leg is mixed: most legs only listen)
     pub(super) treatment: Treatment,
     voice: Option<Box<Voice>>,
+    // the bytes of a packet time other than a tick, until they fill a packet
+    packetizer: Option<Box<Packetizer>>,
+}
+
+/// What a G.711 or G.722 leg with a packet time other than 20 ms has encoded
+/// and not yet sent: the ticks' payloads run together and cut at `ptime`.
+struct Packetizer {
+    buf: [u8; 2 * 8 * 60],
+    len: usize,
+    // RTP time of `buf[0]`, and whether the next packet starts a talkspurt
+    ts: u32,
+    marker: bool,
 }
 
 /// A talker's treatment state: its suppressor (made when first denoised) and
@@ -181,6 +193,7 @@ impl LegMedia {
             relation: None,
             treatment: Treatment::default(),
             voice: None,
+            packetizer: None,
             next_rtcp: now + RTCP_INTERVAL,
             started: now,
             last_rtp: now,
@@ -541,9 +554,17 @@ impl LegMedia {
         self.ts = self.ts_now();
         self.unsent_ticks = 0;
         if self.dtmf_out.is_some() && self.send_dtmf(pkt, per_tick) {
+            // what was held back would go out after the key press, out of time
+            if let Some(p) = self.packetizer.as_deref_mut() {
+                p.len = 0;
+            }
             return;
         }
         let first = self.sent_packets == 0;
+        if self.params.ptime_ms != 20 && self.params.codec.byte_per_tick() {
+            self.send_packetized(payload, pkt, resumed, per_tick);
+            return;
+        }
         rtp::write_header(
             pkt,
             self.params.pt,
@@ -558,6 +579,53 @@ impl LegMedia {
         self.ts = self.ts.wrapping_add(per_tick);
         self.sent_packets = self.sent_packets.wrapping_add(1);
         self.sent_octets = self.sent_octets.wrapping_add(payload.len() as u32);
+    }
+
+    /// This tick's `payload` (one byte a clock tick) into packets of the
+    /// offerer's packet time (RFC 4566 `ptime`, 10-60 ms): none, one or more
+    /// go out, their timestamps following the bytes; `resumed`: the first tick
+    /// after a pause in sending.
+    fn send_packetized(&mut self, payload: &[u8], pkt: &mut [u8], resumed: bool, per_tick: u32) {
+        let size = (self.params.ptime_ms.clamp(10, 60) * 8) as usize;
+        let p = self.packetizer.get_or_insert_with(|| {
+            Box::new(Packetizer {
+                buf: [0; 2 * 8 * 60],
+                len: 0,
+                ts: 0,
+                marker: true,
+            })
+        });
+        if resumed {
+            // a new talkspurt: what was held from before the pause is dropped
+            p.len = 0;
+            p.marker = true;
+        }
+        if p.len == 0 {
+            p.ts = self.ts;
+        }
+        let n = payload.len().min(p.buf.len() - p.len);
+        p.buf[p.len..p.len + n].copy_from_slice(&payload[..n]);
+        p.len += n;
+        self.ts = self.ts.wrapping_add(per_tick);
+        while p.len >= size {
+            rtp::write_header(
+                pkt,
+                self.params.pt,
+                p.marker,
+                self.seq,
+                p.ts,
+                self.params.ssrc,
+            );
+            pkt[12..12 + size].copy_from_slice(&p.buf[..size]);
+            self.transport.send(&pkt[..12 + size]);
+            p.buf.copy_within(size..p.len, 0);
+            p.len -= size;
+            p.ts = p.ts.wrapping_add(size as u32);
+            p.marker = false;
+            self.seq = self.seq.wrapping_add(1);
+            self.sent_packets = self.sent_packets.wrapping_add(1);
+            self.sent_octets = self.sent_octets.wrapping_add(size as u32);
+        }
     }
 
     /// The RTP time of the next packet on the sending clock, the ticks it went

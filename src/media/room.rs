@@ -1354,6 +1354,47 @@ mod tests {
         }
     }
 
+    /// A G.711 leg that asked for 10, 30 or 40 ms packets gets them: the
+    /// room's 20 ms ticks cut at its packet time, sequence and timestamps
+    /// running on, the first marked.
+    #[test]
+    fn the_offerers_packet_time_is_sent() {
+        for ptime in [10u32, 30, 40] {
+            let mut rig = Rig::new(2, 4);
+            rig.leg(1).params.ptime_ms = ptime;
+            let mut scratch = Scratch::default();
+            let mut pkt = [0u8; 172];
+            let mut got = Vec::new();
+            for t in 0..12u32 {
+                for (i, port) in rig.ports.iter().enumerate() {
+                    rtp::write_header(&mut pkt, 0, false, t as u16, t * 160, 7 + i as u32);
+                    pkt[12..].copy_from_slice(&tone(450.0, 8000.0, t));
+                    port.push(&pkt);
+                }
+                rig.room.tick(rig.start + TICK * t, &mut scratch, &rig.tx);
+                rig.ports[0].take_sent();
+                got.extend(rig.ports[1].take_sent());
+            }
+            let size = (ptime * 8) as usize;
+            assert_eq!(
+                got.len(),
+                12 * 160 / size,
+                "{ptime} ms: {} packets",
+                got.len()
+            );
+            let parsed: Vec<rtp::RtpPacket> = got
+                .iter()
+                .map(|p| rtp::RtpPacket::parse(p).unwrap())
+                .collect();
+            assert!(parsed[0].marker && parsed[1..].iter().all(|p| !p.marker));
+            for w in parsed.windows(2) {
+                assert_eq!(w[0].payload.len(), size);
+                assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+                assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(size as u32));
+            }
+        }
+    }
+
     /// A phone that sends comfort noise (RFC 3389) in a pause has paused, not
     /// lost packets: nothing is counted lost or concealed, its listener hears
     /// silence through the pause and the talker again after it.
