@@ -469,12 +469,10 @@ fn a_room_over_cascade_at_spans_two_nodes_and_is_one_conference() {
     for (j, h) in heard.iter().enumerate() {
         for (jj, f) in freqs.iter().enumerate() {
             let l = level(h, *f);
-            // (the tones are levelled toward the room's loudness, and 1.7 kHz
-            // weighs louder than 500 Hz: up to 12 dB under what was sent)
             if jj == j {
                 assert!(l < 30.0, "caller {j} hears itself at {l:.1} dB");
             } else {
-                assert!(l > 40.0, "caller {j} hears caller {jj} at {l:.1} dB");
+                assert!(l > 45.0, "caller {j} hears caller {jj} at {l:.1} dB");
             }
         }
     }

@@ -153,18 +153,19 @@ impl Core {
     }
 
     /// What room `room` does to leg `id`'s voice: its `denoise` and `level`,
-    /// nothing for a link (the other room's mix, treated there).
+    /// nothing for a link (the other room's mix, treated there), be it a pipe
+    /// between rooms of this node or a SIP leg to another bridge.
     pub(super) fn treatment(&self, room: &str, id: LegId) -> Treatment {
-        if self
+        let pipe = self
             .legs
             .get(&id)
-            .is_some_and(|l| l.kind == super::LegKind::Link)
-        {
-            return Treatment::NONE;
+            .is_some_and(|l| l.kind == super::LegKind::Link);
+        match self.rooms.get(room) {
+            _ if pipe => Treatment::NONE,
+            Some(r) if r.is_link(id) => Treatment::NONE,
+            Some(r) => r.policy().treatment,
+            None => Treatment::default(),
         }
-        self.rooms
-            .get(room)
-            .map_or_else(Treatment::default, |r| r.policy().treatment)
     }
 
     /// Ask the driver to bind a leg's RTP (and RTCP) port; it answers with

@@ -13,8 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::codec::{Decoder, Encoder};
-use super::contract::Treatment;
-use super::contract::{MediaEvent, MediaParams, TransportSpec};
+use super::contract::{MediaEvent, MediaParams, TransportSpec, Treatment};
 use super::denoise::Denoiser;
 use super::dtmf::InbandDetector;
 use super::frame::{MAX_FRAME, SILENCE};
@@ -392,11 +391,6 @@ impl LegMedia {
         if self.gain_in != super::mixer::UNITY {
             super::mixer::scale(frame, self.gain_in);
         }
-    }
-
-    /// The leveller's gain now, dB (0 before the leg was first mixed).
-    pub fn level_gain_db(&self) -> f64 {
-        self.voice.as_ref().map_or(0.0, |v| v.leveller.gain_db())
     }
 
     /// Produce this tick's frame at `room_rate` into `self.frame` (or leave it

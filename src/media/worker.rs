@@ -305,15 +305,41 @@ impl WorkerGauges {
 /// fifth of a tick; the talkers beyond are mixed as they came.
 pub const DENOISE_BUDGET: u32 = 32;
 
-/// Whether a worker that took `busy` of its last tick denoises this one:
-/// noise suppression is the first thing to go when the worker is loaded (over
-/// half the tick), and comes back once it is under a third, so that it does
-/// not flap on and off from tick to tick.
-fn denoising(was: bool, busy: Duration) -> bool {
-    if was {
-        busy < TICK / 2
-    } else {
-        busy < TICK / 3
+/// Ticks in a row under a third of the tick before a shed worker denoises
+/// again (5 s).
+const CALM_TICKS: u32 = 250;
+
+/// Whether a worker denoises: noise suppression is the first thing to go when
+/// the worker is loaded (a tick over half its time), and comes back only after
+/// 5 s of ticks under a third, so that talkers do not flicker between denoised
+/// and not while the load hovers near the line.
+#[derive(Debug)]
+struct Shedding {
+    on: bool,
+    calm: u32,
+}
+
+impl Shedding {
+    fn new() -> Shedding {
+        Shedding { on: true, calm: 0 }
+    }
+
+    /// After a tick that took `busy`: whether the next one denoises.
+    fn next(&mut self, busy: Duration) -> bool {
+        if self.on {
+            if busy > TICK / 2 {
+                self.on = false;
+                self.calm = 0;
+            }
+        } else if busy < TICK / 3 {
+            self.calm += 1;
+            if self.calm >= CALM_TICKS {
+                self.on = true;
+            }
+        } else {
+            self.calm = 0;
+        }
+        self.on
     }
 }
 
@@ -339,6 +365,7 @@ pub(super) fn worker(
     let mut ended = RtpTotals::default();
     let mut lost_reported = 0i64;
     let mut next_tick = aligned(Instant::now(), anchor);
+    let mut shedding = Shedding::new();
     let mut denoise = true;
     loop {
         // With no rooms, sleep until told otherwise.
@@ -531,7 +558,7 @@ pub(super) fn worker(
                 room.tick(now, &mut scratch, &events);
             }
             let busy = now.elapsed();
-            denoise = denoising(denoise, busy);
+            denoise = shedding.next(busy);
             lateness.record(now - next_tick, busy, thread_cpu().saturating_sub(cpu));
             heart.tick(index, busy, leg_room.len());
             if lateness.ticks >= STATS_EVERY {
@@ -568,6 +595,24 @@ pub(super) fn worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Denoising stops on the first tick over half its time and comes back
+    /// after 5 s under a third, not sooner: a load hovering near the line
+    /// does not flip it tick by tick.
+    #[test]
+    fn denoising_is_shed_under_load_and_back_after_calm() {
+        let mut s = Shedding::new();
+        assert!(s.next(TICK / 4));
+        assert!(!s.next(TICK * 3 / 5));
+        for _ in 0..CALM_TICKS - 1 {
+            assert!(!s.next(TICK / 4));
+        }
+        assert!(!s.next(TICK * 2 / 5), "a busier tick starts the calm again");
+        for _ in 0..CALM_TICKS - 1 {
+            assert!(!s.next(TICK / 4));
+        }
+        assert!(s.next(TICK / 4));
+    }
 
     #[test]
     fn predicted_load_counts_legs_placed_since_the_last_tick() {

@@ -376,6 +376,13 @@ impl Room {
             .collect()
     }
 
+    /// Whether `leg` carries a link (another room's or bridge's mix).
+    pub fn is_link(&self, leg: LegId) -> bool {
+        self.parts
+            .get(&leg)
+            .is_some_and(|p| p.identity.kind == LegKind::Link)
+    }
+
     /// Legs in the room, in order of arrival.
     pub fn members(&self) -> &[LegId] {
         &self.members
