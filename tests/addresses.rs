@@ -185,30 +185,7 @@ fn a_dial_out_to_an_ipv6_target_hears_an_ipv4_caller() {
         p.remote_ip
     );
     // answer from an IPv6 RTP socket of our own (a Ua used only for media)
-    let mut media = Ua::new_at(
-        v6,
-        SocketAddr::new(v6, bridge.sip.port()),
-        "x",
-        CodecKind::Pcmu,
-        false,
-        "six",
-    );
-    media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
-    media.pt = 0;
-    let port = media.rtp.local_addr().unwrap().port();
-    let answer = common::sdp_offer_with(port, CodecKind::Pcmu, "", false)
-        .replace("IN IP4 127.0.0.1", "IN IP6 ::1")
-        .replace("IN IP4 localhost", "IN IP6 ::1");
-    uas.respond(
-        &invite,
-        from,
-        200,
-        &format!(
-            "Contact: <sip:uas@{}>\r\nContent-Type: application/sdp\r\n",
-            uas.sock.local_addr().unwrap()
-        ),
-        &answer,
-    );
+    let media = uas.answer_pcmu(&invite, from, SocketAddr::new(v6, bridge.sip.port()));
     uas.recv_method(caucus::sip::Method::Ack, 3);
     let heard = common::converse(
         &[(&media, 1000.0), (&member, 440.0)],

@@ -92,24 +92,8 @@ fn dialled_uas_answers_hears_the_room_and_is_heard() {
     let (invite, from) = uas.recv_method(Method::Invite, 3);
     uas.respond(&invite, from, 180, "", "");
     r.wait_dial("ringing", 3);
-    // answer with a PCMU offer of our own RTP socket (a Ua used only for media)
-    let mut media = Ua::new(r.bridge.sip, "x", CodecKind::Pcmu, false, "uasmedia");
-    let offer = SessionDescription::parse(&invite.body).unwrap();
-    let (_, p) = sdp::select_audio(&offer, || None).unwrap();
-    media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
-    media.pt = 0;
-    let port = media.rtp.local_addr().unwrap().port();
-    let answer = common::sdp_offer_with(port, CodecKind::Pcmu, "", false);
-    uas.respond(
-        &invite,
-        from,
-        200,
-        &format!(
-            "Contact: <sip:uas@{}>\r\nContent-Type: application/sdp\r\n",
-            uas.sock.local_addr().unwrap()
-        ),
-        &answer,
-    );
+    // answer with PCMU from an RTP socket of our own (a Ua used only for media)
+    let media = uas.answer_pcmu(&invite, from, r.bridge.sip);
     let (ack, _) = uas.recv_method(Method::Ack, 3);
     assert!(ack.header("To").unwrap().contains("tag=uas"));
     r.wait_dial("answered", 3);

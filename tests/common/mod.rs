@@ -919,6 +919,35 @@ impl Uas {
         }
         panic!("no {m:?} within {secs} s");
     }
+    /// Answer `invite` (from `from`) with 200 and PCMU from an RTP socket of
+    /// its own at the UAS's address: returns the Ua that owns that socket, for
+    /// the media only, sending to the offer's address.
+    pub fn answer_pcmu(&self, invite: &Message, from: SocketAddr, bridge: SocketAddr) -> Ua {
+        let ip = self.sock.local_addr().unwrap().ip();
+        let mut media = Ua::new_at(ip, bridge, "x", CodecKind::Pcmu, false, "uasmedia");
+        let offer = SessionDescription::parse(&invite.body).unwrap();
+        let (_, p) = sdp::select_audio(&offer, || None).unwrap();
+        media.remote_rtp = Some(SocketAddr::new(p.remote_ip.unwrap(), p.remote_port));
+        media.pt = 0;
+        let port = media.rtp.local_addr().unwrap().port();
+        let mut answer = sdp_offer_with(port, CodecKind::Pcmu, "", false);
+        if ip.is_ipv6() {
+            answer = answer
+                .replace("IN IP4 127.0.0.1", &format!("IN IP6 {ip}"))
+                .replace("IN IP4 localhost", &format!("IN IP6 {ip}"));
+        }
+        self.respond(
+            invite,
+            from,
+            200,
+            &format!(
+                "Contact: <sip:uas@{}>\r\nContent-Type: application/sdp\r\n",
+                self.sock.local_addr().unwrap()
+            ),
+            &answer,
+        );
+        media
+    }
     pub fn respond(&self, req: &Message, to: SocketAddr, code: u16, extra: &str, body: &str) {
         let to_hdr = req.header("To").unwrap();
         let to_hdr = if code > 100 && !to_hdr.contains("tag=") {
