@@ -1,8 +1,8 @@
 //! Noise suppression of one mixed talker: RNNoise (Valin, "A Hybrid DSP/Deep
 //! Learning Approach to Real-Time Full-Band Speech Enhancement", 2018) by
 //! nnnoiseless, its kept pure-Rust port, which allocates nothing per frame and
-//! shares one model among all legs (each leg's state is ~15 KiB, made the first
-//! time the leg is mixed). RNNoise works on 10 ms frames at 48 kHz; a room's
+//! shares one model among all legs (a talker's suppressor, RNNoise's state and
+//! its 48 kHz buffers, is ~30 KiB, made the first time the leg is mixed). RNNoise works on 10 ms frames at 48 kHz; a room's
 //! 20 ms frame at 8 or 16 kHz is raised to 48 kHz and lowered back with
 //! `media::resample`, whose filters pass the band the codec carried.
 //!
@@ -15,10 +15,10 @@
 //! A steady pure tone is not background noise but a signal someone meant (a
 //! test tone, an alert, a tone-based tool); RNNoise, trained on speech and
 //! noise, passes some and removes others (1.3 and 1.5 kHz by 25-50 dB). A
-//! talker whose frames are each one sinusoid (its frequency estimated by a
-//! second-order linear predictor, and a Goertzel filter there holding 90 % of
-//! the frame's energy) for three ticks running is passed as it came, delayed
-//! like RNNoise's output so that going in and out of that is seamless.
+//! talker whose frames are each one sinusoid (its frequency from the recurrence
+//! every sinusoid obeys, and a Goertzel filter there holding 90 % of the
+//! frame's energy) for three ticks running is passed as it came, delayed like
+//! RNNoise's output so that going in and out of that is seamless.
 
 use std::sync::LazyLock;
 
