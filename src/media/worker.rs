@@ -366,7 +366,6 @@ pub(super) fn worker(
     let mut lost_reported = 0i64;
     let mut next_tick = aligned(Instant::now(), anchor);
     let mut shedding = Shedding::new();
-    let mut denoise = true;
     loop {
         // With no rooms, sleep until told otherwise.
         let cmd = if rooms.is_empty() {
@@ -553,12 +552,12 @@ pub(super) fn worker(
         let now = Instant::now();
         if now >= next_tick && !rooms.is_empty() {
             let cpu = thread_cpu();
-            scratch.denoise_left = if denoise { DENOISE_BUDGET } else { 0 };
+            scratch.denoise_left = if shedding.on { DENOISE_BUDGET } else { 0 };
             for room in rooms.values_mut() {
                 room.tick(now, &mut scratch, &events);
             }
             let busy = now.elapsed();
-            denoise = shedding.next(busy);
+            shedding.next(busy);
             lateness.record(now - next_tick, busy, thread_cpu().saturating_sub(cpu));
             heart.tick(index, busy, leg_room.len());
             if lateness.ticks >= STATS_EVERY {
